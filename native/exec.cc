@@ -1,0 +1,127 @@
+// Process-level calls: execve (replace the running image) and waitpid.
+#include <errno.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include "addon.h"
+#include "args.h"
+#include "errors.h"
+
+namespace nserve {
+namespace {
+
+std::vector<char*> NullTerminated(std::vector<std::string>& strings) {
+  std::vector<char*> out;
+  out.reserve(strings.size() + 1);
+  for (std::string& s : strings) out.push_back(&s[0]);
+  out.push_back(nullptr);
+  return out;
+}
+
+// The signal state that execve must not leak into the new image, saved so
+// that a failed execve can put it back.
+class SignalState {
+ public:
+  // Blocks every signal, then sets every catchable one to SIG_DFL, or SIG_IGN
+  // when listed in `ignore` (ignored signals survive exec).
+  explicit SignalState(const std::vector<int>& ignore) {
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &mask_);
+    for (int sig = 1; sig < NSIG; sig++) {
+      if (sig == SIGKILL || sig == SIGSTOP) continue;
+      // Fails for the signals glibc keeps for itself (32, 33): skip them.
+      if (sigaction(sig, nullptr, &saved_[sig]) != 0) continue;
+      struct sigaction act = {};
+      sigemptyset(&act.sa_mask);
+      act.sa_handler = SIG_DFL;
+      for (int s : ignore) {
+        if (s == sig) act.sa_handler = SIG_IGN;
+      }
+      if (sigaction(sig, &act, nullptr) == 0) changed_[sig] = true;
+    }
+  }
+
+  // The new image starts with no signal blocked.
+  void UnblockAll() {
+    sigset_t none;
+    sigemptyset(&none);
+    pthread_sigmask(SIG_SETMASK, &none, nullptr);
+  }
+
+  // Handlers first, with everything blocked, then the original mask.
+  void Restore() {
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, nullptr);
+    for (int sig = 1; sig < NSIG; sig++) {
+      if (changed_[sig]) sigaction(sig, &saved_[sig], nullptr);
+    }
+    pthread_sigmask(SIG_SETMASK, &mask_, nullptr);
+  }
+
+ private:
+  sigset_t mask_;
+  struct sigaction saved_[NSIG] = {};
+  bool changed_[NSIG] = {};
+};
+
+// execve(path: string, argv: string[], env: string[], ignore: number[]):
+// never returns normally.
+//
+// Between UnblockAll() and execve a signal still pending or arriving is
+// handled by its default action, as in the new image: this is the same trade
+// node-pty makes, and the reason for `ignore`.
+Napi::Value Execve(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = StringArg(info, 0);
+  std::vector<std::string> argv = StringArrayArg(info, 1);
+  std::vector<std::string> envp = StringArrayArg(info, 2);
+  std::vector<int> ignore = IntArrayArg(info, 3, 1, NSIG - 1);
+  std::vector<char*> argv_ptrs = NullTerminated(argv);
+  std::vector<char*> envp_ptrs = NullTerminated(envp);
+
+  SignalState signals(ignore);
+  signals.UnblockAll();
+  execve(path.c_str(), argv_ptrs.data(), envp_ptrs.data());
+  int err = errno;
+  signals.Restore();
+  throw ErrnoError(env, err, "execve", ErrorContext::Path(path));
+}
+
+// waitpid(pid: number): { pid, code: number | null, signal: number | null }
+// | null. WNOHANG: null while the child runs. Only ever a given PID: waiting
+// for -1 would steal the exits of libuv's own children.
+Napi::Value WaitPid(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  pid_t pid = static_cast<pid_t>(IntArg(info, 0, 1, INT32_MAX));
+  int status = 0;
+  pid_t rc;
+  do {
+    rc = waitpid(pid, &status, WNOHANG);
+  } while (rc < 0 && errno == EINTR);
+  if (rc < 0) ThrowErrno(env, "waitpid");
+  if (rc == 0) return env.Null();
+
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("pid", rc);
+  out.Set("code", WIFEXITED(status) ? Napi::Number::New(env, WEXITSTATUS(status))
+                                    : env.Null());
+  out.Set("signal", WIFSIGNALED(status)
+                        ? Napi::Number::New(env, WTERMSIG(status))
+                        : env.Null());
+  return out;
+}
+
+}  // namespace
+
+void InitExec(Napi::Env env, Napi::Object exports) {
+  exports.Set("execve", Napi::Function::New(env, Execve, "execve"));
+  exports.Set("waitpid", Napi::Function::New(env, WaitPid, "waitpid"));
+}
+
+}  // namespace nserve

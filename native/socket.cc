@@ -1,0 +1,238 @@
+// Listening sockets and their addresses: socket, setsockopt, bind, listen,
+// getsockname. Every socket is created SOCK_CLOEXEC | SOCK_NONBLOCK.
+#include <arpa/inet.h>
+#include <errno.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "addon.h"
+#include "args.h"
+#include "errors.h"
+#include "sockaddr.h"
+#include "unique_fd.h"
+
+namespace nserve {
+
+socklen_t MakeUnixAddress(Napi::Env env, const std::string& path,
+                          const char* syscall, sockaddr_un* addr) {
+  memset(addr, 0, sizeof(*addr));
+  addr->sun_family = AF_UNIX;
+  bool abstract = !path.empty() && path[0] == '@';
+  // A filesystem path keeps a terminating NUL; an abstract name needs none.
+  size_t room = sizeof(addr->sun_path) - (abstract ? 0 : 1);
+  if (path.empty() || path.size() > room) {
+    throw ErrnoError(env, path.empty() ? ENOENT : ENAMETOOLONG, syscall,
+                     ErrorContext::Path(path));
+  }
+  memcpy(addr->sun_path, path.data(), path.size());
+  if (abstract) {
+    addr->sun_path[0] = '\0';
+    return static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) +
+                                  path.size());
+  }
+  return static_cast<socklen_t>(sizeof(*addr));
+}
+
+Napi::Value SockaddrToJs(Napi::Env env, const sockaddr_storage& ss,
+                         socklen_t len) {
+  Napi::Object out = Napi::Object::New(env);
+  char text[INET6_ADDRSTRLEN];
+  switch (ss.ss_family) {
+    case AF_INET: {
+      auto* sin = reinterpret_cast<const sockaddr_in*>(&ss);
+      inet_ntop(AF_INET, &sin->sin_addr, text, sizeof(text));
+      out.Set("family", "IPv4");
+      out.Set("address", text);
+      out.Set("port", ntohs(sin->sin_port));
+      return out;
+    }
+    case AF_INET6: {
+      auto* sin6 = reinterpret_cast<const sockaddr_in6*>(&ss);
+      inet_ntop(AF_INET6, &sin6->sin6_addr, text, sizeof(text));
+      out.Set("family", "IPv6");
+      out.Set("address", text);
+      out.Set("port", ntohs(sin6->sin6_port));
+      return out;
+    }
+    case AF_UNIX: {
+      auto* sun = reinterpret_cast<const sockaddr_un*>(&ss);
+      size_t offset = offsetof(sockaddr_un, sun_path);
+      size_t n = len > offset ? len - offset : 0;
+      std::string path;
+      if (n > 0 && sun->sun_path[0] == '\0') {
+        path = "@" + std::string(sun->sun_path + 1, n - 1);
+      } else if (n > 0) {
+        path.assign(sun->sun_path, strnlen(sun->sun_path, n));
+      }
+      out.Set("family", "unix");
+      out.Set("path", path);
+      return out;
+    }
+    default:
+      return env.Undefined();
+  }
+}
+
+namespace {
+
+constexpr int kSocketFlags = SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK;
+
+void SetOption(Napi::Env env, int fd, int level, int name,
+               const ErrorContext& context) {
+  int one = 1;
+  if (setsockopt(fd, level, name, &one, sizeof(one)) != 0) {
+    ThrowErrno(env, "setsockopt", context);
+  }
+}
+
+// Parses a numeric address ("::1", "fe80::1%eth0"); no name resolution,
+// which could block the event loop.
+bool ParseIp(const std::string& host, bool v6, sockaddr_storage* ss,
+             socklen_t* len) {
+  memset(ss, 0, sizeof(*ss));
+  if (!v6) {
+    auto* sin = reinterpret_cast<sockaddr_in*>(ss);
+    sin->sin_family = AF_INET;
+    *len = sizeof(*sin);
+    return inet_pton(AF_INET, host.c_str(), &sin->sin_addr) == 1;
+  }
+  auto* sin6 = reinterpret_cast<sockaddr_in6*>(ss);
+  sin6->sin6_family = AF_INET6;
+  *len = sizeof(*sin6);
+  std::string ip = host;
+  size_t percent = host.find('%');
+  if (percent != std::string::npos) {
+    ip = host.substr(0, percent);
+    std::string zone = host.substr(percent + 1);
+    unsigned index = if_nametoindex(zone.c_str());
+    if (index == 0) {
+      char* end = nullptr;
+      index = static_cast<unsigned>(strtoul(zone.c_str(), &end, 10));
+      if (zone.empty() || *end != '\0') return false;
+    }
+    sin6->sin6_scope_id = index;
+  }
+  return inet_pton(AF_INET6, ip.c_str(), &sin6->sin6_addr) == 1;
+}
+
+// listenTcp(v6: boolean, host: string, port: number, reusePort: boolean,
+//           backlog: number): number
+Napi::Value ListenTcp(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bool v6 = BoolArg(info, 0);
+  std::string host = StringArg(info, 1);
+  int port = static_cast<int>(IntArg(info, 2, 0, 65535));
+  bool reuse_port = BoolArg(info, 3);
+  int backlog = static_cast<int>(IntArg(info, 4, 0, INT32_MAX));
+
+  sockaddr_storage ss;
+  socklen_t len;
+  if (!ParseIp(host, v6, &ss, &len)) ThrowType(env, "invalid IP address");
+  if (v6) {
+    reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port = htons(port);
+  } else {
+    reinterpret_cast<sockaddr_in*>(&ss)->sin_port = htons(port);
+  }
+  ErrorContext context = ErrorContext::HostPort(host, port);
+
+  unique_fd fd(socket(v6 ? AF_INET6 : AF_INET, kSocketFlags, 0));
+  if (!fd) ThrowErrno(env, "socket", context);
+  SetOption(env, fd.get(), SOL_SOCKET, SO_REUSEADDR, context);
+  if (reuse_port) SetOption(env, fd.get(), SOL_SOCKET, SO_REUSEPORT, context);
+  // Without V6ONLY a "::" listener would also take the IPv4 port.
+  if (v6) SetOption(env, fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, context);
+  if (bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) {
+    ThrowErrno(env, "bind", context);
+  }
+  if (listen(fd.get(), backlog) != 0) ThrowErrno(env, "listen", context);
+  return Napi::Number::New(env, fd.release());
+}
+
+// A socket file left by a process that died keeps its path: probe it. Only
+// ECONNREFUSED proves nobody listens; success, EAGAIN (backlog full) or
+// EPROTOTYPE (a datagram socket) mean the path is taken.
+void RemoveStaleSocket(Napi::Env env, const std::string& path,
+                       const sockaddr_un& addr, socklen_t len,
+                       const ErrorContext& context) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0) return;  // absent: bind reports the rest
+  if (!S_ISSOCK(st.st_mode)) throw ErrnoError(env, EADDRINUSE, "bind", context);
+
+  unique_fd probe(socket(AF_UNIX, kSocketFlags, 0));
+  if (!probe) ThrowErrno(env, "socket", context);
+  // Non-blocking AF_UNIX connect never returns EINTR or EINPROGRESS.
+  int rc = connect(probe.get(), reinterpret_cast<const sockaddr*>(&addr), len);
+  if (rc == 0 || errno != ECONNREFUSED) {
+    throw ErrnoError(env, EADDRINUSE, "bind", context);
+  }
+  if (unlink(path.c_str()) != 0 && errno != ENOENT) {
+    ThrowErrno(env, "unlink", context);
+  }
+}
+
+// listenUnix(path: string, mode: number (-1: leave as umask made it),
+//            backlog: number): number
+Napi::Value ListenUnix(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = StringArg(info, 0);
+  int mode = static_cast<int>(IntArg(info, 1, -1, 07777));
+  int backlog = static_cast<int>(IntArg(info, 2, 0, INT32_MAX));
+  ErrorContext context = ErrorContext::Path(path);
+  bool on_disk = path[0] != '@';  // abstract names have no file
+
+  sockaddr_un addr;
+  socklen_t len = MakeUnixAddress(env, path, "bind", &addr);
+  unique_fd fd(socket(AF_UNIX, kSocketFlags, 0));
+  if (!fd) ThrowErrno(env, "socket", context);
+  if (on_disk) RemoveStaleSocket(env, path, addr, len, context);
+  if (bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), len) != 0) {
+    ThrowErrno(env, "bind", context);
+  }
+  // chmod before listen(): nobody can connect while the mode is still wrong.
+  const char* failed = nullptr;
+  if (on_disk && mode >= 0 && chmod(path.c_str(), mode) != 0) {
+    failed = "chmod";
+  } else if (listen(fd.get(), backlog) != 0) {
+    failed = "listen";
+  }
+  if (failed != nullptr) {
+    int err = errno;
+    if (on_disk) unlink(path.c_str());
+    throw ErrnoError(env, err, failed, context);
+  }
+  return Napi::Number::New(env, fd.release());
+}
+
+// localAddress(fd: number): SocketAddress
+Napi::Value LocalAddress(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = FdArg(info, 0);
+  sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+  memset(&ss, 0, sizeof(ss));
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+    ThrowErrno(env, "getsockname");
+  }
+  Napi::Value address = SockaddrToJs(env, ss, len);
+  if (address.IsUndefined()) {
+    throw ErrnoError(env, EAFNOSUPPORT, "getsockname");
+  }
+  return address;
+}
+
+}  // namespace
+
+void InitSocket(Napi::Env env, Napi::Object exports) {
+  exports.Set("listenTcp", Napi::Function::New(env, ListenTcp, "listenTcp"));
+  exports.Set("listenUnix", Napi::Function::New(env, ListenUnix, "listenUnix"));
+  exports.Set("localAddress",
+              Napi::Function::New(env, LocalAddress, "localAddress"));
+}
+
+}  // namespace nserve

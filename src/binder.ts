@@ -1,0 +1,202 @@
+// Bind URIs ⇄ listening sockets, and the hand-off of listening sockets across a hot restart.
+//
+// Hand-off protocol (the old image → the new image, same PID, across execve):
+//   NSERVE_INHERIT = "<fd>:<slot>:<encodeURIComponent(bind URI)>,..."
+// Those descriptors, and only those, have FD_CLOEXEC cleared right before the exec. The new image
+// adopts every one whose URI and slot it still binds (setting close-on-exec again), binds anything new,
+// and closes the leftovers once it has booted.
+import * as fs from 'node:fs';
+import * as native from './native.js';
+import { errorCode, errorMessage, NserveError, usageError } from './errors.js';
+
+export type BindSpec =
+  | { kind: 'tcp'; uri: string; family: 'tcp4' | 'tcp6'; host: string; port: number }
+  | { kind: 'unix'; uri: string; path: string; mode: number | undefined };
+
+export interface Listener {
+  spec: BindSpec;
+  /** Index of this socket among the reuseport slots of its bind (always 0 for unix binds). */
+  slot: number;
+  fd: number;
+  address: native.SocketAddress;
+  inherited: boolean;
+}
+
+export interface InheritedFd {
+  fd: number;
+  slot: number;
+  uri: string;
+}
+
+const VALID_BIND = 'expected tcp://HOST:PORT, tcp://[IPV6]:PORT or unix:///absolute/path[?mode=0660]';
+
+export function parseBindUri(uri: string): BindSpec {
+  const bad = (why: string): NserveError => usageError('ERR_NSERVE_INVALID_BIND', `invalid bind URI "${uri}": ${why}`);
+  if (uri.startsWith('unix://')) {
+    const rest = uri.slice('unix://'.length);
+    const q = rest.indexOf('?');
+    const path = q === -1 ? rest : rest.slice(0, q);
+    if (!path.startsWith('/')) throw bad(`the socket path must be absolute; ${VALID_BIND}`);
+    if (Buffer.byteLength(path) > 107) throw bad('the socket path is longer than 107 bytes (the sun_path limit)');
+    let mode: number | undefined;
+    if (q !== -1) {
+      const params = new URLSearchParams(rest.slice(q + 1));
+      for (const key of params.keys()) {
+        if (key !== 'mode') throw bad(`unknown parameter "${key}" (only "mode" is valid)`);
+      }
+      const m = params.get('mode');
+      if (m !== null) {
+        if (!/^0?[0-7]{3}$/.test(m)) throw bad(`mode "${m}" is not an octal permission like 0660`);
+        mode = Number.parseInt(m, 8);
+      }
+    }
+    return { kind: 'unix', uri, path, mode };
+  }
+  if (uri.startsWith('tcp://')) {
+    const rest = uri.slice('tcp://'.length);
+    const m = /^(\[[0-9a-fA-F:.]+\]|[^:/[\]]+):(\d+)$/.exec(rest);
+    if (m === null) throw bad(VALID_BIND);
+    const hostPart = m[1]!;
+    const port = Number(m[2]);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw bad(`port ${m[2]} is out of range 0-65535`);
+    if (hostPart.startsWith('[')) {
+      const host = hostPart.slice(1, -1);
+      if (!isIPv6(host)) throw bad(`"${host}" is not an IPv6 address`);
+      return { kind: 'tcp', uri, family: 'tcp6', host, port };
+    }
+    const host = hostPart === 'localhost' ? '127.0.0.1' : hostPart;
+    if (!isIPv4(host)) throw bad(`"${hostPart}" is not an IPv4 address (use [::1] for IPv6)`);
+    return { kind: 'tcp', uri, family: 'tcp4', host, port };
+  }
+  throw bad(VALID_BIND);
+}
+
+function isIPv4(s: string): boolean {
+  const parts = s.split('.');
+  return parts.length === 4 && parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) <= 255);
+}
+
+function isIPv6(s: string): boolean {
+  return s.includes(':') && /^[0-9a-fA-F:.]+$/.test(s);
+}
+
+export function formatAddress(address: native.SocketAddress): string {
+  if (address.family === 'unix') return `unix://${address.path}`;
+  return address.family === 'IPv6' ? `tcp://[${address.address}]:${address.port}` : `tcp://${address.address}:${address.port}`;
+}
+
+export function parseInheritEnv(value: string | undefined): InheritedFd[] {
+  if (value === undefined || value === '') return [];
+  return value.split(',').map((entry) => {
+    const m = /^(\d+):(\d+):(.+)$/.exec(entry);
+    if (m === null) throw new NserveError('ERR_NSERVE_INHERIT', `malformed NSERVE_INHERIT entry "${entry}"`);
+    return { fd: Number(m[1]), slot: Number(m[2]), uri: decodeURIComponent(m[3]!) };
+  });
+}
+
+export function formatInheritEnv(listeners: readonly Listener[]): string {
+  return listeners.map((l) => `${l.fd}:${l.slot}:${encodeURIComponent(l.spec.uri)}`).join(',');
+}
+
+export interface OpenOptions {
+  /** Reuseport slot sockets per TCP bind (1 in single mode). */
+  slots: number;
+  reusePort: boolean;
+  backlog: number;
+  inherited: readonly InheritedFd[];
+}
+
+export interface OpenResult {
+  listeners: Listener[];
+  /** Inherited descriptors no bind asked for: close them once the new code serves. */
+  leftovers: InheritedFd[];
+}
+
+export function openListeners(specs: readonly BindSpec[], options: OpenOptions): OpenResult {
+  const pool = new Map(options.inherited.map((i) => [`${i.slot}:${i.uri}`, i]));
+  const listeners: Listener[] = [];
+  try {
+    for (const spec of specs) {
+      const slots = spec.kind === 'tcp' ? options.slots : 1;
+      let port = spec.kind === 'tcp' ? spec.port : 0;
+      for (let slot = 0; slot < slots; slot++) {
+        const key = `${slot}:${spec.uri}`;
+        const inherited = pool.get(key);
+        let fd: number;
+        if (inherited !== undefined) {
+          pool.delete(key);
+          fd = inherited.fd;
+          // Adopted: from now on it must not leak into anything we exec, until we decide so again.
+          native.setCloexec(fd, true);
+        } else {
+          fd = bindOne(spec, port, options);
+        }
+        const address = native.localAddress(fd);
+        // With port 0, the first slot picks the port and the others join it.
+        if (address.family !== 'unix') port = address.port;
+        listeners.push({ spec, slot, fd, address, inherited: inherited !== undefined });
+      }
+    }
+  } catch (err) {
+    for (const l of listeners) if (!l.inherited) native.close(l.fd);
+    throw err;
+  }
+  return { listeners, leftovers: [...pool.values()] };
+}
+
+function bindOne(spec: BindSpec, port: number, options: OpenOptions): number {
+  try {
+    if (spec.kind === 'unix') {
+      return native.listen({ family: 'unix', path: spec.path, mode: spec.mode, backlog: options.backlog });
+    }
+    return native.listen({
+      family: spec.family,
+      host: spec.host,
+      port,
+      reusePort: options.reusePort,
+      backlog: options.backlog,
+    });
+  } catch (err) {
+    if (errorCode(err) === 'EADDRINUSE') {
+      throw usageError(
+        'ERR_NSERVE_ADDRESS_IN_USE',
+        `address already in use: ${spec.uri} (another process is listening there; stop it or choose another --bind)`,
+        err,
+      );
+    }
+    throw usageError('ERR_NSERVE_BIND', `cannot bind ${spec.uri}: ${errorMessage(err)}`, err);
+  }
+}
+
+/** Close inherited descriptors that the current configuration no longer binds. */
+export function closeLeftovers(leftovers: readonly InheritedFd[]): void {
+  for (const l of leftovers) {
+    try {
+      native.close(l.fd);
+    } catch {
+      // already gone: nothing to leak
+    }
+  }
+}
+
+/** Final shutdown: close every listener and remove unix socket files. */
+export function closeListeners(listeners: readonly Listener[], options: { unlink: boolean }): void {
+  for (const l of listeners) {
+    try {
+      native.close(l.fd);
+    } catch {
+      // ignore: closing is best-effort at exit
+    }
+  }
+  if (options.unlink) {
+    for (const spec of new Set(listeners.map((l) => l.spec))) {
+      if (spec.kind === 'unix') {
+        try {
+          fs.unlinkSync(spec.path);
+        } catch {
+          // already removed
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,117 @@
+// The nserve command line. One process image plays one role, picked once here:
+//   boot check (NSERVE_BOOT_CHECK=1), worker (NSERVE_WORKER=<index>), master (-w N > 0) or single.
+import * as fs from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import { loadApp } from './app.js';
+import { type CliOptions, loadConfig } from './config.js';
+import { errorMessage, NserveError } from './errors.js';
+import { createLogger, LOG_LEVELS } from './logger.js';
+import { parseRestartEnv } from './restart.js';
+import { runSingle } from './single.js';
+import { VERSION } from './version.js';
+
+const EXIT_USAGE = 2;
+
+function fail(message: string): never {
+  process.stderr.write(`nserve: error: ${message}\n`);
+  process.exit(EXIT_USAGE);
+}
+
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+async function start(appArg: string | undefined, opts: CliOptions): Promise<void> {
+  const env = process.env;
+  const config = await loadConfig(appArg, opts, process.cwd());
+  if (config.environment !== undefined) process.env.NODE_ENV = config.environment;
+
+  if (env.NSERVE_BOOT_CHECK === '1') return bootCheckChild(config.app, config.directory);
+
+  const restart = parseRestartEnv(env.NSERVE_RESTART);
+  if (env.NSERVE_WORKER !== undefined) {
+    const { runWorker } = await import('./worker.js');
+    return runWorker({ config, env });
+  }
+  const log = createLogger({
+    level: config.logLevel,
+    base: { role: config.workers > 0 ? 'master' : 'single' },
+  });
+  if (config.workers > 0) {
+    const { runMaster } = await import('./master.js');
+    return runMaster({ config, log, restart, env });
+  }
+  return runSingle({ config, log, restart, env });
+}
+
+async function bootCheckChild(app: string, directory: string): Promise<void> {
+  const send = (msg: object): Promise<void> =>
+    new Promise((resolve) => {
+      if (process.send === undefined) resolve();
+      else process.send(msg, () => resolve());
+    });
+  try {
+    const dir = fs.realpathSync(directory);
+    process.chdir(dir);
+    const loaded = await loadApp(app, dir);
+    await send({ ok: true, file: loaded.file });
+  } catch (err) {
+    await send({ ok: false, error: errorMessage(err) });
+    process.exit(1);
+  }
+  // The app may have opened connections or timers at load: don't wait for them.
+  process.exit(0);
+}
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('nserve')
+    .description('Production application server and process manager for Node.js')
+    .version(VERSION, '-v, --version')
+    .showHelpAfterError('(run "nserve help" for usage)')
+    .exitOverride();
+  program
+    .command('start')
+    .description('serve an HTTP app module (single mode, or cluster mode with -w N)')
+    .argument('[app]', 'app module: default-exports (req, res) or { fetch(request) }; resolved against --directory')
+    .option('-b, --bind <uri>', 'bind URI, repeatable: tcp://HOST:PORT, tcp://[::1]:PORT, unix:///path?mode=0660', collect)
+    .option('-p, --port <n>', 'shorthand for --bind tcp://0.0.0.0:N (default bind tcp://0.0.0.0:3000)')
+    .option('-w, --workers <n>', 'worker processes; 0 = single mode (default 0)')
+    .option('--slots <n>', 'reuseport slot sockets per TCP bind in cluster mode (default: workers)')
+    .option('--directory <dir>', 'working directory of the app, re-resolved at every restart (default: cwd)')
+    .option('--pidfile <file>', 'write the PID here')
+    .option('-e, --environment <name>', 'sets NODE_ENV for the app')
+    .option('--shutdown-timeout <s>', 'seconds to let in-flight requests finish on stop/restart (default 30)')
+    .option('--worker-timeout <s>', 'seconds a worker may go without checking in (default 60)')
+    .option('--worker-boot-timeout <s>', 'seconds new code may take to boot (default 60)')
+    .option('--hook-timeout <s>', 'seconds each hook may run (default 30)')
+    .option('--drain-grace <s>', 'idle seconds before a draining keep-alive connection is closed (default 1)')
+    .option('--backlog <n>', 'listen backlog (default 1024)')
+    .addOption(new Option('--log-level <level>', `log level (default info)`).choices(LOG_LEVELS))
+    .option('-C, --config <file>', 'config file (default: nserve.config.{mjs,js,cjs,json} in cwd)')
+    .action(async (app: string | undefined, opts: CliOptions) => start(app, opts));
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  program.configureOutput({
+    writeErr: (s) => {
+      // commander's own errors are already one line ("error: unknown option '--x'"); keep them so.
+      process.stderr.write(s.startsWith('error:') ? `nserve: ${s}` : s);
+    },
+  });
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      process.exit(err.exitCode === 0 ? 0 : EXIT_USAGE);
+    }
+    if (err instanceof NserveError && err.usage) fail(err.message);
+    process.stderr.write(`nserve: fatal: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  }
+}
+
+void main(process.argv);

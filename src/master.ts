@@ -1,0 +1,402 @@
+// Cluster mode: the master holds every listening socket for its whole life, never accepts and never
+// loads the app. Workers borrow slots over SCM_RIGHTS.
+//
+// Invariant: after first boot every slot has at least one booted worker accepting on it. Slots are added
+// to a worker before they are released from another (`rebalance`), replacements boot before the worker
+// they replace drains (phased restart, crash recovery lends the dead worker's slots to a live one).
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import { closeLeftovers, closeListeners, formatAddress, type Listener, openListeners, parseInheritEnv } from './binder.js';
+import { errorMessage } from './errors.js';
+import { runHooks } from './hooks.js';
+import * as native from './native.js';
+import { removePidfile, writePidfile } from './pidfile.js';
+import { type FromWorker, WORKER_ENV } from './protocol.js';
+import { ownCommandLine } from './restart.js';
+import { type Action, installSignalHandlers } from './signals.js';
+import type { RunContext } from './single.js';
+import { VERSION } from './version.js';
+import { WorkerHandle } from './worker-handle.js';
+
+type Phase = 'booting' | 'running' | 'restarting' | 'stopping';
+
+const CRASH_WINDOW_MS = 10_000;
+const MAX_BACKOFF_MS = 30_000;
+
+export async function runMaster(ctx: RunContext): Promise<void> {
+  const master = new Master(ctx);
+  await master.start();
+}
+
+class Master {
+  private readonly config;
+  private readonly log;
+  private listeners: Listener[] = [];
+  private readonly slotFds = new Map<string, number>();
+  /** The current generation, by worker index. */
+  private workers: WorkerHandle[] = [];
+  /** Workers of an older generation still draining. */
+  private readonly retiring = new Set<WorkerHandle>();
+  private count: number;
+  private generation = 0;
+  private phase: Phase = 'booting';
+  private crashes: number[] = [];
+  private rebalancing: Promise<void> = Promise.resolve();
+  private healthTimer: NodeJS.Timeout | undefined;
+  private readonly spawnTimers = new Set<NodeJS.Timeout>();
+
+  constructor(private readonly ctx: RunContext) {
+    this.config = ctx.config;
+    this.log = ctx.log;
+    this.count = ctx.config.workers;
+  }
+
+  async start(): Promise<void> {
+    const { config, log } = this;
+    const opened = openListeners(config.binds, {
+      slots: config.slots,
+      reusePort: true,
+      backlog: config.backlog,
+      inherited: parseInheritEnv(this.ctx.env.NSERVE_INHERIT),
+    });
+    this.listeners = opened.listeners;
+    for (const l of this.listeners) this.slotFds.set(slotKey(l), l.fd);
+    installSignalHandlers((action, signal) => this.dispatch(action, signal));
+    const directory = fs.realpathSync(config.directory);
+    const booting = Array.from({ length: this.count }, (_, i) => this.spawnWorker(i, this.generation, directory));
+    this.workers = await Promise.all(booting);
+    try {
+      await Promise.all(this.workers.map((w) => this.waitBooted(w)));
+    } catch (err) {
+      log.fatal({ code: 'ERR_NSERVE_WORKER_BOOT', err }, `workers failed to boot: ${errorMessage(err)}`);
+      await this.stopWorkers([...this.workers], 2000);
+      closeListeners(this.listeners, { unlink: true });
+      process.exit(1);
+    }
+    await this.rebalance();
+    closeLeftovers(opened.leftovers);
+    if (config.pidfile !== undefined) writePidfile(config.pidfile);
+    this.phase = 'running';
+    this.healthTimer = setInterval(() => this.checkHealth(), 1000);
+    log.info(
+      {
+        version: VERSION,
+        mode: 'cluster',
+        workers: this.count,
+        slots: config.slots,
+        directory,
+        binds: [...new Set(this.listeners.map((l) => formatAddress(l.address)))],
+        pids: this.workers.map((w) => w.pid),
+      },
+      'nserve booted',
+    );
+    native.notify(`READY=1\nSTATUS=cluster: ${this.count}/${this.count} workers, phase ${this.generation}`);
+    await runHooks('onBooted', config.hooks.onBooted, {}, config.hookTimeoutMs, log);
+  }
+
+  private dispatch(action: Action, signal: NodeJS.Signals): void {
+    const { log } = this;
+    if (action === 'stop') {
+      if (this.phase !== 'stopping') void this.stop(signal);
+      return;
+    }
+    if (this.phase !== 'running') {
+      log.warn({ signal, phase: this.phase }, `${signal} ignored: ${this.phase === 'stopping' ? 'stopping' : 'a restart is in progress'}`);
+      return;
+    }
+    switch (action) {
+      case 'phased-restart':
+        void this.phasedRestart();
+        break;
+      case 'restart':
+        // Until the cluster hot restart exists, a phased restart is the zero-failure restart we have.
+        log.warn('cluster hot restart is not implemented yet: doing a phased restart');
+        void this.phasedRestart();
+        break;
+      case 'workers+1':
+        void this.resize(this.count + 1);
+        break;
+      case 'workers-1':
+        if (this.count <= 1) log.warn('already at 1 worker: SIGTTOU ignored');
+        else void this.resize(this.count - 1);
+        break;
+    }
+  }
+
+  // ── spawning and booting ──────────────────────────────────────────────────────────────────────────
+
+  private async spawnWorker(index: number, phase: number, directory: string): Promise<WorkerHandle> {
+    await runHooks('beforeSpawn', this.config.hooks.beforeSpawn, { worker: index, phase }, this.config.hookTimeoutMs, this.log);
+    const [masterEnd, workerEnd] = native.socketpair();
+    const { file, args } = ownCommandLine();
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      [WORKER_ENV.index]: String(index),
+      [WORKER_ENV.phase]: String(phase),
+      [WORKER_ENV.directory]: directory,
+      [WORKER_ENV.channelFd]: '3',
+    };
+    delete env.NSERVE_INHERIT;
+    delete env.NSERVE_RESTART;
+    // libuv dup2()s workerEnd onto the child's fd 3; our copy is closed right after.
+    const child = spawn(file, args, { env, stdio: ['ignore', 'inherit', 'inherit', workerEnd] });
+    native.close(workerEnd);
+    if (child.pid === undefined) {
+      native.close(masterEnd);
+      throw new Error(`cannot spawn worker ${index}`);
+    }
+    const w = new WorkerHandle(index, phase, child.pid, masterEnd, directory, child);
+    w.on((msg) => this.onWorkerEvent(w, msg));
+    this.log.info({ worker: index, workerPid: w.pid, phase }, `worker ${index} spawned`);
+    return w;
+  }
+
+  private async waitBooted(w: WorkerHandle): Promise<void> {
+    if (w.state === 'booted') return;
+    await w.waitFor('boot', this.config.workerBootTimeoutMs, (msg) => {
+      if (msg.t === 'booted') return true;
+      if (msg.t === 'boot-error') throw new Error(`worker ${w.index} failed to boot: ${msg.error}`);
+      if (msg.t === 'exit') throw new Error(`worker ${w.index} exited while booting (${msg.signal ?? `code ${msg.code}`})`);
+      return undefined;
+    });
+  }
+
+  private onWorkerEvent(w: WorkerHandle, msg: FromWorker | { t: 'exit'; code: number | null; signal: string | null }): void {
+    if (msg.t !== 'exit') return;
+    this.reap(w);
+    if (this.retiring.delete(w)) return;
+    const current = this.workers[w.index] === w;
+    if (!current || this.phase === 'stopping' || w.bootedAt === undefined) return;
+    // Unexpected exit of a serving worker: lend its slots at once, replace it (with back-off in a loop).
+    this.log.error({ worker: w.index, workerPid: w.pid, code: msg.code, signal: msg.signal }, `worker ${w.index} exited unexpectedly`);
+    void this.rebalance();
+    this.scheduleReplacement(w.index);
+  }
+
+  private scheduleReplacement(index: number): void {
+    const now = Date.now();
+    this.crashes = this.crashes.filter((t) => now - t < CRASH_WINDOW_MS);
+    this.crashes.push(now);
+    const delay = this.crashes.length <= 1 ? 0 : Math.min(MAX_BACKOFF_MS, 250 * 2 ** (this.crashes.length - 1));
+    if (delay > 0) {
+      this.log.warn({ worker: index, delayMs: delay, crashes: this.crashes.length }, `workers are crashing in a loop: backing off ${delay} ms`);
+    }
+    const timer = setTimeout(() => {
+      this.spawnTimers.delete(timer);
+      if (this.phase === 'stopping' || index >= this.count) return;
+      void this.replace(index);
+    }, delay);
+    this.spawnTimers.add(timer);
+  }
+
+  private async replace(index: number): Promise<void> {
+    const directory = fs.realpathSync(this.config.directory);
+    const w = await this.spawnWorker(index, this.generation, directory);
+    this.workers[index] = w;
+    try {
+      await this.waitBooted(w);
+    } catch (err) {
+      this.log.error({ worker: index, err }, errorMessage(err));
+      w.kill('SIGKILL');
+      if (this.workers[index] === w) this.scheduleReplacement(index);
+      return;
+    }
+    await this.rebalance();
+    this.log.info({ worker: index, workerPid: w.pid }, `worker ${index} replaced`);
+  }
+
+  private reap(w: WorkerHandle): void {
+    // Workers adopted from a previous image are not libuv's children: reap them ourselves.
+    if (w.child !== undefined) return;
+    try {
+      native.waitpid(w.pid);
+    } catch {
+      // not our child (already reaped)
+    }
+  }
+
+  // ── slots ─────────────────────────────────────────────────────────────────────────────────────────
+
+  /** The slot keys worker `index` should serve when there are `count` workers. */
+  private assignment(index: number, count: number): string[] {
+    const keys: string[] = [];
+    const slots = this.config.slots;
+    for (const spec of this.config.binds) {
+      if (spec.kind === 'unix') keys.push(`${spec.uri}#0`);
+      else if (slots >= count) for (let j = index; j < slots; j += count) keys.push(`${spec.uri}#${j}`);
+      else keys.push(`${spec.uri}#${index % slots}`);
+    }
+    return keys;
+  }
+
+  /**
+   * Bring every booted worker of the current generation to its assigned slots, lending the slots of
+   * workers that are not serving to the least loaded serving one. Adds first, releases after, so no slot
+   * is ever without an acceptor. Runs one at a time.
+   */
+  private rebalance(): Promise<void> {
+    this.rebalancing = this.rebalancing.then(() => this.rebalanceNow()).catch((err: unknown) => {
+      this.log.error({ err }, `rebalancing slots failed: ${errorMessage(err)}`);
+    });
+    return this.rebalancing;
+  }
+
+  private async rebalanceNow(): Promise<void> {
+    const serving = this.workers.filter((w) => w.serving);
+    if (serving.length === 0) return;
+    const want = new Map<WorkerHandle, Set<string>>(serving.map((w) => [w, new Set(this.assignment(w.index, this.count))]));
+    for (const key of this.slotFds.keys()) {
+      if ([...want.values()].some((s) => s.has(key))) continue;
+      // The owner is booting or dead: lend the slot to the serving worker with the fewest slots.
+      const lender = serving.reduce((a, b) => (want.get(a)!.size <= want.get(b)!.size ? a : b));
+      want.get(lender)!.add(key);
+      this.log.info({ key, worker: lender.index }, `slot ${key} lent to worker ${lender.index}`);
+    }
+    await Promise.all(
+      serving.map(async (w) => {
+        const add = [...want.get(w)!].filter((k) => !w.keys.has(k));
+        if (add.length === 0) return;
+        w.send({ t: 'slots', slots: add.map((key) => ({ key })) }, add.map((k) => this.slotFds.get(k)!));
+        await w.waitFor('accept on its slots', this.config.workerBootTimeoutMs, (m) => {
+          if (m.t === 'accepting' && add.every((k) => w.keys.has(k))) return true;
+          if (m.t === 'exit') throw new Error(`worker ${w.index} exited before accepting`);
+          return undefined;
+        });
+      }),
+    );
+    for (const w of serving) {
+      const extra = [...w.keys].filter((k) => !want.get(w)!.has(k));
+      if (extra.length > 0 && w.serving) w.send({ t: 'release', keys: extra });
+    }
+  }
+
+  // ── restarts and resizing ─────────────────────────────────────────────────────────────────────────
+
+  private async phasedRestart(): Promise<void> {
+    const { log, config } = this;
+    this.phase = 'restarting';
+    const started = Date.now();
+    native.notify(`RELOADING=1\nMONOTONIC_USEC=${process.hrtime.bigint() / 1000n}`);
+    const generation = this.generation + 1;
+    const directory = fs.realpathSync(config.directory);
+    log.info({ phase: generation, directory }, 'phased restart: started');
+    let replaced = 0;
+    try {
+      for (let index = 0; index < this.count; index++) {
+        const old = this.workers[index];
+        const fresh = await this.spawnWorker(index, generation, directory);
+        try {
+          await this.waitBooted(fresh);
+        } catch (err) {
+          fresh.kill('SIGKILL');
+          throw err;
+        }
+        this.workers[index] = fresh;
+        if (old !== undefined && old.alive) this.retiring.add(old);
+        await this.rebalance();
+        if (old !== undefined && old.alive) await this.drainWorker(old);
+        replaced++;
+        log.info({ worker: index, workerPid: fresh.pid, phase: generation }, `phased restart: worker ${index + 1}/${this.count} replaced (phase ${generation})`);
+      }
+      this.generation = generation;
+      log.info({ phase: generation, ms: Date.now() - started }, 'phased restart: done');
+    } catch (err) {
+      if (replaced > 0) this.generation = generation;
+      log.error(
+        { code: 'ERR_NSERVE_WORKER_BOOT', err, replaced },
+        `phased restart stopped after ${replaced}/${this.count} workers, the others keep serving: ${errorMessage(err)}`,
+      );
+    }
+    this.phase = 'running';
+    native.notify(`READY=1\nSTATUS=cluster: ${this.count} workers, phase ${this.generation}`);
+  }
+
+  private async drainWorker(w: WorkerHandle): Promise<void> {
+    w.state = 'draining';
+    w.send({ t: 'drain' });
+    const limit = this.config.shutdownTimeoutMs + this.config.hookTimeoutMs + 5000;
+    try {
+      await w.waitFor('exit after draining', limit, (m) => (m.t === 'exit' ? true : undefined));
+    } catch {
+      this.log.warn({ worker: w.index, workerPid: w.pid }, 'worker did not exit after draining: killing it');
+      w.kill('SIGKILL');
+    }
+  }
+
+  private async resize(count: number): Promise<void> {
+    const previous = this.count;
+    this.count = count;
+    this.log.info({ from: previous, to: count }, `workers: ${previous} → ${count}`);
+    const directory = fs.realpathSync(this.config.directory);
+    if (count > previous) {
+      const w = await this.spawnWorker(count - 1, this.generation, directory);
+      this.workers[count - 1] = w;
+      try {
+        await this.waitBooted(w);
+      } catch (err) {
+        this.log.error({ err }, errorMessage(err));
+        w.kill('SIGKILL');
+        this.count = previous;
+        this.workers.length = previous;
+        return;
+      }
+      await this.rebalance();
+    } else {
+      const removed = this.workers.slice(count);
+      this.workers.length = count;
+      for (const w of removed) this.retiring.add(w);
+      // Give the remaining workers the removed workers' slots before those drain.
+      await this.rebalance();
+      await Promise.all(removed.map((w) => this.drainWorker(w)));
+    }
+  }
+
+  // ── health and stopping ───────────────────────────────────────────────────────────────────────────
+
+  private checkHealth(): void {
+    const now = Date.now();
+    for (const w of this.workers) {
+      if (w.state === 'booting' && now - w.spawnedAt > this.config.workerBootTimeoutMs) {
+        this.log.error({ worker: w.index, workerPid: w.pid, code: 'ERR_NSERVE_BOOT_TIMEOUT' }, `worker ${w.index} did not boot in time: killing it`);
+        w.kill('SIGKILL');
+      } else if (w.state === 'booted' && now - w.lastCheckin > this.config.workerTimeoutMs) {
+        this.log.error({ worker: w.index, workerPid: w.pid, silentMs: now - w.lastCheckin }, `worker ${w.index} stopped checking in: killing it`);
+        w.kill('SIGKILL');
+      }
+    }
+  }
+
+  private async stopWorkers(workers: WorkerHandle[], timeoutMs: number): Promise<void> {
+    await Promise.all(
+      workers
+        .filter((w) => w.alive)
+        .map(async (w) => {
+          w.state = 'draining';
+          w.send({ t: 'drain' });
+          try {
+            await w.waitFor('exit', timeoutMs, (m) => (m.t === 'exit' ? true : undefined));
+          } catch {
+            w.kill('SIGKILL');
+          }
+        }),
+    );
+  }
+
+  private async stop(signal: string): Promise<void> {
+    this.phase = 'stopping';
+    native.notify('STOPPING=1');
+    clearInterval(this.healthTimer);
+    for (const t of this.spawnTimers) clearTimeout(t);
+    this.log.info({ signal }, 'graceful stop: draining workers');
+    const all = [...this.workers, ...this.retiring];
+    await this.stopWorkers(all, this.config.shutdownTimeoutMs + this.config.hookTimeoutMs + 2000);
+    closeListeners(this.listeners, { unlink: true });
+    if (this.config.pidfile !== undefined) removePidfile(this.config.pidfile);
+    this.log.info('stopped');
+    process.exit(0);
+  }
+}
+
+function slotKey(l: Listener): string {
+  return `${l.spec.uri}#${l.slot}`;
+}

@@ -1,0 +1,481 @@
+/**
+ * The typed face of nserve's native addon (native/*.cc), and the only module
+ * that loads build/Release/nserve.node.
+ *
+ * Contract:
+ * - Every descriptor the addon creates is close-on-exec (SOCK_CLOEXEC,
+ *   MSG_CMSG_CLOEXEC, O_CLOEXEC, F_DUPFD_CLOEXEC) and every socket is
+ *   non-blocking. Surviving an execve is an explicit act: setCloexec(fd, false).
+ * - Arguments are checked here, before anything reaches C++: a wrong type is a
+ *   TypeError (code ERR_INVALID_ARG_TYPE, ERR_INVALID_ARG_VALUE or
+ *   ERR_UNKNOWN_SIGNAL), a number out of range a RangeError (ERR_OUT_OF_RANGE).
+ * - A failed system call throws an Error shaped like Node's own, built in one
+ *   place (native/errors.cc): message `<syscall> <CODE>[ <context>]`, e.g.
+ *   `bind EADDRINUSE 127.0.0.1:3000`; properties `code` ('EADDRINUSE'),
+ *   `errno` (negative, as in Node: -98), `syscall`, and `address`/`port` or
+ *   `path` where they apply. Branch on `code`, never on the message.
+ * - Nothing here blocks the event loop: sockets are non-blocking, sendFds and
+ *   recvFds use MSG_DONTWAIT, readiness comes from watchReadable (a libuv poll
+ *   handle). Reading /proc (listFds) is the one synchronous file access.
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import net from 'node:net';
+import { constants as osConstants } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export type ListenOptions =
+  | { family: 'tcp4' | 'tcp6'; host: string; port: number; reusePort?: boolean; backlog?: number }
+  | { family: 'unix'; path: string; mode?: number; backlog?: number };
+
+export type SocketAddress =
+  | { family: 'IPv4' | 'IPv6'; address: string; port: number }
+  | { family: 'unix'; path: string };
+
+export interface Watcher {
+  /** Idempotent. Call it before closing the descriptor. */
+  stop(): void;
+  ref(): void;
+  unref(): void;
+}
+
+export interface RawFd {
+  fd: number;
+  target: string;
+  flags: number;
+  cloexec: boolean;
+  pos?: number;
+  socket?: SocketAddress;
+}
+
+export type FdKind = 'socket' | 'pipe' | 'file' | 'directory' | 'tty' | 'char' | 'anon_inode' | 'other';
+
+export interface FdInfo extends RawFd {
+  kind: FdKind;
+  inode?: number;
+}
+
+export type ExitStatus = { pid: number; code: number | null; signal: NodeJS.Signals | null };
+
+/** The most descriptors one sendFds call carries (SCM_RIGHTS). */
+export const MAX_FDS = 64;
+/** The largest payload of one sendFds message; recvFds reads at most this. */
+export const MAX_PAYLOAD = 64 * 1024;
+
+type WatchCallback = (readable: boolean, hangup: boolean, error: Error | null) => void;
+
+interface Addon {
+  listenTcp(v6: boolean, host: string, port: number, reusePort: boolean, backlog: number): number;
+  listenUnix(path: string, mode: number, backlog: number): number;
+  localAddress(fd: number): SocketAddress;
+  socketpair(): [number, number];
+  sendFds(sock: number, fds: readonly number[], payload: Buffer): void;
+  recvFds(sock: number): { data: Buffer; fds: number[] } | null;
+  Watcher: new (fd: number, onEvent: WatchCallback) => Watcher;
+  execve(path: string, argv: readonly string[], env: readonly string[], ignore: readonly number[]): never;
+  waitpid(pid: number): { pid: number; code: number | null; signal: number | null } | null;
+  setCloexec(fd: number, on: boolean): void;
+  getCloexec(fd: number): boolean;
+  setNonblock(fd: number, on: boolean): void;
+  dup(fd: number): number;
+  close(fd: number): void;
+  listFdsRaw(pid: number): RawFd[];
+  sdNotify(socketPath: string, state: string): void;
+}
+
+// The package root is the nearest directory up from this file holding
+// binding.gyp: dist/src/native.js when compiled, src/native.ts from source.
+function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (existsSync(join(dir, 'binding.gyp'))) return dir;
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error('nserve: cannot find the package root (binding.gyp) for the addon');
+    dir = parent;
+  }
+}
+
+const addon: Addon = createRequire(import.meta.url)(join(packageRoot(), 'build', 'Release', 'nserve.node'));
+
+// ---- argument checks ----------------------------------------------------
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (typeof value === 'string') return `type string (${JSON.stringify(value.slice(0, 40))})`;
+  if (typeof value === 'number' || typeof value === 'boolean') return `type ${typeof value} (${value})`;
+  return `type ${typeof value}`;
+}
+
+function typeError(code: string, message: string): TypeError {
+  return Object.assign(new TypeError(message), { code });
+}
+
+function invalidType(name: string, expected: string, value: unknown): TypeError {
+  return typeError(
+    'ERR_INVALID_ARG_TYPE',
+    `The "${name}" argument must be ${expected}. Received ${describe(value)}`,
+  );
+}
+
+function validateInt(name: string, value: unknown, min: number, max: number): number {
+  if (typeof value !== 'number') throw invalidType(name, 'of type number', value);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    const error = new RangeError(
+      `The value of "${name}" is out of range. It must be an integer >= ${min} and <= ${max}. Received ${value}`,
+    );
+    throw Object.assign(error, { code: 'ERR_OUT_OF_RANGE' });
+  }
+  return value;
+}
+
+const validateFd = (name: string, value: unknown): number => validateInt(name, value, 0, 2 ** 31 - 1);
+
+function validateString(name: string, value: unknown): string {
+  if (typeof value !== 'string') throw invalidType(name, 'of type string', value);
+  if (value.includes('\0')) {
+    throw typeError('ERR_INVALID_ARG_VALUE', `The argument '${name}' must be a string without null bytes`);
+  }
+  return value;
+}
+
+function validateBoolean(name: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') throw invalidType(name, 'of type boolean', value);
+  return value;
+}
+
+function validateStrings(name: string, value: unknown): string[] {
+  if (!Array.isArray(value)) throw invalidType(name, 'an array of strings', value);
+  return value.map((item, i) => validateString(`${name}[${i}]`, item));
+}
+
+// ---- sockets --------------------------------------------------------------
+
+/**
+ * socket + bind + listen; returns the listening fd (close-on-exec,
+ * non-blocking). TCP sets SO_REUSEADDR, SO_REUSEPORT when asked, and
+ * IPV6_V6ONLY for tcp6; host must be a numeric address (no DNS lookup, which
+ * would block). A unix path whose socket file is stale (connect() refused) is
+ * removed first; a live one, or a file that is not a socket, gives EADDRINUSE.
+ * A path starting with '@' is an abstract address. `mode` is applied with
+ * chmod before listen(), so no client sees the umask's mode.
+ */
+export function listen(options: ListenOptions): number {
+  if (typeof options !== 'object' || options === null) throw invalidType('options', 'an object', options);
+  const backlog =
+    options.backlog === undefined ? 1024 : validateInt('options.backlog', options.backlog, 0, 2 ** 31 - 1);
+  switch (options.family) {
+    case 'tcp4':
+    case 'tcp6': {
+      const host = validateString('options.host', options.host);
+      const v6 = options.family === 'tcp6';
+      if (!(v6 ? net.isIPv6(host) : net.isIPv4(host))) {
+        throw typeError(
+          'ERR_INVALID_ARG_VALUE',
+          `The property 'options.host' must be a numeric ${v6 ? 'IPv6' : 'IPv4'} address. Received ${describe(host)}`,
+        );
+      }
+      const port = validateInt('options.port', options.port, 0, 65535);
+      const reusePort =
+        options.reusePort === undefined ? false : validateBoolean('options.reusePort', options.reusePort);
+      return addon.listenTcp(v6, host, port, reusePort, backlog);
+    }
+    case 'unix': {
+      const path = validateString('options.path', options.path);
+      if (path === '')
+        throw typeError('ERR_INVALID_ARG_VALUE', "The property 'options.path' must not be empty");
+      const mode = options.mode === undefined ? -1 : validateInt('options.mode', options.mode, 0, 0o7777);
+      return addon.listenUnix(path, mode, backlog);
+    }
+    default:
+      throw typeError(
+        'ERR_INVALID_ARG_VALUE',
+        `The property 'options.family' must be one of 'tcp4', 'tcp6', 'unix'. Received ${describe((options as { family?: unknown }).family)}`,
+      );
+  }
+}
+
+/** getsockname(fd). A unix socket without a name has path ''; an abstract one '@name'. */
+export function localAddress(fd: number): SocketAddress {
+  return addon.localAddress(validateFd('fd', fd));
+}
+
+// ---- descriptor passing -----------------------------------------------------
+
+/**
+ * socketpair(AF_UNIX, SOCK_SEQPACKET): message boundaries are kept, so one
+ * sendFds is one recvFds. Both ends close-on-exec and non-blocking.
+ */
+export function socketpair(): [number, number] {
+  return addon.socketpair();
+}
+
+/**
+ * One sendmsg carrying `fds` (SCM_RIGHTS; none when empty) and `payload`,
+ * without blocking: a full channel throws code EAGAIN, a closed peer EPIPE
+ * (MSG_NOSIGNAL: no SIGPIPE). The payload must be 1 byte to 64 KiB: a
+ * zero-byte message would read as end-of-file at the peer.
+ */
+export function sendFds(sock: number, fds: readonly number[], payload: Buffer | string): void {
+  validateFd('sock', sock);
+  if (!Array.isArray(fds)) throw invalidType('fds', 'an array of integers', fds);
+  for (const [i, fd] of fds.entries()) validateFd(`fds[${i}]`, fd);
+  if (fds.length > MAX_FDS) {
+    throw Object.assign(
+      new RangeError(`sendFds carries at most ${MAX_FDS} descriptors. Received ${fds.length}`),
+      {
+        code: 'ERR_OUT_OF_RANGE',
+      },
+    );
+  }
+  let data: Buffer;
+  if (typeof payload === 'string') data = Buffer.from(payload, 'utf8');
+  else if (Buffer.isBuffer(payload)) data = payload;
+  else throw invalidType('payload', 'a Buffer or a string', payload);
+  if (data.length === 0 || data.length > MAX_PAYLOAD) {
+    throw Object.assign(
+      new RangeError(`The sendFds payload must be 1 to ${MAX_PAYLOAD} bytes. Received ${data.length}`),
+      { code: 'ERR_OUT_OF_RANGE' },
+    );
+  }
+  addon.sendFds(sock, fds, data);
+}
+
+/**
+ * One recvmsg without blocking. null when nothing is queued; `{ data: <empty>,
+ * fds: [] }` at end-of-file (the peer closed). Received fds are close-on-exec
+ * and now owned by the caller. A message cut short (more than 64 KiB or 64
+ * fds) throws code EMSGSIZE after closing whatever fds came with it.
+ */
+export function recvFds(sock: number): { data: Buffer; fds: number[] } | null {
+  return addon.recvFds(validateFd('sock', sock));
+}
+
+/**
+ * Calls onEvent whenever fd is readable or its peer hung up (a libuv poll
+ * handle, UV_READABLE | UV_DISCONNECT, on this thread's loop). Level
+ * triggered: drain the fd (recvFds until null) in the callback, and stop at
+ * end-of-file, or the event repeats. libuv makes fd non-blocking, and refuses
+ * (EEXIST) an fd it already watches, e.g. one a net.Socket reads.
+ *
+ * An exception thrown by onEvent becomes a process 'uncaughtException', as
+ * for Node's own callbacks (the addon calls it through MakeCallback with an
+ * async context and hands a throw to napi_fatal_exception). The watcher keeps
+ * the process alive until stop() or unref(); stop() before closing fd.
+ */
+export function watchReadable(
+  fd: number,
+  onEvent: (readable: boolean, hangup: boolean, error: Error | null) => void,
+): Watcher {
+  validateFd('fd', fd);
+  if (typeof onEvent !== 'function') throw invalidType('onEvent', 'of type function', onEvent);
+  return new addon.Watcher(fd, onEvent);
+}
+
+// ---- descriptor flags -------------------------------------------------------
+
+export function setCloexec(fd: number, on: boolean): void {
+  addon.setCloexec(validateFd('fd', fd), validateBoolean('on', on));
+}
+
+export function getCloexec(fd: number): boolean {
+  return addon.getCloexec(validateFd('fd', fd));
+}
+
+export function setNonblock(fd: number, on: boolean): void {
+  addon.setNonblock(validateFd('fd', fd), validateBoolean('on', on));
+}
+
+/** fcntl(F_DUPFD_CLOEXEC, 3): a close-on-exec copy, never numbered 0-2. */
+export function dup(fd: number): number {
+  return addon.dup(validateFd('fd', fd));
+}
+
+export function close(fd: number): void {
+  addon.close(validateFd('fd', fd));
+}
+
+// ---- processes ----------------------------------------------------------------
+
+function signalNumber(name: string): number {
+  const number = (osConstants.signals as Record<string, number | undefined>)[name];
+  if (typeof name !== 'string' || number === undefined) {
+    throw typeError('ERR_UNKNOWN_SIGNAL', `Unknown signal: ${String(name)}`);
+  }
+  return number;
+}
+
+function signalName(number: number): NodeJS.Signals {
+  for (const [name, value] of Object.entries(osConstants.signals)) {
+    if (value === number) return name as NodeJS.Signals;
+  }
+  // Real-time signals have no name in os.constants.
+  return `SIG${number}` as NodeJS.Signals;
+}
+
+/**
+ * Replaces this process's image. Before the exec every signal is blocked,
+ * every handler saved, every catchable signal set to SIG_DFL except those in
+ * ignoreSignals (SIG_IGN, which survives exec), and then the mask emptied.
+ * If execve fails the handlers and the mask are restored and the error thrown
+ * (syscall 'execve', path). Only descriptors without close-on-exec survive:
+ * clear it (setCloexec) on 0-2 and on what the new image must inherit.
+ */
+export function execve(
+  path: string,
+  argv: readonly string[],
+  env: readonly string[],
+  options: { ignoreSignals?: readonly NodeJS.Signals[] } = {},
+): never {
+  validateString('path', path);
+  const args = validateStrings('argv', argv);
+  const envs = validateStrings('env', env);
+  const names = options.ignoreSignals ?? [];
+  if (!Array.isArray(names)) throw invalidType('options.ignoreSignals', 'an array of signal names', names);
+  return addon.execve(path, args, envs, names.map(signalNumber));
+}
+
+/**
+ * waitpid(pid, WNOHANG): null while the child runs, its exit status once it
+ * has ended (reaping it). Throws ECHILD for a PID that is not this process's
+ * child, or was already reaped (libuv reaps the children it spawned itself:
+ * use this for children inherited across execve).
+ */
+export function waitpid(pid: number): ExitStatus | null {
+  const status = addon.waitpid(validateInt('pid', pid, 1, 2 ** 31 - 1));
+  if (status === null) return null;
+  return {
+    pid: status.pid,
+    code: status.code,
+    signal: status.signal === null ? null : signalName(status.signal),
+  };
+}
+
+// ---- descriptor listing -----------------------------------------------------------
+
+/**
+ * The descriptors of this process (or pid) from /proc/PID/fd and fdinfo. For
+ * this process, sockets carry their getsockname address. A process that does
+ * not exist throws code ESRCH.
+ */
+export function listFdsRaw(pid?: number): RawFd[] {
+  return addon.listFdsRaw(pid === undefined ? -1 : validateInt('pid', pid, 1, 2 ** 31 - 1));
+}
+
+const TTY_PATH = /^\/dev\/(?:pts\/\d+|tty\w*|console)$/;
+
+function classify(pid: number, raw: RawFd): { kind: FdKind; inode?: number } {
+  const special = /^(socket|pipe):\[(\d+)\]$/.exec(raw.target);
+  if (special) return { kind: special[1] as 'socket' | 'pipe', inode: Number(special[2]) };
+  if (raw.target.startsWith('anon_inode:')) return { kind: 'anon_inode' };
+  if (!raw.target.startsWith('/')) return { kind: 'other' };
+  try {
+    // The /proc link reaches the open file itself: deleted files and other
+    // mount namespaces included.
+    const st = statSync(`/proc/${pid}/fd/${raw.fd}`);
+    const inode = st.ino;
+    if (st.isFile()) return { kind: 'file', inode };
+    if (st.isDirectory()) return { kind: 'directory', inode };
+    if (st.isCharacterDevice()) return { kind: TTY_PATH.test(raw.target) ? 'tty' : 'char', inode };
+    if (st.isFIFO()) return { kind: 'pipe', inode };
+    if (st.isSocket()) return { kind: 'socket', inode };
+    return { kind: 'other', inode };
+  } catch {
+    return { kind: 'other' }; // closed meanwhile
+  }
+}
+
+// /proc/PID/net/tcp{,6} and udp{,6}: "sl local_address rem_address st ...
+// inode" with the address in hex, IPv4 as one little-endian 32-bit word, IPv6
+// as four of them; the port in big-endian hex.
+function hexToIp(hex: string): string {
+  const words = hex.match(/.{8}/g) ?? [];
+  const bytes = words.flatMap((w) => [w.slice(6, 8), w.slice(4, 6), w.slice(2, 4), w.slice(0, 2)]);
+  if (bytes.length === 4) return bytes.map((b) => Number.parseInt(b, 16)).join('.');
+  const groups: string[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push(`${bytes[i]}${bytes[i + 1]}`);
+  return new net.SocketAddress({ address: groups.join(':'), family: 'ipv6' }).address;
+}
+
+function readProcNet(pid: number, name: string): string[] {
+  try {
+    return readFileSync(`/proc/${pid}/net/${name}`, 'utf8').split('\n').slice(1);
+  } catch {
+    return []; // e.g. no IPv6 in that namespace
+  }
+}
+
+function socketsByInode(pid: number): Map<number, SocketAddress> {
+  const map = new Map<number, SocketAddress>();
+  for (const [name, family] of [
+    ['tcp', 'IPv4'],
+    ['udp', 'IPv4'],
+    ['tcp6', 'IPv6'],
+    ['udp6', 'IPv6'],
+  ] as const) {
+    for (const line of readProcNet(pid, name)) {
+      const fields = line.trim().split(/\s+/);
+      if (fields.length < 10) continue;
+      const [hexAddress = '', hexPort = ''] = fields[1]!.split(':');
+      map.set(Number(fields[9]), {
+        family,
+        address: hexToIp(hexAddress),
+        port: Number.parseInt(hexPort, 16),
+      });
+    }
+  }
+  // "Num RefCount Protocol Flags Type St Inode [Path]"; abstract paths start with '@'.
+  for (const line of readProcNet(pid, 'unix')) {
+    const fields = line.trim().split(/\s+/);
+    if (fields.length < 7) continue;
+    map.set(Number(fields[6]), { family: 'unix', path: fields.slice(7).join(' ') });
+  }
+  return map;
+}
+
+/**
+ * listFdsRaw plus a kind, an inode and, for sockets of another process, the
+ * local address found by inode in /proc/PID/net. Sorted by fd.
+ */
+export function listFds(pid?: number): FdInfo[] {
+  const raw = listFdsRaw(pid);
+  const procPid = pid ?? process.pid;
+  const self = procPid === process.pid;
+  let sockets: Map<number, SocketAddress> | undefined;
+  const out = raw.map((entry): FdInfo => {
+    const info: FdInfo = { ...entry, ...classify(procPid, entry) };
+    if (!self && info.kind === 'socket' && info.socket === undefined && info.inode !== undefined) {
+      sockets ??= socketsByInode(procPid);
+      const address = sockets.get(info.inode);
+      if (address) info.socket = address;
+    }
+    return info;
+  });
+  return out.sort((a, b) => a.fd - b.fd);
+}
+
+// ---- systemd ----------------------------------------------------------------------
+
+/** One datagram to a sd_notify socket ('@name': abstract). Throws on failure, e.g. ECONNREFUSED. */
+export function sdNotify(socketPath: string, state: string): void {
+  validateString('socketPath', socketPath);
+  if (socketPath === '')
+    throw typeError('ERR_INVALID_ARG_VALUE', "The argument 'socketPath' must not be empty");
+  addon.sdNotify(socketPath, validateString('state', state));
+}
+
+/**
+ * Best-effort sd_notify: false when NOTIFY_SOCKET is unset or sending failed
+ * (never throws for that), true when the datagram went out.
+ */
+export function notify(state: string, env: NodeJS.ProcessEnv = process.env): boolean {
+  validateString('state', state);
+  const socketPath = env.NOTIFY_SOCKET;
+  if (!socketPath) return false;
+  try {
+    sdNotify(socketPath, state);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,41 @@
+// The message vocabulary between the master and its workers. Master and worker share only this file,
+// channel.ts and the addon face.
+//
+// Transport: one AF_UNIX SOCK_SEQPACKET socketpair per worker, made by the addon. The worker's end is
+// its fd 3 (NSERVE_CHANNEL_FD). Each message is one datagram of JSON; slot descriptors ride along with
+// SCM_RIGHTS in the same datagram ('slots'). The channel survives the master's execve (hot restart), so a
+// re-exec'ing master does not look dead; a real master death closes it, and the worker exits.
+//
+// Lifecycle of a worker: spawned → booted (app loaded, not accepting) → accepting (serving the slots it
+// was lent) → draining → exited. The master decides when a booted worker receives slots.
+
+export interface SlotRef {
+  /** `<bind URI>#<slot index>`: stable across hot restarts. */
+  key: string;
+}
+
+export type ToWorker =
+  /** Serve these slots; their descriptors are attached in the same order. */
+  | { t: 'slots'; slots: SlotRef[] }
+  /** Stop accepting on these slots (lent slots handed back, or re-spread). */
+  | { t: 'release'; keys: string[] }
+  /** Stop accepting, finish in-flight requests, close keep-alive connections, exit. */
+  | { t: 'drain' };
+
+export type FromWorker =
+  | { t: 'booted'; file: string; directory: string }
+  | { t: 'boot-error'; error: string }
+  | { t: 'accepting'; keys: string[] }
+  | { t: 'released'; keys: string[] }
+  | { t: 'heartbeat'; requests: number; inFlight: number; eventLoopDelayMs: number; rss: number }
+  | { t: 'drained'; forced: number; requests: number };
+
+/** Environment of a worker process (set by the master). */
+export const WORKER_ENV = {
+  index: 'NSERVE_WORKER',
+  phase: 'NSERVE_PHASE',
+  directory: 'NSERVE_DIRECTORY',
+  channelFd: 'NSERVE_CHANNEL_FD',
+} as const;
+
+export const HEARTBEAT_INTERVAL_MS = 1000;

@@ -1,0 +1,156 @@
+// Serving HTTP on listening descriptors, and draining without failing a request.
+//
+// Draining follows what we measured (PITFALLS.md): `http.Server.close()` resets keep-alive clients whose
+// next request is already on the wire, so nserve only stops accepting (`net.Server.prototype.close`),
+// answers every later request with `Connection: close`, and closes a connection only after it has been
+// idle for a grace period.
+import * as http from 'node:http';
+import * as net from 'node:net';
+import type { Socket } from 'node:net';
+import * as native from './native.js';
+import type { Logger } from './logger.js';
+
+export interface AppServerOptions {
+  log: Logger;
+  backlog: number;
+  /** How long a keep-alive connection must have been idle before a drain closes it. */
+  drainGraceMs: number;
+  keepAliveTimeoutMs?: number;
+}
+
+interface ConnState {
+  active: number;
+  idleSince: number;
+}
+
+export interface DrainResult {
+  /** Connections that were still open at the deadline and were destroyed. */
+  forced: number;
+}
+
+export class AppServer {
+  requests = 0;
+  inFlight = 0;
+  private readonly servers = new Map<string, http.Server>();
+  private readonly conns = new Map<Socket, ConnState>();
+  private draining = false;
+  private readonly responses = new Set<http.ServerResponse>();
+  private readonly listener: http.RequestListener;
+
+  constructor(
+    listener: http.RequestListener,
+    private readonly options: AppServerOptions,
+  ) {
+    this.listener = listener;
+  }
+
+  get accepting(): number {
+    return this.servers.size;
+  }
+
+  /** Accept and serve on `fd`, which this server now owns (it is closed when serving on it stops). */
+  async serve(key: string, fd: number): Promise<void> {
+    if (this.servers.has(key)) {
+      native.close(fd);
+      return;
+    }
+    const server = http.createServer({ keepAliveTimeout: this.options.keepAliveTimeoutMs ?? 5000 });
+    server.on('connection', (sock: Socket) => this.track(sock));
+    server.on('request', (req, res) => this.handle(req, res));
+    server.on('clientError', (err: NodeJS.ErrnoException, sock: Socket) => {
+      if (err.code !== 'ECONNRESET' && sock.writable) sock.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+      else sock.destroy();
+    });
+    this.servers.set(key, server);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      // Node re-issues listen() on the descriptor with this backlog.
+      server.listen({ fd, backlog: this.options.backlog }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  }
+
+  /** Stop accepting on one key (or all), without touching open connections or the socket itself. */
+  async stopAccepting(key?: string): Promise<void> {
+    const keys = key === undefined ? [...this.servers.keys()] : [key];
+    await Promise.all(
+      keys.map((k) => {
+        const server = this.servers.get(k);
+        if (server === undefined) return Promise.resolve();
+        this.servers.delete(k);
+        // net.Server's close, not http.Server's: the latter also closes "idle" keep-alive connections
+        // that may already carry the client's next request.
+        return new Promise<void>((resolve) => net.Server.prototype.close.call(server, () => resolve()));
+      }),
+    );
+  }
+
+  /**
+   * Finish in-flight requests, send `Connection: close` on every later response, close connections
+   * idle past the grace, and destroy whatever is left at the deadline.
+   */
+  async drain(timeoutMs: number): Promise<DrainResult> {
+    this.draining = true;
+    for (const res of this.responses) if (!res.headersSent) res.shouldKeepAlive = false;
+    const deadline = Date.now() + timeoutMs;
+    return new Promise<DrainResult>((resolve) => {
+      const tick = (): void => {
+        const now = Date.now();
+        for (const [sock, st] of this.conns) {
+          if (st.active === 0 && now - st.idleSince >= this.options.drainGraceMs) sock.destroy();
+        }
+        if (this.conns.size === 0) {
+          clearInterval(timer);
+          resolve({ forced: 0 });
+        } else if (now >= deadline) {
+          clearInterval(timer);
+          const forced = this.conns.size;
+          for (const sock of this.conns.keys()) sock.destroy();
+          resolve({ forced });
+        }
+      };
+      const timer = setInterval(tick, 20);
+      tick();
+    });
+  }
+
+  /** After an abandoned restart: serve normally again. */
+  resume(): void {
+    this.draining = false;
+  }
+
+  private track(sock: Socket): void {
+    this.conns.set(sock, { active: 0, idleSince: Date.now() });
+    sock.once('close', () => this.conns.delete(sock));
+  }
+
+  private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    this.requests++;
+    this.inFlight++;
+    const st = this.conns.get(req.socket);
+    if (st !== undefined) st.active++;
+    if (this.draining) res.shouldKeepAlive = false;
+    this.responses.add(res);
+    res.once('close', () => {
+      this.inFlight--;
+      this.responses.delete(res);
+      if (st !== undefined) {
+        st.active--;
+        st.idleSince = Date.now();
+      }
+    });
+    try {
+      this.listener(req, res);
+    } catch (err) {
+      this.options.log.error({ err, method: req.method, url: req.url }, 'request handler threw');
+      if (!res.headersSent) {
+        res.writeHead(500, { 'content-type': 'text/plain', connection: 'close' });
+        res.end('Internal Server Error\n');
+      } else {
+        res.destroy();
+      }
+    }
+  }
+}

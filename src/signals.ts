@@ -1,0 +1,46 @@
+// One table maps each command to its signal and control-server path; the CLI, the control server and
+// docs/signals.md are fed from it.
+export type Action = 'restart' | 'phased-restart' | 'stop' | 'workers+1' | 'workers-1';
+
+export interface SignalCommand {
+  action: Action;
+  signal: NodeJS.Signals;
+  path: string;
+  description: string;
+}
+
+export const SIGNAL_COMMANDS: readonly SignalCommand[] = [
+  { action: 'restart', signal: 'SIGUSR2', path: '/restart', description: 'hot restart: re-exec in place, listening sockets kept open' },
+  {
+    action: 'phased-restart',
+    signal: 'SIGUSR1',
+    path: '/phased-restart',
+    description: 'phased restart: replace workers one at a time (cluster mode; hot restart in single mode)',
+  },
+  { action: 'stop', signal: 'SIGTERM', path: '/stop', description: 'graceful stop: drain, then exit 0' },
+  { action: 'stop', signal: 'SIGINT', path: '/stop', description: 'graceful stop (as SIGTERM)' },
+  { action: 'workers+1', signal: 'SIGTTIN', path: '/workers/increment', description: 'add a worker (cluster mode)' },
+  { action: 'workers-1', signal: 'SIGTTOU', path: '/workers/decrement', description: 'remove a worker, never below 1 (cluster mode)' },
+];
+
+/** Signals ignored (not defaulted) across the re-exec, so one arriving while the new image boots is not fatal. */
+export const IGNORED_ACROSS_EXEC: readonly NodeJS.Signals[] = ['SIGUSR1', 'SIGUSR2', 'SIGHUP', 'SIGTTIN', 'SIGTTOU'];
+
+/**
+ * Install handlers that only record the request; `dispatch` runs on the loop, one action at a time.
+ */
+export function installSignalHandlers(dispatch: (action: Action, signal: NodeJS.Signals) => void): () => void {
+  const installed: [NodeJS.Signals, () => void][] = [];
+  for (const cmd of SIGNAL_COMMANDS) {
+    const handler = (): void => dispatch(cmd.action, cmd.signal);
+    process.on(cmd.signal, handler);
+    installed.push([cmd.signal, handler]);
+  }
+  // SIGHUP would kill us by default when the controlling terminal goes away; we reopen nothing yet.
+  const hup = (): void => {};
+  process.on('SIGHUP', hup);
+  installed.push(['SIGHUP', hup]);
+  return () => {
+    for (const [sig, h] of installed) process.off(sig, h);
+  };
+}

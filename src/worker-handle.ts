@@ -1,0 +1,137 @@
+// The master's view of one worker process.
+import type { ChildProcess } from 'node:child_process';
+import { Channel } from './channel.js';
+import type { FromWorker, ToWorker } from './protocol.js';
+
+export type WorkerState = 'booting' | 'booted' | 'draining' | 'exited';
+
+export interface WorkerStats {
+  requests: number;
+  inFlight: number;
+  eventLoopDelayMs: number;
+  rss: number;
+}
+
+type Listener = (msg: FromWorker | { t: 'exit'; code: number | null; signal: string | null }) => void;
+
+export class WorkerHandle {
+  state: WorkerState = 'booting';
+  /** Slot keys this worker is accepting on. */
+  readonly keys = new Set<string>();
+  readonly spawnedAt = Date.now();
+  bootedAt: number | undefined;
+  lastCheckin = Date.now();
+  stats: WorkerStats = { requests: 0, inFlight: 0, eventLoopDelayMs: 0, rss: 0 };
+  file: string | undefined;
+  directory: string;
+  exit: { code: number | null; signal: string | null } | undefined;
+  readonly channel: Channel<FromWorker, ToWorker>;
+  private readonly listeners = new Set<Listener>();
+
+  constructor(
+    readonly index: number,
+    readonly phase: number,
+    readonly pid: number,
+    channelFd: number,
+    directory: string,
+    readonly child: ChildProcess | undefined,
+  ) {
+    this.directory = directory;
+    this.channel = new Channel<FromWorker, ToWorker>(channelFd, {
+      message: (msg) => this.onMessage(msg),
+      close: () => this.onGone(null, null),
+    });
+    child?.once('exit', (code, signal) => this.onGone(code, signal));
+  }
+
+  get alive(): boolean {
+    return this.state !== 'exited';
+  }
+
+  /** Booted, not draining: may be lent slots. */
+  get serving(): boolean {
+    return this.state === 'booted';
+  }
+
+  send(msg: ToWorker, fds: readonly number[] = []): void {
+    this.channel.send(msg, fds);
+  }
+
+  on(listener: Listener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  kill(signal: NodeJS.Signals): void {
+    if (!this.alive) return;
+    try {
+      process.kill(this.pid, signal);
+    } catch {
+      // already gone
+    }
+  }
+
+  private onMessage(msg: FromWorker): void {
+    this.lastCheckin = Date.now();
+    switch (msg.t) {
+      case 'booted':
+        this.state = 'booted';
+        this.bootedAt = Date.now();
+        this.file = msg.file;
+        this.directory = msg.directory;
+        break;
+      case 'accepting':
+        for (const k of msg.keys) this.keys.add(k);
+        break;
+      case 'released':
+        for (const k of msg.keys) this.keys.delete(k);
+        break;
+      case 'heartbeat':
+        this.stats = { requests: msg.requests, inFlight: msg.inFlight, eventLoopDelayMs: msg.eventLoopDelayMs, rss: msg.rss };
+        break;
+      default:
+        break;
+    }
+    for (const l of [...this.listeners]) l(msg);
+  }
+
+  /** The channel closed or the process exited: whichever comes first ends the worker for us. */
+  private onGone(code: number | null, signal: string | null): void {
+    if (this.exit !== undefined) {
+      // The channel usually closes first; keep the real exit status when it arrives.
+      if (code !== null || signal !== null) this.exit = { code, signal };
+      return;
+    }
+    this.exit = { code, signal };
+    this.state = 'exited';
+    this.keys.clear();
+    this.channel.close();
+    for (const l of [...this.listeners]) l({ t: 'exit', code, signal });
+  }
+
+  /** Wait for a message (or exit) matching `pick`, at most `timeoutMs`. */
+  waitFor<T>(what: string, timeoutMs: number, pick: (msg: Parameters<Listener>[0]) => T | undefined): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        off();
+        reject(new Error(`worker ${this.index} (pid ${this.pid}) did not ${what} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const off = this.on((msg) => {
+        let value: T | undefined;
+        try {
+          value = pick(msg);
+        } catch (err) {
+          clearTimeout(timer);
+          off();
+          reject(err);
+          return;
+        }
+        if (value !== undefined) {
+          clearTimeout(timer);
+          off();
+          resolve(value);
+        }
+      });
+    });
+  }
+}

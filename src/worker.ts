@@ -1,0 +1,131 @@
+// The worker side of cluster mode: load the app, tell the master, serve the slots it lends, check in,
+// drain when told. A worker never binds: every listening socket it has was lent by the master.
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { loadApp } from './app.js';
+import { Channel } from './channel.js';
+import type { Config } from './config.js';
+import { errorMessage } from './errors.js';
+import { runHooks } from './hooks.js';
+import { createLogger } from './logger.js';
+import * as native from './native.js';
+import { type FromWorker, HEARTBEAT_INTERVAL_MS, type ToWorker, WORKER_ENV } from './protocol.js';
+import { AppServer } from './server.js';
+
+export interface WorkerContext {
+  config: Config;
+  env: NodeJS.ProcessEnv;
+}
+
+export async function runWorker(ctx: WorkerContext): Promise<void> {
+  const { config, env } = ctx;
+  const index = Number(env[WORKER_ENV.index]);
+  const phase = Number(env[WORKER_ENV.phase] ?? 0);
+  const directory = env[WORKER_ENV.directory] ?? config.directory;
+  const channelFd = Number(env[WORKER_ENV.channelFd] ?? 3);
+  const log = createLogger({ level: config.logLevel, base: { role: 'worker', worker: index, phase } });
+  // libuv handed us the channel without close-on-exec; a child the app spawns must not inherit it.
+  native.setCloexec(channelFd, true);
+
+  let server: AppServer | undefined;
+  const held = new Map<string, number>();
+  let draining = false;
+
+  const exitWhenMasterGone = (): void => {
+    log.error('master is gone: stopping');
+    const stopNow = async (): Promise<void> => {
+      if (server !== undefined) {
+        await server.stopAccepting();
+        await server.drain(500);
+      }
+      process.exit(1);
+    };
+    void stopNow();
+  };
+
+  const channel: Channel<ToWorker, FromWorker> = new Channel(channelFd, {
+    message: (msg, fds) => {
+      switch (msg.t) {
+        case 'slots':
+          msg.slots.forEach((s, i) => {
+            const fd = fds[i];
+            if (fd !== undefined) held.set(s.key, fd);
+          });
+          void acceptOn(msg.slots.map((s) => s.key));
+          break;
+        case 'release':
+          void release(msg.keys);
+          break;
+        case 'drain':
+          void drain();
+          break;
+      }
+    },
+    close: exitWhenMasterGone,
+  });
+
+  const acceptOn = async (keys: string[]): Promise<void> => {
+    if (server === undefined || draining) return;
+    for (const key of keys) {
+      const fd = held.get(key);
+      if (fd === undefined) continue;
+      held.delete(key);
+      await server.serve(key, fd);
+    }
+    channel.send({ t: 'accepting', keys });
+  };
+
+  const release = async (keys: string[]): Promise<void> => {
+    if (server !== undefined) for (const key of keys) await server.stopAccepting(key);
+    channel.send({ t: 'released', keys });
+  };
+
+  const drain = async (): Promise<void> => {
+    if (draining) return;
+    draining = true;
+    clearInterval(heartbeat);
+    const s = server;
+    let forced = 0;
+    if (s !== undefined) {
+      await s.stopAccepting();
+      forced = (await s.drain(config.shutdownTimeoutMs)).forced;
+    }
+    await runHooks('onWorkerShutdown', config.hooks.onWorkerShutdown, { worker: index, phase }, config.hookTimeoutMs, log);
+    channel.send({ t: 'drained', forced, requests: s?.requests ?? 0 });
+    log.info({ requests: s?.requests ?? 0, forced }, 'worker drained');
+    process.exit(0);
+  };
+
+  // SIGTERM/SIGINT to a worker (e.g. Ctrl-C reaching the whole process group): the master coordinates
+  // the stop; a worker only drains when the master says so, or when the master is gone.
+  process.on('SIGTERM', () => void drain());
+  process.on('SIGINT', () => {});
+  for (const sig of ['SIGUSR1', 'SIGUSR2', 'SIGTTIN', 'SIGTTOU', 'SIGHUP'] as const) process.on(sig, () => {});
+
+  const eld = monitorEventLoopDelay({ resolution: 20 });
+  eld.enable();
+  const heartbeat = setInterval(() => {
+    channel.send({
+      t: 'heartbeat',
+      requests: server?.requests ?? 0,
+      inFlight: server?.inFlight ?? 0,
+      eventLoopDelayMs: Math.round(eld.percentile(99) / 1e4) / 100,
+      rss: process.memoryUsage.rss(),
+    });
+    eld.reset();
+  }, HEARTBEAT_INTERVAL_MS);
+
+  try {
+    process.chdir(directory);
+    const app = await loadApp(config.app, directory);
+    server = new AppServer(app.listener, { log, backlog: config.backlog, drainGraceMs: config.drainGraceMs });
+    await runHooks('onWorkerBoot', config.hooks.onWorkerBoot, { worker: index, phase }, config.hookTimeoutMs, log);
+    log.info({ app: app.file, directory }, 'worker booted');
+    channel.send({ t: 'booted', file: app.file, directory });
+    // Slots that arrived while we were booting.
+    if (held.size > 0) await acceptOn([...held.keys()]);
+  } catch (err) {
+    log.error({ err }, `worker failed to boot: ${errorMessage(err)}`);
+    channel.send({ t: 'boot-error', error: errorMessage(err) });
+    process.exit(1);
+  }
+}

@@ -1,0 +1,39 @@
+// Release directories for restart tests: releases/<version>/app.mjs and a `current` symlink.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+export interface ReleaseOptions {
+  bootMs?: number;
+  throwAtLoad?: boolean;
+  /** ms each request takes (default 2). */
+  requestMs?: number;
+}
+
+export function writeRelease(root: string, version: string, options: ReleaseOptions = {}): string {
+  const dir = path.join(root, 'releases', version);
+  fs.mkdirSync(dir, { recursive: true });
+  const src = `// fixture release ${version}
+import { setTimeout as sleep } from 'node:timers/promises';
+${options.throwAtLoad ? `throw new Error('release ${version} is broken at load');` : ''}
+await sleep(${options.bootMs ?? 0});
+export default function handler(req, res) {
+  const reply = () => {
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify({ version: ${JSON.stringify(version)}, pid: process.pid, path: req.url }));
+  };
+  if (req.url.startsWith('/slow')) { setTimeout(reply, 1000); return; }
+  req.resume();
+  req.on('end', () => setTimeout(reply, ${options.requestMs ?? 2}));
+}
+`;
+  fs.writeFileSync(path.join(dir, 'app.mjs'), src);
+  return dir;
+}
+
+/** Point root/current at releases/<version>, atomically (rename over the old link). */
+export function switchRelease(root: string, version: string): void {
+  const tmp = path.join(root, `current.tmp.${process.pid}`);
+  fs.rmSync(tmp, { force: true });
+  fs.symlinkSync(path.join(root, 'releases', version), tmp);
+  fs.renameSync(tmp, path.join(root, 'current'));
+}

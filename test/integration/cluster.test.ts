@@ -1,0 +1,129 @@
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { after, test } from 'node:test';
+import { getJson, Load } from '../helpers/load.js';
+import { switchRelease, writeRelease } from '../helpers/releases.js';
+import { childPids, killAll, processAlive, startNserve, tmpDir, until } from '../helpers/server.js';
+
+after(killAll);
+
+const BOOT_MS = 1000;
+
+async function phasedUnderLoad(t: import('node:test').TestContext, workers: number, restarts: number): Promise<void> {
+  const root = tmpDir();
+  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  for (let v = 1; v <= restarts + 1; v++) writeRelease(root, `v${v}`, { bootMs: BOOT_MS });
+  switchRelease(root, 'v1');
+  const srv = startNserve(['start', 'app.mjs', '-w', String(workers), '--directory', path.join(root, 'current'), '--bind', 'tcp://127.0.0.1:0']);
+  t.after(() => srv.kill());
+  const port = await srv.port(20000);
+  const load = new Load({ port, keepAlive: 4, newConnection: 2 });
+  let before = childPids(srv.pid);
+  assert.equal(before.length, workers);
+  try {
+    for (let v = 2; v <= restarts + 1; v++) {
+      await new Promise((r) => setTimeout(r, 300));
+      switchRelease(root, `v${v}`);
+      const mark = srv.lines.length;
+      srv.signal('SIGUSR1');
+      await srv.waitForMsg('phased restart: done', 30000, mark);
+      const replaced = srv.lines.slice(mark).filter((l) => /^phased restart: worker \d+\/\d+ replaced/.test(String(l.msg)));
+      assert.equal(replaced.length, workers);
+      const afterPids = await until('old workers to exit', () => {
+        const now = childPids(srv.pid);
+        return now.length === workers && now.every((p) => !before.includes(p)) ? now : undefined;
+      });
+      before = afterPids;
+      await until(`v${v} to answer`, async () => (await getJson(port)).body.version === `v${v}`, 5000);
+    }
+    await new Promise((r) => setTimeout(r, 300));
+  } finally {
+    const result = await load.stop();
+    t.diagnostic(`requests ok=${result.ok} failed=${result.failed} p50=${result.p50}ms p99=${result.p99}ms max=${result.maxMs}ms`);
+    assert.equal(result.failed, 0, `failed requests: ${JSON.stringify(result.byKind)} ${result.errors.slice(0, 5).join('; ')}`);
+    assert.ok(result.maxMs < BOOT_MS / 2, `no request waited for a booting worker (max ${result.maxMs} ms)`);
+    assert.ok(!result.samples.some((s) => s.pid === srv.pid), 'the master never answers');
+  }
+  const res = await getJson(port);
+  assert.equal(res.body.version, `v${restarts + 1}`);
+  assert.ok(processAlive(srv.pid), 'master PID unchanged');
+  srv.signal('SIGTERM');
+  assert.deepEqual(await srv.waitExit(15000), { code: 0, signal: null });
+}
+
+test('cluster -w 2: phased restarts under load, zero failed requests, no request waits for a boot', (t) => phasedUnderLoad(t, 2, 2));
+
+test('cluster -w 3: phased restart under load', (t) => phasedUnderLoad(t, 3, 1));
+
+test('a broken release stops the phased rollout; old workers keep serving', async (t) => {
+  const root = tmpDir();
+  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  writeRelease(root, 'good');
+  writeRelease(root, 'broken', { throwAtLoad: true });
+  switchRelease(root, 'good');
+  const srv = startNserve(['start', 'app.mjs', '-w', '2', '--directory', path.join(root, 'current'), '--bind', 'tcp://127.0.0.1:0']);
+  t.after(() => srv.kill());
+  const port = await srv.port(20000);
+  const pids = childPids(srv.pid);
+  const load = new Load({ port, keepAlive: 3, newConnection: 2 });
+  switchRelease(root, 'broken');
+  srv.signal('SIGUSR1');
+  const line = await srv.waitForMsg(/^phased restart stopped after 0\/2 workers/);
+  assert.match(String(line.msg), /broken at load/);
+  await new Promise((r) => setTimeout(r, 300));
+  const result = await load.stop();
+  assert.equal(result.failed, 0, JSON.stringify(result.byKind));
+  assert.deepEqual(childPids(srv.pid), pids, 'the old workers are still the workers');
+  assert.equal((await getJson(port)).body.version, 'good');
+});
+
+test('SIGKILL to a worker under load: it is replaced and its slot keeps being served', async (t) => {
+  const root = tmpDir();
+  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  writeRelease(root, 'v1', { bootMs: BOOT_MS });
+  const srv = startNserve(['start', 'app.mjs', '-w', '2', '--directory', path.join(root, 'releases/v1'), '--bind', 'tcp://127.0.0.1:0']);
+  t.after(() => srv.kill());
+  const port = await srv.port(20000);
+  const [victim, survivor] = childPids(srv.pid);
+  const load = new Load({ port, keepAlive: 2, newConnection: 4 });
+  await new Promise((r) => setTimeout(r, 300));
+  const mark = srv.lines.length;
+  process.kill(victim!, 'SIGKILL');
+  await srv.waitForMsg(/^worker \d exited unexpectedly/, 5000, mark);
+  const killedAt = Date.now();
+  await srv.waitForMsg(/^worker \d replaced/, 10000, mark);
+  await new Promise((r) => setTimeout(r, 300));
+  const result = await load.stop();
+  const during = result.samples.filter((s) => s.at > killedAt + 100 && s.at < killedAt + BOOT_MS);
+  assert.ok(during.length > 0, 'requests were served while the replacement booted');
+  assert.ok(during.every((s) => s.pid === survivor), 'the survivor served them (the dead slot was lent to it)');
+  // Only requests in flight on the killed worker may fail.
+  assert.ok(result.failed <= 6, `failed ${result.failed}: ${JSON.stringify(result.byKind)}`);
+  const now = childPids(srv.pid);
+  assert.equal(now.length, 2);
+  assert.ok(now.includes(survivor!) && !now.includes(victim!));
+});
+
+test('SIGKILL to the master: no worker survives and the port is free within 2 s', async (t) => {
+  const srv = startNserve(['start', 'examples/hello.mjs', '-w', '2', '--bind', 'tcp://127.0.0.1:0']);
+  t.after(() => srv.kill());
+  const port = await srv.port(20000);
+  const workers = childPids(srv.pid);
+  assert.equal(workers.length, 2);
+  process.kill(srv.pid, 'SIGKILL');
+  const killedAt = Date.now();
+  await until('workers to exit', () => workers.every((p) => !processAlive(p)), 2000, 20);
+  await until(
+    'the port to be free',
+    () =>
+      new Promise<boolean>((resolve) => {
+        const probe = net.createServer();
+        probe.once('error', () => resolve(false));
+        probe.listen(port, '127.0.0.1', () => probe.close(() => resolve(true)));
+      }),
+    2000 - (Date.now() - killedAt),
+    20,
+  );
+});

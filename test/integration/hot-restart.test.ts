@@ -1,0 +1,96 @@
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { after, test } from 'node:test';
+import { getJson, Load } from '../helpers/load.js';
+import { switchRelease, writeRelease } from '../helpers/releases.js';
+import { killAll, startNserve, tmpDir, until } from '../helpers/server.js';
+
+after(killAll);
+
+test('hot restart under load: 5 restarts across releases, zero failed requests, same PID', async (t) => {
+  const root = tmpDir();
+  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  for (let v = 1; v <= 6; v++) writeRelease(root, `v${v}`, { bootMs: 1000 });
+  switchRelease(root, 'v1');
+  const srv = startNserve(['start', 'app.mjs', '--directory', path.join(root, 'current'), '--bind', 'tcp://127.0.0.1:0']);
+  t.after(() => srv.kill());
+  const port = await srv.port();
+  const load = new Load({ port, keepAlive: 4, newConnection: 2, post16k: 1 });
+  try {
+    for (let v = 2; v <= 6; v++) {
+      await new Promise((r) => setTimeout(r, 300));
+      switchRelease(root, `v${v}`);
+      const mark = srv.lines.length;
+      srv.signal('SIGUSR2');
+      await srv.waitForMsg('nserve booted after hot restart', 20000, mark);
+      await until(`v${v} to answer`, async () => (await getJson(port)).body.version === `v${v}`, 5000);
+    }
+    await new Promise((r) => setTimeout(r, 300));
+  } finally {
+    const result = await load.stop();
+    t.diagnostic(`requests ok=${result.ok} failed=${result.failed} p50=${result.p50}ms p99=${result.p99}ms max=${result.maxMs}ms`);
+    assert.equal(result.failed, 0, `failed requests: ${JSON.stringify(result.byKind)} ${result.errors.slice(0, 5).join('; ')}`);
+    assert.ok(result.ok > 100, `load ran (${result.ok} ok)`);
+    assert.deepEqual([...new Set(result.samples.map((s) => s.pid))], [srv.pid], 'every answer came from the same PID');
+  }
+  const res = await getJson(port);
+  assert.equal(res.body.version, 'v6');
+  assert.equal(res.body.pid, srv.pid);
+});
+
+test('a release that throws at load: the old code keeps serving and the error is logged', async (t) => {
+  const root = tmpDir();
+  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  writeRelease(root, 'good');
+  writeRelease(root, 'broken', { throwAtLoad: true });
+  switchRelease(root, 'good');
+  const srv = startNserve(['start', 'app.mjs', '--directory', path.join(root, 'current'), '--bind', 'tcp://127.0.0.1:0']);
+  t.after(() => srv.kill());
+  const port = await srv.port();
+  const load = new Load({ port, keepAlive: 2, newConnection: 2 });
+  switchRelease(root, 'broken');
+  srv.signal('SIGUSR2');
+  const line = await srv.waitForMsg(/hot restart abandoned/);
+  assert.match(String(line.msg), /release broken is broken at load/);
+  await new Promise((r) => setTimeout(r, 300));
+  const result = await load.stop();
+  assert.equal(result.failed, 0, JSON.stringify(result.byKind));
+  const res = await getJson(port);
+  assert.equal(res.body.version, 'good');
+  assert.equal(res.body.pid, srv.pid);
+});
+
+test('onRestart hooks run once per restart before the exec; a throwing hook does not stop the restart', async (t) => {
+  const root = tmpDir();
+  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  writeRelease(root, 'v1');
+  const marks = path.join(root, 'hook.log');
+  const config = path.join(root, 'nserve.config.mjs');
+  fs.writeFileSync(
+    config,
+    `import * as fs from 'node:fs';
+export default {
+  onRestart: [
+    () => { throw new Error('hook one fails'); },
+    async () => { fs.appendFileSync(${JSON.stringify(marks)}, process.pid + ' ' + Date.now() + '\\n'); },
+  ],
+};
+`,
+  );
+  const srv = startNserve(['start', 'app.mjs', '-C', config, '--directory', path.join(root, 'releases/v1'), '--bind', 'tcp://127.0.0.1:0']);
+  t.after(() => srv.kill());
+  const port = await srv.port();
+  for (let i = 1; i <= 2; i++) {
+    const mark = srv.lines.length;
+    srv.signal('SIGUSR2');
+    const booted = await srv.waitForMsg('nserve booted after hot restart', 15000, mark);
+    assert.equal(booted.restarts, i);
+    const hookErr = srv.lines.slice(mark).find((l) => /onRestart hook #0 threw/.test(String(l.msg)));
+    assert.ok(hookErr, 'the throwing hook is logged');
+  }
+  const entries = fs.readFileSync(marks, 'utf8').trim().split('\n');
+  assert.equal(entries.length, 2, 'the hook ran once per restart');
+  for (const e of entries) assert.equal(Number(e.split(' ')[0]), srv.pid);
+  assert.equal((await getJson(port)).body.pid, srv.pid);
+});

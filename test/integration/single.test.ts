@@ -1,0 +1,96 @@
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as path from 'node:path';
+import { after, test } from 'node:test';
+import { getJson } from '../helpers/load.js';
+import { writeRelease } from '../helpers/releases.js';
+import { killAll, startNserve, tmpDir } from '../helpers/server.js';
+
+after(killAll);
+
+function getUnix(socketPath: string, urlPath: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ socketPath, path: urlPath, agent: false, timeout: 5000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => {
+        body += c;
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+  });
+}
+
+test('single mode serves over TCP and a unix socket; SIGTERM lets a slow request finish, then exits 0', async (t) => {
+  const root = tmpDir();
+  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  const dir = writeRelease(root, 'v1');
+  const sock = path.join(root, 'app.sock');
+  const pidfile = path.join(root, 'nserve.pid');
+  const srv = startNserve([
+    'start',
+    path.join(dir, 'app.mjs'),
+    '--bind',
+    'tcp://127.0.0.1:0',
+    '--bind',
+    `unix://${sock}?mode=0600`,
+    '--pidfile',
+    pidfile,
+  ]);
+  t.after(() => srv.kill());
+  const port = await srv.port();
+
+  const tcp = await getJson(port);
+  assert.equal(tcp.status, 200);
+  assert.equal(tcp.body.version, 'v1');
+  assert.equal(tcp.body.pid, srv.pid, 'single mode: the server process itself answers');
+
+  const unix = await getUnix(sock, '/');
+  assert.equal(unix.status, 200);
+  assert.equal(JSON.parse(unix.body).version, 'v1');
+  assert.equal(fs.statSync(sock).mode & 0o777, 0o600);
+  assert.equal(fs.readFileSync(pidfile, 'utf8').trim(), String(srv.pid));
+
+  const slow = getJson(port, '/slow');
+  await new Promise((r) => setTimeout(r, 200));
+  const sentAt = Date.now();
+  srv.signal('SIGTERM');
+  const res = await slow;
+  assert.equal(res.status, 200, 'the in-flight request completes');
+  assert.equal(res.body.version, 'v1');
+  const exit = await srv.waitExit(10000);
+  assert.deepEqual(exit, { code: 0, signal: null });
+  assert.ok(Date.now() - sentAt < 5000);
+  assert.equal(fs.existsSync(sock), false, 'unix socket file removed');
+  assert.equal(fs.existsSync(pidfile), false, 'pidfile removed');
+});
+
+test('a fetch-style app is served', async (t) => {
+  const srv = startNserve(['start', 'examples/fetch.mjs', '--bind', 'tcp://127.0.0.1:0']);
+  t.after(() => srv.kill());
+  const port = await srv.port();
+  const res = await fetch(`http://127.0.0.1:${port}/hello?name=x`, { method: 'POST', body: 'ping' });
+  assert.equal(res.status, 200);
+  const body = (await res.json()) as Record<string, unknown>;
+  assert.equal(body.echo, 'ping');
+  assert.equal(body.path, '/hello');
+});
+
+test('a request handler that throws gets a 500 and the server keeps serving', async (t) => {
+  const root = tmpDir();
+  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  fs.writeFileSync(
+    path.join(root, 'app.cjs'),
+    "module.exports = (req, res) => { if (req.url === '/boom') throw new Error('boom'); res.end('{\"ok\":true}'); };\n",
+  );
+  const srv = startNserve(['start', 'app.cjs', '--directory', root, '--bind', 'tcp://127.0.0.1:0']);
+  t.after(() => srv.kill());
+  const port = await srv.port();
+  const boom = await fetch(`http://127.0.0.1:${port}/boom`);
+  assert.equal(boom.status, 500);
+  await srv.waitForMsg('request handler threw');
+  const ok = await getJson(port);
+  assert.equal(ok.status, 200);
+});
