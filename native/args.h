@@ -17,16 +17,21 @@ namespace nserve {
   throw Napi::TypeError::New(env, what);
 }
 
+[[noreturn]] inline void BadArg(const Napi::CallbackInfo& info, size_t i,
+                                const char* what) {
+  ThrowType(info.Env(), "argument " + std::to_string(i) + " " + what);
+}
+
+inline bool IsIntIn(Napi::Value v, double min, double max) {
+  if (!v.IsNumber()) return false;
+  double d = v.As<Napi::Number>().DoubleValue();
+  return std::isfinite(d) && std::trunc(d) == d && d >= min && d <= max;
+}
+
 inline int64_t IntArg(const Napi::CallbackInfo& info, size_t i, int64_t min,
                       int64_t max) {
-  Napi::Value v = info[i];
-  if (!v.IsNumber()) ThrowType(info.Env(), "argument " + std::to_string(i) + " must be a number");
-  double d = v.As<Napi::Number>().DoubleValue();
-  if (!std::isfinite(d) || std::trunc(d) != d || d < static_cast<double>(min) ||
-      d > static_cast<double>(max)) {
-    ThrowType(info.Env(), "argument " + std::to_string(i) + " is out of range");
-  }
-  return static_cast<int64_t>(d);
+  if (!IsIntIn(info[i], min, max)) BadArg(info, i, "must be an integer");
+  return static_cast<int64_t>(info[i].As<Napi::Number>().DoubleValue());
 }
 
 inline int FdArg(const Napi::CallbackInfo& info, size_t i) {
@@ -34,52 +39,50 @@ inline int FdArg(const Napi::CallbackInfo& info, size_t i) {
 }
 
 inline bool BoolArg(const Napi::CallbackInfo& info, size_t i) {
-  Napi::Value v = info[i];
-  if (!v.IsBoolean()) ThrowType(info.Env(), "argument " + std::to_string(i) + " must be a boolean");
-  return v.As<Napi::Boolean>().Value();
+  if (!info[i].IsBoolean()) BadArg(info, i, "must be a boolean");
+  return info[i].As<Napi::Boolean>().Value();
 }
 
 // Strings that reach the kernel must not contain NUL bytes.
-inline std::string StringArg(const Napi::CallbackInfo& info, size_t i) {
-  Napi::Value v = info[i];
-  if (!v.IsString()) ThrowType(info.Env(), "argument " + std::to_string(i) + " must be a string");
+inline std::string ToCString(const Napi::CallbackInfo& info, size_t i,
+                             Napi::Value v) {
+  if (!v.IsString()) BadArg(info, i, "must be a string");
   std::string s = v.As<Napi::String>().Utf8Value();
   if (s.find('\0') != std::string::npos) {
-    ThrowType(info.Env(), "argument " + std::to_string(i) + " must not contain NUL bytes");
+    BadArg(info, i, "must not contain NUL bytes");
   }
   return s;
 }
 
-inline std::vector<std::string> StringArrayArg(const Napi::CallbackInfo& info, size_t i) {
-  Napi::Value v = info[i];
-  if (!v.IsArray()) ThrowType(info.Env(), "argument " + std::to_string(i) + " must be an array");
-  Napi::Array array = v.As<Napi::Array>();
+inline std::string StringArg(const Napi::CallbackInfo& info, size_t i) {
+  return ToCString(info, i, info[i]);
+}
+
+inline Napi::Array ArrayArg(const Napi::CallbackInfo& info, size_t i) {
+  if (!info[i].IsArray()) BadArg(info, i, "must be an array");
+  return info[i].As<Napi::Array>();
+}
+
+inline std::vector<std::string> StringArrayArg(const Napi::CallbackInfo& info,
+                                               size_t i) {
+  Napi::Array array = ArrayArg(info, i);
   std::vector<std::string> out;
   out.reserve(array.Length());
   for (uint32_t k = 0; k < array.Length(); k++) {
-    Napi::Value item = array.Get(k);
-    if (!item.IsString()) ThrowType(info.Env(), "argument " + std::to_string(i) + " must hold strings");
-    out.push_back(item.As<Napi::String>().Utf8Value());
-    if (out.back().find('\0') != std::string::npos) {
-      ThrowType(info.Env(), "argument " + std::to_string(i) + " must not contain NUL bytes");
-    }
+    out.push_back(ToCString(info, i, array.Get(k)));
   }
   return out;
 }
 
-inline std::vector<int> IntArrayArg(const Napi::CallbackInfo& info, size_t i, int min, int max) {
-  Napi::Value v = info[i];
-  if (!v.IsArray()) ThrowType(info.Env(), "argument " + std::to_string(i) + " must be an array");
-  Napi::Array array = v.As<Napi::Array>();
+inline std::vector<int> IntArrayArg(const Napi::CallbackInfo& info, size_t i,
+                                    int min, int max) {
+  Napi::Array array = ArrayArg(info, i);
   std::vector<int> out;
   out.reserve(array.Length());
   for (uint32_t k = 0; k < array.Length(); k++) {
     Napi::Value item = array.Get(k);
-    double d = item.IsNumber() ? item.As<Napi::Number>().DoubleValue() : NAN;
-    if (!std::isfinite(d) || std::trunc(d) != d || d < min || d > max) {
-      ThrowType(info.Env(), "argument " + std::to_string(i) + " must hold integers in range");
-    }
-    out.push_back(static_cast<int>(d));
+    if (!IsIntIn(item, min, max)) BadArg(info, i, "must hold integers");
+    out.push_back(item.As<Napi::Number>().Int32Value());
   }
   return out;
 }

@@ -31,18 +31,26 @@ struct ErrorContext {
   }
 };
 
+// The error object itself, built with plain N-API calls that report failure
+// instead of throwing: nullptr when the environment refuses (a worker thread
+// being terminated). For libuv callbacks, where nothing may throw.
+napi_value MakeUvError(napi_env env, int uv_err, const char* syscall,
+                       const ErrorContext& context = {});
+
 // uv_err is a libuv error code (negative; on Linux -errno).
 Napi::Error UvError(Napi::Env env, int uv_err, const char* syscall,
                     const ErrorContext& context = {});
 
 // err is a positive errno value, as left in errno by a failed call.
 inline Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall,
-                             const ErrorContext& context = {}) {
+                              const ErrorContext& context = {}) {
   return UvError(env, -err, syscall, context);
 }
 
 // Throws ErrnoError(env, errno, ...) as a C++ exception (node-addon-api turns
-// it into a JS exception at the boundary).
+// it into a JS exception at the boundary). errno is read inside, after the
+// arguments are built: pass a context built beforehand, or save errno and use
+// ErrnoError when the context is built on the spot.
 [[noreturn]] void ThrowErrno(Napi::Env env, const char* syscall,
                              const ErrorContext& context = {});
 

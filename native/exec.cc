@@ -109,8 +109,9 @@ Napi::Value WaitPid(const Napi::CallbackInfo& info) {
 
   Napi::Object out = Napi::Object::New(env);
   out.Set("pid", rc);
-  out.Set("code", WIFEXITED(status) ? Napi::Number::New(env, WEXITSTATUS(status))
-                                    : env.Null());
+  out.Set("code", WIFEXITED(status)
+                      ? Napi::Number::New(env, WEXITSTATUS(status))
+                      : env.Null());
   out.Set("signal", WIFSIGNALED(status)
                         ? Napi::Number::New(env, WTERMSIG(status))
                         : env.Null());

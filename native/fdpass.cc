@@ -48,7 +48,8 @@ Napi::Value SendFds(const Napi::CallbackInfo& info) {
   auto payload = info[2].As<Napi::Buffer<char>>();
   if (fds.size() > kMaxFds || payload.Length() == 0 ||
       payload.Length() > kMaxPayload) {
-    throw Napi::RangeError::New(env, "too many descriptors or bad payload size");
+    throw Napi::RangeError::New(env,
+                                "too many descriptors or bad payload size");
   }
 
   iovec iov = {payload.Data(), payload.Length()};
@@ -132,28 +133,37 @@ Napi::Value RecvFds(const Napi::CallbackInfo& info) {
 
 // The libuv side of a Watcher. It lives until its handle's close callback,
 // which may come after the JavaScript object is gone.
+//
+// Code that runs from libuv (OnPoll, OnClose, OnTeardown) uses plain N-API
+// calls and checks their status: nothing may throw across libuv, and while a
+// worker thread is being terminated node-addon-api would turn a refused call
+// into a fatal error.
 struct Poll {
   uv_poll_t handle;
-  napi_env env;
-  Napi::FunctionReference callback;
-  Napi::ObjectReference resource;
-  std::unique_ptr<Napi::AsyncContext> context;
+  napi_env env = nullptr;
+  napi_ref callback = nullptr;
+  napi_ref resource = nullptr;
+  napi_async_context context = nullptr;
   napi_async_cleanup_hook_handle cleanup = nullptr;
-};
 
-// Deferred to the close callback (or the environment's teardown): dropping
-// the async context inside its own MakeCallback would free it while in use.
-void ReleaseJs(Poll* poll) {
-  if (poll->callback.IsEmpty()) return;  // already released
-  Napi::HandleScope scope(poll->env);
-  poll->context.reset();
-  poll->callback.Reset();
-  poll->resource.Reset();
-}
+  // Never inside the callback itself: dropping the async context during its
+  // own MakeCallback would free it while in use. Hence OnClose, or teardown.
+  void ReleaseJs() {
+    napi_handle_scope scope;
+    bool scoped = napi_open_handle_scope(env, &scope) == napi_ok;
+    if (context != nullptr) napi_async_destroy(env, context);
+    if (callback != nullptr) napi_delete_reference(env, callback);
+    if (resource != nullptr) napi_delete_reference(env, resource);
+    context = nullptr;
+    callback = resource = nullptr;
+    if (scoped) napi_close_handle_scope(env, scope);
+  }
+
+  ~Poll() { ReleaseJs(); }
+};
 
 void OnClose(uv_handle_t* handle) {
   auto* poll = static_cast<Poll*>(handle->data);
-  ReleaseJs(poll);
   if (poll->cleanup != nullptr) napi_remove_async_cleanup_hook(poll->cleanup);
   delete poll;
 }
@@ -162,48 +172,66 @@ void BeginClose(Poll* poll) {
   uv_close(reinterpret_cast<uv_handle_t*>(&poll->handle), OnClose);
 }
 
-// A worker thread that ends with a watcher still running must not leave an
-// open handle on its loop (Node aborts in uv_loop_close). The async hook keeps
-// the environment waiting until OnClose has run.
+// A worker thread that ends with a watcher running must not leave an open
+// handle on its loop (Node aborts in uv_loop_close). The async hook keeps the
+// environment waiting until OnClose has run.
 void OnTeardown(napi_async_cleanup_hook_handle, void* arg) {
   auto* poll = static_cast<Poll*>(arg);
   if (uv_is_closing(reinterpret_cast<uv_handle_t*>(&poll->handle))) return;
-  ReleaseJs(poll);
+  poll->ReleaseJs();
   BeginClose(poll);
+}
+
+// onEvent threw: hand the exception to napi_fatal_exception, which treats it
+// like one thrown by a Node callback: process 'uncaughtException', or print
+// and exit(1) with no handler. (Napi::Error::Fatal would abort instead.) While
+// the environment is shutting down both calls refuse, and nothing happens.
+void RouteException(napi_env env) {
+  bool pending = false;
+  napi_value error;
+  if (napi_is_exception_pending(env, &pending) == napi_ok && pending &&
+      napi_get_and_clear_last_exception(env, &error) == napi_ok) {
+    napi_fatal_exception(env, error);
+  }
 }
 
 void OnPoll(uv_poll_t* handle, int status, int events) {
   auto* poll = static_cast<Poll*>(handle->data);
-  if (poll->callback.IsEmpty()) return;
-  Napi::Env env(poll->env);
-  Napi::HandleScope scope(env);
-  try {
-    Napi::Value error = env.Null();
-    if (status < 0) error = UvError(env, status, "uv_poll").Value();
-    bool ok = status >= 0;
-    poll->callback.MakeCallback(
-        poll->resource.Value(),
-        {Napi::Boolean::New(env, ok && (events & UV_READABLE)),
-         Napi::Boolean::New(env, ok && (events & UV_DISCONNECT)), error},
-        *poll->context);
-  } catch (const Napi::Error& e) {
-    // Nothing may throw across libuv. napi_fatal_exception treats the error
-    // like one thrown by a Node callback: process 'uncaughtException', or
-    // print and exit(1) with no handler. (Napi::Error::Fatal would abort.)
-    napi_fatal_exception(env, e.Value());
+  napi_env env = poll->env;
+  if (poll->callback == nullptr) return;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+
+  bool ok = status >= 0;
+  napi_value argv[3], recv, fn, result;
+  bool ready =
+      napi_get_boolean(env, ok && (events & UV_READABLE), &argv[0]) ==
+          napi_ok &&
+      napi_get_boolean(env, ok && (events & UV_DISCONNECT), &argv[1]) ==
+          napi_ok &&
+      (ok ? napi_get_null(env, &argv[2]) == napi_ok
+          : (argv[2] = MakeUvError(env, status, "uv_poll")) != nullptr) &&
+      napi_get_reference_value(env, poll->resource, &recv) == napi_ok &&
+      napi_get_reference_value(env, poll->callback, &fn) == napi_ok;
+  if (ready && napi_make_callback(env, poll->context, recv, fn, 3, argv,
+                                  &result) != napi_ok) {
+    RouteException(env);
   }
+  napi_close_handle_scope(env, scope);
 }
 
 // new Watcher(fd, onEvent): polls fd for UV_READABLE | UV_DISCONNECT and
-// calls onEvent(readable, hangup, error) on each event. Note that
-// uv_poll_init makes fd non-blocking.
+// calls onEvent(readable, hangup, error) on each event, through
+// napi_make_callback with its own async context (async_hooks and
+// AsyncLocalStorage see it like a Node callback). uv_poll_init makes fd
+// non-blocking.
 class Watcher : public Napi::ObjectWrap<Watcher> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Watcher",
-                       {InstanceMethod("stop", &Watcher::Stop),
-                        InstanceMethod("ref", &Watcher::Ref),
-                        InstanceMethod("unref", &Watcher::Unref)});
+                       {InstanceMethod("stop", &Watcher::JsStop),
+                        InstanceMethod("ref", &Watcher::JsRef),
+                        InstanceMethod("unref", &Watcher::JsUnref)});
   }
 
   explicit Watcher(const Napi::CallbackInfo& info) : ObjectWrap(info) {
@@ -213,20 +241,25 @@ class Watcher : public Napi::ObjectWrap<Watcher> {
     uv_loop_t* loop = nullptr;
     NAPI_THROW_IF_FAILED_VOID(env, napi_get_uv_event_loop(env, &loop));
 
+    // Everything that can throw comes before uv_poll_init: once the handle is
+    // initialized, only its close callback may free it.
     auto poll = std::make_unique<Poll>();
     poll->env = env;
     poll->handle.data = poll.get();
+    Napi::Object resource = Napi::Object::New(env);
+    resource.Set("fd", fd);
+    NAPI_THROW_IF_FAILED_VOID(
+        env, napi_create_reference(env, info[1], 1, &poll->callback));
+    NAPI_THROW_IF_FAILED_VOID(
+        env, napi_create_reference(env, resource, 1, &poll->resource));
+    NAPI_THROW_IF_FAILED_VOID(
+        env, napi_async_init(env, resource,
+                             Napi::String::New(env, "nserve:watchReadable"),
+                             &poll->context));
+
     int rc = uv_poll_init(loop, &poll->handle, fd);
     // EEXIST: libuv already watches this descriptor (e.g. a net.Socket).
     if (rc < 0) throw UvError(env, rc, "uv_poll_init");
-
-    Napi::Object resource = Napi::Object::New(env);
-    resource.Set("fd", fd);
-    poll->callback = Napi::Persistent(info[1].As<Napi::Function>());
-    poll->resource = Napi::Persistent(resource);
-    poll->context = std::make_unique<Napi::AsyncContext>(
-        env, "nserve:watchReadable", resource);
-
     rc = uv_poll_start(&poll->handle, UV_READABLE | UV_DISCONNECT, OnPoll);
     if (rc < 0) {
       BeginClose(poll.release());  // the handle is initialized: uv_close it
@@ -238,27 +271,30 @@ class Watcher : public Napi::ObjectWrap<Watcher> {
 
  private:
   // Idempotent. The caller must stop before closing the descriptor.
-  Napi::Value Stop(const Napi::CallbackInfo& info) {
+  Napi::Value JsStop(const Napi::CallbackInfo& info) {
     if (poll_ != nullptr) BeginClose(poll_);
     poll_ = nullptr;
     return info.Env().Undefined();
   }
 
-  Napi::Value Ref(const Napi::CallbackInfo& info) {
-    if (poll_ != nullptr) uv_ref(reinterpret_cast<uv_handle_t*>(&poll_->handle));
+  // (Not named Ref/Unref: those are ObjectWrap's own reference counting.)
+  Napi::Value JsRef(const Napi::CallbackInfo& info) {
+    if (poll_ != nullptr) {
+      uv_ref(reinterpret_cast<uv_handle_t*>(&poll_->handle));
+    }
     return info.Env().Undefined();
   }
 
-  Napi::Value Unref(const Napi::CallbackInfo& info) {
+  Napi::Value JsUnref(const Napi::CallbackInfo& info) {
     if (poll_ != nullptr) {
       uv_unref(reinterpret_cast<uv_handle_t*>(&poll_->handle));
     }
     return info.Env().Undefined();
   }
 
-  // Not owned: freed by OnClose after Stop(), or by the teardown hook. If this
-  // object is collected without Stop(), the poll runs on, like any leaked
-  // handle, and keeps its callback alive.
+  // Not owned: freed by OnClose after stop(), or at the environment's
+  // teardown. If this object is collected without stop(), the poll runs on,
+  // like any leaked handle, and keeps its callback alive.
   Poll* poll_ = nullptr;
 };
 

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <memory>
 #include <string>
 
 #include "addon.h"
@@ -57,8 +58,8 @@ Napi::Value SetNonblock(const Napi::CallbackInfo& info) {
 // dup(fd: number): number. The copy is close-on-exec and never lands on
 // 0-2, which a closed stdio slot would otherwise hand out.
 Napi::Value Dup(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), Fcntl(info.Env(), FdArg(info, 0),
-                                             F_DUPFD_CLOEXEC, 3));
+  return Napi::Number::New(
+      info.Env(), Fcntl(info.Env(), FdArg(info, 0), F_DUPFD_CLOEXEC, 3));
 }
 
 // close(fd: number): void. EINTR is not an error on Linux: the descriptor is
@@ -76,8 +77,9 @@ bool ReadFdInfo(Napi::Env env, const std::string& path, long long* pos,
                 bool* has_pos, unsigned* flags) {
   unique_fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) {
-    if (errno == ENOENT) return false;
-    ThrowErrno(env, "open", ErrorContext::Path(path));
+    int err = errno;
+    if (err == ENOENT) return false;
+    throw ErrnoError(env, err, "open", ErrorContext::Path(path));
   }
   char buf[1024];  // pos and flags are the first lines
   ssize_t n;
@@ -85,8 +87,9 @@ bool ReadFdInfo(Napi::Env env, const std::string& path, long long* pos,
     n = read(fd.get(), buf, sizeof(buf) - 1);
   } while (n < 0 && errno == EINTR);
   if (n < 0) {
-    if (errno == ENOENT) return false;
-    ThrowErrno(env, "read", ErrorContext::Path(path));
+    int err = errno;
+    if (err == ENOENT) return false;
+    throw ErrnoError(env, err, "read", ErrorContext::Path(path));
   }
   buf[n] = '\0';
   if (const char* p = strstr(buf, "pos:")) {
@@ -104,7 +107,8 @@ Napi::Value ListFdsRaw(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int pid = static_cast<int>(IntArg(info, 0, -1, INT32_MAX));
   bool self = pid < 0 || pid == getpid();
-  std::string base = "/proc/" + (self ? std::to_string(getpid()) : std::to_string(pid));
+  std::string base =
+      "/proc/" + (self ? std::to_string(getpid()) : std::to_string(pid));
   std::string dir_path = base + "/fd";
 
   unique_fd dir_fd(open(dir_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -114,7 +118,10 @@ Napi::Value ListFdsRaw(const Napi::CallbackInfo& info) {
   }
   int listing_fd = dir_fd.get();
   DIR* dir = fdopendir(listing_fd);
-  if (dir == nullptr) ThrowErrno(env, "fdopendir", ErrorContext::Path(dir_path));
+  if (dir == nullptr) {
+    int err = errno;
+    throw ErrnoError(env, err, "fdopendir", ErrorContext::Path(dir_path));
+  }
   dir_fd.release();  // closedir closes it
   std::unique_ptr<DIR, int (*)(DIR*)> dir_owner(dir, closedir);
 

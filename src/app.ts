@@ -24,7 +24,10 @@ export function resolveAppFile(app: string, directory: string): string {
   try {
     stat = fs.statSync(file);
   } catch {
-    throw usageError('ERR_NSERVE_APP_MISSING', `app file not found: ${file} (APP is resolved against --directory ${directory})`);
+    throw usageError(
+      'ERR_NSERVE_APP_MISSING',
+      `app file not found: ${file} (APP is resolved against --directory ${directory})`,
+    );
   }
   if (!stat.isFile()) throw usageError('ERR_NSERVE_APP_MISSING', `app is not a file: ${file}`);
   return file;

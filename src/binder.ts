@@ -6,8 +6,8 @@
 // adopts every one whose URI and slot it still binds (setting close-on-exec again), binds anything new,
 // and closes the leftovers once it has booted.
 import * as fs from 'node:fs';
-import * as native from './native.js';
 import { errorCode, errorMessage, NserveError, usageError } from './errors.js';
+import * as native from './native.js';
 
 export type BindSpec =
   | { kind: 'tcp'; uri: string; family: 'tcp4' | 'tcp6'; host: string; port: number }
@@ -31,13 +31,15 @@ export interface InheritedFd {
 const VALID_BIND = 'expected tcp://HOST:PORT, tcp://[IPV6]:PORT or unix:///absolute/path[?mode=0660]';
 
 export function parseBindUri(uri: string): BindSpec {
-  const bad = (why: string): NserveError => usageError('ERR_NSERVE_INVALID_BIND', `invalid bind URI "${uri}": ${why}`);
+  const bad = (why: string): NserveError =>
+    usageError('ERR_NSERVE_INVALID_BIND', `invalid bind URI "${uri}": ${why}`);
   if (uri.startsWith('unix://')) {
     const rest = uri.slice('unix://'.length);
     const q = rest.indexOf('?');
     const path = q === -1 ? rest : rest.slice(0, q);
     if (!path.startsWith('/')) throw bad(`the socket path must be absolute; ${VALID_BIND}`);
-    if (Buffer.byteLength(path) > 107) throw bad('the socket path is longer than 107 bytes (the sun_path limit)');
+    if (Buffer.byteLength(path) > 107)
+      throw bad('the socket path is longer than 107 bytes (the sun_path limit)');
     let mode: number | undefined;
     if (q !== -1) {
       const params = new URLSearchParams(rest.slice(q + 1));
@@ -58,7 +60,8 @@ export function parseBindUri(uri: string): BindSpec {
     if (m === null) throw bad(VALID_BIND);
     const hostPart = m[1]!;
     const port = Number(m[2]);
-    if (!Number.isInteger(port) || port < 0 || port > 65535) throw bad(`port ${m[2]} is out of range 0-65535`);
+    if (!Number.isInteger(port) || port < 0 || port > 65535)
+      throw bad(`port ${m[2]} is out of range 0-65535`);
     if (hostPart.startsWith('[')) {
       const host = hostPart.slice(1, -1);
       if (!isIPv6(host)) throw bad(`"${host}" is not an IPv6 address`);
@@ -82,7 +85,9 @@ function isIPv6(s: string): boolean {
 
 export function formatAddress(address: native.SocketAddress): string {
   if (address.family === 'unix') return `unix://${address.path}`;
-  return address.family === 'IPv6' ? `tcp://[${address.address}]:${address.port}` : `tcp://${address.address}:${address.port}`;
+  return address.family === 'IPv6'
+    ? `tcp://[${address.address}]:${address.port}`
+    : `tcp://${address.address}:${address.port}`;
 }
 
 export function parseInheritEnv(value: string | undefined): InheritedFd[] {

@@ -70,12 +70,23 @@ export function buildProgram(): Command {
     .description('Production application server and process manager for Node.js')
     .version(VERSION, '-v, --version')
     .showHelpAfterError('(run "nserve help" for usage)')
-    .exitOverride();
+    .exitOverride()
+    .configureOutput({
+      // commander's own errors are one line ("error: unknown option '--x'"); keep them so, named.
+      writeErr: (s) => process.stderr.write(s.startsWith('error:') ? `nserve: ${s}` : s),
+    });
   program
     .command('start')
     .description('serve an HTTP app module (single mode, or cluster mode with -w N)')
-    .argument('[app]', 'app module: default-exports (req, res) or { fetch(request) }; resolved against --directory')
-    .option('-b, --bind <uri>', 'bind URI, repeatable: tcp://HOST:PORT, tcp://[::1]:PORT, unix:///path?mode=0660', collect)
+    .argument(
+      '[app]',
+      'app module: default-exports (req, res) or { fetch(request) }; resolved against --directory',
+    )
+    .option(
+      '-b, --bind <uri>',
+      'bind URI, repeatable: tcp://HOST:PORT, tcp://[::1]:PORT, unix:///path?mode=0660',
+      collect,
+    )
     .option('-p, --port <n>', 'shorthand for --bind tcp://0.0.0.0:N (default bind tcp://0.0.0.0:3000)')
     .option('-w, --workers <n>', 'worker processes; 0 = single mode (default 0)')
     .option('--slots <n>', 'reuseport slot sockets per TCP bind in cluster mode (default: workers)')
@@ -96,12 +107,6 @@ export function buildProgram(): Command {
 
 export async function main(argv: string[]): Promise<void> {
   const program = buildProgram();
-  program.configureOutput({
-    writeErr: (s) => {
-      // commander's own errors are already one line ("error: unknown option '--x'"); keep them so.
-      process.stderr.write(s.startsWith('error:') ? `nserve: ${s}` : s);
-    },
-  });
   try {
     await program.parseAsync(argv);
   } catch (err) {
@@ -109,7 +114,9 @@ export async function main(argv: string[]): Promise<void> {
       process.exit(err.exitCode === 0 ? 0 : EXIT_USAGE);
     }
     if (err instanceof NserveError && err.usage) fail(err.message);
-    process.stderr.write(`nserve: fatal: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.stderr.write(
+      `nserve: fatal: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
     process.exit(1);
   }
 }

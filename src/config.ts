@@ -2,10 +2,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import type { LevelWithSilent } from 'pino';
 import { type BindSpec, parseBindUri } from './binder.js';
 import { errorMessage, usageError } from './errors.js';
 import { LOG_LEVELS } from './logger.js';
-import type { LevelWithSilent } from 'pino';
 
 export interface HookContext {
   /** Which hook is running, e.g. 'onRestart'. */
@@ -17,7 +17,13 @@ export interface HookContext {
 }
 export type HookFn = (context: HookContext) => unknown;
 export type HookName = 'onRestart' | 'onWorkerBoot' | 'onWorkerShutdown' | 'beforeSpawn' | 'onBooted';
-export const HOOK_NAMES: readonly HookName[] = ['onRestart', 'onWorkerBoot', 'onWorkerShutdown', 'beforeSpawn', 'onBooted'];
+export const HOOK_NAMES: readonly HookName[] = [
+  'onRestart',
+  'onWorkerBoot',
+  'onWorkerShutdown',
+  'beforeSpawn',
+  'onBooted',
+];
 
 /** What a config file may export (all optional; CLI flags override it). Durations are in seconds. */
 export interface UserConfig {
@@ -106,18 +112,42 @@ export async function readConfigFile(file: string): Promise<UserConfig> {
     if (file.endsWith('.json')) value = JSON.parse(fs.readFileSync(file, 'utf8'));
     else value = ((await import(pathToFileURL(file).href)) as { default?: unknown }).default;
   } catch (err) {
-    throw usageError('ERR_NSERVE_CONFIG_FILE', `config file ${file} failed to load: ${errorMessage(err)}`, err);
+    throw usageError(
+      'ERR_NSERVE_CONFIG_FILE',
+      `config file ${file} failed to load: ${errorMessage(err)}`,
+      err,
+    );
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw usageError('ERR_NSERVE_CONFIG_FILE', `config file ${file} must export an object (export default defineConfig({...}))`);
+    throw usageError(
+      'ERR_NSERVE_CONFIG_FILE',
+      `config file ${file} must export an object (export default defineConfig({...}))`,
+    );
   }
   const known = new Set<string>([
-    'app', 'bind', 'port', 'workers', 'slots', 'directory', 'pidfile', 'environment', 'shutdownTimeout',
-    'workerTimeout', 'workerBootTimeout', 'hookTimeout', 'drainGrace', 'backlog', 'logLevel', ...HOOK_NAMES,
+    'app',
+    'bind',
+    'port',
+    'workers',
+    'slots',
+    'directory',
+    'pidfile',
+    'environment',
+    'shutdownTimeout',
+    'workerTimeout',
+    'workerBootTimeout',
+    'hookTimeout',
+    'drainGrace',
+    'backlog',
+    'logLevel',
+    ...HOOK_NAMES,
   ]);
   for (const key of Object.keys(value)) {
     if (!known.has(key)) {
-      throw usageError('ERR_NSERVE_INVALID_CONFIG', `unknown config key "${key}" in ${file} (valid: ${[...known].join(', ')})`);
+      throw usageError(
+        'ERR_NSERVE_INVALID_CONFIG',
+        `unknown config key "${key}" in ${file} (valid: ${[...known].join(', ')})`,
+      );
     }
   }
   return value as UserConfig;
@@ -125,8 +155,12 @@ export async function readConfigFile(file: string): Promise<UserConfig> {
 
 type Source = 'flag' | 'file';
 function invalid(key: string, value: unknown, source: Source, valid: string): Error {
-  const where = source === 'flag' ? `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}` : `config key ${key}`;
-  return usageError('ERR_NSERVE_INVALID_CONFIG', `invalid ${where}: ${JSON.stringify(value)}: expected ${valid}`);
+  const where =
+    source === 'flag' ? `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}` : `config key ${key}`;
+  return usageError(
+    'ERR_NSERVE_INVALID_CONFIG',
+    `invalid ${where}: ${JSON.stringify(value)}: expected ${valid}`,
+  );
 }
 
 function pick<K extends keyof CliOptions & keyof UserConfig>(
@@ -139,7 +173,13 @@ function pick<K extends keyof CliOptions & keyof UserConfig>(
   return undefined;
 }
 
-function integer(key: string, v: { value: unknown; source: Source } | undefined, min: number, max: number, dflt: number): number {
+function integer(
+  key: string,
+  v: { value: unknown; source: Source } | undefined,
+  min: number,
+  max: number,
+  dflt: number,
+): number {
   if (v === undefined) return dflt;
   const n = typeof v.value === 'string' && /^-?\d+$/.test(v.value.trim()) ? Number(v.value) : v.value;
   if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
@@ -148,7 +188,11 @@ function integer(key: string, v: { value: unknown; source: Source } | undefined,
   return n;
 }
 
-function seconds(key: string, v: { value: unknown; source: Source } | undefined, dfltSeconds: number): number {
+function seconds(
+  key: string,
+  v: { value: unknown; source: Source } | undefined,
+  dfltSeconds: number,
+): number {
   if (v === undefined) return dfltSeconds * 1000;
   const n = typeof v.value === 'string' && /^\d+(\.\d+)?$/.test(v.value.trim()) ? Number(v.value) : v.value;
   if (typeof n !== 'number' || !Number.isFinite(n) || n < 0 || n > 86400) {
@@ -159,7 +203,8 @@ function seconds(key: string, v: { value: unknown; source: Source } | undefined,
 
 function str(key: string, v: { value: unknown; source: Source } | undefined): string | undefined {
   if (v === undefined) return undefined;
-  if (typeof v.value !== 'string' || v.value === '') throw invalid(key, v.value, v.source, 'a non-empty string');
+  if (typeof v.value !== 'string' || v.value === '')
+    throw invalid(key, v.value, v.source, 'a non-empty string');
   return v.value;
 }
 
@@ -169,7 +214,8 @@ function hooks(file: UserConfig): Record<HookName, HookFn[]> {
     const v = file[name];
     const list = v === undefined ? [] : Array.isArray(v) ? v : [v];
     for (const fn of list) {
-      if (typeof fn !== 'function') throw invalid(name, typeof fn, 'file', 'a function or an array of functions');
+      if (typeof fn !== 'function')
+        throw invalid(name, typeof fn, 'file', 'a function or an array of functions');
     }
     out[name] = list;
   }
@@ -191,7 +237,10 @@ export function buildConfig(
 ): Config {
   const app = appArg ?? str('app', file.app === undefined ? undefined : { value: file.app, source: 'file' });
   if (app === undefined) {
-    throw usageError('ERR_NSERVE_USAGE', 'missing APP: name the app module to serve (nserve start app.mjs) or set "app" in the config file');
+    throw usageError(
+      'ERR_NSERVE_USAGE',
+      'missing APP: name the app module to serve (nserve start app.mjs) or set "app" in the config file',
+    );
   }
   const bindUris: { value: unknown; source: Source }[] = [];
   const bindOpt = pick('bind', cli, file);
@@ -207,7 +256,8 @@ export function buildConfig(
   if (bindUris.length === 0) bindUris.push({ value: 'tcp://0.0.0.0:3000', source: 'flag' });
   const binds: BindSpec[] = [];
   for (const b of bindUris) {
-    if (typeof b.value !== 'string') throw invalid('bind', b.value, b.source, 'a bind URI string like tcp://127.0.0.1:3000');
+    if (typeof b.value !== 'string')
+      throw invalid('bind', b.value, b.source, 'a bind URI string like tcp://127.0.0.1:3000');
     const spec = parseBindUri(b.value);
     if (binds.some((x) => x.uri === spec.uri)) continue;
     binds.push(spec);
@@ -215,7 +265,12 @@ export function buildConfig(
   const workers = integer('workers', pick('workers', cli, file), 0, 256, 0);
   const logLevel = (str('logLevel', pick('logLevel', cli, file)) ?? 'info') as LevelWithSilent;
   if (!LOG_LEVELS.includes(logLevel)) {
-    throw invalid('logLevel', logLevel, cli.logLevel !== undefined ? 'flag' : 'file', `one of ${LOG_LEVELS.join(', ')}`);
+    throw invalid(
+      'logLevel',
+      logLevel,
+      cli.logLevel !== undefined ? 'flag' : 'file',
+      `one of ${LOG_LEVELS.join(', ')}`,
+    );
   }
   const dir = str('directory', pick('directory', cli, file));
   const directory = path.resolve(cwd, dir ?? '.');

@@ -19,10 +19,16 @@ export async function runHooks(
       timer = setTimeout(() => resolve('timeout'), timeoutMs);
     });
     try {
-      const outcome = await Promise.race([Promise.resolve().then(() => fn({ hook: name, ...context })), timeout]);
+      const outcome = await Promise.race([
+        Promise.resolve().then(() => fn({ hook: name, ...context })),
+        timeout,
+      ]);
       if (outcome === 'timeout') {
         failed++;
-        log.error({ hook: name, index, code: 'ERR_NSERVE_HOOK_TIMEOUT', timeoutMs }, `${name} hook #${index} timed out`);
+        log.error(
+          { hook: name, index, code: 'ERR_NSERVE_HOOK_TIMEOUT', timeoutMs },
+          `${name} hook #${index} timed out`,
+        );
       }
     } catch (err) {
       failed++;

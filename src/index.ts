@@ -1,3 +1,10 @@
 // The package's public API: typed config for nserve.config.{mjs,js}.
-export { type Config, defineConfig, type HookContext, type HookFn, type HookName, type UserConfig } from './config.js';
+export {
+  type Config,
+  defineConfig,
+  type HookContext,
+  type HookFn,
+  type HookName,
+  type UserConfig,
+} from './config.js';
 export { VERSION } from './version.js';

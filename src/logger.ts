@@ -1,9 +1,17 @@
-import { pino, type Logger, type LevelWithSilent } from 'pino';
+import { type LevelWithSilent, type Logger, pino } from 'pino';
 import pretty from 'pino-pretty';
 
 export type { Logger } from 'pino';
 
-export const LOG_LEVELS: readonly LevelWithSilent[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+export const LOG_LEVELS: readonly LevelWithSilent[] = [
+  'fatal',
+  'error',
+  'warn',
+  'info',
+  'debug',
+  'trace',
+  'silent',
+];
 
 export interface LoggerOptions {
   level: LevelWithSilent;
@@ -21,8 +29,16 @@ export function createLogger(options: LoggerOptions): Logger {
   const usePretty = options.pretty ?? process.stdout.isTTY === true;
   const base = { pid: process.pid, ...options.base };
   if (usePretty) {
-    const stream = pretty({ sync: true, colorize: true, ignore: 'hostname', translateTime: 'SYS:HH:MM:ss.l' });
+    const stream = pretty({
+      sync: true,
+      colorize: true,
+      ignore: 'hostname',
+      translateTime: 'SYS:HH:MM:ss.l',
+    });
     return pino({ level: options.level, base }, stream);
   }
-  return pino({ level: options.level, base, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ fd: 1, sync: true }));
+  return pino(
+    { level: options.level, base, timestamp: pino.stdTimeFunctions.isoTime },
+    pino.destination({ fd: 1, sync: true }),
+  );
 }

@@ -6,7 +6,14 @@
 // they replace drains (phased restart, crash recovery lends the dead worker's slots to a live one).
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import { closeLeftovers, closeListeners, formatAddress, type Listener, openListeners, parseInheritEnv } from './binder.js';
+import {
+  closeLeftovers,
+  closeListeners,
+  formatAddress,
+  type Listener,
+  openListeners,
+  parseInheritEnv,
+} from './binder.js';
 import { errorMessage } from './errors.js';
 import { runHooks } from './hooks.js';
 import * as native from './native.js';
@@ -63,7 +70,9 @@ class Master {
     for (const l of this.listeners) this.slotFds.set(slotKey(l), l.fd);
     installSignalHandlers((action, signal) => this.dispatch(action, signal));
     const directory = fs.realpathSync(config.directory);
-    const booting = Array.from({ length: this.count }, (_, i) => this.spawnWorker(i, this.generation, directory));
+    const booting = Array.from({ length: this.count }, (_, i) =>
+      this.spawnWorker(i, this.generation, directory),
+    );
     this.workers = await Promise.all(booting);
     try {
       await Promise.all(this.workers.map((w) => this.waitBooted(w)));
@@ -101,7 +110,10 @@ class Master {
       return;
     }
     if (this.phase !== 'running') {
-      log.warn({ signal, phase: this.phase }, `${signal} ignored: ${this.phase === 'stopping' ? 'stopping' : 'a restart is in progress'}`);
+      log.warn(
+        { signal, phase: this.phase },
+        `${signal} ignored: ${this.phase === 'stopping' ? 'stopping' : 'a restart is in progress'}`,
+      );
       return;
     }
     switch (action) {
@@ -126,7 +138,13 @@ class Master {
   // ── spawning and booting ──────────────────────────────────────────────────────────────────────────
 
   private async spawnWorker(index: number, phase: number, directory: string): Promise<WorkerHandle> {
-    await runHooks('beforeSpawn', this.config.hooks.beforeSpawn, { worker: index, phase }, this.config.hookTimeoutMs, this.log);
+    await runHooks(
+      'beforeSpawn',
+      this.config.hooks.beforeSpawn,
+      { worker: index, phase },
+      this.config.hookTimeoutMs,
+      this.log,
+    );
     const [masterEnd, workerEnd] = native.socketpair();
     const { file, args } = ownCommandLine();
     const env: NodeJS.ProcessEnv = {
@@ -156,19 +174,26 @@ class Master {
     await w.waitFor('boot', this.config.workerBootTimeoutMs, (msg) => {
       if (msg.t === 'booted') return true;
       if (msg.t === 'boot-error') throw new Error(`worker ${w.index} failed to boot: ${msg.error}`);
-      if (msg.t === 'exit') throw new Error(`worker ${w.index} exited while booting (${msg.signal ?? `code ${msg.code}`})`);
+      if (msg.t === 'exit')
+        throw new Error(`worker ${w.index} exited while booting (${msg.signal ?? `code ${msg.code}`})`);
       return undefined;
     });
   }
 
-  private onWorkerEvent(w: WorkerHandle, msg: FromWorker | { t: 'exit'; code: number | null; signal: string | null }): void {
+  private onWorkerEvent(
+    w: WorkerHandle,
+    msg: FromWorker | { t: 'exit'; code: number | null; signal: string | null },
+  ): void {
     if (msg.t !== 'exit') return;
     this.reap(w);
     if (this.retiring.delete(w)) return;
     const current = this.workers[w.index] === w;
     if (!current || this.phase === 'stopping' || w.bootedAt === undefined) return;
     // Unexpected exit of a serving worker: lend its slots at once, replace it (with back-off in a loop).
-    this.log.error({ worker: w.index, workerPid: w.pid, code: msg.code, signal: msg.signal }, `worker ${w.index} exited unexpectedly`);
+    this.log.error(
+      { worker: w.index, workerPid: w.pid, code: msg.code, signal: msg.signal },
+      `worker ${w.index} exited unexpectedly`,
+    );
     void this.rebalance();
     this.scheduleReplacement(w.index);
   }
@@ -177,9 +202,13 @@ class Master {
     const now = Date.now();
     this.crashes = this.crashes.filter((t) => now - t < CRASH_WINDOW_MS);
     this.crashes.push(now);
-    const delay = this.crashes.length <= 1 ? 0 : Math.min(MAX_BACKOFF_MS, 250 * 2 ** (this.crashes.length - 1));
+    const delay =
+      this.crashes.length <= 1 ? 0 : Math.min(MAX_BACKOFF_MS, 250 * 2 ** (this.crashes.length - 1));
     if (delay > 0) {
-      this.log.warn({ worker: index, delayMs: delay, crashes: this.crashes.length }, `workers are crashing in a loop: backing off ${delay} ms`);
+      this.log.warn(
+        { worker: index, delayMs: delay, crashes: this.crashes.length },
+        `workers are crashing in a loop: backing off ${delay} ms`,
+      );
     }
     const timer = setTimeout(() => {
       this.spawnTimers.delete(timer);
@@ -235,16 +264,20 @@ class Master {
    * is ever without an acceptor. Runs one at a time.
    */
   private rebalance(): Promise<void> {
-    this.rebalancing = this.rebalancing.then(() => this.rebalanceNow()).catch((err: unknown) => {
-      this.log.error({ err }, `rebalancing slots failed: ${errorMessage(err)}`);
-    });
+    this.rebalancing = this.rebalancing
+      .then(() => this.rebalanceNow())
+      .catch((err: unknown) => {
+        this.log.error({ err }, `rebalancing slots failed: ${errorMessage(err)}`);
+      });
     return this.rebalancing;
   }
 
   private async rebalanceNow(): Promise<void> {
     const serving = this.workers.filter((w) => w.serving);
     if (serving.length === 0) return;
-    const want = new Map<WorkerHandle, Set<string>>(serving.map((w) => [w, new Set(this.assignment(w.index, this.count))]));
+    const want = new Map<WorkerHandle, Set<string>>(
+      serving.map((w) => [w, new Set(this.assignment(w.index, this.count))]),
+    );
     for (const key of this.slotFds.keys()) {
       if ([...want.values()].some((s) => s.has(key))) continue;
       // The owner is booting or dead: lend the slot to the serving worker with the fewest slots.
@@ -256,7 +289,10 @@ class Master {
       serving.map(async (w) => {
         const add = [...want.get(w)!].filter((k) => !w.keys.has(k));
         if (add.length === 0) return;
-        w.send({ t: 'slots', slots: add.map((key) => ({ key })) }, add.map((k) => this.slotFds.get(k)!));
+        w.send(
+          { t: 'slots', slots: add.map((key) => ({ key })) },
+          add.map((k) => this.slotFds.get(k)!),
+        );
         await w.waitFor('accept on its slots', this.config.workerBootTimeoutMs, (m) => {
           if (m.t === 'accepting' && add.every((k) => w.keys.has(k))) return true;
           if (m.t === 'exit') throw new Error(`worker ${w.index} exited before accepting`);
@@ -292,11 +328,14 @@ class Master {
           throw err;
         }
         this.workers[index] = fresh;
-        if (old !== undefined && old.alive) this.retiring.add(old);
+        if (old?.alive) this.retiring.add(old);
         await this.rebalance();
-        if (old !== undefined && old.alive) await this.drainWorker(old);
+        if (old?.alive) await this.drainWorker(old);
         replaced++;
-        log.info({ worker: index, workerPid: fresh.pid, phase: generation }, `phased restart: worker ${index + 1}/${this.count} replaced (phase ${generation})`);
+        log.info(
+          { worker: index, workerPid: fresh.pid, phase: generation },
+          `phased restart: worker ${index + 1}/${this.count} replaced (phase ${generation})`,
+        );
       }
       this.generation = generation;
       log.info({ phase: generation, ms: Date.now() - started }, 'phased restart: done');
@@ -357,10 +396,16 @@ class Master {
     const now = Date.now();
     for (const w of this.workers) {
       if (w.state === 'booting' && now - w.spawnedAt > this.config.workerBootTimeoutMs) {
-        this.log.error({ worker: w.index, workerPid: w.pid, code: 'ERR_NSERVE_BOOT_TIMEOUT' }, `worker ${w.index} did not boot in time: killing it`);
+        this.log.error(
+          { worker: w.index, workerPid: w.pid, code: 'ERR_NSERVE_BOOT_TIMEOUT' },
+          `worker ${w.index} did not boot in time: killing it`,
+        );
         w.kill('SIGKILL');
       } else if (w.state === 'booted' && now - w.lastCheckin > this.config.workerTimeoutMs) {
-        this.log.error({ worker: w.index, workerPid: w.pid, silentMs: now - w.lastCheckin }, `worker ${w.index} stopped checking in: killing it`);
+        this.log.error(
+          { worker: w.index, workerPid: w.pid, silentMs: now - w.lastCheckin },
+          `worker ${w.index} stopped checking in: killing it`,
+        );
         w.kill('SIGKILL');
       }
     }

@@ -157,8 +157,10 @@ function validateStrings(name: string, value: unknown): string[] {
  * IPV6_V6ONLY for tcp6; host must be a numeric address (no DNS lookup, which
  * would block). A unix path whose socket file is stale (connect() refused) is
  * removed first; a live one, or a file that is not a socket, gives EADDRINUSE.
- * A path starting with '@' is an abstract address. `mode` is applied with
- * chmod before listen(), so no client sees the umask's mode.
+ * A path starting with '@' is an abstract address (exact length, as systemd
+ * uses; Node 20's own net pads abstract names to 108 bytes, so it cannot reach
+ * one). `mode` is applied with chmod before listen(), so no client sees the
+ * umask's mode; abstract names have no file and ignore it.
  */
 export function listen(options: ListenOptions): number {
   if (typeof options !== 'object' || options === null) throw invalidType('options', 'an object', options);

@@ -9,9 +9,9 @@
 //   - SIGUSR1/SIGUSR2/SIGHUP/SIGTTIN/SIGTTOU ignored across the exec, so one sent while the new image
 //     boots is dropped instead of killing the process; Node's handlers replace the ignore once installed.
 import { spawn } from 'node:child_process';
-import * as native from './native.js';
 import { errorMessage } from './errors.js';
 import type { Logger } from './logger.js';
+import * as native from './native.js';
 import { IGNORED_ACROSS_EXEC } from './signals.js';
 
 export interface RestartInfo {
@@ -23,7 +23,9 @@ export interface RestartInfo {
 
 export function parseRestartEnv(value: string | undefined): RestartInfo {
   const m = /^(\d+):(\d+)$/.exec(value ?? '');
-  return m === null ? { count: 0, requestedAt: undefined } : { count: Number(m[1]), requestedAt: Number(m[2]) };
+  return m === null
+    ? { count: 0, requestedAt: undefined }
+    : { count: Number(m[1]), requestedAt: Number(m[2]) };
 }
 
 /** The exact command line this process was started with, to be run again. */
@@ -31,7 +33,9 @@ export function ownCommandLine(): { file: string; args: string[] } {
   return { file: process.execPath, args: [...process.execArgv, ...process.argv.slice(1)] };
 }
 
-export type BootCheckResult = { ok: true; file: string; ms: number } | { ok: false; error: string; ms: number };
+export type BootCheckResult =
+  | { ok: true; file: string; ms: number }
+  | { ok: false; error: string; ms: number };
 
 /**
  * Start a short-lived copy of ourselves that reads the config and loads the app from the re-resolved
@@ -54,7 +58,12 @@ export function bootCheck(timeoutMs: number, log: Logger): Promise<BootCheckResu
       resolve(result);
     };
     const timer = setTimeout(
-      () => finish({ ok: false, error: `the new code did not boot within ${timeoutMs} ms (ERR_NSERVE_BOOT_TIMEOUT)`, ms: Date.now() - started }),
+      () =>
+        finish({
+          ok: false,
+          error: `the new code did not boot within ${timeoutMs} ms (ERR_NSERVE_BOOT_TIMEOUT)`,
+          ms: Date.now() - started,
+        }),
       timeoutMs,
     );
     child.on('message', (msg: { ok?: boolean; file?: string; error?: string }) => {
@@ -63,7 +72,11 @@ export function bootCheck(timeoutMs: number, log: Logger): Promise<BootCheckResu
     });
     child.on('error', (err) => finish({ ok: false, error: errorMessage(err), ms: Date.now() - started }));
     child.on('exit', (code, signal) =>
-      finish({ ok: false, error: `boot check exited early (${signal ?? `code ${code}`})`, ms: Date.now() - started }),
+      finish({
+        ok: false,
+        error: `boot check exited early (${signal ?? `code ${code}`})`,
+        ms: Date.now() - started,
+      }),
     );
     log.debug({ pid: child.pid }, 'boot check started');
   });

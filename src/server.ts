@@ -5,10 +5,10 @@
 // answers every later request with `Connection: close`, and closes a connection only after it has been
 // idle for a grace period.
 import * as http from 'node:http';
-import * as net from 'node:net';
 import type { Socket } from 'node:net';
-import * as native from './native.js';
+import * as net from 'node:net';
 import type { Logger } from './logger.js';
+import * as native from './native.js';
 
 export interface AppServerOptions {
   log: Logger;
@@ -58,7 +58,8 @@ export class AppServer {
     server.on('connection', (sock: Socket) => this.track(sock));
     server.on('request', (req, res) => this.handle(req, res));
     server.on('clientError', (err: NodeJS.ErrnoException, sock: Socket) => {
-      if (err.code !== 'ECONNRESET' && sock.writable) sock.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+      if (err.code !== 'ECONNRESET' && sock.writable)
+        sock.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
       else sock.destroy();
     });
     this.servers.set(key, server);
@@ -73,18 +74,17 @@ export class AppServer {
   }
 
   /** Stop accepting on one key (or all), without touching open connections or the socket itself. */
-  async stopAccepting(key?: string): Promise<void> {
+  stopAccepting(key?: string): void {
     const keys = key === undefined ? [...this.servers.keys()] : [key];
-    await Promise.all(
-      keys.map((k) => {
-        const server = this.servers.get(k);
-        if (server === undefined) return Promise.resolve();
-        this.servers.delete(k);
-        // net.Server's close, not http.Server's: the latter also closes "idle" keep-alive connections
-        // that may already carry the client's next request.
-        return new Promise<void>((resolve) => net.Server.prototype.close.call(server, () => resolve()));
-      }),
-    );
+    for (const k of keys) {
+      const server = this.servers.get(k);
+      if (server === undefined) continue;
+      this.servers.delete(k);
+      // net.Server's close, not http.Server's: the latter also closes "idle" keep-alive connections that
+      // may already carry the client's next request. It stops accepting at once; its callback would only
+      // run once every connection has ended, which is the drain's business, so nobody waits for it.
+      net.Server.prototype.close.call(server);
+    }
   }
 
   /**

@@ -10,7 +10,12 @@ export interface SignalCommand {
 }
 
 export const SIGNAL_COMMANDS: readonly SignalCommand[] = [
-  { action: 'restart', signal: 'SIGUSR2', path: '/restart', description: 'hot restart: re-exec in place, listening sockets kept open' },
+  {
+    action: 'restart',
+    signal: 'SIGUSR2',
+    path: '/restart',
+    description: 'hot restart: re-exec in place, listening sockets kept open',
+  },
   {
     action: 'phased-restart',
     signal: 'SIGUSR1',
@@ -19,17 +24,35 @@ export const SIGNAL_COMMANDS: readonly SignalCommand[] = [
   },
   { action: 'stop', signal: 'SIGTERM', path: '/stop', description: 'graceful stop: drain, then exit 0' },
   { action: 'stop', signal: 'SIGINT', path: '/stop', description: 'graceful stop (as SIGTERM)' },
-  { action: 'workers+1', signal: 'SIGTTIN', path: '/workers/increment', description: 'add a worker (cluster mode)' },
-  { action: 'workers-1', signal: 'SIGTTOU', path: '/workers/decrement', description: 'remove a worker, never below 1 (cluster mode)' },
+  {
+    action: 'workers+1',
+    signal: 'SIGTTIN',
+    path: '/workers/increment',
+    description: 'add a worker (cluster mode)',
+  },
+  {
+    action: 'workers-1',
+    signal: 'SIGTTOU',
+    path: '/workers/decrement',
+    description: 'remove a worker, never below 1 (cluster mode)',
+  },
 ];
 
 /** Signals ignored (not defaulted) across the re-exec, so one arriving while the new image boots is not fatal. */
-export const IGNORED_ACROSS_EXEC: readonly NodeJS.Signals[] = ['SIGUSR1', 'SIGUSR2', 'SIGHUP', 'SIGTTIN', 'SIGTTOU'];
+export const IGNORED_ACROSS_EXEC: readonly NodeJS.Signals[] = [
+  'SIGUSR1',
+  'SIGUSR2',
+  'SIGHUP',
+  'SIGTTIN',
+  'SIGTTOU',
+];
 
 /**
  * Install handlers that only record the request; `dispatch` runs on the loop, one action at a time.
  */
-export function installSignalHandlers(dispatch: (action: Action, signal: NodeJS.Signals) => void): () => void {
+export function installSignalHandlers(
+  dispatch: (action: Action, signal: NodeJS.Signals) => void,
+): () => void {
   const installed: [NodeJS.Signals, () => void][] = [];
   for (const cmd of SIGNAL_COMMANDS) {
     const handler = (): void => dispatch(cmd.action, cmd.signal);

@@ -5,7 +5,15 @@
 // servers accept on dups of them, so stopping accepting never closes a socket and never drops its queue.
 import * as fs from 'node:fs';
 import { loadApp } from './app.js';
-import { closeLeftovers, closeListeners, formatAddress, formatInheritEnv, type Listener, openListeners, parseInheritEnv } from './binder.js';
+import {
+  closeLeftovers,
+  closeListeners,
+  formatAddress,
+  formatInheritEnv,
+  type Listener,
+  openListeners,
+  parseInheritEnv,
+} from './binder.js';
 import type { Config } from './config.js';
 import { errorMessage } from './errors.js';
 import { runHooks } from './hooks.js';
@@ -38,7 +46,11 @@ export async function runSingle(ctx: RunContext): Promise<void> {
   const directory = fs.realpathSync(config.directory);
   process.chdir(directory);
   const app = await loadApp(config.app, directory);
-  const server = new AppServer(app.listener, { log, backlog: config.backlog, drainGraceMs: config.drainGraceMs });
+  const server = new AppServer(app.listener, {
+    log,
+    backlog: config.backlog,
+    drainGraceMs: config.drainGraceMs,
+  });
   await serveAll(server, listeners);
   // Binds removed from the config since the last image: close them only now that the new binds serve.
   closeLeftovers(leftovers);
@@ -65,7 +77,7 @@ export async function runSingle(ctx: RunContext): Promise<void> {
     phase = 'stopping';
     native.notify('STOPPING=1');
     log.info({ signal, inFlight: server.inFlight }, 'graceful stop: draining');
-    await server.stopAccepting();
+    server.stopAccepting();
     const { forced } = await server.drain(config.shutdownTimeoutMs);
     if (forced > 0) log.warn({ forced }, `shutdown timeout reached: closed ${forced} open connection(s)`);
     closeListeners(listeners, { unlink: true });
@@ -81,15 +93,19 @@ export async function runSingle(ctx: RunContext): Promise<void> {
     const check = await bootCheck(config.workerBootTimeoutMs, log);
     if (stopRequested) return stop('SIGTERM');
     if (!check.ok) {
-      log.error({ code: 'ERR_NSERVE_BOOT_CHECK', error: check.error }, `hot restart abandoned, old code keeps serving: ${check.error}`);
+      log.error(
+        { code: 'ERR_NSERVE_BOOT_CHECK', error: check.error },
+        `hot restart abandoned, old code keeps serving: ${check.error}`,
+      );
       phase = 'serving';
       native.notify('READY=1');
       return;
     }
     log.info({ app: check.file, bootMs: check.ms }, 'hot restart: new code boots; draining');
-    await server.stopAccepting();
+    server.stopAccepting();
     const { forced } = await server.drain(config.shutdownTimeoutMs);
-    if (forced > 0) log.warn({ forced }, `hot restart: closed ${forced} connection(s) still open at the shutdown timeout`);
+    if (forced > 0)
+      log.warn({ forced }, `hot restart: closed ${forced} connection(s) still open at the shutdown timeout`);
     await runHooks('onRestart', config.hooks.onRestart, {}, config.hookTimeoutMs, log);
     if (stopRequested) return stop('SIGTERM');
     try {
@@ -119,7 +135,8 @@ export async function runSingle(ctx: RunContext): Promise<void> {
       return;
     }
     if (action === 'restart' || action === 'phased-restart') {
-      if (action === 'phased-restart') log.warn('phased restart needs cluster mode (-w N): doing a hot restart instead');
+      if (action === 'phased-restart')
+        log.warn('phased restart needs cluster mode (-w N): doing a hot restart instead');
       if (phase !== 'serving') {
         log.warn({ signal, phase }, 'restart already in progress (or stopping): signal ignored');
         return;

@@ -87,7 +87,12 @@ export class WorkerHandle {
         for (const k of msg.keys) this.keys.delete(k);
         break;
       case 'heartbeat':
-        this.stats = { requests: msg.requests, inFlight: msg.inFlight, eventLoopDelayMs: msg.eventLoopDelayMs, rss: msg.rss };
+        this.stats = {
+          requests: msg.requests,
+          inFlight: msg.inFlight,
+          eventLoopDelayMs: msg.eventLoopDelayMs,
+          rss: msg.rss,
+        };
         break;
       default:
         break;
@@ -110,7 +115,11 @@ export class WorkerHandle {
   }
 
   /** Wait for a message (or exit) matching `pick`, at most `timeoutMs`. */
-  waitFor<T>(what: string, timeoutMs: number, pick: (msg: Parameters<Listener>[0]) => T | undefined): Promise<T> {
+  waitFor<T>(
+    what: string,
+    timeoutMs: number,
+    pick: (msg: Parameters<Listener>[0]) => T | undefined,
+  ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
         off();

@@ -34,7 +34,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     log.error('master is gone: stopping');
     const stopNow = async (): Promise<void> => {
       if (server !== undefined) {
-        await server.stopAccepting();
+        server.stopAccepting();
         await server.drain(500);
       }
       process.exit(1);
@@ -53,7 +53,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
           void acceptOn(msg.slots.map((s) => s.key));
           break;
         case 'release':
-          void release(msg.keys);
+          release(msg.keys);
           break;
         case 'drain':
           void drain();
@@ -74,8 +74,8 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     channel.send({ t: 'accepting', keys });
   };
 
-  const release = async (keys: string[]): Promise<void> => {
-    if (server !== undefined) for (const key of keys) await server.stopAccepting(key);
+  const release = (keys: string[]): void => {
+    if (server !== undefined) for (const key of keys) server.stopAccepting(key);
     channel.send({ t: 'released', keys });
   };
 
@@ -86,10 +86,16 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     const s = server;
     let forced = 0;
     if (s !== undefined) {
-      await s.stopAccepting();
+      s.stopAccepting();
       forced = (await s.drain(config.shutdownTimeoutMs)).forced;
     }
-    await runHooks('onWorkerShutdown', config.hooks.onWorkerShutdown, { worker: index, phase }, config.hookTimeoutMs, log);
+    await runHooks(
+      'onWorkerShutdown',
+      config.hooks.onWorkerShutdown,
+      { worker: index, phase },
+      config.hookTimeoutMs,
+      log,
+    );
     channel.send({ t: 'drained', forced, requests: s?.requests ?? 0 });
     log.info({ requests: s?.requests ?? 0, forced }, 'worker drained');
     process.exit(0);
@@ -99,7 +105,8 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
   // the stop; a worker only drains when the master says so, or when the master is gone.
   process.on('SIGTERM', () => void drain());
   process.on('SIGINT', () => {});
-  for (const sig of ['SIGUSR1', 'SIGUSR2', 'SIGTTIN', 'SIGTTOU', 'SIGHUP'] as const) process.on(sig, () => {});
+  for (const sig of ['SIGUSR1', 'SIGUSR2', 'SIGTTIN', 'SIGTTOU', 'SIGHUP'] as const)
+    process.on(sig, () => {});
 
   const eld = monitorEventLoopDelay({ resolution: 20 });
   eld.enable();
@@ -118,7 +125,13 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     process.chdir(directory);
     const app = await loadApp(config.app, directory);
     server = new AppServer(app.listener, { log, backlog: config.backlog, drainGraceMs: config.drainGraceMs });
-    await runHooks('onWorkerBoot', config.hooks.onWorkerBoot, { worker: index, phase }, config.hookTimeoutMs, log);
+    await runHooks(
+      'onWorkerBoot',
+      config.hooks.onWorkerBoot,
+      { worker: index, phase },
+      config.hookTimeoutMs,
+      log,
+    );
     log.info({ app: app.file, directory }, 'worker booted');
     channel.send({ t: 'booted', file: app.file, directory });
     // Slots that arrived while we were booting.

@@ -47,8 +47,10 @@ export class Load {
       this.agents.push(agent);
       this.loops.push(this.loop({ agent, method: 'GET' }));
     }
-    for (let i = 0; i < (options.newConnection ?? 0); i++) this.loops.push(this.loop({ agent: false, method: 'GET' }));
-    for (let i = 0; i < (options.post16k ?? 0); i++) this.loops.push(this.loop({ agent: false, method: 'POST' }));
+    for (let i = 0; i < (options.newConnection ?? 0); i++)
+      this.loops.push(this.loop({ agent: false, method: 'GET' }));
+    for (let i = 0; i < (options.post16k ?? 0); i++)
+      this.loops.push(this.loop({ agent: false, method: 'POST' }));
   }
 
   private async loop(o: { agent: http.Agent | false; method: string }): Promise<void> {
@@ -94,7 +96,12 @@ export class Load {
             } catch {
               // not a versioned fixture
             }
-            this.samples.push({ at: Date.now(), ms: Date.now() - started, version: String(body.version ?? ''), pid: body.pid ?? 0 });
+            this.samples.push({
+              at: Date.now(),
+              ms: Date.now() - started,
+              version: String(body.version ?? ''),
+              pid: body.pid ?? 0,
+            });
             resolve();
           });
         },
@@ -104,7 +111,12 @@ export class Load {
         req.destroy();
       });
       req.on('error', (err: NodeJS.ErrnoException) => {
-        const kind = err.code === 'ECONNREFUSED' ? 'refused' : err.code === 'ECONNRESET' || err.message === 'socket hang up' || err.code === 'EPIPE' ? 'reset' : (err.code ?? 'error');
+        const kind =
+          err.code === 'ECONNREFUSED'
+            ? 'refused'
+            : err.code === 'ECONNRESET' || err.message === 'socket hang up' || err.code === 'EPIPE'
+              ? 'reset'
+              : (err.code ?? 'error');
         fail(kind, `${err.code ?? ''} ${err.message}`);
       });
       if (o.method === 'POST') req.end(BODY);
@@ -119,19 +131,35 @@ export class Load {
     const sorted = this.samples.map((s) => s.ms).sort((a, b) => a - b);
     const q = (p: number): number => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? 0;
     const failed = Object.values(this.byKind).reduce((a, b) => a + b, 0);
-    return { ok: this.ok, failed, byKind: { ...this.byKind }, errors: [...this.errors], samples: this.samples, maxMs: sorted.at(-1) ?? 0, p50: q(0.5), p99: q(0.99) };
+    return {
+      ok: this.ok,
+      failed,
+      byKind: { ...this.byKind },
+      errors: [...this.errors],
+      samples: this.samples,
+      maxMs: sorted.at(-1) ?? 0,
+      p50: q(0.5),
+      p99: q(0.99),
+    };
   }
 }
 
 /** One GET, body parsed as JSON. */
-export function getJson(port: number, path = '/', host = '127.0.0.1'): Promise<{ status: number; body: Record<string, unknown> }> {
+export function getJson(
+  port: number,
+  path = '/',
+  host = '127.0.0.1',
+): Promise<{ status: number; body: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
     const req = http.get({ host, port, path, agent: false, timeout: 10000 }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
         try {
-          resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown> });
+          resolve({
+            status: res.statusCode ?? 0,
+            body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>,
+          });
         } catch (err) {
           reject(err);
         }

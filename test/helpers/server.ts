@@ -78,7 +78,14 @@ export class ServerProcess {
     if (seen !== undefined) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for log: ${what}\nstderr: ${this.stderr}\nlast lines:\n${this.lines.slice(-15).map((l) => JSON.stringify(l)).join('\n')}`));
+        reject(
+          new Error(
+            `timed out after ${timeoutMs} ms waiting for log: ${what}\nstderr: ${this.stderr}\nlast lines:\n${this.lines
+              .slice(-15)
+              .map((l) => JSON.stringify(l))
+              .join('\n')}`,
+          ),
+        );
       }, timeoutMs);
       this.waiters.push({
         pred,
@@ -91,7 +98,8 @@ export class ServerProcess {
   }
 
   waitForMsg(msg: string | RegExp, timeoutMs = 15000, from = 0): Promise<LogLine> {
-    const match = (l: LogLine): boolean => (typeof msg === 'string' ? l.msg === msg : msg.test(String(l.msg ?? '')));
+    const match = (l: LogLine): boolean =>
+      typeof msg === 'string' ? l.msg === msg : msg.test(String(l.msg ?? ''));
     return this.waitForLog(String(msg), match, timeoutMs, from);
   }
 
@@ -111,7 +119,10 @@ export class ServerProcess {
   async waitExit(timeoutMs = 15000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`server pid ${this.pid} did not exit within ${timeoutMs} ms`)), timeoutMs);
+      timer = setTimeout(
+        () => reject(new Error(`server pid ${this.pid} did not exit within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
     });
     try {
       return await Promise.race([this.exited, timeout]);
@@ -184,7 +195,12 @@ export function childPids(pid: number): number[] {
   return out.sort((a, b) => a - b);
 }
 
-export async function until<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 10000, everyMs = 50): Promise<T> {
+export async function until<T>(
+  what: string,
+  fn: () => T | undefined | false | Promise<T | undefined | false>,
+  timeoutMs = 10000,
+  everyMs = 50,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();

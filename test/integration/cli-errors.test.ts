@@ -17,21 +17,37 @@ async function expectUsageError(args: string[], pattern: RegExp): Promise<void> 
 }
 
 test('malformed bind URI', () =>
-  expectUsageError(['start', 'examples/hello.mjs', '--bind', 'http://x:1'], /invalid bind URI "http:\/\/x:1": expected tcp:\/\/HOST:PORT/));
+  expectUsageError(
+    ['start', 'examples/hello.mjs', '--bind', 'http://x:1'],
+    /invalid bind URI "http:\/\/x:1": expected tcp:\/\/HOST:PORT/,
+  ));
 
 test('bind host that is not an address', () =>
-  expectUsageError(['start', 'examples/hello.mjs', '--bind', 'tcp://exa mple:80'], /invalid bind URI "tcp:\/\/exa mple:80"/));
+  expectUsageError(
+    ['start', 'examples/hello.mjs', '--bind', 'tcp://exa mple:80'],
+    /invalid bind URI "tcp:\/\/exa mple:80"/,
+  ));
 
 test('port out of range in a bind URI', () =>
-  expectUsageError(['start', 'examples/hello.mjs', '--bind', 'tcp://127.0.0.1:70000'], /port 70000 is out of range 0-65535/));
+  expectUsageError(
+    ['start', 'examples/hello.mjs', '--bind', 'tcp://127.0.0.1:70000'],
+    /port 70000 is out of range 0-65535/,
+  ));
 
 test('--port out of range', () =>
-  expectUsageError(['start', 'examples/hello.mjs', '--port', '-5'], /invalid --port: "-5": expected an integer from 0 to 65535/));
+  expectUsageError(
+    ['start', 'examples/hello.mjs', '--port', '-5'],
+    /invalid --port: "-5": expected an integer from 0 to 65535/,
+  ));
 
 test('relative unix socket path', () =>
-  expectUsageError(['start', 'examples/hello.mjs', '--bind', 'unix://rel.sock'], /socket path must be absolute/));
+  expectUsageError(
+    ['start', 'examples/hello.mjs', '--bind', 'unix://rel.sock'],
+    /socket path must be absolute/,
+  ));
 
-test('missing app file', () => expectUsageError(['start', 'nope/missing.mjs'], /app file not found: .*nope\/missing\.mjs/));
+test('missing app file', () =>
+  expectUsageError(['start', 'nope/missing.mjs'], /app file not found: .*nope\/missing\.mjs/));
 
 test('missing APP argument', () => expectUsageError(['start'], /missing APP/));
 
@@ -39,14 +55,20 @@ test('app module with no usable export', async (t) => {
   const dir = tmpDir();
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   fs.writeFileSync(path.join(dir, 'bad.mjs'), 'export const x = 1;\n');
-  await expectUsageError(['start', path.join(dir, 'bad.mjs'), '--bind', 'tcp://127.0.0.1:0'], /exports no usable handler: default-export a \(req, res\)/);
+  await expectUsageError(
+    ['start', path.join(dir, 'bad.mjs'), '--bind', 'tcp://127.0.0.1:0'],
+    /exports no usable handler: default-export a \(req, res\)/,
+  );
 });
 
 test('app that throws at load', async (t) => {
   const dir = tmpDir();
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   fs.writeFileSync(path.join(dir, 'throws.mjs'), "throw new Error('kaboom at load');\n");
-  await expectUsageError(['start', path.join(dir, 'throws.mjs'), '--bind', 'tcp://127.0.0.1:0'], /failed to load: kaboom at load/);
+  await expectUsageError(
+    ['start', path.join(dir, 'throws.mjs'), '--bind', 'tcp://127.0.0.1:0'],
+    /failed to load: kaboom at load/,
+  );
 });
 
 test('address in use names the address', async (t) => {
@@ -54,21 +76,34 @@ test('address in use names the address', async (t) => {
   await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
   t.after(() => blocker.close());
   const port = (blocker.address() as net.AddressInfo).port;
-  await expectUsageError(['start', 'examples/hello.mjs', '--bind', `tcp://127.0.0.1:${port}`], new RegExp(`address already in use: tcp://127\\.0\\.0\\.1:${port}`));
+  await expectUsageError(
+    ['start', 'examples/hello.mjs', '--bind', `tcp://127.0.0.1:${port}`],
+    new RegExp(`address already in use: tcp://127\\.0\\.0\\.1:${port}`),
+  );
 });
 
 test('unknown command', () => expectUsageError(['frobnicate'], /unknown command 'frobnicate'/));
 
-test('unknown option', () => expectUsageError(['start', 'examples/hello.mjs', '--frob'], /unknown option '--frob'/));
+test('unknown option', () =>
+  expectUsageError(['start', 'examples/hello.mjs', '--frob'], /unknown option '--frob'/));
 
 test('bad worker count', () =>
-  expectUsageError(['start', 'examples/hello.mjs', '-w', 'many'], /invalid --workers: "many": expected an integer from 0 to 256/));
+  expectUsageError(
+    ['start', 'examples/hello.mjs', '-w', 'many'],
+    /invalid --workers: "many": expected an integer from 0 to 256/,
+  ));
 
 test('bad shutdown timeout', () =>
-  expectUsageError(['start', 'examples/hello.mjs', '--shutdown-timeout', 'soon'], /invalid --shutdown-timeout: "soon": expected a number of seconds/));
+  expectUsageError(
+    ['start', 'examples/hello.mjs', '--shutdown-timeout', 'soon'],
+    /invalid --shutdown-timeout: "soon": expected a number of seconds/,
+  ));
 
 test('directory that does not exist', () =>
-  expectUsageError(['start', 'examples/hello.mjs', '--directory', '/nonexistent/dir'], /invalid --directory: \/nonexistent\/dir is not a directory/));
+  expectUsageError(
+    ['start', 'examples/hello.mjs', '--directory', '/nonexistent/dir'],
+    /invalid --directory: \/nonexistent\/dir is not a directory/,
+  ));
 
 test('--version prints the version and exits 0', async () => {
   const r = await runNserve(['--version']);

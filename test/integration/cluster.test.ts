@@ -11,12 +11,25 @@ after(killAll);
 
 const BOOT_MS = 1000;
 
-async function phasedUnderLoad(t: import('node:test').TestContext, workers: number, restarts: number): Promise<void> {
+async function phasedUnderLoad(
+  t: import('node:test').TestContext,
+  workers: number,
+  restarts: number,
+): Promise<void> {
   const root = tmpDir();
   t.after(() => fs.rmSync(root, { recursive: true, force: true }));
   for (let v = 1; v <= restarts + 1; v++) writeRelease(root, `v${v}`, { bootMs: BOOT_MS });
   switchRelease(root, 'v1');
-  const srv = startNserve(['start', 'app.mjs', '-w', String(workers), '--directory', path.join(root, 'current'), '--bind', 'tcp://127.0.0.1:0']);
+  const srv = startNserve([
+    'start',
+    'app.mjs',
+    '-w',
+    String(workers),
+    '--directory',
+    path.join(root, 'current'),
+    '--bind',
+    'tcp://127.0.0.1:0',
+  ]);
   t.after(() => srv.kill());
   const port = await srv.port(20000);
   const load = new Load({ port, keepAlive: 4, newConnection: 2 });
@@ -29,7 +42,9 @@ async function phasedUnderLoad(t: import('node:test').TestContext, workers: numb
       const mark = srv.lines.length;
       srv.signal('SIGUSR1');
       await srv.waitForMsg('phased restart: done', 30000, mark);
-      const replaced = srv.lines.slice(mark).filter((l) => /^phased restart: worker \d+\/\d+ replaced/.test(String(l.msg)));
+      const replaced = srv.lines
+        .slice(mark)
+        .filter((l) => /^phased restart: worker \d+\/\d+ replaced/.test(String(l.msg)));
       assert.equal(replaced.length, workers);
       const afterPids = await until('old workers to exit', () => {
         const now = childPids(srv.pid);
@@ -41,8 +56,14 @@ async function phasedUnderLoad(t: import('node:test').TestContext, workers: numb
     await new Promise((r) => setTimeout(r, 300));
   } finally {
     const result = await load.stop();
-    t.diagnostic(`requests ok=${result.ok} failed=${result.failed} p50=${result.p50}ms p99=${result.p99}ms max=${result.maxMs}ms`);
-    assert.equal(result.failed, 0, `failed requests: ${JSON.stringify(result.byKind)} ${result.errors.slice(0, 5).join('; ')}`);
+    t.diagnostic(
+      `requests ok=${result.ok} failed=${result.failed} p50=${result.p50}ms p99=${result.p99}ms max=${result.maxMs}ms`,
+    );
+    assert.equal(
+      result.failed,
+      0,
+      `failed requests: ${JSON.stringify(result.byKind)} ${result.errors.slice(0, 5).join('; ')}`,
+    );
     assert.ok(result.maxMs < BOOT_MS / 2, `no request waited for a booting worker (max ${result.maxMs} ms)`);
     assert.ok(!result.samples.some((s) => s.pid === srv.pid), 'the master never answers');
   }
@@ -53,7 +74,8 @@ async function phasedUnderLoad(t: import('node:test').TestContext, workers: numb
   assert.deepEqual(await srv.waitExit(15000), { code: 0, signal: null });
 }
 
-test('cluster -w 2: phased restarts under load, zero failed requests, no request waits for a boot', (t) => phasedUnderLoad(t, 2, 2));
+test('cluster -w 2: phased restarts under load, zero failed requests, no request waits for a boot', (t) =>
+  phasedUnderLoad(t, 2, 2));
 
 test('cluster -w 3: phased restart under load', (t) => phasedUnderLoad(t, 3, 1));
 
@@ -63,7 +85,16 @@ test('a broken release stops the phased rollout; old workers keep serving', asyn
   writeRelease(root, 'good');
   writeRelease(root, 'broken', { throwAtLoad: true });
   switchRelease(root, 'good');
-  const srv = startNserve(['start', 'app.mjs', '-w', '2', '--directory', path.join(root, 'current'), '--bind', 'tcp://127.0.0.1:0']);
+  const srv = startNserve([
+    'start',
+    'app.mjs',
+    '-w',
+    '2',
+    '--directory',
+    path.join(root, 'current'),
+    '--bind',
+    'tcp://127.0.0.1:0',
+  ]);
   t.after(() => srv.kill());
   const port = await srv.port(20000);
   const pids = childPids(srv.pid);
@@ -83,7 +114,16 @@ test('SIGKILL to a worker under load: it is replaced and its slot keeps being se
   const root = tmpDir();
   t.after(() => fs.rmSync(root, { recursive: true, force: true }));
   writeRelease(root, 'v1', { bootMs: BOOT_MS });
-  const srv = startNserve(['start', 'app.mjs', '-w', '2', '--directory', path.join(root, 'releases/v1'), '--bind', 'tcp://127.0.0.1:0']);
+  const srv = startNserve([
+    'start',
+    'app.mjs',
+    '-w',
+    '2',
+    '--directory',
+    path.join(root, 'releases/v1'),
+    '--bind',
+    'tcp://127.0.0.1:0',
+  ]);
   t.after(() => srv.kill());
   const port = await srv.port(20000);
   const [victim, survivor] = childPids(srv.pid);
@@ -98,7 +138,10 @@ test('SIGKILL to a worker under load: it is replaced and its slot keeps being se
   const result = await load.stop();
   const during = result.samples.filter((s) => s.at > killedAt + 100 && s.at < killedAt + BOOT_MS);
   assert.ok(during.length > 0, 'requests were served while the replacement booted');
-  assert.ok(during.every((s) => s.pid === survivor), 'the survivor served them (the dead slot was lent to it)');
+  assert.ok(
+    during.every((s) => s.pid === survivor),
+    'the survivor served them (the dead slot was lent to it)',
+  );
   // Only requests in flight on the killed worker may fail.
   assert.ok(result.failed <= 6, `failed ${result.failed}: ${JSON.stringify(result.byKind)}`);
   const now = childPids(srv.pid);

@@ -13,7 +13,14 @@ test('hot restart under load: 5 restarts across releases, zero failed requests, 
   t.after(() => fs.rmSync(root, { recursive: true, force: true }));
   for (let v = 1; v <= 6; v++) writeRelease(root, `v${v}`, { bootMs: 1000 });
   switchRelease(root, 'v1');
-  const srv = startNserve(['start', 'app.mjs', '--directory', path.join(root, 'current'), '--bind', 'tcp://127.0.0.1:0']);
+  const srv = startNserve([
+    'start',
+    'app.mjs',
+    '--directory',
+    path.join(root, 'current'),
+    '--bind',
+    'tcp://127.0.0.1:0',
+  ]);
   t.after(() => srv.kill());
   const port = await srv.port();
   const load = new Load({ port, keepAlive: 4, newConnection: 2, post16k: 1 });
@@ -29,10 +36,20 @@ test('hot restart under load: 5 restarts across releases, zero failed requests, 
     await new Promise((r) => setTimeout(r, 300));
   } finally {
     const result = await load.stop();
-    t.diagnostic(`requests ok=${result.ok} failed=${result.failed} p50=${result.p50}ms p99=${result.p99}ms max=${result.maxMs}ms`);
-    assert.equal(result.failed, 0, `failed requests: ${JSON.stringify(result.byKind)} ${result.errors.slice(0, 5).join('; ')}`);
+    t.diagnostic(
+      `requests ok=${result.ok} failed=${result.failed} p50=${result.p50}ms p99=${result.p99}ms max=${result.maxMs}ms`,
+    );
+    assert.equal(
+      result.failed,
+      0,
+      `failed requests: ${JSON.stringify(result.byKind)} ${result.errors.slice(0, 5).join('; ')}`,
+    );
     assert.ok(result.ok > 100, `load ran (${result.ok} ok)`);
-    assert.deepEqual([...new Set(result.samples.map((s) => s.pid))], [srv.pid], 'every answer came from the same PID');
+    assert.deepEqual(
+      [...new Set(result.samples.map((s) => s.pid))],
+      [srv.pid],
+      'every answer came from the same PID',
+    );
   }
   const res = await getJson(port);
   assert.equal(res.body.version, 'v6');
@@ -45,7 +62,14 @@ test('a release that throws at load: the old code keeps serving and the error is
   writeRelease(root, 'good');
   writeRelease(root, 'broken', { throwAtLoad: true });
   switchRelease(root, 'good');
-  const srv = startNserve(['start', 'app.mjs', '--directory', path.join(root, 'current'), '--bind', 'tcp://127.0.0.1:0']);
+  const srv = startNserve([
+    'start',
+    'app.mjs',
+    '--directory',
+    path.join(root, 'current'),
+    '--bind',
+    'tcp://127.0.0.1:0',
+  ]);
   t.after(() => srv.kill());
   const port = await srv.port();
   const load = new Load({ port, keepAlive: 2, newConnection: 2 });
@@ -78,7 +102,16 @@ export default {
 };
 `,
   );
-  const srv = startNserve(['start', 'app.mjs', '-C', config, '--directory', path.join(root, 'releases/v1'), '--bind', 'tcp://127.0.0.1:0']);
+  const srv = startNserve([
+    'start',
+    'app.mjs',
+    '-C',
+    config,
+    '--directory',
+    path.join(root, 'releases/v1'),
+    '--bind',
+    'tcp://127.0.0.1:0',
+  ]);
   t.after(() => srv.kill());
   const port = await srv.port();
   for (let i = 1; i <= 2; i++) {
