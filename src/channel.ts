@@ -18,7 +18,11 @@ export class Channel<In, Out> {
     readonly fd: number,
     private readonly handlers: ChannelHandlers<In>,
   ) {
-    this.watcher = native.watchReadable(fd, (readable, hangup, error) => {
+    this.watch();
+  }
+
+  private watch(): void {
+    this.watcher = native.watchReadable(this.fd, (readable, hangup, error) => {
       if (readable) this.drainIncoming();
       if (hangup || error !== null) this.onClosed();
     });
@@ -118,5 +122,10 @@ export class Channel<In, Out> {
   /** Stop watching but keep the descriptor open (it is handed to the next image on hot restart). */
   detach(): void {
     this.stopWatching();
+  }
+
+  /** Watch again after `detach` (the hand-off did not happen). */
+  reattach(): void {
+    if (!this.closed && this.watcher === undefined) this.watch();
   }
 }

@@ -21,8 +21,12 @@ function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
 }
 
+/** Hand-off variables describe this image only: read them once, then keep them from children and execs. */
+const HANDOFF_ENV = ['NSERVE_INHERIT', 'NSERVE_WORKERS', 'NSERVE_GENERATION', 'NSERVE_RESTART'];
+
 async function start(appArg: string | undefined, opts: CliOptions): Promise<void> {
-  const env = process.env;
+  const env = { ...process.env };
+  for (const k of HANDOFF_ENV) delete process.env[k];
   const config = await loadConfig(appArg, opts, process.cwd());
   if (config.environment !== undefined) process.env.NODE_ENV = config.environment;
 

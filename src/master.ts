@@ -10,6 +10,7 @@ import {
   closeLeftovers,
   closeListeners,
   formatAddress,
+  formatInheritEnv,
   type Listener,
   openListeners,
   parseInheritEnv,
@@ -19,7 +20,7 @@ import { runHooks } from './hooks.js';
 import * as native from './native.js';
 import { removePidfile, writePidfile } from './pidfile.js';
 import { type FromWorker, WORKER_ENV } from './protocol.js';
-import { ownCommandLine } from './restart.js';
+import { execSelf, ownCommandLine } from './restart.js';
 import { type Action, installSignalHandlers } from './signals.js';
 import type { RunContext } from './single.js';
 import { VERSION } from './version.js';
@@ -68,7 +69,15 @@ class Master {
     });
     this.listeners = opened.listeners;
     for (const l of this.listeners) this.slotFds.set(slotKey(l), l.fd);
-    installSignalHandlers((action, signal) => this.dispatch(action, signal));
+    installSignalHandlers((action, signal) => this.dispatch(action, signal), log);
+    const adopted = parseHandedWorkers(this.ctx.env.NSERVE_WORKERS);
+    if (adopted.length > 0) {
+      this.generation = Number(this.ctx.env.NSERVE_GENERATION ?? 0);
+      await this.completeHotRestart(adopted);
+      closeLeftovers(opened.leftovers);
+      this.healthTimer = setInterval(() => this.checkHealth(), 1000);
+      return;
+    }
     const directory = fs.realpathSync(config.directory);
     const booting = Array.from({ length: this.count }, (_, i) =>
       this.spawnWorker(i, this.generation, directory),
@@ -99,8 +108,13 @@ class Master {
       },
       'nserve booted',
     );
-    native.notify(`READY=1\nSTATUS=cluster: ${this.count}/${this.count} workers, phase ${this.generation}`);
+    this.notifyReady();
     await runHooks('onBooted', config.hooks.onBooted, {}, config.hookTimeoutMs, log);
+  }
+
+  private notifyReady(): void {
+    const serving = this.workers.filter((w) => w.serving).length;
+    native.notify(`READY=1\nSTATUS=cluster: ${serving}/${this.count} workers, phase ${this.generation}`);
   }
 
   private dispatch(action: Action, signal: NodeJS.Signals): void {
@@ -121,9 +135,7 @@ class Master {
         void this.phasedRestart();
         break;
       case 'restart':
-        // Until the cluster hot restart exists, a phased restart is the zero-failure restart we have.
-        log.warn('cluster hot restart is not implemented yet: doing a phased restart');
-        void this.phasedRestart();
+        void this.hotRestart(Date.now());
         break;
       case 'workers+1':
         void this.resize(this.count + 1);
@@ -154,8 +166,6 @@ class Master {
       [WORKER_ENV.directory]: directory,
       [WORKER_ENV.channelFd]: '3',
     };
-    delete env.NSERVE_INHERIT;
-    delete env.NSERVE_RESTART;
     // libuv dup2()s workerEnd onto the child's fd 3; our copy is closed right after.
     const child = spawn(file, args, { env, stdio: ['ignore', 'inherit', 'inherit', workerEnd] });
     native.close(workerEnd);
@@ -189,6 +199,15 @@ class Master {
     if (this.retiring.delete(w)) return;
     const current = this.workers[w.index] === w;
     if (!current || this.phase === 'stopping' || w.bootedAt === undefined) return;
+    if (this.phase === 'restarting' && w.child === undefined) {
+      // An old worker died during a hot restart: lend its slots; the restart replaces it anyway.
+      this.log.error(
+        { worker: w.index, workerPid: w.pid },
+        `worker ${w.index} exited during the hot restart`,
+      );
+      void this.rebalance();
+      return;
+    }
     // Unexpected exit of a serving worker: lend its slots at once, replace it (with back-off in a loop).
     this.log.error(
       { worker: w.index, workerPid: w.pid, code: msg.code, signal: msg.signal },
@@ -235,13 +254,28 @@ class Master {
   }
 
   private reap(w: WorkerHandle): void {
-    // Workers adopted from a previous image are not libuv's children: reap them ourselves.
+    // Workers adopted from a previous image are not libuv's children: reap them ourselves, by PID
+    // (never waitpid(-1), which would steal exits from libuv). The channel closes just before the
+    // process becomes a zombie, so poll briefly.
     if (w.child !== undefined) return;
-    try {
-      native.waitpid(w.pid);
-    } catch {
-      // not our child (already reaped)
-    }
+    const deadline = Date.now() + 10_000;
+    const attempt = (): void => {
+      let status: native.ExitStatus | null;
+      try {
+        status = native.waitpid(w.pid);
+      } catch {
+        return; // not our child, or already reaped
+      }
+      if (status !== null) {
+        this.log.debug(
+          { worker: w.index, workerPid: w.pid, code: status.code, signal: status.signal },
+          'reaped',
+        );
+        return;
+      }
+      if (Date.now() < deadline) setTimeout(attempt, 20).unref();
+    };
+    attempt();
   }
 
   // ── slots ─────────────────────────────────────────────────────────────────────────────────────────
@@ -308,6 +342,112 @@ class Master {
 
   // ── restarts and resizing ─────────────────────────────────────────────────────────────────────────
 
+  /**
+   * Cluster hot restart, old image side: run the hooks, then re-exec keeping the slots and the channels
+   * to the running workers open. The workers never notice: they keep accepting throughout.
+   */
+  private async hotRestart(requestedAt: number): Promise<void> {
+    const { log, config } = this;
+    this.phase = 'restarting';
+    native.notify(`RELOADING=1\nMONOTONIC_USEC=${process.hrtime.bigint() / 1000n}`);
+    log.info({ phase: this.generation + 1 }, 'hot restart: started');
+    await runHooks('onRestart', config.hooks.onRestart, {}, config.hookTimeoutMs, log);
+    if (this.phase !== 'restarting') return; // stopped meanwhile
+    const handed = [...this.workers, ...this.retiring].filter((w) => w.alive);
+    for (const w of handed) w.channel.detach();
+    const env = {
+      NSERVE_INHERIT: formatInheritEnv(this.listeners),
+      NSERVE_WORKERS: JSON.stringify(
+        handed.map(
+          (w): HandedWorker => ({
+            index: w.index,
+            pid: w.pid,
+            phase: w.phase,
+            fd: w.channel.fd,
+            directory: w.directory,
+            keys: [...w.keys],
+          }),
+        ),
+      ),
+      NSERVE_GENERATION: String(this.generation),
+    };
+    try {
+      execSelf({
+        keepFds: [...this.listeners.map((l) => l.fd), ...handed.map((w) => w.channel.fd)],
+        env,
+        restart: { count: this.ctx.restart.count, requestedAt },
+        log,
+      });
+    } catch (err) {
+      for (const w of handed) w.channel.reattach();
+      log.error(
+        { code: 'ERR_NSERVE_EXEC', err },
+        `hot restart: exec failed, workers keep serving: ${errorMessage(err)}`,
+      );
+      this.phase = 'running';
+      this.notifyReady();
+    }
+  }
+
+  /**
+   * Cluster hot restart, new image side: adopt the old workers (still serving), boot a new generation
+   * that does not accept yet, then drain the old workers and only when all have exited let the new
+   * ones accept. Old and new code never serve side by side; connections arriving in between wait in
+   * the slots' accept queues. A new worker that fails to boot abandons the restart; the old ones go on.
+   */
+  private async completeHotRestart(handed: HandedWorker[]): Promise<void> {
+    const { log, config } = this;
+    this.phase = 'restarting';
+    const old = handed.map((h) => {
+      native.setCloexec(h.fd, true);
+      const w = new WorkerHandle(h.index, h.phase, h.pid, h.fd, h.directory, undefined, { keys: h.keys });
+      w.on((msg) => this.onWorkerEvent(w, msg));
+      return w;
+    });
+    this.workers = old
+      .filter((w, i) => old.findIndex((o) => o.index === w.index) === i)
+      .sort((a, b) => a.index - b.index);
+    for (const w of old) if (!this.workers.includes(w)) this.retiring.add(w);
+    const generation = this.generation + 1;
+    const directory = fs.realpathSync(config.directory);
+    log.info(
+      { adopted: old.map((w) => w.pid), phase: generation, directory },
+      'hot restart: new master image adopted the workers; booting new workers',
+    );
+    const fresh: WorkerHandle[] = [];
+    try {
+      for (let i = 0; i < this.count; i++) fresh.push(await this.spawnWorker(i, generation, directory));
+      await Promise.all(fresh.map((w) => this.waitBooted(w)));
+    } catch (err) {
+      for (const w of fresh) w.kill('SIGKILL');
+      log.error(
+        { code: 'ERR_NSERVE_WORKER_BOOT', err },
+        `hot restart abandoned, old workers keep serving: ${errorMessage(err)}`,
+      );
+      this.phase = 'running';
+      this.notifyReady();
+      return;
+    }
+    const silentFrom = Date.now();
+    for (const w of old) this.retiring.add(w);
+    this.workers = fresh;
+    await Promise.all(old.filter((w) => w.alive).map((w) => this.drainWorker(w)));
+    this.generation = generation;
+    await this.rebalance();
+    const requestedAt = this.ctx.restart.requestedAt;
+    log.info(
+      {
+        phase: generation,
+        pids: fresh.map((w) => w.pid),
+        pauseMs: Date.now() - silentFrom,
+        ...(requestedAt === undefined ? {} : { restartMs: Date.now() - requestedAt }),
+      },
+      'hot restart: done',
+    );
+    this.phase = 'running';
+    this.notifyReady();
+  }
+
   private async phasedRestart(): Promise<void> {
     const { log, config } = this;
     this.phase = 'restarting';
@@ -347,7 +487,7 @@ class Master {
       );
     }
     this.phase = 'running';
-    native.notify(`READY=1\nSTATUS=cluster: ${this.count} workers, phase ${this.generation}`);
+    this.notifyReady();
   }
 
   private async drainWorker(w: WorkerHandle): Promise<void> {
@@ -440,6 +580,22 @@ class Master {
     this.log.info('stopped');
     process.exit(0);
   }
+}
+
+/** A worker handed from the old master image to the new one (NSERVE_WORKERS, JSON). */
+interface HandedWorker {
+  index: number;
+  pid: number;
+  phase: number;
+  /** The master's end of the worker's channel, kept open across the exec. */
+  fd: number;
+  directory: string;
+  keys: string[];
+}
+
+function parseHandedWorkers(value: string | undefined): HandedWorker[] {
+  if (value === undefined || value === '') return [];
+  return JSON.parse(value) as HandedWorker[];
 }
 
 function slotKey(l: Listener): string {

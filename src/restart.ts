@@ -46,7 +46,7 @@ export function bootCheck(timeoutMs: number, log: Logger): Promise<BootCheckResu
   const { file, args } = ownCommandLine();
   return new Promise<BootCheckResult>((resolve) => {
     const child = spawn(file, args, {
-      env: { ...process.env, NSERVE_BOOT_CHECK: '1', NSERVE_INHERIT: '' },
+      env: { ...process.env, NSERVE_BOOT_CHECK: '1' },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     let settled = false;

@@ -1,3 +1,5 @@
+import type { Logger } from './logger.js';
+
 // One table maps each command to its signal and control-server path; the CLI, the control server and
 // docs/signals.md are fed from it.
 export type Action = 'restart' | 'phased-restart' | 'stop' | 'workers+1' | 'workers-1';
@@ -38,7 +40,11 @@ export const SIGNAL_COMMANDS: readonly SignalCommand[] = [
   },
 ];
 
-/** Signals ignored (not defaulted) across the re-exec, so one arriving while the new image boots is not fatal. */
+/**
+ * Signals set to ignored (not defaulted) across the re-exec. This only covers the first milliseconds:
+ * Node resets ignored signals to their default action at start-up, so bin/nserve.js installs catching
+ * handlers before anything else loads. What remains exposed is Node's own start-up (~40 ms measured).
+ */
 export const IGNORED_ACROSS_EXEC: readonly NodeJS.Signals[] = [
   'SIGUSR1',
   'SIGUSR2',
@@ -52,7 +58,15 @@ export const IGNORED_ACROSS_EXEC: readonly NodeJS.Signals[] = [
  */
 export function installSignalHandlers(
   dispatch: (action: Action, signal: NodeJS.Signals) => void,
+  log: Logger,
 ): () => void {
+  // bin/nserve.js catches restart signals before any module loads (Node resets ignored signals to their
+  // default, fatal, action at start-up); what arrived while booting is coalesced into "ignored".
+  const early = (globalThis as { __nserveEarlySignals?: string[] }).__nserveEarlySignals;
+  if (early !== undefined && early.length > 0) {
+    log.warn({ signals: [...early] }, 'signals received while booting were ignored');
+    early.length = 0;
+  }
   const installed: [NodeJS.Signals, () => void][] = [];
   for (const cmd of SIGNAL_COMMANDS) {
     const handler = (): void => dispatch(cmd.action, cmd.signal);

@@ -148,7 +148,7 @@ export async function runSingle(ctx: RunContext): Promise<void> {
       return;
     }
     log.warn({ signal }, `${signal} changes the worker count, which needs cluster mode (-w N): ignored`);
-  });
+  }, log);
 }
 
 async function serveAll(server: AppServer, listeners: readonly Listener[]): Promise<void> {

@@ -35,8 +35,15 @@ export class WorkerHandle {
     channelFd: number,
     directory: string,
     readonly child: ChildProcess | undefined,
+    /** A worker adopted from the previous master image (hot restart): booted, serving these slots. */
+    adopted?: { keys: readonly string[] },
   ) {
     this.directory = directory;
+    if (adopted !== undefined) {
+      this.state = 'booted';
+      this.bootedAt = Date.now();
+      for (const k of adopted.keys) this.keys.add(k);
+    }
     this.channel = new Channel<FromWorker, ToWorker>(channelFd, {
       message: (msg) => this.onMessage(msg),
       close: () => this.onGone(null, null),

@@ -1,0 +1,136 @@
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { after, test } from 'node:test';
+import { getJson, Load } from '../helpers/load.js';
+import { switchRelease, writeRelease } from '../helpers/releases.js';
+import { childPids, killAll, startNserve, tmpDir, until } from '../helpers/server.js';
+
+after(killAll);
+
+const BOOT_MS = 1500;
+
+function fdCount(pid: number): number {
+  return fs.readdirSync(`/proc/${pid}/fd`).length;
+}
+
+test('cluster hot restart under load: no failed request, no stall for the boot, no overlap of versions', async (t) => {
+  const root = tmpDir();
+  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  for (let v = 1; v <= 4; v++) writeRelease(root, `v${v}`, { bootMs: BOOT_MS });
+  switchRelease(root, 'v1');
+  const srv = startNserve([
+    'start',
+    'app.mjs',
+    '-w',
+    '2',
+    '--directory',
+    path.join(root, 'current'),
+    '--bind',
+    'tcp://127.0.0.1:0',
+  ]);
+  t.after(() => srv.kill());
+  const port = await srv.port(20000);
+  const load = new Load({ port, keepAlive: 6, newConnection: 3, post16k: 2 });
+  let workers = childPids(srv.pid);
+  assert.equal(workers.length, 2);
+  const masterPid = srv.pid;
+  try {
+    for (let v = 2; v <= 4; v++) {
+      await new Promise((r) => setTimeout(r, 300));
+      switchRelease(root, `v${v}`);
+      const mark = srv.lines.length;
+      srv.signal('SIGUSR2');
+      const done = await srv.waitForMsg('hot restart: done', 30000, mark);
+      t.diagnostic(`restart to v${v}: pause ${done.pauseMs} ms, signal to done ${done.restartMs} ms`);
+      const now = await until('the old workers to be gone', () => {
+        const pids = childPids(masterPid);
+        return pids.length === 2 && pids.every((p) => !workers.includes(p)) ? pids : undefined;
+      });
+      workers = now;
+      assert.equal((await getJson(port)).body.version, `v${v}`);
+    }
+    await new Promise((r) => setTimeout(r, 300));
+  } finally {
+    const result = await load.stop();
+    t.diagnostic(
+      `requests ok=${result.ok} failed=${result.failed} p50=${result.p50}ms p99=${result.p99}ms max=${result.maxMs}ms`,
+    );
+    assert.equal(
+      result.failed,
+      0,
+      `failed requests: ${JSON.stringify(result.byKind)} ${result.errors.slice(0, 5).join('; ')}`,
+    );
+    assert.ok(result.maxMs < BOOT_MS / 2, `no request waited for the boot (max ${result.maxMs} ms)`);
+    // Old and new code never serve side by side: once vN answered, v(N-1) never answers again.
+    const byTime = [...result.samples].sort((a, b) => a.at - b.at);
+    for (let v = 2; v <= 4; v++) {
+      const first = byTime.find((s) => s.version === `v${v}`);
+      assert.ok(first !== undefined, `v${v} answered under load`);
+      const later = byTime.filter((s) => s.at > first.at + 2 && s.version === `v${v - 1}`);
+      assert.equal(
+        later.length,
+        0,
+        `v${v - 1} answered after v${v} had: ${JSON.stringify(later.slice(0, 3))}`,
+      );
+    }
+    assert.ok(!result.samples.some((s) => s.pid === masterPid), 'the master never answers');
+  }
+  assert.equal(srv.pid, masterPid);
+  srv.signal('SIGTERM');
+  assert.deepEqual(await srv.waitExit(15000), { code: 0, signal: null });
+});
+
+test('cluster hot restart of a release that throws at load: old workers keep serving, error reported', async (t) => {
+  const root = tmpDir();
+  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  writeRelease(root, 'good');
+  writeRelease(root, 'broken', { throwAtLoad: true });
+  switchRelease(root, 'good');
+  const srv = startNserve([
+    'start',
+    'app.mjs',
+    '-w',
+    '2',
+    '--directory',
+    path.join(root, 'current'),
+    '--bind',
+    'tcp://127.0.0.1:0',
+  ]);
+  t.after(() => srv.kill());
+  const port = await srv.port(20000);
+  const workers = childPids(srv.pid);
+  const load = new Load({ port, keepAlive: 3, newConnection: 2, post16k: 1 });
+  switchRelease(root, 'broken');
+  srv.signal('SIGUSR2');
+  const line = await srv.waitForMsg(/^hot restart abandoned, old workers keep serving/, 20000);
+  assert.match(String(line.msg), /broken at load/);
+  await new Promise((r) => setTimeout(r, 500));
+  const result = await load.stop();
+  assert.equal(result.failed, 0, JSON.stringify(result.byKind));
+  await until('the failed new workers to be gone', () => childPids(srv.pid).length === 2);
+  assert.deepEqual(childPids(srv.pid), workers, 'the old workers still serve');
+  assert.equal((await getJson(port)).body.version, 'good');
+  // and the server can still restart once the release is fixed
+  switchRelease(root, 'good');
+  const mark = srv.lines.length;
+  srv.signal('SIGUSR2');
+  await srv.waitForMsg('hot restart: done', 20000, mark);
+});
+
+test('10 cluster hot restarts: master descriptors and live processes stay flat', async (t) => {
+  const srv = startNserve(['start', 'examples/hello.mjs', '-w', '2', '--bind', 'tcp://127.0.0.1:0']);
+  t.after(() => srv.kill());
+  const port = await srv.port(20000);
+  const fdsBefore = fdCount(srv.pid);
+  for (let i = 1; i <= 10; i++) {
+    const mark = srv.lines.length;
+    srv.signal('SIGUSR2');
+    await srv.waitForMsg('hot restart: done', 20000, mark);
+    await until('two live workers', () => childPids(srv.pid).length === 2, 10000);
+  }
+  await until('no zombie or extra process', () => childPids(srv.pid).length === 2);
+  const fdsAfter = fdCount(srv.pid);
+  assert.equal(fdsAfter, fdsBefore, `master fds ${fdsBefore} → ${fdsAfter}`);
+  assert.equal((await getJson(port)).status, 200);
+});
