@@ -194,6 +194,17 @@ class Master {
     w: WorkerHandle,
     msg: FromWorker | { t: 'exit'; code: number | null; signal: string | null },
   ): void {
+    if (msg.t === 'fatal') {
+      if (!w.serving) return;
+      this.log.error(
+        { worker: w.index, workerPid: w.pid, error: msg.error },
+        `worker ${w.index} had an uncaught exception: replacing it`,
+      );
+      // Not serving any more: its slots go to live workers before it drains, then it is replaced.
+      w.state = 'draining';
+      void this.rebalance().then(() => this.drainWorker(w));
+      return;
+    }
     if (msg.t !== 'exit') return;
     this.reap(w);
     if (this.retiring.delete(w)) return;

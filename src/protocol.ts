@@ -28,7 +28,9 @@ export type FromWorker =
   | { t: 'accepting'; keys: string[] }
   | { t: 'released'; keys: string[] }
   | { t: 'heartbeat'; requests: number; inFlight: number; eventLoopDelayMs: number; rss: number }
-  | { t: 'drained'; forced: number; requests: number };
+  | { t: 'drained'; forced: number; requests: number }
+  /** An uncaught exception: the worker wants to be replaced; it keeps serving until told to drain. */
+  | { t: 'fatal'; error: string };
 
 /** Environment of a worker process (set by the master). */
 export const WORKER_ENV = {

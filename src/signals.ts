@@ -81,3 +81,31 @@ export function installSignalHandlers(
     for (const [sig, h] of installed) process.off(sig, h);
   };
 }
+
+/** docs/signals.md, generated from the table (a unit test keeps the file in step). */
+export function renderSignalsDoc(): string {
+  const rows = SIGNAL_COMMANDS.map(
+    (c) => `| \`${c.signal}\` | ${c.action} | \`${c.path}\` | ${c.description} |`,
+  );
+  return `# Signals
+
+nserve reacts to these signals. This page is generated from \`src/signals.ts\`, the one table that maps
+signals to actions and control-server paths (\`node -e "import('./dist/src/signals.js').then(m => process.stdout.write(m.renderSignalsDoc()))" > docs/signals.md\`).
+
+| signal | action | control path | what it does |
+|---|---|---|---|
+${rows.join('\n')}
+
+Examples:
+
+\`\`\`sh
+kill -USR2 $(cat /run/nserve.pid)   # hot restart
+kill -USR1 $(cat /run/nserve.pid)   # phased restart (cluster mode)
+kill -TTIN $(cat /run/nserve.pid)   # one more worker (cluster mode)
+kill -TERM $(cat /run/nserve.pid)   # graceful stop
+\`\`\`
+
+Workers ignore these signals, except \`SIGTERM\`, which makes a worker drain: the master coordinates.
+\`SIGHUP\` is ignored.
+`;
+}

@@ -108,6 +108,17 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
   for (const sig of ['SIGUSR1', 'SIGUSR2', 'SIGTTIN', 'SIGTTOU', 'SIGHUP'] as const)
     process.on(sig, () => {});
 
+  // An uncaught exception leaves the app in an unknown state, but killing the process would drop every
+  // request in flight: ask the master to move our slots elsewhere and drain us.
+  let failing = false;
+  process.on('uncaughtException', (err) => {
+    log.error({ err }, `uncaught exception in worker: draining and being replaced: ${errorMessage(err)}`);
+    if (server === undefined) process.exit(1);
+    if (failing) return;
+    failing = true;
+    channel.send({ t: 'fatal', error: errorMessage(err) });
+  });
+
   const eld = monitorEventLoopDelay({ resolution: 20 });
   eld.enable();
   const heartbeat = setInterval(() => {

@@ -170,3 +170,50 @@ test('SIGKILL to the master: no worker survives and the port is free within 2 s'
     20,
   );
 });
+
+test('an uncaught exception in a worker: it drains and is replaced, no request fails', async (t) => {
+  const root = tmpDir();
+  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  fs.writeFileSync(
+    path.join(root, 'app.mjs'),
+    `export default (req, res) => {
+  if (req.url === '/crash') setTimeout(() => { throw new Error('async boom'); }, 0);
+  setTimeout(() => res.end(JSON.stringify({ version: 'v1', pid: process.pid })), 2);
+};
+`,
+  );
+  const srv = startNserve([
+    'start',
+    'app.mjs',
+    '-w',
+    '2',
+    '--directory',
+    root,
+    '--bind',
+    'tcp://127.0.0.1:0',
+  ]);
+  t.after(() => srv.kill());
+  const port = await srv.port(20000);
+  const before = childPids(srv.pid);
+  const load = new Load({ port, keepAlive: 3, newConnection: 3 });
+  await new Promise((r) => setTimeout(r, 200));
+  const crashed = await getJson(port, '/crash');
+  assert.equal(crashed.status, 200, 'the request that triggered the exception still got its answer');
+  const line = await srv.waitForMsg(/^worker \d had an uncaught exception: replacing it/);
+  assert.equal(line.error, 'async boom');
+  await srv.waitForMsg(/^worker \d replaced/);
+  await new Promise((r) => setTimeout(r, 300));
+  const result = await load.stop();
+  assert.equal(
+    result.failed,
+    0,
+    `failed requests: ${JSON.stringify(result.byKind)} ${result.errors.slice(0, 5).join('; ')}`,
+  );
+  const now = childPids(srv.pid);
+  assert.equal(now.length, 2);
+  assert.ok(!now.includes(Number(crashed.body.pid)), 'the failing worker is gone');
+  assert.ok(
+    now.some((p) => before.includes(p)),
+    'the other worker was left alone',
+  );
+});
