@@ -7,7 +7,8 @@ import { type CliOptions, loadConfig } from './config.js';
 import { errorMessage, NserveError } from './errors.js';
 import { createLogger, LOG_LEVELS } from './logger.js';
 import { parseRestartEnv } from './restart.js';
-import { runSingle } from './single.js';
+import { type RunContext, runSingle } from './single.js';
+import { RestartHistory } from './status.js';
 import { VERSION } from './version.js';
 
 const EXIT_USAGE = 2;
@@ -22,7 +23,14 @@ function collect(value: string, previous: string[] | undefined): string[] {
 }
 
 /** Hand-off variables describe this image only: read them once, then keep them from children and execs. */
-const HANDOFF_ENV = ['NSERVE_INHERIT', 'NSERVE_WORKERS', 'NSERVE_GENERATION', 'NSERVE_RESTART'];
+const HANDOFF_ENV = [
+  'NSERVE_INHERIT',
+  'NSERVE_WORKERS',
+  'NSERVE_GENERATION',
+  'NSERVE_RESTART',
+  'NSERVE_HISTORY',
+  'NSERVE_STARTED_AT',
+];
 
 async function start(appArg: string | undefined, opts: CliOptions): Promise<void> {
   const env = { ...process.env };
@@ -41,11 +49,19 @@ async function start(appArg: string | undefined, opts: CliOptions): Promise<void
     level: config.logLevel,
     base: { role: config.workers > 0 ? 'master' : 'single' },
   });
+  const ctx: RunContext = {
+    config,
+    log,
+    restart,
+    env,
+    history: RestartHistory.fromEnv(env.NSERVE_HISTORY),
+    startedAt: env.NSERVE_STARTED_AT ?? new Date().toISOString(),
+  };
   if (config.workers > 0) {
     const { runMaster } = await import('./master.js');
-    return runMaster({ config, log, restart, env });
+    return runMaster(ctx);
   }
-  return runSingle({ config, log, restart, env });
+  return runSingle(ctx);
 }
 
 async function bootCheckChild(app: string, directory: string): Promise<void> {

@@ -21,8 +21,16 @@ import * as native from './native.js';
 import { removePidfile, writePidfile } from './pidfile.js';
 import { type FromWorker, WORKER_ENV } from './protocol.js';
 import { execSelf, ownCommandLine } from './restart.js';
-import { type Action, installSignalHandlers } from './signals.js';
-import type { RunContext } from './single.js';
+import { installSignalHandlers } from './signals.js';
+import { identityEnv, type RunContext } from './single.js';
+import {
+  type ControlAction,
+  type ControlAnswer,
+  type Controller,
+  listenerViews,
+  type RestartRecord,
+  type Stats,
+} from './status.js';
 import { VERSION } from './version.js';
 import { WorkerHandle } from './worker-handle.js';
 
@@ -34,9 +42,10 @@ const MAX_BACKOFF_MS = 30_000;
 export async function runMaster(ctx: RunContext): Promise<void> {
   const master = new Master(ctx);
   await master.start();
+  await ctx.onServing?.(master);
 }
 
-class Master {
+class Master implements Controller {
   private readonly config;
   private readonly log;
   private listeners: Listener[] = [];
@@ -46,6 +55,8 @@ class Master {
   /** Workers of an older generation still draining. */
   private readonly retiring = new Set<WorkerHandle>();
   private count: number;
+  private directory = '';
+  private readonly history;
   private generation = 0;
   private phase: Phase = 'booting';
   private crashes: number[] = [];
@@ -57,6 +68,7 @@ class Master {
     this.config = ctx.config;
     this.log = ctx.log;
     this.count = ctx.config.workers;
+    this.history = ctx.history;
   }
 
   async start(): Promise<void> {
@@ -69,7 +81,10 @@ class Master {
     });
     this.listeners = opened.listeners;
     for (const l of this.listeners) this.slotFds.set(slotKey(l), l.fd);
-    installSignalHandlers((action, signal) => this.dispatch(action, signal), log);
+    installSignalHandlers((action, signal) => {
+      const answer = this.perform(action);
+      if (!answer.accepted) log.warn({ signal, phase: this.phase }, `${signal} ignored: ${answer.reason}`);
+    }, log);
     const adopted = parseHandedWorkers(this.ctx.env.NSERVE_WORKERS);
     if (adopted.length > 0) {
       this.generation = Number(this.ctx.env.NSERVE_GENERATION ?? 0);
@@ -78,7 +93,7 @@ class Master {
       this.healthTimer = setInterval(() => this.checkHealth(), 1000);
       return;
     }
-    const directory = fs.realpathSync(config.directory);
+    const directory = this.resolveDirectory();
     const booting = Array.from({ length: this.count }, (_, i) =>
       this.spawnWorker(i, this.generation, directory),
     );
@@ -117,34 +132,76 @@ class Master {
     native.notify(`READY=1\nSTATUS=cluster: ${serving}/${this.count} workers, phase ${this.generation}`);
   }
 
-  private dispatch(action: Action, signal: NodeJS.Signals): void {
-    const { log } = this;
-    if (action === 'stop') {
-      if (this.phase !== 'stopping') void this.stop(signal);
-      return;
+  perform(action: ControlAction): ControlAnswer {
+    if (action === 'stop' || action === 'halt') {
+      if (this.phase === 'stopping') return { accepted: false, status: 409, reason: 'already stopping' };
+      void this.stop(action);
+      return { accepted: true };
+    }
+    if (action === 'reload-worker-directory') {
+      const directory = this.resolveDirectory();
+      return { accepted: true, detail: `workers spawned from now on load ${directory}` };
     }
     if (this.phase !== 'running') {
-      log.warn(
-        { signal, phase: this.phase },
-        `${signal} ignored: ${this.phase === 'stopping' ? 'stopping' : 'a restart is in progress'}`,
-      );
-      return;
+      return {
+        accepted: false,
+        status: 409,
+        reason: this.phase === 'stopping' ? 'stopping' : `a restart is in progress (${this.phase})`,
+      };
     }
+    const nextRestart = (this.history.records.at(-1)?.id ?? 0) + 1;
     switch (action) {
       case 'phased-restart':
         void this.phasedRestart();
-        break;
+        return { accepted: true, restart: nextRestart };
       case 'restart':
         void this.hotRestart(Date.now());
-        break;
+        return { accepted: true, restart: nextRestart };
       case 'workers+1':
         void this.resize(this.count + 1);
-        break;
+        return { accepted: true, detail: `workers: ${this.count} → ${this.count + 1}` };
       case 'workers-1':
-        if (this.count <= 1) log.warn('already at 1 worker: SIGTTOU ignored');
-        else void this.resize(this.count - 1);
-        break;
+        if (this.count <= 1) return { accepted: false, status: 409, reason: 'already at 1 worker' };
+        void this.resize(this.count - 1);
+        return { accepted: true, detail: `workers: ${this.count} → ${this.count - 1}` };
     }
+  }
+
+  stats(): Stats {
+    const all = [...this.workers, ...this.retiring].filter((w) => w.alive);
+    return {
+      version: VERSION,
+      mode: 'cluster',
+      pid: process.pid,
+      startedAt: this.ctx.startedAt,
+      phase: this.generation,
+      state: this.phase,
+      requests: all.reduce((n, w) => n + w.stats.requests, 0),
+      inFlight: all.reduce((n, w) => n + w.stats.inFlight, 0),
+      workers: all.map((w) => ({
+        index: w.index,
+        pid: w.pid,
+        phase: w.phase,
+        state: w.state,
+        booted: w.bootedAt !== undefined,
+        lastCheckin: new Date(w.lastCheckin).toISOString(),
+        requests: w.stats.requests,
+        inFlight: w.stats.inFlight,
+        eventLoopDelayP99Ms: w.stats.eventLoopDelayMs,
+        rss: w.stats.rss,
+        directory: w.directory,
+        slots: [...w.keys],
+      })),
+      restarts: this.history.records,
+      listeners: listenerViews(this.listeners),
+      fdCount: fs.readdirSync('/proc/self/fd').length,
+    };
+  }
+
+  /** Re-resolve `directory` (a symlinked release); workers spawned from now on use the result. */
+  private resolveDirectory(): string {
+    this.directory = fs.realpathSync(this.config.directory);
+    return this.directory;
   }
 
   // ── spawning and booting ──────────────────────────────────────────────────────────────────────────
@@ -249,8 +306,7 @@ class Master {
   }
 
   private async replace(index: number): Promise<void> {
-    const directory = fs.realpathSync(this.config.directory);
-    const w = await this.spawnWorker(index, this.generation, directory);
+    const w = await this.spawnWorker(index, this.generation, this.directory);
     this.workers[index] = w;
     try {
       await this.waitBooted(w);
@@ -361,9 +417,13 @@ class Master {
     const { log, config } = this;
     this.phase = 'restarting';
     native.notify(`RELOADING=1\nMONOTONIC_USEC=${process.hrtime.bigint() / 1000n}`);
+    const record = this.history.begin('hot');
     log.info({ phase: this.generation + 1 }, 'hot restart: started');
     await runHooks('onRestart', config.hooks.onRestart, {}, config.hookTimeoutMs, log);
-    if (this.phase !== 'restarting') return; // stopped meanwhile
+    if (this.phase !== 'restarting') {
+      this.history.finish(record, 'failed', 'stopped during the restart');
+      return;
+    }
     const handed = [...this.workers, ...this.retiring].filter((w) => w.alive);
     for (const w of handed) w.channel.detach();
     const env = {
@@ -381,6 +441,7 @@ class Master {
         ),
       ),
       NSERVE_GENERATION: String(this.generation),
+      ...identityEnv(this.ctx),
     };
     try {
       execSelf({
@@ -391,6 +452,7 @@ class Master {
       });
     } catch (err) {
       for (const w of handed) w.channel.reattach();
+      this.history.finish(record, 'failed', errorMessage(err));
       log.error(
         { code: 'ERR_NSERVE_EXEC', err },
         `hot restart: exec failed, workers keep serving: ${errorMessage(err)}`,
@@ -407,7 +469,7 @@ class Master {
    * the slots' accept queues. A new worker that fails to boot abandons the restart; the old ones go on.
    */
   private async completeHotRestart(handed: HandedWorker[]): Promise<void> {
-    const { log, config } = this;
+    const { log } = this;
     this.phase = 'restarting';
     const old = handed.map((h) => {
       native.setCloexec(h.fd, true);
@@ -419,8 +481,9 @@ class Master {
       .filter((w, i) => old.findIndex((o) => o.index === w.index) === i)
       .sort((a, b) => a.index - b.index);
     for (const w of old) if (!this.workers.includes(w)) this.retiring.add(w);
+    const record = this.history.current();
     const generation = this.generation + 1;
-    const directory = fs.realpathSync(config.directory);
+    const directory = this.resolveDirectory();
     log.info(
       { adopted: old.map((w) => w.pid), phase: generation, directory },
       'hot restart: new master image adopted the workers; booting new workers',
@@ -431,6 +494,7 @@ class Master {
       await Promise.all(fresh.map((w) => this.waitBooted(w)));
     } catch (err) {
       for (const w of fresh) w.kill('SIGKILL');
+      this.history.finish(record, 'failed', errorMessage(err));
       log.error(
         { code: 'ERR_NSERVE_WORKER_BOOT', err },
         `hot restart abandoned, old workers keep serving: ${errorMessage(err)}`,
@@ -445,6 +509,7 @@ class Master {
     await Promise.all(old.filter((w) => w.alive).map((w) => this.drainWorker(w)));
     this.generation = generation;
     await this.rebalance();
+    this.history.finish(record, 'ok');
     const requestedAt = this.ctx.restart.requestedAt;
     log.info(
       {
@@ -460,12 +525,13 @@ class Master {
   }
 
   private async phasedRestart(): Promise<void> {
-    const { log, config } = this;
+    const { log } = this;
     this.phase = 'restarting';
     const started = Date.now();
     native.notify(`RELOADING=1\nMONOTONIC_USEC=${process.hrtime.bigint() / 1000n}`);
+    const record: RestartRecord = this.history.begin('phased');
     const generation = this.generation + 1;
-    const directory = fs.realpathSync(config.directory);
+    const directory = this.resolveDirectory();
     log.info({ phase: generation, directory }, 'phased restart: started');
     let replaced = 0;
     try {
@@ -489,9 +555,11 @@ class Master {
         );
       }
       this.generation = generation;
+      this.history.finish(record, 'ok');
       log.info({ phase: generation, ms: Date.now() - started }, 'phased restart: done');
     } catch (err) {
       if (replaced > 0) this.generation = generation;
+      this.history.finish(record, 'failed', errorMessage(err));
       log.error(
         { code: 'ERR_NSERVE_WORKER_BOOT', err, replaced },
         `phased restart stopped after ${replaced}/${this.count} workers, the others keep serving: ${errorMessage(err)}`,
@@ -517,9 +585,8 @@ class Master {
     const previous = this.count;
     this.count = count;
     this.log.info({ from: previous, to: count }, `workers: ${previous} → ${count}`);
-    const directory = fs.realpathSync(this.config.directory);
     if (count > previous) {
-      const w = await this.spawnWorker(count - 1, this.generation, directory);
+      const w = await this.spawnWorker(count - 1, this.generation, this.directory);
       this.workers[count - 1] = w;
       try {
         await this.waitBooted(w);
@@ -578,14 +645,19 @@ class Master {
     );
   }
 
-  private async stop(signal: string): Promise<void> {
+  private async stop(reason: string): Promise<void> {
     this.phase = 'stopping';
     native.notify('STOPPING=1');
     clearInterval(this.healthTimer);
     for (const t of this.spawnTimers) clearTimeout(t);
-    this.log.info({ signal }, 'graceful stop: draining workers');
     const all = [...this.workers, ...this.retiring];
-    await this.stopWorkers(all, this.config.shutdownTimeoutMs + this.config.hookTimeoutMs + 2000);
+    if (reason === 'halt') {
+      this.log.warn('halt: killing workers without draining');
+      for (const w of all) w.kill('SIGKILL');
+    } else {
+      this.log.info({ reason }, 'graceful stop: draining workers');
+      await this.stopWorkers(all, this.config.shutdownTimeoutMs + this.config.hookTimeoutMs + 2000);
+    }
     closeListeners(this.listeners, { unlink: true });
     if (this.config.pidfile !== undefined) removePidfile(this.config.pidfile);
     this.log.info('stopped');

@@ -22,7 +22,15 @@ import * as native from './native.js';
 import { removePidfile, writePidfile } from './pidfile.js';
 import { bootCheck, execSelf, type RestartInfo } from './restart.js';
 import { AppServer } from './server.js';
-import { type Action, installSignalHandlers } from './signals.js';
+import { installSignalHandlers } from './signals.js';
+import {
+  type ControlAction,
+  type ControlAnswer,
+  type Controller,
+  listenerViews,
+  type RestartHistory,
+  type Stats,
+} from './status.js';
 import { VERSION } from './version.js';
 
 type Phase = 'booting' | 'serving' | 'restarting' | 'stopping';
@@ -31,11 +39,21 @@ export interface RunContext {
   config: Config;
   log: Logger;
   restart: RestartInfo;
+  history: RestartHistory;
+  /** When this server (PID) first started, across hot restarts. */
+  startedAt: string;
   env: NodeJS.ProcessEnv;
+  /** Called once the server serves, with what the control server needs. */
+  onServing?: (controller: Controller) => void | Promise<void>;
+}
+
+/** Environment that carries the server's identity into the re-exec'd image. */
+export function identityEnv(ctx: RunContext): Record<string, string> {
+  return { NSERVE_HISTORY: ctx.history.toEnv(), NSERVE_STARTED_AT: ctx.startedAt };
 }
 
 export async function runSingle(ctx: RunContext): Promise<void> {
-  const { config, log } = ctx;
+  const { config, log, history } = ctx;
   const { listeners, leftovers } = openListeners(config.binds, {
     slots: 1,
     reusePort: false,
@@ -56,6 +74,7 @@ export async function runSingle(ctx: RunContext): Promise<void> {
   closeLeftovers(leftovers);
   if (config.pidfile !== undefined) writePidfile(config.pidfile);
   phase = 'serving';
+  history.finish(history.current(), 'ok');
   const since = ctx.restart.requestedAt === undefined ? undefined : Date.now() - ctx.restart.requestedAt;
   log.info(
     {
@@ -70,15 +89,15 @@ export async function runSingle(ctx: RunContext): Promise<void> {
     },
     ctx.restart.count === 0 ? 'nserve booted' : 'nserve booted after hot restart',
   );
-  native.notify('READY=1');
+  native.notify(`READY=1\nSTATUS=single: serving, ${ctx.restart.count} hot restarts`);
 
   let stopRequested = false;
-  const stop = async (signal: string): Promise<void> => {
+  const stop = async (reason: string, timeoutMs: number): Promise<void> => {
     phase = 'stopping';
     native.notify('STOPPING=1');
-    log.info({ signal, inFlight: server.inFlight }, 'graceful stop: draining');
+    log.info({ reason, inFlight: server.inFlight }, 'graceful stop: draining');
     server.stopAccepting();
-    const { forced } = await server.drain(config.shutdownTimeoutMs);
+    const { forced } = await server.drain(timeoutMs);
     if (forced > 0) log.warn({ forced }, `shutdown timeout reached: closed ${forced} open connection(s)`);
     closeListeners(listeners, { unlink: true });
     if (config.pidfile !== undefined) removePidfile(config.pidfile);
@@ -88,17 +107,19 @@ export async function runSingle(ctx: RunContext): Promise<void> {
 
   const hotRestart = async (requestedAt: number): Promise<void> => {
     phase = 'restarting';
-    native.notify(`RELOADING=1\nMONOTONIC_USEC=${monotonicUsec()}`);
+    const record = history.begin('hot');
+    native.notify(`RELOADING=1\nMONOTONIC_USEC=${process.hrtime.bigint() / 1000n}`);
     log.info({ directory: config.directory }, 'hot restart: checking that the new code boots');
     const check = await bootCheck(config.workerBootTimeoutMs, log);
-    if (stopRequested) return stop('SIGTERM');
+    if (stopRequested) return stop('stop requested during restart', config.shutdownTimeoutMs);
     if (!check.ok) {
+      history.finish(record, 'failed', check.error);
       log.error(
         { code: 'ERR_NSERVE_BOOT_CHECK', error: check.error },
         `hot restart abandoned, old code keeps serving: ${check.error}`,
       );
       phase = 'serving';
-      native.notify('READY=1');
+      native.notify(`READY=1\nSTATUS=single: hot restart failed: ${check.error}`);
       return;
     }
     log.info({ app: check.file, bootMs: check.ms }, 'hot restart: new code boots; draining');
@@ -107,15 +128,16 @@ export async function runSingle(ctx: RunContext): Promise<void> {
     if (forced > 0)
       log.warn({ forced }, `hot restart: closed ${forced} connection(s) still open at the shutdown timeout`);
     await runHooks('onRestart', config.hooks.onRestart, {}, config.hookTimeoutMs, log);
-    if (stopRequested) return stop('SIGTERM');
+    if (stopRequested) return stop('stop requested during restart', config.shutdownTimeoutMs);
     try {
       execSelf({
         keepFds: listeners.map((l) => l.fd),
-        env: { NSERVE_INHERIT: formatInheritEnv(listeners) },
+        env: { NSERVE_INHERIT: formatInheritEnv(listeners), ...identityEnv(ctx) },
         restart: { count: ctx.restart.count, requestedAt },
         log,
       });
     } catch (err) {
+      history.finish(record, 'failed', errorMessage(err));
       log.error({ code: 'ERR_NSERVE_EXEC', err }, `hot restart: exec failed, resuming: ${errorMessage(err)}`);
       server.resume();
       await serveAll(server, listeners);
@@ -124,37 +146,68 @@ export async function runSingle(ctx: RunContext): Promise<void> {
     }
   };
 
-  installSignalHandlers((action: Action, signal) => {
-    if (action === 'stop') {
-      if (phase === 'restarting') {
-        stopRequested = true;
-        log.info({ signal }, 'stop requested during restart: stopping once the current step ends');
-        return;
+  const perform = (action: ControlAction): ControlAnswer => {
+    switch (action) {
+      case 'stop':
+      case 'halt':
+        if (phase === 'stopping') return { accepted: false, status: 409, reason: 'already stopping' };
+        if (phase === 'restarting') {
+          stopRequested = true;
+          log.info('stop requested during restart: stopping once the current step ends');
+          return { accepted: true };
+        }
+        void stop(action, action === 'halt' ? 0 : config.shutdownTimeoutMs);
+        return { accepted: true };
+      case 'restart':
+      case 'phased-restart': {
+        if (action === 'phased-restart')
+          log.warn('phased restart needs cluster mode (-w N): doing a hot restart instead');
+        if (phase !== 'serving')
+          return {
+            accepted: false,
+            status: 409,
+            reason: `a restart is already in progress (or stopping): ${phase}`,
+          };
+        void hotRestart(Date.now()).catch((err: unknown) => {
+          log.fatal({ err }, 'hot restart failed unexpectedly');
+          process.exit(1);
+        });
+        return { accepted: true, restart: (history.records.at(-1)?.id ?? 0) + 1 };
       }
-      if (phase !== 'stopping') void stop(signal);
-      return;
+      case 'reload-worker-directory':
+        return { accepted: true, detail: `single mode resolves ${config.directory} at every restart` };
+      case 'workers+1':
+      case 'workers-1':
+        return {
+          accepted: false,
+          status: 409,
+          reason: 'changing the worker count needs cluster mode (-w N)',
+        };
     }
-    if (action === 'restart' || action === 'phased-restart') {
-      if (action === 'phased-restart')
-        log.warn('phased restart needs cluster mode (-w N): doing a hot restart instead');
-      if (phase !== 'serving') {
-        log.warn({ signal, phase }, 'restart already in progress (or stopping): signal ignored');
-        return;
-      }
-      void hotRestart(Date.now()).catch((err: unknown) => {
-        log.fatal({ err }, 'hot restart failed unexpectedly');
-        process.exit(1);
-      });
-      return;
-    }
-    log.warn({ signal }, `${signal} changes the worker count, which needs cluster mode (-w N): ignored`);
+  };
+
+  const stats = (): Stats => ({
+    version: VERSION,
+    mode: 'single',
+    pid: process.pid,
+    startedAt: ctx.startedAt,
+    phase: ctx.restart.count,
+    state: phase,
+    requests: server.requests,
+    inFlight: server.inFlight,
+    workers: [],
+    restarts: history.records,
+    listeners: listenerViews(listeners),
+    fdCount: fs.readdirSync('/proc/self/fd').length,
+  });
+
+  installSignalHandlers((action, signal) => {
+    const answer = perform(action);
+    if (!answer.accepted) log.warn({ signal, phase }, `${signal} ignored: ${answer.reason}`);
   }, log);
+  await ctx.onServing?.({ stats, perform });
 }
 
 async function serveAll(server: AppServer, listeners: readonly Listener[]): Promise<void> {
   for (const l of listeners) await server.serve(`${l.spec.uri}#${l.slot}`, native.dup(l.fd));
-}
-
-function monotonicUsec(): string {
-  return String(process.hrtime.bigint() / 1000n);
 }

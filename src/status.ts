@@ -1,0 +1,124 @@
+// What a running server reports about itself (control server /stats, `nserve ctl`), and the restart
+// history, which survives hot restarts (handed to the new image in NSERVE_HISTORY).
+import { formatAddress, type Listener } from './binder.js';
+import type { Action } from './signals.js';
+
+export type RestartKind = 'hot' | 'phased';
+export type RestartOutcome = 'in-progress' | 'ok' | 'failed';
+
+export interface RestartRecord {
+  id: number;
+  kind: RestartKind;
+  started: string;
+  finished: string | null;
+  outcome: RestartOutcome;
+  error: string | null;
+}
+
+const KEEP = 50;
+
+export class RestartHistory {
+  constructor(readonly records: RestartRecord[] = []) {}
+
+  static fromEnv(value: string | undefined): RestartHistory {
+    if (value === undefined || value === '') return new RestartHistory();
+    try {
+      return new RestartHistory(JSON.parse(value) as RestartRecord[]);
+    } catch {
+      return new RestartHistory();
+    }
+  }
+
+  toEnv(): string {
+    return JSON.stringify(this.records.slice(-KEEP));
+  }
+
+  begin(kind: RestartKind): RestartRecord {
+    const id = (this.records.at(-1)?.id ?? 0) + 1;
+    const record: RestartRecord = {
+      id,
+      kind,
+      started: new Date().toISOString(),
+      finished: null,
+      outcome: 'in-progress',
+      error: null,
+    };
+    this.records.push(record);
+    if (this.records.length > KEEP) this.records.splice(0, this.records.length - KEEP);
+    return record;
+  }
+
+  /** The restart that is still in progress (e.g. the one that exec'd into this image). */
+  current(): RestartRecord | undefined {
+    const last = this.records.at(-1);
+    return last?.outcome === 'in-progress' ? last : undefined;
+  }
+
+  finish(record: RestartRecord | undefined, outcome: 'ok' | 'failed', error?: string): void {
+    if (record === undefined) return;
+    record.outcome = outcome;
+    record.finished = new Date().toISOString();
+    record.error = error ?? null;
+  }
+}
+
+export interface WorkerView {
+  index: number;
+  pid: number;
+  phase: number;
+  state: string;
+  booted: boolean;
+  lastCheckin: string;
+  requests: number;
+  inFlight: number;
+  eventLoopDelayP99Ms: number;
+  rss: number;
+  directory: string;
+  slots: string[];
+}
+
+export interface ListenerView {
+  uri: string;
+  slot: number;
+  fd: number;
+  address: string;
+  inherited: boolean;
+}
+
+export interface Stats {
+  version: string;
+  mode: 'single' | 'cluster';
+  pid: number;
+  startedAt: string;
+  /** Worker generation (cluster) or number of hot restarts (single). */
+  phase: number;
+  state: string;
+  requests: number;
+  inFlight: number;
+  workers: WorkerView[];
+  restarts: RestartRecord[];
+  listeners: ListenerView[];
+  fdCount: number;
+}
+
+export type ControlAction = Action | 'halt' | 'reload-worker-directory';
+
+export type ControlAnswer =
+  | { accepted: true; restart?: number; detail?: string }
+  | { accepted: false; status: number; reason: string };
+
+/** What the control server needs from a running server (single or master). */
+export interface Controller {
+  stats(): Stats;
+  perform(action: ControlAction): ControlAnswer;
+}
+
+export function listenerViews(listeners: readonly Listener[]): ListenerView[] {
+  return listeners.map((l) => ({
+    uri: l.spec.uri,
+    slot: l.slot,
+    fd: l.fd,
+    address: formatAddress(l.address),
+    inherited: l.inherited,
+  }));
+}
