@@ -5,6 +5,8 @@ import { Command, CommanderError, Option } from 'commander';
 import { loadApp } from './app.js';
 import { type CliOptions, loadConfig } from './config.js';
 import { errorMessage, NserveError } from './errors.js';
+import { LEAK_POLICIES } from './fds.js';
+import { registerFdsCommand } from './fds-command.js';
 import { createLogger, LOG_LEVELS } from './logger.js';
 import { parseRestartEnv } from './restart.js';
 import { type RunContext, runSingle } from './single.js';
@@ -30,6 +32,7 @@ const HANDOFF_ENV = [
   'NSERVE_RESTART',
   'NSERVE_HISTORY',
   'NSERVE_STARTED_AT',
+  'NSERVE_LEAKED',
 ];
 
 async function start(appArg: string | undefined, opts: CliOptions): Promise<void> {
@@ -120,8 +123,14 @@ export function buildProgram(): Command {
     .option('--drain-grace <s>', 'idle seconds before a draining keep-alive connection is closed (default 1)')
     .option('--backlog <n>', 'listen backlog (default 1024)')
     .addOption(new Option('--log-level <level>', `log level (default info)`).choices(LOG_LEVELS))
+    .addOption(
+      new Option('--leak-policy <policy>', 'descriptors that would leak into a hot restart: close (default), warn, refuse').choices(
+        LEAK_POLICIES,
+      ),
+    )
     .option('-C, --config <file>', 'config file (default: nserve.config.{mjs,js,cjs,json} in cwd)')
     .action(async (app: string | undefined, opts: CliOptions) => start(app, opts));
+  registerFdsCommand(program);
   return program;
 }
 

@@ -5,6 +5,7 @@ import { pathToFileURL } from 'node:url';
 import type { LevelWithSilent } from 'pino';
 import { type BindSpec, parseBindUri } from './binder.js';
 import { errorMessage, usageError } from './errors.js';
+import { LEAK_POLICIES, type LeakPolicy } from './fds.js';
 import { LOG_LEVELS } from './logger.js';
 
 export interface HookContext {
@@ -42,6 +43,7 @@ export interface UserConfig {
   drainGrace?: number;
   backlog?: number;
   logLevel?: LevelWithSilent;
+  leakPolicy?: LeakPolicy;
   onRestart?: HookFn | HookFn[];
   onWorkerBoot?: HookFn | HookFn[];
   onWorkerShutdown?: HookFn | HookFn[];
@@ -72,6 +74,8 @@ export interface Config {
   drainGraceMs: number;
   backlog: number;
   logLevel: LevelWithSilent;
+  /** What to do with descriptors that would leak into a hot-restarted image. */
+  leakPolicy: LeakPolicy;
   configFile: string | undefined;
   hooks: Readonly<Record<HookName, readonly HookFn[]>>;
 }
@@ -92,6 +96,7 @@ export interface CliOptions {
   drainGrace?: string;
   backlog?: string;
   logLevel?: string;
+  leakPolicy?: string;
   config?: string;
 }
 
@@ -140,6 +145,7 @@ export async function readConfigFile(file: string): Promise<UserConfig> {
     'drainGrace',
     'backlog',
     'logLevel',
+    'leakPolicy',
     ...HOOK_NAMES,
   ]);
   for (const key of Object.keys(value)) {
@@ -272,6 +278,11 @@ export function buildConfig(
       `one of ${LOG_LEVELS.join(', ')}`,
     );
   }
+  const leakOpt = pick('leakPolicy', cli, file);
+  const leakPolicy = (str('leakPolicy', leakOpt) ?? 'close') as LeakPolicy;
+  if (!LEAK_POLICIES.includes(leakPolicy)) {
+    throw invalid('leakPolicy', leakPolicy, leakOpt?.source ?? 'flag', `one of ${LEAK_POLICIES.join(', ')}`);
+  }
   const dir = str('directory', pick('directory', cli, file));
   const directory = path.resolve(cwd, dir ?? '.');
   if (!fs.existsSync(directory) || !fs.statSync(directory).isDirectory()) {
@@ -293,6 +304,7 @@ export function buildConfig(
     drainGraceMs: seconds('drainGrace', pick('drainGrace', cli, file), 1),
     backlog: integer('backlog', pick('backlog', cli, file), 1, 65535, 1024),
     logLevel,
+    leakPolicy,
     configFile,
     hooks: hooks(file),
   };

@@ -16,6 +16,15 @@ import {
   parseInheritEnv,
 } from './binder.js';
 import { errorMessage } from './errors.js';
+import {
+  checkLeaks,
+  formatLeakEnv,
+  inspect,
+  leakCandidates,
+  type ProcessFds,
+  reportInheritedLeaks,
+  warnOnGrowth,
+} from './fds.js';
 import { runHooks } from './hooks.js';
 import * as native from './native.js';
 import { removePidfile, writePidfile } from './pidfile.js';
@@ -196,6 +205,21 @@ class Master implements Controller {
       listeners: listenerViews(this.listeners),
       fdCount: fs.readdirSync('/proc/self/fd').length,
     };
+  }
+
+  fds(): ProcessFds[] {
+    const channels = [...this.workers, ...this.retiring].filter((w) => w.alive).map((w) => w.channel.fd);
+    const master = inspect(process.pid, 'master', { listeners: this.listeners.map((l) => l.fd), channels });
+    const workers: ProcessFds[] = [];
+    for (const w of [...this.workers, ...this.retiring]) {
+      if (!w.alive) continue;
+      try {
+        workers.push(inspect(w.pid, 'worker', { channels: [3] }, w.index));
+      } catch {
+        // exited while we looked
+      }
+    }
+    return [master, ...workers];
   }
 
   /** Re-resolve `directory` (a symlinked release); workers spawned from now on use the result. */
@@ -419,12 +443,27 @@ class Master implements Controller {
     native.notify(`RELOADING=1\nMONOTONIC_USEC=${process.hrtime.bigint() / 1000n}`);
     const record = this.history.begin('hot');
     log.info({ phase: this.generation + 1 }, 'hot restart: started');
+    const handed = [...this.workers, ...this.retiring].filter((w) => w.alive);
+    const keepFds = [...this.listeners.map((l) => l.fd), ...handed.map((w) => w.channel.fd)];
+    const keep = new Set(keepFds);
+    const candidates = leakCandidates(keep);
     await runHooks('onRestart', config.hooks.onRestart, {}, config.hookTimeoutMs, log);
     if (this.phase !== 'restarting') {
       this.history.finish(record, 'failed', 'stopped during the restart');
       return;
     }
-    const handed = [...this.workers, ...this.retiring].filter((w) => w.alive);
+    const leaks = checkLeaks(candidates, keep, config.leakPolicy, log);
+    if (leaks.refuse) {
+      const error = `descriptors would leak into the restarted master: ${leaks.leaks.map((l) => `${l.fd} (${l.target})`).join(', ')}`;
+      this.history.finish(record, 'failed', error);
+      log.error(
+        { code: 'ERR_NSERVE_FD_LEAK' },
+        `hot restart refused (leakPolicy refuse), workers keep serving: ${error}`,
+      );
+      this.phase = 'running';
+      this.notifyReady();
+      return;
+    }
     for (const w of handed) w.channel.detach();
     const env = {
       NSERVE_INHERIT: formatInheritEnv(this.listeners),
@@ -441,11 +480,12 @@ class Master implements Controller {
         ),
       ),
       NSERVE_GENERATION: String(this.generation),
+      NSERVE_LEAKED: config.leakPolicy === 'warn' ? formatLeakEnv(leaks.leaks) : '',
       ...identityEnv(this.ctx),
     };
     try {
       execSelf({
-        keepFds: [...this.listeners.map((l) => l.fd), ...handed.map((w) => w.channel.fd)],
+        keepFds,
         env,
         restart: { count: this.ctx.restart.count, requestedAt },
         log,
@@ -471,6 +511,7 @@ class Master implements Controller {
   private async completeHotRestart(handed: HandedWorker[]): Promise<void> {
     const { log } = this;
     this.phase = 'restarting';
+    reportInheritedLeaks(this.ctx.env.NSERVE_LEAKED, log);
     const old = handed.map((h) => {
       native.setCloexec(h.fd, true);
       const w = new WorkerHandle(h.index, h.phase, h.pid, h.fd, h.directory, undefined, { keys: h.keys });
@@ -509,7 +550,12 @@ class Master implements Controller {
     await Promise.all(old.filter((w) => w.alive).map((w) => this.drainWorker(w)));
     this.generation = generation;
     await this.rebalance();
+    if (record !== undefined) {
+      record.fds = fs.readdirSync('/proc/self/fd').length;
+      record.workerFds = fresh.map((w) => fdCountOf(w.pid));
+    }
     this.history.finish(record, 'ok');
+    warnOnGrowth(this.history.fdCounts(), log);
     const requestedAt = this.ctx.restart.requestedAt;
     log.info(
       {
@@ -679,6 +725,14 @@ interface HandedWorker {
 function parseHandedWorkers(value: string | undefined): HandedWorker[] {
   if (value === undefined || value === '') return [];
   return JSON.parse(value) as HandedWorker[];
+}
+
+function fdCountOf(pid: number): number {
+  try {
+    return fs.readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return 0;
+  }
 }
 
 function slotKey(l: Listener): string {

@@ -16,6 +16,14 @@ import {
 } from './binder.js';
 import type { Config } from './config.js';
 import { errorMessage } from './errors.js';
+import {
+  checkLeaks,
+  formatLeakEnv,
+  inspect,
+  leakCandidates,
+  reportInheritedLeaks,
+  warnOnGrowth,
+} from './fds.js';
 import { runHooks } from './hooks.js';
 import type { Logger } from './logger.js';
 import * as native from './native.js';
@@ -74,7 +82,11 @@ export async function runSingle(ctx: RunContext): Promise<void> {
   closeLeftovers(leftovers);
   if (config.pidfile !== undefined) writePidfile(config.pidfile);
   phase = 'serving';
-  history.finish(history.current(), 'ok');
+  reportInheritedLeaks(ctx.env.NSERVE_LEAKED, log);
+  const restarted = history.current();
+  if (restarted !== undefined) restarted.fds = fs.readdirSync('/proc/self/fd').length;
+  history.finish(restarted, 'ok');
+  warnOnGrowth(history.fdCounts(), log);
   const since = ctx.restart.requestedAt === undefined ? undefined : Date.now() - ctx.restart.requestedAt;
   log.info(
     {
@@ -127,22 +139,41 @@ export async function runSingle(ctx: RunContext): Promise<void> {
     const { forced } = await server.drain(config.shutdownTimeoutMs);
     if (forced > 0)
       log.warn({ forced }, `hot restart: closed ${forced} connection(s) still open at the shutdown timeout`);
+    const keep = new Set(listeners.map((l) => l.fd));
+    const candidates = leakCandidates(keep);
     await runHooks('onRestart', config.hooks.onRestart, {}, config.hookTimeoutMs, log);
     if (stopRequested) return stop('stop requested during restart', config.shutdownTimeoutMs);
+    const leaks = checkLeaks(candidates, keep, config.leakPolicy, log);
+    const resume = async (): Promise<void> => {
+      server.resume();
+      await serveAll(server, listeners);
+      phase = 'serving';
+      native.notify('READY=1');
+    };
+    if (leaks.refuse) {
+      const error = `descriptors would leak into the restarted process: ${leaks.leaks.map((l) => `${l.fd} (${l.target})`).join(', ')}`;
+      history.finish(record, 'failed', error);
+      log.error(
+        { code: 'ERR_NSERVE_FD_LEAK' },
+        `hot restart refused (leakPolicy refuse), old code keeps serving: ${error}`,
+      );
+      return resume();
+    }
     try {
       execSelf({
         keepFds: listeners.map((l) => l.fd),
-        env: { NSERVE_INHERIT: formatInheritEnv(listeners), ...identityEnv(ctx) },
+        env: {
+          NSERVE_INHERIT: formatInheritEnv(listeners),
+          NSERVE_LEAKED: config.leakPolicy === 'warn' ? formatLeakEnv(leaks.leaks) : '',
+          ...identityEnv(ctx),
+        },
         restart: { count: ctx.restart.count, requestedAt },
         log,
       });
     } catch (err) {
       history.finish(record, 'failed', errorMessage(err));
       log.error({ code: 'ERR_NSERVE_EXEC', err }, `hot restart: exec failed, resuming: ${errorMessage(err)}`);
-      server.resume();
-      await serveAll(server, listeners);
-      phase = 'serving';
-      native.notify('READY=1');
+      await resume();
     }
   };
 
@@ -201,11 +232,13 @@ export async function runSingle(ctx: RunContext): Promise<void> {
     fdCount: fs.readdirSync('/proc/self/fd').length,
   });
 
+  const fds = () => [inspect(process.pid, 'single', { listeners: listeners.map((l) => l.fd) })];
+
   installSignalHandlers((action, signal) => {
     const answer = perform(action);
     if (!answer.accepted) log.warn({ signal, phase }, `${signal} ignored: ${answer.reason}`);
   }, log);
-  await ctx.onServing?.({ stats, perform });
+  await ctx.onServing?.({ stats, perform, fds });
 }
 
 async function serveAll(server: AppServer, listeners: readonly Listener[]): Promise<void> {

@@ -1,6 +1,7 @@
 // What a running server reports about itself (control server /stats, `nserve ctl`), and the restart
 // history, which survives hot restarts (handed to the new image in NSERVE_HISTORY).
 import { formatAddress, type Listener } from './binder.js';
+import type { ProcessFds } from './fds.js';
 import type { Action } from './signals.js';
 
 export type RestartKind = 'hot' | 'phased';
@@ -13,6 +14,10 @@ export interface RestartRecord {
   finished: string | null;
   outcome: RestartOutcome;
   error: string | null;
+  /** Descriptors open in the server (master) once the restart finished. */
+  fds?: number;
+  /** Descriptors open in each worker once the restart finished (cluster). */
+  workerFds?: number[];
 }
 
 const KEEP = 50;
@@ -46,6 +51,11 @@ export class RestartHistory {
     this.records.push(record);
     if (this.records.length > KEEP) this.records.splice(0, this.records.length - KEEP);
     return record;
+  }
+
+  /** Descriptor counts after each finished restart, oldest first. */
+  fdCounts(): number[] {
+    return this.records.flatMap((r) => (r.fds === undefined ? [] : [r.fds]));
   }
 
   /** The restart that is still in progress (e.g. the one that exec'd into this image). */
@@ -111,6 +121,8 @@ export type ControlAnswer =
 export interface Controller {
   stats(): Stats;
   perform(action: ControlAction): ControlAnswer;
+  /** Every descriptor of the server and its workers, with roles and leak flags (GET /fds, nserve fds). */
+  fds?(): ProcessFds[];
 }
 
 export function listenerViews(listeners: readonly Listener[]): ListenerView[] {

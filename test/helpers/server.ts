@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { listFds, setCloexec } from '../../src/native.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const CLI = path.join(ROOT, 'bin/nserve.js');
@@ -12,6 +13,11 @@ export const FIXTURES = path.join(ROOT, 'test/fixtures');
 export type LogLine = Record<string, unknown> & { msg?: string; level?: number; pid?: number };
 
 const started = new Set<ChildProcess>();
+
+// Whatever launched the test runner may have left descriptors open without close-on-exec (a shell's
+// pipes, say). They would be inherited by every server we start and show up as leaks there: keep them
+// to ourselves, so each test sees only what nserve and its app open.
+for (const f of listFds()) if (f.fd > 2 && !f.cloexec) setCloexec(f.fd, true);
 
 /** Kill every process group we started; called from t.after and at process exit. */
 export function killAll(): void {

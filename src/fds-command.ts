@@ -1,0 +1,80 @@
+// `nserve fds`: the descriptors of a running server and its workers, with roles and leak flags.
+import * as fs from 'node:fs';
+import type { Command } from 'commander';
+import { usageError } from './errors.js';
+import { formatFdTable, inspect, type ProcessFds } from './fds.js';
+
+/** Direct children of `pid` (its workers), from /proc. */
+export function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[1]) === pid && fields[0] !== 'Z') out.push(Number(entry));
+    } catch {
+      // exited while we looked
+    }
+  }
+  return out.sort((a, b) => a - b);
+}
+
+function workerIndex(pid: number): number | undefined {
+  try {
+    const env = fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+    const v = env.find((e) => e.startsWith('NSERVE_WORKER='));
+    return v === undefined ? undefined : Number(v.slice('NSERVE_WORKER='.length));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Read /proc directly: the server PID and its worker children. */
+export function fdsFromProc(pid: number): ProcessFds[] {
+  if (!fs.existsSync(`/proc/${pid}`)) {
+    throw usageError('ERR_NSERVE_USAGE', `no process with PID ${pid}`);
+  }
+  const workers = childrenOf(pid)
+    .map((p) => ({ pid: p, index: workerIndex(p) }))
+    .filter((w) => w.index !== undefined);
+  const main = inspect(pid, workers.length > 0 ? 'master' : 'single', {});
+  return [main, ...workers.map((w) => inspect(w.pid, 'worker', { channels: [3] }, w.index))];
+}
+
+export interface FdsOptions {
+  pid?: string;
+  json?: boolean;
+}
+
+/** How to reach the server's control API, when the ctl module provides it. */
+export type FetchFds = (opts: Record<string, unknown>) => Promise<ProcessFds[]>;
+
+export function registerFdsCommand(
+  program: Command,
+  viaControl?: { options: (cmd: Command) => Command; fetch: FetchFds },
+): void {
+  let cmd = program
+    .command('fds')
+    .description(
+      'list the descriptors of a running server and its workers; flag those that would leak on the next hot restart',
+    )
+    .option('--pid <pid>', 'read /proc for this server PID directly (no control server needed)')
+    .option('--json', 'print JSON');
+  if (viaControl !== undefined) cmd = viaControl.options(cmd);
+  cmd.action(async (opts: FdsOptions & Record<string, unknown>) => {
+    let procs: ProcessFds[];
+    if (opts.pid !== undefined) {
+      if (!/^\d+$/.test(opts.pid))
+        throw usageError('ERR_NSERVE_USAGE', `invalid --pid: "${opts.pid}": expected a process ID`);
+      procs = fdsFromProc(Number(opts.pid));
+    } else if (viaControl !== undefined) {
+      procs = await viaControl.fetch(opts);
+    } else {
+      throw usageError('ERR_NSERVE_USAGE', 'nserve fds needs --pid PID (or a control server: -S state)');
+    }
+    process.stdout.write(
+      opts.json === true ? `${JSON.stringify(procs, null, 2)}\n` : `${formatFdTable(procs)}\n`,
+    );
+  });
+}

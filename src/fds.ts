@@ -1,0 +1,200 @@
+// Descriptor inspection and leak analysis: which descriptors would survive a hot restart's execve,
+// and what they are. Policy (close / warn / refuse) is applied by the restart code with these results.
+import * as fs from 'node:fs';
+import { formatAddress } from './binder.js';
+import type { Logger } from './logger.js';
+import * as native from './native.js';
+
+export type FdRole = 'stdio' | 'listener' | 'control' | 'channel' | 'app';
+
+export interface FdEntry {
+  fd: number;
+  kind: native.FdKind;
+  target: string;
+  cloexec: boolean;
+  role: FdRole;
+  /** Survives the next hot restart's exec without being meant to. */
+  wouldLeak: boolean;
+}
+
+export interface ProcessFds {
+  pid: number;
+  role: 'single' | 'master' | 'worker';
+  index?: number;
+  count: number;
+  fds: FdEntry[];
+}
+
+/** What a descriptor is, in words: path, socket address or peer, pipe. */
+export function describe(info: native.FdInfo): string {
+  if (info.kind === 'socket' && info.socket !== undefined) return `socket ${formatAddress(info.socket)}`;
+  return info.target;
+}
+
+/** Inodes of listening sockets of `pid` (TCP state LISTEN, unix __SO_ACCEPTCON), from /proc/PID/net. */
+export function listeningInodes(pid: number): Set<number> {
+  const out = new Set<number>();
+  for (const table of ['tcp', 'tcp6']) {
+    let text = '';
+    try {
+      text = fs.readFileSync(`/proc/${pid}/net/${table}`, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      if (cols[3] === '0A' && cols[9] !== undefined) out.add(Number(cols[9]));
+    }
+  }
+  try {
+    for (const line of fs.readFileSync(`/proc/${pid}/net/unix`, 'utf8').split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      if (cols[3] === '00010000' && cols[6] !== undefined) out.add(Number(cols[6]));
+    }
+  } catch {
+    // no unix table: nothing to add
+  }
+  return out;
+}
+
+export interface KnownFds {
+  /** Listening sockets nserve hands on across a hot restart. */
+  listeners?: readonly number[];
+  /** Worker channels (master side, or fd 3 in a worker). */
+  channels?: readonly number[];
+  control?: readonly number[];
+}
+
+export function inspect(pid: number, role: ProcessFds['role'], known: KnownFds, index?: number): ProcessFds {
+  const infos = native.listFds(pid === process.pid ? undefined : pid);
+  const listening = known.listeners === undefined ? listeningInodes(pid) : undefined;
+  const keep = new Set([...(known.listeners ?? []), ...(known.channels ?? [])]);
+  const fds = infos.map((info): FdEntry => {
+    let r: FdRole = 'app';
+    if (info.fd <= 2) r = 'stdio';
+    else if (known.listeners?.includes(info.fd)) r = 'listener';
+    else if (known.channels?.includes(info.fd)) r = 'channel';
+    else if (known.control?.includes(info.fd)) r = 'control';
+    else if (listening !== undefined && info.inode !== undefined && listening.has(info.inode)) r = 'listener';
+    const wouldLeak = role !== 'worker' && info.fd > 2 && !info.cloexec && !keep.has(info.fd);
+    return {
+      fd: info.fd,
+      kind: info.kind,
+      target: describe(info),
+      cloexec: info.cloexec,
+      role: r,
+      wouldLeak,
+    };
+  });
+  return { pid, role, ...(index === undefined ? {} : { index }), count: fds.length, fds };
+}
+
+/** Descriptors that would survive an exec though nobody meant them to. */
+export function leakCandidates(keep: ReadonlySet<number>): native.FdInfo[] {
+  return native.listFds().filter((f) => f.fd > 2 && !f.cloexec && !keep.has(f.fd));
+}
+
+export type LeakPolicy = 'close' | 'warn' | 'refuse';
+export const LEAK_POLICIES: readonly LeakPolicy[] = ['close', 'warn', 'refuse'];
+
+export interface LeakCheck {
+  leaks: { fd: number; kind: string; target: string }[];
+  /** Candidates before the hooks that a hook closed (nothing to report, but good to know). */
+  closedByHooks: number[];
+  /** The restart must not go on (policy refuse and something leaks). */
+  refuse: boolean;
+}
+
+/**
+ * Compare the candidates before and after the onRestart hooks, report what would leak, apply the policy.
+ * `close` sets close-on-exec on each leak (so it cannot survive) and logs it; `warn` logs and lets it
+ * survive; `refuse` logs and tells the caller to abandon the restart.
+ */
+export function checkLeaks(
+  before: readonly native.FdInfo[],
+  keep: ReadonlySet<number>,
+  policy: LeakPolicy,
+  log: Logger,
+): LeakCheck {
+  const after = leakCandidates(keep);
+  const afterByFd = new Map(after.map((f) => [f.fd, f]));
+  // A candidate the hooks closed (or whose number now names something else) is not a leak.
+  const closedByHooks = before.filter((f) => afterByFd.get(f.fd)?.target !== f.target).map((f) => f.fd);
+  const leaks = after.map((f) => ({ fd: f.fd, kind: f.kind, target: describe(f) }));
+  for (const leak of leaks) {
+    const fields = { code: 'ERR_NSERVE_FD_LEAK', ...leak, policy };
+    const hint = 'close it in an onRestart hook, or open it close-on-exec';
+    if (policy === 'close') {
+      native.setCloexec(leak.fd, true);
+      log.warn(
+        fields,
+        `descriptor ${leak.fd} (${leak.kind} ${leak.target}) would have leaked into the restarted process: closed it at the exec; ${hint}`,
+      );
+    } else if (policy === 'warn') {
+      log.warn(
+        fields,
+        `descriptor ${leak.fd} (${leak.kind} ${leak.target}) leaks into the restarted process (leakPolicy warn); ${hint}`,
+      );
+    } else {
+      log.error(
+        fields,
+        `descriptor ${leak.fd} (${leak.kind} ${leak.target}) would leak into the restarted process; ${hint}`,
+      );
+    }
+  }
+  return { leaks, closedByHooks, refuse: policy === 'refuse' && leaks.length > 0 };
+}
+
+/** Env for the new image: the descriptors that were let through (policy warn), so it can name them. */
+export function formatLeakEnv(leaks: LeakCheck['leaks']): string {
+  return JSON.stringify(leaks);
+}
+
+/** In the new image: log every descriptor the previous image let leak that is still open here. */
+export function reportInheritedLeaks(value: string | undefined, log: Logger): void {
+  if (value === undefined || value === '') return;
+  let leaks: LeakCheck['leaks'];
+  try {
+    leaks = JSON.parse(value) as LeakCheck['leaks'];
+  } catch {
+    return;
+  }
+  const open = new Set(native.listFds().map((f) => f.fd));
+  for (const leak of leaks) {
+    if (!open.has(leak.fd)) continue;
+    log.warn(
+      { code: 'ERR_NSERVE_FD_LEAK', ...leak },
+      `descriptor ${leak.fd} (${leak.kind} ${leak.target}) leaked from the previous image`,
+    );
+  }
+}
+
+/** Warn when the descriptor count grew over the last restarts (a leak that survives exec, or in the app). */
+export function warnOnGrowth(counts: readonly number[], log: Logger): void {
+  const recent = counts.slice(-4);
+  if (recent.length < 3) return;
+  const growing = recent.every((c, i) => i === 0 || c > recent[i - 1]!);
+  if (growing) {
+    log.warn(
+      { code: 'ERR_NSERVE_FD_GROWTH', counts: recent },
+      `descriptor count grows across restarts: ${recent.join(' → ')}`,
+    );
+  }
+}
+
+export function formatFdTable(procs: readonly ProcessFds[]): string {
+  const lines: string[] = [];
+  for (const p of procs) {
+    const leaking = p.fds.filter((f) => f.wouldLeak).length;
+    lines.push(
+      `${p.role}${p.index === undefined ? '' : ` ${p.index}`} pid ${p.pid}: ${p.count} descriptors${leaking > 0 ? `, ${leaking} would leak on the next hot restart` : ''}`,
+    );
+    lines.push('  fd  role      kind        cloexec  target');
+    for (const f of p.fds) {
+      lines.push(
+        `  ${String(f.fd).padStart(3)} ${f.role.padEnd(9)} ${f.kind.padEnd(11)} ${(f.cloexec ? 'yes' : 'no').padEnd(8)} ${f.target}${f.wouldLeak ? '   <- LEAK: survives a hot restart' : ''}`,
+      );
+    }
+  }
+  return lines.join('\n');
+}
