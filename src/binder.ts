@@ -7,6 +7,7 @@
 // and closes the leftovers once it has booted.
 import * as fs from 'node:fs';
 import { errorCode, errorMessage, NserveError, usageError } from './errors.js';
+import type { Logger } from './logger.js';
 import * as native from './native.js';
 
 export type BindSpec =
@@ -20,12 +21,17 @@ export interface Listener {
   fd: number;
   address: native.SocketAddress;
   inherited: boolean;
+  /** Handed over by systemd socket activation: one socket shared by all workers, never unlinked. */
+  activated: boolean;
 }
 
 export interface InheritedFd {
   fd: number;
   slot: number;
   uri: string;
+  activated: boolean;
+  /** LISTEN_FDNAMES entry, for socket-activated descriptors. */
+  name?: string;
 }
 
 const VALID_BIND = 'expected tcp://HOST:PORT, tcp://[IPV6]:PORT or unix:///absolute/path[?mode=0660]';
@@ -93,14 +99,21 @@ export function formatAddress(address: native.SocketAddress): string {
 export function parseInheritEnv(value: string | undefined): InheritedFd[] {
   if (value === undefined || value === '') return [];
   return value.split(',').map((entry) => {
-    const m = /^(\d+):(\d+):(.+)$/.exec(entry);
+    const m = /^(\d+):(\d+):([^:]+)(:a)?$/.exec(entry);
     if (m === null) throw new NserveError('ERR_NSERVE_INHERIT', `malformed NSERVE_INHERIT entry "${entry}"`);
-    return { fd: Number(m[1]), slot: Number(m[2]), uri: decodeURIComponent(m[3]!) };
+    return {
+      fd: Number(m[1]),
+      slot: Number(m[2]),
+      uri: decodeURIComponent(m[3]!),
+      activated: m[4] !== undefined,
+    };
   });
 }
 
 export function formatInheritEnv(listeners: readonly Listener[]): string {
-  return listeners.map((l) => `${l.fd}:${l.slot}:${encodeURIComponent(l.spec.uri)}`).join(',');
+  return listeners
+    .map((l) => `${l.fd}:${l.slot}:${encodeURIComponent(l.spec.uri)}${l.activated ? ':a' : ''}`)
+    .join(',');
 }
 
 export interface OpenOptions {
@@ -117,11 +130,64 @@ export interface OpenResult {
   leftovers: InheritedFd[];
 }
 
+/**
+ * systemd socket activation: when LISTEN_PID is this process, descriptors 3 … 3+LISTEN_FDS-1 are
+ * listening sockets (named by LISTEN_FDNAMES). Like sd_listen_fds(unset_environment=1), the variables
+ * are consumed here (the caller removes them from the environment) so that neither workers nor a
+ * re-exec'd image adopt them a second time; across a hot restart they travel in NSERVE_INHERIT.
+ */
+export function readSocketActivation(env: NodeJS.ProcessEnv, pid = process.pid): InheritedFd[] {
+  if (env.LISTEN_PID === undefined || Number(env.LISTEN_PID) !== pid) return [];
+  const count = Number(env.LISTEN_FDS ?? 0);
+  if (!Number.isInteger(count) || count <= 0) return [];
+  const names = (env.LISTEN_FDNAMES ?? '').split(':');
+  const out: InheritedFd[] = [];
+  for (let i = 0; i < count; i++) {
+    const fd = 3 + i;
+    const uri = formatAddress(native.localAddress(fd));
+    const name = names[i];
+    out.push({ fd, slot: 0, uri, activated: true, ...(name === undefined || name === '' ? {} : { name }) });
+  }
+  return out;
+}
+
+function sameAddress(spec: BindSpec, uri: string): boolean {
+  if (spec.uri === uri) return true;
+  if (spec.kind === 'unix') return uri === `unix://${spec.path}`;
+  return (
+    formatAddress(
+      spec.family === 'tcp6'
+        ? { family: 'IPv6', address: spec.host, port: spec.port }
+        : { family: 'IPv4', address: spec.host, port: spec.port },
+    ) === uri
+  );
+}
+
 export function openListeners(specs: readonly BindSpec[], options: OpenOptions): OpenResult {
   const pool = new Map(options.inherited.map((i) => [`${i.slot}:${i.uri}`, i]));
   const listeners: Listener[] = [];
+  // Activated sockets that no bind names are served too (as Puma does), each as a bind of its own.
+  const allSpecs = [...specs];
+  for (const a of options.inherited) {
+    if (a.activated && !specs.some((s) => sameAddress(s, a.uri))) allSpecs.push(parseBindUri(a.uri));
+  }
   try {
-    for (const spec of specs) {
+    for (const spec of allSpecs) {
+      // A socket systemd made cannot be split into reuseport slots: it is shared by all workers.
+      const activated = options.inherited.find((i) => i.activated && sameAddress(spec, i.uri));
+      if (activated !== undefined) {
+        pool.delete(`${activated.slot}:${activated.uri}`);
+        native.setCloexec(activated.fd, true);
+        listeners.push({
+          spec,
+          slot: 0,
+          fd: activated.fd,
+          address: native.localAddress(activated.fd),
+          inherited: true,
+          activated: true,
+        });
+        continue;
+      }
       const slots = spec.kind === 'tcp' ? options.slots : 1;
       let port = spec.kind === 'tcp' ? spec.port : 0;
       for (let slot = 0; slot < slots; slot++) {
@@ -139,7 +205,7 @@ export function openListeners(specs: readonly BindSpec[], options: OpenOptions):
         const address = native.localAddress(fd);
         // With port 0, the first slot picks the port and the others join it.
         if (address.family !== 'unix') port = address.port;
-        listeners.push({ spec, slot, fd, address, inherited: inherited !== undefined });
+        listeners.push({ spec, slot, fd, address, inherited: inherited !== undefined, activated: false });
       }
     }
   } catch (err) {
@@ -173,6 +239,17 @@ function bindOne(spec: BindSpec, port: number, options: OpenOptions): number {
   }
 }
 
+/** Say which sockets came from systemd, and which of those no bind asked for. */
+export function logActivated(listeners: readonly Listener[], log: Logger): void {
+  for (const l of listeners) {
+    if (!l.activated || l.inherited === false) continue;
+    log.info(
+      { fd: l.fd, address: formatAddress(l.address), bind: l.spec.uri },
+      `serving socket-activated descriptor ${l.fd} (${formatAddress(l.address)})`,
+    );
+  }
+}
+
 /** Close inherited descriptors that the current configuration no longer binds. */
 export function closeLeftovers(leftovers: readonly InheritedFd[]): void {
   for (const l of leftovers) {
@@ -194,7 +271,8 @@ export function closeListeners(listeners: readonly Listener[], options: { unlink
     }
   }
   if (options.unlink) {
-    for (const spec of new Set(listeners.map((l) => l.spec))) {
+    // A socket-activated unix socket belongs to systemd: never unlink it.
+    for (const spec of new Set(listeners.filter((l) => !l.activated).map((l) => l.spec))) {
       if (spec.kind === 'unix') {
         try {
           fs.unlinkSync(spec.path);

@@ -3,22 +3,7 @@ import * as fs from 'node:fs';
 import type { Command } from 'commander';
 import { usageError } from './errors.js';
 import { formatFdTable, inspect, type ProcessFds } from './fds.js';
-
-/** Direct children of `pid` (its workers), from /proc. */
-export function childrenOf(pid: number): number[] {
-  const out: number[] = [];
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(fields[1]) === pid && fields[0] !== 'Z') out.push(Number(entry));
-    } catch {
-      // exited while we looked
-    }
-  }
-  return out.sort((a, b) => a - b);
-}
+import { childProcesses } from './proc.js';
 
 function workerIndex(pid: number): number | undefined {
   try {
@@ -35,8 +20,9 @@ export function fdsFromProc(pid: number): ProcessFds[] {
   if (!fs.existsSync(`/proc/${pid}`)) {
     throw usageError('ERR_NSERVE_USAGE', `no process with PID ${pid}`);
   }
-  const workers = childrenOf(pid)
-    .map((p) => ({ pid: p, index: workerIndex(p) }))
+  const workers = childProcesses(pid)
+    .filter((p) => p.state !== 'Z')
+    .map((p) => ({ pid: p.pid, index: workerIndex(p.pid) }))
     .filter((w) => w.index !== undefined);
   const main = inspect(pid, workers.length > 0 ? 'master' : 'single', {});
   return [main, ...workers.map((w) => inspect(w.pid, 'worker', { channels: [3] }, w.index))];

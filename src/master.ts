@@ -12,8 +12,10 @@ import {
   formatAddress,
   formatInheritEnv,
   type Listener,
+  logActivated,
   openListeners,
   parseInheritEnv,
+  readSocketActivation,
 } from './binder.js';
 import { errorMessage } from './errors.js';
 import {
@@ -40,6 +42,7 @@ import {
   type RestartRecord,
   type Stats,
 } from './status.js';
+import { MAIN_PROCESS_ENV, reapOrphansAsInit, startWatchdog } from './systemd.js';
 import { VERSION } from './version.js';
 import { WorkerHandle } from './worker-handle.js';
 
@@ -86,9 +89,12 @@ class Master implements Controller {
       slots: config.slots,
       reusePort: true,
       backlog: config.backlog,
-      inherited: parseInheritEnv(this.ctx.env.NSERVE_INHERIT),
+      inherited: [...parseInheritEnv(this.ctx.env.NSERVE_INHERIT), ...readSocketActivation(this.ctx.env)],
     });
     this.listeners = opened.listeners;
+    logActivated(this.listeners, log);
+    startWatchdog(this.ctx.env, log);
+    reapOrphansAsInit(log);
     for (const l of this.listeners) this.slotFds.set(slotKey(l), l.fd);
     installSignalHandlers((action, signal) => {
       const answer = this.perform(action);
@@ -137,8 +143,14 @@ class Master implements Controller {
   }
 
   private notifyReady(): void {
+    native.notify(`READY=1\n${this.statusLine()}`);
+  }
+
+  /** A STATUS= line a person can read in `systemctl status`. */
+  private statusLine(): string {
     const serving = this.workers.filter((w) => w.serving).length;
-    native.notify(`READY=1\nSTATUS=cluster: ${serving}/${this.count} workers, phase ${this.generation}`);
+    const requests = [...this.workers, ...this.retiring].reduce((n, w) => n + w.stats.requests, 0);
+    return `STATUS=cluster: ${serving}/${this.count} workers, phase ${this.generation}, ${requests} requests`;
   }
 
   perform(action: ControlAction): ControlAnswer {
@@ -247,6 +259,7 @@ class Master implements Controller {
       [WORKER_ENV.directory]: directory,
       [WORKER_ENV.channelFd]: '3',
     };
+    for (const k of MAIN_PROCESS_ENV) delete env[k];
     // libuv dup2()s workerEnd onto the child's fd 3; our copy is closed right after.
     const child = spawn(file, args, { env, stdio: ['ignore', 'inherit', 'inherit', workerEnd] });
     native.close(workerEnd);
@@ -374,11 +387,14 @@ class Master implements Controller {
   /** The slot keys worker `index` should serve when there are `count` workers. */
   private assignment(index: number, count: number): string[] {
     const keys: string[] = [];
-    const slots = this.config.slots;
-    for (const spec of this.config.binds) {
-      if (spec.kind === 'unix') keys.push(`${spec.uri}#0`);
-      else if (slots >= count) for (let j = index; j < slots; j += count) keys.push(`${spec.uri}#${j}`);
-      else keys.push(`${spec.uri}#${index % slots}`);
+    const byBind = new Map<string, Listener[]>();
+    for (const l of this.listeners) byBind.set(l.spec.uri, [...(byBind.get(l.spec.uri) ?? []), l]);
+    for (const group of byBind.values()) {
+      const slots = group.length;
+      // One socket (a unix bind, a socket from systemd): every worker accepts on it.
+      if (slots === 1) keys.push(slotKey(group[0]!));
+      else if (slots >= count) for (let j = index; j < slots; j += count) keys.push(slotKey(group[j]!));
+      else keys.push(slotKey(group[index % slots]!));
     }
     return keys;
   }
@@ -658,6 +674,7 @@ class Master implements Controller {
 
   private checkHealth(): void {
     const now = Date.now();
+    if (this.phase === 'running') native.notify(this.statusLine());
     for (const w of this.workers) {
       if (w.state === 'booting' && now - w.spawnedAt > this.config.workerBootTimeoutMs) {
         this.log.error(

@@ -11,8 +11,10 @@ import {
   formatAddress,
   formatInheritEnv,
   type Listener,
+  logActivated,
   openListeners,
   parseInheritEnv,
+  readSocketActivation,
 } from './binder.js';
 import type { Config } from './config.js';
 import { errorMessage } from './errors.js';
@@ -39,6 +41,7 @@ import {
   type RestartHistory,
   type Stats,
 } from './status.js';
+import { reapOrphansAsInit, startWatchdog } from './systemd.js';
 import { VERSION } from './version.js';
 
 type Phase = 'booting' | 'serving' | 'restarting' | 'stopping';
@@ -66,8 +69,9 @@ export async function runSingle(ctx: RunContext): Promise<void> {
     slots: 1,
     reusePort: false,
     backlog: config.backlog,
-    inherited: parseInheritEnv(ctx.env.NSERVE_INHERIT),
+    inherited: [...parseInheritEnv(ctx.env.NSERVE_INHERIT), ...readSocketActivation(ctx.env)],
   });
+  logActivated(listeners, log);
   let phase: Phase = 'booting';
   const directory = fs.realpathSync(config.directory);
   process.chdir(directory);
@@ -83,6 +87,8 @@ export async function runSingle(ctx: RunContext): Promise<void> {
   if (config.pidfile !== undefined) writePidfile(config.pidfile);
   phase = 'serving';
   reportInheritedLeaks(ctx.env.NSERVE_LEAKED, log);
+  startWatchdog(ctx.env, log);
+  reapOrphansAsInit(log);
   const restarted = history.current();
   if (restarted !== undefined) restarted.fds = fs.readdirSync('/proc/self/fd').length;
   history.finish(restarted, 'ok');

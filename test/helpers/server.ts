@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { listFds, setCloexec } from '../../src/native.js';
+import { childProcesses } from '../../src/proc.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const CLI = path.join(ROOT, 'bin/nserve.js');
@@ -148,9 +149,9 @@ export interface StartOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-/** Run `nserve <args>` in its own process group (so the test can kill workers too). */
-export function startNserve(args: string[], options: StartOptions = {}): ServerProcess {
-  const child = spawn(process.execPath, [CLI, ...args], {
+/** Run any command in its own process group (so the test can kill its children too), tracked for cleanup. */
+export function startCommand(file: string, args: string[], options: StartOptions = {}): ServerProcess {
+  const child = spawn(file, args, {
     cwd: options.cwd ?? ROOT,
     env: { ...process.env, NSERVE_TEST_VERBOSE: undefined, ...options.env, FORCE_COLOR: '0' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -158,6 +159,11 @@ export function startNserve(args: string[], options: StartOptions = {}): ServerP
   });
   started.add(child);
   return new ServerProcess(child);
+}
+
+/** Run `nserve <args>`. */
+export function startNserve(args: string[], options: StartOptions = {}): ServerProcess {
+  return startCommand(process.execPath, [CLI, ...args], options);
 }
 
 /** Run nserve to completion (for commands that should fail fast). */
@@ -185,20 +191,11 @@ export function processAlive(pid: number): boolean {
   }
 }
 
-/** PIDs of the direct children of `pid` (from /proc). */
+/** PIDs of the live (not zombie) direct children of `pid`. */
 export function childPids(pid: number): number[] {
-  const out: number[] = [];
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(fields[1]) === pid && fields[0] !== 'Z') out.push(Number(entry));
-    } catch {
-      // raced with exit
-    }
-  }
-  return out.sort((a, b) => a - b);
+  return childProcesses(pid)
+    .filter((p) => p.state !== 'Z')
+    .map((p) => p.pid);
 }
 
 export async function until<T>(

@@ -53,7 +53,15 @@ test('the inherit hand-off round-trips URIs with any characters', () => {
   const listeners = [
     { spec, slot: 0, fd: 7, address: { family: 'unix', path: '/tmp/a,b:c.sock' }, inherited: false },
   ] as Listener[];
-  assert.deepEqual(parseInheritEnv(formatInheritEnv(listeners)), [{ fd: 7, slot: 0, uri: spec.uri }]);
+  assert.deepEqual(parseInheritEnv(formatInheritEnv(listeners)), [
+    { fd: 7, slot: 0, uri: spec.uri, activated: false },
+  ]);
   assert.deepEqual(parseInheritEnv(undefined), []);
+  const activated = [{ ...listeners[0]!, activated: true }];
+  assert.equal(
+    parseInheritEnv(formatInheritEnv(activated))[0]!.activated,
+    true,
+    'socket activation survives the hand-off',
+  );
   assert.throws(() => parseInheritEnv('garbage'), /malformed NSERVE_INHERIT/);
 });

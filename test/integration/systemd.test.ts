@@ -1,0 +1,230 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { after, test } from 'node:test';
+import { getJson, Load } from '../helpers/load.js';
+import { NotifyReceiver } from '../helpers/notify.js';
+import { writeRelease } from '../helpers/releases.js';
+import {
+  CLI,
+  childPids,
+  killAll,
+  ROOT,
+  type ServerProcess,
+  startCommand,
+  startNserve,
+  tmpDir,
+  until,
+} from '../helpers/server.js';
+
+after(killAll);
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+/** Once systemd-socket-activate listens (it says so on stderr), the first request starts the service. */
+async function firstResponse(srv: ServerProcess, port: number): Promise<Awaited<ReturnType<typeof getJson>>> {
+  await until('systemd-socket-activate to listen', () => /Listening on/.test(srv.stderr), 5000);
+  return getJson(port);
+}
+
+function socketInode(pid: number, fd: number): string {
+  return fs.readlinkSync(`/proc/${pid}/fd/${fd}`);
+}
+
+const hasSocketActivate = fs.existsSync('/usr/bin/systemd-socket-activate');
+
+test('socket activation: the systemd socket is adopted, served, and kept across hot restarts under load', {
+  skip: !hasSocketActivate && 'systemd-socket-activate is not installed',
+}, async (t) => {
+  const root = tmpDir();
+  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  const dir = writeRelease(root, 'v1', { bootMs: 300 });
+  const port = await freePort();
+  const srv = startCommand('/usr/bin/systemd-socket-activate', [
+    '-l',
+    `127.0.0.1:${port}`,
+    '--fdname=http',
+    process.execPath,
+    CLI,
+    'start',
+    path.join(dir, 'app.mjs'),
+    '--bind',
+    `tcp://127.0.0.1:${port}`,
+  ]);
+  t.after(() => srv.kill());
+  // systemd-socket-activate execs the service on the first connection: connect before waiting.
+  const first = await firstResponse(srv, port);
+  assert.equal(first.status, 200);
+  assert.equal(first.body.pid, srv.pid, 'systemd-socket-activate exec’d into nserve (same PID)');
+  const adopted = await srv.waitForMsg(/^serving socket-activated descriptor 3/);
+  assert.equal(adopted.bind, `tcp://127.0.0.1:${port}`);
+  const inode = socketInode(srv.pid, 3);
+  const load = new Load({ port, keepAlive: 3, newConnection: 2, post16k: 1 });
+  try {
+    for (let i = 1; i <= 2; i++) {
+      await new Promise((r) => setTimeout(r, 300));
+      const mark = srv.lines.length;
+      srv.signal('SIGUSR2');
+      await srv.waitForMsg('nserve booted after hot restart', 15000, mark);
+    }
+    await new Promise((r) => setTimeout(r, 300));
+  } finally {
+    const result = await load.stop();
+    assert.equal(
+      result.failed,
+      0,
+      `failed: ${JSON.stringify(result.byKind)} ${result.errors.slice(0, 3).join('; ')}`,
+    );
+  }
+  assert.equal(socketInode(srv.pid, 3), inode, 'the same socket still serves: adopted, not re-bound');
+  assert.ok(!srv.lines.some((l) => /address already in use/.test(String(l.msg))));
+});
+
+test('socket activation in cluster mode: one shared socket served by every worker', {
+  skip: !hasSocketActivate && 'systemd-socket-activate is not installed',
+}, async (t) => {
+  const port = await freePort();
+  const srv = startCommand('/usr/bin/systemd-socket-activate', [
+    '-l',
+    `127.0.0.1:${port}`,
+    process.execPath,
+    CLI,
+    'start',
+    'examples/hello.mjs',
+    '-w',
+    '2',
+    '--bind',
+    `tcp://127.0.0.1:${port}`,
+  ]);
+  t.after(() => srv.kill());
+  assert.equal((await firstResponse(srv, port)).status, 200);
+  await srv.waitForMsg('nserve booted');
+  const pids = new Set<number>();
+  await until(
+    'both workers to answer',
+    async () => {
+      pids.add(Number((await getJson(port)).body.pid));
+      return pids.size === 2;
+    },
+    10000,
+    1,
+  );
+  const workers = childPids(srv.pid);
+  for (const w of workers) assert.ok(pids.has(w));
+});
+
+test('sd_notify: READY, RELOADING…READY for hot and phased restarts, STOPPING, STATUS and WATCHDOG', async (t) => {
+  const dir = tmpDir();
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const receiver = new NotifyReceiver(path.join(dir, 'notify.sock'));
+  t.after(() => receiver.close());
+  await receiver.ready;
+  const srv = startNserve(['start', 'examples/hello.mjs', '-w', '2', '--bind', 'tcp://127.0.0.1:0'], {
+    env: { NOTIFY_SOCKET: receiver.path, WATCHDOG_USEC: '400000' },
+  });
+  t.after(() => srv.kill());
+  await srv.port(20000);
+  await until('READY=1', () => receiver.messages.some((m) => m.includes('READY=1')));
+  let mark = srv.lines.length;
+  srv.signal('SIGUSR2');
+  await srv.waitForMsg('hot restart: done', 20000, mark);
+  mark = srv.lines.length;
+  srv.signal('SIGUSR1');
+  await srv.waitForMsg('phased restart: done', 20000, mark);
+  await new Promise((r) => setTimeout(r, 500));
+  srv.signal('SIGTERM');
+  assert.deepEqual(await srv.waitExit(15000), { code: 0, signal: null });
+  await until('STOPPING=1', () => receiver.messages.some((m) => m.startsWith('STOPPING=1')));
+  const states = receiver.messages
+    .flatMap((m) => m.split('\n'))
+    .filter((l) => /^(READY|RELOADING|STOPPING)=1$/.test(l));
+  assert.deepEqual(states, ['READY=1', 'RELOADING=1', 'READY=1', 'RELOADING=1', 'READY=1', 'STOPPING=1']);
+  const reloading = receiver.messages.filter((m) => m.startsWith('RELOADING=1'));
+  for (const m of reloading) assert.match(m, /\nMONOTONIC_USEC=\d+/);
+  assert.ok(
+    receiver.messages.some((m) => /STATUS=cluster: 2\/2 workers, phase \d+, \d+ requests/.test(m)),
+    'a readable STATUS',
+  );
+  assert.ok(
+    receiver.messages.filter((m) => m === 'WATCHDOG=1').length >= 3,
+    'watchdog pings at half of WATCHDOG_USEC',
+  );
+});
+
+test('as PID 1 (in a PID namespace), orphaned processes are reaped', async (t) => {
+  try {
+    execFileSync('unshare', ['--pid', '--fork', '--mount-proc', 'true'], { stdio: 'ignore' });
+  } catch {
+    t.skip('unshare --pid is not permitted here');
+    return;
+  }
+  const dir = tmpDir();
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  // The app starts a wrapper that exits at once, leaving its child to be re-parented to PID 1.
+  fs.writeFileSync(
+    path.join(dir, 'app.mjs'),
+    `import { spawn } from 'node:child_process';
+const orphan = () => spawn('sh', ['-c', 'sleep 0.2 & exit 0'], { stdio: 'ignore' });
+for (let i = 0; i < 3; i++) orphan();
+export default (req, res) => { if (req.url === '/orphan') orphan(); res.end('{}'); };
+`,
+  );
+  const srv = startCommand('unshare', [
+    '--pid',
+    '--fork',
+    '--mount-proc',
+    process.execPath,
+    CLI,
+    'start',
+    'app.mjs',
+    '--directory',
+    dir,
+    '--bind',
+    'tcp://127.0.0.1:0',
+  ]);
+  t.after(() => srv.kill());
+  const port = await srv.port();
+  await srv.waitForMsg('running as PID 1: orphaned processes are reaped');
+  await getJson(port, '/orphan');
+  const [init] = childPids(srv.pid);
+  assert.ok(init !== undefined, 'nserve runs as the namespace’s init');
+  await new Promise((r) => setTimeout(r, 2000));
+  const zombies = fs
+    .readdirSync('/proc')
+    .filter((e) => /^\d+$/.test(e))
+    .filter((e) => {
+      try {
+        const stat = fs.readFileSync(`/proc/${e}/stat`, 'utf8');
+        const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        return f[0] === 'Z' && Number(f[1]) === init;
+      } catch {
+        return false;
+      }
+    });
+  assert.deepEqual(zombies, [], 'no zombie left under nserve');
+  srv.signal('SIGTERM');
+});
+
+test('the shipped systemd units pass systemd-analyze verify', {
+  skip: !fs.existsSync('/usr/bin/systemd-analyze') && 'systemd-analyze is not installed',
+}, () => {
+  const units = ['nserve.socket', 'nserve.service'].map((u) => path.join(ROOT, 'docs/systemd', u));
+  let stderr = '';
+  try {
+    execFileSync('systemd-analyze', ['verify', ...units], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+  } catch (err) {
+    stderr = String((err as { stderr?: string }).stderr ?? err);
+    assert.fail(`systemd-analyze verify failed: ${stderr}`);
+  }
+});
