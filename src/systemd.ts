@@ -36,10 +36,12 @@ export const MAIN_PROCESS_ENV = [
  */
 export function reapOrphansAsInit(log: Logger): void {
   if (process.pid !== 1) return;
-  let timer: NodeJS.Timeout | undefined;
+  let scheduled = false;
   process.on('SIGCHLD', () => {
-    timer ??= setTimeout(() => {
-      timer = undefined;
+    if (scheduled) return;
+    scheduled = true;
+    setTimeout(() => {
+      scheduled = false;
       for (const pid of zombieChildren()) {
         try {
           const status = native.waitpid(pid);
