@@ -1,6 +1,8 @@
 // Loading the user's app module and turning whatever it exports into one Node request listener.
 import * as fs from 'node:fs';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import * as http from 'node:http';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
@@ -11,7 +13,8 @@ export type FetchHandler = (request: Request) => Response | Promise<Response>;
 export interface LoadedApp {
   /** Absolute path of the module that was loaded (after symlinks in `directory` were resolved). */
   file: string;
-  kind: 'listener' | 'fetch';
+  /** listener: default-exported (req, res); fetch: { fetch }; listen: the app's own server (listen-compat). */
+  kind: 'listener' | 'fetch' | 'listen';
   listener: RequestListener;
 }
 
@@ -33,8 +36,20 @@ export function resolveAppFile(app: string, directory: string): string {
   return file;
 }
 
-export async function loadApp(app: string, directory: string): Promise<LoadedApp> {
+export interface LoadOptions {
+  /** Ports of nserve's TCP binds: an app's own `server.listen(port)` on one of them is served by nserve. */
+  ports: readonly number[];
+  /** How long to wait for an app without a usable export to call listen() (it may connect to a DB first). */
+  listenWaitMs: number;
+}
+
+export async function loadApp(
+  app: string,
+  directory: string,
+  options: LoadOptions = { ports: [], listenWaitMs: 0 },
+): Promise<LoadedApp> {
   const file = resolveAppFile(app, directory);
+  const capture = captureListen(options.ports);
   let mod: Record<string, unknown>;
   try {
     // import() also awaits the module's top-level await, so the app is ready when this resolves.
@@ -43,11 +58,77 @@ export async function loadApp(app: string, directory: string): Promise<LoadedApp
     throw usageError('ERR_NSERVE_APP_LOAD', `app ${file} failed to load: ${errorMessage(err)}`, err);
   }
   const handler = pickExport(mod);
+  const server =
+    capture.server ?? (handler === undefined ? await capture.wait(options.listenWaitMs) : undefined);
+  if (server !== undefined) {
+    // Listen-compat: the app started its own server; requests nserve accepts are handed to it.
+    return { file, kind: 'listen', listener: (req, res) => server.emit('request', req, res) };
+  }
   if (handler === undefined) {
     throw usageError('ERR_NSERVE_APP_EXPORT', `app ${file} exports no usable handler: ${USABLE}`);
   }
   if (typeof handler === 'function') return { file, kind: 'listener', listener: handler as RequestListener };
   return { file, kind: 'fetch', listener: fetchListener(handler.fetch.bind(handler)) };
+}
+
+interface ListenCapture {
+  server: http.Server | undefined;
+  wait(ms: number): Promise<http.Server | undefined>;
+}
+
+/**
+ * Listen-compat mode, like Node's cluster does for workers: while nserve serves, an http.Server of the
+ * app that listens on one of nserve's ports (or on $PORT, which nserve sets to its first TCP port) is
+ * not bound; it reports 'listening' with nserve's address and receives the requests nserve accepts.
+ * Listens on other ports are left alone.
+ */
+function captureListen(ports: readonly number[]): ListenCapture {
+  const capture: ListenCapture & { waiters: ((s: http.Server) => void)[] } = {
+    server: undefined,
+    waiters: [],
+    wait(ms) {
+      if (this.server !== undefined || ms <= 0) return Promise.resolve(this.server);
+      return new Promise((resolve) => {
+        const timer = setTimeout(() => resolve(undefined), ms);
+        this.waiters.push((server) => {
+          clearTimeout(timer);
+          resolve(server);
+        });
+      });
+    },
+  };
+  if (ports.length === 0) return capture;
+  const original = net.Server.prototype.listen;
+  net.Server.prototype.listen = function listen(this: net.Server, ...args: unknown[]): net.Server {
+    const port = requestedPort(args);
+    if (!(this instanceof http.Server) || port === undefined || !ports.includes(port)) {
+      return original.apply(this, args as Parameters<typeof original>);
+    }
+    capture.server ??= this;
+    const callback = args.find((a): a is () => void => typeof a === 'function');
+    if (callback !== undefined) this.once('listening', callback);
+    const address: net.AddressInfo = { address: '0.0.0.0', family: 'IPv4', port: ports[0]! };
+    this.address = () => address;
+    process.nextTick(() => this.emit('listening'));
+    for (const w of capture.waiters.splice(0)) w(this);
+    return this;
+  };
+  return capture;
+}
+
+function requestedPort(args: unknown[]): number | undefined {
+  const first = args[0];
+  if (typeof first === 'number') return first;
+  if (typeof first === 'string' && /^\d+$/.test(first)) return Number(first);
+  if (typeof first === 'object' && first !== null && 'port' in first) {
+    const port = (first as { port?: unknown }).port;
+    return typeof port === 'number'
+      ? port
+      : typeof port === 'string' && /^\d+$/.test(port)
+        ? Number(port)
+        : undefined;
+  }
+  return undefined;
 }
 
 type Exported = RequestListener | { fetch: FetchHandler };
@@ -106,4 +187,23 @@ async function serveFetch(fetch: FetchHandler, req: IncomingMessage, res: Server
     if (!res.write(chunk)) await new Promise<void>((resolve) => res.once('drain', resolve));
   }
   res.end();
+}
+
+/**
+ * The ports an app's own listen() is matched against: nserve's TCP bind ports (NSERVE_PORTS, set by
+ * the process that bound them, for ephemeral ports), the configured ones, and $PORT.
+ */
+export function compatPorts(configured: readonly number[], env: NodeJS.ProcessEnv): number[] {
+  const ports = new Set(configured.filter((p) => p > 0));
+  for (const p of (env.NSERVE_PORTS ?? '').split(',')) if (/^\d+$/.test(p)) ports.add(Number(p));
+  if (env.PORT !== undefined && /^\d+$/.test(env.PORT)) ports.add(Number(env.PORT));
+  return [...ports];
+}
+
+/** Make the bound TCP ports known to the app ($PORT) and to every process that loads it. */
+export function publishPorts(ports: readonly number[], env: NodeJS.ProcessEnv = process.env): void {
+  const unique = [...new Set(ports)];
+  if (unique.length === 0) return;
+  env.PORT = String(unique[0]);
+  env.NSERVE_PORTS = unique.join(',');
 }

@@ -239,6 +239,11 @@ function bindOne(spec: BindSpec, port: number, options: OpenOptions): number {
   }
 }
 
+/** The TCP ports actually bound (first one first). */
+export function tcpPorts(listeners: readonly Listener[]): number[] {
+  return [...new Set(listeners.flatMap((l) => (l.address.family === 'unix' ? [] : [l.address.port])))];
+}
+
 /** Say which sockets came from systemd, and which of those no bind asked for. */
 export function logActivated(listeners: readonly Listener[], log: Logger): void {
   for (const l of listeners) {

@@ -6,6 +6,7 @@
 // they replace drains (phased restart, crash recovery lends the dead worker's slots to a live one).
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import { publishPorts } from './app.js';
 import {
   closeLeftovers,
   closeListeners,
@@ -16,6 +17,7 @@ import {
   openListeners,
   parseInheritEnv,
   readSocketActivation,
+  tcpPorts,
 } from './binder.js';
 import { errorMessage } from './errors.js';
 import {
@@ -92,6 +94,8 @@ class Master implements Controller {
       inherited: [...parseInheritEnv(this.ctx.env.NSERVE_INHERIT), ...readSocketActivation(this.ctx.env)],
     });
     this.listeners = opened.listeners;
+    // Workers load the app with $PORT set to the real port (listen-compat, ephemeral binds).
+    publishPorts(tcpPorts(this.listeners));
     logActivated(this.listeners, log);
     startWatchdog(this.ctx.env, log);
     reapOrphansAsInit(log);

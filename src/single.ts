@@ -4,7 +4,7 @@
 // The listening descriptors are owned here for the life of the PID (across hot restarts); the HTTP
 // servers accept on dups of them, so stopping accepting never closes a socket and never drops its queue.
 import * as fs from 'node:fs';
-import { loadApp } from './app.js';
+import { compatPorts, loadApp, publishPorts } from './app.js';
 import {
   closeLeftovers,
   closeListeners,
@@ -15,6 +15,7 @@ import {
   openListeners,
   parseInheritEnv,
   readSocketActivation,
+  tcpPorts,
 } from './binder.js';
 import type { Config } from './config.js';
 import { errorMessage } from './errors.js';
@@ -75,7 +76,11 @@ export async function runSingle(ctx: RunContext): Promise<void> {
   let phase: Phase = 'booting';
   const directory = fs.realpathSync(config.directory);
   process.chdir(directory);
-  const app = await loadApp(config.app, directory);
+  publishPorts(tcpPorts(listeners));
+  const app = await loadApp(config.app, directory, {
+    ports: compatPorts(tcpPorts(listeners), process.env),
+    listenWaitMs: config.workerBootTimeoutMs,
+  });
   const server = new AppServer(app.listener, {
     log,
     backlog: config.backlog,

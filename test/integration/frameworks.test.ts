@@ -1,0 +1,66 @@
+// Real frameworks, unmodified: served in single mode and through a phased restart under load in cluster mode.
+import assert from 'node:assert/strict';
+import * as path from 'node:path';
+import { after, test } from 'node:test';
+import { getJson, Load } from '../helpers/load.js';
+import { childPids, FIXTURES, killAll, startNserve, until } from '../helpers/server.js';
+
+after(killAll);
+
+const FRAMEWORKS = ['express', 'fastify', 'koa', 'hono', 'hono-node-server'];
+
+for (const name of FRAMEWORKS) {
+  const app = path.join(FIXTURES, 'frameworks', `${name}.mjs`);
+
+  test(`${name}: single mode serves it`, async (t) => {
+    const srv = startNserve(['start', app, '--bind', 'tcp://127.0.0.1:0']);
+    t.after(() => srv.kill());
+    const port = await srv.port();
+    const res = await getJson(port, '/hello');
+    assert.equal(res.status, 200);
+    assert.equal(res.body.framework, name);
+    assert.equal(res.body.pid, srv.pid);
+  });
+
+  test(`${name}: -w 2 phased restart under load, zero failed requests`, async (t) => {
+    const srv = startNserve(['start', app, '-w', '2', '--bind', 'tcp://127.0.0.1:0']);
+    t.after(() => srv.kill());
+    const port = await srv.port(20000);
+    const before = childPids(srv.pid);
+    const load = new Load({ port, keepAlive: 3, newConnection: 2, post16k: 1 });
+    await new Promise((r) => setTimeout(r, 200));
+    const mark = srv.lines.length;
+    srv.signal('SIGUSR1');
+    await srv.waitForMsg('phased restart: done', 30000, mark);
+    await until('old workers gone', () => childPids(srv.pid).every((p) => !before.includes(p)));
+    await new Promise((r) => setTimeout(r, 200));
+    const result = await load.stop();
+    assert.equal(
+      result.failed,
+      0,
+      `failed: ${JSON.stringify(result.byKind)} ${result.errors.slice(0, 3).join('; ')}`,
+    );
+    assert.ok(result.ok > 50);
+    assert.equal((await getJson(port)).body.framework, name);
+  });
+}
+
+for (const name of ['express', 'fastify']) {
+  test(`${name} (listens itself): hot restart in single mode, the boot check captures its listen too`, async (t) => {
+    const srv = startNserve([
+      'start',
+      path.join(FIXTURES, 'frameworks', `${name}.mjs`),
+      '--bind',
+      'tcp://127.0.0.1:0',
+    ]);
+    t.after(() => srv.kill());
+    const port = await srv.port();
+    const load = new Load({ port, keepAlive: 2, newConnection: 2 });
+    const mark = srv.lines.length;
+    srv.signal('SIGUSR2');
+    await srv.waitForMsg('nserve booted after hot restart', 15000, mark);
+    const result = await load.stop();
+    assert.equal(result.failed, 0, JSON.stringify(result.byKind));
+    assert.equal((await getJson(port)).body.framework, name);
+  });
+}
