@@ -255,7 +255,7 @@ export function logActivated(listeners: readonly Listener[], log: Logger): void 
   }
 }
 
-/** Close inherited descriptors that the current configuration no longer binds. */
+/** Close inherited descriptors that the current configuration no longer binds (and remove their socket files). */
 export function closeLeftovers(leftovers: readonly InheritedFd[]): void {
   for (const l of leftovers) {
     try {
@@ -263,6 +263,16 @@ export function closeLeftovers(leftovers: readonly InheritedFd[]): void {
     } catch {
       // already gone: nothing to leak
     }
+    if (!l.activated && l.uri.startsWith('unix://')) unlinkSocket(parseBindUri(l.uri));
+  }
+}
+
+function unlinkSocket(spec: BindSpec): void {
+  if (spec.kind !== 'unix') return;
+  try {
+    fs.unlinkSync(spec.path);
+  } catch {
+    // already removed
   }
 }
 
@@ -277,14 +287,6 @@ export function closeListeners(listeners: readonly Listener[], options: { unlink
   }
   if (options.unlink) {
     // A socket-activated unix socket belongs to systemd: never unlink it.
-    for (const spec of new Set(listeners.filter((l) => !l.activated).map((l) => l.spec))) {
-      if (spec.kind === 'unix') {
-        try {
-          fs.unlinkSync(spec.path);
-        } catch {
-          // already removed
-        }
-      }
-    }
+    for (const spec of new Set(listeners.filter((l) => !l.activated).map((l) => l.spec))) unlinkSocket(spec);
   }
 }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
 import { getJson, Load } from '../helpers/load.js';
@@ -127,3 +128,81 @@ export default {
   for (const e of entries) assert.equal(Number(e.split(' ')[0]), srv.pid);
   assert.equal((await getJson(port)).body.pid, srv.pid);
 });
+
+test('a bind removed from the config is closed after the restart, a new one is created', async (t) => {
+  const root = tmpDir();
+  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  writeRelease(root, 'v1');
+  const sockA = path.join(root, 'a.sock');
+  const sockB = path.join(root, 'b.sock');
+  const config = path.join(root, 'nserve.config.json');
+  fs.writeFileSync(
+    config,
+    JSON.stringify({ app: 'releases/v1/app.mjs', bind: ['tcp://127.0.0.1:0', `unix://${sockA}`] }),
+  );
+  const srv = startNserve(['start', '-C', config, '--directory', root]);
+  t.after(() => srv.kill());
+  const port = await srv.port();
+  assert.ok(fs.existsSync(sockA));
+  fs.writeFileSync(
+    config,
+    JSON.stringify({ app: 'releases/v1/app.mjs', bind: ['tcp://127.0.0.1:0', `unix://${sockB}`] }),
+  );
+  const mark = srv.lines.length;
+  srv.signal('SIGUSR2');
+  const booted = await srv.waitForMsg('nserve booted after hot restart', 15000, mark);
+  assert.deepEqual(
+    booted.binds,
+    [`tcp://127.0.0.1:${port}`, `unix://${sockB}`],
+    'the TCP socket was kept (same port), the new unix bind created',
+  );
+  await until('the removed unix socket to be gone', () => !fs.existsSync(sockA));
+  await assert.rejects(getJsonUnix(sockA), /ENOENT|ECONNREFUSED/, 'nothing answers on the removed bind');
+  assert.equal((await getJsonUnix(sockB)).version, 'v1');
+});
+
+test('a second SIGUSR2 during a restart is ignored; SIGTERM during a restart stops cleanly', async (t) => {
+  const root = tmpDir();
+  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  writeRelease(root, 'v1', { bootMs: 800 });
+  const srv = startNserve([
+    'start',
+    'app.mjs',
+    '--directory',
+    path.join(root, 'releases/v1'),
+    '--bind',
+    'tcp://127.0.0.1:0',
+  ]);
+  t.after(() => srv.kill());
+  await srv.port();
+  let mark = srv.lines.length;
+  srv.signal('SIGUSR2');
+  await srv.waitForMsg('hot restart: checking that the new code boots', 5000, mark);
+  srv.signal('SIGUSR2');
+  await srv.waitForMsg(/SIGUSR2 ignored: a restart is already in progress/, 5000, mark);
+  await srv.waitForMsg('nserve booted after hot restart', 15000, mark);
+  assert.equal(srv.lines.slice(mark).filter((l) => l.msg === 'nserve booted after hot restart').length, 1);
+  mark = srv.lines.length;
+  srv.signal('SIGUSR2');
+  await srv.waitForMsg('hot restart: checking that the new code boots', 5000, mark);
+  srv.signal('SIGTERM');
+  assert.deepEqual(await srv.waitExit(15000), { code: 0, signal: null });
+  assert.ok(
+    !srv.lines.slice(mark).some((l) => l.msg === 'nserve booted after hot restart'),
+    'it stopped instead of restarting',
+  );
+});
+
+function getJsonUnix(socketPath: string): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ socketPath, path: '/', agent: false, timeout: 5000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => {
+        body += c;
+      });
+      res.on('end', () => resolve(JSON.parse(body) as Record<string, unknown>));
+    });
+    req.on('error', reject);
+  });
+}
