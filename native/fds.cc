@@ -62,6 +62,21 @@ Napi::Value Dup(const Napi::CallbackInfo& info) {
       info.Env(), Fcntl(info.Env(), FdArg(info, 0), F_DUPFD_CLOEXEC, 3));
 }
 
+// dup2(oldfd: number, newfd: number): void. dup3(O_CLOEXEC): newfd now refers
+// to oldfd's open file, atomically (newfd is never closed-then-free, so no
+// other thread can take its number meanwhile), and stays close-on-exec like
+// the stdio Node set up. Used to point stdout/stderr at a log file.
+Napi::Value Dup2(const Napi::CallbackInfo& info) {
+  int oldfd = FdArg(info, 0);
+  int newfd = FdArg(info, 1);
+  int rc;
+  do {
+    rc = dup3(oldfd, newfd, O_CLOEXEC);
+  } while (rc < 0 && errno == EINTR);
+  if (rc < 0) ThrowErrno(info.Env(), "dup3");
+  return info.Env().Undefined();
+}
+
 // close(fd: number): void. EINTR is not an error on Linux: the descriptor is
 // closed, and retrying could close someone else's.
 Napi::Value Close(const Napi::CallbackInfo& info) {
@@ -178,6 +193,7 @@ void InitFds(Napi::Env env, Napi::Object exports) {
   exports.Set("setNonblock",
               Napi::Function::New(env, SetNonblock, "setNonblock"));
   exports.Set("dup", Napi::Function::New(env, Dup, "dup"));
+  exports.Set("dup2", Napi::Function::New(env, Dup2, "dup2"));
   exports.Set("close", Napi::Function::New(env, Close, "close"));
   exports.Set("listFdsRaw", Napi::Function::New(env, ListFdsRaw, "listFdsRaw"));
 }

@@ -207,3 +207,11 @@ export function publishPorts(ports: readonly number[], env: NodeJS.ProcessEnv = 
   env.PORT = String(unique[0]);
   env.NSERVE_PORTS = unique.join(',');
 }
+
+/**
+ * How long an app with no usable export may take to call listen() after its module loaded (e.g. in a
+ * `db.connect().then(() => app.listen(PORT))`); past that, it is reported as exporting nothing usable.
+ */
+export function listenWaitMs(config: { workerBootTimeoutMs: number }): number {
+  return Math.min(config.workerBootTimeoutMs, 5000);
+}

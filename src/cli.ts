@@ -2,15 +2,24 @@
 //   boot check (NSERVE_BOOT_CHECK=1), worker (NSERVE_WORKER=<index>), master (-w N > 0) or single.
 import * as fs from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
-import { loadApp } from './app.js';
-import { type CliOptions, loadConfig } from './config.js';
+import { compatPorts, listenWaitMs, loadApp } from './app.js';
+import { type CliOptions, type Config, loadConfig } from './config.js';
+import { openControlPlane } from './control/server.js';
+import { fdsViaControl, registerCtlCommand } from './ctl.js';
 import { errorMessage, NserveError } from './errors.js';
 import { LEAK_POLICIES } from './fds.js';
 import { registerFdsCommand } from './fds-command.js';
-import { createLogger, LOG_LEVELS } from './logger.js';
+import {
+  createLogger,
+  LOG_LEVELS,
+  onStdioReopened,
+  redirectStdio,
+  reopenRedirectedStdio,
+  stdioRedirected,
+} from './logger.js';
 import { parseRestartEnv } from './restart.js';
 import { type RunContext, runSingle } from './single.js';
-import { RestartHistory } from './status.js';
+import { type Controller, RestartHistory } from './status.js';
 import { VERSION } from './version.js';
 
 const EXIT_USAGE = 2;
@@ -33,6 +42,10 @@ const HANDOFF_ENV = [
   'NSERVE_HISTORY',
   'NSERVE_STARTED_AT',
   'NSERVE_LEAKED',
+  // socket activation is consumed once (sd_listen_fds(unset_environment=1)); sockets travel in NSERVE_INHERIT
+  'LISTEN_PID',
+  'LISTEN_FDS',
+  'LISTEN_FDNAMES',
 ];
 
 async function start(appArg: string | undefined, opts: CliOptions): Promise<void> {
@@ -41,24 +54,41 @@ async function start(appArg: string | undefined, opts: CliOptions): Promise<void
   const config = await loadConfig(appArg, opts, process.cwd());
   if (config.environment !== undefined) process.env.NODE_ENV = config.environment;
 
-  if (env.NSERVE_BOOT_CHECK === '1') return bootCheckChild(config.app, config.directory);
+  if (env.NSERVE_BOOT_CHECK === '1') return bootCheckChild(config);
+  // Every role points its own stdout/stderr at the files (a worker reopens them on SIGHUP).
+  redirectStdio({ stdout: config.redirectStdout, stderr: config.redirectStderr });
 
   const restart = parseRestartEnv(env.NSERVE_RESTART);
   if (env.NSERVE_WORKER !== undefined) {
     const { runWorker } = await import('./worker.js');
+    if (stdioRedirected()) {
+      // The master passes SIGHUP on: reopen our own descriptors 1 and 2 (worker.ts ignores SIGHUP otherwise).
+      const hupLog = createLogger({
+        level: config.logLevel,
+        base: { role: 'worker', worker: Number(env.NSERVE_WORKER) },
+      });
+      process.on('SIGHUP', () => reopenRedirectedStdio(hupLog));
+    }
     return runWorker({ config, env });
   }
   const log = createLogger({
     level: config.logLevel,
     base: { role: config.workers > 0 ? 'master' : 'single' },
   });
+  const startedAt = env.NSERVE_STARTED_AT ?? new Date().toISOString();
+  // The control server (master or single only, never a worker) binds now, so a bad address fails first.
+  const control = openControlPlane(config, log, startedAt);
   const ctx: RunContext = {
     config,
     log,
     restart,
     env,
     history: RestartHistory.fromEnv(env.NSERVE_HISTORY),
-    startedAt: env.NSERVE_STARTED_AT ?? new Date().toISOString(),
+    startedAt,
+    onServing: async (controller) => {
+      if (config.workers > 0) onStdioReopened(() => signalWorkers(controller, 'SIGHUP'));
+      await control.serve(controller);
+    },
   };
   if (config.workers > 0) {
     const { runMaster } = await import('./master.js');
@@ -67,16 +97,32 @@ async function start(appArg: string | undefined, opts: CliOptions): Promise<void
   return runSingle(ctx);
 }
 
-async function bootCheckChild(app: string, directory: string): Promise<void> {
+/** A master passes SIGHUP on to its workers: each reopens its own copy of the redirected files. */
+function signalWorkers(controller: Controller, signal: NodeJS.Signals): void {
+  for (const w of controller.stats().workers) {
+    try {
+      process.kill(w.pid, signal);
+    } catch {
+      // exited meanwhile
+    }
+  }
+}
+
+async function bootCheckChild(config: Config): Promise<void> {
   const send = (msg: object): Promise<void> =>
     new Promise((resolve) => {
       if (process.send === undefined) resolve();
       else process.send(msg, () => resolve());
     });
   try {
-    const dir = fs.realpathSync(directory);
+    const dir = fs.realpathSync(config.directory);
     process.chdir(dir);
-    const loaded = await loadApp(app, dir);
+    const configured = config.binds.flatMap((b) => (b.kind === 'tcp' ? [b.port] : []));
+    // The server holds the ports: an app that listens itself must be captured here too, not bound.
+    const loaded = await loadApp(config.app, dir, {
+      ports: compatPorts(configured, process.env),
+      listenWaitMs: listenWaitMs(config),
+    });
     await send({ ok: true, file: loaded.file });
   } catch (err) {
     await send({ ok: false, error: errorMessage(err) });
@@ -124,13 +170,23 @@ export function buildProgram(): Command {
     .option('--backlog <n>', 'listen backlog (default 1024)')
     .addOption(new Option('--log-level <level>', `log level (default info)`).choices(LOG_LEVELS))
     .addOption(
-      new Option('--leak-policy <policy>', 'descriptors that would leak into a hot restart: close (default), warn, refuse').choices(
-        LEAK_POLICIES,
-      ),
+      new Option(
+        '--leak-policy <policy>',
+        'descriptors that would leak into a hot restart: close (default), warn, refuse',
+      ).choices(LEAK_POLICIES),
     )
+    .option(
+      '--control-url <url>',
+      'control server: unix:///path (mode 0600), tcp://HOST:PORT (needs --control-token) or auto (next to --state)',
+    )
+    .option('--control-token <token>', 'token control requests must carry (auto generates one)')
+    .option('--state <file>', 'state file for nserve ctl: PID, control URL and token (mode 0600)')
+    .option('--redirect-stdout <file>', 'append stdout to FILE; SIGHUP reopens it')
+    .option('--redirect-stderr <file>', 'append stderr to FILE; SIGHUP reopens it')
     .option('-C, --config <file>', 'config file (default: nserve.config.{mjs,js,cjs,json} in cwd)')
     .action(async (app: string | undefined, opts: CliOptions) => start(app, opts));
-  registerFdsCommand(program);
+  registerCtlCommand(program);
+  registerFdsCommand(program, fdsViaControl);
   return program;
 }
 

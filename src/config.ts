@@ -4,9 +4,11 @@ import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { LevelWithSilent } from 'pino';
 import { type BindSpec, parseBindUri } from './binder.js';
+import { type ControlConfig, resolveControl } from './control/api.js';
 import { errorMessage, usageError } from './errors.js';
 import { LEAK_POLICIES, type LeakPolicy } from './fds.js';
 import { LOG_LEVELS } from './logger.js';
+import { readStateFile } from './statefile.js';
 
 export interface HookContext {
   /** Which hook is running, e.g. 'onRestart'. */
@@ -44,6 +46,11 @@ export interface UserConfig {
   backlog?: number;
   logLevel?: LevelWithSilent;
   leakPolicy?: LeakPolicy;
+  controlUrl?: string;
+  controlToken?: string;
+  state?: string;
+  redirectStdout?: string;
+  redirectStderr?: string;
   onRestart?: HookFn | HookFn[];
   onWorkerBoot?: HookFn | HookFn[];
   onWorkerShutdown?: HookFn | HookFn[];
@@ -76,6 +83,13 @@ export interface Config {
   logLevel: LevelWithSilent;
   /** What to do with descriptors that would leak into a hot-restarted image. */
   leakPolicy: LeakPolicy;
+  /** The control server (master or single only), if `--control-url` is set. */
+  control: ControlConfig | undefined;
+  /** `--state`: where `nserve ctl -S` finds the PID, control URL and token. */
+  stateFile: string | undefined;
+  /** `--redirect-stdout` / `--redirect-stderr`: appended to, reopened on SIGHUP. */
+  redirectStdout: string | undefined;
+  redirectStderr: string | undefined;
   configFile: string | undefined;
   hooks: Readonly<Record<HookName, readonly HookFn[]>>;
 }
@@ -97,6 +111,11 @@ export interface CliOptions {
   backlog?: string;
   logLevel?: string;
   leakPolicy?: string;
+  controlUrl?: string;
+  controlToken?: string;
+  state?: string;
+  redirectStdout?: string;
+  redirectStderr?: string;
   config?: string;
 }
 
@@ -146,6 +165,11 @@ export async function readConfigFile(file: string): Promise<UserConfig> {
     'backlog',
     'logLevel',
     'leakPolicy',
+    'controlUrl',
+    'controlToken',
+    'state',
+    'redirectStdout',
+    'redirectStderr',
     ...HOOK_NAMES,
   ]);
   for (const key of Object.keys(value)) {
@@ -289,6 +313,11 @@ export function buildConfig(
     throw usageError('ERR_NSERVE_INVALID_CONFIG', `invalid --directory: ${directory} is not a directory`);
   }
   const pidfile = str('pidfile', pick('pidfile', cli, file));
+  const state = str('state', pick('state', cli, file));
+  const stateFile = state === undefined ? undefined : path.resolve(cwd, state);
+  const control = controlConfig(cli, file, stateFile);
+  const redirectStdout = str('redirectStdout', pick('redirectStdout', cli, file));
+  const redirectStderr = str('redirectStderr', pick('redirectStderr', cli, file));
   return {
     app,
     binds,
@@ -305,7 +334,42 @@ export function buildConfig(
     backlog: integer('backlog', pick('backlog', cli, file), 1, 65535, 1024),
     logLevel,
     leakPolicy,
+    control,
+    stateFile,
+    redirectStdout: redirectStdout === undefined ? undefined : path.resolve(cwd, redirectStdout),
+    redirectStderr: redirectStderr === undefined ? undefined : path.resolve(cwd, redirectStderr),
     configFile,
     hooks: hooks(file),
   };
+}
+
+function controlConfig(
+  cli: CliOptions,
+  file: UserConfig,
+  stateFile: string | undefined,
+): ControlConfig | undefined {
+  const url = pick('controlUrl', cli, file);
+  const token = pick('controlToken', cli, file);
+  if (token !== undefined && typeof token.value !== 'string')
+    throw usageError('ERR_NSERVE_INVALID_CONFIG', 'invalid config key controlToken: expected a string');
+  const name = (key: string, source: Source | undefined): string =>
+    source === 'file' ? `config key ${key}` : `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+  return resolveControl({
+    url: str('controlUrl', url),
+    token: token?.value as string | undefined,
+    stateFile,
+    urlName: name('controlUrl', url?.source),
+    tokenName: name('controlToken', token?.source),
+    // `auto` keeps the token this PID generated before a hot restart, so clients holding it go on.
+    previousToken: stateFile === undefined ? undefined : previousAutoToken(stateFile),
+  });
+}
+
+function previousAutoToken(stateFile: string): string | undefined {
+  try {
+    const state = readStateFile(stateFile);
+    return state?.pid === process.pid ? state.controlToken : undefined;
+  } catch {
+    return undefined;
+  }
 }

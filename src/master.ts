@@ -55,8 +55,17 @@ const MAX_BACKOFF_MS = 30_000;
 
 export async function runMaster(ctx: RunContext): Promise<void> {
   const master = new Master(ctx);
-  await master.start();
+  if (ctx.env.NSERVE_WORKERS === undefined) {
+    await master.start();
+    await ctx.onServing?.(master);
+    return;
+  }
+  // After a hot restart's exec the control server comes back as soon as the old workers are adopted, not
+  // once the new ones booted, so `nserve ctl restart --wait` can follow the restart to its end.
+  const starting = master.start();
+  starting.catch(() => {}); // awaited below; don't let a rejection go unhandled meanwhile
   await ctx.onServing?.(master);
+  await starting;
 }
 
 class Master implements Controller {
@@ -182,13 +191,17 @@ class Master implements Controller {
       case 'restart':
         void this.hotRestart(Date.now());
         return { accepted: true, restart: nextRestart };
-      case 'workers+1':
-        void this.resize(this.count + 1);
-        return { accepted: true, detail: `workers: ${this.count} → ${this.count + 1}` };
-      case 'workers-1':
+      case 'workers+1': {
+        const from = this.count; // resize() changes it synchronously
+        void this.resize(from + 1);
+        return { accepted: true, detail: `workers: ${from} → ${from + 1}` };
+      }
+      case 'workers-1': {
         if (this.count <= 1) return { accepted: false, status: 409, reason: 'already at 1 worker' };
-        void this.resize(this.count - 1);
-        return { accepted: true, detail: `workers: ${this.count} → ${this.count - 1}` };
+        const from = this.count;
+        void this.resize(from - 1);
+        return { accepted: true, detail: `workers: ${from} → ${from - 1}` };
+      }
     }
   }
 

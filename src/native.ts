@@ -79,6 +79,7 @@ interface Addon {
   getCloexec(fd: number): boolean;
   setNonblock(fd: number, on: boolean): void;
   dup(fd: number): number;
+  dup2(oldfd: number, newfd: number): void;
   close(fd: number): void;
   listFdsRaw(pid: number): RawFd[];
   sdNotify(socketPath: string, state: string): void;
@@ -291,6 +292,14 @@ export function setNonblock(fd: number, on: boolean): void {
 /** fcntl(F_DUPFD_CLOEXEC, 3): a close-on-exec copy, never numbered 0-2. */
 export function dup(fd: number): number {
   return addon.dup(validateFd('fd', fd));
+}
+
+/**
+ * dup3(oldfd, newfd, O_CLOEXEC): newfd atomically becomes a copy of oldfd (whatever newfd was is closed),
+ * close-on-exec. For pointing stdout/stderr (1, 2) at a log file; the two must differ.
+ */
+export function dup2(oldfd: number, newfd: number): void {
+  addon.dup2(validateFd('oldfd', oldfd), validateFd('newfd', newfd));
 }
 
 export function close(fd: number): void {

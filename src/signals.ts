@@ -1,4 +1,4 @@
-import type { Logger } from './logger.js';
+import { type Logger, reopenRedirectedStdio } from './logger.js';
 
 // One table maps each command to its signal and control-server path; the CLI, the control server and
 // docs/signals.md are fed from it.
@@ -73,8 +73,11 @@ export function installSignalHandlers(
     process.on(cmd.signal, handler);
     installed.push([cmd.signal, handler]);
   }
-  // SIGHUP would kill us by default when the controlling terminal goes away; we reopen nothing yet.
-  const hup = (): void => {};
+  // SIGHUP: with --redirect-stdout/--redirect-stderr, reopen those files (logrotate's postrotate);
+  // without, the terminal went away: stop gracefully, as Puma does.
+  const hup = (): void => {
+    if (!reopenRedirectedStdio(log)) dispatch('stop', 'SIGHUP');
+  };
   process.on('SIGHUP', hup);
   installed.push(['SIGHUP', hup]);
   return () => {
@@ -105,7 +108,10 @@ kill -TTIN $(cat /run/nserve.pid)   # one more worker (cluster mode)
 kill -TERM $(cat /run/nserve.pid)   # graceful stop
 \`\`\`
 
+\`SIGHUP\` reopens the files given to \`--redirect-stdout\` and \`--redirect-stderr\` (for logrotate's
+\`postrotate\`; a master passes it on to its workers, which reopen theirs). Without redirected output,
+\`SIGHUP\` means the terminal went away: graceful stop, as \`SIGTERM\`.
+
 Workers ignore these signals, except \`SIGTERM\`, which makes a worker drain: the master coordinates.
-\`SIGHUP\` is ignored.
 `;
 }

@@ -4,7 +4,7 @@
 // The listening descriptors are owned here for the life of the PID (across hot restarts); the HTTP
 // servers accept on dups of them, so stopping accepting never closes a socket and never drops its queue.
 import * as fs from 'node:fs';
-import { compatPorts, loadApp, publishPorts } from './app.js';
+import { compatPorts, listenWaitMs, loadApp, publishPorts } from './app.js';
 import {
   closeLeftovers,
   closeListeners,
@@ -79,7 +79,7 @@ export async function runSingle(ctx: RunContext): Promise<void> {
   publishPorts(tcpPorts(listeners));
   const app = await loadApp(config.app, directory, {
     ports: compatPorts(tcpPorts(listeners), process.env),
-    listenWaitMs: config.workerBootTimeoutMs,
+    listenWaitMs: listenWaitMs(config),
   });
   const server = new AppServer(app.listener, {
     log,
@@ -210,11 +210,13 @@ export async function runSingle(ctx: RunContext): Promise<void> {
             status: 409,
             reason: `a restart is already in progress (or stopping): ${phase}`,
           };
+        // hotRestart begins its history record synchronously: take the id before.
+        const restartId = (history.records.at(-1)?.id ?? 0) + 1;
         void hotRestart(Date.now()).catch((err: unknown) => {
           log.fatal({ err }, 'hot restart failed unexpectedly');
           process.exit(1);
         });
-        return { accepted: true, restart: (history.records.at(-1)?.id ?? 0) + 1 };
+        return { accepted: true, restart: restartId };
       }
       case 'reload-worker-directory':
         return { accepted: true, detail: `single mode resolves ${config.directory} at every restart` };

@@ -1,7 +1,7 @@
 // The worker side of cluster mode: load the app, tell the master, serve the slots it lends, check in,
 // drain when told. A worker never binds: every listening socket it has was lent by the master.
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { compatPorts, loadApp } from './app.js';
+import { compatPorts, listenWaitMs, loadApp } from './app.js';
 import { Channel } from './channel.js';
 import type { Config } from './config.js';
 import { errorMessage } from './errors.js';
@@ -137,7 +137,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     const configured = config.binds.flatMap((b) => (b.kind === 'tcp' ? [b.port] : []));
     const app = await loadApp(config.app, directory, {
       ports: compatPorts(configured, env),
-      listenWaitMs: config.workerBootTimeoutMs,
+      listenWaitMs: listenWaitMs(config),
     });
     server = new AppServer(app.listener, { log, backlog: config.backlog, drainGraceMs: config.drainGraceMs });
     await runHooks(

@@ -1,0 +1,599 @@
+// `nserve ctl COMMAND`: drive a running server through its control server (found with -S STATE, or given
+// with --control-url/--control-token), or with signals when only a pidfile is known (-P). The signal for
+// each command comes from the one table in signals.ts.
+//
+// Exit status: 0 done; 1 the restart or stop waited for (--wait) failed or did not finish in time;
+// 2 it could not be asked (bad usage, no server at that address, stale state file or pidfile, wrong
+// token, the server refused).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Argument, type Command } from 'commander';
+import { type ControlAddress, parseControlUrl, routeForAction } from './control/api.js';
+import { ControlError, type ControlTarget, call } from './control/client.js';
+import { errorMessage, NserveError, usageError } from './errors.js';
+import { formatFdTable, type ProcessFds } from './fds.js';
+import { fdsFromProc } from './fds-command.js';
+import { SIGNAL_COMMANDS } from './signals.js';
+import { readStateFile } from './statefile.js';
+import type { ControlAction, RestartRecord, Stats, WorkerView } from './status.js';
+
+export const CTL_COMMANDS = [
+  'status',
+  'stats',
+  'restart',
+  'phased-restart',
+  'stop',
+  'halt',
+  'reload-worker-directory',
+  'fds',
+  'workers',
+] as const;
+export type CtlCommand = (typeof CTL_COMMANDS)[number];
+
+export interface CtlOptions {
+  state?: string;
+  pidfile?: string;
+  controlUrl?: string;
+  controlToken?: string;
+  json?: boolean;
+  wait?: boolean;
+  timeout?: string;
+}
+
+const EXIT_FAILED = 1;
+const EXIT_USAGE = 2;
+/** One request never waits longer than this for its answer. */
+const REQUEST_TIMEOUT_MS = 10_000;
+/** --wait without a known PID: how long the server may stay unreachable (the exec window) before we give up. */
+const UNREACHABLE_GRACE_MS = 15_000;
+const POLL_MS = 150;
+
+/** A failure with the exit status it maps to. */
+class CtlFailure extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+  }
+}
+
+// ── finding the server ──────────────────────────────────────────────────────────────────────────────────
+
+type Connection =
+  | {
+      kind: 'control';
+      target: ControlTarget;
+      /** The server's PID when known locally (state file), to tell "restarting" from "gone". */
+      pid: number | undefined;
+      stateFile: string | undefined;
+    }
+  | { kind: 'signals'; pid: number; source: string };
+
+/** Is `pid` a live process (not a zombie)? EPERM means it exists but is someone else's. */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return true;
+  }
+}
+
+function connect(opts: CtlOptions): Connection {
+  if (opts.controlUrl !== undefined) {
+    if (opts.controlUrl === 'auto')
+      throw usageError(
+        'ERR_NSERVE_USAGE',
+        '--control-url auto is for nserve start; point ctl at the server with -S STATE',
+      );
+    const address = parseControlUrl(opts.controlUrl);
+    return {
+      kind: 'control',
+      target: { address, token: opts.controlToken },
+      pid: undefined,
+      stateFile: undefined,
+    };
+  }
+  if (opts.controlToken !== undefined)
+    throw usageError('ERR_NSERVE_USAGE', '--control-token needs --control-url');
+  if (opts.state !== undefined) {
+    const file = path.resolve(opts.state);
+    let state: ReturnType<typeof readStateFile>;
+    try {
+      state = readStateFile(file);
+    } catch (err) {
+      throw usageError('ERR_NSERVE_USAGE', `cannot read state file ${file}: ${errorMessage(err)}`);
+    }
+    if (state === undefined)
+      throw usageError(
+        'ERR_NSERVE_USAGE',
+        `no state file at ${file}: is nserve running with --state ${opts.state}?`,
+      );
+    if (!processAlive(state.pid))
+      throw usageError('ERR_NSERVE_USAGE', `stale state file ${file}: process ${state.pid} is not running`);
+    if (state.controlUrl === undefined)
+      return { kind: 'signals', pid: state.pid, source: `state file ${file}` };
+    return {
+      kind: 'control',
+      target: {
+        address: parseControlUrl(state.controlUrl, `controlUrl in ${file}`),
+        token: state.controlToken,
+      },
+      pid: state.pid,
+      stateFile: file,
+    };
+  }
+  if (opts.pidfile !== undefined) {
+    const file = path.resolve(opts.pidfile);
+    let text: string;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+        throw usageError(
+          'ERR_NSERVE_USAGE',
+          `no pidfile at ${file}: is nserve running with --pidfile ${opts.pidfile}?`,
+        );
+      throw usageError('ERR_NSERVE_USAGE', `cannot read pidfile ${file}: ${errorMessage(err)}`);
+    }
+    if (!/^\d+\s*$/.test(text))
+      throw usageError('ERR_NSERVE_USAGE', `${file} is not a pidfile (expected a PID)`);
+    const pid = Number(text.trim());
+    if (!processAlive(pid))
+      throw usageError('ERR_NSERVE_USAGE', `stale pidfile ${file}: process ${pid} is not running`);
+    return { kind: 'signals', pid, source: `pidfile ${file}` };
+  }
+  throw usageError(
+    'ERR_NSERVE_USAGE',
+    'nserve ctl needs -S STATE, -P PIDFILE or --control-url URL (with --control-token)',
+  );
+}
+
+/** Re-read the state file (a TCP control port 0 changes at every hot restart). */
+function refresh(conn: Extract<Connection, { kind: 'control' }>): void {
+  if (conn.stateFile === undefined) return;
+  try {
+    const state = readStateFile(conn.stateFile);
+    if (state?.controlUrl !== undefined && state.pid === conn.pid) {
+      conn.target = { address: parseControlUrl(state.controlUrl), token: state.controlToken };
+    }
+  } catch {
+    // being rewritten: next time
+  }
+}
+
+function isLocal(address: ControlAddress): boolean {
+  return address.kind === 'unix' || address.host === '127.0.0.1' || address.host === '::1';
+}
+
+// ── commands ───────────────────────────────────────────────────────────────────────────────────────────
+
+const ACTIONS: Partial<Record<CtlCommand, ControlAction>> = {
+  restart: 'restart',
+  'phased-restart': 'phased-restart',
+  stop: 'stop',
+  halt: 'halt',
+  'reload-worker-directory': 'reload-worker-directory',
+};
+
+function workersAction(value: string | undefined): ControlAction {
+  if (value === '+1' || value === '1') return 'workers+1';
+  if (value === '-1') return 'workers-1';
+  throw usageError(
+    'ERR_NSERVE_USAGE',
+    `invalid workers argument: ${JSON.stringify(value ?? '')}: expected +1 or -1 (nserve ctl workers +1)`,
+  );
+}
+
+function out(text: string): void {
+  process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+}
+
+function json(value: unknown): void {
+  out(JSON.stringify(value, null, 2));
+}
+
+function timeoutMs(opts: CtlOptions): number {
+  const dflt = opts.wait === true ? 300 : REQUEST_TIMEOUT_MS / 1000;
+  if (opts.timeout === undefined) return dflt * 1000;
+  if (!/^\d+(\.\d+)?$/.test(opts.timeout) || Number(opts.timeout) <= 0)
+    throw usageError(
+      'ERR_NSERVE_USAGE',
+      `invalid --timeout: ${JSON.stringify(opts.timeout)}: expected seconds > 0`,
+    );
+  return Number(opts.timeout) * 1000;
+}
+
+export async function runCtl(
+  command: CtlCommand,
+  value: string | undefined,
+  opts: CtlOptions,
+): Promise<number> {
+  const waitable = ['restart', 'phased-restart', 'stop', 'halt'];
+  if (opts.wait === true && !waitable.includes(command))
+    throw usageError('ERR_NSERVE_USAGE', `--wait applies to ${waitable.join(', ')}, not ${command}`);
+  if (command !== 'workers' && value !== undefined)
+    throw usageError(
+      'ERR_NSERVE_USAGE',
+      `nserve ctl ${command} takes no argument (got ${JSON.stringify(value)})`,
+    );
+  const limitMs = timeoutMs(opts);
+  const action = command === 'workers' ? workersAction(value) : ACTIONS[command];
+  const conn = connect(opts);
+  if (conn.kind === 'signals') return bySignal(command, action, conn, opts);
+
+  const requestMs = Math.min(limitMs, REQUEST_TIMEOUT_MS);
+  if (command === 'status' || command === 'stats') {
+    const stats = (await call(conn.target, 'GET', '/stats', requestMs)) as unknown as Stats;
+    if (opts.json === true) json(command === 'stats' ? stats : statusSummary(stats));
+    else out(command === 'stats' ? formatStats(stats) : formatStatus(stats));
+    return 0;
+  }
+  if (command === 'fds') {
+    const procs = (await call(conn.target, 'GET', '/fds', requestMs)) as unknown as ProcessFds[];
+    if (opts.json === true) json(procs);
+    else out(formatFdTable(procs));
+    return 0;
+  }
+  const route = routeForAction(action!);
+  const answer = await call(conn.target, 'POST', route.path, requestMs);
+  const pid =
+    conn.pid ?? (typeof answer.pid === 'number' && isLocal(conn.target.address) ? answer.pid : undefined);
+  if (opts.wait !== true) {
+    if (opts.json === true) json(answer);
+    else out(describeAnswer(command, answer));
+    return 0;
+  }
+  if (command === 'stop' || command === 'halt') {
+    if (pid === undefined) throw new CtlFailure('--wait for stop needs a local server (its PID)', EXIT_USAGE);
+    await waitForExit(pid, limitMs);
+    if (opts.json === true) json({ ...answer, exited: true });
+    else out(`stopped (pid ${pid})`);
+    return 0;
+  }
+  const id = answer.restart;
+  if (typeof id !== 'number')
+    throw new CtlFailure('the server did not say which restart it started', EXIT_FAILED);
+  const record = await waitForRestart(conn, id, pid, limitMs);
+  if (opts.json === true) json(record);
+  if (record.outcome === 'failed') {
+    if (opts.json !== true)
+      process.stderr.write(`nserve: error: ${record.kind} restart #${id} failed: ${record.error}\n`);
+    return EXIT_FAILED;
+  }
+  if (opts.json !== true) out(`${record.kind} restart #${id} done in ${duration(record)}`);
+  return 0;
+}
+
+function bySignal(
+  command: CtlCommand,
+  action: ControlAction | undefined,
+  conn: Extract<Connection, { kind: 'signals' }>,
+  opts: CtlOptions,
+): number {
+  if (command === 'status') {
+    if (opts.json === true) json({ running: true, pid: conn.pid, control: false });
+    else
+      out(
+        `running: pid ${conn.pid} (from ${conn.source}); no control server, so no details (start with --control-url)`,
+      );
+    return 0;
+  }
+  if (command === 'fds') {
+    const procs = fdsFromProc(conn.pid);
+    if (opts.json === true) json(procs);
+    else out(formatFdTable(procs));
+    return 0;
+  }
+  const signal = SIGNAL_COMMANDS.find((c) => c.action === action)?.signal;
+  if (signal === undefined) {
+    throw usageError(
+      'ERR_NSERVE_USAGE',
+      `nserve ctl ${command} needs the control server (no signal does it): start nserve with --control-url and --state, and use -S`,
+    );
+  }
+  if (opts.wait === true) {
+    throw usageError(
+      'ERR_NSERVE_USAGE',
+      `--wait needs the control server to follow the ${command} (with ${conn.source} only a signal can be sent)`,
+    );
+  }
+  process.kill(conn.pid, signal);
+  if (opts.json === true) json({ signal, pid: conn.pid });
+  else out(`sent ${signal} to pid ${conn.pid} (${command})`);
+  return 0;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * Poll /stats until restart `id` is no longer in progress. The server may be unreachable meanwhile (a hot
+ * restart's exec, the new image starting): go on while its process lives.
+ */
+async function waitForRestart(
+  conn: Extract<Connection, { kind: 'control' }>,
+  id: number,
+  pid: number | undefined,
+  limitMs: number,
+): Promise<RestartRecord> {
+  const deadline = Date.now() + limitMs;
+  let unreachableSince: number | undefined;
+  for (;;) {
+    let stats: Stats | undefined;
+    try {
+      stats = (await call(
+        conn.target,
+        'GET',
+        '/stats',
+        Math.min(REQUEST_TIMEOUT_MS, limitMs),
+      )) as unknown as Stats;
+      unreachableSince = undefined;
+    } catch (err) {
+      if (!(err instanceof ControlError) || err.code !== 'ERR_NSERVE_CONTROL_UNREACHABLE') throw err;
+      unreachableSince ??= Date.now();
+      if (pid !== undefined && !processAlive(pid)) {
+        throw new CtlFailure(
+          `the server (pid ${pid}) exited during restart #${id}: see its log`,
+          EXIT_FAILED,
+        );
+      }
+      if (pid === undefined && Date.now() - unreachableSince > UNREACHABLE_GRACE_MS) {
+        throw new CtlFailure(
+          `${err.message} for ${UNREACHABLE_GRACE_MS / 1000} s during restart #${id}`,
+          EXIT_FAILED,
+        );
+      }
+      refresh(conn);
+    }
+    const record = stats?.restarts.find((r) => r.id === id);
+    if (record !== undefined && record.outcome !== 'in-progress') return record;
+    if (Date.now() > deadline) {
+      throw new CtlFailure(
+        `restart #${id} still in progress after ${Math.round(limitMs / 1000)} s`,
+        EXIT_FAILED,
+      );
+    }
+    await sleep(POLL_MS);
+  }
+}
+
+async function waitForExit(pid: number, limitMs: number): Promise<void> {
+  const deadline = Date.now() + limitMs;
+  while (processAlive(pid)) {
+    if (Date.now() > deadline)
+      throw new CtlFailure(
+        `the server (pid ${pid}) still runs after ${Math.round(limitMs / 1000)} s`,
+        EXIT_FAILED,
+      );
+    await sleep(POLL_MS);
+  }
+}
+
+// ── output ─────────────────────────────────────────────────────────────────────────────────────────────
+
+function describeAnswer(command: CtlCommand, answer: Record<string, unknown>): string {
+  const detail = typeof answer.detail === 'string' ? `: ${answer.detail}` : '';
+  if (typeof answer.restart === 'number')
+    return `${command} #${answer.restart} accepted (pid ${answer.pid})${detail}`;
+  return `${command} accepted (pid ${answer.pid})${detail}`;
+}
+
+function duration(r: RestartRecord): string {
+  if (r.finished === null) return 'in progress';
+  return seconds(Date.parse(r.finished) - Date.parse(r.started));
+}
+
+function seconds(ms: number): string {
+  if (ms < 1000) return `${ms} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  const s = Math.floor(ms / 1000);
+  const d = Math.floor(s / 86400);
+  const h = Math.floor((s % 86400) / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  return d > 0 ? `${d}d ${h}h` : h > 0 ? `${h}h ${m}m` : `${m}m ${s % 60}s`;
+}
+
+function bytes(n: number): string {
+  if (n >= 1024 ** 3) return `${(n / 1024 ** 3).toFixed(1)} GB`;
+  if (n >= 1024 ** 2) return `${Math.round(n / 1024 ** 2)} MB`;
+  return `${Math.round(n / 1024)} kB`;
+}
+
+/** Columns padded to their widest cell. */
+export function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]): string =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  return [line(header), ...rows.map(line)].join('\n');
+}
+
+function serving(workers: readonly WorkerView[]): number {
+  return workers.filter((w) => w.booted && w.state === 'booted').length;
+}
+
+export function statusSummary(s: Stats): Record<string, unknown> {
+  const last = s.restarts.at(-1);
+  return {
+    running: true,
+    version: s.version,
+    mode: s.mode,
+    pid: s.pid,
+    state: s.state,
+    phase: s.phase,
+    startedAt: s.startedAt,
+    workers: s.mode === 'cluster' ? { total: s.workers.length, serving: serving(s.workers) } : undefined,
+    requests: s.requests,
+    inFlight: s.inFlight,
+    lastRestart: last ?? null,
+  };
+}
+
+export function formatStatus(s: Stats, now = Date.now()): string {
+  const lines = [
+    `${s.state} · nserve ${s.version} · ${s.mode} · pid ${s.pid} · phase ${s.phase} · up ${seconds(now - Date.parse(s.startedAt))}`,
+  ];
+  const counts = `requests ${s.requests} · in flight ${s.inFlight}`;
+  lines.push(
+    s.mode === 'cluster' ? `workers ${s.workers.length} (${serving(s.workers)} serving) · ${counts}` : counts,
+  );
+  const last = s.restarts.at(-1);
+  if (last !== undefined) {
+    lines.push(
+      `last restart #${last.id} (${last.kind}): ${last.outcome}${last.outcome === 'in-progress' ? '' : ` in ${duration(last)}`}${last.error === null ? '' : `: ${last.error}`}`,
+    );
+  }
+  return lines.join('\n');
+}
+
+export function formatStats(s: Stats, now = Date.now()): string {
+  const listening = s.listeners.reduce<Map<string, number>>(
+    (m, l) => m.set(l.address, (m.get(l.address) ?? 0) + 1),
+    new Map(),
+  );
+  const parts = [
+    `nserve ${s.version} · ${s.mode} · pid ${s.pid} · ${s.state} · phase ${s.phase}`,
+    `started    ${s.startedAt} (up ${seconds(now - Date.parse(s.startedAt))})`,
+    `requests   ${s.requests} served · ${s.inFlight} in flight`,
+    `listening  ${[...listening].map(([a, n]) => (n > 1 ? `${a} (${n} slots)` : a)).join(', ') || '-'}`,
+    `fds        ${s.fdCount}`,
+  ];
+  if (s.workers.length > 0) {
+    parts.push(
+      '',
+      table(
+        [
+          'WORKER',
+          'PID',
+          'PHASE',
+          'STATE',
+          'CHECK-IN',
+          'REQUESTS',
+          'IN FLIGHT',
+          'ELD P99',
+          'RSS',
+          'SLOTS',
+          'DIRECTORY',
+        ],
+        s.workers.map((w) => [
+          String(w.index),
+          String(w.pid),
+          String(w.phase),
+          w.state,
+          `${seconds(Math.max(0, now - Date.parse(w.lastCheckin)))} ago`,
+          String(w.requests),
+          String(w.inFlight),
+          `${w.eventLoopDelayP99Ms} ms`,
+          bytes(w.rss),
+          String(w.slots.length),
+          w.directory,
+        ]),
+      ),
+    );
+  }
+  if (s.restarts.length > 0) {
+    parts.push(
+      '',
+      table(
+        ['RESTART', 'KIND', 'STARTED', 'TOOK', 'OUTCOME', 'ERROR'],
+        s.restarts
+          .slice(-10)
+          .map((r) => [`#${r.id}`, r.kind, r.started, duration(r), r.outcome, r.error ?? '']),
+      ),
+    );
+  }
+  return parts.join('\n');
+}
+
+// ── commander ──────────────────────────────────────────────────────────────────────────────────────────
+
+function connectionOptions(cmd: Command): Command {
+  return cmd
+    .option('-S, --state <file>', 'the state file the server writes (--state): PID, control URL and token')
+    .option('--control-url <url>', 'control server address: unix:///path or tcp://HOST:PORT')
+    .option('--control-token <token>', 'token for --control-url');
+}
+
+/** Report a failure as one line; returns the exit status. */
+function reportFailure(err: unknown): number {
+  if (err instanceof CtlFailure) {
+    process.stderr.write(`nserve: error: ${err.message}\n`);
+    return err.exitCode;
+  }
+  if (err instanceof ControlError) {
+    process.stderr.write(`nserve: error: ${err.message}\n`);
+    return EXIT_USAGE;
+  }
+  if (err instanceof NserveError && err.usage) {
+    process.stderr.write(`nserve: error: ${err.message}\n`);
+    return EXIT_USAGE;
+  }
+  throw err;
+}
+
+export function registerCtlCommand(program: Command): void {
+  const cmd = program
+    .command('ctl')
+    .description('control a running server: through its control server (-S, --control-url) or signals (-P)')
+    .addArgument(new Argument('<command>', 'what to do').choices(CTL_COMMANDS))
+    .argument('[value]', 'for workers: +1 or -1')
+    .option(
+      '-P, --pidfile <file>',
+      'the server pidfile: signals only (restart, phased-restart, stop, workers)',
+    )
+    .option('--json', 'print JSON (for scripts)')
+    .option(
+      '--wait',
+      'restart, phased-restart: wait until it finished, exit 1 if it failed; stop, halt: until the server exited',
+    )
+    .option('--timeout <s>', 'give up after S seconds (default 10; with --wait 300)');
+  connectionOptions(cmd).addHelpText(
+    'after',
+    `
+Commands:
+  status                   one-paragraph summary (state, workers, last restart)
+  stats                    everything /stats reports, as tables
+  restart                  hot restart (SIGUSR2 with -P)
+  phased-restart           phased restart, cluster mode (SIGUSR1 with -P)
+  stop                     graceful stop (SIGTERM with -P)
+  halt                     immediate stop (control server only)
+  reload-worker-directory  re-resolve --directory for workers spawned from now on
+  fds                      descriptors of the server and its workers
+  workers +1|-1            add or remove a worker (SIGTTIN/SIGTTOU with -P)
+
+Exit status: 0 done; 1 a restart waited for failed (or timed out); 2 could not ask (no server,
+stale state file or pidfile, wrong token, refused by the server).`,
+  );
+  cmd.action(async (command: CtlCommand, value: string | undefined, opts: CtlOptions) => {
+    try {
+      process.exitCode = await runCtl(command, value, opts);
+    } catch (err) {
+      process.exitCode = reportFailure(err);
+    }
+  });
+}
+
+/** `nserve fds -S STATE` / `--control-url`: the descriptors through the control server. */
+export const fdsViaControl = {
+  options: connectionOptions,
+  async fetch(opts: Record<string, unknown>): Promise<ProcessFds[]> {
+    const conn = connect(opts as CtlOptions);
+    if (conn.kind === 'signals') return fdsFromProc(conn.pid);
+    try {
+      return (await call(conn.target, 'GET', '/fds', REQUEST_TIMEOUT_MS)) as unknown as ProcessFds[];
+    } catch (err) {
+      if (err instanceof ControlError) throw usageError('ERR_NSERVE_USAGE', err.message);
+      throw err;
+    }
+  },
+};

@@ -1,0 +1,219 @@
+// nserve ctl's errors (one line, exit 2), start-up refusals of bad control options, a TCP control server
+// with a token across a hot restart, and the pidfile-only fallback to signals.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { after, test } from 'node:test';
+import { ctl } from '../helpers/control.js';
+import { writeRelease } from '../helpers/releases.js';
+import { killAll, runNserve, startNserve, tmpDir, until } from '../helpers/server.js';
+
+after(killAll);
+
+/** The PID of a process that has exited. */
+function deadPid(): number {
+  const r = spawnSync(process.execPath, ['-e', '0']);
+  return r.pid!;
+}
+
+test('ctl: one-line errors and exit 2 when there is nothing to talk to', { timeout: 30_000 }, async (t) => {
+  const dir = tmpDir();
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const cases: [string[], RegExp][] = [
+    [['status'], /needs -S STATE, -P PIDFILE or --control-url URL/],
+    [
+      ['status', '--control-url', `unix://${dir}/none.sock`],
+      /^nserve: error: no server at unix:\/\/.*none\.sock \(ENOENT\)$/,
+    ],
+    [
+      ['stats', '--control-url', 'tcp://127.0.0.1:1', '--control-token', 'x'],
+      /no server at tcp:\/\/127\.0\.0\.1:1 \(ECONNREFUSED\)/,
+    ],
+    [['status', '--control-url', 'http://x'], /invalid --control-url: "http:\/\/x"/],
+    [['status', '-P', path.join(dir, 'nope.pid')], /no pidfile at .*nope\.pid/],
+    [['status', '-S', path.join(dir, 'nope.state')], /no state file at .*nope\.state/],
+    [
+      ['restart', '-P', path.join(dir, 'stale.pid')],
+      /^nserve: error: stale pidfile .*stale\.pid: process \d+ is not running$/,
+    ],
+    [
+      ['stop', '-S', path.join(dir, 'stale.state')],
+      /^nserve: error: stale state file .*stale\.state: process \d+ is not running$/,
+    ],
+    [
+      ['frobnicate', '-P', path.join(dir, 'stale.pid')],
+      /value 'frobnicate' is invalid for argument 'command'/,
+    ],
+    [
+      ['stats', '--wait', '-P', path.join(dir, 'stale.pid')],
+      /--wait applies to restart, phased-restart, stop, halt/,
+    ],
+  ];
+  fs.writeFileSync(path.join(dir, 'stale.pid'), `${deadPid()}\n`);
+  fs.writeFileSync(
+    path.join(dir, 'stale.state'),
+    JSON.stringify({ version: 1, pid: deadPid(), controlUrl: `unix://${dir}/gone.sock`, controlToken: 'x' }),
+  );
+  for (const [args, expected] of cases) {
+    const r = await ctl(args);
+    assert.equal(r.code, 2, `${args.join(' ')}: exit ${r.code} ${r.stderr}`);
+    // commander adds its usage hint after its own errors
+    const lines = r.stderr
+      .trim()
+      .split('\n')
+      .filter((l) => l !== '(run "nserve help" for usage)');
+    assert.equal(lines.length, 1, `one line: ${r.stderr}`);
+    assert.match(lines[0]!, expected, args.join(' '));
+  }
+});
+
+test('start refuses bad control options with one line, before serving', { timeout: 30_000 }, async () => {
+  const cases: [string[], RegExp][] = [
+    [['--control-url', 'tcp://127.0.0.1:0'], /--control-url tcp:\/\/127\.0\.0\.1:0 needs --control-token/],
+    [['--control-url', 'auto'], /--control-url auto needs --state FILE/],
+    [['--control-token', 'abc'], /--control-token needs a control URL/],
+    [['--control-url', 'unix://relative.sock'], /invalid --control-url: "unix:\/\/relative\.sock"/],
+    [
+      ['--control-url', 'unix:///tmp/x.sock', '--control-token', 'with space'],
+      /invalid --control-token: .*value not shown/,
+    ],
+    [['--redirect-stdout', '/nonexistent-dir/out.log'], /cannot open --redirect-stdout: ENOENT/],
+  ];
+  for (const [args, expected] of cases) {
+    const r = await runNserve(['start', 'examples/hello.mjs', '--bind', 'tcp://127.0.0.1:0', ...args]);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`^nserve: error: ${expected.source}`), args.join(' '));
+    assert.equal(r.stderr.trim().split('\n').length, 1);
+    assert.ok(!r.stderr.includes('with space'), 'the token is never echoed');
+  }
+});
+
+test('TCP control with a token across a hot restart; pidfile-only ctl falls back to signals', {
+  timeout: 40_000,
+}, async (t) => {
+  const dir = tmpDir();
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  writeRelease(dir, 'v1');
+  const stateFile = path.join(dir, 'nserve.state');
+  const pidfile = path.join(dir, 'nserve.pid');
+  const token = 'tcp-control-token-1234';
+  const srv = startNserve([
+    'start',
+    'app.mjs',
+    '--directory',
+    path.join(dir, 'releases/v1'),
+    '--bind',
+    'tcp://127.0.0.1:0',
+    '--control-url',
+    'tcp://127.0.0.1:0',
+    '--control-token',
+    token,
+    '--state',
+    stateFile,
+    '--pidfile',
+    pidfile,
+  ]);
+  t.after(() => srv.kill());
+  const listening = await srv.waitForMsg('control server listening');
+  const url = String(listening.url);
+  assert.match(url, /^tcp:\/\/127\.0\.0\.1:\d+$/);
+  assert.notEqual(url, 'tcp://127.0.0.1:0');
+
+  const direct = await ctl(['status', '--json', '--control-url', url, '--control-token', token]);
+  assert.equal(direct.code, 0, direct.stderr);
+  assert.equal((JSON.parse(direct.stdout) as { pid: number }).pid, srv.pid);
+  const noToken = await ctl(['status', '--control-url', url]);
+  assert.equal(noToken.code, 2);
+  assert.match(noToken.stderr, /refused the token \(403\): a token is needed/);
+
+  // A second server cannot take the same control address.
+  const busy = await runNserve([
+    'start',
+    'examples/hello.mjs',
+    '--bind',
+    'tcp://127.0.0.1:0',
+    '--control-url',
+    url,
+    '--control-token',
+    token,
+  ]);
+  assert.equal(busy.code, 2);
+  assert.match(busy.stderr, /^nserve: error: control URL tcp:\/\/127\.0\.0\.1:\d+ is in use/);
+
+  // Port 0: the new image binds a new port and rewrites the state file; ctl -S follows it.
+  const r = await ctl(['restart', '--wait', '-S', stateFile]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^hot restart #1 done/);
+  const state = JSON.parse(fs.readFileSync(stateFile, 'utf8')) as { pid: number; controlUrl: string };
+  assert.equal(state.pid, srv.pid);
+  assert.notEqual(state.controlUrl, url, 'a new port after the exec');
+  const again = await ctl(['status', '-S', stateFile]);
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stdout, /phase 1/);
+
+  // Only a pidfile: signals where one exists.
+  const status = await ctl(['status', '-P', pidfile]);
+  assert.equal(status.code, 0);
+  assert.match(status.stdout, new RegExp(`^running: pid ${srv.pid} \\(from pidfile `));
+  const halt = await ctl(['halt', '-P', pidfile]);
+  assert.equal(halt.code, 2);
+  assert.match(halt.stderr, /halt needs the control server/);
+  const wait = await ctl(['restart', '--wait', '-P', pidfile]);
+  assert.equal(wait.code, 2);
+  assert.match(wait.stderr, /--wait needs the control server/);
+  const mark = srv.lines.length;
+  const restart = await ctl(['restart', '-P', pidfile]);
+  assert.equal(restart.code, 0, restart.stderr);
+  assert.match(restart.stdout, new RegExp(`^sent SIGUSR2 to pid ${srv.pid} \\(restart\\)`));
+  await srv.waitForMsg('nserve booted after hot restart', 15_000, mark);
+  await until('the new image to serve its control API', () =>
+    srv.lines.slice(mark).some((l) => l.msg === 'control server listening'),
+  );
+  const stop = await ctl(['stop', '-P', pidfile]);
+  assert.equal(stop.code, 0, stop.stderr);
+  assert.match(stop.stdout, /^sent SIGTERM/);
+  assert.deepEqual(await srv.waitExit(), { code: 0, signal: null });
+  assert.ok(!fs.existsSync(stateFile), 'state file removed at stop');
+  assert.ok(!srv.lines.some((l) => JSON.stringify(l).includes(token)), 'no token in the log');
+});
+
+test('a fixed TCP control port is bound again after a hot restart (SO_REUSEADDR, TIME_WAIT left by answered requests)', {
+  timeout: 30_000,
+}, async (t) => {
+  const dir = tmpDir();
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  writeRelease(dir, 'v1');
+  const probe = net.createServer();
+  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+  const port = (probe.address() as net.AddressInfo).port;
+  await new Promise((r) => probe.close(r));
+  const url = `tcp://127.0.0.1:${port}`;
+  const token = 'fixed-port-token-5678';
+  const srv = startNserve([
+    'start',
+    'app.mjs',
+    '--directory',
+    path.join(dir, 'releases/v1'),
+    '--bind',
+    'tcp://127.0.0.1:0',
+    '--control-url',
+    url,
+    '--control-token',
+    token,
+  ]);
+  t.after(() => srv.kill());
+  await srv.waitForMsg('control server listening');
+  const C = ['--control-url', url, '--control-token', token];
+  // The server closes each control connection first: its side of each goes to TIME_WAIT.
+  for (let i = 0; i < 3; i++) assert.equal((await ctl(['status', ...C])).code, 0);
+  const r = await ctl(['restart', '--wait', ...C]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^hot restart #1 done/);
+  const after = await ctl(['status', ...C]);
+  assert.equal(after.code, 0, after.stderr);
+  assert.match(after.stdout, /phase 1/);
+  const listening = srv.lines.filter((l) => l.msg === 'control server listening').map((l) => l.url);
+  assert.deepEqual(listening, [url, url]);
+});
