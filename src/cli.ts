@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { compatPorts, listenWaitMs, loadApp } from './app.js';
-import { type CliOptions, type Config, loadConfig } from './config.js';
+import { type CliOptions, type Config, describeConfig, formatConfig, loadConfig } from './config.js';
 import { openControlPlane } from './control/server.js';
 import { fdsViaControl, registerCtlCommand } from './ctl.js';
 import { errorMessage, NserveError } from './errors.js';
@@ -132,25 +132,12 @@ async function bootCheckChild(config: Config): Promise<void> {
   process.exit(0);
 }
 
-export function buildProgram(): Command {
-  const program = new Command();
-  program
-    .name('nserve')
-    .description('Production application server and process manager for Node.js')
-    .version(VERSION, '-v, --version')
-    .showHelpAfterError('(run "nserve help" for usage)')
-    .exitOverride()
-    .configureOutput({
-      // commander's own errors are one line ("error: unknown option '--x'"); keep them so, named.
-      writeErr: (s) => process.stderr.write(s.startsWith('error:') ? `nserve: ${s}` : s),
-    });
-  program
-    .command('start')
-    .description('serve an HTTP app module (single mode, or cluster mode with -w N)')
-    .argument(
-      '[app]',
-      'app module: default-exports (req, res) or { fetch(request) }; resolved against --directory',
-    )
+const APP_HELP =
+  'app module: default-exports (req, res) or { fetch(request) }, or listens itself; resolved against --directory';
+
+/** The options of `start`, shared with `config --print` so both read the same configuration. */
+function withStartOptions(cmd: Command): Command {
+  return cmd
     .option(
       '-b, --bind <uri>',
       'bind URI, repeatable: tcp://HOST:PORT, tcp://[::1]:PORT, unix:///path?mode=0660',
@@ -184,7 +171,46 @@ export function buildProgram(): Command {
     .option('--redirect-stdout <file>', 'append stdout to FILE; SIGHUP reopens it')
     .option('--redirect-stderr <file>', 'append stderr to FILE; SIGHUP reopens it')
     .option('-C, --config <file>', 'config file (default: nserve.config.{mjs,js,cjs,json} in cwd)')
-    .action(async (app: string | undefined, opts: CliOptions) => start(app, opts));
+    .option('--access-log', 'log one line per request (method, path, status, duration)')
+    .option(
+      '--health-path <path>',
+      'answer this path from nserve itself: 200 while serving, 503 while draining',
+    );
+}
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('nserve')
+    .description('Production application server and process manager for Node.js')
+    .version(VERSION, '-v, --version')
+    .showHelpAfterError('(run "nserve help" for usage)')
+    .exitOverride()
+    .configureOutput({
+      // commander's own errors are one line ("error: unknown option '--x'"); keep them so, named.
+      writeErr: (s) => process.stderr.write(s.startsWith('error:') ? `nserve: ${s}` : s),
+    });
+  withStartOptions(
+    program
+      .command('start')
+      .description('serve an HTTP app module (single mode, or cluster mode with -w N)')
+      .argument('[app]', APP_HELP),
+  ).action(async (app: string | undefined, opts: CliOptions) => start(app, opts));
+  withStartOptions(
+    program
+      .command('config')
+      .description(
+        'show the merged configuration (defaults, config file, flags, environment) and where each value came from',
+      )
+      .argument('[app]', APP_HELP)
+      .requiredOption('--print', 'print the configuration')
+      .option('--json', 'print JSON'),
+  ).action(async (app: string | undefined, opts: CliOptions & { json?: boolean }) => {
+    const config = await loadConfig(app, opts, process.cwd());
+    process.stdout.write(
+      opts.json === true ? `${JSON.stringify(describeConfig(config), null, 2)}\n` : formatConfig(config),
+    );
+  });
   registerCtlCommand(program);
   registerFdsCommand(program, fdsViaControl);
   return program;

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { LevelWithSilent } from 'pino';
 import { type BindSpec, parseBindUri } from './binder.js';
-import { type ControlConfig, resolveControl } from './control/api.js';
+import { type ControlConfig, formatControlUrl, resolveControl } from './control/api.js';
 import { errorMessage, usageError } from './errors.js';
 import { LEAK_POLICIES, type LeakPolicy } from './fds.js';
 import { LOG_LEVELS } from './logger.js';
@@ -51,6 +51,8 @@ export interface UserConfig {
   state?: string;
   redirectStdout?: string;
   redirectStderr?: string;
+  accessLog?: boolean;
+  healthPath?: string;
   onRestart?: HookFn | HookFn[];
   onWorkerBoot?: HookFn | HookFn[];
   onWorkerShutdown?: HookFn | HookFn[];
@@ -90,7 +92,13 @@ export interface Config {
   /** `--redirect-stdout` / `--redirect-stderr`: appended to, reopened on SIGHUP. */
   redirectStdout: string | undefined;
   redirectStderr: string | undefined;
+  /** One log line per request (method, path, status, duration). */
+  accessLog: boolean;
+  /** A path nserve answers itself (200 while serving, 503 while draining), for load balancers and k8s. */
+  healthPath: string | undefined;
   configFile: string | undefined;
+  /** Where each setting came from, for `nserve config --print`. */
+  sources: Readonly<Record<string, Source>>;
   hooks: Readonly<Record<HookName, readonly HookFn[]>>;
 }
 
@@ -116,6 +124,8 @@ export interface CliOptions {
   state?: string;
   redirectStdout?: string;
   redirectStderr?: string;
+  accessLog?: boolean;
+  healthPath?: string;
   config?: string;
 }
 
@@ -170,6 +180,8 @@ export async function readConfigFile(file: string): Promise<UserConfig> {
     'state',
     'redirectStdout',
     'redirectStderr',
+    'accessLog',
+    'healthPath',
     ...HOOK_NAMES,
   ]);
   for (const key of Object.keys(value)) {
@@ -183,10 +195,30 @@ export async function readConfigFile(file: string): Promise<UserConfig> {
   return value as UserConfig;
 }
 
-type Source = 'flag' | 'file';
+/** Where a setting came from: its default, the config file, a command-line flag, or the environment. */
+export type Source = 'default' | 'file' | 'flag' | 'env';
+type Picked = { value: unknown; source: Source } | undefined;
+
+/**
+ * Settings the environment may give, as PaaS conventions have it: PORT (a bind on 0.0.0.0) and
+ * WEB_CONCURRENCY (workers). nserve itself sets PORT for the app once it has bound (NSERVE_PORTS tells
+ * so); a PORT it set is not read back as the user's.
+ */
+function fromEnv(key: 'port' | 'workers', env: NodeJS.ProcessEnv): Picked {
+  if (key === 'port' && env.PORT !== undefined && env.NSERVE_PORTS === undefined)
+    return { value: env.PORT, source: 'env' };
+  if (key === 'workers' && env.WEB_CONCURRENCY !== undefined)
+    return { value: env.WEB_CONCURRENCY, source: 'env' };
+  return undefined;
+}
+
 function invalid(key: string, value: unknown, source: Source, valid: string): Error {
   const where =
-    source === 'flag' ? `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}` : `config key ${key}`;
+    source === 'flag'
+      ? `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`
+      : source === 'env'
+        ? `environment ${key === 'port' ? 'PORT' : 'WEB_CONCURRENCY'}`
+        : `config key ${key}`;
   return usageError(
     'ERR_NSERVE_INVALID_CONFIG',
     `invalid ${where}: ${JSON.stringify(value)}: expected ${valid}`,
@@ -252,10 +284,29 @@ function hooks(file: UserConfig): Record<HookName, HookFn[]> {
   return out;
 }
 
-export async function loadConfig(appArg: string | undefined, cli: CliOptions, cwd: string): Promise<Config> {
+export async function loadConfig(
+  appArg: string | undefined,
+  cli: CliOptions,
+  cwd: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<Config> {
   const configFile = findConfigFile(cwd, cli.config);
   const file = configFile === undefined ? {} : await readConfigFile(configFile);
-  return Object.freeze(buildConfig(appArg, cli, file, cwd, configFile));
+  return Object.freeze(buildConfig(appArg, cli, file, cwd, configFile, env));
+}
+
+function bool(key: string, v: Picked): boolean {
+  if (v === undefined) return false;
+  if (typeof v.value !== 'boolean') throw invalid(key, v.value, v.source, 'true or false');
+  return v.value;
+}
+
+function healthPath(v: Picked): string | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v.value !== 'string' || !/^\/[^\s?#]*$/.test(v.value)) {
+    throw invalid('healthPath', v.value, v.source, 'a URL path starting with /, like /healthz');
+  }
+  return v.value;
 }
 
 export function buildConfig(
@@ -264,8 +315,17 @@ export function buildConfig(
   file: UserConfig,
   cwd: string,
   configFile: string | undefined,
+  env: NodeJS.ProcessEnv = {},
 ): Config {
+  const sources: Record<string, Source> = {};
+  const take = <K extends keyof CliOptions & keyof UserConfig>(key: K): Picked => {
+    const picked =
+      pick(key, cli, file) ?? (key === 'port' || key === 'workers' ? fromEnv(key, env) : undefined);
+    sources[key] = picked?.source ?? 'default';
+    return picked;
+  };
   const app = appArg ?? str('app', file.app === undefined ? undefined : { value: file.app, source: 'file' });
+  sources.app = appArg !== undefined ? 'flag' : 'file';
   if (app === undefined) {
     throw usageError(
       'ERR_NSERVE_USAGE',
@@ -273,12 +333,17 @@ export function buildConfig(
     );
   }
   const bindUris: { value: unknown; source: Source }[] = [];
-  const bindOpt = pick('bind', cli, file);
+  const bindOpt = take('bind');
   if (bindOpt !== undefined) {
     const list = Array.isArray(bindOpt.value) ? bindOpt.value : [bindOpt.value];
     for (const u of list) bindUris.push({ value: u, source: bindOpt.source });
   }
-  const portOpt = pick('port', cli, file);
+  let portOpt = take('port');
+  if (portOpt?.source === 'env' && bindOpt !== undefined) {
+    // PORT from the environment is the default bind, not an extra one.
+    portOpt = undefined;
+    sources.port = 'default';
+  }
   if (portOpt !== undefined) {
     const port = integer('port', portOpt, 0, 65535, 0);
     bindUris.push({ value: `tcp://0.0.0.0:${port}`, source: portOpt.source });
@@ -292,8 +357,8 @@ export function buildConfig(
     if (binds.some((x) => x.uri === spec.uri)) continue;
     binds.push(spec);
   }
-  const workers = integer('workers', pick('workers', cli, file), 0, 256, 0);
-  const logLevel = (str('logLevel', pick('logLevel', cli, file)) ?? 'info') as LevelWithSilent;
+  const workers = integer('workers', take('workers'), 0, 256, 0);
+  const logLevel = (str('logLevel', take('logLevel')) ?? 'info') as LevelWithSilent;
   if (!LOG_LEVELS.includes(logLevel)) {
     throw invalid(
       'logLevel',
@@ -302,54 +367,56 @@ export function buildConfig(
       `one of ${LOG_LEVELS.join(', ')}`,
     );
   }
-  const leakOpt = pick('leakPolicy', cli, file);
+  const leakOpt = take('leakPolicy');
   const leakPolicy = (str('leakPolicy', leakOpt) ?? 'close') as LeakPolicy;
   if (!LEAK_POLICIES.includes(leakPolicy)) {
     throw invalid('leakPolicy', leakPolicy, leakOpt?.source ?? 'flag', `one of ${LEAK_POLICIES.join(', ')}`);
   }
-  const dir = str('directory', pick('directory', cli, file));
+  const dir = str('directory', take('directory'));
   const directory = path.resolve(cwd, dir ?? '.');
   if (!fs.existsSync(directory) || !fs.statSync(directory).isDirectory()) {
     throw usageError('ERR_NSERVE_INVALID_CONFIG', `invalid --directory: ${directory} is not a directory`);
   }
-  const pidfile = str('pidfile', pick('pidfile', cli, file));
-  const state = str('state', pick('state', cli, file));
+  const pidfile = str('pidfile', take('pidfile'));
+  const state = str('state', take('state'));
   const stateFile = state === undefined ? undefined : path.resolve(cwd, state);
-  const control = controlConfig(cli, file, stateFile);
-  const redirectStdout = str('redirectStdout', pick('redirectStdout', cli, file));
-  const redirectStderr = str('redirectStderr', pick('redirectStderr', cli, file));
+  const control = controlConfig(take, stateFile);
+  const redirectStdout = str('redirectStdout', take('redirectStdout'));
+  const redirectStderr = str('redirectStderr', take('redirectStderr'));
   return {
     app,
     binds,
     workers,
-    slots: integer('slots', pick('slots', cli, file), 1, 256, Math.max(1, workers)),
+    slots: integer('slots', take('slots'), 1, 256, Math.max(1, workers)),
     directory,
     pidfile: pidfile === undefined ? undefined : path.resolve(cwd, pidfile),
-    environment: str('environment', pick('environment', cli, file)),
-    shutdownTimeoutMs: seconds('shutdownTimeout', pick('shutdownTimeout', cli, file), 30),
-    workerTimeoutMs: seconds('workerTimeout', pick('workerTimeout', cli, file), 60),
-    workerBootTimeoutMs: seconds('workerBootTimeout', pick('workerBootTimeout', cli, file), 60),
-    hookTimeoutMs: seconds('hookTimeout', pick('hookTimeout', cli, file), 30),
-    drainGraceMs: seconds('drainGrace', pick('drainGrace', cli, file), 1),
-    backlog: integer('backlog', pick('backlog', cli, file), 1, 65535, 1024),
+    environment: str('environment', take('environment')),
+    shutdownTimeoutMs: seconds('shutdownTimeout', take('shutdownTimeout'), 30),
+    workerTimeoutMs: seconds('workerTimeout', take('workerTimeout'), 60),
+    workerBootTimeoutMs: seconds('workerBootTimeout', take('workerBootTimeout'), 60),
+    hookTimeoutMs: seconds('hookTimeout', take('hookTimeout'), 30),
+    drainGraceMs: seconds('drainGrace', take('drainGrace'), 1),
+    backlog: integer('backlog', take('backlog'), 1, 65535, 1024),
     logLevel,
     leakPolicy,
     control,
     stateFile,
     redirectStdout: redirectStdout === undefined ? undefined : path.resolve(cwd, redirectStdout),
     redirectStderr: redirectStderr === undefined ? undefined : path.resolve(cwd, redirectStderr),
+    accessLog: bool('accessLog', take('accessLog')),
+    healthPath: healthPath(take('healthPath')),
     configFile,
     hooks: hooks(file),
+    sources,
   };
 }
 
 function controlConfig(
-  cli: CliOptions,
-  file: UserConfig,
+  take: (key: 'controlUrl' | 'controlToken') => Picked,
   stateFile: string | undefined,
 ): ControlConfig | undefined {
-  const url = pick('controlUrl', cli, file);
-  const token = pick('controlToken', cli, file);
+  const url = take('controlUrl');
+  const token = take('controlToken');
   if (token !== undefined && typeof token.value !== 'string')
     throw usageError('ERR_NSERVE_INVALID_CONFIG', 'invalid config key controlToken: expected a string');
   const name = (key: string, source: Source | undefined): string =>
@@ -372,4 +439,63 @@ function previousAutoToken(stateFile: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The configuration as `nserve config --print` shows it: values (secrets redacted) and their sources. */
+export function describeConfig(config: Config): Record<string, { value: unknown; source: Source }> {
+  const out: Record<string, { value: unknown; source: Source }> = {};
+  const source = (key: string): Source => config.sources[key] ?? 'default';
+  out.app = { value: config.app, source: source('app') };
+  out.bind = {
+    value: config.binds.map((b) => b.uri),
+    source: config.sources.bind !== 'default' ? source('bind') : source('port'),
+  };
+  const plain: [keyof Config, string, (v: never) => unknown][] = [
+    ['workers', 'workers', (v: number) => v],
+    ['slots', 'slots', (v: number) => v],
+    ['directory', 'directory', (v: string) => v],
+    ['pidfile', 'pidfile', (v: string | undefined) => v ?? null],
+    ['environment', 'environment', (v: string | undefined) => v ?? null],
+    ['shutdownTimeoutMs', 'shutdownTimeout', (v: number) => v / 1000],
+    ['workerTimeoutMs', 'workerTimeout', (v: number) => v / 1000],
+    ['workerBootTimeoutMs', 'workerBootTimeout', (v: number) => v / 1000],
+    ['hookTimeoutMs', 'hookTimeout', (v: number) => v / 1000],
+    ['drainGraceMs', 'drainGrace', (v: number) => v / 1000],
+    ['backlog', 'backlog', (v: number) => v],
+    ['logLevel', 'logLevel', (v: string) => v],
+    ['leakPolicy', 'leakPolicy', (v: string) => v],
+    ['stateFile', 'state', (v: string | undefined) => v ?? null],
+    ['redirectStdout', 'redirectStdout', (v: string | undefined) => v ?? null],
+    ['redirectStderr', 'redirectStderr', (v: string | undefined) => v ?? null],
+    ['accessLog', 'accessLog', (v: boolean) => v],
+    ['healthPath', 'healthPath', (v: string | undefined) => v ?? null],
+  ];
+  for (const [field, key, show] of plain)
+    out[key] = { value: show(config[field] as never), source: source(key) };
+  out.controlUrl = {
+    value: config.control === undefined ? null : formatControlUrl(config.control.address),
+    source: source('controlUrl'),
+  };
+  out.controlToken = {
+    value: config.control?.token === undefined ? null : '(redacted)',
+    source: source('controlToken'),
+  };
+  for (const name of HOOK_NAMES) {
+    const n = config.hooks[name].length;
+    out[name] = { value: `${n} hook${n === 1 ? '' : 's'}`, source: n > 0 ? 'file' : 'default' };
+  }
+  out.configFile = {
+    value: config.configFile ?? null,
+    source: config.configFile === undefined ? 'default' : 'flag',
+  };
+  return out;
+}
+
+export function formatConfig(config: Config): string {
+  const rows = Object.entries(describeConfig(config)).map(
+    ([k, v]) => [k, JSON.stringify(v.value), v.source] as const,
+  );
+  const w0 = Math.max(...rows.map((r) => r[0].length));
+  const w1 = Math.max(...rows.map((r) => r[1].length));
+  return `${rows.map(([k, v, src]) => `${k.padEnd(w0)}  ${v.padEnd(w1)}  ${src}`).join('\n')}\n`;
 }

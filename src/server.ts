@@ -16,6 +16,10 @@ export interface AppServerOptions {
   /** How long a keep-alive connection must have been idle before a drain closes it. */
   drainGraceMs: number;
   keepAliveTimeoutMs?: number;
+  /** One info line per request: method, path, status, duration. */
+  accessLog?: boolean;
+  /** Answered by nserve itself: 200 while serving, 503 once draining (load balancers stop routing). */
+  healthPath?: string | undefined;
 }
 
 interface ConnState {
@@ -121,19 +125,44 @@ export class AppServer {
     this.draining = false;
   }
 
+  private health(res: http.ServerResponse): void {
+    const status = this.draining ? 503 : 200;
+    if (this.draining) res.shouldKeepAlive = false;
+    res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+    res.end(JSON.stringify({ status: this.draining ? 'draining' : 'ok', pid: process.pid }));
+  }
+
   private track(sock: Socket): void {
     this.conns.set(sock, { active: 0, idleSince: Date.now() });
     sock.once('close', () => this.conns.delete(sock));
   }
 
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    if (this.options.healthPath !== undefined && req.url?.split('?')[0] === this.options.healthPath) {
+      this.health(res);
+      return;
+    }
     this.requests++;
     this.inFlight++;
     const st = this.conns.get(req.socket);
     if (st !== undefined) st.active++;
     if (this.draining) res.shouldKeepAlive = false;
     this.responses.add(res);
+    const started = this.options.accessLog === true ? process.hrtime.bigint() : 0n;
     res.once('close', () => {
+      if (started !== 0n) {
+        const ms = Number(process.hrtime.bigint() - started) / 1e6;
+        this.options.log.info(
+          {
+            method: req.method,
+            path: req.url,
+            status: res.statusCode,
+            ms: Math.round(ms * 100) / 100,
+            finished: res.writableFinished,
+          },
+          'request',
+        );
+      }
       this.inFlight--;
       this.responses.delete(res);
       if (st !== undefined) {

@@ -85,6 +85,8 @@ export async function runSingle(ctx: RunContext): Promise<void> {
     log,
     backlog: config.backlog,
     drainGraceMs: config.drainGraceMs,
+    accessLog: config.accessLog,
+    healthPath: config.healthPath,
   });
   await serveAll(server, listeners);
   // Binds removed from the config since the last image: close them only now that the new binds serve.

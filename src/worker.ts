@@ -139,7 +139,13 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
       ports: compatPorts(configured, env),
       listenWaitMs: listenWaitMs(config),
     });
-    server = new AppServer(app.listener, { log, backlog: config.backlog, drainGraceMs: config.drainGraceMs });
+    server = new AppServer(app.listener, {
+      log,
+      backlog: config.backlog,
+      drainGraceMs: config.drainGraceMs,
+      accessLog: config.accessLog,
+      healthPath: config.healthPath,
+    });
     await runHooks(
       'onWorkerBoot',
       config.hooks.onWorkerBoot,

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { after, test } from 'node:test';
 import { getJson } from '../helpers/load.js';
 import { writeRelease } from '../helpers/releases.js';
-import { killAll, startNserve, tmpDir } from '../helpers/server.js';
+import { killAll, runNserve, startNserve, tmpDir } from '../helpers/server.js';
 
 after(killAll);
 
@@ -93,4 +93,79 @@ test('a request handler that throws gets a 500 and the server keeps serving', as
   await srv.waitForMsg('request handler threw');
   const ok = await getJson(port);
   assert.equal(ok.status, 200);
+});
+
+test('nserve config --print shows merged values and their sources', async (t) => {
+  const dir = tmpDir();
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  fs.writeFileSync(
+    path.join(dir, 'nserve.config.json'),
+    JSON.stringify({ app: 'app.mjs', workers: 2, drainGrace: 0.5 }),
+  );
+  const r = await runNserve(['config', '--print', '--workers', '3', '--json'], {
+    cwd: dir,
+    env: { WEB_CONCURRENCY: '5', PORT: '4001' },
+  });
+  assert.equal(r.code, 0, r.stderr);
+  const printed = JSON.parse(r.stdout.map((l) => (l.raw ? l.msg : JSON.stringify(l))).join('\n')) as Record<
+    string,
+    { value: unknown; source: string }
+  >;
+  assert.deepEqual(printed.workers, { value: 3, source: 'flag' });
+  assert.deepEqual(printed.drainGrace, { value: 0.5, source: 'file' });
+  assert.deepEqual(printed.bind, { value: ['tcp://0.0.0.0:4001'], source: 'env' });
+  assert.deepEqual(printed.backlog, { value: 1024, source: 'default' });
+  assert.deepEqual(printed.app, { value: 'app.mjs', source: 'file' });
+  const bad = await runNserve(['config', '--print', 'app.mjs', '--backlog', 'big'], { cwd: dir });
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /^nserve: error: invalid --backlog: "big": expected an integer from 1 to 65535/);
+});
+
+test('--access-log logs each request; --health-path is answered by nserve (200, then 503 while draining)', async (t) => {
+  const root = tmpDir();
+  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  const dir = writeRelease(root, 'v1');
+  const srv = startNserve([
+    'start',
+    path.join(dir, 'app.mjs'),
+    '--bind',
+    'tcp://127.0.0.1:0',
+    '--access-log',
+    '--health-path',
+    '/healthz',
+  ]);
+  t.after(() => srv.kill());
+  const port = await srv.port();
+  await getJson(port, '/things?id=1');
+  const line = await srv.waitForMsg('request');
+  assert.equal(line.method, 'GET');
+  assert.equal(line.path, '/things?id=1');
+  assert.equal(line.status, 200);
+  assert.equal(typeof line.ms, 'number');
+  const health = await getJson(port, '/healthz');
+  assert.equal(health.status, 200);
+  assert.equal(health.body.status, 'ok');
+  assert.ok(
+    !srv.lines.some((l) => l.msg === 'request' && l.path === '/healthz'),
+    'health checks are not app requests',
+  );
+  // While a slow request keeps the server draining, the health path says 503 on a kept-alive connection.
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  t.after(() => agent.destroy());
+  const viaAgent = (p: string) =>
+    new Promise<number>((resolve, reject) => {
+      http
+        .get({ host: '127.0.0.1', port, path: p, agent }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        })
+        .on('error', reject);
+    });
+  assert.equal(await viaAgent('/healthz'), 200);
+  const slow = getJson(port, '/slow');
+  await new Promise((r) => setTimeout(r, 100));
+  srv.signal('SIGTERM');
+  await srv.waitForMsg('graceful stop: draining');
+  assert.equal(await viaAgent('/healthz'), 503);
+  assert.equal((await slow).status, 200);
 });

@@ -1,0 +1,120 @@
+import assert from 'node:assert/strict';
+import * as os from 'node:os';
+import { test } from 'node:test';
+import { buildConfig, type CliOptions, describeConfig, type UserConfig } from '../../src/config.js';
+
+const cwd = os.tmpdir();
+const build = (cli: CliOptions = {}, file: UserConfig = {}, env: NodeJS.ProcessEnv = {}) =>
+  buildConfig('app.mjs', cli, file, cwd, file === undefined ? undefined : '/x/nserve.config.mjs', env);
+
+function rejects(fn: () => unknown, pattern: RegExp): void {
+  assert.throws(fn, (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'ERR_NSERVE_INVALID_CONFIG', err.message);
+    assert.match(err.message, pattern);
+    assert.ok(!err.message.includes('\n'), 'one line');
+    return true;
+  });
+}
+
+// Every key: a bad value from the config file and from the flag, each naming the key, the value and what is valid.
+const BAD: [keyof UserConfig & keyof CliOptions, unknown, string, RegExp][] = [
+  ['port', 70000, '70000', /expected an integer from 0 to 65535/],
+  ['workers', -1, '-1', /expected an integer from 0 to 256/],
+  ['slots', 0, '0', /expected an integer from 1 to 256/],
+  ['backlog', 1.5, '1.5', /expected an integer from 1 to 65535/],
+  ['shutdownTimeout', 'soon', 'soon', /expected a number of seconds from 0 to 86400/],
+  ['workerTimeout', -3, '-3', /expected a number of seconds/],
+  ['workerBootTimeout', 1e9, '1e9', /expected a number of seconds/],
+  ['hookTimeout', 'x', 'x', /expected a number of seconds/],
+  ['drainGrace', '2s', '2s', /expected a number of seconds/],
+  ['logLevel', 'loud', 'loud', /expected one of fatal, error, warn, info, debug, trace, silent/],
+  ['leakPolicy', 'ignore', 'ignore', /expected one of close, warn, refuse/],
+  ['environment', '', '', /expected a non-empty string/],
+  ['pidfile', 42, '', /expected a non-empty string/],
+  ['healthPath', 'healthz', 'healthz', /expected a URL path starting with \//],
+];
+
+for (const [key, fileValue, flagValue, valid] of BAD) {
+  test(`config key ${key}: a bad value names the key, the value and what is valid`, () => {
+    rejects(
+      () => build({}, { [key]: fileValue } as UserConfig),
+      new RegExp(`config key ${key}: ${escape(JSON.stringify(fileValue))}: ${valid.source}`),
+    );
+    if (flagValue !== '') {
+      const flag = `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+      rejects(
+        () => build({ [key]: flagValue } as CliOptions),
+        new RegExp(`${flag}: ${escape(JSON.stringify(flagValue))}: ${valid.source}`),
+      );
+    }
+  });
+}
+
+function escape(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+test('config key bind: a bad URI and a non-string', () => {
+  assert.throws(() => build({}, { bind: 'http://x' }), /invalid bind URI "http:\/\/x"/);
+  rejects(
+    () => build({}, { bind: [42 as unknown as string] }),
+    /config key bind: 42: expected a bind URI string/,
+  );
+});
+
+test('config key accessLog must be a boolean', () => {
+  rejects(
+    () => build({}, { accessLog: 'yes' as unknown as boolean }),
+    /config key accessLog: "yes": expected true or false/,
+  );
+});
+
+test('hooks must be functions', () => {
+  rejects(
+    () => build({}, { onRestart: ['nope' as unknown as () => void] }),
+    /config key onRestart: "string": expected a function or an array of functions/,
+  );
+});
+
+test('the environment: PORT and WEB_CONCURRENCY, bad values named', () => {
+  const c = build({}, {}, { PORT: '8080', WEB_CONCURRENCY: '3' });
+  assert.deepEqual(
+    c.binds.map((b) => b.uri),
+    ['tcp://0.0.0.0:8080'],
+  );
+  assert.equal(c.workers, 3);
+  assert.equal(c.sources.workers, 'env');
+  rejects(
+    () => build({}, {}, { WEB_CONCURRENCY: 'lots' }),
+    /environment WEB_CONCURRENCY: "lots": expected an integer/,
+  );
+  rejects(
+    () => build({}, {}, { PORT: 'http' }),
+    /environment PORT: "http": expected an integer from 0 to 65535/,
+  );
+  // a bind from a flag or the file wins over PORT; a PORT nserve itself published is not the user's
+  assert.deepEqual(
+    build({ bind: ['tcp://127.0.0.1:1'] }, {}, { PORT: '8080' }).binds.map((b) => b.uri),
+    ['tcp://127.0.0.1:1'],
+  );
+  assert.deepEqual(
+    build({}, {}, { PORT: '8080', NSERVE_PORTS: '8080' }).binds.map((b) => b.uri),
+    ['tcp://0.0.0.0:3000'],
+  );
+});
+
+test('precedence and sources: flag over file over environment over default', () => {
+  const c = build(
+    { workers: '4' },
+    { workers: 2, drainGrace: 0.25, logLevel: 'warn' },
+    { WEB_CONCURRENCY: '8' },
+  );
+  assert.equal(c.workers, 4);
+  assert.equal(c.drainGraceMs, 250);
+  const d = describeConfig(c);
+  assert.deepEqual(d.workers, { value: 4, source: 'flag' });
+  assert.deepEqual(d.drainGrace, { value: 0.25, source: 'file' });
+  assert.deepEqual(d.logLevel, { value: 'warn', source: 'file' });
+  assert.deepEqual(d.backlog, { value: 1024, source: 'default' });
+  assert.deepEqual(d.slots, { value: 4, source: 'default' }, 'slots follow the worker count');
+});
