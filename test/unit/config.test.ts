@@ -38,19 +38,19 @@ for (const [key, fileValue, flagValue, valid] of BAD) {
   test(`config key ${key}: a bad value names the key, the value and what is valid`, () => {
     rejects(
       () => build({}, { [key]: fileValue } as UserConfig),
-      new RegExp(`config key ${key}: ${escape(JSON.stringify(fileValue))}: ${valid.source}`),
+      new RegExp(`config key ${key}: ${escapeRe(JSON.stringify(fileValue))}: ${valid.source}`),
     );
     if (flagValue !== '') {
       const flag = `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
       rejects(
         () => build({ [key]: flagValue } as CliOptions),
-        new RegExp(`${flag}: ${escape(JSON.stringify(flagValue))}: ${valid.source}`),
+        new RegExp(`${flag}: ${escapeRe(JSON.stringify(flagValue))}: ${valid.source}`),
       );
     }
   });
 }
 
-function escape(s: string): string {
+function escapeRe(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
