@@ -169,3 +169,11 @@ export function getJson(
     req.on('error', reject);
   });
 }
+
+/** The assertion every restart test makes: not one request failed, of any kind. */
+export function assertNoFailedRequests(result: LoadResult): void {
+  if (result.failed === 0) return;
+  throw new Error(
+    `${result.failed} failed requests: ${JSON.stringify(result.byKind)} ${result.errors.slice(0, 5).join('; ')}`,
+  );
+}

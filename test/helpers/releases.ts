@@ -1,5 +1,6 @@
 // Release directories for restart tests: releases/<version>/app.mjs and a `current` symlink.
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 
 export interface ReleaseOptions {
@@ -36,4 +37,25 @@ export function switchRelease(root: string, version: string): void {
   fs.rmSync(tmp, { force: true });
   fs.symlinkSync(path.join(root, 'releases', version), tmp);
   fs.renameSync(tmp, path.join(root, 'current'));
+}
+
+/**
+ * A temporary deploy root with the given releases and `current` pointing at `current`; removed after
+ * the test.
+ */
+export function makeReleases(
+  t: { after(fn: () => void): void },
+  releases: Record<string, ReleaseOptions>,
+  current: string,
+): string {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'nserve-test-'));
+  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  for (const [version, options] of Object.entries(releases)) writeRelease(root, version, options);
+  switchRelease(root, current);
+  return root;
+}
+
+/** `count` releases v1…vN with the same options. */
+export function versions(count: number, options: ReleaseOptions = {}): Record<string, ReleaseOptions> {
+  return Object.fromEntries(Array.from({ length: count }, (_, i) => [`v${i + 1}`, options]));
 }

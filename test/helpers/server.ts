@@ -212,3 +212,22 @@ export async function until<T>(
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
+
+/** Serve `<root>/current/app.mjs` (a release made by makeReleases) on an ephemeral loopback port. */
+export async function serveCurrent(
+  t: { after(fn: () => void): void },
+  root: string,
+  extra: string[] = [],
+): Promise<{ srv: ServerProcess; port: number }> {
+  const srv = startNserve([
+    'start',
+    'app.mjs',
+    '--directory',
+    path.join(root, 'current'),
+    '--bind',
+    'tcp://127.0.0.1:0',
+    ...extra,
+  ]);
+  t.after(() => srv.kill());
+  return { srv, port: await srv.port(20000) };
+}

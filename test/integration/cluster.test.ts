@@ -3,9 +3,18 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
-import { getJson, Load } from '../helpers/load.js';
-import { switchRelease, writeRelease } from '../helpers/releases.js';
-import { childPids, killAll, processAlive, startNserve, tmpDir, until } from '../helpers/server.js';
+import { assertNoFailedRequests, getJson, Load } from '../helpers/load.js';
+import { makeReleases, switchRelease, versions, writeRelease } from '../helpers/releases.js';
+import {
+  childPids,
+  killAll,
+  processAlive,
+  ROOT,
+  serveCurrent,
+  startNserve,
+  tmpDir,
+  until,
+} from '../helpers/server.js';
 
 after(killAll);
 
@@ -16,22 +25,8 @@ async function phasedUnderLoad(
   workers: number,
   restarts: number,
 ): Promise<void> {
-  const root = tmpDir();
-  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
-  for (let v = 1; v <= restarts + 1; v++) writeRelease(root, `v${v}`, { bootMs: BOOT_MS });
-  switchRelease(root, 'v1');
-  const srv = startNserve([
-    'start',
-    'app.mjs',
-    '-w',
-    String(workers),
-    '--directory',
-    path.join(root, 'current'),
-    '--bind',
-    'tcp://127.0.0.1:0',
-  ]);
-  t.after(() => srv.kill());
-  const port = await srv.port(20000);
+  const root = makeReleases(t, versions(restarts + 1, { bootMs: BOOT_MS }), 'v1');
+  const { srv, port } = await serveCurrent(t, root, ['-w', String(workers)]);
   const load = new Load({ port, keepAlive: 4, newConnection: 2 });
   let before = childPids(srv.pid);
   assert.equal(before.length, workers);
@@ -59,11 +54,7 @@ async function phasedUnderLoad(
     t.diagnostic(
       `requests ok=${result.ok} failed=${result.failed} p50=${result.p50}ms p99=${result.p99}ms max=${result.maxMs}ms`,
     );
-    assert.equal(
-      result.failed,
-      0,
-      `failed requests: ${JSON.stringify(result.byKind)} ${result.errors.slice(0, 5).join('; ')}`,
-    );
+    assertNoFailedRequests(result);
     assert.ok(result.maxMs < BOOT_MS / 2, `no request waited for a booting worker (max ${result.maxMs} ms)`);
     assert.ok(!result.samples.some((s) => s.pid === srv.pid), 'the master never answers');
   }
@@ -80,23 +71,8 @@ test('cluster -w 2: phased restarts under load, zero failed requests, no request
 test('cluster -w 3: phased restart under load', (t) => phasedUnderLoad(t, 3, 1));
 
 test('a broken release stops the phased rollout; old workers keep serving', async (t) => {
-  const root = tmpDir();
-  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
-  writeRelease(root, 'good');
-  writeRelease(root, 'broken', { throwAtLoad: true });
-  switchRelease(root, 'good');
-  const srv = startNserve([
-    'start',
-    'app.mjs',
-    '-w',
-    '2',
-    '--directory',
-    path.join(root, 'current'),
-    '--bind',
-    'tcp://127.0.0.1:0',
-  ]);
-  t.after(() => srv.kill());
-  const port = await srv.port(20000);
+  const root = makeReleases(t, { good: {}, broken: { throwAtLoad: true } }, 'good');
+  const { srv, port } = await serveCurrent(t, root, ['-w', '2']);
   const pids = childPids(srv.pid);
   const load = new Load({ port, keepAlive: 3, newConnection: 2 });
   switchRelease(root, 'broken');
@@ -105,7 +81,7 @@ test('a broken release stops the phased rollout; old workers keep serving', asyn
   assert.match(String(line.msg), /broken at load/);
   await new Promise((r) => setTimeout(r, 300));
   const result = await load.stop();
-  assert.equal(result.failed, 0, JSON.stringify(result.byKind));
+  assertNoFailedRequests(result);
   assert.deepEqual(childPids(srv.pid), pids, 'the old workers are still the workers');
   assert.equal((await getJson(port)).body.version, 'good');
 });
@@ -204,16 +180,142 @@ test('an uncaught exception in a worker: it drains and is replaced, no request f
   await srv.waitForMsg(/^worker \d replaced/);
   await new Promise((r) => setTimeout(r, 300));
   const result = await load.stop();
-  assert.equal(
-    result.failed,
-    0,
-    `failed requests: ${JSON.stringify(result.byKind)} ${result.errors.slice(0, 5).join('; ')}`,
-  );
+  assertNoFailedRequests(result);
   const now = childPids(srv.pid);
   assert.equal(now.length, 2);
   assert.ok(!now.includes(Number(crashed.body.pid)), 'the failing worker is gone');
   assert.ok(
     now.some((p) => before.includes(p)),
     'the other worker was left alone',
+  );
+});
+
+test('SIGTTIN / SIGTTOU add and remove workers (never below 1) under load, slots re-spread', async (t) => {
+  const srv = startNserve(['start', 'examples/hello.mjs', '-w', '2', '--bind', 'tcp://127.0.0.1:0']);
+  t.after(() => srv.kill());
+  const port = await srv.port(20000);
+  const load = new Load({ port, keepAlive: 2, newConnection: 3 });
+  srv.signal('SIGTTIN');
+  await until('3 workers', () => childPids(srv.pid).length === 3);
+  await srv.waitForMsg('workers: 2 → 3');
+  // every worker gets traffic again once slots are re-spread (3 slots over 3 workers... or lent ones)
+  for (const n of [2, 1]) {
+    srv.signal('SIGTTOU');
+    await until(`${n} workers`, () => childPids(srv.pid).length === n, 15000);
+  }
+  const mark = srv.lines.length;
+  srv.signal('SIGTTOU');
+  await srv.waitForMsg(/SIGTTOU ignored: already at 1 worker/, 5000, mark);
+  await new Promise((r) => setTimeout(r, 300));
+  const result = await load.stop();
+  assertNoFailedRequests(result);
+  const [last] = childPids(srv.pid);
+  const tail = result.samples.slice(-50);
+  assert.ok(
+    tail.every((s) => s.pid === last),
+    'the one remaining worker serves every slot',
+  );
+});
+
+test('a worker whose event loop is blocked past --worker-timeout is killed and replaced', async (t) => {
+  const dir = tmpDir();
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  fs.writeFileSync(
+    path.join(dir, 'app.mjs'),
+    `export default (req, res) => {
+  if (req.url === '/block') { const end = Date.now() + 20000; while (Date.now() < end); }
+  res.end(JSON.stringify({ pid: process.pid }));
+};
+`,
+  );
+  const srv = startNserve([
+    'start',
+    'app.mjs',
+    '-w',
+    '2',
+    '--directory',
+    dir,
+    '--bind',
+    'tcp://127.0.0.1:0',
+    '--worker-timeout',
+    '1.5',
+  ]);
+  t.after(() => srv.kill());
+  const port = await srv.port(20000);
+  const before = childPids(srv.pid);
+  void getJson(port, '/block').catch(() => {});
+  const line = await srv.waitForMsg(/^worker \d stopped checking in: killing it/, 10000);
+  assert.ok(before.includes(Number(line.workerPid)));
+  await srv.waitForMsg(/^worker \d replaced/, 10000);
+  const now = childPids(srv.pid);
+  assert.equal(now.length, 2);
+  assert.ok(!now.includes(Number(line.workerPid)));
+  assert.equal((await getJson(port)).status, 200);
+});
+
+test('worker and master hooks run where and when they should', async (t) => {
+  const dir = tmpDir();
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const log = path.join(dir, 'hooks.log');
+  fs.writeFileSync(
+    path.join(dir, 'nserve.config.mjs'),
+    `import * as fs from 'node:fs';
+const mark = (name) => (ctx) => fs.appendFileSync(${JSON.stringify(log)}, JSON.stringify({ name, pid: process.pid, worker: ctx.worker ?? null }) + '\\n');
+export default {
+  beforeSpawn: mark('beforeSpawn'),
+  onWorkerBoot: mark('onWorkerBoot'),
+  onWorkerShutdown: mark('onWorkerShutdown'),
+  onBooted: mark('onBooted'),
+};
+`,
+  );
+  const srv = startNserve(
+    ['start', path.join(ROOT, 'examples/hello.mjs'), '-w', '2', '--bind', 'tcp://127.0.0.1:0'],
+    { cwd: dir },
+  );
+  t.after(() => srv.kill());
+  await srv.port(20000);
+  const workers = childPids(srv.pid);
+  await until('onBooted', () => fs.existsSync(log) && fs.readFileSync(log, 'utf8').includes('onBooted'));
+  srv.signal('SIGTERM');
+  await srv.waitExit(15000);
+  const entries = fs
+    .readFileSync(log, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { name: string; pid: number; worker: number | null });
+  const of = (name: string) => entries.filter((e) => e.name === name);
+  assert.deepEqual(
+    of('beforeSpawn')
+      .map((e) => [e.pid, e.worker])
+      .sort(),
+    [
+      [srv.pid, 0],
+      [srv.pid, 1],
+    ],
+    'beforeSpawn in the master, per worker',
+  );
+  assert.deepEqual(
+    of('onWorkerBoot')
+      .map((e) => e.pid)
+      .sort(),
+    [...workers].sort(),
+    'onWorkerBoot in each worker',
+  );
+  assert.deepEqual(
+    of('onBooted').map((e) => e.pid),
+    [srv.pid],
+    'onBooted once, in the master',
+  );
+  assert.deepEqual(
+    of('onWorkerShutdown')
+      .map((e) => e.pid)
+      .sort(),
+    [...workers].sort(),
+    'onWorkerShutdown in each worker at stop',
+  );
+  assert.ok(
+    entries.findIndex((e) => e.name === 'onBooted') >
+      Math.max(...of('onWorkerBoot').map((e) => entries.indexOf(e))),
   );
 });

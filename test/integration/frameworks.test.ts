@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
-import { getJson, Load } from '../helpers/load.js';
+import { assertNoFailedRequests, getJson, Load } from '../helpers/load.js';
 import { childPids, FIXTURES, killAll, startNserve, until } from '../helpers/server.js';
 
 after(killAll);
@@ -35,11 +35,7 @@ for (const name of FRAMEWORKS) {
     await until('old workers gone', () => childPids(srv.pid).every((p) => !before.includes(p)));
     await new Promise((r) => setTimeout(r, 200));
     const result = await load.stop();
-    assert.equal(
-      result.failed,
-      0,
-      `failed: ${JSON.stringify(result.byKind)} ${result.errors.slice(0, 3).join('; ')}`,
-    );
+    assertNoFailedRequests(result);
     assert.ok(result.ok > 50);
     assert.equal((await getJson(port)).body.framework, name);
   });
@@ -60,7 +56,7 @@ for (const name of ['express', 'fastify']) {
     srv.signal('SIGUSR2');
     await srv.waitForMsg('nserve booted after hot restart', 15000, mark);
     const result = await load.stop();
-    assert.equal(result.failed, 0, JSON.stringify(result.byKind));
+    assertNoFailedRequests(result);
     assert.equal((await getJson(port)).body.framework, name);
   });
 }

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
-import { getJson, Load } from '../helpers/load.js';
+import { assertNoFailedRequests, getJson, Load } from '../helpers/load.js';
 import { NotifyReceiver } from '../helpers/notify.js';
 import { writeRelease } from '../helpers/releases.js';
 import {
@@ -78,11 +78,7 @@ test('socket activation: the systemd socket is adopted, served, and kept across 
     await new Promise((r) => setTimeout(r, 300));
   } finally {
     const result = await load.stop();
-    assert.equal(
-      result.failed,
-      0,
-      `failed: ${JSON.stringify(result.byKind)} ${result.errors.slice(0, 3).join('; ')}`,
-    );
+    assertNoFailedRequests(result);
   }
   assert.equal(socketInode(srv.pid, 3), inode, 'the same socket still serves: adopted, not re-bound');
   assert.ok(!srv.lines.some((l) => /address already in use/.test(String(l.msg))));
