@@ -85,6 +85,7 @@ async function start(appArg: string | undefined, opts: CliOptions): Promise<void
     env,
     history: RestartHistory.fromEnv(env.NSERVE_HISTORY),
     startedAt,
+    ...(control.server === undefined ? {} : { controlFds: [control.server.fd] }),
     onServing: async (controller) => {
       if (config.workers > 0) onStdioReopened(() => signalWorkers(controller, 'SIGHUP'));
       await control.serve(controller);

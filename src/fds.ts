@@ -27,7 +27,11 @@ export interface ProcessFds {
 
 /** What a descriptor is, in words: path, socket address or peer, pipe. */
 export function describe(info: native.FdInfo): string {
-  if (info.kind === 'socket' && info.socket !== undefined) return `socket ${formatAddress(info.socket)}`;
+  if (info.kind === 'socket' && info.socket !== undefined) {
+    // A socketpair end (master–worker channel) has no address.
+    if (info.socket.family === 'unix' && info.socket.path === '') return `unnamed unix socket ${info.target}`;
+    return `socket ${formatAddress(info.socket)}`;
+  }
   return info.target;
 }
 

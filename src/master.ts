@@ -238,7 +238,11 @@ class Master implements Controller {
 
   fds(): ProcessFds[] {
     const channels = [...this.workers, ...this.retiring].filter((w) => w.alive).map((w) => w.channel.fd);
-    const master = inspect(process.pid, 'master', { listeners: this.listeners.map((l) => l.fd), channels });
+    const master = inspect(process.pid, 'master', {
+      listeners: this.listeners.map((l) => l.fd),
+      channels,
+      control: this.ctx.controlFds ?? [],
+    });
     const workers: ProcessFds[] = [];
     for (const w of [...this.workers, ...this.retiring]) {
       if (!w.alive) continue;

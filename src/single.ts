@@ -55,6 +55,8 @@ export interface RunContext {
   /** When this server (PID) first started, across hot restarts. */
   startedAt: string;
   env: NodeJS.ProcessEnv;
+  /** Descriptors of the control server's listening socket (labelled `control` by `nserve fds`). */
+  controlFds?: readonly number[];
   /** Called once the server serves, with what the control server needs. */
   onServing?: (controller: Controller) => void | Promise<void>;
 }
@@ -247,7 +249,9 @@ export async function runSingle(ctx: RunContext): Promise<void> {
     fdCount: fs.readdirSync('/proc/self/fd').length,
   });
 
-  const fds = () => [inspect(process.pid, 'single', { listeners: listeners.map((l) => l.fd) })];
+  const fds = () => [
+    inspect(process.pid, 'single', { listeners: listeners.map((l) => l.fd), control: ctx.controlFds ?? [] }),
+  ];
 
   installSignalHandlers((action, signal) => {
     const answer = perform(action);
