@@ -155,6 +155,13 @@ class Master implements Controller {
     await runHooks('onBooted', config.hooks.onBooted, {}, config.hookTimeoutMs, log);
   }
 
+  /** A restart ended (done, stopped or abandoned): replace any current worker that died meanwhile. */
+  private backToRunning(): void {
+    this.phase = 'running';
+    for (const w of this.workers) if (!w.alive) this.scheduleReplacement(w.index);
+    this.notifyReady();
+  }
+
   private notifyReady(): void {
     native.notify(`READY=1\n${this.statusLine()}`);
   }
@@ -325,11 +332,12 @@ class Master implements Controller {
     if (this.retiring.delete(w)) return;
     const current = this.workers[w.index] === w;
     if (!current || this.phase === 'stopping' || w.bootedAt === undefined) return;
-    if (this.phase === 'restarting' && w.child === undefined) {
-      // An old worker died during a hot restart: lend its slots; the restart replaces it anyway.
+    if (this.phase === 'restarting') {
+      // The restart in progress decides who serves; a worker of the current generation still missing
+      // when it ends is replaced then (backToRunning). Its slots are lent now.
       this.log.error(
-        { worker: w.index, workerPid: w.pid },
-        `worker ${w.index} exited during the hot restart`,
+        { worker: w.index, workerPid: w.pid, code: msg.code, signal: msg.signal },
+        `worker ${w.index} exited during a restart`,
       );
       void this.rebalance();
       return;
@@ -497,8 +505,7 @@ class Master implements Controller {
         { code: 'ERR_NSERVE_FD_LEAK' },
         `hot restart refused (leakPolicy refuse), workers keep serving: ${error}`,
       );
-      this.phase = 'running';
-      this.notifyReady();
+      this.backToRunning();
       return;
     }
     for (const w of handed) w.channel.detach();
@@ -534,8 +541,7 @@ class Master implements Controller {
         { code: 'ERR_NSERVE_EXEC', err },
         `hot restart: exec failed, workers keep serving: ${errorMessage(err)}`,
       );
-      this.phase = 'running';
-      this.notifyReady();
+      this.backToRunning();
     }
   }
 
@@ -577,8 +583,7 @@ class Master implements Controller {
         { code: 'ERR_NSERVE_WORKER_BOOT', err },
         `hot restart abandoned, old workers keep serving: ${errorMessage(err)}`,
       );
-      this.phase = 'running';
-      this.notifyReady();
+      this.backToRunning();
       return;
     }
     const silentFrom = Date.now();
@@ -603,8 +608,7 @@ class Master implements Controller {
       },
       'hot restart: done',
     );
-    this.phase = 'running';
-    this.notifyReady();
+    this.backToRunning();
   }
 
   private async phasedRestart(): Promise<void> {
@@ -648,8 +652,7 @@ class Master implements Controller {
         `phased restart stopped after ${replaced}/${this.count} workers, the others keep serving: ${errorMessage(err)}`,
       );
     }
-    this.phase = 'running';
-    this.notifyReady();
+    this.backToRunning();
   }
 
   private async drainWorker(w: WorkerHandle): Promise<void> {
