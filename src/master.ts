@@ -660,7 +660,9 @@ class Master implements Controller {
     w.send({ t: 'drain' });
     const limit = this.config.shutdownTimeoutMs + this.config.hookTimeoutMs + 5000;
     try {
-      await w.waitFor('exit after draining', limit, (m) => (m.t === 'exit' ? true : undefined));
+      // Drained means it no longer accepts and has no connection left: it will never serve again, so
+      // whoever waits (a cluster hot restart's new workers) may go on without waiting for its exit.
+      await w.waitFor('drain', limit, (m) => (m.t === 'drained' || m.t === 'exit' ? true : undefined));
     } catch {
       this.log.warn({ worker: w.index, workerPid: w.pid }, 'worker did not exit after draining: killing it');
       w.kill('SIGKILL');

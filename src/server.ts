@@ -39,6 +39,7 @@ export class AppServer {
   private readonly conns = new Map<Socket, ConnState>();
   private draining = false;
   private readonly responses = new Set<http.ServerResponse>();
+  private onConnectionClosed: (() => void) | undefined;
   private readonly listener: http.RequestListener;
 
   constructor(
@@ -100,22 +101,32 @@ export class AppServer {
     for (const res of this.responses) if (!res.headersSent) res.shouldKeepAlive = false;
     const deadline = Date.now() + timeoutMs;
     return new Promise<DrainResult>((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      const finish = (forced: number): void => {
+        clearInterval(timer);
+        this.onConnectionClosed = undefined;
+        resolve({ forced });
+      };
+      // Event-driven: the drain ends the moment the last connection closes (every millisecond of a
+      // cluster hot restart's hand-over is a pause for clients); the timer only enforces the idle
+      // grace and the deadline.
+      this.onConnectionClosed = () => {
+        if (this.conns.size === 0) finish(0);
+      };
       const tick = (): void => {
         const now = Date.now();
         for (const [sock, st] of this.conns) {
           if (st.active === 0 && now - st.idleSince >= this.options.drainGraceMs) sock.destroy();
         }
         if (this.conns.size === 0) {
-          clearInterval(timer);
-          resolve({ forced: 0 });
+          finish(0);
         } else if (now >= deadline) {
-          clearInterval(timer);
           const forced = this.conns.size;
           for (const sock of this.conns.keys()) sock.destroy();
-          resolve({ forced });
+          finish(forced);
         }
       };
-      const timer = setInterval(tick, 20);
+      timer = setInterval(tick, 20);
       tick();
     });
   }
@@ -134,7 +145,10 @@ export class AppServer {
 
   private track(sock: Socket): void {
     this.conns.set(sock, { active: 0, idleSince: Date.now() });
-    sock.once('close', () => this.conns.delete(sock));
+    sock.once('close', () => {
+      this.conns.delete(sock);
+      this.onConnectionClosed?.();
+    });
   }
 
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {

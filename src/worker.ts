@@ -89,6 +89,10 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
       s.stopAccepting();
       forced = (await s.drain(config.shutdownTimeoutMs)).forced;
     }
+    // Tell the master first: we will never serve again, and it may hand over (cluster hot restart)
+    // while our shutdown hooks still close the app's connections.
+    channel.send({ t: 'drained', forced, requests: s?.requests ?? 0 });
+    log.info({ requests: s?.requests ?? 0, forced }, 'worker drained');
     await runHooks(
       'onWorkerShutdown',
       config.hooks.onWorkerShutdown,
@@ -96,8 +100,6 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
       config.hookTimeoutMs,
       log,
     );
-    channel.send({ t: 'drained', forced, requests: s?.requests ?? 0 });
-    log.info({ requests: s?.requests ?? 0, forced }, 'worker drained');
     process.exit(0);
   };
 

@@ -3,6 +3,9 @@
 import * as http from 'node:http';
 
 export interface Sample {
+  /** When the request was sent. */
+  started: number;
+  /** When its response ended. */
   at: number;
   ms: number;
   version: string;
@@ -97,6 +100,7 @@ export class Load {
               // not a versioned fixture
             }
             this.samples.push({
+              started,
               at: Date.now(),
               ms: Date.now() - started,
               version: String(body.version ?? ''),

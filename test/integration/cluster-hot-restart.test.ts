@@ -48,7 +48,9 @@ test('cluster hot restart under load: no failed request, no stall for the boot, 
     for (let v = 2; v <= 4; v++) {
       const first = byTime.find((s) => s.version === `v${v}`);
       assert.ok(first !== undefined, `v${v} answered under load`);
-      const later = byTime.filter((s) => s.at > first.at + 2 && s.version === `v${v - 1}`);
+      // A request sent after new code had answered is never answered by old code. (Response end times
+      // of concurrent requests can be observed out of order by the client; send times cannot.)
+      const later = byTime.filter((s) => s.started > first.at && s.version === `v${v - 1}`);
       assert.equal(
         later.length,
         0,
@@ -96,7 +98,19 @@ test('10 cluster hot restarts: master descriptors and live processes stay flat',
     await until('two live workers', () => childPids(srv.pid).length === 2, 10000);
   }
   await until('no zombie or extra process', () => childPids(srv.pid).length === 2);
-  const fdsAfter = fdCount(srv.pid);
-  assert.equal(fdsAfter, fdsBefore, `master fds ${fdsBefore} → ${fdsAfter}`);
+  // The last old workers may still be closing their channels (they exit after reporting drained):
+  // the count must come back to where it was, and stay there.
+  let fdsAfter = 0;
+  try {
+    await until(
+      'the master descriptor count to settle',
+      () => (fdsAfter = fdCount(srv.pid)) === fdsBefore,
+      5000,
+    );
+  } finally {
+    assert.equal(fdsAfter, fdsBefore, `master fds ${fdsBefore} → ${fdsAfter}`);
+  }
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(fdCount(srv.pid), fdsBefore, 'and stays there');
   assert.equal((await getJson(port)).status, 200);
 });
