@@ -104,7 +104,10 @@ test('10 cluster hot restarts: master descriptors and live processes stay flat',
   try {
     await until(
       'the master descriptor count to settle',
-      () => (fdsAfter = fdCount(srv.pid)) === fdsBefore,
+      () => {
+        fdsAfter = fdCount(srv.pid);
+        return fdsAfter === fdsBefore;
+      },
       5000,
     );
   } finally {
