@@ -1,0 +1,129 @@
+// Entry point: `npm run bench -- <suite> [options]` (= npm run build && node dist/bench/run.js ...).
+// See bench/README.md.
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { defaultOut } from './lib/machine.js';
+import { cleanupAll, installCleanupHandlers, ROOT } from './lib/proc.js';
+import { DEFAULT_RESTART_SYSTEMS, RESTART_SYSTEMS, restartSuite } from './restart.js';
+import { DEFAULT_THROUGHPUT_SYSTEMS, THROUGHPUT_SYSTEMS, throughputSuite } from './throughput.js';
+
+const USAGE = `usage: node dist/bench/run.js <restart|throughput|all> [options]
+
+common:
+  --rounds N         interleaved rounds, every system once per round (default 2; --quick: 1)
+  --quick            a ~1 minute smoke run
+  --systems a,b      which systems (default: all listed below)
+  --out FILE         result JSON (default bench/results/<suite>-<date>.json; the SVG goes next to it)
+
+restart:
+  --restarts N       restarts per run (default 3; --quick: 1)
+  --boot-ms MS       the app's boot delay (default 1000)
+  --timeout-ms MS    client timeout per request (default 15000)
+  --steady-ms MS     load before the first restart (default 1500)
+  --gap-ms MS        pause after each restart has completed (default 1000)
+  systems: ${RESTART_SYSTEMS.map((s) => s.name).join(', ')}
+           (default: ${DEFAULT_RESTART_SYSTEMS.join(', ')})
+
+throughput:
+  --duration S       seconds per measurement (default 4; --quick: 2)
+  --warmup S         seconds of discarded load before each (default 1; wrk takes whole seconds)
+  --connections N    load generator connections (default 50)
+  --loadgen NAME     wrk (default when installed) or autocannon
+  --apps a,b         hello, cpu (default both; --quick: hello)
+  --loads a,b        keepalive, close (default both)
+  --cpu-ms MS        work per request of the cpu app (default 1)
+  systems: ${THROUGHPUT_SYSTEMS.map((s) => s.name).join(', ')}
+           (default: ${DEFAULT_THROUGHPUT_SYSTEMS.join(', ')})
+`;
+
+async function main(): Promise<void> {
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: {
+      rounds: { type: 'string' },
+      quick: { type: 'boolean', default: false },
+      systems: { type: 'string' },
+      out: { type: 'string' },
+      restarts: { type: 'string' },
+      'boot-ms': { type: 'string' },
+      'timeout-ms': { type: 'string' },
+      'steady-ms': { type: 'string' },
+      'gap-ms': { type: 'string' },
+      duration: { type: 'string' },
+      warmup: { type: 'string' },
+      connections: { type: 'string' },
+      loadgen: { type: 'string' },
+      apps: { type: 'string' },
+      loads: { type: 'string' },
+      'cpu-ms': { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  const suite = positionals[0];
+  if (values.help || suite === undefined || !['restart', 'throughput', 'all'].includes(suite)) {
+    process.stdout.write(USAGE);
+    process.exitCode = values.help ? 0 : 2;
+    return;
+  }
+  const num = (name: string, v: string | undefined, dflt: number): number => {
+    if (v === undefined) return dflt;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0)
+      throw new Error(`--${name}: expected a number, got ${JSON.stringify(v)}`);
+    return n;
+  };
+  const list = (v: string | undefined, dflt: string[]): string[] =>
+    v === undefined
+      ? dflt
+      : v
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean);
+  const quick = values.quick ?? false;
+  const rounds = num('rounds', values.rounds, quick ? 1 : 2);
+  installCleanupHandlers();
+  const outFor = (name: string): string =>
+    values.out !== undefined && suite !== 'all' ? path.resolve(INVOKED_FROM, values.out) : defaultOut(name);
+
+  if (suite === 'restart' || suite === 'all') {
+    await restartSuite({
+      rounds,
+      quick,
+      restarts: num('restarts', values.restarts, quick ? 1 : 3),
+      bootMs: num('boot-ms', values['boot-ms'], 1000),
+      timeoutMs: num('timeout-ms', values['timeout-ms'], 15000),
+      steadyMs: num('steady-ms', values['steady-ms'], quick ? 1000 : 1500),
+      gapMs: num('gap-ms', values['gap-ms'], 1000),
+      systems: list(values.systems, DEFAULT_RESTART_SYSTEMS),
+      out: outFor('restart'),
+    });
+  }
+  if (suite === 'throughput' || suite === 'all') {
+    await throughputSuite({
+      rounds,
+      quick,
+      durationS: num('duration', values.duration, quick ? 2 : 4),
+      warmupS: num('warmup', values.warmup, 1),
+      connections: num('connections', values.connections, 50),
+      loadgen: values.loadgen,
+      apps: list(values.apps, quick ? ['hello'] : ['hello', 'cpu']),
+      loads: list(values.loads, ['keepalive', 'close']),
+      cpuMs: num('cpu-ms', values['cpu-ms'], 1),
+      systems: list(values.systems, DEFAULT_THROUGHPUT_SYSTEMS),
+      out: outFor('throughput'),
+    });
+  }
+}
+
+const INVOKED_FROM = process.cwd();
+process.chdir(ROOT);
+main()
+  .catch((err: unknown) => {
+    process.stderr.write(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = 1;
+  })
+  .finally(() => {
+    cleanupAll();
+    // Agents, PM2's RPC sockets and timers must not keep us alive.
+    setTimeout(() => process.exit(), 200).unref();
+  });
