@@ -2,7 +2,7 @@
 //   boot check (NSERVE_BOOT_CHECK=1), worker (NSERVE_WORKER=<index>), master (-w N > 0) or single.
 import * as fs from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
-import { compatPorts, listenWaitMs, loadApp } from './app.js';
+import { compatPorts, listenWaitMs, loadApp, resolveAppFile } from './app.js';
 import { type CliOptions, type Config, describeConfig, formatConfig, loadConfig } from './config.js';
 import { openControlPlane } from './control/server.js';
 import { fdsViaControl, registerCtlCommand } from './ctl.js';
@@ -51,10 +51,15 @@ const HANDOFF_ENV = [
 async function start(appArg: string | undefined, opts: CliOptions): Promise<void> {
   const env = { ...process.env };
   for (const k of HANDOFF_ENV) delete process.env[k];
+  if (env.NSERVE_BOOT_CHECK === '1' || env.NSERVE_BOOT_CHECK === 'config') {
+    return bootCheckChild(
+      () => loadConfig(appArg, opts, process.cwd()),
+      env.NSERVE_BOOT_CHECK === 'config' ? 'config' : 'app',
+    );
+  }
   const config = await loadConfig(appArg, opts, process.cwd());
   if (config.environment !== undefined) process.env.NODE_ENV = config.environment;
 
-  if (env.NSERVE_BOOT_CHECK === '1') return bootCheckChild(config);
   // Every role points its own stdout/stderr at the files (a worker reopens them on SIGHUP).
   redirectStdio({ stdout: config.redirectStdout, stderr: config.redirectStderr });
 
@@ -109,15 +114,24 @@ function signalWorkers(controller: Controller, signal: NodeJS.Signals): void {
   }
 }
 
-async function bootCheckChild(config: Config): Promise<void> {
+async function bootCheckChild(load: () => Promise<Config>, what: 'app' | 'config'): Promise<void> {
   const send = (msg: object): Promise<void> =>
     new Promise((resolve) => {
       if (process.send === undefined) resolve();
       else process.send(msg, () => resolve());
     });
   try {
+    // A config file that no longer loads must be reported like an app that does not.
+    const config = await load();
+    if (config.environment !== undefined) process.env.NODE_ENV = config.environment;
     const dir = fs.realpathSync(config.directory);
     process.chdir(dir);
+    if (what === 'config') {
+      // Cluster hot restart: the new master must be able to start; the new workers' boot is checked
+      // by booting them while the old ones serve.
+      await send({ ok: true, file: resolveAppFile(config.app, dir) });
+      process.exit(0);
+    }
     const configured = config.binds.flatMap((b) => (b.kind === 'tcp' ? [b.port] : []));
     // The server holds the ports: an app that listens itself must be captured here too, not bound.
     const loaded = await loadApp(config.app, dir, {

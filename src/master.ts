@@ -19,7 +19,7 @@ import {
   readSocketActivation,
   tcpPorts,
 } from './binder.js';
-import { errorMessage } from './errors.js';
+import { errorMessage, NserveError } from './errors.js';
 import {
   checkLeaks,
   formatLeakEnv,
@@ -33,7 +33,7 @@ import { runHooks } from './hooks.js';
 import * as native from './native.js';
 import { removePidfile, writePidfile } from './pidfile.js';
 import { type FromWorker, WORKER_ENV } from './protocol.js';
-import { execSelf, ownCommandLine } from './restart.js';
+import { bootCheck, execSelf, ownCommandLine } from './restart.js';
 import { installSignalHandlers } from './signals.js';
 import { identityEnv, type RunContext } from './single.js';
 import {
@@ -86,6 +86,8 @@ class Master implements Controller {
   private rebalancing: Promise<void> = Promise.resolve();
   private healthTimer: NodeJS.Timeout | undefined;
   private readonly spawnTimers = new Set<NodeJS.Timeout>();
+  /** Worker indexes with a replacement scheduled (back-off timer running). */
+  private readonly pendingReplacement = new Set<number>();
 
   constructor(private readonly ctx: RunContext) {
     this.config = ctx.config;
@@ -155,10 +157,38 @@ class Master implements Controller {
     await runHooks('onBooted', config.hooks.onBooted, {}, config.hookTimeoutMs, log);
   }
 
-  /** A restart ended (done, stopped or abandoned): replace any current worker that died meanwhile. */
+  /**
+   * Run a lifecycle action without awaiting it. Each handles its own expected failures; anything else is
+   * logged here instead of becoming an unhandled rejection that would take the master (and the site) down.
+   */
+  private background(action: Promise<unknown>): void {
+    action.catch((err: unknown) => {
+      this.log.error({ err }, `unexpected error in the master: ${errorMessage(err)}`);
+      if (this.phase === 'restarting') this.backToRunning();
+    });
+  }
+
+  /** (A method, so that TypeScript does not narrow `phase` across awaits.) */
+  private isStopping(): boolean {
+    return this.phase === 'stopping';
+  }
+
+  /** The current generation (the array is indexed by worker index and may have holes). */
+  private current(): WorkerHandle[] {
+    return this.workers.filter((w): w is WorkerHandle => w !== undefined);
+  }
+
+  /**
+   * A restart ended (done, stopped or abandoned): replace every worker index that has no live worker
+   * (one that died meanwhile, or was not there to hand over), unless the server is stopping.
+   */
   private backToRunning(): void {
+    if (this.phase === 'stopping') return;
     this.phase = 'running';
-    for (const w of this.workers) if (!w.alive) this.scheduleReplacement(w.index);
+    for (let i = 0; i < this.count; i++) {
+      const w = this.workers[i];
+      if ((w === undefined || !w.alive) && !this.pendingReplacement.has(i)) this.scheduleReplacement(i);
+    }
     this.notifyReady();
   }
 
@@ -168,7 +198,7 @@ class Master implements Controller {
 
   /** A STATUS= line a person can read in `systemctl status`. */
   private statusLine(): string {
-    const serving = this.workers.filter((w) => w.serving).length;
+    const serving = this.current().filter((w) => w.serving).length;
     const requests = [...this.workers, ...this.retiring].reduce((n, w) => n + w.stats.requests, 0);
     return `STATUS=cluster: ${serving}/${this.count} workers, phase ${this.generation}, ${requests} requests`;
   }
@@ -176,12 +206,16 @@ class Master implements Controller {
   perform(action: ControlAction): ControlAnswer {
     if (action === 'stop' || action === 'halt') {
       if (this.phase === 'stopping') return { accepted: false, status: 409, reason: 'already stopping' };
-      void this.stop(action);
+      this.background(this.stop(action));
       return { accepted: true };
     }
     if (action === 'reload-worker-directory') {
-      const directory = this.resolveDirectory();
-      return { accepted: true, detail: `workers spawned from now on load ${directory}` };
+      try {
+        const directory = this.resolveDirectory();
+        return { accepted: true, detail: `workers spawned from now on load ${directory}` };
+      } catch (err) {
+        return { accepted: false, status: 409, reason: errorMessage(err) };
+      }
     }
     if (this.phase !== 'running') {
       return {
@@ -193,20 +227,20 @@ class Master implements Controller {
     const nextRestart = (this.history.records.at(-1)?.id ?? 0) + 1;
     switch (action) {
       case 'phased-restart':
-        void this.phasedRestart();
+        this.background(this.phasedRestart());
         return { accepted: true, restart: nextRestart };
       case 'restart':
-        void this.hotRestart(Date.now());
+        this.background(this.hotRestart(Date.now()));
         return { accepted: true, restart: nextRestart };
       case 'workers+1': {
         const from = this.count; // resize() changes it synchronously
-        void this.resize(from + 1);
+        this.background(this.resize(from + 1));
         return { accepted: true, detail: `workers: ${from} → ${from + 1}` };
       }
       case 'workers-1': {
         if (this.count <= 1) return { accepted: false, status: 409, reason: 'already at 1 worker' };
         const from = this.count;
-        void this.resize(from - 1);
+        this.background(this.resize(from - 1));
         return { accepted: true, detail: `workers: ${from} → ${from - 1}` };
       }
     }
@@ -262,9 +296,24 @@ class Master implements Controller {
     return [master, ...workers];
   }
 
-  /** Re-resolve `directory` (a symlinked release); workers spawned from now on use the result. */
+  /**
+   * Resolve `directory` (a symlinked release) for a new generation. `this.directory`, what replacements
+   * of crashed workers load, changes only once that generation serves (or on reload-worker-directory).
+   */
+  private resolveNewDirectory(): string {
+    try {
+      return fs.realpathSync(this.config.directory);
+    } catch (err) {
+      throw new NserveError(
+        'ERR_NSERVE_BOOT_CHECK',
+        `directory ${this.config.directory} cannot be resolved: ${errorMessage(err)}`,
+        { cause: err },
+      );
+    }
+  }
+
   private resolveDirectory(): string {
-    this.directory = fs.realpathSync(this.config.directory);
+    this.directory = this.resolveNewDirectory();
     return this.directory;
   }
 
@@ -278,7 +327,13 @@ class Master implements Controller {
       this.config.hookTimeoutMs,
       this.log,
     );
-    const [masterEnd, workerEnd] = native.socketpair();
+    let pair: [number, number];
+    try {
+      pair = native.socketpair();
+    } catch (err) {
+      throw new Error(`cannot spawn worker ${index}: ${errorMessage(err)}`, { cause: err });
+    }
+    const [masterEnd, workerEnd] = pair;
     const { file, args } = ownCommandLine();
     const env: NodeJS.ProcessEnv = {
       ...process.env,
@@ -291,9 +346,18 @@ class Master implements Controller {
     // libuv dup2()s workerEnd onto the child's fd 3; our copy is closed right after.
     const child = spawn(file, args, { env, stdio: ['ignore', 'inherit', 'inherit', workerEnd] });
     native.close(workerEnd);
+    // spawn() reports EAGAIN/EMFILE/ENOMEM as an 'error' event (and no pid): never let it go uncaught.
+    let spawnError: Error | undefined;
+    child.on('error', (err) => {
+      spawnError = err;
+      this.log.error({ worker: index, err }, `worker ${index}: ${errorMessage(err)}`);
+    });
     if (child.pid === undefined) {
       native.close(masterEnd);
-      throw new Error(`cannot spawn worker ${index}`);
+      await new Promise((r) => setImmediate(r));
+      throw new Error(
+        `cannot spawn worker ${index}${spawnError === undefined ? '' : `: ${errorMessage(spawnError)}`}`,
+      );
     }
     const w = new WorkerHandle(index, phase, child.pid, masterEnd, directory, child);
     w.on((msg) => this.onWorkerEvent(w, msg));
@@ -316,15 +380,21 @@ class Master implements Controller {
     w: WorkerHandle,
     msg: FromWorker | { t: 'exit'; code: number | null; signal: string | null },
   ): void {
-    if (msg.t === 'fatal') {
-      if (!w.serving) return;
+    if (msg.t === 'leaving') {
+      if (!w.serving || w.replacing || this.isStopping()) return;
+      w.replacing = true;
       this.log.error(
-        { worker: w.index, workerPid: w.pid, error: msg.error },
-        `worker ${w.index} had an uncaught exception: replacing it`,
+        { worker: w.index, workerPid: w.pid, reason: msg.reason },
+        `worker ${w.index} is leaving (${msg.reason}): replacing it`,
       );
-      // Not serving any more: its slots go to live workers before it drains, then it is replaced.
-      w.state = 'draining';
-      void this.rebalance().then(() => this.drainWorker(w));
+      if (this.current().some((o) => o !== w && o.serving)) {
+        // Its slots go to live workers before it drains; then it is replaced.
+        w.state = 'draining';
+        this.background(this.rebalance().then(() => this.drainWorker(w)));
+      } else {
+        // Nobody else could take its slots: boot the replacement first, then drain it.
+        this.background(this.surgeReplace(w));
+      }
       return;
     }
     if (msg.t !== 'exit') return;
@@ -363,27 +433,58 @@ class Master implements Controller {
         `workers are crashing in a loop: backing off ${delay} ms`,
       );
     }
+    this.pendingReplacement.add(index);
     const timer = setTimeout(() => {
       this.spawnTimers.delete(timer);
+      this.pendingReplacement.delete(index);
       if (this.phase === 'stopping' || index >= this.count) return;
-      void this.replace(index);
+      // A restart in progress replaces workers itself; backToRunning catches up afterwards.
+      if (this.phase === 'restarting') return;
+      this.background(this.replace(index));
     }, delay);
     this.spawnTimers.add(timer);
   }
 
   private async replace(index: number): Promise<void> {
-    const w = await this.spawnWorker(index, this.generation, this.directory);
-    this.workers[index] = w;
+    let w: WorkerHandle | undefined;
     try {
+      w = await this.spawnWorker(index, this.generation, this.directory);
+      this.workers[index] = w;
       await this.waitBooted(w);
     } catch (err) {
-      this.log.error({ worker: index, err }, errorMessage(err));
-      w.kill('SIGKILL');
-      if (this.workers[index] === w) this.scheduleReplacement(index);
+      this.log.error({ worker: index, err }, `replacing worker ${index} failed: ${errorMessage(err)}`);
+      w?.kill('SIGKILL');
+      if (this.phase !== 'stopping' && (w === undefined || this.workers[index] === w))
+        this.scheduleReplacement(index);
       return;
     }
     await this.rebalance();
     this.log.info({ worker: index, workerPid: w.pid }, `worker ${index} replaced`);
+  }
+
+  /** Replace a serving worker surge-first: its replacement accepts on its slots before it drains. */
+  private async surgeReplace(old: WorkerHandle): Promise<void> {
+    let fresh: WorkerHandle | undefined;
+    try {
+      fresh = await this.spawnWorker(old.index, this.generation, this.directory);
+      await this.waitBooted(fresh);
+    } catch (err) {
+      fresh?.kill('SIGKILL');
+      this.log.error(
+        { worker: old.index, err },
+        `replacing worker ${old.index} failed, it keeps serving: ${errorMessage(err)}`,
+      );
+      return;
+    }
+    if (this.phase === 'stopping') {
+      fresh.kill('SIGKILL');
+      return;
+    }
+    this.workers[old.index] = fresh;
+    this.retiring.add(old);
+    await this.rebalance();
+    await this.drainWorker(old);
+    this.log.info({ worker: old.index, workerPid: fresh.pid }, `worker ${old.index} replaced`);
   }
 
   private reap(w: WorkerHandle): void {
@@ -443,7 +544,7 @@ class Master implements Controller {
   }
 
   private async rebalanceNow(): Promise<void> {
-    const serving = this.workers.filter((w) => w.serving);
+    const serving = this.current().filter((w) => w.serving);
     if (serving.length === 0) return;
     const want = new Map<WorkerHandle, Set<string>>(
       serving.map((w) => [w, new Set(this.assignment(w.index, this.count))]),
@@ -488,7 +589,24 @@ class Master implements Controller {
     native.notify(`RELOADING=1\nMONOTONIC_USEC=${process.hrtime.bigint() / 1000n}`);
     const record = this.history.begin('hot');
     log.info({ phase: this.generation + 1 }, 'hot restart: started');
-    const handed = [...this.workers, ...this.retiring].filter((w) => w.alive);
+    // The new master image must be able to start (config file, directory, app file): if it could not,
+    // the exec would take every slot down with it. The new code itself is checked by booting the new
+    // workers while the old ones serve.
+    const check = await bootCheck(config.workerBootTimeoutMs, log, 'config');
+    if (!check.ok) {
+      this.history.finish(record, 'failed', check.error);
+      log.error(
+        { code: 'ERR_NSERVE_BOOT_CHECK', error: check.error },
+        `hot restart abandoned, old workers keep serving: ${check.error}`,
+      );
+      this.backToRunning();
+      return;
+    }
+    if (this.isStopping()) {
+      this.history.finish(record, 'failed', 'stopped during the restart');
+      return;
+    }
+    const handed = [...this.current(), ...this.retiring].filter((w) => w.alive);
     const keepFds = [...this.listeners.map((l) => l.fd), ...handed.map((w) => w.channel.fd)];
     const keep = new Set(keepFds);
     const candidates = leakCandidates(keep);
@@ -561,13 +679,29 @@ class Master implements Controller {
       w.on((msg) => this.onWorkerEvent(w, msg));
       return w;
     });
-    this.workers = old
-      .filter((w, i) => old.findIndex((o) => o.index === w.index) === i)
-      .sort((a, b) => a.index - b.index);
-    for (const w of old) if (!this.workers.includes(w)) this.retiring.add(w);
+    // Indexed by worker index: a worker that was not alive to hand over leaves a hole, filled when the
+    // restart ends (backToRunning). A second worker for an index (still draining) is retiring.
+    this.workers = [];
+    for (const w of old) {
+      if (this.workers[w.index] === undefined && w.index < this.count) this.workers[w.index] = w;
+      else this.retiring.add(w);
+    }
+    // Until the new generation serves, replacements load what the old workers run.
+    this.directory = old[0]?.directory ?? this.directory;
     const record = this.history.current();
     const generation = this.generation + 1;
-    const directory = this.resolveDirectory();
+    let directory: string;
+    try {
+      directory = this.resolveNewDirectory();
+    } catch (err) {
+      this.history.finish(record, 'failed', errorMessage(err));
+      log.error(
+        { code: 'ERR_NSERVE_BOOT_CHECK', err },
+        `hot restart abandoned, old workers keep serving: ${errorMessage(err)}`,
+      );
+      this.backToRunning();
+      return;
+    }
     log.info(
       { adopted: old.map((w) => w.pid), phase: generation, directory },
       'hot restart: new master image adopted the workers; booting new workers',
@@ -576,6 +710,7 @@ class Master implements Controller {
     try {
       for (let i = 0; i < this.count; i++) fresh.push(await this.spawnWorker(i, generation, directory));
       await Promise.all(fresh.map((w) => this.waitBooted(w)));
+      if (this.isStopping()) throw new Error('the server is stopping');
     } catch (err) {
       for (const w of fresh) w.kill('SIGKILL');
       this.history.finish(record, 'failed', errorMessage(err));
@@ -589,6 +724,7 @@ class Master implements Controller {
     const silentFrom = Date.now();
     for (const w of old) this.retiring.add(w);
     this.workers = fresh;
+    this.directory = directory;
     await Promise.all(old.filter((w) => w.alive).map((w) => this.drainWorker(w)));
     this.generation = generation;
     await this.rebalance();
@@ -618,15 +754,16 @@ class Master implements Controller {
     native.notify(`RELOADING=1\nMONOTONIC_USEC=${process.hrtime.bigint() / 1000n}`);
     const record: RestartRecord = this.history.begin('phased');
     const generation = this.generation + 1;
-    const directory = this.resolveDirectory();
-    log.info({ phase: generation, directory }, 'phased restart: started');
     let replaced = 0;
     try {
+      const directory = this.resolveNewDirectory();
+      log.info({ phase: generation, directory }, 'phased restart: started');
       for (let index = 0; index < this.count; index++) {
         const old = this.workers[index];
         const fresh = await this.spawnWorker(index, generation, directory);
         try {
           await this.waitBooted(fresh);
+          if (this.isStopping()) throw new Error('the server is stopping');
         } catch (err) {
           fresh.kill('SIGKILL');
           throw err;
@@ -642,6 +779,7 @@ class Master implements Controller {
         );
       }
       this.generation = generation;
+      this.directory = directory;
       this.history.finish(record, 'ok');
       log.info({ phase: generation, ms: Date.now() - started }, 'phased restart: done');
     } catch (err) {
@@ -674,25 +812,27 @@ class Master implements Controller {
     this.count = count;
     this.log.info({ from: previous, to: count }, `workers: ${previous} → ${count}`);
     if (count > previous) {
-      const w = await this.spawnWorker(count - 1, this.generation, this.directory);
-      this.workers[count - 1] = w;
+      let w: WorkerHandle | undefined;
       try {
+        w = await this.spawnWorker(count - 1, this.generation, this.directory);
+        this.workers[count - 1] = w;
         await this.waitBooted(w);
       } catch (err) {
-        this.log.error({ err }, errorMessage(err));
-        w.kill('SIGKILL');
+        this.log.error({ err }, `adding worker ${count - 1} failed: ${errorMessage(err)}`);
+        w?.kill('SIGKILL');
         this.count = previous;
         this.workers.length = previous;
         return;
       }
       await this.rebalance();
     } else {
-      const removed = this.workers.slice(count);
+      const removed = this.workers.slice(count).filter((w): w is WorkerHandle => w !== undefined);
       this.workers.length = count;
-      for (const w of removed) this.retiring.add(w);
+      const alive = removed.filter((w) => w.alive);
+      for (const w of alive) this.retiring.add(w);
       // Give the remaining workers the removed workers' slots before those drain.
       await this.rebalance();
-      await Promise.all(removed.map((w) => this.drainWorker(w)));
+      await Promise.all(alive.map((w) => this.drainWorker(w)));
     }
   }
 
@@ -701,7 +841,7 @@ class Master implements Controller {
   private checkHealth(): void {
     const now = Date.now();
     if (this.phase === 'running') native.notify(this.statusLine());
-    for (const w of this.workers) {
+    for (const w of this.current()) {
       if (w.state === 'booting' && now - w.spawnedAt > this.config.workerBootTimeoutMs) {
         this.log.error(
           { worker: w.index, workerPid: w.pid, code: 'ERR_NSERVE_BOOT_TIMEOUT' },

@@ -29,8 +29,11 @@ export type FromWorker =
   | { t: 'released'; keys: string[] }
   | { t: 'heartbeat'; requests: number; inFlight: number; eventLoopDelayMs: number; rss: number }
   | { t: 'drained'; forced: number; requests: number }
-  /** An uncaught exception: the worker wants to be replaced; it keeps serving until told to drain. */
-  | { t: 'fatal'; error: string };
+  /**
+   * The worker wants to be replaced (an uncaught exception, or a SIGTERM sent to it directly); it keeps
+   * serving until the master has moved its slots (or booted its replacement) and tells it to drain.
+   */
+  | { t: 'leaving'; reason: string };
 
 /** Environment of a worker process (set by the master). */
 export const WORKER_ENV = {

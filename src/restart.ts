@@ -38,15 +38,21 @@ export type BootCheckResult =
   | { ok: false; error: string; ms: number };
 
 /**
- * Start a short-lived copy of ourselves that reads the config and loads the app from the re-resolved
- * directory without binding or serving anything, and reports whether that worked.
+ * Start a short-lived copy of ourselves that reads the config and resolves the directory and the app
+ * file (`what: 'config'`), or also loads the app (`'app'`), without binding or serving anything, and
+ * reports whether that worked. The result is only reported once the child has exited (and libuv has
+ * reaped it): an exec right after must not leave a zombie behind.
  */
-export function bootCheck(timeoutMs: number, log: Logger): Promise<BootCheckResult> {
+export function bootCheck(
+  timeoutMs: number,
+  log: Logger,
+  what: 'app' | 'config' = 'app',
+): Promise<BootCheckResult> {
   const started = Date.now();
   const { file, args } = ownCommandLine();
   return new Promise<BootCheckResult>((resolve) => {
     const child = spawn(file, args, {
-      env: { ...process.env, NSERVE_BOOT_CHECK: '1' },
+      env: { ...process.env, NSERVE_BOOT_CHECK: what === 'app' ? '1' : 'config' },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     let settled = false;
@@ -54,8 +60,13 @@ export function bootCheck(timeoutMs: number, log: Logger): Promise<BootCheckResu
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      resolve(result);
+      if (child.exitCode !== null || child.signalCode !== null) {
+        resolve(result);
+        return;
+      }
+      // libuv reaps the child when it reports the exit; resolve only then.
+      child.once('exit', () => resolve(result));
+      child.kill('SIGKILL');
     };
     const timer = setTimeout(
       () =>

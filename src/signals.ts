@@ -40,6 +40,12 @@ export const SIGNAL_COMMANDS: readonly SignalCommand[] = [
   },
 ];
 
+/** What bin/nserve.js caught before the server's modules had loaded. */
+interface EarlySignals {
+  received: string[];
+  uninstall(): void;
+}
+
 /**
  * Signals set to ignored (not defaulted) across the re-exec. This only covers the first milliseconds:
  * Node resets ignored signals to their default action at start-up, so bin/nserve.js installs catching
@@ -62,11 +68,7 @@ export function installSignalHandlers(
 ): () => void {
   // bin/nserve.js catches restart signals before any module loads (Node resets ignored signals to their
   // default, fatal, action at start-up); what arrived while booting is coalesced into "ignored".
-  const early = (globalThis as { __nserveEarlySignals?: string[] }).__nserveEarlySignals;
-  if (early !== undefined && early.length > 0) {
-    log.warn({ signals: [...early] }, 'signals received while booting were ignored');
-    early.length = 0;
-  }
+  const early = (globalThis as { __nserveEarlySignals?: EarlySignals }).__nserveEarlySignals;
   const installed: [NodeJS.Signals, () => void][] = [];
   for (const cmd of SIGNAL_COMMANDS) {
     const handler = (): void => dispatch(cmd.action, cmd.signal);
@@ -80,6 +82,15 @@ export function installSignalHandlers(
   };
   process.on('SIGHUP', hup);
   installed.push(['SIGHUP', hup]);
+  if (early !== undefined) {
+    early.uninstall();
+    const got = early.received.splice(0);
+    const stop = got.find((sig) => sig === 'SIGTERM' || sig === 'SIGINT');
+    const ignored = got.filter((sig) => sig !== 'SIGTERM' && sig !== 'SIGINT');
+    if (ignored.length > 0) log.warn({ signals: ignored }, 'signals received while booting were ignored');
+    // A stop requested while booting is carried out now that the server can drain.
+    if (stop !== undefined) dispatch('stop', stop as NodeJS.Signals);
+  }
   return () => {
     for (const [sig, h] of installed) process.off(sig, h);
   };

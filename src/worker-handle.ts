@@ -16,6 +16,8 @@ type Listener = (msg: FromWorker | { t: 'exit'; code: number | null; signal: str
 
 export class WorkerHandle {
   state: WorkerState = 'booting';
+  /** Asked to be replaced; a replacement is on its way. */
+  replacing = false;
   /** Slot keys this worker is accepting on. */
   readonly keys = new Set<string>();
   readonly spawnedAt = Date.now();
@@ -46,7 +48,7 @@ export class WorkerHandle {
     }
     this.channel = new Channel<FromWorker, ToWorker>(channelFd, {
       message: (msg) => this.onMessage(msg),
-      close: () => this.onGone(null, null),
+      close: () => this.onChannelClosed(),
     });
     child?.once('exit', (code, signal) => this.onGone(code, signal));
   }
@@ -108,6 +110,21 @@ export class WorkerHandle {
   }
 
   /** The channel closed or the process exited: whichever comes first ends the worker for us. */
+  /**
+   * The channel closes as the process exits, a moment before libuv reports the exit status. For a child
+   * of ours, wait briefly for that status so logs can say how the worker died; an adopted worker (not
+   * libuv's child) has no status to wait for.
+   */
+  private onChannelClosed(): void {
+    const child = this.child;
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) {
+      this.onGone(child?.exitCode ?? null, child?.signalCode ?? null);
+      return;
+    }
+    const timer = setTimeout(() => this.onGone(null, null), 200);
+    child.once('exit', () => clearTimeout(timer));
+  }
+
   private onGone(code: number | null, signal: string | null): void {
     if (this.exit !== undefined) {
       // The channel usually closes first; keep the real exit status when it arrives.

@@ -104,8 +104,12 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
   };
 
   // SIGTERM/SIGINT to a worker (e.g. Ctrl-C reaching the whole process group): the master coordinates
-  // the stop; a worker only drains when the master says so, or when the master is gone.
-  process.on('SIGTERM', () => void drain());
+  // the stop; a worker only drains when the master says so, or when the master is gone. A SIGTERM sent
+  // to this worker alone asks the master to replace it (its slots move first, so none goes unserved).
+  process.on('SIGTERM', () => {
+    if (channel.isClosed) void drain();
+    else channel.send({ t: 'leaving', reason: 'received SIGTERM' });
+  });
   process.on('SIGINT', () => {});
   for (const sig of ['SIGUSR1', 'SIGUSR2', 'SIGTTIN', 'SIGTTOU', 'SIGHUP'] as const)
     process.on(sig, () => {});
@@ -118,7 +122,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     if (server === undefined) process.exit(1);
     if (failing) return;
     failing = true;
-    channel.send({ t: 'fatal', error: errorMessage(err) });
+    channel.send({ t: 'leaving', reason: `uncaught exception: ${errorMessage(err)}` });
   });
 
   const eld = monitorEventLoopDelay({ resolution: 20 });

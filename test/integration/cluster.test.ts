@@ -175,8 +175,8 @@ test('an uncaught exception in a worker: it drains and is replaced, no request f
   await new Promise((r) => setTimeout(r, 200));
   const crashed = await getJson(port, '/crash');
   assert.equal(crashed.status, 200, 'the request that triggered the exception still got its answer');
-  const line = await srv.waitForMsg(/^worker \d had an uncaught exception: replacing it/);
-  assert.equal(line.error, 'async boom');
+  const line = await srv.waitForMsg(/^worker \d is leaving \(uncaught exception: async boom\): replacing it/);
+  assert.equal(line.reason, 'uncaught exception: async boom');
   await srv.waitForMsg(/^worker \d replaced/);
   await new Promise((r) => setTimeout(r, 300));
   const result = await load.stop();
