@@ -25,6 +25,8 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
   const log = createLogger({ level: config.logLevel, base: { role: 'worker', worker: index, phase } });
   // libuv handed us the channel without close-on-exec; a child the app spawns must not inherit it.
   native.setCloexec(channelFd, true);
+  const workerHooks = (name: 'onWorkerBoot' | 'onWorkerShutdown') =>
+    runHooks(name, config.hooks[name], { worker: index, phase }, config.hookTimeoutMs, log);
 
   let server: AppServer | undefined;
   const held = new Map<string, number>();
@@ -93,13 +95,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     // while our shutdown hooks still close the app's connections.
     channel.send({ t: 'drained', forced, requests: s?.requests ?? 0 });
     log.info({ requests: s?.requests ?? 0, forced }, 'worker drained');
-    await runHooks(
-      'onWorkerShutdown',
-      config.hooks.onWorkerShutdown,
-      { worker: index, phase },
-      config.hookTimeoutMs,
-      log,
-    );
+    await workerHooks('onWorkerShutdown');
     process.exit(0);
   };
 
@@ -152,13 +148,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
       accessLog: config.accessLog,
       healthPath: config.healthPath,
     });
-    await runHooks(
-      'onWorkerBoot',
-      config.hooks.onWorkerBoot,
-      { worker: index, phase },
-      config.hookTimeoutMs,
-      log,
-    );
+    await workerHooks('onWorkerBoot');
     log.info({ app: app.file, directory }, 'worker booted');
     channel.send({ t: 'booted', file: app.file, directory });
     // Slots that arrived while we were booting.
