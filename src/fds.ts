@@ -23,6 +23,8 @@ export interface ProcessFds {
   index?: number;
   count: number;
   fds: FdEntry[];
+  /** Descriptor count after each finished restart, oldest first (server/master only, via the control server). */
+  history?: number[];
 }
 
 /** What a descriptor is, in words: path, socket address or peer, pipe. */
@@ -193,6 +195,9 @@ export function formatFdTable(procs: readonly ProcessFds[]): string {
     lines.push(
       `${p.role}${p.index === undefined ? '' : ` ${p.index}`} pid ${p.pid}: ${p.count} descriptors${leaking > 0 ? `, ${leaking} would leak on the next hot restart` : ''}`,
     );
+    if (p.history !== undefined && p.history.length > 0) {
+      lines.push(`  descriptor count after each restart: ${p.history.join(' → ')}`);
+    }
     lines.push('  fd  role      kind        cloexec  target');
     for (const f of p.fds) {
       lines.push(

@@ -279,11 +279,14 @@ class Master implements Controller {
 
   fds(): ProcessFds[] {
     const channels = [...this.workers, ...this.retiring].filter((w) => w.alive).map((w) => w.channel.fd);
-    const master = inspect(process.pid, 'master', {
-      listeners: this.listeners.map((l) => l.fd),
-      channels,
-      control: this.ctx.controlFds ?? [],
-    });
+    const master = {
+      ...inspect(process.pid, 'master', {
+        listeners: this.listeners.map((l) => l.fd),
+        channels,
+        control: this.ctx.controlFds ?? [],
+      }),
+      history: this.history.fdCounts(),
+    };
     const workers: ProcessFds[] = [];
     for (const w of [...this.workers, ...this.retiring]) {
       if (!w.alive) continue;

@@ -250,7 +250,13 @@ export async function runSingle(ctx: RunContext): Promise<void> {
   });
 
   const fds = () => [
-    inspect(process.pid, 'single', { listeners: listeners.map((l) => l.fd), control: ctx.controlFds ?? [] }),
+    {
+      ...inspect(process.pid, 'single', {
+        listeners: listeners.map((l) => l.fd),
+        control: ctx.controlFds ?? [],
+      }),
+      history: history.fdCounts(),
+    },
   ];
 
   installSignalHandlers((action, signal) => {

@@ -188,3 +188,32 @@ test('every descriptor nserve creates or receives is close-on-exec (master and w
   await until('two workers', () => childPids(srv.pid).length === 2);
   check();
 });
+
+test('nserve fds -S shows the descriptor count after each restart', async (t) => {
+  const dir = tmpDir();
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const state = path.join(dir, 'nserve.state');
+  const srv = startNserve([
+    'start',
+    'examples/hello.mjs',
+    '--bind',
+    'tcp://127.0.0.1:0',
+    '--control-url',
+    'auto',
+    '--state',
+    state,
+  ]);
+  t.after(() => srv.kill());
+  await srv.port();
+  for (let i = 0; i < 2; i++) await hotRestart(srv);
+  await until('the state file', () => fs.existsSync(state));
+  const out = execFileSync(process.execPath, [CLI, 'fds', '-S', state, '--json'], { encoding: 'utf8' });
+  const procs = JSON.parse(out) as { history?: number[]; count: number }[];
+  assert.equal(procs[0]!.history?.length, 2);
+  assert.ok(
+    procs[0]!.history!.every((n) => n === procs[0]!.history![0]),
+    `flat: ${procs[0]!.history!.join(' → ')}`,
+  );
+  const table = execFileSync(process.execPath, [CLI, 'fds', '-S', state], { encoding: 'utf8' });
+  assert.match(table, /descriptor count after each restart: \d+ → \d+/);
+});

@@ -118,3 +118,27 @@ test('precedence and sources: flag over file over environment over default', () 
   assert.deepEqual(d.backlog, { value: 1024, source: 'default' });
   assert.deepEqual(d.slots, { value: 4, source: 'default' }, 'slots follow the worker count');
 });
+
+test('the remaining keys: app, directory, control, state and redirection, each named with what is valid', () => {
+  rejects(
+    () => buildConfig(undefined, {}, { app: '' }, cwd, undefined, {}),
+    /config key app: "": expected a non-empty string/,
+  );
+  assert.throws(
+    () => build({ directory: '/nonexistent/nserve-dir' }),
+    /invalid --directory: \/nonexistent\/nserve-dir is not a directory/,
+  );
+  rejects(
+    () => build({}, { directory: 7 as unknown as string }),
+    /config key directory: 7: expected a non-empty string/,
+  );
+  for (const key of ['state', 'redirectStdout', 'redirectStderr'] as const) {
+    rejects(() => build({}, { [key]: '' }), new RegExp(`config key ${key}: "": expected a non-empty string`));
+  }
+  assert.throws(() => build({ controlUrl: 'http://x' }), /--control-url/);
+  assert.throws(
+    () => build({ controlUrl: 'tcp://127.0.0.1:9000' }),
+    /--control-url .*token|token.*--control-url|--control-token/,
+  );
+  rejects(() => build({}, { controlToken: 42 as unknown as string }), /controlToken: expected a string/);
+});
