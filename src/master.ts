@@ -575,7 +575,11 @@ class Master implements Controller {
       }),
     );
     for (const w of serving) {
-      const extra = [...w.keys].filter((k) => !want.get(w)!.has(k));
+      // Release a slot only if another live worker accepts on it right now (the one that was meant to
+      // take it may have died during this pass: then the next pass moves it).
+      const extra = [...w.keys].filter(
+        (k) => !want.get(w)!.has(k) && serving.some((o) => o !== w && o.serving && o.keys.has(k)),
+      );
       if (extra.length > 0 && w.serving) w.send({ t: 'release', keys: extra });
     }
   }
