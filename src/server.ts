@@ -23,8 +23,24 @@ export interface AppServerOptions {
 }
 
 interface ConnState {
+  server: AppServer;
   active: number;
   idleSince: number;
+}
+
+// Per-connection and per-response state rides on the objects themselves, and the 'close' handlers are
+// shared functions, not closures: this is the per-request hot path.
+const STATE = Symbol('nserve.connection');
+type Tracked<T> = T & { [STATE]?: ConnState };
+
+function onSocketClose(this: Tracked<Socket>): void {
+  const st = this[STATE];
+  if (st !== undefined) st.server.untrack(this);
+}
+
+function onResponseClose(this: Tracked<http.ServerResponse>): void {
+  const st = this[STATE];
+  if (st !== undefined) st.server.finished(this, st);
 }
 
 export interface DrainResult {
@@ -36,9 +52,10 @@ export class AppServer {
   requests = 0;
   inFlight = 0;
   private readonly servers = new Map<string, http.Server>();
-  private readonly conns = new Map<Socket, ConnState>();
+  private readonly conns = new Set<Tracked<Socket>>();
   private draining = false;
   private readonly responses = new Set<http.ServerResponse>();
+  private readonly responseStarted = new WeakMap<http.ServerResponse, bigint>();
   private onConnectionClosed: (() => void) | undefined;
   private readonly listener: http.RequestListener;
 
@@ -115,14 +132,16 @@ export class AppServer {
       };
       const tick = (): void => {
         const now = Date.now();
-        for (const [sock, st] of this.conns) {
-          if (st.active === 0 && now - st.idleSince >= this.options.drainGraceMs) sock.destroy();
+        for (const sock of this.conns) {
+          const st = sock[STATE];
+          if (st !== undefined && st.active === 0 && now - st.idleSince >= this.options.drainGraceMs)
+            sock.destroy();
         }
         if (this.conns.size === 0) {
           finish(0);
         } else if (now >= deadline) {
           const forced = this.conns.size;
-          for (const sock of this.conns.keys()) sock.destroy();
+          for (const sock of this.conns) sock.destroy();
           finish(forced);
         }
       };
@@ -143,47 +162,57 @@ export class AppServer {
     res.end(JSON.stringify({ status: this.draining ? 'draining' : 'ok', pid: process.pid }));
   }
 
-  private track(sock: Socket): void {
-    this.conns.set(sock, { active: 0, idleSince: Date.now() });
-    sock.once('close', () => {
-      this.conns.delete(sock);
-      this.onConnectionClosed?.();
-    });
+  private track(sock: Tracked<Socket>): void {
+    sock[STATE] = { server: this, active: 0, idleSince: Date.now() };
+    this.conns.add(sock);
+    sock.on('close', onSocketClose);
   }
 
-  private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+  /** A connection closed (called from the shared 'close' handler). */
+  untrack(sock: Tracked<Socket>): void {
+    this.conns.delete(sock);
+    this.onConnectionClosed?.();
+  }
+
+  /** A response ended or was aborted (called from the shared 'close' handler). */
+  finished(res: http.ServerResponse, st: ConnState): void {
+    this.inFlight--;
+    this.responses.delete(res);
+    st.active--;
+    st.idleSince = Date.now();
+    const started = this.responseStarted.get(res);
+    if (started !== undefined) {
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      const req = res.req;
+      this.options.log.info(
+        {
+          method: req.method,
+          path: req.url,
+          status: res.statusCode,
+          ms: Math.round(ms * 100) / 100,
+          finished: res.writableFinished,
+        },
+        'request',
+      );
+    }
+  }
+
+  private handle(req: http.IncomingMessage, res: Tracked<http.ServerResponse>): void {
     if (this.options.healthPath !== undefined && req.url?.split('?')[0] === this.options.healthPath) {
       this.health(res);
       return;
     }
+    const st = (req.socket as Tracked<Socket>)[STATE];
     this.requests++;
-    this.inFlight++;
-    const st = this.conns.get(req.socket);
-    if (st !== undefined) st.active++;
+    if (st !== undefined) {
+      this.inFlight++;
+      st.active++;
+      res[STATE] = st;
+      this.responses.add(res);
+      if (this.options.accessLog === true) this.responseStarted.set(res, process.hrtime.bigint());
+      res.on('close', onResponseClose);
+    }
     if (this.draining) res.shouldKeepAlive = false;
-    this.responses.add(res);
-    const started = this.options.accessLog === true ? process.hrtime.bigint() : 0n;
-    res.once('close', () => {
-      if (started !== 0n) {
-        const ms = Number(process.hrtime.bigint() - started) / 1e6;
-        this.options.log.info(
-          {
-            method: req.method,
-            path: req.url,
-            status: res.statusCode,
-            ms: Math.round(ms * 100) / 100,
-            finished: res.writableFinished,
-          },
-          'request',
-        );
-      }
-      this.inFlight--;
-      this.responses.delete(res);
-      if (st !== undefined) {
-        st.active--;
-        st.idleSince = Date.now();
-      }
-    });
     try {
       this.listener(req, res);
     } catch (err) {
