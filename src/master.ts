@@ -541,7 +541,9 @@ class Master implements Controller {
     this.rebalancing = this.rebalancing
       .then(() => this.rebalanceNow())
       .catch((err: unknown) => {
-        this.log.error({ err }, `rebalancing slots failed: ${errorMessage(err)}`);
+        // A worker died or declined mid-pass: the situation changed, so look again shortly.
+        this.log.warn({ err }, `rebalancing slots failed, retrying: ${errorMessage(err)}`);
+        if (!this.isStopping()) setTimeout(() => void this.rebalance(), 50).unref();
       });
     return this.rebalancing;
   }
@@ -570,6 +572,9 @@ class Master implements Controller {
         await w.waitFor('accept on its slots', this.config.workerBootTimeoutMs, (m) => {
           if (m.t === 'accepting' && add.every((k) => w.keys.has(k))) return true;
           if (m.t === 'exit') throw new Error(`worker ${w.index} exited before accepting`);
+          if (m.t === 'released' && add.some((k) => m.keys.includes(k))) {
+            throw new Error(`worker ${w.index} declined its slots (it is draining)`);
+          }
           return undefined;
         });
       }),
@@ -645,6 +650,7 @@ class Master implements Controller {
             fd: w.channel.fd,
             directory: w.directory,
             keys: [...w.keys],
+            draining: !w.serving,
           }),
         ),
       ),
@@ -683,6 +689,7 @@ class Master implements Controller {
     const old = handed.map((h) => {
       native.setCloexec(h.fd, true);
       const w = new WorkerHandle(h.index, h.phase, h.pid, h.fd, h.directory, undefined, { keys: h.keys });
+      if (h.draining) w.state = 'draining';
       w.on((msg) => this.onWorkerEvent(w, msg));
       return w;
     });
@@ -690,7 +697,7 @@ class Master implements Controller {
     // restart ends (backToRunning). A second worker for an index (still draining) is retiring.
     this.workers = [];
     for (const w of old) {
-      if (this.workers[w.index] === undefined && w.index < this.count) this.workers[w.index] = w;
+      if (w.serving && this.workers[w.index] === undefined && w.index < this.count) this.workers[w.index] = w;
       else this.retiring.add(w);
     }
     // Until the new generation serves, replacements load what the old workers run.
@@ -910,6 +917,8 @@ interface HandedWorker {
   fd: number;
   directory: string;
   keys: string[];
+  /** Already told to drain: it must never be lent a slot again. */
+  draining: boolean;
 }
 
 function parseHandedWorkers(value: string | undefined): HandedWorker[] {

@@ -66,7 +66,17 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
   });
 
   const acceptOn = async (keys: string[]): Promise<void> => {
-    if (server === undefined || draining) return;
+    if (server === undefined) return; // served once booted
+    if (draining) {
+      // Too late: decline, so the master lends these slots elsewhere instead of waiting for us.
+      for (const key of keys) {
+        const fd = held.get(key);
+        held.delete(key);
+        if (fd !== undefined) native.close(fd);
+      }
+      channel.send({ t: 'released', keys });
+      return;
+    }
     for (const key of keys) {
       const fd = held.get(key);
       if (fd === undefined) continue;
