@@ -6,7 +6,7 @@
 // they replace drains (phased restart, crash recovery lends the dead worker's slots to a live one).
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import { publishPorts } from './app.js';
+import { publishPorts, resolveAppFile } from './app.js';
 import {
   closeLeftovers,
   closeListeners,
@@ -98,6 +98,8 @@ class Master implements Controller {
 
   async start(): Promise<void> {
     const { config, log } = this;
+    // A missing app is bad input: say so before anything is bound or spawned.
+    resolveAppFile(config.app, this.resolveNewDirectory());
     const opened = openListeners(config.binds, {
       slots: config.slots,
       reusePort: true,

@@ -4,7 +4,7 @@
 // The listening descriptors are owned here for the life of the PID (across hot restarts); the HTTP
 // servers accept on dups of them, so stopping accepting never closes a socket and never drops its queue.
 import * as fs from 'node:fs';
-import { compatPorts, listenWaitMs, loadApp, publishPorts } from './app.js';
+import { compatPorts, listenWaitMs, loadApp, publishPorts, resolveAppFile } from './app.js';
 import {
   closeLeftovers,
   closeListeners,
@@ -68,6 +68,9 @@ export function identityEnv(ctx: RunContext): Record<string, string> {
 
 export async function runSingle(ctx: RunContext): Promise<void> {
   const { config, log, history } = ctx;
+  // A missing app is bad input: say so before anything is bound.
+  const directory = fs.realpathSync(config.directory);
+  resolveAppFile(config.app, directory);
   const { listeners, leftovers } = openListeners(config.binds, {
     slots: 1,
     reusePort: false,
@@ -76,13 +79,19 @@ export async function runSingle(ctx: RunContext): Promise<void> {
   });
   logActivated(listeners, log);
   let phase: Phase = 'booting';
-  const directory = fs.realpathSync(config.directory);
   process.chdir(directory);
   publishPorts(tcpPorts(listeners));
-  const app = await loadApp(config.app, directory, {
-    ports: compatPorts(tcpPorts(listeners), process.env),
-    listenWaitMs: listenWaitMs(config),
-  });
+  let app: Awaited<ReturnType<typeof loadApp>>;
+  try {
+    app = await loadApp(config.app, directory, {
+      ports: compatPorts(tcpPorts(listeners), process.env),
+      listenWaitMs: listenWaitMs(config),
+    });
+  } catch (err) {
+    // Leave no socket file behind for an app that cannot start.
+    closeListeners(listeners, { unlink: true });
+    throw err;
+  }
   const server = new AppServer(app.listener, {
     log,
     backlog: config.backlog,

@@ -109,3 +109,18 @@ test('--version prints the version and exits 0', async () => {
   const r = await runNserve(['--version']);
   assert.equal(r.code, 0);
 });
+
+test('missing app file in cluster mode: the same one-line error, no worker started', () =>
+  expectUsageError(['start', 'nope/missing.mjs', '-w', '2'], /app file not found: .*nope\/missing\.mjs/));
+
+test('an app that fails to load leaves no unix socket file behind', async (t) => {
+  const dir = tmpDir();
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  fs.writeFileSync(path.join(dir, 'throws.mjs'), "throw new Error('kaboom at load');\n");
+  const sock = path.join(dir, 'app.sock');
+  await expectUsageError(
+    ['start', path.join(dir, 'throws.mjs'), '--bind', `unix://${sock}`],
+    /failed to load: kaboom at load/,
+  );
+  assert.equal(fs.existsSync(sock), false);
+});
