@@ -86,34 +86,41 @@ test('cluster hot restart of a release that throws at load: old workers keep ser
   await srv.waitForMsg('hot restart: done', 20000, mark);
 });
 
-test('10 cluster hot restarts: master descriptors and live processes stay flat', async (t) => {
-  const srv = startNserve(['start', 'examples/hello.mjs', '-w', '2', '--bind', 'tcp://127.0.0.1:0']);
-  t.after(() => srv.kill());
-  const port = await srv.port(20000);
-  const fdsBefore = fdCount(srv.pid);
-  for (let i = 1; i <= 10; i++) {
-    const mark = srv.lines.length;
-    srv.signal('SIGUSR2');
-    await srv.waitForMsg('hot restart: done', 20000, mark);
-    await until('two live workers', () => childPids(srv.pid).length === 2, 10000);
-  }
-  await until('no zombie or extra process', () => childPids(srv.pid).length === 2);
-  // The last old workers may still be closing their channels (they exit after reporting drained):
-  // the count must come back to where it was, and stay there.
-  let fdsAfter = 0;
-  try {
-    await until(
-      'the master descriptor count to settle',
-      () => {
-        fdsAfter = fdCount(srv.pid);
-        return fdsAfter === fdsBefore;
-      },
-      5000,
-    );
-  } finally {
-    assert.equal(fdsAfter, fdsBefore, `master fds ${fdsBefore} → ${fdsAfter}`);
-  }
-  await new Promise((r) => setTimeout(r, 500));
-  assert.equal(fdCount(srv.pid), fdsBefore, 'and stays there');
-  assert.equal((await getJson(port)).status, 200);
-});
+const FLAT_RUNS: [string, NodeJS.Signals, string][] = [
+  ['hot', 'SIGUSR2', 'hot restart: done'],
+  ['phased', 'SIGUSR1', 'phased restart: done'],
+];
+
+for (const [kind, signal, done] of FLAT_RUNS) {
+  test(`10 cluster ${kind} restarts: master descriptors and live processes stay flat`, async (t) => {
+    const srv = startNserve(['start', 'examples/hello.mjs', '-w', '2', '--bind', 'tcp://127.0.0.1:0']);
+    t.after(() => srv.kill());
+    const port = await srv.port(20000);
+    const fdsBefore = fdCount(srv.pid);
+    for (let i = 1; i <= 10; i++) {
+      const mark = srv.lines.length;
+      srv.signal(signal);
+      await srv.waitForMsg(done, 20000, mark);
+      await until('two live workers', () => childPids(srv.pid).length === 2, 10000);
+    }
+    await until('no zombie or extra process', () => childPids(srv.pid).length === 2);
+    // The last old workers may still be closing their channels (they exit after reporting drained):
+    // the count must come back to where it was, and stay there.
+    let fdsAfter = 0;
+    try {
+      await until(
+        'the master descriptor count to settle',
+        () => {
+          fdsAfter = fdCount(srv.pid);
+          return fdsAfter === fdsBefore;
+        },
+        5000,
+      );
+    } finally {
+      assert.equal(fdsAfter, fdsBefore, `master fds ${fdsBefore} → ${fdsAfter}`);
+    }
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(fdCount(srv.pid), fdsBefore, 'and stays there');
+    assert.equal((await getJson(port)).status, 200);
+  });
+}
