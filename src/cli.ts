@@ -1,6 +1,7 @@
 // The nserve command line. One process image plays one role, picked once here:
 //   boot check (NSERVE_BOOT_CHECK=1), worker (NSERVE_WORKER=<index>), master (-w N > 0) or single.
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { compatPorts, listenWaitMs, loadApp, resolveAppFile } from './app.js';
 import { type CliOptions, type Config, describeConfig, formatConfig, loadConfig } from './config.js';
@@ -48,16 +49,33 @@ const HANDOFF_ENV = [
   'LISTEN_FDNAMES',
 ];
 
+/**
+ * The directory the command was given in, as the user named it: a shell's $PWD when it is the same
+ * directory (so `cd /var/www/current && nserve start app.mjs` keeps following the `current` symlink
+ * across restarts), else the resolved cwd.
+ */
+function launchCwd(): string {
+  const cwd = process.cwd();
+  const pwd = process.env.PWD;
+  try {
+    if (pwd !== undefined && path.isAbsolute(pwd) && fs.realpathSync(pwd) === cwd) return pwd;
+  } catch {
+    // PWD names something that is gone
+  }
+  return cwd;
+}
+
 async function start(appArg: string | undefined, opts: CliOptions): Promise<void> {
   const env = { ...process.env };
   for (const k of HANDOFF_ENV) delete process.env[k];
   if (env.NSERVE_BOOT_CHECK === '1' || env.NSERVE_BOOT_CHECK === 'config') {
     return bootCheckChild(
-      () => loadConfig(appArg, opts, process.cwd()),
+      () => loadConfig(appArg, opts, launchCwd()),
       env.NSERVE_BOOT_CHECK === 'config' ? 'config' : 'app',
     );
   }
-  const config = await loadConfig(appArg, opts, process.cwd());
+  const cwd = launchCwd();
+  const config = await loadConfig(appArg, opts, cwd);
   if (config.environment !== undefined) process.env.NODE_ENV = config.environment;
 
   // Every role points its own stdout/stderr at the files (a worker reopens them on SIGHUP).
@@ -90,6 +108,7 @@ async function start(appArg: string | undefined, opts: CliOptions): Promise<void
     env,
     history: RestartHistory.fromEnv(env.NSERVE_HISTORY),
     startedAt,
+    launchCwd: cwd,
     ...(control.server === undefined ? {} : { controlFds: [control.server.fd] }),
     onServing: async (controller) => {
       if (config.workers > 0) onStdioReopened(() => signalWorkers(controller, 'SIGHUP'));
@@ -221,7 +240,7 @@ export function buildProgram(): Command {
       .requiredOption('--print', 'print the configuration')
       .option('--json', 'print JSON'),
   ).action(async (app: string | undefined, opts: CliOptions & { json?: boolean }) => {
-    const config = await loadConfig(app, opts, process.cwd());
+    const config = await loadConfig(app, opts, launchCwd());
     process.stdout.write(
       opts.json === true ? `${JSON.stringify(describeConfig(config), null, 2)}\n` : formatConfig(config),
     );

@@ -606,7 +606,7 @@ class Master implements Controller {
     // The new master image must be able to start (config file, directory, app file): if it could not,
     // the exec would take every slot down with it. The new code itself is checked by booting the new
     // workers while the old ones serve.
-    const check = await bootCheck(config.workerBootTimeoutMs, log, 'config');
+    const check = await bootCheck(config.workerBootTimeoutMs, log, 'config', this.ctx.launchCwd);
     if (!check.ok) {
       this.history.finish(record, 'failed', check.error);
       log.error(
@@ -666,6 +666,7 @@ class Master implements Controller {
         env,
         restart: { count: this.ctx.restart.count, requestedAt },
         log,
+        cwd: this.ctx.launchCwd,
       });
     } catch (err) {
       for (const w of handed) w.channel.reattach();

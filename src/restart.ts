@@ -46,7 +46,8 @@ export type BootCheckResult =
 export function bootCheck(
   timeoutMs: number,
   log: Logger,
-  what: 'app' | 'config' = 'app',
+  what: 'app' | 'config',
+  cwd: string,
 ): Promise<BootCheckResult> {
   const started = Date.now();
   const { file, args } = ownCommandLine();
@@ -54,6 +55,7 @@ export function bootCheck(
     const child = spawn(file, args, {
       env: { ...process.env, NSERVE_BOOT_CHECK: what === 'app' ? '1' : 'config' },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      cwd,
     });
     let settled = false;
     const finish = (result: BootCheckResult): void => {
@@ -100,6 +102,12 @@ export interface ExecOptions {
   env: Record<string, string>;
   restart: RestartInfo;
   log: Logger;
+  /**
+   * The directory the server was started in. Single mode runs in the app's directory; the command line
+   * (relative APP, --directory, -C, a config file found in the cwd) must be read again from where it
+   * was first given, so the exec happens there.
+   */
+  cwd: string;
 }
 
 /**
@@ -126,7 +134,9 @@ export function execSelf(options: ExecOptions): never {
     }
   }
   for (const fd of options.keepFds) native.setCloexec(fd, false);
+  const runningIn = process.cwd();
   try {
+    process.chdir(options.cwd);
     return native.execve(
       file,
       [file, ...args],
@@ -134,6 +144,7 @@ export function execSelf(options: ExecOptions): never {
       { ignoreSignals: IGNORED_ACROSS_EXEC },
     );
   } catch (err) {
+    process.chdir(runningIn);
     for (const fd of options.keepFds) native.setCloexec(fd, true);
     stdioState.forEach((was, fd) => {
       if (was !== undefined) native.setCloexec(fd, was);

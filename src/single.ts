@@ -52,6 +52,8 @@ export interface RunContext {
   log: Logger;
   restart: RestartInfo;
   history: RestartHistory;
+  /** Where the command line was given (logical path): restarts read it again from there. */
+  launchCwd: string;
   /** When this server (PID) first started, across hot restarts. */
   startedAt: string;
   env: NodeJS.ProcessEnv;
@@ -146,7 +148,7 @@ export async function runSingle(ctx: RunContext): Promise<void> {
     const record = history.begin('hot');
     native.notify(`RELOADING=1\nMONOTONIC_USEC=${process.hrtime.bigint() / 1000n}`);
     log.info({ directory: config.directory }, 'hot restart: checking that the new code boots');
-    const check = await bootCheck(config.workerBootTimeoutMs, log);
+    const check = await bootCheck(config.workerBootTimeoutMs, log, 'app', ctx.launchCwd);
     if (stopRequested) return stop('stop requested during restart', config.shutdownTimeoutMs);
     if (!check.ok) {
       history.finish(record, 'failed', check.error);
@@ -193,6 +195,7 @@ export async function runSingle(ctx: RunContext): Promise<void> {
         },
         restart: { count: ctx.restart.count, requestedAt },
         log,
+        cwd: ctx.launchCwd,
       });
     } catch (err) {
       history.finish(record, 'failed', errorMessage(err));

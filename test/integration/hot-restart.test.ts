@@ -177,3 +177,26 @@ function getJsonUnix(socketPath: string): Promise<Record<string, unknown>> {
     req.on('error', reject);
   });
 }
+
+test('a command line with relative paths (APP, --directory, a config file in the cwd) survives hot restarts', async (t) => {
+  const root = makeReleases(t, versions(3), 'v1');
+  fs.writeFileSync(
+    path.join(root, 'nserve.config.json'),
+    JSON.stringify({ bind: 'tcp://127.0.0.1:0', drainGrace: 0.2 }),
+  );
+  const srv = startNserve(['start', 'app.mjs', '--directory', 'current'], { cwd: root });
+  t.after(() => srv.kill());
+  const port = await srv.port();
+  for (const v of ['v2', 'v3']) {
+    switchRelease(root, v);
+    const mark = srv.lines.length;
+    srv.signal('SIGUSR2');
+    await srv.waitForLog(
+      'restart finished',
+      (l) => l.msg === 'nserve booted after hot restart' || /abandoned/.test(String(l.msg)),
+      15000,
+      mark,
+    );
+    assert.equal((await getJson(port)).body.version, v, `after the restart to ${v}`);
+  }
+});
