@@ -169,3 +169,18 @@ test('--access-log logs each request; --health-path is answered by nserve (200, 
   assert.equal(await viaAgent('/healthz'), 503);
   assert.equal((await slow).status, 200);
 });
+
+test("a config file typed with `import { defineConfig } from 'nserve'` loads and serves", async (t) => {
+  const srv = startNserve([
+    'start',
+    '-C',
+    'test/fixtures/define-config/nserve.config.mjs',
+    '--bind',
+    'tcp://127.0.0.1:0',
+  ]);
+  t.after(() => srv.kill());
+  const port = await srv.port(20000);
+  const booted = srv.lines.find((l) => l.msg === 'nserve booted');
+  assert.equal(booted?.workers, 2, 'workers from the config file');
+  assert.equal((await getJson(port)).status, 200);
+});
