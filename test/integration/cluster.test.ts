@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
@@ -318,4 +319,49 @@ export default {
     entries.findIndex((e) => e.name === 'onBooted') >
       Math.max(...of('onWorkerBoot').map((e) => entries.indexOf(e))),
   );
+});
+
+test('a unix-socket bind in cluster mode is shared by every worker and survives a phased restart', async (t) => {
+  const dir = tmpDir();
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const sock = path.join(dir, 'app.sock');
+  const srv = startNserve(['start', 'examples/hello.mjs', '-w', '2', '--bind', `unix://${sock}?mode=0660`]);
+  t.after(() => srv.kill());
+  await srv.waitForMsg('nserve booted', 20000);
+  assert.equal(fs.statSync(sock).mode & 0o777, 0o660);
+  const getPid = () =>
+    new Promise<number>((resolve, reject) => {
+      http
+        .get({ socketPath: sock, path: '/', agent: false }, (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => {
+            body += c.toString();
+          });
+          res.on('end', () => resolve(Number((JSON.parse(body) as { pid: number }).pid)));
+        })
+        .on('error', reject);
+    });
+  const seen = new Set<number>();
+  await until(
+    'both workers to answer on the unix socket',
+    async () => {
+      seen.add(await getPid());
+      return seen.size === 2;
+    },
+    10000,
+    1,
+  );
+  const mark = srv.lines.length;
+  srv.signal('SIGUSR1');
+  const during: Promise<number>[] = [];
+  const ticker = setInterval(() => during.push(getPid()), 5);
+  await srv.waitForMsg('phased restart: done', 20000, mark);
+  clearInterval(ticker);
+  const pids = await Promise.all(during);
+  assert.ok(pids.length > 10, 'requests were made during the rollout');
+  const after = await getPid();
+  assert.ok(childPids(srv.pid).includes(after));
+  srv.signal('SIGTERM');
+  await srv.waitExit(15000);
+  assert.equal(fs.existsSync(sock), false, 'the socket file is removed at stop');
 });
