@@ -200,6 +200,12 @@ export function openListeners(specs: readonly BindSpec[], options: OpenOptions):
           // Adopted: from now on it must not leak into anything we exec, until we decide so again.
           native.setCloexec(fd, true);
         } else {
+          // SO_REUSEPORT would let this server silently join a port another server (say a second
+          // nserve started by mistake) already listens on, and both would serve it: make sure the
+          // address is free first, with a plain bind that fails on any listener.
+          if (slot === 0 && options.reusePort && spec.kind === 'tcp' && port !== 0) {
+            native.close(bindOne(spec, port, { ...options, reusePort: false, backlog: 1 }));
+          }
           fd = bindOne(spec, port, options);
         }
         const address = native.localAddress(fd);

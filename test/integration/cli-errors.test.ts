@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
-import { killAll, runNserve, tmpDir } from '../helpers/server.js';
+import { killAll, runNserve, startNserve, tmpDir } from '../helpers/server.js';
 
 after(killAll);
 
@@ -123,4 +123,18 @@ test('an app that fails to load leaves no unix socket file behind', async (t) =>
     /failed to load: kaboom at load/,
   );
   assert.equal(fs.existsSync(sock), false);
+});
+
+test('a second cluster on a port a cluster already serves: address in use, not a silent SO_REUSEPORT join', async (t) => {
+  const probe = net.createServer();
+  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+  const port = (probe.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => probe.close(() => r()));
+  const first = startNserve(['start', 'examples/hello.mjs', '-w', '1', '--bind', `tcp://127.0.0.1:${port}`]);
+  t.after(() => first.kill());
+  await first.port(20000);
+  await expectUsageError(
+    ['start', 'examples/hello.mjs', '-w', '1', '--bind', `tcp://127.0.0.1:${port}`],
+    new RegExp(`address already in use: tcp://127\\.0\\.0\\.1:${port}`),
+  );
 });
