@@ -4,7 +4,7 @@ import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http
 import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { Readable } from 'node:stream';
+import { type Duplex, Readable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { errorMessage, usageError } from './errors.js';
 
@@ -16,7 +16,11 @@ export interface LoadedApp {
   /** listener: default-exported (req, res); fetch: { fetch }; listen: the app's own server (listen-compat). */
   kind: 'listener' | 'fetch' | 'listen';
   listener: RequestListener;
+  /** Listen-compat: the app's own 'upgrade' handling (WebSocket), if it has any. */
+  upgrade?: UpgradeListener;
 }
+
+export type UpgradeListener = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
 
 const USABLE = 'default-export a (req, res) request listener or an object with a fetch(request) method';
 
@@ -62,7 +66,16 @@ export async function loadApp(
     capture.server ?? (handler === undefined ? await capture.wait(options.listenWaitMs) : undefined);
   if (server !== undefined) {
     // Listen-compat: the app started its own server; requests nserve accepts are handed to it.
-    return { file, kind: 'listen', listener: (req, res) => server.emit('request', req, res) };
+    return {
+      file,
+      kind: 'listen',
+      listener: (req, res) => server.emit('request', req, res),
+      // Checked per upgrade: the app may add its WebSocket server after listen() returned.
+      upgrade: (req, socket, head) => {
+        if (server.listenerCount('upgrade') > 0) server.emit('upgrade', req, socket, head);
+        else socket.destroy();
+      },
+    };
   }
   if (handler === undefined) {
     throw usageError('ERR_NSERVE_APP_EXPORT', `app ${file} exports no usable handler: ${USABLE}`);

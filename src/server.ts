@@ -7,6 +7,7 @@
 import * as http from 'node:http';
 import type { Socket } from 'node:net';
 import * as net from 'node:net';
+import type { UpgradeListener } from './app.js';
 import type { Logger } from './logger.js';
 import * as native from './native.js';
 
@@ -20,6 +21,8 @@ export interface AppServerOptions {
   accessLog?: boolean;
   /** Answered by nserve itself: 200 while serving, 503 once draining (load balancers stop routing). */
   healthPath?: string | undefined;
+  /** HTTP upgrades (WebSocket) go here; without it they are refused, as Node does. */
+  upgrade?: UpgradeListener | undefined;
 }
 
 interface ConnState {
@@ -79,6 +82,8 @@ export class AppServer {
     const server = http.createServer({ keepAliveTimeout: this.options.keepAliveTimeoutMs ?? 5000 });
     server.on('connection', (sock: Socket) => this.track(sock));
     server.on('request', (req, res) => this.handle(req, res));
+    // An upgraded connection stays tracked: a drain waits for it up to the shutdown timeout.
+    if (this.options.upgrade !== undefined) server.on('upgrade', this.options.upgrade);
     server.on('clientError', (err: NodeJS.ErrnoException, sock: Socket) => {
       if (err.code !== 'ECONNRESET' && sock.writable)
         sock.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');

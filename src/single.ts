@@ -100,6 +100,7 @@ export async function runSingle(ctx: RunContext): Promise<void> {
     drainGraceMs: config.drainGraceMs,
     accessLog: config.accessLog,
     healthPath: config.healthPath,
+    upgrade: app.upgrade,
   });
   await serveAll(server, listeners);
   // Binds removed from the config since the last image: close them only now that the new binds serve.

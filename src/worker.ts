@@ -157,6 +157,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
       drainGraceMs: config.drainGraceMs,
       accessLog: config.accessLog,
       healthPath: config.healthPath,
+      upgrade: app.upgrade,
     });
     await workerHooks('onWorkerBoot');
     log.info({ app: app.file, directory }, 'worker booted');

@@ -1,5 +1,6 @@
 // Real frameworks, unmodified: served in single mode and through a phased restart under load in cluster mode.
 import assert from 'node:assert/strict';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
 import { assertNoFailedRequests, getJson, Load } from '../helpers/load.js';
@@ -58,5 +59,32 @@ for (const name of ['express', 'fastify']) {
     const result = await load.stop();
     assertNoFailedRequests(result);
     assert.equal((await getJson(port)).body.framework, name);
+  });
+}
+
+for (const workers of ['0', '2']) {
+  test(`listen-compat forwards HTTP upgrades (WebSocket-style) to the app's own server, -w ${workers}`, async (t) => {
+    const srv = startNserve([
+      'start',
+      path.join(FIXTURES, 'frameworks', 'upgrade-echo.mjs'),
+      '-w',
+      workers,
+      '--bind',
+      'tcp://127.0.0.1:0',
+    ]);
+    t.after(() => srv.kill());
+    const port = await srv.port(20000);
+    const sock = net.connect(port, '127.0.0.1');
+    t.after(() => sock.destroy());
+    let got = '';
+    sock.setEncoding('utf8');
+    sock.on('data', (c: string) => {
+      got += c;
+    });
+    sock.write('GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n');
+    await until('the 101', () => got.includes('\r\n\r\n'), 5000);
+    assert.match(got, /^HTTP\/1\.1 101 Switching Protocols/);
+    sock.write('ping over the upgraded connection');
+    await until('the echo', () => got.endsWith('ping over the upgraded connection'), 5000);
   });
 }
