@@ -7,7 +7,8 @@
 import * as http from 'node:http';
 import type { Socket } from 'node:net';
 import * as net from 'node:net';
-import type { UpgradeListener } from './app.js';
+import type { LoadedApp, UpgradeListener } from './app.js';
+import type { Config } from './config.js';
 import type { Logger } from './logger.js';
 import * as native from './native.js';
 
@@ -67,6 +68,18 @@ export class AppServer {
     private readonly options: AppServerOptions,
   ) {
     this.listener = listener;
+  }
+
+  /** The server for a loaded app, as the configuration says (single mode and workers alike). */
+  static forApp(app: LoadedApp, config: Config, log: Logger): AppServer {
+    return new AppServer(app.listener, {
+      log,
+      backlog: config.backlog,
+      drainGraceMs: config.drainGraceMs,
+      accessLog: config.accessLog,
+      healthPath: config.healthPath,
+      upgrade: app.upgrade,
+    });
   }
 
   get accepting(): number {

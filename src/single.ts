@@ -94,14 +94,7 @@ export async function runSingle(ctx: RunContext): Promise<void> {
     closeListeners(listeners, { unlink: true });
     throw err;
   }
-  const server = new AppServer(app.listener, {
-    log,
-    backlog: config.backlog,
-    drainGraceMs: config.drainGraceMs,
-    accessLog: config.accessLog,
-    healthPath: config.healthPath,
-    upgrade: app.upgrade,
-  });
+  const server = AppServer.forApp(app, config, log);
   await serveAll(server, listeners);
   // Binds removed from the config since the last image: close them only now that the new binds serve.
   closeLeftovers(leftovers);

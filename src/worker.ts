@@ -151,14 +151,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
       ports: compatPorts(configured, env),
       listenWaitMs: listenWaitMs(config),
     });
-    server = new AppServer(app.listener, {
-      log,
-      backlog: config.backlog,
-      drainGraceMs: config.drainGraceMs,
-      accessLog: config.accessLog,
-      healthPath: config.healthPath,
-      upgrade: app.upgrade,
-    });
+    server = AppServer.forApp(app, config, log);
     await workerHooks('onWorkerBoot');
     log.info({ app: app.file, directory }, 'worker booted');
     channel.send({ t: 'booted', file: app.file, directory });
