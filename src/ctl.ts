@@ -13,6 +13,7 @@ import { ControlError, type ControlTarget, call } from './control/client.js';
 import { errorMessage, NserveError, usageError } from './errors.js';
 import { formatFdTable, type ProcessFds } from './fds.js';
 import { fdsFromProc } from './fds-command.js';
+import { procEntry } from './proc.js';
 import { SIGNAL_COMMANDS } from './signals.js';
 import { readStateFile } from './statefile.js';
 import type { ControlAction, RestartRecord, Stats, WorkerView } from './status.js';
@@ -77,12 +78,8 @@ export function processAlive(pid: number): boolean {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return true;
-  }
+  const entry = procEntry(pid);
+  return entry === undefined || entry.state !== 'Z';
 }
 
 function connect(opts: CtlOptions): Connection {

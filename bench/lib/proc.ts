@@ -7,6 +7,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { childProcesses } from '../../src/proc.js';
 
 function findRoot(): string {
   let dir = path.dirname(fileURLToPath(import.meta.url));
@@ -314,18 +315,9 @@ export function rssBytes(pid: number): number | undefined {
 
 /** Live (non-zombie) direct children of pid. */
 export function childPids(pid: number): number[] {
-  const out: number[] = [];
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(fields[1]) === pid && fields[0] !== 'Z') out.push(Number(entry));
-    } catch {
-      // raced with exit
-    }
-  }
-  return out.sort((a, b) => a - b);
+  return childProcesses(pid)
+    .filter((p) => p.state !== 'Z')
+    .map((p) => p.pid);
 }
 
 export function tmpDir(prefix: string): string {

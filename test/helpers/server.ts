@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { listFds, setCloexec } from '../../src/native.js';
-import { childProcesses } from '../../src/proc.js';
+import { childProcesses, procEntry } from '../../src/proc.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const CLI = path.join(ROOT, 'bin/nserve.js');
@@ -183,12 +183,15 @@ export function tmpDir(prefix = 'nserve-test-'): string {
 
 /** Is a process still there (and not a zombie)? */
 export function processAlive(pid: number): boolean {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return !/^\d+ \(.*\) Z /.test(stat);
-  } catch {
-    return false;
-  }
+  const entry = procEntry(pid);
+  return entry !== undefined && entry.state !== 'Z';
+}
+
+/** Zombie (exited, not reaped) direct children of `pid`. */
+export function zombiePids(pid: number): number[] {
+  return childProcesses(pid)
+    .filter((p) => p.state === 'Z')
+    .map((p) => p.pid);
 }
 
 /** PIDs of the live (not zombie) direct children of `pid`. */

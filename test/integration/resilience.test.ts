@@ -13,6 +13,7 @@ import {
   startNserve,
   tmpDir,
   until,
+  zombiePids,
 } from '../helpers/server.js';
 
 after(killAll);
@@ -57,16 +58,7 @@ test('single-mode hot restarts leave no zombie behind (the boot check child is r
     srv.signal('SIGUSR2');
     await srv.waitForMsg('nserve booted after hot restart', 15000, mark);
   }
-  const zombies = fs.readdirSync('/proc').filter((e) => {
-    try {
-      const stat = fs.readFileSync(`/proc/${e}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      return f[0] === 'Z' && Number(f[1]) === srv.pid;
-    } catch {
-      return false;
-    }
-  });
-  assert.deepEqual(zombies, []);
+  assert.deepEqual(zombiePids(srv.pid), []);
 });
 
 test('SIGTERM sent to one worker: its slots move, it drains and is replaced, no request fails', async (t) => {

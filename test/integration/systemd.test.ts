@@ -17,6 +17,7 @@ import {
   startNserve,
   tmpDir,
   until,
+  zombiePids,
 } from '../helpers/server.js';
 
 after(killAll);
@@ -193,19 +194,7 @@ export default (req, res) => { if (req.url === '/orphan') orphan(); res.end('{}'
   const [init] = childPids(srv.pid);
   assert.ok(init !== undefined, 'nserve runs as the namespace’s init');
   await new Promise((r) => setTimeout(r, 2000));
-  const zombies = fs
-    .readdirSync('/proc')
-    .filter((e) => /^\d+$/.test(e))
-    .filter((e) => {
-      try {
-        const stat = fs.readFileSync(`/proc/${e}/stat`, 'utf8');
-        const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-        return f[0] === 'Z' && Number(f[1]) === init;
-      } catch {
-        return false;
-      }
-    });
-  assert.deepEqual(zombies, [], 'no zombie left under nserve');
+  assert.deepEqual(zombiePids(init), [], 'no zombie left under nserve');
   srv.signal('SIGTERM');
 });
 
