@@ -87,13 +87,7 @@ function nserveSystem(name: string, label: string, workers: number, signal: Node
         `tcp://127.0.0.1:${ctx.port}`,
         ...(workers > 0 ? ['-w', String(workers)] : []),
       ]);
-      try {
-        await proc.waitForMsg('nserve booted', 30000);
-        await waitServing(ctx.port);
-      } catch (err) {
-        await proc.stop('SIGKILL', 0);
-        throw err;
-      }
+      await bootedOrKilled(proc, 'nserve booted', ctx.port);
       return {
         async restart() {
           const mark = proc.lines.length;
@@ -114,6 +108,17 @@ function nserveSystem(name: string, label: string, workers: number, signal: Node
   };
 }
 
+/** Wait until `proc` logged `booted` and the port answers; kill it if it does not. */
+async function bootedOrKilled(proc: Proc, booted: string, port: number): Promise<void> {
+  try {
+    await proc.waitForMsg(booted, 30000);
+    await waitServing(port);
+  } catch (err) {
+    await proc.stop('SIGKILL', 0);
+    throw err;
+  }
+}
+
 function clusterSystem(): SystemDef {
   return {
     name: 'node-cluster',
@@ -125,13 +130,7 @@ function clusterSystem(): SystemDef {
         WORKERS: '2',
         BENCH_APP: path.join(ctx.root, 'current', 'app.mjs'),
       });
-      try {
-        await proc.waitForMsg('booted', 30000);
-        await waitServing(ctx.port);
-      } catch (err) {
-        await proc.stop('SIGKILL', 0);
-        throw err;
-      }
+      await bootedOrKilled(proc, 'booted', ctx.port);
       return {
         async restart() {
           const mark = proc.lines.length;
