@@ -19,4 +19,4 @@ if (process.argv[2] === 'start') {
     },
   };
 }
-await import('../dist/src/cli.js');
+await import('../dist/src/cli/main.js');

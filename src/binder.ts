@@ -1,14 +1,12 @@
-// Bind URIs ⇄ listening sockets, and the hand-off of listening sockets across a hot restart.
-//
-// Hand-off protocol (the old image → the new image, same PID, across execve):
-//   NSERVE_INHERIT = "<fd>:<slot>:<encodeURIComponent(bind URI)>,..."
-// Those descriptors, and only those, have FD_CLOEXEC cleared right before the exec. The new image
-// adopts every one whose URI and slot it still binds (setting close-on-exec again), binds anything new,
-// and closes the leftovers once it has booted.
+// Bind URIs ⇄ listening sockets, and adopting the listening sockets handed over across a hot restart
+// (restart/handoff.ts describes the hand-off). The new image adopts every handed socket whose URI and
+// slot it still binds (setting close-on-exec again), binds anything new, and closes the leftovers once
+// it has booted.
 import * as fs from 'node:fs';
-import { errorCode, errorMessage, NserveError, usageError } from './errors.js';
+import { errorCode, errorMessage, type NserveError, usageError } from './errors.js';
 import type { Logger } from './logger.js';
 import * as native from './native.js';
+import type { HandedListener } from './restart/handoff.js';
 
 export type BindSpec =
   | { kind: 'tcp'; uri: string; family: 'tcp4' | 'tcp6'; host: string; port: number }
@@ -25,11 +23,7 @@ export interface Listener {
   activated: boolean;
 }
 
-export interface InheritedFd {
-  fd: number;
-  slot: number;
-  uri: string;
-  activated: boolean;
+export interface InheritedFd extends HandedListener {
   /** LISTEN_FDNAMES entry, for socket-activated descriptors. */
   name?: string;
 }
@@ -96,24 +90,9 @@ export function formatAddress(address: native.SocketAddress): string {
     : `tcp://${address.address}:${address.port}`;
 }
 
-export function parseInheritEnv(value: string | undefined): InheritedFd[] {
-  if (value === undefined || value === '') return [];
-  return value.split(',').map((entry) => {
-    const m = /^(\d+):(\d+):([^:]+)(:a)?$/.exec(entry);
-    if (m === null) throw new NserveError('ERR_NSERVE_INHERIT', `malformed NSERVE_INHERIT entry "${entry}"`);
-    return {
-      fd: Number(m[1]),
-      slot: Number(m[2]),
-      uri: decodeURIComponent(m[3]!),
-      activated: m[4] !== undefined,
-    };
-  });
-}
-
-export function formatInheritEnv(listeners: readonly Listener[]): string {
-  return listeners
-    .map((l) => `${l.fd}:${l.slot}:${encodeURIComponent(l.spec.uri)}${l.activated ? ':a' : ''}`)
-    .join(',');
+/** The listeners as the hand-off describes them to the next image. */
+export function handedListeners(listeners: readonly Listener[]): HandedListener[] {
+  return listeners.map((l) => ({ fd: l.fd, slot: l.slot, uri: l.spec.uri, activated: l.activated }));
 }
 
 export interface OpenOptions {
@@ -134,7 +113,7 @@ export interface OpenResult {
  * systemd socket activation: when LISTEN_PID is this process, descriptors 3 … 3+LISTEN_FDS-1 are
  * listening sockets (named by LISTEN_FDNAMES). Like sd_listen_fds(unset_environment=1), the variables
  * are consumed here (the caller removes them from the environment) so that neither workers nor a
- * re-exec'd image adopt them a second time; across a hot restart they travel in NSERVE_INHERIT.
+ * re-exec'd image adopt them a second time; across a hot restart they travel in the hand-off.
  */
 export function readSocketActivation(env: NodeJS.ProcessEnv, pid = process.pid): InheritedFd[] {
   if (env.LISTEN_PID === undefined || Number(env.LISTEN_PID) !== pid) return [];

@@ -16,7 +16,8 @@ export type NserveErrorCode =
   | 'ERR_NSERVE_WORKER_BOOT'
   | 'ERR_NSERVE_HOOK_TIMEOUT'
   | 'ERR_NSERVE_EXEC'
-  | 'ERR_NSERVE_INHERIT';
+  | 'ERR_NSERVE_INHERIT'
+  | 'ERR_NSERVE_FD_LEAK';
 
 export class NserveError extends Error {
   readonly code: NserveErrorCode;

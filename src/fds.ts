@@ -151,20 +151,9 @@ export function checkLeaks(
   return { leaks, closedByHooks, refuse: policy === 'refuse' && leaks.length > 0 };
 }
 
-/** Env for the new image: the descriptors that were let through (policy warn), so it can name them. */
-export function formatLeakEnv(leaks: LeakCheck['leaks']): string {
-  return JSON.stringify(leaks);
-}
-
 /** In the new image: log every descriptor the previous image let leak that is still open here. */
-export function reportInheritedLeaks(value: string | undefined, log: Logger): void {
-  if (value === undefined || value === '') return;
-  let leaks: LeakCheck['leaks'];
-  try {
-    leaks = JSON.parse(value) as LeakCheck['leaks'];
-  } catch {
-    return;
-  }
+export function reportInheritedLeaks(leaks: LeakCheck['leaks'], log: Logger): void {
+  if (leaks.length === 0) return;
   const open = new Set(native.listFds().map((f) => f.fd));
   for (const leak of leaks) {
     if (!open.has(leak.fd)) continue;

@@ -1,6 +1,7 @@
 // Single mode: one process that holds the listening sockets and serves the app itself.
 //
-// Lifecycle: booting → serving → (restarting → exec | serving) → stopping → exited.
+// Lifecycle: booting → running → (restarting → exec | running) → stopping → exited. A stop during a
+// restart cancels it at its next step (see restart/exec.ts), then stops gracefully, as in cluster mode.
 // The listening descriptors are owned here for the life of the PID (across hot restarts); the HTTP
 // servers accept on dups of them, so stopping accepting never closes a socket and never drops its queue.
 import * as fs from 'node:fs';
@@ -9,78 +10,42 @@ import {
   closeLeftovers,
   closeListeners,
   formatAddress,
-  formatInheritEnv,
+  handedListeners,
   type Listener,
   logActivated,
   openListeners,
-  parseInheritEnv,
   readSocketActivation,
   tcpPorts,
 } from './binder.js';
-import type { Config } from './config.js';
-import { errorMessage } from './errors.js';
-import {
-  checkLeaks,
-  formatLeakEnv,
-  inspect,
-  leakCandidates,
-  reportInheritedLeaks,
-  warnOnGrowth,
-} from './fds.js';
-import { runHooks } from './hooks.js';
-import type { Logger } from './logger.js';
+import { inspect, reportInheritedLeaks, warnOnGrowth } from './fds.js';
+import { Lifecycle, SERVER_TRANSITIONS, type ServerState } from './lifecycle.js';
 import * as native from './native.js';
 import { removePidfile, writePidfile } from './pidfile.js';
-import { bootCheck, execSelf, type RestartInfo } from './restart.js';
+import { prepareExec } from './restart/exec.js';
+import type { RunContext } from './run-context.js';
 import { AppServer } from './server.js';
 import { installSignalHandlers } from './signals.js';
-import {
-  type ControlAction,
-  type ControlAnswer,
-  type Controller,
-  listenerViews,
-  type RestartHistory,
-  type Stats,
-} from './status.js';
+import { type ControlAction, type ControlAnswer, listenerViews, type Stats } from './status.js';
 import { reapOrphansAsInit, startWatchdog } from './systemd.js';
 import { VERSION } from './version.js';
-
-type Phase = 'booting' | 'serving' | 'restarting' | 'stopping';
-
-export interface RunContext {
-  config: Config;
-  log: Logger;
-  restart: RestartInfo;
-  history: RestartHistory;
-  /** Where the command line was given (logical path): restarts read it again from there. */
-  launchCwd: string;
-  /** When this server (PID) first started, across hot restarts. */
-  startedAt: string;
-  env: NodeJS.ProcessEnv;
-  /** Descriptors of the control server's listening socket (labelled `control` by `nserve fds`). */
-  controlFds?: readonly number[];
-  /** Called once the server serves, with what the control server needs. */
-  onServing?: (controller: Controller) => void | Promise<void>;
-}
-
-/** Environment that carries the server's identity into the re-exec'd image. */
-export function identityEnv(ctx: RunContext): Record<string, string> {
-  return { NSERVE_HISTORY: ctx.history.toEnv(), NSERVE_STARTED_AT: ctx.startedAt };
-}
 
 export async function runSingle(ctx: RunContext): Promise<void> {
   const { config, log, history } = ctx;
   // A missing app is bad input: say so before anything is bound.
-  const directory = fs.realpathSync(config.directory);
+  // After an exec back (the new release's nserve could not take over) serve the release we served.
+  const directory =
+    ctx.rejected !== undefined && ctx.handoff !== undefined
+      ? ctx.handoff.directory
+      : fs.realpathSync(config.directory);
   resolveAppFile(config.app, directory);
   const { listeners, leftovers } = openListeners(config.binds, {
     slots: 1,
     reusePort: false,
     backlog: config.backlog,
-    inherited: [...parseInheritEnv(ctx.env.NSERVE_INHERIT), ...readSocketActivation(ctx.env)],
+    inherited: [...(ctx.handoff?.listeners ?? []), ...readSocketActivation(ctx.env)],
   });
   logActivated(listeners, log);
-  let phase: Phase = 'booting';
+  const lifecycle = new Lifecycle<ServerState>('server', 'booting', SERVER_TRANSITIONS, log);
   process.chdir(directory);
   publishPorts(tcpPorts(listeners));
   let app: Awaited<ReturnType<typeof loadApp>>;
@@ -99,8 +64,8 @@ export async function runSingle(ctx: RunContext): Promise<void> {
   // Binds removed from the config since the last image: close them only now that the new binds serve.
   closeLeftovers(leftovers);
   if (config.pidfile !== undefined) writePidfile(config.pidfile);
-  phase = 'serving';
-  reportInheritedLeaks(ctx.env.NSERVE_LEAKED, log);
+  lifecycle.to('running', ctx.restart.count === 0 ? 'the app serves' : 'the new code serves');
+  reportInheritedLeaks(ctx.handoff?.leaked ?? [], log);
   startWatchdog(ctx.env, log);
   reapOrphansAsInit(log);
   const restarted = history.current();
@@ -123,9 +88,11 @@ export async function runSingle(ctx: RunContext): Promise<void> {
   );
   native.notify(`READY=1\nSTATUS=single: serving, ${ctx.restart.count} hot restarts`);
 
-  let stopRequested = false;
+  let pendingStop: 'stop' | 'halt' | undefined;
+  let restartAbort: AbortController | undefined;
   const stop = async (reason: string, timeoutMs: number): Promise<void> => {
-    phase = 'stopping';
+    lifecycle.to('stopping', reason);
+    restartAbort?.abort();
     native.notify('STOPPING=1');
     log.info({ reason, inFlight: server.inFlight }, 'graceful stop: draining');
     server.stopAccepting();
@@ -136,89 +103,81 @@ export async function runSingle(ctx: RunContext): Promise<void> {
     log.info({ requests: server.requests }, 'stopped');
     process.exit(0);
   };
+  const stopFor = (action: 'stop' | 'halt'): Promise<void> =>
+    stop(action, action === 'halt' ? 0 : config.shutdownTimeoutMs);
 
   const hotRestart = async (requestedAt: number): Promise<void> => {
-    phase = 'restarting';
+    lifecycle.to('restarting', 'hot restart requested');
+    restartAbort = new AbortController();
     const record = history.begin('hot');
     native.notify(`RELOADING=1\nMONOTONIC_USEC=${process.hrtime.bigint() / 1000n}`);
     log.info({ directory: config.directory }, 'hot restart: checking that the new code boots');
-    const check = await bootCheck(config.workerBootTimeoutMs, log, 'app', ctx.launchCwd);
-    if (stopRequested) return stop('stop requested during restart', config.shutdownTimeoutMs);
-    if (!check.ok) {
-      history.finish(record, 'failed', check.error);
-      log.error(
-        { code: 'ERR_NSERVE_BOOT_CHECK', error: check.error },
-        `hot restart abandoned, old code keeps serving: ${check.error}`,
-      );
-      phase = 'serving';
-      native.notify(`READY=1\nSTATUS=single: hot restart failed: ${check.error}`);
-      return;
-    }
-    log.info({ app: check.file, bootMs: check.ms }, 'hot restart: new code boots; draining');
-    server.stopAccepting();
-    const { forced } = await server.drain(config.shutdownTimeoutMs);
-    if (forced > 0)
-      log.warn({ forced }, `hot restart: closed ${forced} connection(s) still open at the shutdown timeout`);
-    const keep = new Set(listeners.map((l) => l.fd));
-    const candidates = leakCandidates(keep);
-    await runHooks('onRestart', config.hooks.onRestart, {}, config.hookTimeoutMs, log);
-    if (stopRequested) return stop('stop requested during restart', config.shutdownTimeoutMs);
-    const leaks = checkLeaks(candidates, keep, config.leakPolicy, log);
-    const resume = async (): Promise<void> => {
+    let drained = false;
+    const abandoned = await prepareExec(ctx, {
+      check: 'app',
+      afterCheck: async (check) => {
+        log.info({ app: check.file, bootMs: check.ms }, 'hot restart: new code boots; draining');
+        server.stopAccepting();
+        drained = true;
+        const { forced } = await server.drain(config.shutdownTimeoutMs);
+        if (forced > 0)
+          log.warn(
+            { forced },
+            `hot restart: closed ${forced} connection(s) still open at the shutdown timeout`,
+          );
+      },
+      keepFds: () => listeners.map((l) => l.fd),
+      handoff: (leaked) => ({
+        listeners: handedListeners(listeners),
+        workers: [],
+        generation: 0,
+        history: history.toHandoff(),
+        startedAt: ctx.startedAt,
+        leaked,
+        directory,
+      }),
+      requestedAt,
+      signal: restartAbort.signal,
+    });
+    restartAbort = undefined;
+    history.finish(record, 'failed', abandoned.reason);
+    if (pendingStop !== undefined) return stopFor(pendingStop);
+    log.error(
+      { code: abandoned.code, error: abandoned.reason },
+      `hot restart abandoned, old code keeps serving: ${abandoned.reason}`,
+    );
+    if (drained) {
       server.resume();
       await serveAll(server, listeners);
-      phase = 'serving';
-      native.notify('READY=1');
-    };
-    if (leaks.refuse) {
-      const error = `descriptors would leak into the restarted process: ${leaks.leaks.map((l) => `${l.fd} (${l.target})`).join(', ')}`;
-      history.finish(record, 'failed', error);
-      log.error(
-        { code: 'ERR_NSERVE_FD_LEAK' },
-        `hot restart refused (leakPolicy refuse), old code keeps serving: ${error}`,
-      );
-      return resume();
     }
-    try {
-      execSelf({
-        keepFds: listeners.map((l) => l.fd),
-        env: {
-          NSERVE_INHERIT: formatInheritEnv(listeners),
-          NSERVE_LEAKED: config.leakPolicy === 'warn' ? formatLeakEnv(leaks.leaks) : '',
-          ...identityEnv(ctx),
-        },
-        restart: { count: ctx.restart.count, requestedAt },
-        log,
-        cwd: ctx.launchCwd,
-      });
-    } catch (err) {
-      history.finish(record, 'failed', errorMessage(err));
-      log.error({ code: 'ERR_NSERVE_EXEC', err }, `hot restart: exec failed, resuming: ${errorMessage(err)}`);
-      await resume();
-    }
+    lifecycle.to('running', 'hot restart abandoned');
+    native.notify(`READY=1\nSTATUS=single: hot restart failed: ${abandoned.reason}`);
   };
 
   const perform = (action: ControlAction): ControlAnswer => {
+    const state = lifecycle.state;
     switch (action) {
       case 'stop':
       case 'halt':
-        if (phase === 'stopping') return { accepted: false, status: 409, reason: 'already stopping' };
-        if (phase === 'restarting') {
-          stopRequested = true;
-          log.info('stop requested during restart: stopping once the current step ends');
+        if (state === 'stopping' || pendingStop !== undefined)
+          return { accepted: false, status: 409, reason: 'already stopping' };
+        if (state === 'restarting' && action === 'stop') {
+          pendingStop = action;
+          restartAbort?.abort();
+          log.info('stop requested during a restart: cancelling the restart, then stopping');
           return { accepted: true };
         }
-        void stop(action, action === 'halt' ? 0 : config.shutdownTimeoutMs);
+        void stopFor(action);
         return { accepted: true };
       case 'restart':
       case 'phased-restart': {
         if (action === 'phased-restart')
           log.warn('phased restart needs cluster mode (-w N): doing a hot restart instead');
-        if (phase !== 'serving')
+        if (state !== 'running')
           return {
             accepted: false,
             status: 409,
-            reason: `a restart is already in progress (or stopping): ${phase}`,
+            reason: `a restart is already in progress (or stopping): ${state}`,
           };
         // hotRestart begins its history record synchronously: take the id before.
         const restartId = (history.records.at(-1)?.id ?? 0) + 1;
@@ -246,7 +205,7 @@ export async function runSingle(ctx: RunContext): Promise<void> {
     pid: process.pid,
     startedAt: ctx.startedAt,
     phase: ctx.restart.count,
-    state: phase,
+    state: lifecycle.state,
     requests: server.requests,
     inFlight: server.inFlight,
     workers: [],
@@ -267,7 +226,7 @@ export async function runSingle(ctx: RunContext): Promise<void> {
 
   installSignalHandlers((action, signal) => {
     const answer = perform(action);
-    if (!answer.accepted) log.warn({ signal, phase }, `${signal} ignored: ${answer.reason}`);
+    if (!answer.accepted) log.warn({ signal, state: lifecycle.state }, `${signal} ignored: ${answer.reason}`);
   }, log);
   await ctx.onServing?.({ stats, perform, fds });
 }

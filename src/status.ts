@@ -1,5 +1,5 @@
 // What a running server reports about itself (control server /stats, `nserve ctl`), and the restart
-// history, which survives hot restarts (handed to the new image in NSERVE_HISTORY).
+// history, which survives hot restarts (handed to the new image: restart/handoff.ts).
 import { formatAddress, type Listener } from './binder.js';
 import type { ProcessFds } from './fds.js';
 import type { Action } from './signals.js';
@@ -25,17 +25,13 @@ const KEEP = 50;
 export class RestartHistory {
   constructor(readonly records: RestartRecord[] = []) {}
 
-  static fromEnv(value: string | undefined): RestartHistory {
-    if (value === undefined || value === '') return new RestartHistory();
-    try {
-      return new RestartHistory(JSON.parse(value) as RestartRecord[]);
-    } catch {
-      return new RestartHistory();
-    }
+  /** The history handed over by the previous image (records of an unknown shape are dropped). */
+  static fromHandoff(records: readonly unknown[] | undefined): RestartHistory {
+    return new RestartHistory((records ?? []).filter(isRecord).slice(-KEEP));
   }
 
-  toEnv(): string {
-    return JSON.stringify(this.records.slice(-KEEP));
+  toHandoff(): RestartRecord[] {
+    return this.records.slice(-KEEP);
   }
 
   begin(kind: RestartKind): RestartRecord {
@@ -72,9 +68,18 @@ export class RestartHistory {
   }
 }
 
+function isRecord(v: unknown): v is RestartRecord {
+  if (typeof v !== 'object' || v === null) return false;
+  const r = v as Record<string, unknown>;
+  return (
+    typeof r.id === 'number' && (r.kind === 'hot' || r.kind === 'phased') && typeof r.started === 'string'
+  );
+}
+
 export interface WorkerView {
   index: number;
   pid: number;
+  /** The worker's code generation. */
   phase: number;
   state: string;
   booted: boolean;
@@ -100,7 +105,7 @@ export interface Stats {
   mode: 'single' | 'cluster';
   pid: number;
   startedAt: string;
-  /** Worker generation (cluster) or number of hot restarts (single). */
+  /** The code generation (Puma calls it the phase): of the workers (cluster), or hot restarts (single). */
   phase: number;
   state: string;
   requests: number;

@@ -8,15 +8,15 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Argument, type Command } from 'commander';
-import { type ControlAddress, parseControlUrl, routeForAction } from './control/api.js';
-import { ControlError, type ControlTarget, call } from './control/client.js';
-import { errorMessage, NserveError, usageError } from './errors.js';
-import { formatFdTable, type ProcessFds } from './fds.js';
-import { fdsFromProc } from './fds-command.js';
-import { procEntry } from './proc.js';
-import { SIGNAL_COMMANDS } from './signals.js';
-import { readStateFile } from './statefile.js';
-import type { ControlAction, RestartRecord, Stats, WorkerView } from './status.js';
+import { type ControlAddress, parseControlUrl, routeForAction } from '../control/api.js';
+import { ControlError, type ControlTarget, call } from '../control/client.js';
+import { errorMessage, NserveError, usageError } from '../errors.js';
+import { formatFdTable, type ProcessFds } from '../fds.js';
+import { procEntry } from '../proc.js';
+import { SIGNAL_COMMANDS } from '../signals.js';
+import { readStateFile } from '../statefile.js';
+import type { ControlAction, RestartRecord, Stats, WorkerView } from '../status.js';
+import { fdsFromProc } from './fds.js';
 
 export const CTL_COMMANDS = [
   'status',

@@ -1,15 +1,14 @@
 // `nserve fds`: the descriptors of a running server and its workers, with roles and leak flags.
 import * as fs from 'node:fs';
 import type { Command } from 'commander';
-import { usageError } from './errors.js';
-import { formatFdTable, inspect, type ProcessFds } from './fds.js';
-import { childProcesses } from './proc.js';
+import { usageError } from '../errors.js';
+import { formatFdTable, inspect, type ProcessFds } from '../fds.js';
+import { childProcesses } from '../proc.js';
+import { workerIndexFromEnviron } from '../restart/handoff.js';
 
 function workerIndex(pid: number): number | undefined {
   try {
-    const env = fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
-    const v = env.find((e) => e.startsWith('NSERVE_WORKER='));
-    return v === undefined ? undefined : Number(v.slice('NSERVE_WORKER='.length));
+    return workerIndexFromEnviron(fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0'));
   } catch {
     return undefined;
   }

@@ -1,15 +1,13 @@
-// The nserve command line. One process image plays one role, picked once here:
-//   boot check (NSERVE_BOOT_CHECK=1), worker (NSERVE_WORKER=<index>), master (-w N > 0) or single.
+// The nserve command line. One process image plays one role, picked once here: boot check, worker (both
+// told by their environment: restart/handoff.ts), master (-w N > 0) or single.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
-import { compatPorts, listenWaitMs, loadApp, resolveAppFile } from './app.js';
-import { type CliOptions, type Config, describeConfig, formatConfig, loadConfig } from './config.js';
-import { openControlPlane } from './control/server.js';
-import { fdsViaControl, registerCtlCommand } from './ctl.js';
-import { errorMessage, NserveError } from './errors.js';
-import { LEAK_POLICIES } from './fds.js';
-import { registerFdsCommand } from './fds-command.js';
+import { compatPorts, listenWaitMs, loadApp, resolveAppFile } from '../app.js';
+import { type CliOptions, type Config, describeConfig, formatConfig, loadConfig } from '../config.js';
+import { openControlPlane } from '../control/server.js';
+import { errorMessage, NserveError } from '../errors.js';
+import { LEAK_POLICIES } from '../fds.js';
 import {
   createLogger,
   LOG_LEVELS,
@@ -17,11 +15,22 @@ import {
   redirectStdio,
   reopenRedirectedStdio,
   stdioRedirected,
-} from './logger.js';
-import { parseRestartEnv } from './restart.js';
-import { type RunContext, runSingle } from './single.js';
-import { type Controller, RestartHistory } from './status.js';
-import { VERSION } from './version.js';
+} from '../logger.js';
+import { execBack } from '../restart/exec.js';
+import {
+  type BootCheckWhat,
+  CONSUMED_ENV,
+  decodeHandoff,
+  HANDOFF_ENV,
+  readBootCheckEnv,
+  readWorkerEnv,
+} from '../restart/handoff.js';
+import type { RunContext } from '../run-context.js';
+import { runSingle } from '../single.js';
+import { type Controller, RestartHistory } from '../status.js';
+import { VERSION } from '../version.js';
+import { fdsViaControl, registerCtlCommand } from './ctl.js';
+import { registerFdsCommand } from './fds.js';
 
 const EXIT_USAGE = 2;
 
@@ -33,21 +42,6 @@ function fail(message: string): never {
 function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
 }
-
-/** Hand-off variables describe this image only: read them once, then keep them from children and execs. */
-const HANDOFF_ENV = [
-  'NSERVE_INHERIT',
-  'NSERVE_WORKERS',
-  'NSERVE_GENERATION',
-  'NSERVE_RESTART',
-  'NSERVE_HISTORY',
-  'NSERVE_STARTED_AT',
-  'NSERVE_LEAKED',
-  // socket activation is consumed once (sd_listen_fds(unset_environment=1)); sockets travel in NSERVE_INHERIT
-  'LISTEN_PID',
-  'LISTEN_FDS',
-  'LISTEN_FDNAMES',
-];
 
 /**
  * The directory the command was given in, as the user named it: a shell's $PWD when it is the same
@@ -67,13 +61,21 @@ function launchCwd(): string {
 
 async function start(appArg: string | undefined, opts: CliOptions): Promise<void> {
   const env = { ...process.env };
-  for (const k of HANDOFF_ENV) delete process.env[k];
-  if (env.NSERVE_BOOT_CHECK === '1' || env.NSERVE_BOOT_CHECK === 'config') {
-    return bootCheckChild(
-      () => loadConfig(appArg, opts, launchCwd()),
-      env.NSERVE_BOOT_CHECK === 'config' ? 'config' : 'app',
+  for (const k of CONSUMED_ENV) delete process.env[k];
+  const bootCheck = readBootCheckEnv(env);
+  if (bootCheck !== undefined) return bootCheckChild(() => loadConfig(appArg, opts, launchCwd()), bootCheck);
+  // A hot restart's exec: read what the previous image handed over. One written by an nserve this one
+  // cannot read (a release that ships another nserve version) is handed back, unread, to its writer.
+  const decoded = decodeHandoff(env);
+  if (decoded.kind === 'foreign') {
+    if (decoded.back === undefined)
+      throw new NserveError('ERR_NSERVE_INHERIT', `cannot adopt the previous image: ${decoded.reason}`);
+    process.stderr.write(
+      `nserve: the previous image's hand-off cannot be read (${decoded.reason}): execing back\n`,
     );
+    execBack(decoded.back, decoded.reason, env);
   }
+  const handoff = decoded.kind === 'ok' ? decoded.handoff : undefined;
   const cwd = launchCwd();
   const config = await loadConfig(appArg, opts, cwd);
   if (config.environment !== undefined) process.env.NODE_ENV = config.environment;
@@ -81,32 +83,45 @@ async function start(appArg: string | undefined, opts: CliOptions): Promise<void
   // Every role points its own stdout/stderr at the files (a worker reopens them on SIGHUP).
   redirectStdio({ stdout: config.redirectStdout, stderr: config.redirectStderr });
 
-  const restart = parseRestartEnv(env.NSERVE_RESTART);
-  if (env.NSERVE_WORKER !== undefined) {
-    const { runWorker } = await import('./worker.js');
+  const identity = readWorkerEnv(env);
+  if (identity !== undefined) {
+    const { runWorker } = await import('../cluster/worker.js');
     if (stdioRedirected()) {
       // The master passes SIGHUP on: reopen our own descriptors 1 and 2 (worker.ts ignores SIGHUP otherwise).
       const hupLog = createLogger({
         level: config.logLevel,
-        base: { role: 'worker', worker: Number(env.NSERVE_WORKER) },
+        base: { role: 'worker', worker: identity.index },
       });
       process.on('SIGHUP', () => reopenRedirectedStdio(hupLog));
     }
-    return runWorker({ config, env });
+    return runWorker({ config, env, identity });
   }
   const log = createLogger({
     level: config.logLevel,
     base: { role: config.workers > 0 ? 'master' : 'single' },
   });
-  const startedAt = env.NSERVE_STARTED_AT ?? new Date().toISOString();
+  const rejected = env[HANDOFF_ENV.rejected];
+  const history = RestartHistory.fromHandoff(handoff?.history);
+  if (rejected !== undefined && handoff !== undefined) {
+    // The new image could not read our hand-off and execed back: this is the old code, still serving.
+    handoff.restart.count -= 1;
+    log.error(
+      { code: 'ERR_NSERVE_INHERIT', reason: rejected },
+      `hot restart abandoned: the new release's nserve could not take over (${rejected})`,
+    );
+    history.finish(history.current(), 'failed', `the new release's nserve could not take over: ${rejected}`);
+  }
+  const startedAt = handoff?.startedAt ?? new Date().toISOString();
   // The control server (master or single only, never a worker) binds now, so a bad address fails first.
   const control = openControlPlane(config, log, startedAt);
   const ctx: RunContext = {
     config,
     log,
-    restart,
+    restart: { count: handoff?.restart.count ?? 0, requestedAt: handoff?.restart.requestedAt },
+    handoff,
+    rejected: handoff === undefined ? undefined : rejected,
     env,
-    history: RestartHistory.fromEnv(env.NSERVE_HISTORY),
+    history,
     startedAt,
     launchCwd: cwd,
     ...(control.server === undefined ? {} : { controlFds: [control.server.fd] }),
@@ -116,7 +131,7 @@ async function start(appArg: string | undefined, opts: CliOptions): Promise<void
     },
   };
   if (config.workers > 0) {
-    const { runMaster } = await import('./master.js');
+    const { runMaster } = await import('../cluster/master.js');
     return runMaster(ctx);
   }
   return runSingle(ctx);
@@ -133,7 +148,7 @@ function signalWorkers(controller: Controller, signal: NodeJS.Signals): void {
   }
 }
 
-async function bootCheckChild(load: () => Promise<Config>, what: 'app' | 'config'): Promise<void> {
+async function bootCheckChild(load: () => Promise<Config>, what: BootCheckWhat): Promise<void> {
   const send = (msg: object): Promise<void> =>
     new Promise((resolve) => {
       if (process.send === undefined) resolve();

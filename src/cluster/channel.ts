@@ -1,6 +1,6 @@
 // A message channel over a SOCK_SEQPACKET descriptor: JSON datagrams with optional descriptors attached.
 // Receiving never blocks the event loop: a uv_poll watcher wakes us and we drain recvmsg until EAGAIN.
-import * as native from './native.js';
+import * as native from '../native.js';
 
 export interface ChannelHandlers<In> {
   message(msg: In, fds: number[]): void;

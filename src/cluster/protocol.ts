@@ -1,8 +1,9 @@
 // The message vocabulary between the master and its workers. Master and worker share only this file,
-// channel.ts and the addon face.
+// channel.ts, the hand-off names (restart/handoff.ts: the worker's environment), the logger, the errors
+// and the addon face. The vocabulary's version is PROTOCOL_VERSION in handoff.ts.
 //
 // Transport: one AF_UNIX SOCK_SEQPACKET socketpair per worker, made by the addon. The worker's end is
-// its fd 3 (NSERVE_CHANNEL_FD). Each message is one datagram of JSON; slot descriptors ride along with
+// its fd 3 (see CHILD_ENV in handoff.ts). Each message is one datagram of JSON; slot descriptors ride along with
 // SCM_RIGHTS in the same datagram ('slots'). The channel survives the master's execve (hot restart), so a
 // re-exec'ing master does not look dead; a real master death closes it, and the worker exits.
 //
@@ -34,13 +35,5 @@ export type FromWorker =
    * serving until the master has moved its slots (or booted its replacement) and tells it to drain.
    */
   | { t: 'leaving'; reason: string };
-
-/** Environment of a worker process (set by the master). */
-export const WORKER_ENV = {
-  index: 'NSERVE_WORKER',
-  phase: 'NSERVE_PHASE',
-  directory: 'NSERVE_DIRECTORY',
-  channelFd: 'NSERVE_CHANNEL_FD',
-} as const;
 
 export const HEARTBEAT_INTERVAL_MS = 1000;

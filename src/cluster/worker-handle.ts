@@ -1,9 +1,19 @@
 // The master's view of one worker process.
 import type { ChildProcess } from 'node:child_process';
+import { Lifecycle, type Transitions } from '../lifecycle.js';
+import type { Logger } from '../logger.js';
 import { Channel } from './channel.js';
 import type { FromWorker, ToWorker } from './protocol.js';
 
+/** booting → booted (may be lent slots) → draining (never again) → exited. */
 export type WorkerState = 'booting' | 'booted' | 'draining' | 'exited';
+
+const WORKER_TRANSITIONS: Transitions<WorkerState> = {
+  booting: ['booted', 'draining', 'exited'],
+  booted: ['draining', 'exited'],
+  draining: ['exited'],
+  exited: [],
+};
 
 export interface WorkerStats {
   requests: number;
@@ -12,10 +22,27 @@ export interface WorkerStats {
   rss: number;
 }
 
-type Listener = (msg: FromWorker | { t: 'exit'; code: number | null; signal: string | null }) => void;
+export type WorkerEvent = FromWorker | { t: 'exit'; code: number | null; signal: string | null };
+type Listener = (msg: WorkerEvent) => void;
+
+export interface WorkerSpec {
+  index: number;
+  generation: number;
+  pid: number;
+  channelFd: number;
+  directory: string;
+  /** libuv's child (spawned by this image), or undefined for a worker adopted across a hot restart. */
+  child: ChildProcess | undefined;
+  /** A worker adopted from the previous master image: booted, serving these slots (or draining). */
+  adopted?: { keys: readonly string[]; draining: boolean };
+}
 
 export class WorkerHandle {
-  state: WorkerState = 'booting';
+  readonly index: number;
+  readonly generation: number;
+  readonly pid: number;
+  readonly child: ChildProcess | undefined;
+  private readonly lifecycle: Lifecycle<WorkerState>;
   /** Asked to be replaced; a replacement is on its way. */
   replacing = false;
   /** Slot keys this worker is accepting on. */
@@ -30,27 +57,36 @@ export class WorkerHandle {
   readonly channel: Channel<FromWorker, ToWorker>;
   private readonly listeners = new Set<Listener>();
 
-  constructor(
-    readonly index: number,
-    readonly phase: number,
-    readonly pid: number,
-    channelFd: number,
-    directory: string,
-    readonly child: ChildProcess | undefined,
-    /** A worker adopted from the previous master image (hot restart): booted, serving these slots. */
-    adopted?: { keys: readonly string[] },
-  ) {
-    this.directory = directory;
-    if (adopted !== undefined) {
-      this.state = 'booted';
+  constructor(spec: WorkerSpec, log: Logger) {
+    this.index = spec.index;
+    this.generation = spec.generation;
+    this.pid = spec.pid;
+    this.child = spec.child;
+    this.directory = spec.directory;
+    this.lifecycle = new Lifecycle<WorkerState>(`worker ${spec.index}`, 'booting', WORKER_TRANSITIONS, log, {
+      fields: { worker: spec.index, workerPid: spec.pid, generation: spec.generation },
+      level: 'debug',
+    });
+    if (spec.adopted !== undefined) {
+      this.lifecycle.to('booted', 'adopted from the previous master image');
+      if (spec.adopted.draining) this.lifecycle.to('draining', 'was draining when handed over');
       this.bootedAt = Date.now();
-      for (const k of adopted.keys) this.keys.add(k);
+      for (const k of spec.adopted.keys) this.keys.add(k);
     }
-    this.channel = new Channel<FromWorker, ToWorker>(channelFd, {
+    this.channel = new Channel<FromWorker, ToWorker>(spec.channelFd, {
       message: (msg) => this.onMessage(msg),
       close: () => this.onChannelClosed(),
     });
-    child?.once('exit', (code, signal) => this.onGone(code, signal));
+    spec.child?.once('exit', (code, signal) => this.onGone(code, signal));
+  }
+
+  get state(): WorkerState {
+    return this.lifecycle.state;
+  }
+
+  /** Told to drain (or decided to): it will never be lent a slot again. */
+  markDraining(reason: string): void {
+    if (this.lifecycle.can('draining')) this.lifecycle.to('draining', reason);
   }
 
   get alive(): boolean {
@@ -84,7 +120,7 @@ export class WorkerHandle {
     this.lastCheckin = Date.now();
     switch (msg.t) {
       case 'booted':
-        this.state = 'booted';
+        if (this.lifecycle.can('booted')) this.lifecycle.to('booted', 'the app loaded');
         this.bootedAt = Date.now();
         this.file = msg.file;
         this.directory = msg.directory;
@@ -109,7 +145,6 @@ export class WorkerHandle {
     for (const l of [...this.listeners]) l(msg);
   }
 
-  /** The channel closed or the process exited: whichever comes first ends the worker for us. */
   /**
    * The channel closes as the process exits, a moment before libuv reports the exit status. For a child
    * of ours, wait briefly for that status so logs can say how the worker died; an adopted worker (not
@@ -132,7 +167,10 @@ export class WorkerHandle {
       return;
     }
     this.exit = { code, signal };
-    this.state = 'exited';
+    this.lifecycle.to(
+      'exited',
+      signal !== null ? `signal ${signal}` : code !== null ? `exit code ${code}` : 'channel closed',
+    );
     this.keys.clear();
     this.channel.close();
     for (const l of [...this.listeners]) l({ t: 'exit', code, signal });

@@ -1,27 +1,27 @@
 // The worker side of cluster mode: load the app, tell the master, serve the slots it lends, check in,
 // drain when told. A worker never binds: every listening socket it has was lent by the master.
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { compatPorts, listenWaitMs, loadApp } from './app.js';
+import { compatPorts, listenWaitMs, loadApp } from '../app.js';
+import type { Config } from '../config.js';
+import { errorMessage } from '../errors.js';
+import { runHooks } from '../hooks.js';
+import { createLogger } from '../logger.js';
+import * as native from '../native.js';
+import { PROTOCOL_VERSION, type WorkerIdentity } from '../restart/handoff.js';
+import { AppServer } from '../server.js';
 import { Channel } from './channel.js';
-import type { Config } from './config.js';
-import { errorMessage } from './errors.js';
-import { runHooks } from './hooks.js';
-import { createLogger } from './logger.js';
-import * as native from './native.js';
-import { type FromWorker, HEARTBEAT_INTERVAL_MS, type ToWorker, WORKER_ENV } from './protocol.js';
-import { AppServer } from './server.js';
+import { type FromWorker, HEARTBEAT_INTERVAL_MS, type ToWorker } from './protocol.js';
 
 export interface WorkerContext {
   config: Config;
   env: NodeJS.ProcessEnv;
+  identity: WorkerIdentity;
 }
 
 export async function runWorker(ctx: WorkerContext): Promise<void> {
   const { config, env } = ctx;
-  const index = Number(env[WORKER_ENV.index]);
-  const phase = Number(env[WORKER_ENV.phase] ?? 0);
-  const directory = env[WORKER_ENV.directory] ?? config.directory;
-  const channelFd = Number(env[WORKER_ENV.channelFd] ?? 3);
+  const { index, generation: phase, channelFd } = ctx.identity;
+  const directory = ctx.identity.directory ?? config.directory;
   const log = createLogger({ level: config.logLevel, base: { role: 'worker', worker: index, phase } });
   // libuv handed us the channel without close-on-exec; a child the app spawns must not inherit it.
   native.setCloexec(channelFd, true);
@@ -130,6 +130,14 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     failing = true;
     channel.send({ t: 'leaving', reason: `uncaught exception: ${errorMessage(err)}` });
   });
+
+  if (ctx.identity.protocol !== PROTOCOL_VERSION) {
+    // A master of another nserve version spawned us (a release that ships its own nserve): say so.
+    const error = `the master speaks protocol ${ctx.identity.protocol}, this worker's nserve speaks ${PROTOCOL_VERSION}`;
+    log.error({ code: 'ERR_NSERVE_WORKER_BOOT' }, `worker cannot boot: ${error}`);
+    channel.send({ t: 'boot-error', error });
+    process.exit(1);
+  }
 
   const eld = monitorEventLoopDelay({ resolution: 20 });
   eld.enable();

@@ -1,31 +1,35 @@
-// Hot restart: the boot check and the re-exec of the same command line in the same process.
+// Hot restart, the exec side: the boot check, the one sequence both modes go through before an exec
+// (`prepareExec`), and the re-exec of the same command line in the same process (`execSelf`).
 //
-// Protocol between the old image and the new one (same PID):
-//   - listening descriptors: FD_CLOEXEC cleared, described in NSERVE_INHERIT (see binder.ts);
-//   - extra descriptors the new image must adopt (cluster: channels to the running workers), described
-//     in variables set by the caller (see master.ts), likewise with FD_CLOEXEC cleared;
-//   - NSERVE_RESTART = "<count>:<epoch ms when the restart was requested>" for logs and stats;
-//   - stdio 0-2: FD_CLOEXEC and O_NONBLOCK cleared (Node sets both; without this the new image has no output);
-//   - SIGUSR1/SIGUSR2/SIGHUP/SIGTTIN/SIGTTOU ignored across the exec, so one sent while the new image
-//     boots is dropped instead of killing the process; Node's handlers replace the ignore once installed.
+// prepareExec: boot check → (single mode: drain) → leak candidates → onRestart hooks → leak check →
+// exec. Every step can end the restart with the old code still serving; a stop that arrives meanwhile
+// (the AbortSignal) cancels it at the next step, and the caller then stops gracefully.
+//
+// The exec (see handoff.ts for what crosses it): the kept descriptors and stdio have FD_CLOEXEC cleared
+// right before execve; SIGUSR1/SIGUSR2/SIGHUP/SIGTTIN/SIGTTOU are ignored across it, so one sent while the
+// new image starts is dropped instead of killing the process (bin/nserve.js catches them once JS runs).
 import { spawn } from 'node:child_process';
-import { errorMessage } from './errors.js';
-import type { Logger } from './logger.js';
-import * as native from './native.js';
-import { IGNORED_ACROSS_EXEC } from './signals.js';
+import type { Config } from '../config.js';
+import { errorMessage, type NserveErrorCode } from '../errors.js';
+import { checkLeaks, type LeakCheck, leakCandidates } from '../fds.js';
+import { runHooks } from '../hooks.js';
+import type { Logger } from '../logger.js';
+import * as native from '../native.js';
+import { IGNORED_ACROSS_EXEC } from '../signals.js';
+import {
+  type BootCheckWhat,
+  CHILD_ENV,
+  CONSUMED_ENV,
+  encodeHandoff,
+  HANDOFF_ENV,
+  type Handoff,
+} from './handoff.js';
 
 export interface RestartInfo {
   /** How many hot restarts this PID has been through. */
   count: number;
   /** When the restart that produced this image was requested (epoch ms), if any. */
   requestedAt: number | undefined;
-}
-
-export function parseRestartEnv(value: string | undefined): RestartInfo {
-  const m = /^(\d+):(\d+)$/.exec(value ?? '');
-  return m === null
-    ? { count: 0, requestedAt: undefined }
-    : { count: Number(m[1]), requestedAt: Number(m[2]) };
 }
 
 /** The exact command line this process was started with, to be run again. */
@@ -46,14 +50,15 @@ export type BootCheckResult =
 export function bootCheck(
   timeoutMs: number,
   log: Logger,
-  what: 'app' | 'config',
+  what: BootCheckWhat,
   cwd: string,
+  signal?: AbortSignal,
 ): Promise<BootCheckResult> {
   const started = Date.now();
   const { file, args } = ownCommandLine();
   return new Promise<BootCheckResult>((resolve) => {
     const child = spawn(file, args, {
-      env: { ...process.env, NSERVE_BOOT_CHECK: what === 'app' ? '1' : 'config' },
+      env: { ...process.env, [CHILD_ENV.bootCheck]: what },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       cwd,
     });
@@ -62,6 +67,7 @@ export function bootCheck(
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
       if (child.exitCode !== null || child.signalCode !== null) {
         resolve(result);
         return;
@@ -79,6 +85,10 @@ export function bootCheck(
         }),
       timeoutMs,
     );
+    // A stop during the restart: don't wait for the new code to finish booting.
+    const onAbort = (): void =>
+      finish({ ok: false, error: 'stopped during the restart', ms: Date.now() - started });
+    signal?.addEventListener('abort', onAbort, { once: true });
     child.on('message', (msg: { ok?: boolean; file?: string; error?: string }) => {
       if (msg.ok === true) finish({ ok: true, file: msg.file ?? '', ms: Date.now() - started });
       else finish({ ok: false, error: msg.error ?? 'unknown error', ms: Date.now() - started });
@@ -98,9 +108,11 @@ export function bootCheck(
 export interface ExecOptions {
   /** Descriptors that must survive the exec (listeners, worker channels). Everything else stays close-on-exec. */
   keepFds: readonly number[];
-  /** NSERVE_* variables describing those descriptors to the new image. */
-  env: Record<string, string>;
+  /** What the new image is handed (the return path and the restart count are filled in here). */
+  handoff: Omit<Handoff, 'v' | 'back' | 'restart'>;
   restart: RestartInfo;
+  /** When the restart being carried out was requested (epoch ms). */
+  requestedAt: number;
   log: Logger;
   /**
    * The directory the server was started in. Single mode runs in the app's directory; the command line
@@ -118,21 +130,19 @@ export function execSelf(options: ExecOptions): never {
   const { file, args } = ownCommandLine();
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
-  delete env.NSERVE_BOOT_CHECK;
-  Object.assign(env, options.env, {
-    NSERVE_RESTART: `${options.restart.count + 1}:${options.restart.requestedAt ?? Date.now()}`,
-  });
+  for (const k of [...CONSUMED_ENV, CHILD_ENV.bootCheck]) delete env[k];
+  Object.assign(
+    env,
+    encodeHandoff({
+      ...options.handoff,
+      back: { file, args, cwd: options.cwd, fds: [...options.keepFds] },
+      restart: { count: options.restart.count + 1, requestedAt: options.requestedAt },
+    }),
+  );
   options.log.info({ keepFds: options.keepFds, restart: options.restart.count + 1 }, 'hot restart: exec');
   options.log.flush?.();
   const stdioState = [0, 1, 2].map((fd) => safeCloexec(fd));
-  for (const fd of [0, 1, 2]) {
-    try {
-      native.setCloexec(fd, false);
-      native.setNonblock(fd, false);
-    } catch {
-      // stdio closed: nothing to hand on
-    }
-  }
+  for (const fd of [0, 1, 2]) clearStdioFlags(fd);
   for (const fd of options.keepFds) native.setCloexec(fd, false);
   const runningIn = process.cwd();
   try {
@@ -158,5 +168,134 @@ function safeCloexec(fd: number): boolean | undefined {
     return native.getCloexec(fd);
   } catch {
     return undefined;
+  }
+}
+
+/** Exec back into the image that handed over (see handoff.ts), saying why. Never returns on success. */
+export function execBack(
+  back: { file: string; args: string[]; cwd: string; fds: readonly number[] },
+  reason: string,
+  env: NodeJS.ProcessEnv,
+): never {
+  const vars: string[] = [];
+  for (const [k, v] of Object.entries({ ...env, [HANDOFF_ENV.rejected]: reason }))
+    if (v !== undefined) vars.push(`${k}=${v}`);
+  for (const fd of [0, 1, 2]) clearStdioFlags(fd);
+  for (const fd of back.fds) native.setCloexec(fd, false);
+  process.chdir(back.cwd);
+  return native.execve(back.file, [back.file, ...back.args], vars, { ignoreSignals: IGNORED_ACROSS_EXEC });
+}
+
+function clearStdioFlags(fd: number): void {
+  try {
+    native.setCloexec(fd, false);
+    native.setNonblock(fd, false);
+  } catch {
+    // stdio closed: nothing to hand on
+  }
+}
+
+// ── the sequence before an exec, shared by single and cluster mode ────────────────────────────────────
+
+/** The operating system as prepareExec sees it: real by default, faked in unit tests. */
+export interface RestartOps {
+  bootCheck(what: BootCheckWhat, signal: AbortSignal): Promise<BootCheckResult>;
+  leakCandidates(keep: ReadonlySet<number>): native.FdInfo[];
+  runRestartHooks(): Promise<void>;
+  checkLeaks(before: readonly native.FdInfo[], keep: ReadonlySet<number>): LeakCheck;
+  exec(options: ExecOptions): never;
+}
+
+export interface ExecContext {
+  config: Config;
+  log: Logger;
+  launchCwd: string;
+  restart: RestartInfo;
+}
+
+export function realRestartOps(ctx: ExecContext): RestartOps {
+  const { config, log } = ctx;
+  return {
+    bootCheck: (what, signal) => bootCheck(config.workerBootTimeoutMs, log, what, ctx.launchCwd, signal),
+    leakCandidates,
+    runRestartHooks: async () => {
+      await runHooks('onRestart', config.hooks.onRestart, {}, config.hookTimeoutMs, log);
+    },
+    checkLeaks: (before, keep) => checkLeaks(before, keep, config.leakPolicy, log),
+    exec: execSelf,
+  };
+}
+
+export interface ExecPlan {
+  /** What the boot check loads: the app (single mode) or only the config (cluster: workers boot later). */
+  check: BootCheckWhat;
+  /** After a passing boot check (single mode drains its connections here). */
+  afterCheck?: (check: BootCheckResult & { ok: true }) => Promise<void>;
+  /** The descriptors that must survive the exec (asked once the boot check passed). */
+  keepFds: () => number[];
+  /** The hand-off for the new image. */
+  handoff: (leaked: LeakCheck['leaks']) => ExecOptions['handoff'];
+  /** Right before the exec (cluster: stop watching the worker channels). */
+  beforeExec?: () => void;
+  /** The exec failed: undo beforeExec. */
+  execFailed?: () => void;
+  requestedAt: number;
+  /** Aborted by a stop. */
+  signal: AbortSignal;
+}
+
+/** Why a restart did not exec; the old code keeps serving (or, when `stopped`, the caller stops). */
+export interface Abandoned {
+  code: NserveErrorCode;
+  reason: string;
+  stopped: boolean;
+}
+
+/**
+ * Run the steps before a hot restart's exec; exec if they all pass (then this never returns). Returns why
+ * the restart was abandoned otherwise.
+ */
+export async function prepareExec(
+  ctx: ExecContext,
+  plan: ExecPlan,
+  ops: RestartOps = realRestartOps(ctx),
+): Promise<Abandoned> {
+  const stopped = (): Abandoned => ({
+    code: 'ERR_NSERVE_EXEC',
+    reason: 'stopped during the restart',
+    stopped: true,
+  });
+  const check = await ops.bootCheck(plan.check, plan.signal);
+  if (plan.signal.aborted) return stopped();
+  if (!check.ok) return { code: 'ERR_NSERVE_BOOT_CHECK', reason: check.error, stopped: false };
+  await plan.afterCheck?.(check);
+  if (plan.signal.aborted) return stopped();
+  const keepFds = plan.keepFds();
+  const keep = new Set(keepFds);
+  const candidates = ops.leakCandidates(keep);
+  await ops.runRestartHooks();
+  if (plan.signal.aborted) return stopped();
+  const leaks = ops.checkLeaks(candidates, keep);
+  if (leaks.refuse) {
+    const list = leaks.leaks.map((l) => `${l.fd} (${l.target})`).join(', ');
+    return {
+      code: 'ERR_NSERVE_FD_LEAK',
+      reason: `descriptors would leak into the restarted process (leakPolicy refuse): ${list}`,
+      stopped: false,
+    };
+  }
+  plan.beforeExec?.();
+  try {
+    return ops.exec({
+      keepFds,
+      handoff: plan.handoff(ctx.config.leakPolicy === 'warn' ? leaks.leaks : []),
+      restart: ctx.restart,
+      requestedAt: plan.requestedAt,
+      log: ctx.log,
+      cwd: ctx.launchCwd,
+    });
+  } catch (err) {
+    plan.execFailed?.();
+    return { code: 'ERR_NSERVE_EXEC', reason: `exec failed: ${errorMessage(err)}`, stopped: false };
   }
 }

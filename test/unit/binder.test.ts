@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { formatInheritEnv, type Listener, parseBindUri, parseInheritEnv } from '../../src/binder.js';
+import { parseBindUri } from '../../src/binder.js';
 
 test('parseBindUri accepts tcp IPv4, IPv6, localhost and unix with mode', () => {
   assert.deepEqual(parseBindUri('tcp://127.0.0.1:3000'), {
@@ -46,22 +46,4 @@ test('parseBindUri rejects bad input with a message naming it and ERR_NSERVE_INV
       uri,
     );
   }
-});
-
-test('the inherit hand-off round-trips URIs with any characters', () => {
-  const spec = parseBindUri('unix:///tmp/a,b:c.sock?mode=0600');
-  const listeners = [
-    { spec, slot: 0, fd: 7, address: { family: 'unix', path: '/tmp/a,b:c.sock' }, inherited: false },
-  ] as Listener[];
-  assert.deepEqual(parseInheritEnv(formatInheritEnv(listeners)), [
-    { fd: 7, slot: 0, uri: spec.uri, activated: false },
-  ]);
-  assert.deepEqual(parseInheritEnv(undefined), []);
-  const activated = [{ ...listeners[0]!, activated: true }];
-  assert.equal(
-    parseInheritEnv(formatInheritEnv(activated))[0]!.activated,
-    true,
-    'socket activation survives the hand-off',
-  );
-  assert.throws(() => parseInheritEnv('garbage'), /malformed NSERVE_INHERIT/);
 });

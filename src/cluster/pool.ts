@@ -1,0 +1,206 @@
+// The master's workers: the current generation by worker index, the retiring ones (older generations
+// still draining), spawning, waiting for boot, draining, reaping.
+import { spawn } from 'node:child_process';
+import type { Config } from '../config.js';
+import { errorMessage } from '../errors.js';
+import { runHooks } from '../hooks.js';
+import type { Logger } from '../logger.js';
+import * as native from '../native.js';
+import { ownCommandLine } from '../restart/exec.js';
+import { type HandedWorker, PROTOCOL_VERSION, workerEnv } from '../restart/handoff.js';
+import { MAIN_PROCESS_ENV } from '../systemd.js';
+import { type WorkerEvent, WorkerHandle } from './worker-handle.js';
+
+export class WorkerPool {
+  /** The current generation, by worker index (may have holes). */
+  workers: WorkerHandle[] = [];
+  /** Workers of an older generation (or removed indexes) still draining. */
+  readonly retiring = new Set<WorkerHandle>();
+
+  constructor(
+    private readonly config: Config,
+    private readonly log: Logger,
+    private readonly onEvent: (w: WorkerHandle, msg: WorkerEvent) => void,
+  ) {}
+
+  /** The current generation (without holes). */
+  current(): WorkerHandle[] {
+    return this.workers.filter((w): w is WorkerHandle => w !== undefined);
+  }
+
+  /** Every live worker: current and retiring. */
+  alive(): WorkerHandle[] {
+    return [...this.current(), ...this.retiring].filter((w) => w.alive);
+  }
+
+  /** Every worker object still tracked, alive or not. */
+  tracked(): WorkerHandle[] {
+    return [...this.current(), ...this.retiring];
+  }
+
+  /** Make `w` the current worker for its index; the one it replaces (if alive) retires. */
+  install(w: WorkerHandle): void {
+    const old = this.workers[w.index];
+    this.workers[w.index] = w;
+    if (old !== undefined && old !== w && old.alive) this.retiring.add(old);
+  }
+
+  /** A worker ended: true if it was retiring (nothing more to do). */
+  forget(w: WorkerHandle): boolean {
+    return this.retiring.delete(w);
+  }
+
+  async spawn(index: number, generation: number, directory: string): Promise<WorkerHandle> {
+    const { config, log } = this;
+    await runHooks(
+      'beforeSpawn',
+      config.hooks.beforeSpawn,
+      { worker: index, phase: generation },
+      config.hookTimeoutMs,
+      log,
+    );
+    let pair: [number, number];
+    try {
+      pair = native.socketpair();
+    } catch (err) {
+      throw new Error(`cannot spawn worker ${index}: ${errorMessage(err)}`, { cause: err });
+    }
+    const [masterEnd, workerEnd] = pair;
+    const { file, args } = ownCommandLine();
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      ...workerEnv({ index, generation, directory, channelFd: 3 }),
+    };
+    for (const k of MAIN_PROCESS_ENV) delete env[k];
+    // libuv dup2()s workerEnd onto the child's fd 3; our copy is closed right after.
+    const child = spawn(file, args, { env, stdio: ['ignore', 'inherit', 'inherit', workerEnd] });
+    native.close(workerEnd);
+    // spawn() reports EAGAIN/EMFILE/ENOMEM as an 'error' event (and no pid): never let it go uncaught.
+    let spawnError: Error | undefined;
+    child.on('error', (err) => {
+      spawnError = err;
+      log.error({ worker: index, err }, `worker ${index}: ${errorMessage(err)}`);
+    });
+    if (child.pid === undefined) {
+      native.close(masterEnd);
+      await new Promise((r) => setImmediate(r));
+      throw new Error(
+        `cannot spawn worker ${index}${spawnError === undefined ? '' : `: ${errorMessage(spawnError)}`}`,
+      );
+    }
+    const w = new WorkerHandle(
+      { index, generation, pid: child.pid, channelFd: masterEnd, directory, child },
+      log,
+    );
+    w.on((msg) => this.onEvent(w, msg));
+    log.info({ worker: index, workerPid: w.pid, generation }, `worker ${index} spawned`);
+    return w;
+  }
+
+  /** Take over the workers the previous master image handed over (cluster hot restart). */
+  adopt(handed: readonly HandedWorker[]): WorkerHandle[] {
+    return handed.map((h) => {
+      native.setCloexec(h.fd, true);
+      const w = new WorkerHandle(
+        {
+          index: h.index,
+          generation: h.generation,
+          pid: h.pid,
+          channelFd: h.fd,
+          directory: h.directory,
+          child: undefined,
+          adopted: { keys: h.keys, draining: h.draining },
+        },
+        this.log,
+      );
+      w.on((msg) => this.onEvent(w, msg));
+      return w;
+    });
+  }
+
+  /** The live workers as the hand-off describes them to the next master image. */
+  handOver(workers: readonly WorkerHandle[]): HandedWorker[] {
+    return workers.map((w) => ({
+      index: w.index,
+      pid: w.pid,
+      generation: w.generation,
+      fd: w.channel.fd,
+      directory: w.directory,
+      keys: [...w.keys],
+      draining: !w.serving,
+      protocol: PROTOCOL_VERSION,
+    }));
+  }
+
+  async waitBooted(w: WorkerHandle): Promise<void> {
+    if (w.state === 'booted') return;
+    await w.waitFor('boot', this.config.workerBootTimeoutMs, (msg) => {
+      if (msg.t === 'booted') return true;
+      if (msg.t === 'boot-error') throw new Error(`worker ${w.index} failed to boot: ${msg.error}`);
+      if (msg.t === 'exit')
+        throw new Error(`worker ${w.index} exited while booting (${msg.signal ?? `code ${msg.code}`})`);
+      return undefined;
+    });
+  }
+
+  /** Tell `w` to drain; resolves once it drained (it will never serve again) or exited, or was killed. */
+  async drain(w: WorkerHandle, reason: string): Promise<void> {
+    w.markDraining(reason);
+    w.send({ t: 'drain' });
+    const limit = this.config.shutdownTimeoutMs + this.config.hookTimeoutMs + 5000;
+    try {
+      // Drained means it no longer accepts and has no connection left: whoever waits (a cluster hot
+      // restart's new workers) may go on without waiting for its exit.
+      await w.waitFor('drain', limit, (m) => (m.t === 'drained' || m.t === 'exit' ? true : undefined));
+    } catch {
+      this.log.warn({ worker: w.index, workerPid: w.pid }, 'worker did not exit after draining: killing it');
+      w.kill('SIGKILL');
+    }
+  }
+
+  /** Drain every live worker and wait for each to exit (killing those that take too long). */
+  async stopAll(timeoutMs: number): Promise<void> {
+    await Promise.all(
+      this.alive().map(async (w) => {
+        w.markDraining('the server is stopping');
+        w.send({ t: 'drain' });
+        try {
+          await w.waitFor('exit', timeoutMs, (m) => (m.t === 'exit' ? true : undefined));
+        } catch {
+          w.kill('SIGKILL');
+        }
+      }),
+    );
+  }
+
+  killAll(): void {
+    for (const w of this.tracked()) w.kill('SIGKILL');
+  }
+
+  /**
+   * Workers adopted from a previous image are not libuv's children: reap them ourselves, by PID (never
+   * waitpid(-1), which would steal exits from libuv). The channel closes just before the process becomes
+   * a zombie, so poll briefly.
+   */
+  reap(w: WorkerHandle): void {
+    if (w.child !== undefined) return;
+    const deadline = Date.now() + 10_000;
+    const attempt = (): void => {
+      let status: native.ExitStatus | null;
+      try {
+        status = native.waitpid(w.pid);
+      } catch {
+        return; // not our child, or already reaped
+      }
+      if (status !== null) {
+        this.log.debug(
+          { worker: w.index, workerPid: w.pid, code: status.code, signal: status.signal },
+          'reaped',
+        );
+        return;
+      }
+      if (Date.now() < deadline) setTimeout(attempt, 20).unref();
+    };
+    attempt();
+  }
+}

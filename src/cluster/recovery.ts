@@ -1,0 +1,148 @@
+// Crash recovery: what the master does when a worker exits or asks to be replaced, and the back-off
+// that keeps a crash loop from spinning.
+//
+// A serving worker that dies has its slots lent to a live worker at once (slots.ts) and is replaced;
+// a worker that asks to leave (uncaught exception, SIGTERM sent to it) is replaced surge-first: its
+// replacement accepts on its slots before it drains, unless another worker can take them meanwhile.
+import { errorMessage } from '../errors.js';
+import type { Master } from './master.js';
+import type { WorkerEvent, WorkerHandle } from './worker-handle.js';
+
+const CRASH_WINDOW_MS = 10_000;
+const MAX_BACKOFF_MS = 30_000;
+
+/** Crashes in the last 10 s double the wait before the next replacement (0, 500 ms, 1 s, … 30 s). */
+export class CrashBackoff {
+  private crashes: number[] = [];
+
+  /** Record a crash at `now`; the delay before replacing the worker. */
+  next(now: number): { delayMs: number; crashes: number } {
+    this.crashes = this.crashes.filter((t) => now - t < CRASH_WINDOW_MS);
+    this.crashes.push(now);
+    const n = this.crashes.length;
+    return { delayMs: n <= 1 ? 0 : Math.min(MAX_BACKOFF_MS, 250 * 2 ** (n - 1)), crashes: n };
+  }
+}
+
+export class Recovery {
+  private readonly backoff = new CrashBackoff();
+  private readonly timers = new Set<NodeJS.Timeout>();
+  /** Worker indexes with a replacement scheduled (back-off timer running). */
+  private readonly pending = new Set<number>();
+
+  constructor(private readonly m: Master) {}
+
+  onWorkerEvent(w: WorkerHandle, msg: WorkerEvent): void {
+    if (msg.t === 'leaving') this.onLeaving(w, msg.reason);
+    else if (msg.t === 'exit') this.onExit(w, msg);
+  }
+
+  private onLeaving(w: WorkerHandle, reason: string): void {
+    const m = this.m;
+    if (!w.serving || w.replacing || m.isStopping()) return;
+    w.replacing = true;
+    m.log.error(
+      { worker: w.index, workerPid: w.pid, reason },
+      `worker ${w.index} is leaving (${reason}): replacing it`,
+    );
+    if (m.pool.current().some((o) => o !== w && o.serving)) {
+      // Its slots go to live workers before it drains; then it is replaced.
+      w.markDraining(`leaving: ${reason}`);
+      m.background(m.slots.rebalance().then(() => m.pool.drain(w, `leaving: ${reason}`)));
+    } else {
+      // Nobody else could take its slots: boot the replacement first, then drain it.
+      m.background(this.surgeReplace(w));
+    }
+  }
+
+  private onExit(w: WorkerHandle, exit: { code: number | null; signal: string | null }): void {
+    const m = this.m;
+    m.pool.reap(w);
+    if (m.pool.forget(w)) return;
+    const current = m.pool.workers[w.index] === w;
+    if (!current || m.isStopping() || w.bootedAt === undefined) return;
+    const fields = { worker: w.index, workerPid: w.pid, code: exit.code, signal: exit.signal };
+    if (m.lifecycle.is('restarting')) {
+      // The restart in progress decides who serves; a worker of the current generation still missing
+      // when it ends is replaced then (endRestart). Its slots are lent now.
+      m.log.error(fields, `worker ${w.index} exited during a restart`);
+      void m.slots.rebalance();
+      return;
+    }
+    // Unexpected exit of a serving worker: lend its slots at once, replace it (with back-off in a loop).
+    m.log.error(fields, `worker ${w.index} exited unexpectedly`);
+    void m.slots.rebalance();
+    this.scheduleReplacement(w.index);
+  }
+
+  scheduleReplacement(index: number): void {
+    if (this.pending.has(index)) return;
+    const { delayMs, crashes } = this.backoff.next(Date.now());
+    if (delayMs > 0) {
+      this.m.log.warn(
+        { worker: index, delayMs, crashes },
+        `workers are crashing in a loop: backing off ${delayMs} ms`,
+      );
+    }
+    this.pending.add(index);
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      this.pending.delete(index);
+      const m = this.m;
+      // A restart in progress replaces workers itself; endRestart catches up afterwards.
+      if (!m.lifecycle.is('running') || index >= m.count) return;
+      m.background(this.replace(index));
+    }, delayMs);
+    this.timers.add(timer);
+  }
+
+  /** Forget every scheduled replacement (the server is stopping). */
+  cancel(): void {
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    this.pending.clear();
+  }
+
+  private async replace(index: number): Promise<void> {
+    const m = this.m;
+    let w: WorkerHandle | undefined;
+    try {
+      w = await m.pool.spawn(index, m.generation, m.directory);
+      m.pool.install(w);
+      await m.pool.waitBooted(w);
+    } catch (err) {
+      m.log.error({ worker: index, err }, `replacing worker ${index} failed: ${errorMessage(err)}`);
+      w?.kill('SIGKILL');
+      if (!m.isStopping() && (w === undefined || m.pool.workers[index] === w))
+        this.scheduleReplacement(index);
+      return;
+    }
+    await m.slots.rebalance();
+    m.log.info({ worker: index, workerPid: w.pid }, `worker ${index} replaced`);
+  }
+
+  /** Replace a serving worker surge-first: its replacement accepts on its slots before it drains. */
+  private async surgeReplace(old: WorkerHandle): Promise<void> {
+    const m = this.m;
+    let fresh: WorkerHandle | undefined;
+    try {
+      fresh = await m.pool.spawn(old.index, m.generation, m.directory);
+      await m.pool.waitBooted(fresh);
+    } catch (err) {
+      fresh?.kill('SIGKILL');
+      m.log.error(
+        { worker: old.index, err },
+        `replacing worker ${old.index} failed, it keeps serving: ${errorMessage(err)}`,
+      );
+      return;
+    }
+    if (m.isStopping()) {
+      fresh.kill('SIGKILL');
+      return;
+    }
+    m.pool.install(fresh);
+    await m.slots.rebalance();
+    await m.pool.drain(old, 'replaced');
+    m.log.info({ worker: old.index, workerPid: fresh.pid }, `worker ${old.index} replaced`);
+  }
+}

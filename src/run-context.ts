@@ -1,0 +1,29 @@
+// What the command line hands to the role it picked (single server or cluster master).
+import type { Config } from './config.js';
+import type { Logger } from './logger.js';
+import type { RestartInfo } from './restart/exec.js';
+import type { Handoff } from './restart/handoff.js';
+import type { Controller, RestartHistory } from './status.js';
+
+export interface RunContext {
+  config: Config;
+  log: Logger;
+  restart: RestartInfo;
+  history: RestartHistory;
+  /** What the previous image handed over (a hot restart's exec), if any. */
+  handoff: Handoff | undefined;
+  /**
+   * The new image could not read our hand-off and execed back (why): this image serves the release it
+   * served before (`handoff.directory`) and the restart counts as abandoned.
+   */
+  rejected: string | undefined;
+  /** Where the command line was given (logical path): restarts read it again from there. */
+  launchCwd: string;
+  /** When this server (PID) first started, across hot restarts. */
+  startedAt: string;
+  env: NodeJS.ProcessEnv;
+  /** Descriptors of the control server's listening socket (labelled `control` by `nserve fds`). */
+  controlFds?: readonly number[];
+  /** Called once the server serves, with what the control server needs. */
+  onServing?: (controller: Controller) => void | Promise<void>;
+}
