@@ -21,7 +21,7 @@ import { inspect, reportInheritedLeaks, warnOnGrowth } from './fds.js';
 import { Lifecycle, SERVER_TRANSITIONS, type ServerState } from './lifecycle.js';
 import * as native from './native.js';
 import { removePidfile, writePidfile } from './pidfile.js';
-import { prepareExec } from './restart/exec.js';
+import { logAbandoned, prepareExec } from './restart/exec.js';
 import type { RunContext } from './run-context.js';
 import { AppServer } from './server.js';
 import { installSignalHandlers } from './signals.js';
@@ -141,11 +141,8 @@ export async function runSingle(ctx: RunContext): Promise<void> {
     });
     restartAbort = undefined;
     history.finish(record, 'failed', abandoned.reason);
+    logAbandoned(log, abandoned, 'old code');
     if (pendingStop !== undefined) return stopFor(pendingStop);
-    log.error(
-      { code: abandoned.code, error: abandoned.reason },
-      `hot restart abandoned, old code keeps serving: ${abandoned.reason}`,
-    );
     if (drained) {
       server.resume();
       await serveAll(server, listeners);

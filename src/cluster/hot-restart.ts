@@ -7,7 +7,7 @@ import { handedListeners } from '../binder.js';
 import { errorMessage } from '../errors.js';
 import { reportInheritedLeaks, warnOnGrowth } from '../fds.js';
 import { unlessAborted } from '../lifecycle.js';
-import { prepareExec } from '../restart/exec.js';
+import { logAbandoned, prepareExec } from '../restart/exec.js';
 import type { Handoff } from '../restart/handoff.js';
 import type { Master } from './master.js';
 import type { WorkerHandle } from './worker-handle.js';
@@ -46,12 +46,7 @@ export async function hotRestart(m: Master, requestedAt: number): Promise<void> 
     signal,
   });
   m.history.finish(record, 'failed', abandoned.reason);
-  if (abandoned.stopped) log.info('hot restart cancelled by a stop');
-  else
-    log.error(
-      { code: abandoned.code, error: abandoned.reason },
-      `hot restart abandoned, old workers keep serving: ${abandoned.reason}`,
-    );
+  logAbandoned(log, abandoned, 'old workers');
   m.endRestart('hot restart abandoned');
 }
 

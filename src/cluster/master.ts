@@ -21,7 +21,7 @@ import {
   tcpPorts,
 } from '../binder.js';
 import { errorMessage, NserveError } from '../errors.js';
-import { inspect, type ProcessFds } from '../fds.js';
+import type { ProcessFds } from '../fds.js';
 import { runHooks } from '../hooks.js';
 import { Lifecycle, SERVER_TRANSITIONS, type ServerState } from '../lifecycle.js';
 import * as native from '../native.js';
@@ -29,19 +29,14 @@ import { removePidfile, writePidfile } from '../pidfile.js';
 import type { Handoff } from '../restart/handoff.js';
 import type { RunContext } from '../run-context.js';
 import { installSignalHandlers } from '../signals.js';
-import {
-  type ControlAction,
-  type ControlAnswer,
-  type Controller,
-  listenerViews,
-  type Stats,
-} from '../status.js';
+import type { ControlAction, ControlAnswer, Controller, Stats } from '../status.js';
 import { reapOrphansAsInit, startWatchdog } from '../systemd.js';
 import { VERSION } from '../version.js';
 import { completeHotRestart, hotRestart } from './hot-restart.js';
 import { phasedRestart, resize } from './phased-restart.js';
 import { WorkerPool } from './pool.js';
 import { Recovery } from './recovery.js';
+import { clusterFds, clusterStats } from './report.js';
 import { Rebalancer, type SlotGroups } from './slots.js';
 import type { WorkerHandle } from './worker-handle.js';
 
@@ -127,7 +122,7 @@ export class Master implements Controller {
       this.generation = handoff.generation;
       await completeHotRestart(this, handoff);
       closeLeftovers(opened.leftovers);
-      this.healthTimer = setInterval(() => this.checkHealth(), 1000);
+      this.healthTimer = setInterval(() => this.onHealthTick(), 1000);
       return;
     }
     const directory = this.resolveDirectory();
@@ -150,7 +145,7 @@ export class Master implements Controller {
     if (this.isStopping()) return;
     closeLeftovers(opened.leftovers);
     if (config.pidfile !== undefined) writePidfile(config.pidfile);
-    this.healthTimer = setInterval(() => this.checkHealth(), 1000);
+    this.healthTimer = setInterval(() => this.onHealthTick(), 1000);
     log.info(
       {
         version: VERSION,
@@ -278,55 +273,11 @@ export class Master implements Controller {
   }
 
   stats(): Stats {
-    const all = this.pool.alive();
-    return {
-      version: VERSION,
-      mode: 'cluster',
-      pid: process.pid,
-      startedAt: this.ctx.startedAt,
-      phase: this.generation,
-      state: this.lifecycle.state,
-      requests: all.reduce((n, w) => n + w.stats.requests, 0),
-      inFlight: all.reduce((n, w) => n + w.stats.inFlight, 0),
-      workers: all.map((w) => ({
-        index: w.index,
-        pid: w.pid,
-        phase: w.generation,
-        state: w.state,
-        booted: w.bootedAt !== undefined,
-        lastCheckin: new Date(w.lastCheckin).toISOString(),
-        requests: w.stats.requests,
-        inFlight: w.stats.inFlight,
-        eventLoopDelayP99Ms: w.stats.eventLoopDelayMs,
-        rss: w.stats.rss,
-        directory: w.directory,
-        slots: [...w.keys],
-      })),
-      restarts: this.history.records,
-      listeners: listenerViews(this.listeners),
-      fdCount: fs.readdirSync('/proc/self/fd').length,
-    };
+    return clusterStats(this);
   }
 
   fds(): ProcessFds[] {
-    const alive = this.pool.alive();
-    const master = {
-      ...inspect(process.pid, 'master', {
-        listeners: this.listeners.map((l) => l.fd),
-        channels: alive.map((w) => w.channel.fd),
-        control: this.ctx.controlFds ?? [],
-      }),
-      history: this.history.fdCounts(),
-    };
-    const workers: ProcessFds[] = [];
-    for (const w of alive) {
-      try {
-        workers.push(inspect(w.pid, 'worker', { channels: [3] }, w.index));
-      } catch {
-        // exited while we looked
-      }
-    }
-    return [master, ...workers];
+    return clusterFds(this);
   }
 
   /**
@@ -364,24 +315,9 @@ export class Master implements Controller {
 
   // ── health and stopping ───────────────────────────────────────────────────────────────────────────
 
-  private checkHealth(): void {
-    const now = Date.now();
+  private onHealthTick(): void {
     if (this.lifecycle.is('running')) native.notify(this.statusLine());
-    for (const w of this.pool.current()) {
-      if (w.state === 'booting' && now - w.spawnedAt > this.config.workerBootTimeoutMs) {
-        this.log.error(
-          { worker: w.index, workerPid: w.pid, code: 'ERR_NSERVE_BOOT_TIMEOUT' },
-          `worker ${w.index} did not boot in time: killing it`,
-        );
-        w.kill('SIGKILL');
-      } else if (w.state === 'booted' && now - w.lastCheckin > this.config.workerTimeoutMs) {
-        this.log.error(
-          { worker: w.index, workerPid: w.pid, silentMs: now - w.lastCheckin },
-          `worker ${w.index} stopped checking in: killing it`,
-        );
-        w.kill('SIGKILL');
-      }
-    }
+    this.recovery.checkHealth(Date.now());
   }
 
   private async stop(reason: 'stop' | 'halt'): Promise<void> {

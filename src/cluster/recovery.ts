@@ -145,4 +145,24 @@ export class Recovery {
     await m.pool.drain(old, 'replaced');
     m.log.info({ worker: old.index, workerPid: fresh.pid }, `worker ${old.index} replaced`);
   }
+
+  /** Kill workers that do not boot in time or stopped checking in; their exit is handled as a crash. */
+  checkHealth(now: number): void {
+    const m = this.m;
+    for (const w of m.pool.current()) {
+      if (w.state === 'booting' && now - w.spawnedAt > m.config.workerBootTimeoutMs) {
+        m.log.error(
+          { worker: w.index, workerPid: w.pid, code: 'ERR_NSERVE_BOOT_TIMEOUT' },
+          `worker ${w.index} did not boot in time: killing it`,
+        );
+        w.kill('SIGKILL');
+      } else if (w.state === 'booted' && now - w.lastCheckin > m.config.workerTimeoutMs) {
+        m.log.error(
+          { worker: w.index, workerPid: w.pid, silentMs: now - w.lastCheckin },
+          `worker ${w.index} stopped checking in: killing it`,
+        );
+        w.kill('SIGKILL');
+      }
+    }
+  }
 }

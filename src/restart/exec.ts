@@ -251,6 +251,19 @@ export interface Abandoned {
   stopped: boolean;
 }
 
+/** The log line of an abandoned restart: "hot restart abandoned, old code keeps serving: why". */
+export function logAbandoned(log: Logger, a: Abandoned, stillServing: 'old code' | 'old workers'): void {
+  if (a.stopped) {
+    log.info('hot restart cancelled by a stop');
+    return;
+  }
+  const what = a.code === 'ERR_NSERVE_FD_LEAK' ? 'refused (leakPolicy refuse)' : 'abandoned';
+  log.error(
+    { code: a.code, error: a.reason },
+    `hot restart ${what}, ${stillServing} keep${stillServing === 'old code' ? 's' : ''} serving: ${a.reason}`,
+  );
+}
+
 /**
  * Run the steps before a hot restart's exec; exec if they all pass (then this never returns). Returns why
  * the restart was abandoned otherwise.
@@ -280,7 +293,7 @@ export async function prepareExec(
     const list = leaks.leaks.map((l) => `${l.fd} (${l.target})`).join(', ');
     return {
       code: 'ERR_NSERVE_FD_LEAK',
-      reason: `descriptors would leak into the restarted process (leakPolicy refuse): ${list}`,
+      reason: `descriptors would leak into the restarted process: ${list}`,
       stopped: false,
     };
   }

@@ -4,7 +4,7 @@ import type { IncomingMessage } from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { formatStats, formatStatus, table } from '../../src/cli/ctl.js';
+import { formatStats, formatStatus, table } from '../../src/cli/ctl-format.js';
 import { buildConfig, type UserConfig } from '../../src/config.js';
 import { parseControlUrl, ROUTES, resolveControl, routeFor } from '../../src/control/api.js';
 import { presentedToken, tokenMatches } from '../../src/control/server.js';

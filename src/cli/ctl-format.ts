@@ -1,0 +1,133 @@
+// How `nserve ctl` prints a server's status and stats (tables for people; --json prints the raw data).
+import type { RestartRecord, Stats, WorkerView } from '../status.js';
+
+export function duration(r: RestartRecord): string {
+  if (r.finished === null) return 'in progress';
+  return seconds(Date.parse(r.finished) - Date.parse(r.started));
+}
+
+function seconds(ms: number): string {
+  if (ms < 1000) return `${ms} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  const s = Math.floor(ms / 1000);
+  const d = Math.floor(s / 86400);
+  const h = Math.floor((s % 86400) / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  return d > 0 ? `${d}d ${h}h` : h > 0 ? `${h}h ${m}m` : `${m}m ${s % 60}s`;
+}
+
+function bytes(n: number): string {
+  if (n >= 1024 ** 3) return `${(n / 1024 ** 3).toFixed(1)} GB`;
+  if (n >= 1024 ** 2) return `${Math.round(n / 1024 ** 2)} MB`;
+  return `${Math.round(n / 1024)} kB`;
+}
+
+/** Columns padded to their widest cell. */
+export function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]): string =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  return [line(header), ...rows.map(line)].join('\n');
+}
+
+function serving(workers: readonly WorkerView[]): number {
+  return workers.filter((w) => w.booted && w.state === 'booted').length;
+}
+
+export function statusSummary(s: Stats): Record<string, unknown> {
+  const last = s.restarts.at(-1);
+  return {
+    running: true,
+    version: s.version,
+    mode: s.mode,
+    pid: s.pid,
+    state: s.state,
+    phase: s.phase,
+    startedAt: s.startedAt,
+    workers: s.mode === 'cluster' ? { total: s.workers.length, serving: serving(s.workers) } : undefined,
+    requests: s.requests,
+    inFlight: s.inFlight,
+    lastRestart: last ?? null,
+  };
+}
+
+export function formatStatus(s: Stats, now = Date.now()): string {
+  const lines = [
+    `${s.state} · nserve ${s.version} · ${s.mode} · pid ${s.pid} · phase ${s.phase} · up ${seconds(now - Date.parse(s.startedAt))}`,
+  ];
+  const counts = `requests ${s.requests} · in flight ${s.inFlight}`;
+  lines.push(
+    s.mode === 'cluster' ? `workers ${s.workers.length} (${serving(s.workers)} serving) · ${counts}` : counts,
+  );
+  const last = s.restarts.at(-1);
+  if (last !== undefined) {
+    lines.push(
+      `last restart #${last.id} (${last.kind}): ${last.outcome}${last.outcome === 'in-progress' ? '' : ` in ${duration(last)}`}${last.error === null ? '' : `: ${last.error}`}`,
+    );
+  }
+  return lines.join('\n');
+}
+
+export function formatStats(s: Stats, now = Date.now()): string {
+  const listening = s.listeners.reduce<Map<string, number>>(
+    (m, l) => m.set(l.address, (m.get(l.address) ?? 0) + 1),
+    new Map(),
+  );
+  const parts = [
+    `nserve ${s.version} · ${s.mode} · pid ${s.pid} · ${s.state} · phase ${s.phase}`,
+    `started    ${s.startedAt} (up ${seconds(now - Date.parse(s.startedAt))})`,
+    `requests   ${s.requests} served · ${s.inFlight} in flight`,
+    `listening  ${[...listening].map(([a, n]) => (n > 1 ? `${a} (${n} slots)` : a)).join(', ') || '-'}`,
+    `fds        ${s.fdCount}`,
+  ];
+  if (s.workers.length > 0) {
+    parts.push(
+      '',
+      table(
+        [
+          'WORKER',
+          'PID',
+          'PHASE',
+          'STATE',
+          'CHECK-IN',
+          'REQUESTS',
+          'IN FLIGHT',
+          'ELD P99',
+          'RSS',
+          'SLOTS',
+          'DIRECTORY',
+        ],
+        s.workers.map((w) => [
+          String(w.index),
+          String(w.pid),
+          String(w.phase),
+          w.state,
+          `${seconds(Math.max(0, now - Date.parse(w.lastCheckin)))} ago`,
+          String(w.requests),
+          String(w.inFlight),
+          `${w.eventLoopDelayP99Ms} ms`,
+          bytes(w.rss),
+          String(w.slots.length),
+          w.directory,
+        ]),
+      ),
+    );
+  }
+  if (s.restarts.length > 0) {
+    parts.push(
+      '',
+      table(
+        ['RESTART', 'KIND', 'STARTED', 'TOOK', 'OUTCOME', 'ERROR'],
+        s.restarts
+          .slice(-10)
+          .map((r) => [`#${r.id}`, r.kind, r.started, duration(r), r.outcome, r.error ?? '']),
+      ),
+    );
+  }
+  return parts.join('\n');
+}
+
+// ── commander ──────────────────────────────────────────────────────────────────────────────────────────

@@ -1,0 +1,59 @@
+// What the master reports about the cluster: stats (control server, `nserve ctl`) and descriptors
+// (`nserve fds`).
+import * as fs from 'node:fs';
+import { inspect, type ProcessFds } from '../fds.js';
+import { listenerViews, type Stats } from '../status.js';
+import { VERSION } from '../version.js';
+import type { Master } from './master.js';
+
+export function clusterStats(m: Master): Stats {
+  const all = m.pool.alive();
+  return {
+    version: VERSION,
+    mode: 'cluster',
+    pid: process.pid,
+    startedAt: m.ctx.startedAt,
+    phase: m.generation,
+    state: m.lifecycle.state,
+    requests: all.reduce((n, w) => n + w.stats.requests, 0),
+    inFlight: all.reduce((n, w) => n + w.stats.inFlight, 0),
+    workers: all.map((w) => ({
+      index: w.index,
+      pid: w.pid,
+      phase: w.generation,
+      state: w.state,
+      booted: w.bootedAt !== undefined,
+      lastCheckin: new Date(w.lastCheckin).toISOString(),
+      requests: w.stats.requests,
+      inFlight: w.stats.inFlight,
+      eventLoopDelayP99Ms: w.stats.eventLoopDelayMs,
+      rss: w.stats.rss,
+      directory: w.directory,
+      slots: [...w.keys],
+    })),
+    restarts: m.history.records,
+    listeners: listenerViews(m.listeners),
+    fdCount: fs.readdirSync('/proc/self/fd').length,
+  };
+}
+
+export function clusterFds(m: Master): ProcessFds[] {
+  const alive = m.pool.alive();
+  const master = {
+    ...inspect(process.pid, 'master', {
+      listeners: m.listeners.map((l) => l.fd),
+      channels: alive.map((w) => w.channel.fd),
+      control: m.ctx.controlFds ?? [],
+    }),
+    history: m.history.fdCounts(),
+  };
+  const workers: ProcessFds[] = [];
+  for (const w of alive) {
+    try {
+      workers.push(inspect(w.pid, 'worker', { channels: [3] }, w.index));
+    } catch {
+      // exited while we looked
+    }
+  }
+  return [master, ...workers];
+}
