@@ -17,7 +17,8 @@ export type NserveErrorCode =
   | 'ERR_NSERVE_HOOK_TIMEOUT'
   | 'ERR_NSERVE_EXEC'
   | 'ERR_NSERVE_INHERIT'
-  | 'ERR_NSERVE_FD_LEAK';
+  | 'ERR_NSERVE_FD_LEAK'
+  | 'ERR_NSERVE_PROTOCOL';
 
 export class NserveError extends Error {
   readonly code: NserveErrorCode;

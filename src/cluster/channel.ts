@@ -1,9 +1,18 @@
 // A message channel over a SOCK_SEQPACKET descriptor: JSON datagrams with optional descriptors attached.
 // Receiving never blocks the event loop: a uv_poll watcher wakes us and we drain recvmsg until EAGAIN.
+//
+// Nothing that arrives can throw out of here (a throw inside the libuv callback would take the process
+// down): a datagram that is too large, lost descriptors (MSG_CTRUNC), bytes that are not JSON or a value
+// `parse` rejects are reported to `invalid`, and reading goes on.
+import { errorCode, errorMessage, NserveError } from '../errors.js';
 import * as native from '../native.js';
 
 export interface ChannelHandlers<In> {
+  /** Turn a received JSON value into a message, or say why it is not one. */
+  parse(value: unknown): In | string;
   message(msg: In, fds: number[]): void;
+  /** Something arrived that is not a valid message (any descriptors with it are closed already). */
+  invalid(reason: string): void;
   /** The peer closed its end (process exit). Called once. */
   close(): void;
 }
@@ -40,6 +49,12 @@ export class Channel<In, Out> {
   send(msg: Out, fds: readonly number[] = []): boolean {
     if (this.closed) return false;
     const data = Buffer.from(JSON.stringify(msg));
+    if (data.length > native.MAX_PAYLOAD) {
+      throw new NserveError(
+        'ERR_NSERVE_PROTOCOL',
+        `channel message of ${data.length} bytes exceeds ${native.MAX_PAYLOAD}`,
+      );
+    }
     if (this.pending.length > 0) {
       this.pending.push({ data, fds });
       return true;
@@ -71,27 +86,57 @@ export class Channel<In, Out> {
     this.retryTimer = undefined;
     while (this.pending.length > 0 && !this.closed) {
       const next = this.pending.shift()!;
-      this.trySend(next.data, next.fds);
+      try {
+        this.trySend(next.data, next.fds);
+      } catch {
+        // Runs from a timer: an unexpected send error must not escape; the peer is unreachable.
+        this.onClosed();
+        return;
+      }
       if (this.retryTimer !== undefined) return;
     }
   }
 
   private drainIncoming(): void {
-    while (!this.closed) {
+    // Bounded: a flood is read in slices, between which the loop serves everything else.
+    for (let n = 0; n < 256 && !this.closed; n++) {
       let got: { data: Buffer; fds: number[] } | null;
       try {
         got = native.recvFds(this.fd);
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ECONNRESET') this.onClosed();
-        else throw err;
-        return;
+        const code = errorCode(err);
+        if (code === 'ECONNRESET' || code === 'ENOTCONN' || code === 'EBADF') {
+          this.onClosed();
+          return;
+        }
+        // EMSGSIZE: over 64 KiB, or descriptors dropped (MSG_CTRUNC); the datagram is consumed either way.
+        this.handlers.invalid(
+          code === 'EMSGSIZE'
+            ? 'a message too large, or with descriptors that could not be received (EMSGSIZE)'
+            : `receiving failed: ${errorMessage(err)}`,
+        );
+        continue;
       }
       if (got === null) return;
       if (got.data.length === 0 && got.fds.length === 0) {
         this.onClosed();
         return;
       }
-      this.handlers.message(JSON.parse(got.data.toString('utf8')) as In, got.fds);
+      let value: unknown;
+      try {
+        value = JSON.parse(got.data.toString('utf8'));
+      } catch {
+        closeAll(got.fds);
+        this.handlers.invalid(`not JSON (${got.data.length} bytes)`);
+        continue;
+      }
+      const msg = this.handlers.parse(value);
+      if (typeof msg === 'string') {
+        closeAll(got.fds);
+        this.handlers.invalid(msg);
+        continue;
+      }
+      this.handlers.message(msg, got.fds);
     }
   }
 
@@ -127,5 +172,15 @@ export class Channel<In, Out> {
   /** Watch again after `detach` (the hand-off did not happen). */
   reattach(): void {
     if (!this.closed && this.watcher === undefined) this.watch();
+  }
+}
+
+function closeAll(fds: readonly number[]): void {
+  for (const fd of fds) {
+    try {
+      native.close(fd);
+    } catch {
+      // already closed
+    }
   }
 }

@@ -109,7 +109,7 @@ export class WorkerPool {
           channelFd: h.fd,
           directory: h.directory,
           child: undefined,
-          adopted: { keys: h.keys, draining: h.draining },
+          adopted: { keys: h.keys, offered: h.offered, draining: h.draining },
         },
         this.log,
       );
@@ -127,6 +127,7 @@ export class WorkerPool {
       fd: w.channel.fd,
       directory: w.directory,
       keys: [...w.keys],
+      offered: w.offeredKeys,
       draining: !w.serving,
       protocol: PROTOCOL_VERSION,
     }));

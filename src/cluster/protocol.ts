@@ -34,6 +34,68 @@ export type FromWorker =
    * The worker wants to be replaced (an uncaught exception, or a SIGTERM sent to it directly); it keeps
    * serving until the master has moved its slots (or booted its replacement) and tells it to drain.
    */
-  | { t: 'leaving'; reason: string };
+  | { t: 'leaving'; reason: string }
+  /** A message from the master could not be received whole (descriptors dropped: EMFILE): resend. */
+  | { t: 'lost' };
 
 export const HEARTBEAT_INTERVAL_MS = 1000;
+
+/** Longest free-text field (a reason, an error): longer ones are cut, so a message always fits a datagram. */
+export const MAX_TEXT = 4096;
+
+export function clip(text: string): string {
+  return text.length <= MAX_TEXT ? text : `${text.slice(0, MAX_TEXT - 1)}…`;
+}
+
+const KEY_MAX = 1024;
+
+/**
+ * A worker's message, checked for shape (the worker runs app code: anything may arrive). Returns the
+ * message, or why it is not one. Order and state are checked by the master's worker handle.
+ */
+export function parseFromWorker(value: unknown): FromWorker | string {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'not an object';
+  const m = value as Record<string, unknown>;
+  const text = (k: string): boolean => typeof m[k] === 'string' && (m[k] as string).length <= MAX_TEXT;
+  const count = (k: string): boolean =>
+    typeof m[k] === 'number' && Number.isFinite(m[k]) && (m[k] as number) >= 0;
+  const keys = (): boolean =>
+    Array.isArray(m.keys) &&
+    m.keys.length <= 4096 &&
+    m.keys.every((k) => typeof k === 'string' && k.length <= KEY_MAX);
+  switch (m.t) {
+    case 'booted':
+      return text('file') && text('directory')
+        ? { t: 'booted', file: m.file as string, directory: m.directory as string }
+        : 'booted: file and directory must be strings';
+    case 'boot-error':
+      return text('error')
+        ? { t: 'boot-error', error: m.error as string }
+        : 'boot-error: error must be a string';
+    case 'accepting':
+    case 'released':
+      return keys() ? { t: m.t, keys: m.keys as string[] } : `${m.t}: keys must be an array of slot keys`;
+    case 'heartbeat':
+      return count('requests') && count('inFlight') && count('eventLoopDelayMs') && count('rss')
+        ? {
+            t: 'heartbeat',
+            requests: m.requests as number,
+            inFlight: m.inFlight as number,
+            eventLoopDelayMs: m.eventLoopDelayMs as number,
+            rss: m.rss as number,
+          }
+        : 'heartbeat: counters must be non-negative numbers';
+    case 'drained':
+      return count('forced') && count('requests')
+        ? { t: 'drained', forced: m.forced as number, requests: m.requests as number }
+        : 'drained: forced and requests must be non-negative numbers';
+    case 'leaving':
+      return text('reason')
+        ? { t: 'leaving', reason: m.reason as string }
+        : 'leaving: reason must be a string';
+    case 'lost':
+      return { t: 'lost' };
+    default:
+      return `unknown message type ${JSON.stringify(m.t)?.slice(0, 40)}`;
+  }
+}

@@ -34,7 +34,26 @@ export class Recovery {
 
   onWorkerEvent(w: WorkerHandle, msg: WorkerEvent): void {
     if (msg.t === 'leaving') this.onLeaving(w, msg.reason);
+    else if (msg.t === 'violation') this.onViolation(w, msg.reason);
     else if (msg.t === 'exit') this.onExit(w, msg);
+  }
+
+  /**
+   * The worker broke the protocol (its app wrote to the channel, or worse): it is failed. Nothing it says
+   * is believed from now on; it is replaced the way a leaving worker is (its slots move first, or its
+   * replacement boots first), then drained until it exits, and killed if it does not.
+   */
+  private onViolation(w: WorkerHandle, reason: string): void {
+    const m = this.m;
+    m.log.error(
+      { worker: w.index, workerPid: w.pid, code: 'ERR_NSERVE_PROTOCOL', reason },
+      `worker ${w.index} broke the protocol (${reason}): replacing it`,
+    );
+    if (w.state === 'booting') {
+      w.kill('SIGKILL'); // whoever waits for its boot sees it exit
+      return;
+    }
+    this.onLeaving(w, `protocol violation: ${reason}`);
   }
 
   private onLeaving(w: WorkerHandle, reason: string): void {

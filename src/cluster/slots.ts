@@ -113,6 +113,8 @@ export class Rebalancer {
         await w.waitFor('accept on its slots', this.deps.acceptTimeoutMs, (m) => {
           if (m.t === 'accepting' && add.every((k) => w.keys.has(k))) return true;
           if (m.t === 'exit') throw new Error(`worker ${w.index} exited before accepting`);
+          if (m.t === 'lost') throw new Error(`worker ${w.index} lost the slots message (descriptor limit?)`);
+          if (m.t === 'violation') throw new Error(`worker ${w.index} broke the protocol`);
           if (m.t === 'released' && add.some((k) => m.keys.includes(k))) {
             throw new Error(`worker ${w.index} declined its slots (it is draining)`);
           }

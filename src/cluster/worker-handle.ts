@@ -2,8 +2,13 @@
 import type { ChildProcess } from 'node:child_process';
 import { Lifecycle, type Transitions } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
+import * as native from '../native.js';
 import { Channel } from './channel.js';
-import type { FromWorker, ToWorker } from './protocol.js';
+import { type FromWorker, parseFromWorker, type ToWorker } from './protocol.js';
+
+/** Messages a worker may send in a burst, and per second after it (heartbeats come once a second). */
+const BURST = 400;
+const PER_SECOND = 100;
 
 /** booting → booted (may be lent slots) → draining (never again) → exited. */
 export type WorkerState = 'booting' | 'booted' | 'draining' | 'exited';
@@ -22,7 +27,11 @@ export interface WorkerStats {
   rss: number;
 }
 
-export type WorkerEvent = FromWorker | { t: 'exit'; code: number | null; signal: string | null };
+export type WorkerEvent =
+  | FromWorker
+  | { t: 'exit'; code: number | null; signal: string | null }
+  /** The worker broke the protocol (garbage, wrong order, a flood): it is no longer trusted. */
+  | { t: 'violation'; reason: string };
 type Listener = (msg: WorkerEvent) => void;
 
 export interface WorkerSpec {
@@ -34,7 +43,7 @@ export interface WorkerSpec {
   /** libuv's child (spawned by this image), or undefined for a worker adopted across a hot restart. */
   child: ChildProcess | undefined;
   /** A worker adopted from the previous master image: booted, serving these slots (or draining). */
-  adopted?: { keys: readonly string[]; draining: boolean };
+  adopted?: { keys: readonly string[]; offered: readonly string[]; draining: boolean };
 }
 
 export class WorkerHandle {
@@ -56,6 +65,13 @@ export class WorkerHandle {
   exit: { code: number | null; signal: string | null } | undefined;
   readonly channel: Channel<FromWorker, ToWorker>;
   private readonly listeners = new Set<Listener>();
+  /** Slot keys sent to the worker and not yet confirmed: the only keys it may say it accepts on. */
+  private readonly offered = new Set<string>();
+  private drainSent = false;
+  /** Set once the worker broke the protocol: nothing it says is believed any more. */
+  violation: string | undefined;
+  private tokens = BURST;
+  private refilledAt = Date.now();
 
   constructor(spec: WorkerSpec, log: Logger) {
     this.index = spec.index;
@@ -69,15 +85,26 @@ export class WorkerHandle {
     });
     if (spec.adopted !== undefined) {
       this.lifecycle.to('booted', 'adopted from the previous master image');
-      if (spec.adopted.draining) this.lifecycle.to('draining', 'was draining when handed over');
+      if (spec.adopted.draining) {
+        this.lifecycle.to('draining', 'was draining when handed over');
+        this.drainSent = true;
+      }
+      for (const k of spec.adopted.offered) this.offered.add(k);
       this.bootedAt = Date.now();
       for (const k of spec.adopted.keys) this.keys.add(k);
     }
     this.channel = new Channel<FromWorker, ToWorker>(spec.channelFd, {
-      message: (msg) => this.onMessage(msg),
+      parse: parseFromWorker,
+      message: (msg, fds) => this.onMessage(msg, fds),
+      invalid: (reason) => this.onViolation(reason),
       close: () => this.onChannelClosed(),
     });
     spec.child?.once('exit', (code, signal) => this.onGone(code, signal));
+  }
+
+  /** Slot keys sent to the worker and not confirmed yet (handed over across a hot restart). */
+  get offeredKeys(): string[] {
+    return [...this.offered];
   }
 
   get state(): WorkerState {
@@ -99,6 +126,8 @@ export class WorkerHandle {
   }
 
   send(msg: ToWorker, fds: readonly number[] = []): void {
+    if (msg.t === 'slots') for (const s of msg.slots) this.offered.add(s.key);
+    if (msg.t === 'drain') this.drainSent = true;
     this.channel.send(msg, fds);
   }
 
@@ -116,20 +145,74 @@ export class WorkerHandle {
     }
   }
 
-  private onMessage(msg: FromWorker): void {
-    this.lastCheckin = Date.now();
+  /** Why `msg` cannot come from an honest worker in its current state, if it cannot. */
+  private outOfOrder(msg: FromWorker): string | undefined {
+    const state = this.state;
+    switch (msg.t) {
+      case 'booted':
+      case 'boot-error':
+        // (A worker told to drain while booting may still report its boot.)
+        return this.bootedAt === undefined && (state === 'booting' || state === 'draining')
+          ? undefined
+          : `${msg.t} while ${state}`;
+      case 'accepting': {
+        const unasked = msg.keys.filter((k) => !this.offered.has(k) && !this.keys.has(k));
+        return unasked.length === 0
+          ? undefined
+          : `accepting on slots it was never sent: ${unasked.slice(0, 3).join(', ')}`;
+      }
+      case 'drained':
+        return this.drainSent ? undefined : 'drained before it was told to drain';
+      default:
+        return undefined;
+    }
+  }
+
+  /** Why the message breaks the protocol: descriptors, a flood, out of state or order. */
+  private refuse(msg: FromWorker, fdCount: number): string | undefined {
+    if (fdCount > 0) return `sent ${fdCount} descriptor(s)`;
+    const now = Date.now();
+    this.tokens = Math.min(BURST, this.tokens + ((now - this.refilledAt) / 1000) * PER_SECOND);
+    this.refilledAt = now;
+    if (--this.tokens < 0) return `more than ${PER_SECOND} messages a second`;
+    return this.outOfOrder(msg);
+  }
+
+  private onMessage(msg: FromWorker, fds: number[]): void {
+    // A worker never sends descriptors: close whatever came, so none can pile up in the master.
+    for (const fd of fds) {
+      try {
+        native.close(fd);
+      } catch {
+        // already closed
+      }
+    }
+    if (this.violation !== undefined || !this.alive) return;
+    const wrong = this.refuse(msg, fds.length);
+    if (wrong !== undefined) {
+      this.onViolation(wrong);
+      return;
+    }
+    const now = Date.now();
+    this.lastCheckin = now;
     switch (msg.t) {
       case 'booted':
         if (this.lifecycle.can('booted')) this.lifecycle.to('booted', 'the app loaded');
-        this.bootedAt = Date.now();
+        this.bootedAt = now;
         this.file = msg.file;
         this.directory = msg.directory;
         break;
       case 'accepting':
-        for (const k of msg.keys) this.keys.add(k);
+        for (const k of msg.keys) {
+          this.keys.add(k);
+          this.offered.delete(k);
+        }
         break;
       case 'released':
-        for (const k of msg.keys) this.keys.delete(k);
+        for (const k of msg.keys) {
+          this.keys.delete(k);
+          this.offered.delete(k);
+        }
         break;
       case 'heartbeat':
         this.stats = {
@@ -142,7 +225,24 @@ export class WorkerHandle {
       default:
         break;
     }
-    for (const l of [...this.listeners]) l(msg);
+    this.emit(msg);
+  }
+
+  private onViolation(reason: string): void {
+    if (this.violation !== undefined || !this.alive) return;
+    this.violation = reason;
+    this.emit({ t: 'violation', reason });
+  }
+
+  /** Deliver an event; a listener's bug is logged by the caller's catch, never thrown into libuv. */
+  private emit(event: WorkerEvent): void {
+    for (const l of [...this.listeners]) {
+      try {
+        l(event);
+      } catch (err) {
+        process.emitWarning(`nserve: worker ${this.index} event handler failed: ${String(err)}`);
+      }
+    }
   }
 
   /**
@@ -173,7 +273,7 @@ export class WorkerHandle {
     );
     this.keys.clear();
     this.channel.close();
-    for (const l of [...this.listeners]) l({ t: 'exit', code, signal });
+    this.emit({ t: 'exit', code, signal });
   }
 
   /** Wait for a message (or exit) matching `pick`, at most `timeoutMs`. */

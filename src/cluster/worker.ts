@@ -10,7 +10,7 @@ import * as native from '../native.js';
 import { PROTOCOL_VERSION, type WorkerIdentity } from '../restart/handoff.js';
 import { AppServer } from '../server.js';
 import { Channel } from './channel.js';
-import { type FromWorker, HEARTBEAT_INTERVAL_MS, type ToWorker } from './protocol.js';
+import { clip, type FromWorker, HEARTBEAT_INTERVAL_MS, type ToWorker } from './protocol.js';
 
 export interface WorkerContext {
   config: Config;
@@ -45,6 +45,13 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
   };
 
   const channel: Channel<ToWorker, FromWorker> = new Channel(channelFd, {
+    // The master is trusted; what can go wrong here is our own descriptor limit (EMFILE drops the slot
+    // descriptors of a message: MSG_CTRUNC). Say so, and the master sends them again.
+    parse: (value) => value as ToWorker,
+    invalid: (reason) => {
+      log.warn({ reason }, `a message from the master was lost: ${reason}`);
+      send({ t: 'lost' });
+    },
     message: (msg, fds) => {
       switch (msg.t) {
         case 'slots':
@@ -65,6 +72,15 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     close: exitWhenMasterGone,
   });
 
+  /** Tell the master; a send that fails (the master is gone, or a bug) must not take the worker down. */
+  function send(msg: FromWorker): void {
+    try {
+      channel.send(msg);
+    } catch (err) {
+      log.error({ err }, `cannot tell the master (${msg.t}): ${errorMessage(err)}`);
+    }
+  }
+
   const acceptOn = async (keys: string[]): Promise<void> => {
     if (server === undefined) return; // served once booted
     if (draining) {
@@ -74,7 +90,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
         held.delete(key);
         if (fd !== undefined) native.close(fd);
       }
-      channel.send({ t: 'released', keys });
+      send({ t: 'released', keys });
       return;
     }
     for (const key of keys) {
@@ -83,12 +99,12 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
       held.delete(key);
       await server.serve(key, fd);
     }
-    channel.send({ t: 'accepting', keys });
+    send({ t: 'accepting', keys });
   };
 
   const release = (keys: string[]): void => {
     if (server !== undefined) for (const key of keys) server.stopAccepting(key);
-    channel.send({ t: 'released', keys });
+    send({ t: 'released', keys });
   };
 
   const drain = async (): Promise<void> => {
@@ -103,7 +119,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     }
     // Tell the master first: we will never serve again, and it may hand over (cluster hot restart)
     // while our shutdown hooks still close the app's connections.
-    channel.send({ t: 'drained', forced, requests: s?.requests ?? 0 });
+    send({ t: 'drained', forced, requests: s?.requests ?? 0 });
     log.info({ requests: s?.requests ?? 0, forced }, 'worker drained');
     await workerHooks('onWorkerShutdown');
     process.exit(0);
@@ -114,7 +130,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
   // to this worker alone asks the master to replace it (its slots move first, so none goes unserved).
   process.on('SIGTERM', () => {
     if (channel.isClosed) void drain();
-    else channel.send({ t: 'leaving', reason: 'received SIGTERM' });
+    else send({ t: 'leaving', reason: 'received SIGTERM' });
   });
   process.on('SIGINT', () => {});
   for (const sig of ['SIGUSR1', 'SIGUSR2', 'SIGTTIN', 'SIGTTOU', 'SIGHUP'] as const)
@@ -124,30 +140,40 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
   // request in flight: ask the master to move our slots elsewhere and drain us.
   let failing = false;
   process.on('uncaughtException', (err) => {
-    log.error({ err }, `uncaught exception in worker: draining and being replaced: ${errorMessage(err)}`);
+    try {
+      log.error({ err }, `uncaught exception in worker: draining and being replaced: ${errorMessage(err)}`);
+    } catch {
+      // logging failed (disk full, a broken stdout): the hand-over below matters more
+    }
     if (server === undefined) process.exit(1);
     if (failing) return;
     failing = true;
-    channel.send({ t: 'leaving', reason: `uncaught exception: ${errorMessage(err)}` });
+    send({ t: 'leaving', reason: clip(`uncaught exception: ${errorMessage(err)}`) });
   });
 
   if (ctx.identity.protocol !== PROTOCOL_VERSION) {
     // A master of another nserve version spawned us (a release that ships its own nserve): say so.
     const error = `the master speaks protocol ${ctx.identity.protocol}, this worker's nserve speaks ${PROTOCOL_VERSION}`;
     log.error({ code: 'ERR_NSERVE_WORKER_BOOT' }, `worker cannot boot: ${error}`);
-    channel.send({ t: 'boot-error', error });
+    send({ t: 'boot-error', error });
     process.exit(1);
   }
 
   const eld = monitorEventLoopDelay({ resolution: 20 });
   eld.enable();
+  let rss = 0;
   const heartbeat = setInterval(() => {
-    channel.send({
+    try {
+      rss = process.memoryUsage.rss();
+    } catch {
+      // EMFILE (it reads /proc): keep the last figure; serving matters more than the stat
+    }
+    send({
       t: 'heartbeat',
       requests: server?.requests ?? 0,
       inFlight: server?.inFlight ?? 0,
       eventLoopDelayMs: Math.round(eld.percentile(99) / 1e4) / 100,
-      rss: process.memoryUsage.rss(),
+      rss,
     });
     eld.reset();
   }, HEARTBEAT_INTERVAL_MS);
@@ -162,12 +188,12 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     server = AppServer.forApp(app, config, log);
     await workerHooks('onWorkerBoot');
     log.info({ app: app.file, directory }, 'worker booted');
-    channel.send({ t: 'booted', file: app.file, directory });
+    send({ t: 'booted', file: app.file, directory });
     // Slots that arrived while we were booting.
     if (held.size > 0) await acceptOn([...held.keys()]);
   } catch (err) {
     log.error({ err }, `worker failed to boot: ${errorMessage(err)}`);
-    channel.send({ t: 'boot-error', error: errorMessage(err) });
+    send({ t: 'boot-error', error: clip(errorMessage(err)) });
     process.exit(1);
   }
 }

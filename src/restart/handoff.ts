@@ -77,6 +77,8 @@ export interface HandedWorker {
   fd: number;
   directory: string;
   keys: string[];
+  /** Slots sent to it and not confirmed yet: it may still say it accepts on them. */
+  offered: string[];
   /** Already told to drain: it must never be lent a slot again. */
   draining: boolean;
   protocol: number;
@@ -190,6 +192,8 @@ function isWorker(v: unknown): v is HandedWorker {
     typeof v.directory === 'string' &&
     Array.isArray(v.keys) &&
     v.keys.every((k) => typeof k === 'string') &&
+    Array.isArray(v.offered) &&
+    v.offered.every((k) => typeof k === 'string') &&
     typeof v.draining === 'boolean' &&
     typeof v.protocol === 'number'
   );

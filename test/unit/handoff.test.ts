@@ -51,6 +51,7 @@ function sample(): Omit<Handoff, 'v'> {
         fd: 12,
         directory: '/srv/releases/1',
         keys: ['tcp://127.0.0.1:0#0'],
+        offered: [],
         draining: false,
         protocol: PROTOCOL_VERSION,
       },
