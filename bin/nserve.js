@@ -18,5 +18,15 @@ if (process.argv[2] === 'start') {
       for (const [sig, handler] of handlers) process.off(sig, handler);
     },
   };
+  // A SIGUSR1 that arrived before this line (Node's own start-up) opened Node's inspector on
+  // 127.0.0.1:9229, where any local user could run code as this server. Close it unless it was asked for.
+  // (Processes nserve starts itself are started so that SIGUSR1 cannot open it: src/restart/exec.ts.)
+  if (!process.execArgv.some((a) => a.startsWith('--inspect') && !a.startsWith('--inspect-port=192.0.2.1'))) {
+    const inspector = await import('node:inspector');
+    if (inspector.url() !== undefined) {
+      inspector.close();
+      process.stderr.write('nserve: closed the inspector a SIGUSR1 during start-up had opened\n');
+    }
+  }
 }
 await import('../dist/src/cli/main.js');

@@ -1,3 +1,4 @@
+import * as inspector from 'node:inspector';
 import { type Logger, reopenRedirectedStdio } from './logger.js';
 
 // One table maps each command to its signal and control-server path; the CLI, the control server and
@@ -66,6 +67,7 @@ export function installSignalHandlers(
   dispatch: (action: Action, signal: NodeJS.Signals) => void,
   log: Logger,
 ): () => void {
+  closeStrayInspector(log);
   // bin/nserve.js catches restart signals before any module loads (Node resets ignored signals to their
   // default, fatal, action at start-up); what arrived while booting is coalesced into "ignored".
   const early = (globalThis as { __nserveEarlySignals?: EarlySignals }).__nserveEarlySignals;
@@ -125,4 +127,21 @@ kill -TERM $(cat /run/nserve.pid)   # graceful stop
 
 Workers ignore these signals, except \`SIGTERM\`, which makes a worker drain: the master coordinates.
 `;
+}
+
+/**
+ * A SIGUSR1 that reached Node before bin/nserve.js installed its handler makes Node open its inspector
+ * (on 127.0.0.1:9229, for the life of the process; any local user could then run code as us). The
+ * inspector starts on a thread of its own, so bin/nserve.js's own check can come too early: check again
+ * once the server is up, and close one nobody asked for (`--inspect*`).
+ */
+export function closeStrayInspector(log: Logger): void {
+  if (process.execArgv.some((a) => a.startsWith('--inspect') && !a.startsWith('--inspect-port=192.0.2.1')))
+    return;
+  if (inspector.url() === undefined) return;
+  inspector.close();
+  log.warn(
+    { code: 'ERR_NSERVE_INSPECTOR' },
+    'closed the inspector that a SIGUSR1 during start-up had opened',
+  );
 }

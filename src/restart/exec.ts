@@ -32,9 +32,37 @@ export interface RestartInfo {
   requestedAt: number | undefined;
 }
 
-/** The exact command line this process was started with, to be run again. */
+/**
+ * The command line this process was started with, to be run again (a worker, a boot check, the image a
+ * hot restart execs), with SIGUSR1 made harmless during the new process's start-up: before nserve's own
+ * handler is installed, SIGUSR1 (our phased-restart signal) makes Node open its inspector on
+ * 127.0.0.1:9229 for the life of the process, and anyone on the machine could then run code as us.
+ */
 export function ownCommandLine(): { file: string; args: string[] } {
-  return { file: process.execPath, args: [...process.execArgv, ...process.argv.slice(1)] };
+  return {
+    file: process.execPath,
+    args: [...withoutSigusr1Inspector(process.execArgv), ...process.argv.slice(1)],
+  };
+}
+
+/** An address no host has (TEST-NET-1): an inspector started on it fails to bind and nothing listens. */
+export const UNBINDABLE_INSPECTOR = '--inspect-port=192.0.2.1:9229';
+
+/**
+ * Node ≥ 22.14 (and ≥ 23.7) has `--disable-sigusr1`. Older Node (20) opens the inspector on SIGUSR1 at
+ * the configured inspector address, so it is pointed at an address that cannot be bound: SIGUSR1 then
+ * logs "Starting inspector on 192.0.2.1:9229 failed" and nothing listens. Left alone when the user asked
+ * for an inspector (`--inspect*` in execArgv).
+ */
+export function withoutSigusr1Inspector(
+  execArgv: readonly string[],
+  version = process.versions.node,
+): string[] {
+  const args = execArgv.filter((a) => a !== UNBINDABLE_INSPECTOR && a !== '--disable-sigusr1');
+  if (args.some((a) => a.startsWith('--inspect') || a.startsWith('--debug'))) return args;
+  const [major = 0, minor = 0] = version.split('.').map(Number);
+  const hasFlag = major > 23 || (major === 23 && minor >= 7) || (major === 22 && minor >= 14);
+  return [hasFlag ? '--disable-sigusr1' : UNBINDABLE_INSPECTOR, ...args];
 }
 
 export type BootCheckResult =

@@ -1,0 +1,103 @@
+// SIGUSR1 is nserve's phased-restart signal, and Node's signal to open its inspector (127.0.0.1:9229, for
+// the life of the process: any local user could then run code as the server). Sent at any moment of a
+// process's start-up, it must never leave a listening socket other than the server's own binds.
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import { after, test } from 'node:test';
+import { killAll, processAlive, startNserve } from '../helpers/server.js';
+
+after(killAll);
+
+const DELAYS = Array.from({ length: 21 }, (_, i) => i * 5);
+
+/** Local ports of the TCP sockets in LISTEN state that `pid` holds. */
+function listeningPorts(pid: number): number[] {
+  const inodes = new Set<string>();
+  for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m !== null) inodes.add(m[1]!);
+    } catch {
+      // closed meanwhile
+    }
+  }
+  const ports: number[] = [];
+  for (const table of ['tcp', 'tcp6']) {
+    for (const line of fs.readFileSync(`/proc/${pid}/net/${table}`, 'utf8').split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      if (cols[3] === '0A' && cols[9] !== undefined && inodes.has(cols[9]))
+        ports.push(Number.parseInt(cols[1]!.split(':')[1]!, 16));
+    }
+  }
+  return ports;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+test('SIGUSR1 0–100 ms after a start (5 ms steps): no inspector port, only the bind', {
+  timeout: 120_000,
+}, async () => {
+  for (const delay of DELAYS) {
+    const srv = startNserve(['start', 'examples/hello.mjs', '--bind', 'tcp://127.0.0.1:0']);
+    try {
+      await sleep(delay);
+      srv.signal('SIGUSR1');
+      const port = await srv.port(15000);
+      await srv.waitForMsg('nserve booted', 15000);
+      await sleep(100); // an inspector would be listening by now
+      assert.ok(processAlive(srv.pid), `delay ${delay}: alive`);
+      assert.deepEqual(listeningPorts(srv.pid), [port], `delay ${delay} ms after start`);
+    } finally {
+      srv.kill();
+    }
+  }
+});
+
+test("SIGUSR1 0–100 ms after a hot restart's exec (5 ms steps): no inspector port, only the bind", {
+  timeout: 180_000,
+}, async (t) => {
+  const srv = startNserve(['start', 'examples/hello.mjs', '--bind', 'tcp://127.0.0.1:0']);
+  t.after(() => srv.kill());
+  const port = await srv.port(15000);
+  await srv.waitForMsg('nserve booted', 15000);
+  for (const delay of DELAYS) {
+    const mark = srv.lines.length;
+    srv.signal('SIGUSR2');
+    await srv.waitForMsg('hot restart: exec', 15000, mark);
+    await sleep(delay);
+    srv.signal('SIGUSR1');
+    const booted = await srv.waitForMsg('nserve booted after hot restart', 15000, mark);
+    assert.equal(booted.msg, 'nserve booted after hot restart');
+    await sleep(100);
+    assert.ok(processAlive(srv.pid), `delay ${delay}: alive`);
+    assert.deepEqual(listeningPorts(srv.pid), [port], `delay ${delay} ms after the exec`);
+  }
+});
+
+test('SIGUSR1 to cluster workers as they start: no worker ever listens on an inspector port', {
+  timeout: 120_000,
+}, async (t) => {
+  const srv = startNserve(['start', 'examples/hello.mjs', '-w', '2', '--bind', 'tcp://127.0.0.1:0']);
+  t.after(() => srv.kill());
+  const port = await srv.port(15000);
+  await srv.waitForMsg('nserve booted', 15000);
+  for (const delay of [0, 10, 20, 40, 60, 80, 100]) {
+    const mark = srv.lines.length;
+    srv.signal('SIGUSR1'); // a phased restart: each worker is replaced by a freshly spawned one
+    const spawned = await srv.waitForMsg(/^worker 0 spawned/, 15000, mark);
+    await sleep(delay);
+    const pid = Number(spawned.workerPid);
+    process.kill(pid, 'SIGUSR1');
+    // In the first milliseconds of a process (before Node installs any handler) SIGUSR1 still has its
+    // default action and may end the new worker: then the rollout stops and the old workers serve on.
+    await srv.waitForMsg(/^phased restart: done|^phased restart stopped/, 30000, mark);
+    await sleep(100);
+    assert.ok(processAlive(srv.pid), `delay ${delay}: the master is alive`);
+    for (const child of [srv.pid, ...(processAlive(pid) ? [pid] : [])]) {
+      for (const p of listeningPorts(child))
+        assert.equal(p, port, `delay ${delay}: pid ${child} listens only on the bind`);
+    }
+  }
+});
