@@ -10,12 +10,12 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { Socket } from 'node:net';
-import * as path from 'node:path';
 import type { Config } from '../config.js';
 import { errorCode, errorMessage, usageError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import * as native from '../native.js';
-import { removeStateFile, writeStateFile } from '../statefile.js';
+import { claimServerFile, readPidfile, removePidfile } from '../pidfile.js';
+import { readStateFile, removeStateFile, writeStateFile } from '../statefile.js';
 import type { ControlAnswer, Controller } from '../status.js';
 import { VERSION } from '../version.js';
 import { type ControlAddress, type ControlConfig, formatControlUrl, type Route, routeFor } from './api.js';
@@ -318,25 +318,22 @@ export interface ControlPlane {
  */
 export function openControlPlane(config: Config, log: Logger, startedAt: string): ControlPlane {
   const control: ControlConfig | undefined = config.control;
+  const stateFile = config.stateFile;
+  // Fail now, before anything binds or the app boots: a directory that is not there, or a file that names a
+  // live server (a second server would take it over, and delete it at its stop).
+  if (config.pidfile !== undefined)
+    claimServerFile({ flag: '--pidfile', file: config.pidfile, readPid: readPidfile }, log);
+  if (stateFile !== undefined)
+    claimServerFile({ flag: '--state', file: stateFile, readPid: (f) => readStateFile(f)?.pid }, log);
   const server =
     control === undefined
       ? undefined
       : ControlServer.bind({ address: control.address, token: control.token, log });
-  const stateFile = config.stateFile;
-  if (stateFile !== undefined) {
-    // Fail now, not once the app has booted.
-    try {
-      fs.accessSync(path.dirname(stateFile), fs.constants.W_OK);
-    } catch (err) {
-      throw usageError(
-        'ERR_NSERVE_INVALID_CONFIG',
-        `invalid --state: cannot write in ${path.dirname(stateFile)} (${errorCode(err)})`,
-      );
-    }
-  }
   process.once('exit', () => {
     server?.removeSocketFile();
+    // Only what still names this process (a crashed start leaves nothing stale behind).
     if (stateFile !== undefined) removeStateFile(stateFile);
+    if (config.pidfile !== undefined) removePidfile(config.pidfile);
   });
   return {
     server,
