@@ -383,11 +383,12 @@ export function buildConfig(
   const control = controlConfig(take, stateFile);
   const redirectStdout = str('redirectStdout', take('redirectStdout'));
   const redirectStderr = str('redirectStderr', take('redirectStderr'));
+  const slots = slotCount(take('slots'), binds, workers);
   return {
     app,
     binds,
     workers,
-    slots: integer('slots', take('slots'), 1, 256, Math.max(1, workers)),
+    slots,
     directory,
     pidfile: pidfile === undefined ? undefined : path.resolve(cwd, pidfile),
     environment: str('environment', take('environment')),
@@ -409,6 +410,38 @@ export function buildConfig(
     hooks: hooks(file),
     sources,
   };
+}
+
+/**
+ * Descriptors one channel message can carry (native.ts MAX_FDS, fdpass.cc kMaxFds). The master sends a
+ * worker the slots it adds in one message, and while other workers are down (crash, boot) one worker may be
+ * lent every slot of every bind: so the listening sockets of all binds together must fit in one message.
+ * Past that, the server used to report booted and READY while no worker could take its slots.
+ */
+export const MAX_SOCKETS_PER_WORKER = 64;
+
+function slotCount(opt: Picked, binds: readonly BindSpec[], workers: number): number {
+  const tcpBinds = binds.filter((b) => b.kind === 'tcp').length;
+  // A unix bind is one socket shared by all workers.
+  const shared = binds.length - tcpBinds;
+  const fit = tcpBinds === 0 ? 1 : Math.max(1, Math.floor((MAX_SOCKETS_PER_WORKER - shared) / tcpBinds));
+  // The default (one slot per worker) is capped so that many workers still start: workers then share slots.
+  const slots = integer('slots', opt, 1, 256, Math.max(1, workers === 0 ? 1 : Math.min(workers, fit)));
+  const sockets = tcpBinds * slots + shared;
+  if (workers === 0 || sockets <= MAX_SOCKETS_PER_WORKER) return slots;
+  const why = `a worker may have to hold every listening socket while others are down, and one channel message carries at most ${MAX_SOCKETS_PER_WORKER} descriptors`;
+  if (opt !== undefined && fit * tcpBinds + shared <= MAX_SOCKETS_PER_WORKER) {
+    throw invalid(
+      'slots',
+      opt.value,
+      opt.source,
+      `an integer from 1 to ${fit} with ${tcpBinds} TCP bind${tcpBinds === 1 ? '' : 's'}${shared > 0 ? ` and ${shared} unix bind${shared === 1 ? '' : 's'}` : ''} (${why})`,
+    );
+  }
+  throw usageError(
+    'ERR_NSERVE_INVALID_CONFIG',
+    `invalid --bind: ${binds.length} binds make ${sockets} listening sockets: expected at most ${MAX_SOCKETS_PER_WORKER} in cluster mode (${why})`,
+  );
 }
 
 function controlConfig(

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { type LevelWithSilent, type Logger, pino } from 'pino';
-import { errorMessage, usageError } from './errors.js';
+import { errorCode, errorMessage, usageError } from './errors.js';
 import * as native from './native.js';
 
 export type { Logger } from 'pino';
@@ -27,26 +27,139 @@ export interface LoggerOptions {
 /**
  * Logs are written synchronously, in-process: pino transports run in worker threads, and an `execve`
  * (hot restart) kills those threads with whatever they had not written yet.
+ *
+ * Writes go through a `SafeDestination`: a log line that cannot be written (a full disk under
+ * `--redirect-stdout`, a reader gone) is dropped and counted, never thrown: logging must not take the site
+ * down, and a server must be able to start on a full disk.
  */
 export function createLogger(options: LoggerOptions): Logger {
   const usePretty = options.pretty ?? process.stdout.isTTY === true;
   const base = { pid: process.pid, ...options.base };
+  let format: ((line: string) => string) | undefined;
   if (usePretty) {
     // Loaded only for a terminal: it costs ~20 ms of start-up, which a hot restart waits for.
     const pretty = createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty');
-    const stream = pretty({
-      sync: true,
-      colorize: true,
-      ignore: 'hostname',
-      translateTime: 'SYS:HH:MM:ss.l',
-    });
-    return pino({ level: options.level, base }, stream);
+    format = pretty.prettyFactory({ colorize: true, ignore: 'hostname', translateTime: 'SYS:HH:MM:ss.l' });
   }
-  return pino(
+  const log = pino(
     { level: options.level, base, timestamp: pino.stdTimeFunctions.isoTime },
-    pino.destination({ fd: 1, sync: true }),
+    new SafeDestination(1, format),
   );
+  reportRecovery = (fd, lost) =>
+    // Deferred: pino may be in the middle of writing the line that went through.
+    setImmediate(() =>
+      log.warn(
+        { fd, droppedLines: lost.lines, code: lost.code, since: new Date(lost.since).toISOString() },
+        `${lost.lines} output line(s) could not be written (${lost.code}) and were dropped; writing works again`,
+      ),
+    );
+  return log;
 }
+
+export interface LostLines {
+  lines: number;
+  /** errno code of the first failed write (ENOSPC, EPIPE, EIO, EAGAIN, ...). */
+  code: string;
+  /** Epoch ms of the first dropped line. */
+  since: number;
+}
+
+/** How long one line may wait for a full pipe (EAGAIN) before it is dropped. */
+const EAGAIN_PATIENCE_MS = 1000;
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
+let totalDropped = 0;
+/** The current failure episode of each descriptor (shared by the logger and console output on it). */
+const episodes = new Map<number, LostLines>();
+/** Reports the end of an episode; set by createLogger (the last logger created in this process). */
+let reportRecovery: ((fd: number, lost: LostLines) => void) | undefined;
+
+/** Lines this process dropped because they could not be written (logger and redirected console output). */
+export function droppedLogLines(): number {
+  return totalDropped;
+}
+
+/**
+ * Writes whole lines with `write(2)` on a descriptor and never throws. Lines that cannot be written are
+ * dropped and counted; the first line that goes through again ends the episode, which is reported (once)
+ * through the logger. Descriptor 1 is written by number on every line, so a SIGHUP reopen (dup2 onto 1)
+ * takes effect at once. This is the pino destination of every logger (master, single, workers).
+ */
+export class SafeDestination {
+  constructor(
+    private readonly fd: number,
+    private readonly format?: (line: string) => string,
+  ) {}
+
+  write(line: string | Uint8Array): void {
+    let data = line;
+    if (this.format !== undefined && typeof line === 'string') {
+      try {
+        data = this.format(line);
+      } catch {
+        // keep the JSON line
+      }
+    }
+    const failed = this.writeAll(typeof data === 'string' ? Buffer.from(data, 'utf8') : data);
+    const episode = episodes.get(this.fd);
+    if (failed !== undefined) {
+      totalDropped++;
+      if (episode === undefined) episodes.set(this.fd, { lines: 1, code: failed, since: Date.now() });
+      else episode.lines++;
+      return;
+    }
+    if (episode !== undefined) {
+      episodes.delete(this.fd);
+      reportRecovery?.(this.fd, episode);
+    }
+  }
+
+  /** Undefined when the whole buffer was written, else the errno code that stopped it. */
+  private writeAll(buf: Uint8Array): string | undefined {
+    let off = 0;
+    // While lines are being dropped, don't wait for a full pipe again: one stall per episode at most.
+    let patience = episodes.has(this.fd) ? 0 : EAGAIN_PATIENCE_MS;
+    while (off < buf.length) {
+      try {
+        off += fs.writeSync(this.fd, buf, off, buf.length - off);
+      } catch (err) {
+        const code = errorCode(err) ?? 'EIO';
+        // Node leaves O_NONBLOCK on a piped stdout: a slow reader gives EAGAIN; wait a little for it.
+        if (code === 'EAGAIN' && patience > 0) {
+          Atomics.wait(sleeper, 0, 0, 5);
+          patience -= 5;
+          continue;
+        }
+        return code;
+      }
+    }
+    return undefined;
+  }
+}
+
+/**
+ * Make console output (process.stdout/stderr) on a redirected descriptor drop what cannot be written
+ * instead of emitting 'error': Node's stream for a file (SyncWriteStream) emits an unhandled 'error' on
+ * ENOSPC, which kills the process, and is then destroyed for good.
+ */
+function guardConsoleStream(stream: NodeJS.WriteStream, fd: number): void {
+  const guarded = stream as NodeJS.WriteStream & { [GUARDED]?: true };
+  if (guarded[GUARDED]) return;
+  guarded[GUARDED] = true;
+  if (stream.constructor.name === 'SyncWriteStream') {
+    const safe = new SafeDestination(fd);
+    stream._write = (chunk: Buffer | string, _encoding, callback) => {
+      safe.write(chunk);
+      callback();
+    };
+    return;
+  }
+  // A stream created before the redirect (a pipe or terminal stream): never let its errors kill us.
+  stream.on('error', () => {
+    totalDropped++;
+  });
+}
+const GUARDED = Symbol('nserve.guarded');
 
 // ── --redirect-stdout / --redirect-stderr ──────────────────────────────────────────────────────────────
 // The files are put on descriptors 1 and 2 themselves (dup3), not just under the logger, so that
@@ -73,6 +186,8 @@ export function redirectStdio(files: StdioFiles): void {
     throw usageError('ERR_NSERVE_INVALID_CONFIG', `cannot open ${flag}: ${errorMessage(err)}`, err);
   }
   redirected = { ...files };
+  if (files.stdout !== undefined) guardConsoleStream(process.stdout, 1);
+  if (files.stderr !== undefined) guardConsoleStream(process.stderr, 2);
 }
 
 class OpenError extends Error {

@@ -1,17 +1,120 @@
+// The pidfile (`--pidfile FILE`), and the check that keeps a second server from taking over a live
+// server's pidfile or state file.
 import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileIdentity, writeFileAtomic } from './atomic-file.js';
+import { errorCode, usageError } from './errors.js';
+import type { Logger } from './logger.js';
+import { procEntry } from './proc.js';
+
+/** The pidfile this process wrote (device + inode), so a stop never removes a newer server's file. */
+let written: { file: string; dev: number; ino: number } | undefined;
 
 /** Write atomically (temp file + rename), so a reader never sees a half-written PID. */
 export function writePidfile(file: string, pid = process.pid): void {
-  const tmp = `${file}.${pid}.tmp`;
-  fs.writeFileSync(tmp, `${pid}\n`, { mode: 0o644 });
-  fs.renameSync(tmp, file);
+  writeFileAtomic(file, `${pid}\n`, 0o644);
+  const id = fileIdentity(file);
+  written = id === undefined ? undefined : { file, ...id };
 }
 
-/** Remove the pidfile only if it still names us (a newer server may have taken it over). */
+/** Remove the pidfile only if it is still ours: it names us, and (if we wrote it in this image) same inode. */
 export function removePidfile(file: string, pid = process.pid): void {
   try {
-    if (fs.readFileSync(file, 'utf8').trim() === String(pid)) fs.unlinkSync(file);
+    if (readPidfile(file) !== pid) return;
+    if (written !== undefined && written.file === file) {
+      const id = fileIdentity(file);
+      if (id === undefined || id.dev !== written.dev || id.ino !== written.ino) return;
+    }
+    fs.unlinkSync(file);
   } catch {
     // already gone
   }
+}
+
+/** The PID a pidfile names; undefined if there is no file. Throws on a file that holds no PID. */
+export function readPidfile(file: string): number | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    if (errorCode(err) === 'ENOENT') return undefined;
+    throw err;
+  }
+  const pid = Number(text.trim());
+  if (!Number.isSafeInteger(pid) || pid <= 0) throw new Error(`${file} holds no PID`);
+  return pid;
+}
+
+export type Holder = 'self' | 'live-nserve' | 'stale';
+
+/**
+ * Who a PID read from a pidfile or state file is: this process (a hot restart re-execs with the same
+ * PID), a live nserve, or nobody that counts (gone, a zombie, or a PID reused by another program).
+ */
+export function holderOf(pid: number): Holder {
+  if (pid === process.pid) return 'self';
+  const entry = procEntry(pid);
+  if (entry === undefined) {
+    // /proc may hide other users' processes (hidepid): ask the kernel whether the PID exists at all.
+    try {
+      process.kill(pid, 0);
+      return 'live-nserve';
+    } catch (err) {
+      return errorCode(err) === 'EPERM' ? 'live-nserve' : 'stale';
+    }
+  }
+  if (entry.state === 'Z' || entry.state === 'X') return 'stale';
+  let cmdline: string[];
+  try {
+    cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  } catch {
+    return 'live-nserve'; // cannot tell: never take over what may be a live server
+  }
+  // The program: `nserve …` (argv[0]) or `node [node options] …/nserve(.js) …` (the first non-option).
+  const script = cmdline.slice(1).find((arg) => !arg.startsWith('-'));
+  const isNserve = (arg: string | undefined): boolean =>
+    arg !== undefined && /^nserve(\.[cm]?js)?$/.test(path.basename(arg));
+  return isNserve(cmdline[0]) || isNserve(script) ? 'live-nserve' : 'stale';
+}
+
+export interface ServerFile {
+  /** How the user named it, for messages: `--pidfile`, `--state`. */
+  flag: string;
+  file: string;
+  /** The PID the file names (undefined: no file); throws on a malformed file. */
+  readPid: (file: string) => number | undefined;
+}
+
+/**
+ * Before anything binds: the file's directory must exist and be writable, and the file must not name a
+ * live nserve (a second server would take it over, and delete it when it stops). A file that names a dead
+ * process (a crashed server) or is unreadable junk is taken over, with a log line.
+ */
+export function claimServerFile({ flag, file, readPid }: ServerFile, log: Logger): void {
+  const dir = path.dirname(file);
+  try {
+    fs.accessSync(dir, fs.constants.W_OK);
+  } catch (err) {
+    throw usageError(
+      'ERR_NSERVE_INVALID_CONFIG',
+      `invalid ${flag} ${file}: cannot write in ${dir} (${errorCode(err) ?? 'error'}): it must name a file in an existing, writable directory`,
+    );
+  }
+  let pid: number | undefined;
+  try {
+    pid = readPid(file);
+  } catch (err) {
+    log.warn({ file, code: errorCode(err) }, `${flag} ${file} is unreadable or malformed: taking it over`);
+    return;
+  }
+  if (pid === undefined) return;
+  const holder = holderOf(pid);
+  if (holder === 'live-nserve') {
+    throw usageError(
+      'ERR_NSERVE_ALREADY_RUNNING',
+      `${flag} ${file} names a running nserve (pid ${pid}): stop it first, or give this server another ${flag}`,
+    );
+  }
+  if (holder === 'stale')
+    log.warn({ file, pid }, `${flag} ${file} is stale (pid ${pid} is not a running nserve): taking it over`);
 }

@@ -1,7 +1,9 @@
 // The state file (`--state FILE`): how `nserve ctl -S FILE` finds a running server. It holds the PID and,
 // when a control server runs, its URL and token, so it is written mode 0600, atomically (temp file +
-// rename: a reader never sees half a file, and never a moment where the file is readable by others).
+// rename: a reader never sees half a file, and never a moment where the file is readable by others), with
+// a temp name nobody can predict or plant a symlink at (atomic-file.ts).
 import * as fs from 'node:fs';
+import { fileIdentity, writeFileAtomic } from './atomic-file.js';
 
 export interface State {
   /** Format version of this file. */
@@ -16,18 +18,14 @@ export interface State {
   nserve: string;
 }
 
+/** The state file this process wrote (device + inode), so an exit never removes a newer server's file. */
+let written: { file: string; dev: number; ino: number } | undefined;
+
 export function writeStateFile(file: string, state: State): void {
-  const tmp = `${file}.${process.pid}.tmp`;
-  fs.rmSync(tmp, { force: true });
-  // 'wx': a fresh file, created with mode 0600 (before the umask, which can only remove bits).
-  const fd = fs.openSync(tmp, 'wx', 0o600);
-  try {
-    fs.writeSync(fd, `${JSON.stringify(state, null, 2)}\n`);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(tmp, file);
+  // Mode 0600 on a fresh file (before the umask, which can only remove bits): it may hold the token.
+  writeFileAtomic(file, `${JSON.stringify(state, null, 2)}\n`, 0o600);
+  const id = fileIdentity(file);
+  written = id === undefined ? undefined : { file, ...id };
 }
 
 /** The state file's content, or undefined if there is no such file. Throws on a malformed file. */
@@ -46,10 +44,18 @@ export function readStateFile(file: string): State | undefined {
   return value as State;
 }
 
-/** Remove the state file only if it still names `pid` (a newer server may have taken it over). */
+/**
+ * Remove the state file only if it is still ours: it names `pid`, and (if this image wrote it) it is the
+ * same inode. A newer server may have taken it over.
+ */
 export function removeStateFile(file: string, pid = process.pid): void {
   try {
-    if (readStateFile(file)?.pid === pid) fs.unlinkSync(file);
+    if (readStateFile(file)?.pid !== pid) return;
+    if (written !== undefined && written.file === file) {
+      const id = fileIdentity(file);
+      if (id === undefined || id.dev !== written.dev || id.ino !== written.ino) return;
+    }
+    fs.unlinkSync(file);
   } catch {
     // gone or unreadable: nothing of ours to remove
   }

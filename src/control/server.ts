@@ -10,12 +10,12 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { Socket } from 'node:net';
-import * as path from 'node:path';
 import type { Config } from '../config.js';
 import { errorCode, errorMessage, usageError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import * as native from '../native.js';
-import { removeStateFile, writeStateFile } from '../statefile.js';
+import { claimServerFile, readPidfile, removePidfile } from '../pidfile.js';
+import { readStateFile, removeStateFile, writeStateFile } from '../statefile.js';
 import type { ControlAnswer, Controller } from '../status.js';
 import { VERSION } from '../version.js';
 import { type ControlAddress, type ControlConfig, formatControlUrl, type Route, routeFor } from './api.js';
@@ -24,6 +24,17 @@ import { type ControlAddress, type ControlConfig, formatControlUrl, type Route, 
 export const MAX_BODY_BYTES = 4096;
 /** Request line + headers. */
 export const MAX_HEADER_BYTES = 8192;
+// Any local user can reach a TCP control port. Connections that have not sent a whole request head are
+// bounded in number and time, so an operator can always get in: a client sends its request at once.
+/** Connections without a complete request head; past this, the oldest is dropped. */
+export const MAX_WAITING_CONNECTIONS = 64;
+/** Silence on a connection for this long drops it. */
+export const IDLE_TIMEOUT_MS = 2000;
+/** The request head must arrive within this (slowloris: one byte a second is not idle). */
+export const HEADERS_TIMEOUT_MS = 2000;
+export const REQUEST_TIMEOUT_MS = 5000;
+const WARN_INTERVAL_MS = 10_000;
+const WARNINGS_PER_INTERVAL = 5;
 
 /** Compare a presented token with the expected one in constant time (hashes: equal lengths, no length leak). */
 export function tokenMatches(expected: string, given: string | undefined): boolean {
@@ -48,6 +59,7 @@ export interface ControlServerOptions {
 
 export class ControlServer {
   private controller: Controller | undefined;
+  private readonly warnings = new Map<string, { since: number; logged: number; suppressed: number }>();
   /** The unix socket file we created (device + inode), so we never remove a newer server's socket. */
   private readonly socketFile: { path: string; dev: number; ino: number } | undefined;
 
@@ -89,25 +101,52 @@ export class ControlServer {
     this.controller = controller;
     const server = http.createServer({
       maxHeaderSize: MAX_HEADER_BYTES,
-      requestTimeout: 10_000,
-      headersTimeout: 5_000,
+      headersTimeout: HEADERS_TIMEOUT_MS,
+      requestTimeout: REQUEST_TIMEOUT_MS,
+      // Node checks both timeouts only this often (30 s by default: a slowloris client held a slot that long).
+      connectionsCheckingInterval: 250,
+      keepAliveTimeout: 500,
     });
-    server.maxConnections = 32;
-    server.on('request', (req, res) => this.handle(req, res));
+    // No server.maxConnections: Node would refuse every new connection once the cap is reached, so 32 idle
+    // connections from any local user locked the operator out. The cap below evicts the oldest waiting one.
+    const waiting = new Set<Socket>();
+    server.on('connection', (sock: Socket) => {
+      waiting.add(sock);
+      sock.once('close', () => waiting.delete(sock));
+      // A connection that sends nothing for this long is dropped (destroyed: no FIN-WAIT left behind).
+      sock.setTimeout(IDLE_TIMEOUT_MS, () => sock.destroy());
+      if (waiting.size > MAX_WAITING_CONNECTIONS) {
+        const oldest = waiting.values().next().value;
+        if (oldest !== undefined) {
+          waiting.delete(oldest);
+          oldest.destroy();
+          this.limitedWarn('evicted', 'control: too many connections without a request, dropped the oldest');
+        }
+      }
+    });
+    server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+      // A complete request head: answered at once (Connection: close), so no longer counted as waiting.
+      waiting.delete(req.socket);
+      this.handle(req, res);
+    });
     server.on('clientError', (err: NodeJS.ErrnoException, sock: Socket) => {
       // Never log the error object: its rawPacket may hold the request, token included.
-      this.options.log.warn({ code: err.code }, 'control: malformed request');
+      this.limitedWarn('malformed', 'control: malformed request', { code: err.code });
       if (err.code === 'ECONNRESET' || !sock.writable) {
         sock.destroy();
         return;
       }
+      const timedOut = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
       const body = JSON.stringify({
-        error: `malformed request (${err.code ?? 'parse error'})`,
+        error: timedOut ? 'request not received in time' : `malformed request (${err.code ?? 'parse error'})`,
         code: 'ERR_NSERVE_CONTROL_BAD_REQUEST',
       });
+      const status = timedOut ? '408 Request Timeout' : '400 Bad Request';
+      // Answer, then destroy: end() alone left the socket open until the client chose to close it.
       sock.end(
-        `HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+        `HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
       );
+      setTimeout(() => sock.destroy(), 200).unref();
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -116,6 +155,24 @@ export class ControlServer {
         resolve();
       });
     });
+  }
+
+  /** Warnings any client can trigger: at most a few per interval, then one line counting the rest. */
+  private limitedWarn(kind: string, msg: string, fields: Record<string, unknown> = {}): void {
+    const now = Date.now();
+    let w = this.warnings.get(kind);
+    if (w === undefined || now - w.since >= WARN_INTERVAL_MS) {
+      if (w !== undefined && w.suppressed > 0)
+        this.options.log.warn({ suppressed: w.suppressed }, `${msg}: ${w.suppressed} more not logged`);
+      w = { since: now, logged: 0, suppressed: 0 };
+      this.warnings.set(kind, w);
+    }
+    if (w.logged < WARNINGS_PER_INTERVAL) {
+      w.logged++;
+      this.options.log.warn(fields, msg);
+    } else {
+      w.suppressed++;
+    }
   }
 
   /** Remove our socket file (if it is still ours). Synchronous: runs from process 'exit'. */
@@ -318,25 +375,22 @@ export interface ControlPlane {
  */
 export function openControlPlane(config: Config, log: Logger, startedAt: string): ControlPlane {
   const control: ControlConfig | undefined = config.control;
+  const stateFile = config.stateFile;
+  // Fail now, before anything binds or the app boots: a directory that is not there, or a file that names a
+  // live server (a second server would take it over, and delete it at its stop).
+  if (config.pidfile !== undefined)
+    claimServerFile({ flag: '--pidfile', file: config.pidfile, readPid: readPidfile }, log);
+  if (stateFile !== undefined)
+    claimServerFile({ flag: '--state', file: stateFile, readPid: (f) => readStateFile(f)?.pid }, log);
   const server =
     control === undefined
       ? undefined
       : ControlServer.bind({ address: control.address, token: control.token, log });
-  const stateFile = config.stateFile;
-  if (stateFile !== undefined) {
-    // Fail now, not once the app has booted.
-    try {
-      fs.accessSync(path.dirname(stateFile), fs.constants.W_OK);
-    } catch (err) {
-      throw usageError(
-        'ERR_NSERVE_INVALID_CONFIG',
-        `invalid --state: cannot write in ${path.dirname(stateFile)} (${errorCode(err)})`,
-      );
-    }
-  }
   process.once('exit', () => {
     server?.removeSocketFile();
+    // Only what still names this process (a crashed start leaves nothing stale behind).
     if (stateFile !== undefined) removeStateFile(stateFile);
+    if (config.pidfile !== undefined) removePidfile(config.pidfile);
   });
   return {
     server,
