@@ -6,9 +6,10 @@
 // clients with 16,256-byte bodies, all looping, every request accounted for.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { Done, Failure } from '../test/helpers/load.js';
+import { Load } from '../test/helpers/load.js';
 import { switchRelease, writeRelease } from '../test/helpers/releases.js';
-import type { Done, Failure } from './lib/load.js';
-import { Load } from './lib/load.js';
+import { restart } from '../test/helpers/restart.js';
 import { commandLine, formatForRepo, type Machine, machine, writeResult, writeText } from './lib/machine.js';
 import * as pm2 from './lib/pm2.js';
 import {
@@ -69,9 +70,6 @@ interface SystemDef {
   start(ctx: Ctx): Promise<Running>;
 }
 
-const NSERVE_DONE = /^(nserve booted after hot restart|hot restart: done|phased restart: done)$/;
-const NSERVE_FAILED = /abandoned|stopped after|restart failed|failed unexpectedly/;
-
 function nserveSystem(name: string, label: string, workers: number, signal: NodeJS.Signals): SystemDef {
   return {
     name,
@@ -90,16 +88,10 @@ function nserveSystem(name: string, label: string, workers: number, signal: Node
       await bootedOrKilled(proc, 'nserve booted', ctx.port);
       return {
         async restart() {
-          const mark = proc.lines.length;
-          proc.signal(signal);
-          const line = await proc.waitFor(
-            'restart done',
-            (l) => NSERVE_DONE.test(String(l.msg ?? '')) || NSERVE_FAILED.test(String(l.msg ?? '')),
-            60000,
-            mark,
-          );
-          if (NSERVE_FAILED.test(String(line.msg))) throw new Error(`nserve: ${line.msg}`);
-          return { doneAt: Number(line.benchAt) };
+          const { line } = await restart(proc, signal === 'SIGUSR1' ? 'phased' : 'hot', {
+            deadlineMs: 60000,
+          });
+          return { doneAt: proc.receivedAt(line) };
         },
         stop: () => proc.stop('SIGTERM', 3000),
         pids: () => [proc.pid],
@@ -137,7 +129,7 @@ function clusterSystem(): SystemDef {
           proc.signal('SIGUSR2');
           const line = await proc.waitForMsg(/^rolling restart:? (done|failed)/, 60000, mark);
           if (/failed/.test(String(line.msg))) throw new Error(String(line.msg));
-          return { doneAt: Number(line.benchAt) };
+          return { doneAt: proc.receivedAt(line) };
         },
         stop: () => proc.stop('SIGTERM', 2000),
         pids: () => [proc.pid],

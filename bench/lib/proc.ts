@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { childProcesses } from '../../src/proc.js';
+import { LoggedProcess, now } from '../../test/helpers/logged-process.js';
 
 function findRoot(): string {
   let dir = path.dirname(fileURLToPath(import.meta.url));
@@ -23,7 +24,7 @@ export const ROOT = findRoot();
 export const FIXTURES = path.join(ROOT, 'bench', 'fixtures');
 export const NSERVE_CLI = path.join(ROOT, 'bin', 'nserve.js');
 
-export const now = (): number => performance.now();
+export { now };
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Process groups to SIGKILL at exit (ours and e.g. the PM2 daemon's). */
@@ -77,102 +78,14 @@ export function installCleanupHandlers(): void {
   }
 }
 
-export type LogLine = Record<string, unknown> & { msg?: string };
+export type { LogLine } from '../../test/helpers/logged-process.js';
 
-/** A child in its own process group whose stdout is read as JSON lines. */
-export class Proc {
-  readonly lines: LogLine[] = [];
-  stderr = '';
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  exitStatus: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-  private waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
-
-  constructor(readonly child: ChildProcess) {
+/** A child in its own process group whose stdout is read as JSON lines (test/helpers/logged-process.ts). */
+export class Proc extends LoggedProcess {
+  constructor(child: ChildProcess) {
     if (child.pid === undefined) throw new Error('spawn failed');
+    super(child, { echoEnv: 'BENCH_VERBOSE', stderrLimit: 8000 });
     trackGroup(child.pid);
-    let buf = '';
-    child.stdout?.setEncoding('utf8');
-    child.stdout?.on('data', (chunk: string) => {
-      buf += chunk;
-      let nl = buf.indexOf('\n');
-      while (nl !== -1) {
-        const raw = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        nl = buf.indexOf('\n');
-        let line: LogLine;
-        try {
-          line = JSON.parse(raw) as LogLine;
-        } catch {
-          line = { msg: raw, raw: true };
-        }
-        line.benchAt = now();
-        this.lines.push(line);
-        if (process.env.BENCH_VERBOSE) process.stderr.write(`[${child.pid}] ${raw}\n`);
-        this.waiters = this.waiters.filter((w) => {
-          if (!w.pred(line)) return true;
-          w.resolve(line);
-          return false;
-        });
-      }
-    });
-    child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (chunk: string) => {
-      this.stderr = (this.stderr + chunk).slice(-8000);
-      if (process.env.BENCH_VERBOSE) process.stderr.write(`[${child.pid}:err] ${chunk}`);
-    });
-    this.exited = new Promise((resolve) =>
-      child.once('exit', (code, signal) => {
-        this.exitStatus = { code, signal };
-        resolve({ code, signal });
-      }),
-    );
-  }
-
-  get pid(): number {
-    return this.child.pid!;
-  }
-
-  waitFor(what: string, pred: (l: LogLine) => boolean, timeoutMs: number, from = 0): Promise<LogLine> {
-    const seen = this.lines.slice(from).find(pred);
-    if (seen !== undefined) return Promise.resolve(seen);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiters = this.waiters.filter((w) => w.resolve !== done);
-        reject(
-          new Error(
-            `timed out after ${timeoutMs} ms waiting for log: ${what}\nstderr: ${this.stderr.slice(-2000)}\nlast lines:\n${this.lines
-              .slice(-10)
-              .map((l) => JSON.stringify(l).slice(0, 300))
-              .join('\n')}`,
-          ),
-        );
-      }, timeoutMs);
-      const done = (l: LogLine): void => {
-        clearTimeout(timer);
-        resolve(l);
-      };
-      this.waiters.push({ pred, resolve: done });
-      void this.exited.then((st) => {
-        if (this.waiters.some((w) => w.resolve === done)) {
-          clearTimeout(timer);
-          reject(
-            new Error(
-              `process ${this.pid} exited (${st.signal ?? st.code}) while waiting for: ${what}\nstderr: ${this.stderr.slice(-2000)}`,
-            ),
-          );
-        }
-      });
-    });
-  }
-
-  waitForMsg(msg: string | RegExp, timeoutMs: number, from = 0): Promise<LogLine> {
-    const match = (l: LogLine): boolean =>
-      typeof msg === 'string' ? l.msg === msg : msg.test(String(l.msg ?? ''));
-    return this.waitFor(String(msg), match, timeoutMs, from);
-  }
-
-  signal(sig: NodeJS.Signals): void {
-    process.kill(this.pid, sig);
   }
 
   /** Ask nicely (signal to the leader), then SIGKILL the whole group. */

@@ -2,7 +2,7 @@
 import { spawn } from 'node:child_process';
 import * as http from 'node:http';
 import * as net from 'node:net';
-import { CLI, ROOT } from './server.js';
+import { type AppOptions, CLI, type Cleanup, ROOT, type ServerProcess, startApp } from './server.js';
 
 export interface ControlReply {
   status: number;
@@ -84,4 +84,38 @@ export function ctl(args: string[], timeoutMs = 30_000): Promise<CtlResult> {
     });
     child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
+}
+
+export interface ControlOptions {
+  /** --control-url: `auto` (next to --state), unix://PATH or tcp://HOST:PORT. */
+  url: string;
+  token?: string;
+  state?: string;
+  pidfile?: string;
+}
+
+/**
+ * `nserve start APP` with a control server; resolves once it serves and its control server listens,
+ * with the URL the control server listens on (port 0 resolved).
+ */
+export async function startControlled(
+  t: Cleanup,
+  app: string,
+  control: ControlOptions,
+  options: AppOptions = {},
+): Promise<{ srv: ServerProcess; port: number; url: string }> {
+  const srv = startApp(t, app, {
+    ...options,
+    args: [
+      ...(options.args ?? []),
+      '--control-url',
+      control.url,
+      ...(control.token === undefined ? [] : ['--control-token', control.token]),
+      ...(control.state === undefined ? [] : ['--state', control.state]),
+      ...(control.pidfile === undefined ? [] : ['--pidfile', control.pidfile]),
+    ],
+  });
+  const port = await srv.port(20_000);
+  const listening = await srv.waitForMsg('control server listening');
+  return { srv, port, url: String(listening.url) };
 }

@@ -1,146 +1,237 @@
-// A counting HTTP load generator for restart tests: every request is accounted for, by kind of failure.
-// (wrk/autocannon report totals; these tests need to know which request failed how, and what answered.)
+// A counting HTTP load generator for the restart tests and the restart benchmark (bench/restart.ts):
+// every request is accounted for, with its start and end time, how it failed, and which code (version,
+// pid) answered the ones that succeeded. wrk and autocannon only report totals and reconnect silently;
+// across a restart we need to know which request failed, how and when.
 import * as http from 'node:http';
+import { now } from './logged-process.js';
 
-export interface Sample {
-  /** When the request was sent. */
-  started: number;
-  /** When its response ended. */
-  at: number;
-  ms: number;
+/** Puma's restart test posts 16,256-byte bodies; so do we. */
+export const POST_BYTES = 16256;
+const BODY = Buffer.alloc(POST_BYTES, 'x');
+
+export type ClientKind = 'keepalive' | 'newconn' | 'post';
+
+/** A request that got a 2xx answer. Times are now() (monotonic ms). */
+export interface Done {
+  start: number;
+  end: number;
+  client: ClientKind;
   version: string;
   pid: number;
+}
+
+export interface Failure {
+  start: number;
+  end: number;
+  client: ClientKind;
+  kind: string;
+  detail: string;
+}
+
+export interface LoadOptions {
+  port: number;
+  host?: string;
+  path?: string;
+  /** Clients on one kept-alive connection each. */
+  keepAlive?: number;
+  /** Clients that open a new connection per request (`Connection: close`). */
+  newConnection?: number;
+  /** Clients that POST POST_BYTES bodies, a new connection per request. */
+  post?: number;
+  /** A request with no answer by then counts as a `timeout` failure (default 10 s). */
+  timeoutMs?: number;
 }
 
 export interface LoadResult {
   ok: number;
   failed: number;
   byKind: Record<string, number>;
-  errors: string[];
-  samples: Sample[];
+  done: Done[];
+  failures: Failure[];
   maxMs: number;
   p50: number;
   p99: number;
 }
 
-export interface LoadOptions {
-  port: number;
-  host?: string;
-  keepAlive?: number;
-  newConnection?: number;
-  post16k?: number;
-  path?: string;
-  timeoutMs?: number;
+interface RoundWaiter {
+  since: number;
+  rounds: number;
+  resolve: () => void;
 }
-
-const BODY = Buffer.alloc(16 * 1024, 'x');
 
 export class Load {
   private running = true;
   private readonly loops: Promise<void>[] = [];
   private readonly agents: http.Agent[] = [];
-  readonly samples: Sample[] = [];
-  readonly byKind: Record<string, number> = {};
-  readonly errors: string[] = [];
-  ok = 0;
+  readonly done: Done[] = [];
+  readonly failures: Failure[] = [];
+  readonly startedAt = now();
+  stoppedAt = 0;
+  /** Per client: start times of its finished requests (answered or failed), for roundsSince. */
+  private readonly finished: number[][] = [];
+  private roundWaiters: RoundWaiter[] = [];
+  private versionWaiters: { version: string; after: number; resolve: (d: Done) => void }[] = [];
 
   constructor(private readonly options: LoadOptions) {
     for (let i = 0; i < (options.keepAlive ?? 0); i++) {
       const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
       this.agents.push(agent);
-      this.loops.push(this.loop({ agent, method: 'GET' }));
+      this.loops.push(this.loop('keepalive', agent));
     }
-    for (let i = 0; i < (options.newConnection ?? 0); i++)
-      this.loops.push(this.loop({ agent: false, method: 'GET' }));
-    for (let i = 0; i < (options.post16k ?? 0); i++)
-      this.loops.push(this.loop({ agent: false, method: 'POST' }));
+    for (let i = 0; i < (options.newConnection ?? 0); i++) this.loops.push(this.loop('newconn', false));
+    for (let i = 0; i < (options.post ?? 0); i++) this.loops.push(this.loop('post', false));
   }
 
-  private async loop(o: { agent: http.Agent | false; method: string }): Promise<void> {
-    while (this.running) await this.one(o);
+  private async loop(client: ClientKind, agent: http.Agent | false): Promise<void> {
+    const starts: number[] = [];
+    this.finished.push(starts);
+    while (this.running) {
+      const start = now();
+      await this.one(client, agent, start);
+      starts.push(start);
+      this.checkRounds();
+    }
   }
 
-  private one(o: { agent: http.Agent | false; method: string }): Promise<void> {
-    const started = Date.now();
+  /** Resolves with the first response from `version` to a request sent at or after `after`. */
+  firstFrom(version: string, after: number): Promise<Done> {
+    const seen = this.done.find((d) => d.version === version && d.start >= after);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve) => this.versionWaiters.push({ version, after, resolve }));
+  }
+
+  /**
+   * Resolves once every client has finished `rounds` requests sent at or after `since` (answered or
+   * failed: a failure is counted, not hidden): the load has exercised every kind of connection past
+   * that moment. Rejects after `deadlineMs`.
+   */
+  roundsSince(since: number, rounds: number, deadlineMs = 10_000): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.roundWaiters = this.roundWaiters.filter((w) => w !== waiter);
+        reject(
+          new Error(
+            `timed out after ${deadlineMs} ms waiting for every load client to finish ${rounds} requests (${this.done.length} answered, ${this.failures.length} failed)`,
+          ),
+        );
+      }, deadlineMs);
+      const waiter: RoundWaiter = {
+        since,
+        rounds,
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      };
+      this.roundWaiters.push(waiter);
+      this.checkRounds();
+    });
+  }
+
+  /** Every client has finished `rounds` requests from now on (e.g. the load is running before a signal). */
+  warmedUp(rounds = 2, deadlineMs = 10_000): Promise<void> {
+    return this.roundsSince(this.startedAt, rounds, deadlineMs);
+  }
+
+  private checkRounds(): void {
+    if (this.roundWaiters.length === 0) return;
+    this.roundWaiters = this.roundWaiters.filter((w) => {
+      const ready = this.finished.every((starts) => starts.filter((s) => s >= w.since).length >= w.rounds);
+      if (ready) w.resolve();
+      return !ready;
+    });
+  }
+
+  private one(client: ClientKind, agent: http.Agent | false, start: number): Promise<void> {
+    const timeoutMs = this.options.timeoutMs ?? 10_000;
     return new Promise<void>((resolve) => {
-      let done = false;
+      let finished = false;
       const fail = (kind: string, detail: string): void => {
-        if (done) return;
-        done = true;
-        this.byKind[kind] = (this.byKind[kind] ?? 0) + 1;
-        if (this.errors.length < 50) this.errors.push(`${kind}: ${detail} after ${Date.now() - started} ms`);
+        if (finished) return;
+        finished = true;
+        this.failures.push({ start, end: now(), client, kind, detail });
         resolve();
       };
-      const headers: http.OutgoingHttpHeaders = o.agent === false ? { connection: 'close' } : {};
-      if (o.method === 'POST') headers['content-type'] = 'application/octet-stream';
+      const headers: http.OutgoingHttpHeaders = agent === false ? { connection: 'close' } : {};
+      if (client === 'post') headers['content-type'] = 'application/octet-stream';
       const req = http.request(
         {
           host: this.options.host ?? '127.0.0.1',
           port: this.options.port,
           path: this.options.path ?? '/',
-          method: o.method,
-          agent: o.agent,
+          method: client === 'post' ? 'POST' : 'GET',
+          agent,
           headers,
-          timeout: this.options.timeoutMs ?? 10000,
+          timeout: timeoutMs,
         },
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
           res.on('error', (err) => fail('reset', err.message));
+          res.on('aborted', () => fail('reset', 'response aborted'));
           res.on('end', () => {
-            if (done) return;
+            if (finished) return;
             const status = res.statusCode ?? 0;
             if (status < 200 || status > 299) return fail('non2xx', `status ${status}`);
-            done = true;
-            this.ok++;
-            let body: { version?: string; pid?: number } = {};
+            finished = true;
+            let body: { version?: unknown; pid?: unknown } = {};
             try {
               body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as typeof body;
             } catch {
               // not a versioned fixture
             }
-            this.samples.push({
-              started,
-              at: Date.now(),
-              ms: Date.now() - started,
+            const d: Done = {
+              start,
+              end: now(),
+              client,
               version: String(body.version ?? ''),
-              pid: body.pid ?? 0,
-            });
+              pid: Number(body.pid ?? 0),
+            };
+            this.done.push(d);
+            if (this.versionWaiters.length > 0) {
+              this.versionWaiters = this.versionWaiters.filter((w) => {
+                const match = w.version === d.version && d.start >= w.after;
+                if (match) w.resolve(d);
+                return !match;
+              });
+            }
             resolve();
           });
         },
       );
       req.on('timeout', () => {
-        fail('timeout', 'no response');
+        fail('timeout', `no response within ${timeoutMs} ms`);
         req.destroy();
       });
       req.on('error', (err: NodeJS.ErrnoException) => {
         const kind =
           err.code === 'ECONNREFUSED'
             ? 'refused'
-            : err.code === 'ECONNRESET' || err.message === 'socket hang up' || err.code === 'EPIPE'
+            : err.code === 'ECONNRESET' || err.code === 'EPIPE' || err.message === 'socket hang up'
               ? 'reset'
               : (err.code ?? 'error');
-        fail(kind, `${err.code ?? ''} ${err.message}`);
+        fail(kind, `${err.code ?? ''} ${err.message}`.trim());
       });
-      if (o.method === 'POST') req.end(BODY);
+      if (client === 'post') req.end(BODY);
       else req.end();
     });
   }
 
   async stop(): Promise<LoadResult> {
     this.running = false;
+    this.stoppedAt = now();
     await Promise.all(this.loops);
     for (const a of this.agents) a.destroy();
-    const sorted = this.samples.map((s) => s.ms).sort((a, b) => a - b);
+    const sorted = this.done.map((d) => d.end - d.start).sort((a, b) => a - b);
     const q = (p: number): number => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? 0;
-    const failed = Object.values(this.byKind).reduce((a, b) => a + b, 0);
+    const byKind: Record<string, number> = {};
+    for (const f of this.failures) byKind[f.kind] = (byKind[f.kind] ?? 0) + 1;
     return {
-      ok: this.ok,
-      failed,
-      byKind: { ...this.byKind },
-      errors: [...this.errors],
-      samples: this.samples,
+      ok: this.done.length,
+      failed: this.failures.length,
+      byKind,
+      done: this.done,
+      failures: this.failures,
       maxMs: sorted.at(-1) ?? 0,
       p50: q(0.5),
       p99: q(0.99),
@@ -148,28 +239,34 @@ export class Load {
   }
 }
 
-/** One GET, body parsed as JSON. */
+/** One GET on a new connection, body parsed as JSON (rejects if it is not JSON). */
 export function getJson(
   port: number,
   path = '/',
-  host = '127.0.0.1',
+  options: { host?: string; timeoutMs?: number } = {},
 ): Promise<{ status: number; body: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
-    const req = http.get({ host, port, path, agent: false, timeout: 10000 }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        try {
-          resolve({
-            status: res.statusCode ?? 0,
-            body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>,
-          });
-        } catch (err) {
-          reject(err);
-        }
-      });
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
+    const req = http.get(
+      { host: options.host ?? '127.0.0.1', port, path, agent: false, timeout: options.timeoutMs ?? 10_000 },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', reject);
+        res.on('end', () => {
+          try {
+            resolve({
+              status: res.statusCode ?? 0,
+              body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>,
+            });
+          } catch (err) {
+            reject(err);
+          }
+        });
+      },
+    );
+    req.on('timeout', () =>
+      req.destroy(new Error(`GET ${path}: no answer within ${options.timeoutMs ?? 10_000} ms`)),
+    );
     req.on('error', reject);
   });
 }
@@ -178,6 +275,9 @@ export function getJson(
 export function assertNoFailedRequests(result: LoadResult): void {
   if (result.failed === 0) return;
   throw new Error(
-    `${result.failed} failed requests: ${JSON.stringify(result.byKind)} ${result.errors.slice(0, 5).join('; ')}`,
+    `${result.failed} failed requests: ${JSON.stringify(result.byKind)} ${result.failures
+      .slice(0, 5)
+      .map((f) => `${f.kind}: ${f.detail} after ${Math.round(f.end - f.start)} ms`)
+      .join('; ')}`,
   );
 }

@@ -8,6 +8,11 @@ export interface ReleaseOptions {
   throwAtLoad?: boolean;
   /** ms each request takes (default 2). */
   requestMs?: number;
+  /**
+   * Log `{"msg":"fixture: request","path":…}` to stdout when a request reaches the app, so a test can
+   * wait until a request is in flight (single mode: the app's stdout is the server's log).
+   */
+  announceRequests?: boolean;
 }
 
 export function writeRelease(root: string, version: string, options: ReleaseOptions = {}): string {
@@ -18,6 +23,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 ${options.throwAtLoad ? `throw new Error('release ${version} is broken at load');` : ''}
 await sleep(${options.bootMs ?? 0});
 export default function handler(req, res) {
+  ${options.announceRequests ? "console.log(JSON.stringify({ msg: 'fixture: request', path: req.url }));" : ''}
   const reply = () => {
     res.setHeader('content-type', 'application/json');
     res.end(JSON.stringify({ version: ${JSON.stringify(version)}, pid: process.pid, path: req.url }));

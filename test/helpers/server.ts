@@ -6,14 +6,15 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { listFds, setCloexec } from '../../src/native.js';
 import { childProcesses, procEntry } from '../../src/proc.js';
+import { LoggedProcess } from './logged-process.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const CLI = path.join(ROOT, 'bin/nserve.js');
 export const FIXTURES = path.join(ROOT, 'test/fixtures');
 
-export type LogLine = Record<string, unknown> & { msg?: string; level?: number; pid?: number };
+export { type LogLine, until } from './logged-process.js';
 
-const started = new Set<ChildProcess>();
+const started = new Set<ServerProcess>();
 
 // Whatever launched the test runner may have left descriptors open without close-on-exec (a shell's
 // pipes, say). They would be inherited by every server we start and show up as leaks there: keep them
@@ -22,125 +23,58 @@ for (const f of listFds()) if (f.fd > 2 && !f.cloexec) setCloexec(f.fd, true);
 
 /** Kill every process group we started; called from t.after and at process exit. */
 export function killAll(): void {
-  for (const child of started) killGroup(child);
+  for (const srv of started) killGroup(srv.pid);
   started.clear();
 }
 process.on('exit', killAll);
 
-function killGroup(child: ChildProcess): void {
-  if (child.pid === undefined) return;
+function killGroup(pgid: number | undefined): void {
+  if (pgid === undefined) return;
   try {
-    process.kill(-child.pid, 'SIGKILL');
+    process.kill(-pgid, 'SIGKILL');
   } catch {
     // group already gone
   }
 }
 
-export class ServerProcess {
-  readonly lines: LogLine[] = [];
-  stderr = '';
-  private waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+/**
+ * Under coverage (c8 sets NODE_V8_COVERAGE) a process writes its coverage only when it exits by itself:
+ * `kill()` then asks for a graceful stop first and gives it this long before the SIGKILL.
+ */
+const COVERAGE = process.env.NODE_V8_COVERAGE !== undefined;
+const COVERAGE_STOP_GRACE_MS = 3000;
+/** Preloaded into every node process we start under coverage: see coverage-preload.ts. */
+const COVERAGE_PRELOAD = path.join(ROOT, 'dist/test/helpers/coverage-preload.js');
 
-  constructor(readonly child: ChildProcess) {
-    let buf = '';
-    child.stdout!.setEncoding('utf8');
-    child.stdout!.on('data', (chunk: string) => {
-      buf += chunk;
-      let nl = buf.indexOf('\n');
-      while (nl !== -1) {
-        const raw = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        nl = buf.indexOf('\n');
-        let line: LogLine;
-        try {
-          line = JSON.parse(raw) as LogLine;
-        } catch {
-          line = { msg: raw, raw: true };
-        }
-        this.lines.push(line);
-        if (process.env.NSERVE_TEST_VERBOSE) process.stderr.write(`[srv] ${raw}\n`);
-        this.waiters = this.waiters.filter((w) => {
-          if (!w.pred(line)) return true;
-          w.resolve(line);
-          return false;
-        });
-      }
-    });
-    child.stderr!.setEncoding('utf8');
-    child.stderr!.on('data', (chunk: string) => {
-      this.stderr += chunk;
-      if (process.env.NSERVE_TEST_VERBOSE) process.stderr.write(`[srv:err] ${chunk}`);
-    });
-    this.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  }
-
-  get pid(): number {
-    return this.child.pid!;
-  }
-
-  /** Wait for a log line matching `pred` (searching lines already seen from index `from`). */
-  waitForLog(what: string, pred: (l: LogLine) => boolean, timeoutMs = 15000, from = 0): Promise<LogLine> {
-    const seen = this.lines.slice(from).find(pred);
-    if (seen !== undefined) return Promise.resolve(seen);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        reject(
-          new Error(
-            `timed out after ${timeoutMs} ms waiting for log: ${what}\nstderr: ${this.stderr}\nlast lines:\n${this.lines
-              .slice(-15)
-              .map((l) => JSON.stringify(l))
-              .join('\n')}`,
-          ),
-        );
-      }, timeoutMs);
-      this.waiters.push({
-        pred,
-        resolve: (l) => {
-          clearTimeout(timer);
-          resolve(l);
-        },
-      });
-    });
-  }
-
-  waitForMsg(msg: string | RegExp, timeoutMs = 15000, from = 0): Promise<LogLine> {
-    const match = (l: LogLine): boolean =>
-      typeof msg === 'string' ? l.msg === msg : msg.test(String(l.msg ?? ''));
-    return this.waitForLog(String(msg), match, timeoutMs, from);
+/** A process started by the tests, in its own process group, killed with it at the end of the test. */
+export class ServerProcess extends LoggedProcess {
+  constructor(child: ChildProcess) {
+    super(child, { echoEnv: 'NSERVE_TEST_VERBOSE' });
+    started.add(this);
   }
 
   /** The first TCP port the server logged in its boot line. */
-  async port(timeoutMs = 15000): Promise<number> {
-    const booted = await this.waitForMsg('nserve booted', timeoutMs);
+  async port(deadlineMs = 15000): Promise<number> {
+    const booted = await this.waitForMsg('nserve booted', deadlineMs);
     const binds = booted.binds as string[];
     const tcp = binds.find((b) => b.startsWith('tcp://'));
     if (tcp === undefined) throw new Error(`no tcp bind in ${JSON.stringify(binds)}`);
     return Number(tcp.slice(tcp.lastIndexOf(':') + 1));
   }
 
-  signal(sig: NodeJS.Signals): void {
-    process.kill(this.pid, sig);
-  }
-
-  async waitExit(timeoutMs = 15000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`server pid ${this.pid} did not exit within ${timeoutMs} ms`)),
-        timeoutMs,
-      );
-    });
-    try {
-      return await Promise.race([this.exited, timeout]);
-    } finally {
-      clearTimeout(timer);
+  /** SIGKILL the process group (after a graceful stop, bounded, when coverage is being collected). */
+  async kill(): Promise<void> {
+    if (!started.has(this)) return;
+    if (COVERAGE && this.exitStatus === undefined) {
+      try {
+        process.kill(this.pid, 'SIGTERM');
+        await Promise.race([this.exited, new Promise((r) => setTimeout(r, COVERAGE_STOP_GRACE_MS))]);
+      } catch {
+        // already gone
+      }
     }
-  }
-
-  kill(): void {
-    killGroup(this.child);
-    started.delete(this.child);
+    killGroup(this.child.pid);
+    started.delete(this);
   }
 }
 
@@ -153,12 +87,22 @@ export interface StartOptions {
 export function startCommand(file: string, args: string[], options: StartOptions = {}): ServerProcess {
   const child = spawn(file, args, {
     cwd: options.cwd ?? ROOT,
-    env: { ...process.env, NSERVE_TEST_VERBOSE: undefined, ...options.env, FORCE_COLOR: '0' },
+    env: {
+      ...process.env,
+      NSERVE_TEST_VERBOSE: undefined,
+      ...coverageEnv(),
+      ...options.env,
+      FORCE_COLOR: '0',
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });
-  started.add(child);
   return new ServerProcess(child);
+}
+
+function coverageEnv(): NodeJS.ProcessEnv {
+  if (!COVERAGE) return {};
+  return { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import=${COVERAGE_PRELOAD}`.trim() };
 }
 
 /** Run `nserve <args>`. */
@@ -173,7 +117,7 @@ export async function runNserve(args: string[], options: StartOptions & { timeou
     const exit = await srv.waitExit(options.timeoutMs ?? 15000);
     return { ...exit, stderr: srv.stderr, stdout: srv.lines };
   } finally {
-    srv.kill();
+    await srv.kill();
   }
 }
 
@@ -201,36 +145,60 @@ export function childPids(pid: number): number[] {
     .map((p) => p.pid);
 }
 
-export async function until<T>(
-  what: string,
-  fn: () => T | undefined | false | Promise<T | undefined | false>,
-  timeoutMs = 10000,
-  everyMs = 50,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
+/** What a test registers cleanups with (node:test's TestContext). */
+export interface Cleanup {
+  after(fn: () => unknown): void;
 }
 
-/** Serve `<root>/current/app.mjs` (a release made by makeReleases) on an ephemeral loopback port. */
-export async function serveCurrent(
-  t: { after(fn: () => void): void },
-  root: string,
-  extra: string[] = [],
-): Promise<{ srv: ServerProcess; port: number }> {
-  const srv = startNserve([
-    'start',
-    'app.mjs',
-    '--directory',
-    path.join(root, 'current'),
-    '--bind',
-    'tcp://127.0.0.1:0',
-    ...extra,
-  ]);
+export interface AppOptions {
+  /** --directory: the app path is resolved there and it is the server's working directory. */
+  directory?: string;
+  /** -w N (cluster mode); single mode when absent. */
+  workers?: number;
+  /** The bind (default: an ephemeral loopback TCP port). */
+  bind?: string;
+  /** More command-line arguments. */
+  args?: string[];
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+}
+
+/** `nserve start APP …`, killed at the end of the test `t`. */
+export function startApp(t: Cleanup, app: string, options: AppOptions = {}): ServerProcess {
+  const srv = startNserve(
+    [
+      'start',
+      app,
+      ...(options.directory === undefined ? [] : ['--directory', options.directory]),
+      ...(options.workers === undefined ? [] : ['-w', String(options.workers)]),
+      '--bind',
+      options.bind ?? 'tcp://127.0.0.1:0',
+      ...(options.args ?? []),
+    ],
+    {
+      ...(options.env === undefined ? {} : { env: options.env }),
+      ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+    },
+  );
   t.after(() => srv.kill());
+  return srv;
+}
+
+/** startApp, then wait until it has booted; returns the TCP port it serves. */
+export async function serveApp(
+  t: Cleanup,
+  app: string,
+  options: AppOptions = {},
+): Promise<{ srv: ServerProcess; port: number }> {
+  const srv = startApp(t, app, options);
   return { srv, port: await srv.port(20000) };
+}
+
+/** Serve `<root>/current/app.mjs` (a release made by makeReleases). */
+export function serveCurrent(
+  t: Cleanup,
+  root: string,
+  options: Omit<AppOptions, 'directory'> = {},
+): Promise<{ srv: ServerProcess; port: number }> {
+  return serveApp(t, 'app.mjs', { ...options, directory: path.join(root, 'current') });
 }

@@ -2,8 +2,10 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { after, test } from 'node:test';
 import { assertNoFailedRequests, getJson, Load } from '../helpers/load.js';
+import { now } from '../helpers/logged-process.js';
 import { makeReleases, switchRelease, versions } from '../helpers/releases.js';
-import { childPids, killAll, serveCurrent, startNserve, until } from '../helpers/server.js';
+import { type RestartKind, restart } from '../helpers/restart.js';
+import { childPids, killAll, serveApp, serveCurrent, until } from '../helpers/server.js';
 
 after(killAll);
 
@@ -15,27 +17,26 @@ function fdCount(pid: number): number {
 
 test('cluster hot restart under load: no failed request, no stall for the boot, no overlap of versions', async (t) => {
   const root = makeReleases(t, versions(4, { bootMs: BOOT_MS }), 'v1');
-  const { srv, port } = await serveCurrent(t, root, ['-w', '2']);
-  const load = new Load({ port, keepAlive: 6, newConnection: 3, post16k: 2 });
+  const { srv, port } = await serveCurrent(t, root, { workers: 2 });
+  const load = new Load({ port, keepAlive: 6, newConnection: 3, post: 2 });
   let workers = childPids(srv.pid);
   assert.equal(workers.length, 2);
   const masterPid = srv.pid;
   try {
     for (let v = 2; v <= 4; v++) {
-      await new Promise((r) => setTimeout(r, 300));
-      switchRelease(root, `v${v}`);
-      const mark = srv.lines.length;
-      srv.signal('SIGUSR2');
-      const done = await srv.waitForMsg('hot restart: done', 30000, mark);
+      await load.roundsSince(now(), 3);
+      const { line: done } = await restart(srv, 'hot', {
+        release: { root, version: `v${v}` },
+        deadlineMs: 30_000,
+      });
       t.diagnostic(`restart to v${v}: pause ${done.pauseMs} ms, signal to done ${done.restartMs} ms`);
-      const now = await until('the old workers to be gone', () => {
+      workers = await until('the old workers to be gone', () => {
         const pids = childPids(masterPid);
         return pids.length === 2 && pids.every((p) => !workers.includes(p)) ? pids : undefined;
       });
-      workers = now;
       assert.equal((await getJson(port)).body.version, `v${v}`);
     }
-    await new Promise((r) => setTimeout(r, 300));
+    await load.roundsSince(now(), 3);
   } finally {
     const result = await load.stop();
     t.diagnostic(
@@ -44,20 +45,20 @@ test('cluster hot restart under load: no failed request, no stall for the boot, 
     assertNoFailedRequests(result);
     assert.ok(result.maxMs < BOOT_MS / 2, `no request waited for the boot (max ${result.maxMs} ms)`);
     // Old and new code never serve side by side: once vN answered, v(N-1) never answers again.
-    const byTime = [...result.samples].sort((a, b) => a.at - b.at);
+    const byTime = [...result.done].sort((a, b) => a.end - b.end);
     for (let v = 2; v <= 4; v++) {
       const first = byTime.find((s) => s.version === `v${v}`);
       assert.ok(first !== undefined, `v${v} answered under load`);
       // A request sent after new code had answered is never answered by old code. (Response end times
       // of concurrent requests can be observed out of order by the client; send times cannot.)
-      const later = byTime.filter((s) => s.started > first.at && s.version === `v${v - 1}`);
+      const later = byTime.filter((s) => s.start > first.end && s.version === `v${v - 1}`);
       assert.equal(
         later.length,
         0,
         `v${v - 1} answered after v${v} had: ${JSON.stringify(later.slice(0, 3))}`,
       );
     }
-    assert.ok(!result.samples.some((s) => s.pid === masterPid), 'the master never answers');
+    assert.ok(!result.done.some((s) => s.pid === masterPid), 'the master never answers');
   }
   assert.equal(srv.pid, masterPid);
   srv.signal('SIGTERM');
@@ -66,41 +67,29 @@ test('cluster hot restart under load: no failed request, no stall for the boot, 
 
 test('cluster hot restart of a release that throws at load: old workers keep serving, error reported', async (t) => {
   const root = makeReleases(t, { good: {}, broken: { throwAtLoad: true } }, 'good');
-  const { srv, port } = await serveCurrent(t, root, ['-w', '2']);
+  const { srv, port } = await serveCurrent(t, root, { workers: 2 });
   const workers = childPids(srv.pid);
-  const load = new Load({ port, keepAlive: 3, newConnection: 2, post16k: 1 });
+  const load = new Load({ port, keepAlive: 3, newConnection: 2, post: 1 });
   switchRelease(root, 'broken');
   srv.signal('SIGUSR2');
   const line = await srv.waitForMsg(/^hot restart abandoned, old workers keep serving/, 20000);
   assert.match(String(line.msg), /broken at load/);
-  await new Promise((r) => setTimeout(r, 500));
+  await load.roundsSince(now(), 5);
   const result = await load.stop();
   assertNoFailedRequests(result);
   await until('the failed new workers to be gone', () => childPids(srv.pid).length === 2);
   assert.deepEqual(childPids(srv.pid), workers, 'the old workers still serve');
   assert.equal((await getJson(port)).body.version, 'good');
   // and the server can still restart once the release is fixed
-  switchRelease(root, 'good');
-  const mark = srv.lines.length;
-  srv.signal('SIGUSR2');
-  await srv.waitForMsg('hot restart: done', 20000, mark);
+  await restart(srv, 'hot', { release: { root, version: 'good' } });
 });
 
-const FLAT_RUNS: [string, NodeJS.Signals, string][] = [
-  ['hot', 'SIGUSR2', 'hot restart: done'],
-  ['phased', 'SIGUSR1', 'phased restart: done'],
-];
-
-for (const [kind, signal, done] of FLAT_RUNS) {
+for (const kind of ['hot', 'phased'] as RestartKind[]) {
   test(`10 cluster ${kind} restarts: master descriptors and live processes stay flat`, async (t) => {
-    const srv = startNserve(['start', 'examples/hello.mjs', '-w', '2', '--bind', 'tcp://127.0.0.1:0']);
-    t.after(() => srv.kill());
-    const port = await srv.port(20000);
+    const { srv, port } = await serveApp(t, 'examples/hello.mjs', { workers: 2 });
     const fdsBefore = fdCount(srv.pid);
     for (let i = 1; i <= 10; i++) {
-      const mark = srv.lines.length;
-      srv.signal(signal);
-      await srv.waitForMsg(done, 20000, mark);
+      await restart(srv, kind);
       await until('two live workers', () => childPids(srv.pid).length === 2, 10000);
     }
     await until('no zombie or extra process', () => childPids(srv.pid).length === 2);
@@ -119,6 +108,7 @@ for (const [kind, signal, done] of FLAT_RUNS) {
     } finally {
       assert.equal(fdsAfter, fdsBefore, `master fds ${fdsBefore} → ${fdsAfter}`);
     }
+    // A duration is the point here: the count must not drift back up once it has settled.
     await new Promise((r) => setTimeout(r, 500));
     assert.equal(fdCount(srv.pid), fdsBefore, 'and stays there');
     assert.equal((await getJson(port)).status, 200);

@@ -5,14 +5,17 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
 import { assertNoFailedRequests, getJson, Load } from '../helpers/load.js';
+import { now } from '../helpers/logged-process.js';
 import { makeReleases, switchRelease, versions, writeRelease } from '../helpers/releases.js';
+import { restart } from '../helpers/restart.js';
 import {
   childPids,
   killAll,
   processAlive,
   ROOT,
+  serveApp,
   serveCurrent,
-  startNserve,
+  startApp,
   tmpDir,
   until,
 } from '../helpers/server.js';
@@ -27,29 +30,27 @@ async function phasedUnderLoad(
   restarts: number,
 ): Promise<void> {
   const root = makeReleases(t, versions(restarts + 1, { bootMs: BOOT_MS }), 'v1');
-  const { srv, port } = await serveCurrent(t, root, ['-w', String(workers)]);
+  const { srv, port } = await serveCurrent(t, root, { workers });
   const load = new Load({ port, keepAlive: 4, newConnection: 2 });
   let before = childPids(srv.pid);
   assert.equal(before.length, workers);
   try {
     for (let v = 2; v <= restarts + 1; v++) {
-      await new Promise((r) => setTimeout(r, 300));
-      switchRelease(root, `v${v}`);
-      const mark = srv.lines.length;
-      srv.signal('SIGUSR1');
-      await srv.waitForMsg('phased restart: done', 30000, mark);
-      const replaced = srv.lines
-        .slice(mark)
-        .filter((l) => /^phased restart: worker \d+\/\d+ replaced/.test(String(l.msg)));
+      await load.roundsSince(now(), 3);
+      const { lines } = await restart(srv, 'phased', {
+        release: { root, version: `v${v}` },
+        deadlineMs: 30_000,
+      });
+      const replaced = lines.filter((l) => /^phased restart: worker \d+\/\d+ replaced/.test(String(l.msg)));
       assert.equal(replaced.length, workers);
       const afterPids = await until('old workers to exit', () => {
-        const now = childPids(srv.pid);
-        return now.length === workers && now.every((p) => !before.includes(p)) ? now : undefined;
+        const pids = childPids(srv.pid);
+        return pids.length === workers && pids.every((p) => !before.includes(p)) ? pids : undefined;
       });
       before = afterPids;
       await until(`v${v} to answer`, async () => (await getJson(port)).body.version === `v${v}`, 5000);
     }
-    await new Promise((r) => setTimeout(r, 300));
+    await load.roundsSince(now(), 3);
   } finally {
     const result = await load.stop();
     t.diagnostic(
@@ -57,7 +58,7 @@ async function phasedUnderLoad(
     );
     assertNoFailedRequests(result);
     assert.ok(result.maxMs < BOOT_MS / 2, `no request waited for a booting worker (max ${result.maxMs} ms)`);
-    assert.ok(!result.samples.some((s) => s.pid === srv.pid), 'the master never answers');
+    assert.ok(!result.done.some((s) => s.pid === srv.pid), 'the master never answers');
   }
   const res = await getJson(port);
   assert.equal(res.body.version, `v${restarts + 1}`);
@@ -73,14 +74,14 @@ test('cluster -w 3: phased restart under load', (t) => phasedUnderLoad(t, 3, 1))
 
 test('a broken release stops the phased rollout; old workers keep serving', async (t) => {
   const root = makeReleases(t, { good: {}, broken: { throwAtLoad: true } }, 'good');
-  const { srv, port } = await serveCurrent(t, root, ['-w', '2']);
+  const { srv, port } = await serveCurrent(t, root, { workers: 2 });
   const pids = childPids(srv.pid);
   const load = new Load({ port, keepAlive: 3, newConnection: 2 });
   switchRelease(root, 'broken');
   srv.signal('SIGUSR1');
   const line = await srv.waitForMsg(/^phased restart stopped after 0\/2 workers/);
   assert.match(String(line.msg), /broken at load/);
-  await new Promise((r) => setTimeout(r, 300));
+  await load.roundsSince(now(), 3);
   const result = await load.stop();
   assertNoFailedRequests(result);
   assert.deepEqual(childPids(srv.pid), pids, 'the old workers are still the workers');
@@ -91,29 +92,21 @@ test('SIGKILL to a worker under load: it is replaced and its slot keeps being se
   const root = tmpDir();
   t.after(() => fs.rmSync(root, { recursive: true, force: true }));
   writeRelease(root, 'v1', { bootMs: BOOT_MS });
-  const srv = startNserve([
-    'start',
-    'app.mjs',
-    '-w',
-    '2',
-    '--directory',
-    path.join(root, 'releases/v1'),
-    '--bind',
-    'tcp://127.0.0.1:0',
-  ]);
-  t.after(() => srv.kill());
-  const port = await srv.port(20000);
+  const { srv, port } = await serveApp(t, 'app.mjs', {
+    directory: path.join(root, 'releases/v1'),
+    workers: 2,
+  });
   const [victim, survivor] = childPids(srv.pid);
   const load = new Load({ port, keepAlive: 2, newConnection: 4 });
-  await new Promise((r) => setTimeout(r, 300));
+  await load.warmedUp();
   const mark = srv.lines.length;
   process.kill(victim!, 'SIGKILL');
   await srv.waitForMsg(/^worker \d exited unexpectedly/, 5000, mark);
-  const killedAt = Date.now();
+  const killedAt = now();
   await srv.waitForMsg(/^worker \d replaced/, 10000, mark);
-  await new Promise((r) => setTimeout(r, 300));
+  await load.roundsSince(now(), 3);
   const result = await load.stop();
-  const during = result.samples.filter((s) => s.at > killedAt + 100 && s.at < killedAt + BOOT_MS);
+  const during = result.done.filter((s) => s.end > killedAt + 100 && s.end < killedAt + BOOT_MS);
   assert.ok(during.length > 0, 'requests were served while the replacement booted');
   assert.ok(
     during.every((s) => s.pid === survivor),
@@ -121,15 +114,13 @@ test('SIGKILL to a worker under load: it is replaced and its slot keeps being se
   );
   // Only requests in flight on the killed worker may fail.
   assert.ok(result.failed <= 6, `failed ${result.failed}: ${JSON.stringify(result.byKind)}`);
-  const now = childPids(srv.pid);
-  assert.equal(now.length, 2);
-  assert.ok(now.includes(survivor!) && !now.includes(victim!));
+  const workers = childPids(srv.pid);
+  assert.equal(workers.length, 2);
+  assert.ok(workers.includes(survivor!) && !workers.includes(victim!));
 });
 
 test('SIGKILL to the master: no worker survives and the port is free within 2 s', async (t) => {
-  const srv = startNserve(['start', 'examples/hello.mjs', '-w', '2', '--bind', 'tcp://127.0.0.1:0']);
-  t.after(() => srv.kill());
-  const port = await srv.port(20000);
+  const { srv, port } = await serveApp(t, 'examples/hello.mjs', { workers: 2 });
   const workers = childPids(srv.pid);
   assert.equal(workers.length, 2);
   process.kill(srv.pid, 'SIGKILL');
@@ -159,42 +150,29 @@ test('an uncaught exception in a worker: it drains and is replaced, no request f
 };
 `,
   );
-  const srv = startNserve([
-    'start',
-    'app.mjs',
-    '-w',
-    '2',
-    '--directory',
-    root,
-    '--bind',
-    'tcp://127.0.0.1:0',
-  ]);
-  t.after(() => srv.kill());
-  const port = await srv.port(20000);
+  const { srv, port } = await serveApp(t, 'app.mjs', { directory: root, workers: 2 });
   const before = childPids(srv.pid);
   const load = new Load({ port, keepAlive: 3, newConnection: 3 });
-  await new Promise((r) => setTimeout(r, 200));
+  await load.warmedUp();
   const crashed = await getJson(port, '/crash');
   assert.equal(crashed.status, 200, 'the request that triggered the exception still got its answer');
   const line = await srv.waitForMsg(/^worker \d is leaving \(uncaught exception: async boom\): replacing it/);
   assert.equal(line.reason, 'uncaught exception: async boom');
   await srv.waitForMsg(/^worker \d replaced/);
-  await new Promise((r) => setTimeout(r, 300));
+  await load.roundsSince(now(), 3);
   const result = await load.stop();
   assertNoFailedRequests(result);
-  const now = childPids(srv.pid);
-  assert.equal(now.length, 2);
-  assert.ok(!now.includes(Number(crashed.body.pid)), 'the failing worker is gone');
+  const workers = childPids(srv.pid);
+  assert.equal(workers.length, 2);
+  assert.ok(!workers.includes(Number(crashed.body.pid)), 'the failing worker is gone');
   assert.ok(
-    now.some((p) => before.includes(p)),
+    workers.some((p) => before.includes(p)),
     'the other worker was left alone',
   );
 });
 
 test('SIGTTIN / SIGTTOU add and remove workers (never below 1) under load, slots re-spread', async (t) => {
-  const srv = startNserve(['start', 'examples/hello.mjs', '-w', '2', '--bind', 'tcp://127.0.0.1:0']);
-  t.after(() => srv.kill());
-  const port = await srv.port(20000);
+  const { srv, port } = await serveApp(t, 'examples/hello.mjs', { workers: 2 });
   const load = new Load({ port, keepAlive: 2, newConnection: 3 });
   srv.signal('SIGTTIN');
   await until('3 workers', () => childPids(srv.pid).length === 3);
@@ -207,11 +185,11 @@ test('SIGTTIN / SIGTTOU add and remove workers (never below 1) under load, slots
   const mark = srv.lines.length;
   srv.signal('SIGTTOU');
   await srv.waitForMsg(/SIGTTOU ignored: already at 1 worker/, 5000, mark);
-  await new Promise((r) => setTimeout(r, 300));
+  await load.roundsSince(now(), 3);
   const result = await load.stop();
   assertNoFailedRequests(result);
   const [last] = childPids(srv.pid);
-  const tail = result.samples.slice(-50);
+  const tail = result.done.slice(-50);
   assert.ok(
     tail.every((s) => s.pid === last),
     'the one remaining worker serves every slot',
@@ -229,28 +207,19 @@ test('a worker whose event loop is blocked past --worker-timeout is killed and r
 };
 `,
   );
-  const srv = startNserve([
-    'start',
-    'app.mjs',
-    '-w',
-    '2',
-    '--directory',
-    dir,
-    '--bind',
-    'tcp://127.0.0.1:0',
-    '--worker-timeout',
-    '1.5',
-  ]);
-  t.after(() => srv.kill());
-  const port = await srv.port(20000);
+  const { srv, port } = await serveApp(t, 'app.mjs', {
+    directory: dir,
+    workers: 2,
+    args: ['--worker-timeout', '1.5'],
+  });
   const before = childPids(srv.pid);
   void getJson(port, '/block').catch(() => {});
   const line = await srv.waitForMsg(/^worker \d stopped checking in: killing it/, 10000);
   assert.ok(before.includes(Number(line.workerPid)));
   await srv.waitForMsg(/^worker \d replaced/, 10000);
-  const now = childPids(srv.pid);
-  assert.equal(now.length, 2);
-  assert.ok(!now.includes(Number(line.workerPid)));
+  const workers = childPids(srv.pid);
+  assert.equal(workers.length, 2);
+  assert.ok(!workers.includes(Number(line.workerPid)));
   assert.equal((await getJson(port)).status, 200);
 });
 
@@ -270,12 +239,7 @@ export default {
 };
 `,
   );
-  const srv = startNserve(
-    ['start', path.join(ROOT, 'examples/hello.mjs'), '-w', '2', '--bind', 'tcp://127.0.0.1:0'],
-    { cwd: dir },
-  );
-  t.after(() => srv.kill());
-  await srv.port(20000);
+  const { srv } = await serveApp(t, path.join(ROOT, 'examples/hello.mjs'), { workers: 2, cwd: dir });
   const workers = childPids(srv.pid);
   await until('onBooted', () => fs.existsSync(log) && fs.readFileSync(log, 'utf8').includes('onBooted'));
   srv.signal('SIGTERM');
@@ -325,8 +289,7 @@ test('a unix-socket bind in cluster mode is shared by every worker and survives 
   const dir = tmpDir();
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const sock = path.join(dir, 'app.sock');
-  const srv = startNserve(['start', 'examples/hello.mjs', '-w', '2', '--bind', `unix://${sock}?mode=0660`]);
-  t.after(() => srv.kill());
+  const srv = startApp(t, 'examples/hello.mjs', { workers: 2, bind: `unix://${sock}?mode=0660` });
   await srv.waitForMsg('nserve booted', 20000);
   assert.equal(fs.statSync(sock).mode & 0o777, 0o660);
   const getPid = () =>
@@ -351,12 +314,13 @@ test('a unix-socket bind in cluster mode is shared by every worker and survives 
     10000,
     1,
   );
-  const mark = srv.lines.length;
-  srv.signal('SIGUSR1');
   const during: Promise<number>[] = [];
   const ticker = setInterval(() => during.push(getPid()), 5);
-  await srv.waitForMsg('phased restart: done', 20000, mark);
-  clearInterval(ticker);
+  try {
+    await restart(srv, 'phased');
+  } finally {
+    clearInterval(ticker);
+  }
   const pids = await Promise.all(during);
   assert.ok(pids.length > 10, 'requests were made during the rollout');
   const after = await getPid();

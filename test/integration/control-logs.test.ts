@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
-import { childPids, killAll, startNserve, tmpDir, until } from '../helpers/server.js';
+import { childPids, killAll, serveApp, startApp, tmpDir, until } from '../helpers/server.js';
 
 after(killAll);
 
@@ -61,21 +61,11 @@ test('rotating redirected log files + SIGHUP: new lines in the new files, none l
   fs.writeFileSync(path.join(dir, 'app.mjs'), APP);
   const out = path.join(dir, 'out.log');
   const err = path.join(dir, 'err.log');
-  const srv = startNserve([
-    'start',
-    'app.mjs',
-    '-w',
-    '2',
-    '--directory',
-    dir,
-    '--bind',
-    'tcp://127.0.0.1:0',
-    '--redirect-stdout',
-    out,
-    '--redirect-stderr',
-    err,
-  ]);
-  t.after(() => srv.kill());
+  const srv = startApp(t, 'app.mjs', {
+    directory: dir,
+    workers: 2,
+    args: ['--redirect-stdout', out, '--redirect-stderr', err],
+  });
   const booted = await until('the boot line in out.log', () => {
     const line = read(out)
       .split('\n')
@@ -129,9 +119,7 @@ test('SIGHUP without redirected output stops the server gracefully', { timeout: 
   const dir = tmpDir();
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   fs.writeFileSync(path.join(dir, 'app.mjs'), APP);
-  const srv = startNserve(['start', 'app.mjs', '--directory', dir, '--bind', 'tcp://127.0.0.1:0']);
-  t.after(() => srv.kill());
-  await srv.port();
+  const { srv } = await serveApp(t, 'app.mjs', { directory: dir });
   srv.signal('SIGHUP');
   assert.deepEqual(await srv.waitExit(), { code: 0, signal: null });
   assert.ok(srv.lines.some((l) => l.msg === 'graceful stop: draining'));

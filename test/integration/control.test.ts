@@ -4,10 +4,10 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
-import { controlRequest, ctl, rawRequest } from '../helpers/control.js';
+import { controlRequest, ctl, rawRequest, startControlled } from '../helpers/control.js';
 import { getJson } from '../helpers/load.js';
 import { switchRelease, writeRelease } from '../helpers/releases.js';
-import { childPids, killAll, processAlive, startNserve, tmpDir, until } from '../helpers/server.js';
+import { childPids, killAll, processAlive, tmpDir, until } from '../helpers/server.js';
 
 after(killAll);
 
@@ -26,23 +26,12 @@ test('control server and nserve ctl against a cluster', { timeout: 60_000 }, asy
   writeRelease(root, 'slow', { bootMs: 700 });
   switchRelease(root, 'v1');
   const stateFile = path.join(root, 'nserve.state');
-  const srv = startNserve([
-    'start',
+  const { srv, port } = await startControlled(
+    t,
     'app.mjs',
-    '-w',
-    '2',
-    '--directory',
-    path.join(root, 'current'),
-    '--bind',
-    'tcp://127.0.0.1:0',
-    '--control-url',
-    'auto',
-    '--state',
-    stateFile,
-  ]);
-  t.after(() => srv.kill());
-  const port = await srv.port(20000);
-  await srv.waitForMsg('control server listening');
+    { url: 'auto', state: stateFile },
+    { directory: path.join(root, 'current'), workers: 2 },
+  );
   const state = JSON.parse(fs.readFileSync(stateFile, 'utf8')) as State;
   const sock = path.join(root, 'nserve.ctl.sock');
   const token = state.controlToken;
@@ -55,7 +44,7 @@ test('control server and nserve ctl against a cluster', { timeout: 60_000 }, asy
     controlRequest(sock, 'POST', p, tok === null ? {} : { token: tok });
   const stats = async () =>
     (await get('/stats')).body as Record<string, unknown> & {
-      workers: { pid: number; state: string; booted: boolean }[];
+      workers: { pid: number; state: string; booted: boolean; lastCheckin: string }[];
       restarts: { id: number; outcome: string; error: string | null }[];
     };
   const servingWorkers = async (n: number) =>
@@ -122,7 +111,13 @@ test('control server and nserve ctl against a cluster', { timeout: 60_000 }, asy
       assert.ok(k in workers[0]!, `worker.${k}`);
     assert.equal(workers[0]!.directory, fs.realpathSync(path.join(root, 'releases/v1')));
     for (let i = 0; i < 5; i++) await get('/stats');
-    await new Promise((r) => setTimeout(r, 1200)); // a heartbeat
+    // Request counts reach the master with the workers' heartbeats: wait for one from each worker.
+    const asked = Date.now();
+    await until(
+      'a heartbeat from every worker',
+      async () => (await stats()).workers.every((w) => Date.parse(String(w.lastCheckin)) > asked),
+      5000,
+    );
     assert.equal((await stats()).requests, 0, 'no control request reached a worker');
   });
 
@@ -333,23 +328,12 @@ test('POST /halt stops a single-mode server at once; ctl halt --wait waits for t
   const sock = path.join(dir, 'ctl.sock');
   const stateFile = path.join(dir, 'nserve.state');
   const token = 'single-mode-token-42';
-  const srv = startNserve([
-    'start',
+  const { srv } = await startControlled(
+    t,
     'app.mjs',
-    '--directory',
-    path.join(dir, 'releases/v1'),
-    '--bind',
-    'tcp://127.0.0.1:0',
-    '--control-url',
-    `unix://${sock}`,
-    '--control-token',
-    token,
-    '--state',
-    stateFile,
-  ]);
-  t.after(() => srv.kill());
-  await srv.port();
-  await srv.waitForMsg('control server listening');
+    { url: `unix://${sock}`, token, state: stateFile },
+    { directory: path.join(dir, 'releases/v1') },
+  );
   const stats = await controlRequest(sock, 'GET', '/stats', { token });
   assert.equal(stats.body.mode, 'single');
   const workers = await controlRequest(sock, 'POST', '/workers/increment', { token });

@@ -6,9 +6,9 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
-import { ctl } from '../helpers/control.js';
+import { ctl, startControlled } from '../helpers/control.js';
 import { writeRelease } from '../helpers/releases.js';
-import { killAll, runNserve, startNserve, tmpDir, until } from '../helpers/server.js';
+import { killAll, runNserve, tmpDir, until } from '../helpers/server.js';
 
 after(killAll);
 
@@ -99,25 +99,12 @@ test('TCP control with a token across a hot restart; pidfile-only ctl falls back
   const stateFile = path.join(dir, 'nserve.state');
   const pidfile = path.join(dir, 'nserve.pid');
   const token = 'tcp-control-token-1234';
-  const srv = startNserve([
-    'start',
+  const { srv, url } = await startControlled(
+    t,
     'app.mjs',
-    '--directory',
-    path.join(dir, 'releases/v1'),
-    '--bind',
-    'tcp://127.0.0.1:0',
-    '--control-url',
-    'tcp://127.0.0.1:0',
-    '--control-token',
-    token,
-    '--state',
-    stateFile,
-    '--pidfile',
-    pidfile,
-  ]);
-  t.after(() => srv.kill());
-  const listening = await srv.waitForMsg('control server listening');
-  const url = String(listening.url);
+    { url: 'tcp://127.0.0.1:0', token, state: stateFile, pidfile },
+    { directory: path.join(dir, 'releases/v1') },
+  );
   assert.match(url, /^tcp:\/\/127\.0\.0\.1:\d+$/);
   assert.notEqual(url, 'tcp://127.0.0.1:0');
 
@@ -191,20 +178,12 @@ test('a fixed TCP control port is bound again after a hot restart (SO_REUSEADDR,
   await new Promise((r) => probe.close(r));
   const url = `tcp://127.0.0.1:${port}`;
   const token = 'fixed-port-token-5678';
-  const srv = startNserve([
-    'start',
+  const { srv } = await startControlled(
+    t,
     'app.mjs',
-    '--directory',
-    path.join(dir, 'releases/v1'),
-    '--bind',
-    'tcp://127.0.0.1:0',
-    '--control-url',
-    url,
-    '--control-token',
-    token,
-  ]);
-  t.after(() => srv.kill());
-  await srv.waitForMsg('control server listening');
+    { url, token },
+    { directory: path.join(dir, 'releases/v1') },
+  );
   const C = ['--control-url', url, '--control-token', token];
   // The server closes each control connection first: its side of each goes to TIME_WAIT.
   for (let i = 0; i < 3; i++) assert.equal((await ctl(['status', ...C])).code, 0);

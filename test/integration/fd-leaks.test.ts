@@ -5,13 +5,14 @@ import * as path from 'node:path';
 import { after, test } from 'node:test';
 import { listFds } from '../../src/native.js';
 import { getJson } from '../helpers/load.js';
+import { restart, signalRestart } from '../helpers/restart.js';
 import {
   CLI,
   childPids,
   FIXTURES,
   killAll,
   type ServerProcess,
-  startNserve,
+  serveApp,
   tmpDir,
   until,
 } from '../helpers/server.js';
@@ -42,24 +43,13 @@ async function startLeaky(
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const file = path.join(dir, 'secret.txt');
   fs.writeFileSync(file, 'data');
-  const srv = startNserve(['start', APP, '--bind', 'tcp://127.0.0.1:0', ...extra], {
-    env: { LEAK_FILE: file },
-  });
-  t.after(() => srv.kill());
-  return { srv, file, port: await srv.port() };
+  const { srv, port } = await serveApp(t, APP, { args: extra, env: { LEAK_FILE: file } });
+  return { srv, file, port };
 }
 
+/** A hot restart that must succeed; returns the index of the first line it logged. */
 async function hotRestart(srv: ServerProcess): Promise<number> {
-  const mark = srv.lines.length;
-  srv.signal('SIGUSR2');
-  await srv.waitForLog(
-    'restart finished',
-    (l) =>
-      l.msg === 'nserve booted after hot restart' || /hot restart (refused|abandoned)/.test(String(l.msg)),
-    15000,
-    mark,
-  );
-  return mark;
+  return (await restart(srv, 'hot', { deadlineMs: 15_000 })).mark;
 }
 
 test('nserve fds --pid flags the descriptor that would leak', async (t) => {
@@ -115,10 +105,9 @@ test('leakPolicy warn: the leak is logged and survives; the new image names it',
 
 test('leakPolicy refuse: the restart is abandoned and serving goes on', async (t) => {
   const { srv, file, port } = await startLeaky(t, ['--leak-policy', 'refuse']);
-  const mark = await hotRestart(srv);
-  assert.ok(
-    srv.lines.slice(mark).some((l) => /hot restart refused \(leakPolicy refuse\)/.test(String(l.msg))),
-  );
+  const { ok, line, mark } = await signalRestart(srv, 'hot', { deadlineMs: 15_000 });
+  assert.equal(ok, false, 'the restart is refused');
+  assert.match(String(line.msg), /hot restart refused \(leakPolicy refuse\)/);
   assert.ok(!srv.lines.slice(mark).some((l) => l.msg === 'nserve booted after hot restart'));
   const res = await getJson(port);
   assert.equal(res.status, 200);
@@ -151,11 +140,14 @@ test('20 hot restarts of a leaking app: flat under close, a growth warning under
 });
 
 test('20 hot restarts of a clean app: the descriptor count is identical', async (t) => {
-  const srv = startNserve(['start', 'examples/hello.mjs', '--bind', 'tcp://127.0.0.1:0']);
-  t.after(() => srv.kill());
-  await srv.port();
+  const { srv } = await serveApp(t, 'examples/hello.mjs');
   const before = fs.readdirSync(`/proc/${srv.pid}/fd`).length;
-  for (let i = 0; i < 20; i++) await hotRestart(srv);
+  for (let i = 1; i <= 20; i++) {
+    // Each restart must have happened (a refused or abandoned one leaves the count trivially flat):
+    // the new image says it booted, and counts the restarts.
+    const { line } = await restart(srv, 'hot', { deadlineMs: 15_000 });
+    assert.equal(line.restarts, i, `restart #${i} booted a new image`);
+  }
   assert.equal(fs.readdirSync(`/proc/${srv.pid}/fd`).length, before);
 });
 
@@ -163,18 +155,7 @@ test('every descriptor nserve creates or receives is close-on-exec (master and w
   const dir = tmpDir();
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const sock = path.join(dir, 'app.sock');
-  const srv = startNserve([
-    'start',
-    'examples/hello.mjs',
-    '-w',
-    '2',
-    '--bind',
-    'tcp://127.0.0.1:0',
-    '--bind',
-    `unix://${sock}`,
-  ]);
-  t.after(() => srv.kill());
-  await srv.port(20000);
+  const { srv } = await serveApp(t, 'examples/hello.mjs', { workers: 2, args: ['--bind', `unix://${sock}`] });
   const check = (): void => {
     for (const pid of [srv.pid, ...childPids(srv.pid)]) {
       const open = listFds(pid).filter((f) => f.fd > 2 && !f.cloexec);
@@ -182,9 +163,7 @@ test('every descriptor nserve creates or receives is close-on-exec (master and w
     }
   };
   check();
-  const mark = srv.lines.length;
-  srv.signal('SIGUSR2');
-  await srv.waitForMsg('hot restart: done', 20000, mark);
+  await restart(srv, 'hot');
   await until('two workers', () => childPids(srv.pid).length === 2);
   check();
 });
@@ -193,18 +172,9 @@ test('nserve fds -S shows the descriptor count after each restart', async (t) =>
   const dir = tmpDir();
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const state = path.join(dir, 'nserve.state');
-  const srv = startNserve([
-    'start',
-    'examples/hello.mjs',
-    '--bind',
-    'tcp://127.0.0.1:0',
-    '--control-url',
-    'auto',
-    '--state',
-    state,
-  ]);
-  t.after(() => srv.kill());
-  await srv.port();
+  const { srv } = await serveApp(t, 'examples/hello.mjs', {
+    args: ['--control-url', 'auto', '--state', state],
+  });
   for (let i = 0; i < 2; i++) await hotRestart(srv);
   await until('the state file', () => fs.existsSync(state));
   const out = execFileSync(process.execPath, [CLI, 'fds', '-S', state, '--json'], { encoding: 'utf8' });

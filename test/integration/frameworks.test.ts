@@ -4,7 +4,9 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
 import { assertNoFailedRequests, getJson, Load } from '../helpers/load.js';
-import { childPids, FIXTURES, killAll, startNserve, until } from '../helpers/server.js';
+import { now } from '../helpers/logged-process.js';
+import { restart } from '../helpers/restart.js';
+import { childPids, FIXTURES, killAll, serveApp, until } from '../helpers/server.js';
 
 after(killAll);
 
@@ -14,9 +16,7 @@ for (const name of FRAMEWORKS) {
   const app = path.join(FIXTURES, 'frameworks', `${name}.mjs`);
 
   test(`${name}: single mode serves it`, async (t) => {
-    const srv = startNserve(['start', app, '--bind', 'tcp://127.0.0.1:0']);
-    t.after(() => srv.kill());
-    const port = await srv.port();
+    const { srv, port } = await serveApp(t, app);
     const res = await getJson(port, '/hello');
     assert.equal(res.status, 200);
     assert.equal(res.body.framework, name);
@@ -24,17 +24,13 @@ for (const name of FRAMEWORKS) {
   });
 
   test(`${name}: -w 2 phased restart under load, zero failed requests`, async (t) => {
-    const srv = startNserve(['start', app, '-w', '2', '--bind', 'tcp://127.0.0.1:0']);
-    t.after(() => srv.kill());
-    const port = await srv.port(20000);
+    const { srv, port } = await serveApp(t, app, { workers: 2 });
     const before = childPids(srv.pid);
-    const load = new Load({ port, keepAlive: 3, newConnection: 2, post16k: 1 });
-    await new Promise((r) => setTimeout(r, 200));
-    const mark = srv.lines.length;
-    srv.signal('SIGUSR1');
-    await srv.waitForMsg('phased restart: done', 30000, mark);
+    const load = new Load({ port, keepAlive: 3, newConnection: 2, post: 1 });
+    await load.warmedUp();
+    await restart(srv, 'phased', { deadlineMs: 30_000 });
     await until('old workers gone', () => childPids(srv.pid).every((p) => !before.includes(p)));
-    await new Promise((r) => setTimeout(r, 200));
+    await load.roundsSince(now(), 3);
     const result = await load.stop();
     assertNoFailedRequests(result);
     assert.ok(result.ok > 50);
@@ -44,18 +40,9 @@ for (const name of FRAMEWORKS) {
 
 for (const name of ['express', 'fastify']) {
   test(`${name} (listens itself): hot restart in single mode, the boot check captures its listen too`, async (t) => {
-    const srv = startNserve([
-      'start',
-      path.join(FIXTURES, 'frameworks', `${name}.mjs`),
-      '--bind',
-      'tcp://127.0.0.1:0',
-    ]);
-    t.after(() => srv.kill());
-    const port = await srv.port();
+    const { srv, port } = await serveApp(t, path.join(FIXTURES, 'frameworks', `${name}.mjs`));
     const load = new Load({ port, keepAlive: 2, newConnection: 2 });
-    const mark = srv.lines.length;
-    srv.signal('SIGUSR2');
-    await srv.waitForMsg('nserve booted after hot restart', 15000, mark);
+    await restart(srv, 'hot', { deadlineMs: 15_000 });
     const result = await load.stop();
     assertNoFailedRequests(result);
     assert.equal((await getJson(port)).body.framework, name);
@@ -64,16 +51,9 @@ for (const name of ['express', 'fastify']) {
 
 for (const workers of ['0', '2']) {
   test(`listen-compat forwards HTTP upgrades (WebSocket-style) to the app's own server, -w ${workers}`, async (t) => {
-    const srv = startNserve([
-      'start',
-      path.join(FIXTURES, 'frameworks', 'upgrade-echo.mjs'),
-      '-w',
-      workers,
-      '--bind',
-      'tcp://127.0.0.1:0',
-    ]);
-    t.after(() => srv.kill());
-    const port = await srv.port(20000);
+    const { port } = await serveApp(t, path.join(FIXTURES, 'frameworks', 'upgrade-echo.mjs'), {
+      workers: Number(workers),
+    });
     const sock = net.connect(port, '127.0.0.1');
     t.after(() => sock.destroy());
     let got = '';

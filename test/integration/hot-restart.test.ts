@@ -4,25 +4,25 @@ import * as http from 'node:http';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
 import { assertNoFailedRequests, getJson, Load } from '../helpers/load.js';
+import { now } from '../helpers/logged-process.js';
 import { makeReleases, switchRelease, versions, writeRelease } from '../helpers/releases.js';
-import { killAll, serveCurrent, startNserve, tmpDir, until } from '../helpers/server.js';
+import { restart } from '../helpers/restart.js';
+import { killAll, serveApp, serveCurrent, startNserve, tmpDir, until } from '../helpers/server.js';
 
 after(killAll);
 
 test('hot restart under load: 5 restarts across releases, zero failed requests, same PID', async (t) => {
   const root = makeReleases(t, versions(6, { bootMs: 1000 }), 'v1');
   const { srv, port } = await serveCurrent(t, root);
-  const load = new Load({ port, keepAlive: 4, newConnection: 2, post16k: 1 });
+  const load = new Load({ port, keepAlive: 4, newConnection: 2, post: 1 });
   try {
     for (let v = 2; v <= 6; v++) {
-      await new Promise((r) => setTimeout(r, 300));
-      switchRelease(root, `v${v}`);
-      const mark = srv.lines.length;
-      srv.signal('SIGUSR2');
-      await srv.waitForMsg('nserve booted after hot restart', 20000, mark);
+      // every client goes round a few times between restarts (the first time: the load is running)
+      await load.roundsSince(now(), 3);
+      await restart(srv, 'hot', { release: { root, version: `v${v}` } });
       await until(`v${v} to answer`, async () => (await getJson(port)).body.version === `v${v}`, 5000);
     }
-    await new Promise((r) => setTimeout(r, 300));
+    await load.roundsSince(now(), 3);
   } finally {
     const result = await load.stop();
     t.diagnostic(
@@ -31,7 +31,7 @@ test('hot restart under load: 5 restarts across releases, zero failed requests, 
     assertNoFailedRequests(result);
     assert.ok(result.ok > 100, `load ran (${result.ok} ok)`);
     assert.deepEqual(
-      [...new Set(result.samples.map((s) => s.pid))],
+      [...new Set(result.done.map((s) => s.pid))],
       [srv.pid],
       'every answer came from the same PID',
     );
@@ -49,7 +49,7 @@ test('a release that throws at load: the old code keeps serving and the error is
   srv.signal('SIGUSR2');
   const line = await srv.waitForMsg(/hot restart abandoned/);
   assert.match(String(line.msg), /release broken is broken at load/);
-  await new Promise((r) => setTimeout(r, 300));
+  await load.roundsSince(now(), 3);
   const result = await load.stop();
   assertNoFailedRequests(result);
   const res = await getJson(port);
@@ -74,24 +74,14 @@ export default {
 };
 `,
   );
-  const srv = startNserve([
-    'start',
-    'app.mjs',
-    '-C',
-    config,
-    '--directory',
-    path.join(root, 'releases/v1'),
-    '--bind',
-    'tcp://127.0.0.1:0',
-  ]);
-  t.after(() => srv.kill());
-  const port = await srv.port();
+  const { srv, port } = await serveApp(t, 'app.mjs', {
+    directory: path.join(root, 'releases/v1'),
+    args: ['-C', config],
+  });
   for (let i = 1; i <= 2; i++) {
-    const mark = srv.lines.length;
-    srv.signal('SIGUSR2');
-    const booted = await srv.waitForMsg('nserve booted after hot restart', 15000, mark);
+    const { line: booted, lines } = await restart(srv, 'hot', { deadlineMs: 15_000 });
     assert.equal(booted.restarts, i);
-    const hookErr = srv.lines.slice(mark).find((l) => /onRestart hook #0 threw/.test(String(l.msg)));
+    const hookErr = lines.find((l) => /onRestart hook #0 threw/.test(String(l.msg)));
     assert.ok(hookErr, 'the throwing hook is logged');
   }
   const entries = fs.readFileSync(marks, 'utf8').trim().split('\n');
@@ -119,9 +109,7 @@ test('a bind removed from the config is closed after the restart, a new one is c
     config,
     JSON.stringify({ app: 'releases/v1/app.mjs', bind: ['tcp://127.0.0.1:0', `unix://${sockB}`] }),
   );
-  const mark = srv.lines.length;
-  srv.signal('SIGUSR2');
-  const booted = await srv.waitForMsg('nserve booted after hot restart', 15000, mark);
+  const { line: booted } = await restart(srv, 'hot', { deadlineMs: 15_000 });
   assert.deepEqual(
     booted.binds,
     [`tcp://127.0.0.1:${port}`, `unix://${sockB}`],
@@ -136,16 +124,7 @@ test('a second SIGUSR2 during a restart is ignored; SIGTERM during a restart sto
   const root = tmpDir();
   t.after(() => fs.rmSync(root, { recursive: true, force: true }));
   writeRelease(root, 'v1', { bootMs: 800 });
-  const srv = startNserve([
-    'start',
-    'app.mjs',
-    '--directory',
-    path.join(root, 'releases/v1'),
-    '--bind',
-    'tcp://127.0.0.1:0',
-  ]);
-  t.after(() => srv.kill());
-  await srv.port();
+  const { srv } = await serveApp(t, 'app.mjs', { directory: path.join(root, 'releases/v1') });
   let mark = srv.lines.length;
   srv.signal('SIGUSR2');
   await srv.waitForMsg('hot restart: checking that the new code boots', 5000, mark);
@@ -188,15 +167,7 @@ test('a command line with relative paths (APP, --directory, a config file in the
   t.after(() => srv.kill());
   const port = await srv.port();
   for (const v of ['v2', 'v3']) {
-    switchRelease(root, v);
-    const mark = srv.lines.length;
-    srv.signal('SIGUSR2');
-    await srv.waitForLog(
-      'restart finished',
-      (l) => l.msg === 'nserve booted after hot restart' || /abandoned/.test(String(l.msg)),
-      15000,
-      mark,
-    );
+    await restart(srv, 'hot', { release: { root, version: v }, deadlineMs: 15_000 });
     assert.equal((await getJson(port)).body.version, v, `after the restart to ${v}`);
   }
 });

@@ -4,13 +4,16 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
 import { assertNoFailedRequests, getJson, Load } from '../helpers/load.js';
+import { now } from '../helpers/logged-process.js';
 import { makeReleases } from '../helpers/releases.js';
+import { restart } from '../helpers/restart.js';
 import {
   childPids,
   killAll,
   processAlive,
+  serveApp,
   serveCurrent,
-  startNserve,
+  startApp,
   tmpDir,
   until,
   zombiePids,
@@ -20,13 +23,13 @@ after(killAll);
 
 test('phased restart with the release directory gone: logged, the master and its workers keep serving', async (t) => {
   const root = makeReleases(t, { v1: {} }, 'v1');
-  const { srv, port } = await serveCurrent(t, root, ['-w', '2']);
+  const { srv, port } = await serveCurrent(t, root, { workers: 2 });
   const load = new Load({ port, keepAlive: 2, newConnection: 2 });
   fs.rmSync(path.join(root, 'current'));
   srv.signal('SIGUSR1');
   const line = await srv.waitForMsg(/^phased restart stopped after 0\/2 workers/);
   assert.match(String(line.msg), /cannot be resolved/);
-  await new Promise((r) => setTimeout(r, 300));
+  await load.roundsSince(now(), 3);
   assertNoFailedRequests(await load.stop());
   assert.ok(processAlive(srv.pid));
   assert.equal((await getJson(port)).body.version, 'v1');
@@ -36,49 +39,43 @@ test('cluster hot restart with a config file that no longer loads: abandoned bef
   const root = makeReleases(t, { v1: {} }, 'v1');
   const config = path.join(root, 'nserve.config.mjs');
   fs.writeFileSync(config, 'export default { workers: 2 };\n');
-  const { srv, port } = await serveCurrent(t, root, ['-C', config]);
+  const { srv, port } = await serveCurrent(t, root, { args: ['-C', config] });
   const workers = childPids(srv.pid);
   const load = new Load({ port, keepAlive: 2, newConnection: 2 });
   fs.writeFileSync(config, 'export default { workers: 2, \n');
   srv.signal('SIGUSR2');
   const line = await srv.waitForMsg(/^hot restart abandoned, old workers keep serving/);
   assert.match(String(line.msg), /config file .* failed to load/);
-  await new Promise((r) => setTimeout(r, 300));
+  await load.roundsSince(now(), 3);
   assertNoFailedRequests(await load.stop());
   assert.deepEqual(childPids(srv.pid), workers);
   assert.ok(!srv.lines.some((l) => l.msg === 'hot restart: exec'), 'no exec happened');
 });
 
 test('single-mode hot restarts leave no zombie behind (the boot check child is reaped)', async (t) => {
-  const srv = startNserve(['start', 'examples/hello.mjs', '--bind', 'tcp://127.0.0.1:0']);
-  t.after(() => srv.kill());
-  await srv.port();
-  for (let i = 0; i < 3; i++) {
-    const mark = srv.lines.length;
-    srv.signal('SIGUSR2');
-    await srv.waitForMsg('nserve booted after hot restart', 15000, mark);
-  }
+  const { srv } = await serveApp(t, 'examples/hello.mjs');
+  for (let i = 0; i < 3; i++) await restart(srv, 'hot', { deadlineMs: 15_000 });
   assert.deepEqual(zombiePids(srv.pid), []);
 });
 
 test('SIGTERM sent to one worker: its slots move, it drains and is replaced, no request fails', async (t) => {
   const root = makeReleases(t, { v1: {} }, 'v1');
-  const { srv, port } = await serveCurrent(t, root, ['-w', '2']);
+  const { srv, port } = await serveCurrent(t, root, { workers: 2 });
   const [victim] = childPids(srv.pid);
-  const load = new Load({ port, keepAlive: 3, newConnection: 3, post16k: 1 });
-  await new Promise((r) => setTimeout(r, 200));
+  const load = new Load({ port, keepAlive: 3, newConnection: 3, post: 1 });
+  await load.warmedUp();
   process.kill(victim!, 'SIGTERM');
   await srv.waitForMsg(/^worker \d is leaving \(received SIGTERM\): replacing it/);
   await srv.waitForMsg(/^worker \d replaced/);
   await until('the victim to be gone', () => !childPids(srv.pid).includes(victim!));
-  await new Promise((r) => setTimeout(r, 300));
+  await load.roundsSince(now(), 3);
   assertNoFailedRequests(await load.stop());
   assert.equal(childPids(srv.pid).length, 2);
 });
 
 test('SIGTERM during a phased restart: the stop wins, no new worker is left behind', async (t) => {
   const root = makeReleases(t, { v1: { bootMs: 1000 } }, 'v1');
-  const { srv } = await serveCurrent(t, root, ['-w', '2']);
+  const { srv } = await serveCurrent(t, root, { workers: 2 });
   const mark = srv.lines.length;
   srv.signal('SIGUSR1');
   await srv.waitForMsg('phased restart: started', 5000, mark);
@@ -90,17 +87,38 @@ test('SIGTERM during a phased restart: the stop wins, no new worker is left behi
   assert.ok(!srv.lines.some((l) => l.msg === 'phased restart: done'));
 });
 
+// The app's boot waits for a gate file that the test creates only after sending SIGTERM, so the signal
+// cannot land after the boot; the app also logs what it saw, so the log itself shows the order.
+const GATED_BOOT_APP = `import * as fs from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+const seen = [];
+const record = () => seen.push('SIGTERM');
+process.on('SIGTERM', record);
+console.log(JSON.stringify({ msg: 'fixture: boot started' }));
+for (const deadline = Date.now() + 10000; !fs.existsSync(process.env.BOOT_GATE) && Date.now() < deadline; ) await sleep(10);
+process.off('SIGTERM', record);
+console.log(JSON.stringify({ msg: 'fixture: boot ends', signalsDuringBoot: seen }));
+export default (req, res) => res.end('{}');
+`;
+
 test('SIGTERM while a single-mode server is still booting: it stops once booted, exit 0', async (t) => {
   const dir = tmpDir();
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  fs.writeFileSync(
-    path.join(dir, 'app.mjs'),
-    "await new Promise((r) => setTimeout(r, 800));\nexport default (req, res) => res.end('{}');\n",
-  );
-  const srv = startNserve(['start', 'app.mjs', '--directory', dir, '--bind', 'tcp://127.0.0.1:0']);
-  t.after(() => srv.kill());
-  await new Promise((r) => setTimeout(r, 300));
+  fs.writeFileSync(path.join(dir, 'app.mjs'), GATED_BOOT_APP);
+  const gate = path.join(dir, 'gate');
+  const srv = startApp(t, 'app.mjs', { directory: dir, env: { BOOT_GATE: gate } });
+  await srv.waitForMsg('fixture: boot started');
   srv.signal('SIGTERM');
+  fs.writeFileSync(gate, '');
   assert.deepEqual(await srv.waitExit(15000), { code: 0, signal: null });
-  assert.ok(srv.lines.some((l) => l.msg === 'graceful stop: draining'));
+  const at = (msg: string): number => {
+    const i = srv.lines.findIndex((l) => l.msg === msg);
+    assert.ok(i >= 0, `the log has "${msg}"`);
+    return i;
+  };
+  const bootEnds = srv.lines[at('fixture: boot ends')];
+  assert.deepEqual(bootEnds?.signalsDuringBoot, ['SIGTERM'], 'the SIGTERM landed while the app was booting');
+  assert.ok(at('fixture: boot ends') < at('nserve booted'), 'the boot had not finished');
+  assert.ok(at('nserve booted') < at('graceful stop: draining'), 'the stop was carried out once booted');
+  assert.ok(at('graceful stop: draining') < at('stopped'));
 });

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { after, test } from 'node:test';
 import { getJson } from '../helpers/load.js';
 import { writeRelease } from '../helpers/releases.js';
-import { killAll, runNserve, startNserve, tmpDir } from '../helpers/server.js';
+import { killAll, runNserve, serveApp, startNserve, tmpDir } from '../helpers/server.js';
 
 after(killAll);
 
@@ -26,7 +26,7 @@ function getUnix(socketPath: string, urlPath: string): Promise<{ status: number;
 test('single mode serves over TCP and a unix socket; SIGTERM lets a slow request finish, then exits 0', async (t) => {
   const root = tmpDir();
   t.after(() => fs.rmSync(root, { recursive: true, force: true }));
-  const dir = writeRelease(root, 'v1');
+  const dir = writeRelease(root, 'v1', { announceRequests: true });
   const sock = path.join(root, 'app.sock');
   const pidfile = path.join(root, 'nserve.pid');
   const srv = startNserve([
@@ -54,7 +54,10 @@ test('single mode serves over TCP and a unix socket; SIGTERM lets a slow request
   assert.equal(fs.readFileSync(pidfile, 'utf8').trim(), String(srv.pid));
 
   const slow = getJson(port, '/slow');
-  await new Promise((r) => setTimeout(r, 200));
+  await srv.waitForLog(
+    'the slow request to reach the app',
+    (l) => l.msg === 'fixture: request' && l.path === '/slow',
+  );
   const sentAt = Date.now();
   srv.signal('SIGTERM');
   const res = await slow;
@@ -68,9 +71,7 @@ test('single mode serves over TCP and a unix socket; SIGTERM lets a slow request
 });
 
 test('a fetch-style app is served', async (t) => {
-  const srv = startNserve(['start', 'examples/fetch.mjs', '--bind', 'tcp://127.0.0.1:0']);
-  t.after(() => srv.kill());
-  const port = await srv.port();
+  const { port } = await serveApp(t, 'examples/fetch.mjs');
   const res = await fetch(`http://127.0.0.1:${port}/hello?name=x`, { method: 'POST', body: 'ping' });
   assert.equal(res.status, 200);
   const body = (await res.json()) as Record<string, unknown>;
@@ -85,9 +86,7 @@ test('a request handler that throws gets a 500 and the server keeps serving', as
     path.join(root, 'app.cjs'),
     "module.exports = (req, res) => { if (req.url === '/boom') throw new Error('boom'); res.end('{\"ok\":true}'); };\n",
   );
-  const srv = startNserve(['start', 'app.cjs', '--directory', root, '--bind', 'tcp://127.0.0.1:0']);
-  t.after(() => srv.kill());
-  const port = await srv.port();
+  const { srv, port } = await serveApp(t, 'app.cjs', { directory: root });
   const boom = await fetch(`http://127.0.0.1:${port}/boom`);
   assert.equal(boom.status, 500);
   await srv.waitForMsg('request handler threw');
@@ -124,18 +123,10 @@ test('nserve config --print shows merged values and their sources', async (t) =>
 test('--access-log logs each request; --health-path is answered by nserve (200, then 503 while draining)', async (t) => {
   const root = tmpDir();
   t.after(() => fs.rmSync(root, { recursive: true, force: true }));
-  const dir = writeRelease(root, 'v1');
-  const srv = startNserve([
-    'start',
-    path.join(dir, 'app.mjs'),
-    '--bind',
-    'tcp://127.0.0.1:0',
-    '--access-log',
-    '--health-path',
-    '/healthz',
-  ]);
-  t.after(() => srv.kill());
-  const port = await srv.port();
+  const dir = writeRelease(root, 'v1', { announceRequests: true });
+  const { srv, port } = await serveApp(t, path.join(dir, 'app.mjs'), {
+    args: ['--access-log', '--health-path', '/healthz'],
+  });
   await getJson(port, '/things?id=1');
   const line = await srv.waitForMsg('request');
   assert.equal(line.method, 'GET');
@@ -163,7 +154,10 @@ test('--access-log logs each request; --health-path is answered by nserve (200, 
     });
   assert.equal(await viaAgent('/healthz'), 200);
   const slow = getJson(port, '/slow');
-  await new Promise((r) => setTimeout(r, 100));
+  await srv.waitForLog(
+    'the slow request to reach the app',
+    (l) => l.msg === 'fixture: request' && l.path === '/slow',
+  );
   srv.signal('SIGTERM');
   await srv.waitForMsg('graceful stop: draining');
   assert.equal(await viaAgent('/healthz'), 503);
