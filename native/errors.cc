@@ -5,15 +5,17 @@
 #include <string.h>
 #include <uv.h>
 
+#include "errnames.h"
+
 namespace nserve {
 namespace {
 
 // "EADDRINUSE" for -98. libuv names only the errors it maps (not ECHILD, for
-// one); glibc names the rest, so `code` is always the errno name.
+// one); errnames.h names the rest, so `code` is always the errno name.
 std::string ErrorName(int uv_err) {
   char name[64];
   uv_err_name_r(uv_err, name, sizeof(name));
-  const char* libc_name = strerrorname_np(-uv_err);
+  const char* libc_name = ErrnoName(-uv_err);
   if (strncmp(name, "Unknown", 7) == 0 && libc_name != nullptr) {
     return libc_name;
   }

@@ -28,10 +28,14 @@ class SignalState {
  public:
   // Blocks every signal, then sets every catchable one to SIG_DFL, or SIG_IGN
   // when listed in `ignore` (ignored signals survive exec).
+  //
+  // sigprocmask, not pthread_sigmask: on Linux both set the calling thread's
+  // mask, and glibc moved pthread_sigmask to a GLIBC_2.32 symbol, which would
+  // stop the prebuilt addon loading on glibc 2.28 (docs/install.md).
   explicit SignalState(const std::vector<int>& ignore) {
     sigset_t all;
     sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &mask_);
+    sigprocmask(SIG_SETMASK, &all, &mask_);
     for (int sig = 1; sig < NSIG; sig++) {
       if (sig == SIGKILL || sig == SIGSTOP) continue;
       // Fails for the signals glibc keeps for itself (32, 33): skip them.
@@ -50,18 +54,18 @@ class SignalState {
   void UnblockAll() {
     sigset_t none;
     sigemptyset(&none);
-    pthread_sigmask(SIG_SETMASK, &none, nullptr);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
   }
 
   // Handlers first, with everything blocked, then the original mask.
   void Restore() {
     sigset_t all;
     sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, nullptr);
+    sigprocmask(SIG_SETMASK, &all, nullptr);
     for (int sig = 1; sig < NSIG; sig++) {
       if (changed_[sig]) sigaction(sig, &saved_[sig], nullptr);
     }
-    pthread_sigmask(SIG_SETMASK, &mask_, nullptr);
+    sigprocmask(SIG_SETMASK, &mask_, nullptr);
   }
 
  private:

@@ -2,6 +2,7 @@
 // getsockname. Every socket is created SOCK_CLOEXEC | SOCK_NONBLOCK.
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <stddef.h>
@@ -160,9 +161,16 @@ Napi::Value ListenTcp(const Napi::CallbackInfo& info) {
 void RemoveStaleSocket(Napi::Env env, const std::string& path,
                        const sockaddr_un& addr, socklen_t len,
                        const ErrorContext& context) {
-  struct stat st;
-  if (lstat(path.c_str(), &st) != 0) return;  // absent: bind reports the rest
-  if (!S_ISSOCK(st.st_mode)) throw ErrnoError(env, EADDRINUSE, "bind", context);
+  // statx (glibc 2.28) rather than lstat, which glibc 2.33 turned into a
+  // GLIBC_2.33 symbol: the prebuilt addon must load on glibc 2.28.
+  struct statx st;
+  if (statx(AT_FDCWD, path.c_str(), AT_SYMLINK_NOFOLLOW, STATX_TYPE, &st) !=
+      0) {
+    return;  // absent: bind reports the rest
+  }
+  if (!S_ISSOCK(st.stx_mode)) {
+    throw ErrnoError(env, EADDRINUSE, "bind", context);
+  }
 
   unique_fd probe(socket(AF_UNIX, kSocketFlags, 0));
   if (!probe) ThrowErrno(env, "socket", context);

@@ -1,6 +1,17 @@
 /**
  * The typed face of nserve's native addon (native/*.cc), and the only module
- * that loads build/Release/nserve.node.
+ * that loads it: with node-gyp-build, build/Release/nserve.node (a build from
+ * source) first, else the prebuilt prebuilds/<platform>-<arch>/*.node shipped
+ * in the package.
+ *
+ * Importing this module never throws. Where the addon cannot load (not Linux,
+ * no prebuild for this CPU or libc and no source build, a glibc older than the
+ * prebuild needs, or NSERVE_NO_ADDON=1), `available` is false,
+ * `unavailableReason` says why in one line, and every function below throws
+ * an Error with code ERR_NSERVE_NO_ADDON naming the function and that reason.
+ * Callers that need the addon for a whole feature (cluster mode, restarts)
+ * call requireAddon(feature) first, for a one-line error that names the
+ * feature. docs/install.md.
  *
  * Contract:
  * - Every descriptor the addon creates is close-on-exec (SOCK_CLOEXEC,
@@ -22,7 +33,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import net from 'node:net';
 import { constants as osConstants } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export type ListenOptions =
@@ -65,7 +76,7 @@ export const MAX_PAYLOAD = 64 * 1024;
 
 type WatchCallback = (readable: boolean, hangup: boolean, error: Error | null) => void;
 
-interface Addon {
+export interface Addon {
   listenTcp(v6: boolean, host: string, port: number, reusePort: boolean, backlog: number): number;
   listenUnix(path: string, mode: number, backlog: number): number;
   localAddress(fd: number): SocketAddress;
@@ -87,17 +98,101 @@ interface Addon {
 
 // The package root is the nearest directory up from this file holding
 // binding.gyp: dist/src/native.js when compiled, src/native.ts from source.
-function packageRoot(): string {
+function packageRoot(): string | undefined {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (;;) {
     if (existsSync(join(dir, 'binding.gyp'))) return dir;
     const parent = dirname(dir);
-    if (parent === dir) throw new Error('nserve: cannot find the package root (binding.gyp) for the addon');
+    if (parent === dir) return undefined;
     dir = parent;
   }
 }
 
-const addon: Addon = createRequire(import.meta.url)(join(packageRoot(), 'build', 'Release', 'nserve.node'));
+/** The environment variable that forces the no-addon path (as on macOS or Windows), for tests and for users. */
+export const NO_ADDON_ENV = 'NSERVE_NO_ADDON';
+
+export type AddonState = { addon: Addon; reason?: undefined } | { addon?: undefined; reason: string };
+
+type NodeGypBuild = { (dir: string): unknown; path(dir: string): string };
+
+/**
+ * Loads the addon from the package at `root` (node-gyp-build: build/Release,
+ * then prebuilds/), or says in one line why it cannot. Exported for tests.
+ */
+export function loadAddon(
+  root: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+  platform: NodeJS.Platform = process.platform,
+): AddonState {
+  if (env[NO_ADDON_ENV] === '1') return { reason: `${NO_ADDON_ENV}=1 is set` };
+  if (platform !== 'linux') {
+    return { reason: `the native addon is Linux-only (this is ${platform}-${process.arch})` };
+  }
+  if (root === undefined) return { reason: 'cannot find the package root (binding.gyp) for the addon' };
+  const require = createRequire(import.meta.url);
+  let file: string;
+  try {
+    file = (require('node-gyp-build') as NodeGypBuild).path(root);
+  } catch (err) {
+    return {
+      reason:
+        `no prebuilt addon for linux-${process.arch} and none built from source ` +
+        `(${firstLine(err)}); run \`npm rebuild nserve\` with python3, make and g++ installed`,
+    };
+  }
+  try {
+    return { addon: require(file) as Addon };
+  } catch (err) {
+    // e.g. "/lib/x86_64-linux-gnu/libc.so.6: version `GLIBC_2.28' not found (required by …)"
+    return { reason: `the addon ${relative(root, file)} failed to load: ${firstLine(err)}` };
+  }
+}
+
+function firstLine(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  return (message.split('\n')[0] ?? '').trim();
+}
+
+const state = loadAddon(packageRoot());
+
+/** Whether the native addon loaded; without it only single mode can serve (docs/install.md). */
+export const available: boolean = state.addon !== undefined;
+/** Why the addon is unavailable, in one line; undefined when it loaded. */
+export const unavailableReason: string | undefined = state.reason;
+
+function noAddon(what: string): Error {
+  return Object.assign(
+    new Error(
+      `${what} needs nserve's native addon, which is unavailable: ${state.reason ?? 'unknown reason'}`,
+    ),
+    { code: 'ERR_NSERVE_NO_ADDON' },
+  );
+}
+
+/**
+ * Throws (code ERR_NSERVE_NO_ADDON) unless the addon loaded, e.g.
+ * requireAddon('cluster mode') gives "cluster mode needs nserve's native
+ * addon, which is unavailable: the native addon is Linux-only (this is
+ * darwin-arm64)".
+ */
+export function requireAddon(feature: string): void {
+  if (!available) throw noAddon(feature);
+}
+
+// Without the addon, every call throws; the Proxy keeps the typed face in one
+// place instead of a check in every function below.
+const addon: Addon =
+  state.addon ??
+  (new Proxy(
+    {},
+    {
+      get(_target, key) {
+        return function unavailable(): never {
+          throw noAddon(`native.${String(key)}`);
+        };
+      },
+    },
+  ) as Addon);
 
 // ---- argument checks ----------------------------------------------------
 
