@@ -216,7 +216,7 @@ test('npx nserve start app.js -w 2 serves the express app through a phased resta
   await new Promise((r) => setTimeout(r, 300));
   const result = await load.stop();
   assertNoFailedRequests(result);
-  const late = new Set(result.samples.filter((s) => s.started > switched).map((s) => s.pid));
+  const late = new Set(result.done.filter((s) => s.start > switched).map((s) => s.pid));
   assert.ok(late.size > 0, 'requests answered after the restart');
   for (const pid of late)
     assert.ok(!before.includes(pid), `pid ${pid} answering after the restart is a new worker`);
