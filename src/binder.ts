@@ -203,7 +203,19 @@ export function openListeners(specs: readonly BindSpec[], options: OpenOptions):
 function bindOne(spec: BindSpec, port: number, options: OpenOptions): number {
   try {
     if (spec.kind === 'unix') {
-      return native.listen({ family: 'unix', path: spec.path, mode: spec.mode, backlog: options.backlog });
+      const fd = native.listen({
+        family: 'unix',
+        path: spec.path,
+        mode: spec.mode,
+        backlog: options.backlog,
+      });
+      try {
+        const st = fs.lstatSync(spec.path);
+        created.set(spec.path, { dev: st.dev, ino: st.ino });
+      } catch {
+        // removed at once by someone else: nothing of ours to remove later
+      }
+      return fd;
     }
     return native.listen({
       family: spec.family,
@@ -252,9 +264,16 @@ export function closeLeftovers(leftovers: readonly InheritedFd[]): void {
   }
 }
 
+/** Socket files this process created, by path: removed only while they are still the same file. */
+const created = new Map<string, { dev: number; ino: number }>();
+
 function unlinkSocket(spec: BindSpec): void {
   if (spec.kind !== 'unix') return;
   try {
+    const st = fs.lstatSync(spec.path);
+    const ours = created.get(spec.path);
+    // Another server may have bound the path since (a newer nserve): never delete its socket.
+    if (ours !== undefined && (st.dev !== ours.dev || st.ino !== ours.ino)) return;
     fs.unlinkSync(spec.path);
   } catch {
     // already removed

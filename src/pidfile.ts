@@ -17,6 +17,18 @@ export function writePidfile(file: string, pid = process.pid): void {
   written = id === undefined ? undefined : { file, ...id };
 }
 
+/** Write the pidfile of a server that already serves: a failure (directory gone since start) is logged, never fatal. */
+export function recordPid(file: string, log: Logger): void {
+  try {
+    writePidfile(file);
+  } catch (err) {
+    log.error(
+      { err, file },
+      `cannot write the pidfile ${file}: ${err instanceof Error ? err.message : String(err)}`,
+    );
+  }
+}
+
 /** Remove the pidfile only if it is still ours: it names us, and (if we wrote it in this image) same inode. */
 export function removePidfile(file: string, pid = process.pid): void {
   try {

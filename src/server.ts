@@ -98,9 +98,12 @@ export class AppServer {
     // An upgraded connection stays tracked: a drain waits for it up to the shutdown timeout.
     if (this.options.upgrade !== undefined) server.on('upgrade', this.options.upgrade);
     server.on('clientError', (err: NodeJS.ErrnoException, sock: Socket) => {
-      if (err.code !== 'ECONNRESET' && sock.writable)
-        sock.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
-      else sock.destroy();
+      if (err.code !== 'ECONNRESET' && sock.writable) {
+        const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+        sock.end(`HTTP/1.1 ${status}\r\nConnection: close\r\n\r\n`);
+        // A slowloris client that never closes its half would sit in FIN-WAIT-2: destroy it.
+        setTimeout(() => sock.destroy(), 1000).unref();
+      } else sock.destroy();
     });
     this.servers.set(key, server);
     await new Promise<void>((resolve, reject) => {

@@ -20,7 +20,7 @@ import {
 import { inspect, reportInheritedLeaks, warnOnGrowth } from './fds.js';
 import { Lifecycle, SERVER_TRANSITIONS, type ServerState } from './lifecycle.js';
 import * as native from './native.js';
-import { removePidfile, writePidfile } from './pidfile.js';
+import { recordPid, removePidfile } from './pidfile.js';
 import { logAbandoned, prepareExec } from './restart/exec.js';
 import type { RunContext } from './run-context.js';
 import { AppServer } from './server.js';
@@ -63,7 +63,7 @@ export async function runSingle(ctx: RunContext): Promise<void> {
   await serveAll(server, listeners);
   // Binds removed from the config since the last image: close them only now that the new binds serve.
   closeLeftovers(leftovers);
-  if (config.pidfile !== undefined) writePidfile(config.pidfile);
+  if (config.pidfile !== undefined) recordPid(config.pidfile, log);
   lifecycle.to('running', ctx.restart.count === 0 ? 'the app serves' : 'the new code serves');
   reportInheritedLeaks(ctx.handoff?.leaked ?? [], log);
   startWatchdog(ctx.env, log);

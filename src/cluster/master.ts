@@ -25,7 +25,7 @@ import type { ProcessFds } from '../fds.js';
 import { runHooks } from '../hooks.js';
 import { Lifecycle, SERVER_TRANSITIONS, type ServerState } from '../lifecycle.js';
 import * as native from '../native.js';
-import { removePidfile, writePidfile } from '../pidfile.js';
+import { recordPid, removePidfile } from '../pidfile.js';
 import type { Handoff } from '../restart/handoff.js';
 import type { RunContext } from '../run-context.js';
 import { installSignalHandlers } from '../signals.js';
@@ -144,7 +144,7 @@ export class Master implements Controller {
     await this.slots.rebalance();
     if (this.isStopping()) return;
     closeLeftovers(opened.leftovers);
-    if (config.pidfile !== undefined) writePidfile(config.pidfile);
+    if (config.pidfile !== undefined) recordPid(config.pidfile, log);
     this.healthTimer = setInterval(() => this.onHealthTick(), 1000);
     log.info(
       {
