@@ -95,7 +95,8 @@ const seen = [];
 const record = () => seen.push('SIGTERM');
 process.on('SIGTERM', record);
 console.log(JSON.stringify({ msg: 'fixture: boot started' }));
-for (const deadline = Date.now() + 10000; !fs.existsSync(process.env.BOOT_GATE) && Date.now() < deadline; ) await sleep(10);
+// Until the gate is there and the signal was seen (the signal reaches JS a loop turn after it arrives).
+for (const deadline = Date.now() + 10000; !(fs.existsSync(process.env.BOOT_GATE) && seen.length > 0) && Date.now() < deadline; ) await sleep(10);
 process.off('SIGTERM', record);
 console.log(JSON.stringify({ msg: 'fixture: boot ends', signalsDuringBoot: seen }));
 export default (req, res) => res.end('{}');
