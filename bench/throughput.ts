@@ -237,19 +237,12 @@ export const DEFAULT_THROUGHPUT_SYSTEMS = THROUGHPUT_SYSTEMS.filter((s) => s.nam
 
 // ── measurement ─────────────────────────────────────────────────────────────────────────────────────
 
-interface Cell {
+/** One measurement: the load generator's figures (all but its own duration) and the servers'. */
+interface Cell extends Omit<LoadgenResult, 'seconds'> {
   app: string;
   load: string;
   system: string;
   round: number;
-  rps: number;
-  requests: number;
-  p50Ms: number;
-  p99Ms: number;
-  maxMs: number;
-  errors: number;
-  errorDetail: string;
-  non2xx: number;
   masterCpuPct: number | null;
   workersCpuPct: number;
   cpuUsPerRequest: number;

@@ -281,3 +281,19 @@ export function assertNoFailedRequests(result: LoadResult): void {
       .join('; ')}`,
   );
 }
+
+/**
+ * Stop the load, report its figures (t.diagnostic) and assert that no request failed: the end of every
+ * restart-under-load test.
+ */
+export async function stopWithoutFailures(
+  load: Load,
+  t: { diagnostic(message: string): void },
+): Promise<LoadResult> {
+  const result = await load.stop();
+  t.diagnostic(
+    `requests ok=${result.ok} failed=${result.failed} p50=${result.p50}ms p99=${result.p99}ms max=${result.maxMs}ms`,
+  );
+  assertNoFailedRequests(result);
+  return result;
+}

@@ -1,7 +1,7 @@
 // Release directories for restart tests: releases/<version>/app.mjs and a `current` symlink.
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
+import { type Cleanup, tmpDir } from './tmp.js';
 
 export interface ReleaseOptions {
   bootMs?: number;
@@ -49,13 +49,8 @@ export function switchRelease(root: string, version: string): void {
  * A temporary deploy root with the given releases and `current` pointing at `current`; removed after
  * the test.
  */
-export function makeReleases(
-  t: { after(fn: () => void): void },
-  releases: Record<string, ReleaseOptions>,
-  current: string,
-): string {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'nserve-test-'));
-  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+export function makeReleases(t: Cleanup, releases: Record<string, ReleaseOptions>, current: string): string {
+  const root = tmpDir(t);
   for (const [version, options] of Object.entries(releases)) writeRelease(root, version, options);
   switchRelease(root, current);
   return root;

@@ -1,18 +1,18 @@
 // Start the real nserve CLI, read its JSON log lines, and make sure it dies with the test.
 import { type ChildProcess, spawn } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { listFds, setCloexec } from '../../src/native.js';
 import { childProcesses, procEntry } from '../../src/proc.js';
 import { LoggedProcess } from './logged-process.js';
+import type { Cleanup } from './tmp.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const CLI = path.join(ROOT, 'bin/nserve.js');
 export const FIXTURES = path.join(ROOT, 'test/fixtures');
 
 export { type LogLine, until } from './logged-process.js';
+export { type Cleanup, tmpDir } from './tmp.js';
 
 const started = new Set<ServerProcess>();
 
@@ -121,10 +121,6 @@ export async function runNserve(args: string[], options: StartOptions & { timeou
   }
 }
 
-export function tmpDir(prefix = 'nserve-test-'): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-}
-
 /** Is a process still there (and not a zombie)? */
 export function processAlive(pid: number): boolean {
   const entry = procEntry(pid);
@@ -143,11 +139,6 @@ export function childPids(pid: number): number[] {
   return childProcesses(pid)
     .filter((p) => p.state !== 'Z')
     .map((p) => p.pid);
-}
-
-/** What a test registers cleanups with (node:test's TestContext). */
-export interface Cleanup {
-  after(fn: () => unknown): void;
 }
 
 export interface AppOptions {

@@ -52,8 +52,7 @@ test('missing app file', () =>
 test('missing APP argument', () => expectUsageError(['start'], /missing APP/));
 
 test('app module with no usable export', async (t) => {
-  const dir = tmpDir();
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const dir = tmpDir(t);
   fs.writeFileSync(path.join(dir, 'bad.mjs'), 'export const x = 1;\n');
   await expectUsageError(
     ['start', path.join(dir, 'bad.mjs'), '--bind', 'tcp://127.0.0.1:0'],
@@ -62,8 +61,7 @@ test('app module with no usable export', async (t) => {
 });
 
 test('app that throws at load', async (t) => {
-  const dir = tmpDir();
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const dir = tmpDir(t);
   fs.writeFileSync(path.join(dir, 'throws.mjs'), "throw new Error('kaboom at load');\n");
   await expectUsageError(
     ['start', path.join(dir, 'throws.mjs'), '--bind', 'tcp://127.0.0.1:0'],
@@ -114,8 +112,7 @@ test('missing app file in cluster mode: the same one-line error, no worker start
   expectUsageError(['start', 'nope/missing.mjs', '-w', '2'], /app file not found: .*nope\/missing\.mjs/));
 
 test('an app that fails to load leaves no unix socket file behind', async (t) => {
-  const dir = tmpDir();
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const dir = tmpDir(t);
   fs.writeFileSync(path.join(dir, 'throws.mjs'), "throw new Error('kaboom at load');\n");
   const sock = path.join(dir, 'app.sock');
   await expectUsageError(

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { after, test } from 'node:test';
-import { assertNoFailedRequests, getJson, Load } from '../helpers/load.js';
+import { assertNoFailedRequests, getJson, Load, stopWithoutFailures } from '../helpers/load.js';
 import { now } from '../helpers/logged-process.js';
 import { makeReleases, switchRelease, versions } from '../helpers/releases.js';
 import { type RestartKind, restart } from '../helpers/restart.js';
@@ -38,11 +38,7 @@ test('cluster hot restart under load: no failed request, no stall for the boot, 
     }
     await load.roundsSince(now(), 3);
   } finally {
-    const result = await load.stop();
-    t.diagnostic(
-      `requests ok=${result.ok} failed=${result.failed} p50=${result.p50}ms p99=${result.p99}ms max=${result.maxMs}ms`,
-    );
-    assertNoFailedRequests(result);
+    const result = await stopWithoutFailures(load, t);
     assert.ok(result.maxMs < BOOT_MS / 2, `no request waited for the boot (max ${result.maxMs} ms)`);
     // Old and new code never serve side by side: once vN answered, v(N-1) never answers again.
     const byTime = [...result.done].sort((a, b) => a.end - b.end);

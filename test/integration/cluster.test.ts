@@ -4,7 +4,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
-import { assertNoFailedRequests, getJson, Load } from '../helpers/load.js';
+import { assertNoFailedRequests, getJson, Load, stopWithoutFailures } from '../helpers/load.js';
 import { now } from '../helpers/logged-process.js';
 import { makeReleases, switchRelease, versions, writeRelease } from '../helpers/releases.js';
 import { restart } from '../helpers/restart.js';
@@ -52,11 +52,7 @@ async function phasedUnderLoad(
     }
     await load.roundsSince(now(), 3);
   } finally {
-    const result = await load.stop();
-    t.diagnostic(
-      `requests ok=${result.ok} failed=${result.failed} p50=${result.p50}ms p99=${result.p99}ms max=${result.maxMs}ms`,
-    );
-    assertNoFailedRequests(result);
+    const result = await stopWithoutFailures(load, t);
     assert.ok(result.maxMs < BOOT_MS / 2, `no request waited for a booting worker (max ${result.maxMs} ms)`);
     assert.ok(!result.done.some((s) => s.pid === srv.pid), 'the master never answers');
   }
@@ -89,8 +85,7 @@ test('a broken release stops the phased rollout; old workers keep serving', asyn
 });
 
 test('SIGKILL to a worker under load: it is replaced and its slot keeps being served', async (t) => {
-  const root = tmpDir();
-  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  const root = tmpDir(t);
   writeRelease(root, 'v1', { bootMs: BOOT_MS });
   const { srv, port } = await serveApp(t, 'app.mjs', {
     directory: path.join(root, 'releases/v1'),
@@ -140,8 +135,7 @@ test('SIGKILL to the master: no worker survives and the port is free within 2 s'
 });
 
 test('an uncaught exception in a worker: it drains and is replaced, no request fails', async (t) => {
-  const root = tmpDir();
-  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  const root = tmpDir(t);
   fs.writeFileSync(
     path.join(root, 'app.mjs'),
     `export default (req, res) => {
@@ -197,8 +191,7 @@ test('SIGTTIN / SIGTTOU add and remove workers (never below 1) under load, slots
 });
 
 test('a worker whose event loop is blocked past --worker-timeout is killed and replaced', async (t) => {
-  const dir = tmpDir();
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const dir = tmpDir(t);
   fs.writeFileSync(
     path.join(dir, 'app.mjs'),
     `export default (req, res) => {
@@ -224,8 +217,7 @@ test('a worker whose event loop is blocked past --worker-timeout is killed and r
 });
 
 test('worker and master hooks run where and when they should', async (t) => {
-  const dir = tmpDir();
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const dir = tmpDir(t);
   const log = path.join(dir, 'hooks.log');
   fs.writeFileSync(
     path.join(dir, 'nserve.config.mjs'),
@@ -250,6 +242,10 @@ export default {
     .split('\n')
     .map((l) => JSON.parse(l) as { name: string; pid: number; worker: number | null });
   const of = (name: string) => entries.filter((e) => e.name === name);
+  const pidsOf = (name: string) =>
+    of(name)
+      .map((e) => e.pid)
+      .sort();
   assert.deepEqual(
     of('beforeSpawn')
       .map((e) => [e.pid, e.worker])
@@ -260,22 +256,14 @@ export default {
     ],
     'beforeSpawn in the master, per worker',
   );
-  assert.deepEqual(
-    of('onWorkerBoot')
-      .map((e) => e.pid)
-      .sort(),
-    [...workers].sort(),
-    'onWorkerBoot in each worker',
-  );
+  assert.deepEqual(pidsOf('onWorkerBoot'), [...workers].sort(), 'onWorkerBoot in each worker');
   assert.deepEqual(
     of('onBooted').map((e) => e.pid),
     [srv.pid],
     'onBooted once, in the master',
   );
   assert.deepEqual(
-    of('onWorkerShutdown')
-      .map((e) => e.pid)
-      .sort(),
+    pidsOf('onWorkerShutdown'),
     [...workers].sort(),
     'onWorkerShutdown in each worker at stop',
   );
@@ -286,8 +274,7 @@ export default {
 });
 
 test('a unix-socket bind in cluster mode is shared by every worker and survives a phased restart', async (t) => {
-  const dir = tmpDir();
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const dir = tmpDir(t);
   const sock = path.join(dir, 'app.sock');
   const srv = startApp(t, 'examples/hello.mjs', { workers: 2, bind: `unix://${sock}?mode=0660` });
   await srv.waitForMsg('nserve booted', 20000);

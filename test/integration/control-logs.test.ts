@@ -56,8 +56,7 @@ function tally(text: string, kind: 'out' | 'err'): { count: Map<number, number>;
 test('rotating redirected log files + SIGHUP: new lines in the new files, none lost', {
   timeout: 40_000,
 }, async (t) => {
-  const dir = tmpDir();
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const dir = tmpDir(t);
   fs.writeFileSync(path.join(dir, 'app.mjs'), APP);
   const out = path.join(dir, 'out.log');
   const err = path.join(dir, 'err.log');
@@ -116,8 +115,7 @@ test('rotating redirected log files + SIGHUP: new lines in the new files, none l
 });
 
 test('SIGHUP without redirected output stops the server gracefully', { timeout: 20_000 }, async (t) => {
-  const dir = tmpDir();
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const dir = tmpDir(t);
   fs.writeFileSync(path.join(dir, 'app.mjs'), APP);
   const { srv } = await serveApp(t, 'app.mjs', { directory: dir });
   srv.signal('SIGHUP');

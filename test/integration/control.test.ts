@@ -18,8 +18,7 @@ interface State {
 }
 
 test('control server and nserve ctl against a cluster', { timeout: 60_000 }, async (t) => {
-  const root = tmpDir();
-  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  const root = tmpDir(t);
   writeRelease(root, 'v1');
   writeRelease(root, 'v2');
   writeRelease(root, 'broken', { throwAtLoad: true });
@@ -322,8 +321,7 @@ test('control server and nserve ctl against a cluster', { timeout: 60_000 }, asy
 test('POST /halt stops a single-mode server at once; ctl halt --wait waits for the exit', {
   timeout: 30_000,
 }, async (t) => {
-  const dir = tmpDir();
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const dir = tmpDir(t);
   writeRelease(dir, 'v1');
   const sock = path.join(dir, 'ctl.sock');
   const stateFile = path.join(dir, 'nserve.state');

@@ -19,8 +19,7 @@ function deadPid(): number {
 }
 
 test('ctl: one-line errors and exit 2 when there is nothing to talk to', { timeout: 30_000 }, async (t) => {
-  const dir = tmpDir();
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const dir = tmpDir(t);
   const cases: [string[], RegExp][] = [
     [['status'], /needs -S STATE, -P PIDFILE or --control-url URL/],
     [
@@ -93,8 +92,7 @@ test('start refuses bad control options with one line, before serving', { timeou
 test('TCP control with a token across a hot restart; pidfile-only ctl falls back to signals', {
   timeout: 40_000,
 }, async (t) => {
-  const dir = tmpDir();
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const dir = tmpDir(t);
   writeRelease(dir, 'v1');
   const stateFile = path.join(dir, 'nserve.state');
   const pidfile = path.join(dir, 'nserve.pid');
@@ -169,8 +167,7 @@ test('TCP control with a token across a hot restart; pidfile-only ctl falls back
 test('a fixed TCP control port is bound again after a hot restart (SO_REUSEADDR, TIME_WAIT left by answered requests)', {
   timeout: 30_000,
 }, async (t) => {
-  const dir = tmpDir();
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const dir = tmpDir(t);
   writeRelease(dir, 'v1');
   const probe = net.createServer();
   await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));

@@ -39,8 +39,7 @@ async function startLeaky(
   t: import('node:test').TestContext,
   extra: string[],
 ): Promise<{ srv: ServerProcess; file: string; port: number }> {
-  const dir = tmpDir();
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const dir = tmpDir(t);
   const file = path.join(dir, 'secret.txt');
   fs.writeFileSync(file, 'data');
   const { srv, port } = await serveApp(t, APP, { args: extra, env: { LEAK_FILE: file } });
@@ -152,8 +151,7 @@ test('20 hot restarts of a clean app: the descriptor count is identical', async 
 });
 
 test('every descriptor nserve creates or receives is close-on-exec (master and workers, before and after a hot restart)', async (t) => {
-  const dir = tmpDir();
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const dir = tmpDir(t);
   const sock = path.join(dir, 'app.sock');
   const { srv } = await serveApp(t, 'examples/hello.mjs', { workers: 2, args: ['--bind', `unix://${sock}`] });
   const check = (): void => {
@@ -169,8 +167,7 @@ test('every descriptor nserve creates or receives is close-on-exec (master and w
 });
 
 test('nserve fds -S shows the descriptor count after each restart', async (t) => {
-  const dir = tmpDir();
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const dir = tmpDir(t);
   const state = path.join(dir, 'nserve.state');
   const { srv } = await serveApp(t, 'examples/hello.mjs', {
     args: ['--control-url', 'auto', '--state', state],

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
-import { assertNoFailedRequests, getJson, Load } from '../helpers/load.js';
+import { assertNoFailedRequests, getJson, Load, stopWithoutFailures } from '../helpers/load.js';
 import { now } from '../helpers/logged-process.js';
 import { makeReleases, switchRelease, versions, writeRelease } from '../helpers/releases.js';
 import { restart } from '../helpers/restart.js';
@@ -24,11 +24,7 @@ test('hot restart under load: 5 restarts across releases, zero failed requests, 
     }
     await load.roundsSince(now(), 3);
   } finally {
-    const result = await load.stop();
-    t.diagnostic(
-      `requests ok=${result.ok} failed=${result.failed} p50=${result.p50}ms p99=${result.p99}ms max=${result.maxMs}ms`,
-    );
-    assertNoFailedRequests(result);
+    const result = await stopWithoutFailures(load, t);
     assert.ok(result.ok > 100, `load ran (${result.ok} ok)`);
     assert.deepEqual(
       [...new Set(result.done.map((s) => s.pid))],
@@ -58,8 +54,7 @@ test('a release that throws at load: the old code keeps serving and the error is
 });
 
 test('onRestart hooks run once per restart before the exec; a throwing hook does not stop the restart', async (t) => {
-  const root = tmpDir();
-  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  const root = tmpDir(t);
   writeRelease(root, 'v1');
   const marks = path.join(root, 'hook.log');
   const config = path.join(root, 'nserve.config.mjs');
@@ -91,8 +86,7 @@ export default {
 });
 
 test('a bind removed from the config is closed after the restart, a new one is created', async (t) => {
-  const root = tmpDir();
-  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  const root = tmpDir(t);
   writeRelease(root, 'v1');
   const sockA = path.join(root, 'a.sock');
   const sockB = path.join(root, 'b.sock');
@@ -121,8 +115,7 @@ test('a bind removed from the config is closed after the restart, a new one is c
 });
 
 test('a second SIGUSR2 during a restart is ignored; SIGTERM during a restart stops cleanly', async (t) => {
-  const root = tmpDir();
-  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  const root = tmpDir(t);
   writeRelease(root, 'v1', { bootMs: 800 });
   const { srv } = await serveApp(t, 'app.mjs', { directory: path.join(root, 'releases/v1') });
   let mark = srv.lines.length;

@@ -103,8 +103,7 @@ export default (req, res) => res.end('{}');
 `;
 
 test('SIGTERM while a single-mode server is still booting: it stops once booted, exit 0', async (t) => {
-  const dir = tmpDir();
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const dir = tmpDir(t);
   fs.writeFileSync(path.join(dir, 'app.mjs'), GATED_BOOT_APP);
   const gate = path.join(dir, 'gate');
   const srv = startApp(t, 'app.mjs', { directory: dir, env: { BOOT_GATE: gate } });

@@ -24,8 +24,7 @@ function getUnix(socketPath: string, urlPath: string): Promise<{ status: number;
 }
 
 test('single mode serves over TCP and a unix socket; SIGTERM lets a slow request finish, then exits 0', async (t) => {
-  const root = tmpDir();
-  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  const root = tmpDir(t);
   const dir = writeRelease(root, 'v1', { announceRequests: true });
   const sock = path.join(root, 'app.sock');
   const pidfile = path.join(root, 'nserve.pid');
@@ -80,8 +79,7 @@ test('a fetch-style app is served', async (t) => {
 });
 
 test('a request handler that throws gets a 500 and the server keeps serving', async (t) => {
-  const root = tmpDir();
-  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  const root = tmpDir(t);
   fs.writeFileSync(
     path.join(root, 'app.cjs'),
     "module.exports = (req, res) => { if (req.url === '/boom') throw new Error('boom'); res.end('{\"ok\":true}'); };\n",
@@ -95,8 +93,7 @@ test('a request handler that throws gets a 500 and the server keeps serving', as
 });
 
 test('nserve config --print shows merged values and their sources', async (t) => {
-  const dir = tmpDir();
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const dir = tmpDir(t);
   fs.writeFileSync(
     path.join(dir, 'nserve.config.json'),
     JSON.stringify({ app: 'app.mjs', workers: 2, drainGrace: 0.5 }),
@@ -121,8 +118,7 @@ test('nserve config --print shows merged values and their sources', async (t) =>
 });
 
 test('--access-log logs each request; --health-path is answered by nserve (200, then 503 while draining)', async (t) => {
-  const root = tmpDir();
-  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  const root = tmpDir(t);
   const dir = writeRelease(root, 'v1', { announceRequests: true });
   const { srv, port } = await serveApp(t, path.join(dir, 'app.mjs'), {
     args: ['--access-log', '--health-path', '/healthz'],

@@ -48,8 +48,7 @@ const hasSocketActivate = fs.existsSync('/usr/bin/systemd-socket-activate');
 test('socket activation: the systemd socket is adopted, served, and kept across hot restarts under load', {
   skip: !hasSocketActivate && 'systemd-socket-activate is not installed',
 }, async (t) => {
-  const root = tmpDir();
-  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  const root = tmpDir(t);
   const dir = writeRelease(root, 'v1', { bootMs: 300 });
   const port = await freePort();
   const srv = startCommand('/usr/bin/systemd-socket-activate', [
@@ -120,8 +119,7 @@ test('socket activation in cluster mode: one shared socket served by every worke
 });
 
 test('sd_notify: READY, RELOADING…READY for hot and phased restarts, STOPPING, STATUS and WATCHDOG', async (t) => {
-  const dir = tmpDir();
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const dir = tmpDir(t);
   const receiver = new NotifyReceiver(path.join(dir, 'notify.sock'));
   t.after(() => receiver.close());
   await receiver.ready;
@@ -158,8 +156,7 @@ test('as PID 1 (in a PID namespace), orphaned processes are reaped', async (t) =
     t.skip('unshare --pid is not permitted here');
     return;
   }
-  const dir = tmpDir();
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const dir = tmpDir(t);
   // The app starts a wrapper that exits at once, leaving its child to be re-parented to PID 1.
   fs.writeFileSync(
     path.join(dir, 'app.mjs'),
