@@ -78,7 +78,7 @@ async function serveAll(sock: string, n: number): Promise<void> {
 // ── item 3: a failed log write never crashes anything ──────────────────────────────────────────────────
 
 test('single mode starts and serves with --redirect-stdout on a full disk (/dev/full) and --access-log', async (t) => {
-  const dir = tmpDir();
+  const dir = tmpDir(t);
   const sock = path.join(dir, 'app.sock');
   const srv = startNserve([
     'start',
@@ -99,7 +99,7 @@ test('single mode starts and serves with --redirect-stdout on a full disk (/dev/
 });
 
 test('cluster mode (-w 2) on a full disk: master and workers serve, a worker uncaught exception is survived', async (t) => {
-  const dir = tmpDir();
+  const dir = tmpDir(t);
   const sock = path.join(dir, 'app.sock');
   const srv = startNserve([
     'start',
@@ -133,7 +133,7 @@ test('cluster mode (-w 2) on a full disk: master and workers serve, a worker unc
 });
 
 test('lines dropped on a full disk are counted and reported once writing works again', async (t) => {
-  const dir = tmpDir();
+  const dir = tmpDir(t);
   const sock = path.join(dir, 'app.sock');
   const logLink = path.join(dir, 'out.log');
   const realLog = path.join(dir, 'real.log');
@@ -190,7 +190,7 @@ export default function app(req, res) { res.end('ok'); }
 
 for (const workers of ['0', '2']) {
   test(`symlinks planted at the pidfile and state file names are never followed (-w ${workers})`, async (t) => {
-    const dir = tmpDir();
+    const dir = tmpDir(t);
     const sock = path.join(dir, 'app.sock');
     const pidfile = path.join(dir, 'nserve.pid');
     const state = path.join(dir, 'nserve.state');
@@ -263,7 +263,7 @@ function deadPid(): number {
 }
 
 test('a second server on the same --pidfile or --state is refused (exit 2, one line); the first keeps its files', async (t) => {
-  const dir = tmpDir();
+  const dir = tmpDir(t);
   const first = await startWithFiles(t, dir, 'first');
   const pidfile = path.join(dir, 'nserve.pid');
   const state = path.join(dir, 'nserve.state');
@@ -294,7 +294,7 @@ test('a second server on the same --pidfile or --state is refused (exit 2, one l
 });
 
 test('a -w 2 cluster is refused the same way, and a hot restart keeps its own files', async (t) => {
-  const dir = tmpDir();
+  const dir = tmpDir(t);
   const first = await startWithFiles(t, dir, 'first', ['-w', '2']);
   const pidfile = path.join(dir, 'nserve.pid');
   const r = await runNserve([
@@ -318,7 +318,7 @@ test('a -w 2 cluster is refused the same way, and a hot restart keeps its own fi
 });
 
 test('stale pidfile and state file (a crashed server) are taken over with a log line', async (t) => {
-  const dir = tmpDir();
+  const dir = tmpDir(t);
   const pidfile = path.join(dir, 'nserve.pid');
   const state = path.join(dir, 'nserve.state');
   const dead = deadPid();
@@ -337,7 +337,7 @@ test('stale pidfile and state file (a crashed server) are taken over with a log 
 });
 
 test('a PID reused by another program does not count as a live server', async (t) => {
-  const dir = tmpDir();
+  const dir = tmpDir(t);
   const pidfile = path.join(dir, 'nserve.pid');
   // This test runner is alive, but it is not nserve.
   fs.writeFileSync(pidfile, `${process.pid}\n`);
@@ -347,7 +347,7 @@ test('a PID reused by another program does not count as a live server', async (t
 });
 
 test('a stopping server never deletes a pidfile or state file that names another server now', async (t) => {
-  const dir = tmpDir();
+  const dir = tmpDir(t);
   const srv = await startWithFiles(t, dir, 'app');
   const pidfile = path.join(dir, 'nserve.pid');
   const state = path.join(dir, 'nserve.state');
@@ -361,8 +361,8 @@ test('a stopping server never deletes a pidfile or state file that names another
   assert.equal(JSON.parse(fs.readFileSync(state, 'utf8')).pid, 4242);
 });
 
-test('a pidfile in a missing directory is refused before binding (exit 2, one line, no socket file left)', async () => {
-  const dir = tmpDir();
+test('a pidfile in a missing directory is refused before binding (exit 2, one line, no socket file left)', async (t) => {
+  const dir = tmpDir(t);
   const sock = path.join(dir, 'app.sock');
   for (const workers of ['0', '2']) {
     const r = await runNserve([

@@ -16,7 +16,7 @@ const GLIBC_FLOOR: [number, number] = [2, 28];
 const MAX_TARBALL_BYTES = 400 * 1024;
 const TOOLS = ['cc', 'c++', 'gcc', 'g++', 'make', 'python3'];
 
-const work = tmpDir('nserve-package-');
+const work = tmpDir({ after }, 'nserve-package-');
 const app = path.join(work, 'app');
 const shims = path.join(work, 'shims');
 const shimLog = path.join(work, 'shims.log');
@@ -80,7 +80,6 @@ before(() => {
   tarball = path.join(work, packed.filename);
 });
 
-after(() => fs.rmSync(work, { recursive: true, force: true }));
 
 test('the tarball holds what runs, the prebuilds for linux-x64 and linux-arm64, and nothing else', () => {
   const files = packed.files.map((f) => f.path).sort();

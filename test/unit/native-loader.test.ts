@@ -9,8 +9,7 @@ import { pathToFileURL } from 'node:url';
 import { loadAddon, NO_ADDON_ENV } from '../../src/native.js';
 import { ROOT, tmpDir } from '../helpers/server.js';
 
-const work = tmpDir('nserve-loader-');
-after(() => fs.rmSync(work, { recursive: true, force: true }));
+const work = tmpDir({ after }, 'nserve-loader-');
 
 /** A package root with binding.gyp and, optionally, files under prebuilds/. */
 function fakePackage(name: string, prebuilds: Record<string, Buffer | string> = {}): string {
