@@ -7,7 +7,7 @@ import { type BindSpec, parseBindUri } from './binder.js';
 import { type ControlConfig, formatControlUrl, resolveControl } from './control/api.js';
 import { errorMessage, usageError } from './errors.js';
 import { LEAK_POLICIES, type LeakPolicy } from './fds.js';
-import { LOG_LEVELS } from './logger.js';
+import { LOG_FORMATS, LOG_LEVELS, type LogFormat } from './logger.js';
 import { readStateFile } from './statefile.js';
 
 export interface HookContext {
@@ -45,6 +45,7 @@ export interface UserConfig {
   drainGrace?: number;
   backlog?: number;
   logLevel?: LevelWithSilent;
+  logFormat?: LogFormat;
   leakPolicy?: LeakPolicy;
   controlUrl?: string;
   controlToken?: string;
@@ -83,6 +84,8 @@ export interface Config {
   drainGraceMs: number;
   backlog: number;
   logLevel: LevelWithSilent;
+  /** `--log-format`; undefined: pretty on a terminal, JSON otherwise. */
+  logFormat: LogFormat | undefined;
   /** What to do with descriptors that would leak into a hot-restarted image. */
   leakPolicy: LeakPolicy;
   /** The control server (master or single only), if `--control-url` is set. */
@@ -118,6 +121,7 @@ export interface CliOptions {
   drainGrace?: string;
   backlog?: string;
   logLevel?: string;
+  logFormat?: string;
   leakPolicy?: string;
   controlUrl?: string;
   controlToken?: string;
@@ -174,6 +178,7 @@ export async function readConfigFile(file: string): Promise<UserConfig> {
     'drainGrace',
     'backlog',
     'logLevel',
+    'logFormat',
     'leakPolicy',
     'controlUrl',
     'controlToken',
@@ -367,6 +372,11 @@ export function buildConfig(
       `one of ${LOG_LEVELS.join(', ')}`,
     );
   }
+  const formatOpt = take('logFormat');
+  const logFormat = str('logFormat', formatOpt) as LogFormat | undefined;
+  if (logFormat !== undefined && !LOG_FORMATS.includes(logFormat)) {
+    throw invalid('logFormat', logFormat, formatOpt?.source ?? 'flag', `one of ${LOG_FORMATS.join(', ')}`);
+  }
   const leakOpt = take('leakPolicy');
   const leakPolicy = (str('leakPolicy', leakOpt) ?? 'close') as LeakPolicy;
   if (!LEAK_POLICIES.includes(leakPolicy)) {
@@ -399,6 +409,7 @@ export function buildConfig(
     drainGraceMs: seconds('drainGrace', take('drainGrace'), 1),
     backlog: integer('backlog', take('backlog'), 1, 65535, 1024),
     logLevel,
+    logFormat,
     leakPolicy,
     control,
     stateFile,
@@ -496,6 +507,7 @@ export function describeConfig(config: Config): Record<string, { value: unknown;
     ['drainGraceMs', 'drainGrace', (v: number) => v / 1000],
     ['backlog', 'backlog', (v: number) => v],
     ['logLevel', 'logLevel', (v: string) => v],
+    ['logFormat', 'logFormat', (v: string | undefined) => v ?? 'auto'],
     ['leakPolicy', 'leakPolicy', (v: string) => v],
     ['stateFile', 'state', (v: string | undefined) => v ?? null],
     ['redirectStdout', 'redirectStdout', (v: string | undefined) => v ?? null],

@@ -16,34 +16,39 @@ export const LOG_LEVELS: readonly LevelWithSilent[] = [
   'silent',
 ];
 
+export type LogFormat = 'json' | 'pretty' | 'logfmt';
+export const LOG_FORMATS: readonly LogFormat[] = ['json', 'pretty', 'logfmt'];
+
 export interface LoggerOptions {
   level: LevelWithSilent;
   /** Fields on every line, e.g. `{ role: 'worker', worker: 2 }`. */
   base?: Record<string, unknown>;
-  /** Human-readable lines; defaults to whether stdout is a terminal. */
-  pretty?: boolean;
+  /** The line format; defaults to `setDefaultLogFormat`'s, else pretty on a terminal and JSON otherwise. */
+  format?: LogFormat;
+}
+
+/** The format of every logger created from now on in this process (`--log-format`, set once by the CLI). */
+let defaultFormat: LogFormat | undefined;
+export function setDefaultLogFormat(format: LogFormat | undefined): void {
+  defaultFormat = format;
 }
 
 /**
  * Logs are written synchronously, in-process: pino transports run in worker threads, and an `execve`
- * (hot restart) kills those threads with whatever they had not written yet.
+ * (hot restart) kills those threads with whatever they had not written yet. So pretty and logfmt lines
+ * are made from pino's JSON line by a formatter called in `SafeDestination.write` (pino-pretty's
+ * `prettyFactory`, the `logfmt` package's `stringify`), not by a transport.
  *
  * Writes go through a `SafeDestination`: a log line that cannot be written (a full disk under
  * `--redirect-stdout`, a reader gone) is dropped and counted, never thrown: logging must not take the site
  * down, and a server must be able to start on a full disk.
  */
 export function createLogger(options: LoggerOptions): Logger {
-  const usePretty = options.pretty ?? process.stdout.isTTY === true;
+  const format = options.format ?? defaultFormat ?? (process.stdout.isTTY === true ? 'pretty' : 'json');
   const base = { pid: process.pid, ...options.base };
-  let format: ((line: string) => string) | undefined;
-  if (usePretty) {
-    // Loaded only for a terminal: it costs ~20 ms of start-up, which a hot restart waits for.
-    const pretty = createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty');
-    format = pretty.prettyFactory({ colorize: true, ignore: 'hostname', translateTime: 'SYS:HH:MM:ss.l' });
-  }
   const log = pino(
     { level: options.level, base, timestamp: pino.stdTimeFunctions.isoTime },
-    new SafeDestination(1, format),
+    new SafeDestination(1, lineFormatter(format)),
   );
   reportRecovery = (fd, lost) =>
     // Deferred: pino may be in the middle of writing the line that went through.
@@ -54,6 +59,80 @@ export function createLogger(options: LoggerOptions): Logger {
       ),
     );
   return log;
+}
+
+/** Turns one pino JSON line into the chosen format (undefined: keep the JSON). */
+export function lineFormatter(format: LogFormat): ((line: string) => string) | undefined {
+  if (format === 'json') return undefined;
+  const require = createRequire(import.meta.url);
+  if (format === 'logfmt') {
+    const logfmt = require('logfmt') as typeof import('logfmt');
+    return (line) => `${logfmt.stringify(logfmtFields(JSON.parse(line) as Record<string, unknown>))}\n`;
+  }
+  // Loaded only when asked for: it costs ~20 ms of start-up, which a hot restart waits for.
+  const pretty = require('pino-pretty') as typeof import('pino-pretty');
+  const prettify = pretty.prettyFactory({
+    colorize: process.stdout.isTTY === true && process.env.NO_COLOR === undefined,
+    // One line per event: time, level, who (role and worker), message, then the other fields as JSON.
+    singleLine: true,
+    errorLikeObjectKeys: [],
+    translateTime: 'SYS:HH:MM:ss.l',
+    ignore: 'pid,hostname',
+  });
+  return (line) => prettify(prettyFields(JSON.parse(line) as Record<string, unknown>));
+}
+
+/**
+ * The message prefixed with who logged it (`master`, `single`, `worker 2`); a worker's own index and phase
+ * are in that prefix, while a master line's `worker` field (the worker it is about) stays a field.
+ */
+function prettyFields(log: Record<string, unknown>): Record<string, unknown> {
+  const { role, msg, ...rest } = log;
+  const out: Record<string, unknown> = rest;
+  let who = typeof role === 'string' ? role : 'nserve';
+  if (role === 'worker') {
+    who = `worker ${String(rest.worker)}`;
+    delete out.worker;
+    delete out.phase;
+  }
+  out.msg = `${who}: ${String(msg ?? '')}`;
+  if (out.err !== undefined) out.err = errorLine(out.err) ?? out.err;
+  return out;
+}
+
+/** pino's serialized error reduced to `Type: message (at file:line:col)`, so a pretty event stays one line. */
+function errorLine(err: unknown): string | undefined {
+  if (typeof err !== 'object' || err === null) return undefined;
+  const e = err as { type?: unknown; message?: unknown; stack?: unknown; code?: unknown };
+  const frame =
+    typeof e.stack === 'string' ? /^\s+at (?:.*\()?(.+?:\d+:\d+)\)?$/m.exec(e.stack)?.[1] : undefined;
+  const type = typeof e.type === 'string' ? e.type : 'Error';
+  const firstLine = String(e.message ?? '').split('\n')[0];
+  return `${type}: ${firstLine}${frame === undefined ? '' : ` (at ${frame})`}`;
+}
+
+const LEVEL_LABELS: Record<number, string> = pino.levels.labels;
+
+/** The fields of a logfmt line: time, level, role, worker, msg first; nested values as JSON; no newlines. */
+export function logfmtFields(log: Record<string, unknown>): Record<string, string | number | boolean> {
+  const { time, level, role, worker, msg, ...rest } = log;
+  const out: Record<string, string | number | boolean> = {};
+  const put = (k: string, v: unknown): void => {
+    if (v === undefined || v === null) return;
+    if (typeof v === 'number' || typeof v === 'boolean') out[k] = v;
+    else if (typeof v === 'string') out[k] = v.replace(/\r?\n/g, '\\n');
+    else out[k] = JSON.stringify(v);
+  };
+  put('time', time);
+  put('level', typeof level === 'number' ? (LEVEL_LABELS[level] ?? level) : level);
+  put('role', role);
+  put('worker', worker);
+  put('msg', msg);
+  for (const [k, v] of Object.entries(rest)) {
+    if (k === 'hostname') continue;
+    put(k, k === 'err' ? (errorLine(v) ?? v) : v);
+  }
+  return out;
 }
 
 export interface LostLines {

@@ -84,7 +84,9 @@ export async function runSingle(ctx: RunContext): Promise<void> {
       restarts: ctx.restart.count,
       ...(since === undefined ? {} : { restartMs: since }),
     },
-    ctx.restart.count === 0 ? 'nserve booted' : 'nserve booted after hot restart',
+    ctx.restart.count === 0
+      ? 'nserve booted'
+      : `nserve booted after hot restart #${ctx.restart.count}${since === undefined ? '' : ` in ${since} ms`}`,
   );
   native.notify(`READY=1\nSTATUS=single: serving, ${ctx.restart.count} hot restarts`);
 

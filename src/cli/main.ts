@@ -10,10 +10,12 @@ import { errorMessage, NserveError } from '../errors.js';
 import { LEAK_POLICIES } from '../fds.js';
 import {
   createLogger,
+  LOG_FORMATS,
   LOG_LEVELS,
   onStdioReopened,
   redirectStdio,
   reopenRedirectedStdio,
+  setDefaultLogFormat,
   stdioRedirected,
 } from '../logger.js';
 import { execBack } from '../restart/exec.js';
@@ -78,6 +80,7 @@ async function start(appArg: string | undefined, opts: CliOptions): Promise<void
   const handoff = decoded.kind === 'ok' ? decoded.handoff : undefined;
   const cwd = launchCwd();
   const config = await loadConfig(appArg, opts, cwd);
+  setDefaultLogFormat(config.logFormat);
   if (config.environment !== undefined) process.env.NODE_ENV = config.environment;
 
   // Every role points its own stdout/stderr at the files (a worker reopens them on SIGHUP).
@@ -207,6 +210,12 @@ function withStartOptions(cmd: Command): Command {
     .addOption(new Option('--log-level <level>', `log level (default info)`).choices(LOG_LEVELS))
     .addOption(
       new Option(
+        '--log-format <format>',
+        'json, pretty (one line per event) or logfmt (default: pretty on a terminal, json otherwise)',
+      ).choices(LOG_FORMATS),
+    )
+    .addOption(
+      new Option(
         '--leak-policy <policy>',
         'descriptors that would leak into a hot restart: close (default), warn, refuse',
       ).choices(LEAK_POLICIES),
@@ -233,11 +242,11 @@ export function buildProgram(): Command {
     .name('nserve')
     .description('Production application server and process manager for Node.js')
     .version(VERSION, '-v, --version')
-    .showHelpAfterError('(run "nserve help" for usage)')
     .exitOverride()
     .configureOutput({
-      // commander's own errors are one line ("error: unknown option '--x'"); keep them so, named.
-      writeErr: (s) => process.stderr.write(s.startsWith('error:') ? `nserve: ${s}` : s),
+      // commander's own errors are one line ("error: unknown option '--x'"); keep them so, named, and
+      // without a usage hint on a line of its own (every usage error is one line).
+      writeErr: (s) => process.stderr.write(s.startsWith('error:') ? `nserve: ${s.trimEnd()}\n` : s),
     });
   withStartOptions(
     program

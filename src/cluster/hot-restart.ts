@@ -115,14 +115,11 @@ export async function completeHotRestart(m: Master, handoff: Handoff): Promise<v
   m.history.finish(record, 'ok');
   warnOnGrowth(m.history.fdCounts(), log);
   const requestedAt = handoff.restart.requestedAt;
+  const pauseMs = Date.now() - silentFrom;
+  const restartMs = Date.now() - requestedAt;
   log.info(
-    {
-      generation,
-      pids: fresh.map((w) => w.pid),
-      pauseMs: Date.now() - silentFrom,
-      restartMs: Date.now() - requestedAt,
-    },
-    'hot restart: done',
+    { generation, pids: fresh.map((w) => w.pid), pauseMs, restartMs },
+    `hot restart: done in ${restartMs} ms, pause ${pauseMs} ms (restart #${record?.id ?? handoff.restart.count}, generation ${generation})`,
   );
   m.endRestart('hot restart done');
 }

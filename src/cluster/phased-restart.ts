@@ -42,7 +42,11 @@ export async function phasedRestart(m: Master): Promise<void> {
     m.generation = generation;
     m.directory = directory;
     m.history.finish(record, 'ok');
-    log.info({ generation, ms: Date.now() - started }, 'phased restart: done');
+    const ms = Date.now() - started;
+    log.info(
+      { generation, ms },
+      `phased restart: done in ${ms} ms (restart #${record.id}, generation ${generation})`,
+    );
   } catch (err) {
     if (replaced > 0) m.generation = generation;
     m.history.finish(record, 'failed', errorMessage(err));

@@ -5,7 +5,7 @@ import type { LoggedProcess, LogLine } from './logged-process.js';
 import { switchRelease } from './releases.js';
 
 /** The line that ends a successful restart: single-mode hot, cluster hot, phased. */
-export const RESTART_DONE = /^(nserve booted after hot restart|hot restart: done|phased restart: done)$/;
+export const RESTART_DONE = /^(nserve booted after hot restart|hot restart: done|phased restart: done)\b/;
 /** Lines that end a restart that did not happen (old code keeps serving), or that was not started. */
 export const RESTART_FAILED =
   /^(hot restart (abandoned|refused)|hot restart: exec failed|hot restart failed unexpectedly|phased restart stopped after|SIG\w+ ignored)/;

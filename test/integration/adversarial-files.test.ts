@@ -312,7 +312,7 @@ test('a -w 2 cluster is refused the same way, and a hot restart keeps its own fi
   // The same PID after its exec: its own files are not "another server".
   const mark = first.lines.length;
   first.signal('SIGUSR2');
-  await first.waitForMsg('hot restart: done', 30000, mark);
+  await first.waitForMsg(/^hot restart: done/, 30000, mark);
   assert.ok(!first.lines.slice(mark).some((l) => /stale|names a running/.test(String(l.msg))));
   assert.equal(fs.readFileSync(pidfile, 'utf8'), `${first.pid}\n`);
 });

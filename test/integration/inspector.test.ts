@@ -68,8 +68,8 @@ test("SIGUSR1 0–100 ms after a hot restart's exec (5 ms steps): no inspector p
     await srv.waitForMsg('hot restart: exec', 15000, mark);
     await sleep(delay);
     srv.signal('SIGUSR1');
-    const booted = await srv.waitForMsg('nserve booted after hot restart', 15000, mark);
-    assert.equal(booted.msg, 'nserve booted after hot restart');
+    const booted = await srv.waitForMsg(/^nserve booted after hot restart/, 15000, mark);
+    assert.match(String(booted.msg), /^nserve booted after hot restart/);
     await sleep(100);
     assert.ok(processAlive(srv.pid), `delay ${delay}: alive`);
     assert.deepEqual(listeningPorts(srv.pid), [port], `delay ${delay} ms after the exec`);

@@ -80,7 +80,6 @@ before(() => {
   tarball = path.join(work, packed.filename);
 });
 
-
 test('the tarball holds what runs, the prebuilds for linux-x64 and linux-arm64, and nothing else', () => {
   const files = packed.files.map((f) => f.path).sort();
   for (const required of [
@@ -209,7 +208,7 @@ test('npx nserve start app.js -w 2 serves the express app through a phased resta
   await new Promise((r) => setTimeout(r, 200));
   const mark = srv.lines.length;
   process.kill(master, 'SIGUSR1');
-  await srv.waitForMsg('phased restart: done', 30_000, mark);
+  await srv.waitForMsg(/^phased restart: done/, 30_000, mark);
   await until('old workers gone', () => childPids(master).every((p) => !before.includes(p)), 15_000);
   const switched = Date.now();
   await new Promise((r) => setTimeout(r, 300));
