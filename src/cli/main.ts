@@ -30,6 +30,7 @@ import {
 import type { RunContext } from '../run-context.js';
 import { runSingle } from '../single.js';
 import { type Controller, RestartHistory } from '../status.js';
+import { setProcessTitle } from '../title.js';
 import { VERSION } from '../version.js';
 import { fdsViaControl, registerCtlCommand } from './ctl.js';
 import { registerFdsCommand } from './fds.js';
@@ -97,6 +98,7 @@ async function start(appArg: string | undefined, opts: CliOptions): Promise<void
       });
       process.on('SIGHUP', () => reopenRedirectedStdio(hupLog));
     }
+    setProcessTitle({ role: 'worker', index: identity.index, generation: identity.generation });
     return runWorker({ config, env, identity });
   }
   const log = createLogger({
@@ -133,6 +135,11 @@ async function start(appArg: string | undefined, opts: CliOptions): Promise<void
       await control.serve(controller);
     },
   };
+  setProcessTitle(
+    config.workers > 0
+      ? { role: 'master', app: config.app, generation: handoff?.generation ?? 0 }
+      : { role: 'single', app: config.app },
+  );
   if (config.workers > 0) {
     const { runMaster } = await import('../cluster/master.js');
     return runMaster(ctx);

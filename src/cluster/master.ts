@@ -31,6 +31,7 @@ import type { RunContext } from '../run-context.js';
 import { installSignalHandlers } from '../signals.js';
 import type { ControlAction, ControlAnswer, Controller, Stats } from '../status.js';
 import { reapOrphansAsInit, startWatchdog } from '../systemd.js';
+import { setProcessTitle } from '../title.js';
 import { VERSION } from '../version.js';
 import { completeHotRestart, hotRestart } from './hot-restart.js';
 import { phasedRestart, resize } from './phased-restart.js';
@@ -316,6 +317,7 @@ export class Master implements Controller {
   // ── health and stopping ───────────────────────────────────────────────────────────────────────────
 
   private onHealthTick(): void {
+    setProcessTitle({ role: 'master', app: this.config.app, generation: this.generation });
     if (this.lifecycle.is('running')) native.notify(this.statusLine());
     this.recovery.checkHealth(Date.now());
   }

@@ -1,0 +1,36 @@
+// Process titles, so `ps` and `top` tell the processes apart: `nserve master app.mjs gen 3`,
+// `nserve worker 1 gen 3`, `nserve single app.mjs`.
+//
+// On Linux, Node writes the title over the process's original argv memory (/proc/PID/cmdline, what
+// `ps` and `top -c` show), so it is cut to the length of the command line the process was started with;
+// the first 15 bytes also become its `comm` (/proc/PID/comm, what `top` shows without -c).
+
+export type TitleRole =
+  | { role: 'master'; app: string; generation: number }
+  | { role: 'worker'; index: number; generation: number }
+  | { role: 'single'; app: string };
+
+export function processTitle(t: TitleRole): string {
+  switch (t.role) {
+    case 'master':
+      return `nserve master ${t.app} gen ${t.generation}`;
+    case 'worker':
+      return `nserve worker ${t.index} gen ${t.generation}`;
+    case 'single':
+      return `nserve single ${t.app}`;
+  }
+}
+
+let current: string | undefined;
+
+/** Set the title (a no-op when it is already this): cheap enough to call on every health tick. */
+export function setProcessTitle(t: TitleRole): void {
+  const title = processTitle(t);
+  if (title === current) return;
+  current = title;
+  try {
+    process.title = title;
+  } catch {
+    // not settable on this platform: cosmetic only
+  }
+}
