@@ -136,9 +136,13 @@ export class Master implements Controller {
     } catch (err) {
       // A stop while booting drains (or kills) the booting workers itself, and exits.
       if (this.isStopping()) return;
-      log.fatal({ code: 'ERR_NSERVE_WORKER_BOOT', err }, `workers failed to boot: ${errorMessage(err)}`);
+      const appFailure = err instanceof NserveError && err.usage;
+      // The app's own failure is said once, by the CLI (one line and a code frame, exit 2), as in single mode.
+      if (!appFailure)
+        log.fatal({ code: 'ERR_NSERVE_WORKER_BOOT', err }, `workers failed to boot: ${errorMessage(err)}`);
       await this.pool.stopAll(2000);
       closeListeners(this.listeners, { unlink: true });
+      if (appFailure) throw err;
       process.exit(1);
     }
     if (this.isStopping()) return;

@@ -1,8 +1,9 @@
 // The master's workers: the current generation by worker index, the retiring ones (older generations
 // still draining), spawning, waiting for boot, draining, reaping.
 import { spawn } from 'node:child_process';
+import { APP_FAILURE_CODES } from '../app.js';
 import type { Config } from '../config.js';
-import { errorMessage } from '../errors.js';
+import { errorMessage, type NserveErrorCode, usageError } from '../errors.js';
 import { runHooks } from '../hooks.js';
 import type { Logger } from '../logger.js';
 import * as native from '../native.js';
@@ -137,7 +138,12 @@ export class WorkerPool {
     if (w.state === 'booted') return;
     await w.waitFor('boot', this.config.workerBootTimeoutMs, (msg) => {
       if (msg.t === 'booted') return true;
-      if (msg.t === 'boot-error') throw new Error(`worker ${w.index} failed to boot: ${msg.error}`);
+      if (msg.t === 'boot-error') {
+        // The app's own failure (load error, no usable export) keeps its message and code: bad input.
+        if (msg.code !== undefined && APP_FAILURE_CODES.has(msg.code))
+          throw usageError(msg.code as NserveErrorCode, msg.error);
+        throw new Error(`worker ${w.index} failed to boot: ${msg.error}`);
+      }
       if (msg.t === 'exit')
         throw new Error(`worker ${w.index} exited while booting (${msg.signal ?? `code ${msg.code}`})`);
       return undefined;

@@ -25,7 +25,8 @@ export type ToWorker =
 
 export type FromWorker =
   | { t: 'booted'; file: string; directory: string }
-  | { t: 'boot-error'; error: string }
+  /** `code`: the error's ERR_NSERVE_* code, if any (an app load failure is bad input: exit 2 at start). */
+  | { t: 'boot-error'; error: string; code?: string }
   | { t: 'accepting'; keys: string[] }
   | { t: 'released'; keys: string[] }
   | { t: 'heartbeat'; requests: number; inFlight: number; eventLoopDelayMs: number; rss: number }
@@ -69,9 +70,13 @@ export function parseFromWorker(value: unknown): FromWorker | string {
         ? { t: 'booted', file: m.file as string, directory: m.directory as string }
         : 'booted: file and directory must be strings';
     case 'boot-error':
-      return text('error')
-        ? { t: 'boot-error', error: m.error as string }
-        : 'boot-error: error must be a string';
+      return text('error') && (m.code === undefined || text('code'))
+        ? {
+            t: 'boot-error',
+            error: m.error as string,
+            ...(m.code === undefined ? {} : { code: m.code as string }),
+          }
+        : 'boot-error: error (and code, if given) must be strings';
     case 'accepting':
     case 'released':
       return keys() ? { t: m.t, keys: m.keys as string[] } : `${m.t}: keys must be an array of slot keys`;

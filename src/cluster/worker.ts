@@ -3,7 +3,7 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { compatPorts, listenWaitMs, loadApp } from '../app.js';
 import type { Config } from '../config.js';
-import { errorMessage } from '../errors.js';
+import { errorCode, errorMessage, NserveError } from '../errors.js';
 import { runHooks } from '../hooks.js';
 import { createLogger } from '../logger.js';
 import * as native from '../native.js';
@@ -192,8 +192,11 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     // Slots that arrived while we were booting.
     if (held.size > 0) await acceptOn([...held.keys()]);
   } catch (err) {
-    log.error({ err }, `worker failed to boot: ${errorMessage(err)}`);
-    send({ t: 'boot-error', error: clip(errorMessage(err)) });
+    // The app's own failure (bad input) is reported once, by the master; anything else is ours to log.
+    if (err instanceof NserveError && err.usage) log.debug({ err }, 'worker failed to boot');
+    else log.error({ err }, `worker failed to boot: ${errorMessage(err)}`);
+    const code = errorCode(err);
+    send({ t: 'boot-error', error: clip(errorMessage(err)), ...(code === undefined ? {} : { code }) });
     process.exit(1);
   }
 }
