@@ -7,6 +7,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { type Duplex, Readable } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { Config } from './config.js';
 import { type NserveErrorCode, usageError } from './errors.js';
 
 export type FetchHandler = (request: Request) => Response | Promise<Response>;
@@ -19,6 +20,8 @@ export interface LoadedApp {
   listener: RequestListener;
   /** Listen-compat: the app's own 'upgrade' handling (WebSocket), if it has any. */
   upgrade?: UpgradeListener;
+  /** Listen-compat: the app's own server (its keepAliveTimeout, headersTimeout, requestTimeout are honoured). */
+  server?: http.Server;
 }
 
 export type UpgradeListener = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
@@ -77,6 +80,7 @@ export async function loadApp(
     return {
       file,
       kind: 'listen',
+      server,
       listener: (req, res) => server.emit('request', req, res),
       // Checked per upgrade: the app may add its WebSocket server after listen() returned.
       upgrade: (req, socket, head) => {
@@ -84,6 +88,14 @@ export async function loadApp(
         else socket.destroy();
       },
     };
+  }
+  if (handler === undefined && capture.elsewhere.length > 0) {
+    // An app that hard-codes its port (app.listen(23379)) listened on a port nserve does not serve.
+    const port = options.ports[0];
+    throw usageError(
+      'ERR_NSERVE_APP_EXPORT',
+      `app ${file} listened on port ${capture.elsewhere.join(', ')} instead of $PORT${port === undefined ? '' : ` (${port}, the port nserve serves)`}, and did not listen on $PORT within ${options.listenWaitMs / 1000} s: listen on process.env.PORT, or ${USABLE}`,
+    );
   }
   if (handler === undefined) {
     throw usageError('ERR_NSERVE_APP_EXPORT', `app ${file} exports no usable handler: ${USABLE}`);
@@ -94,6 +106,8 @@ export async function loadApp(
 
 interface ListenCapture {
   server: http.Server | undefined;
+  /** Ports of the app's HTTP listens that were not nserve's (left alone). */
+  elsewhere: number[];
   wait(ms: number): Promise<http.Server | undefined>;
 }
 
@@ -106,6 +120,7 @@ interface ListenCapture {
 function captureListen(ports: readonly number[]): ListenCapture {
   const capture: ListenCapture & { waiters: ((s: http.Server) => void)[] } = {
     server: undefined,
+    elsewhere: [],
     waiters: [],
     wait(ms) {
       if (this.server !== undefined || ms <= 0) return Promise.resolve(this.server);
@@ -123,6 +138,7 @@ function captureListen(ports: readonly number[]): ListenCapture {
   net.Server.prototype.listen = function listen(this: net.Server, ...args: unknown[]): net.Server {
     const port = requestedPort(args);
     if (!(this instanceof http.Server) || port === undefined || !ports.includes(port)) {
+      if (this instanceof http.Server && port !== undefined) capture.elsewhere.push(port);
       return original.apply(this, args as Parameters<typeof original>);
     }
     capture.server ??= this;
@@ -326,4 +342,45 @@ export function codeFrame(at: SourceLocation): string | undefined {
     if (n === at.line) out.push(`  ${' '.repeat(width)} | ${' '.repeat(Math.max(0, at.column - 1))}^`);
   }
   return out.join('\n');
+}
+
+// ── HTTP timeouts ───────────────────────────────────────────────────────────────────────────────────────
+
+export interface HttpTimeouts {
+  keepAliveTimeoutMs: number;
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+}
+
+/** Node's own defaults (http.Server), which nserve keeps unless told otherwise. */
+export const NODE_HTTP_TIMEOUTS: Readonly<HttpTimeouts> = {
+  keepAliveTimeoutMs: 5000,
+  headersTimeoutMs: 60_000,
+  requestTimeoutMs: 300_000,
+};
+
+/**
+ * The timeouts nserve's servers use for the app: an explicit setting (flag or config) first, else what
+ * the app set on its own server (listen-compat: `server.keepAliveTimeout = 65000` after `app.listen()`),
+ * else Node's default. Read when nserve starts serving, after the app's module ran.
+ */
+export function httpTimeouts(
+  app: Pick<LoadedApp, 'server'>,
+  config: Pick<Config, 'keepAliveTimeoutMs' | 'headersTimeoutMs' | 'requestTimeoutMs'>,
+): HttpTimeouts {
+  const own = app.server;
+  const fromApp = (v: number | undefined, dflt: number): number =>
+    typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : dflt;
+  const out = {
+    keepAliveTimeoutMs:
+      config.keepAliveTimeoutMs ?? fromApp(own?.keepAliveTimeout, NODE_HTTP_TIMEOUTS.keepAliveTimeoutMs),
+    headersTimeoutMs:
+      config.headersTimeoutMs ?? fromApp(own?.headersTimeout, NODE_HTTP_TIMEOUTS.headersTimeoutMs),
+    requestTimeoutMs:
+      config.requestTimeoutMs ?? fromApp(own?.requestTimeout, NODE_HTTP_TIMEOUTS.requestTimeoutMs),
+  };
+  // Node refuses headersTimeout > requestTimeout (when the latter is set).
+  if (out.requestTimeoutMs > 0 && out.headersTimeoutMs > out.requestTimeoutMs)
+    out.headersTimeoutMs = out.requestTimeoutMs;
+  return out;
 }

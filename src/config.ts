@@ -43,6 +43,9 @@ export interface UserConfig {
   workerBootTimeout?: number;
   hookTimeout?: number;
   drainGrace?: number;
+  keepAliveTimeout?: number;
+  headersTimeout?: number;
+  requestTimeout?: number;
   backlog?: number;
   logLevel?: LevelWithSilent;
   logFormat?: LogFormat;
@@ -82,6 +85,15 @@ export interface Config {
   workerBootTimeoutMs: number;
   hookTimeoutMs: number;
   drainGraceMs: number;
+  /**
+   * HTTP timeouts of the app's connections (Node's http.Server options). Behind a load balancer the
+   * keep-alive timeout must outlast the balancer's idle timeout (AWS ALB: 60 s), or the balancer reuses a
+   * connection the server is closing and answers 502. undefined: not set (the app's own listen-compat
+   * server setting, else Node's default: 5 s, 60 s, 300 s).
+   */
+  keepAliveTimeoutMs: number | undefined;
+  headersTimeoutMs: number | undefined;
+  requestTimeoutMs: number | undefined;
   backlog: number;
   logLevel: LevelWithSilent;
   /** `--log-format`; undefined: pretty on a terminal, JSON otherwise. */
@@ -100,6 +112,8 @@ export interface Config {
   /** A path nserve answers itself (200 while serving, 503 while draining), for load balancers and k8s. */
   healthPath: string | undefined;
   configFile: string | undefined;
+  /** How `configFile` was found. */
+  configSource: ConfigFileSource | undefined;
   /** Where each setting came from, for `nserve config --print`. */
   sources: Readonly<Record<string, Source>>;
   hooks: Readonly<Record<HookName, readonly HookFn[]>>;
@@ -119,6 +133,9 @@ export interface CliOptions {
   workerBootTimeout?: string;
   hookTimeout?: string;
   drainGrace?: string;
+  keepAliveTimeout?: string;
+  headersTimeout?: string;
+  requestTimeout?: string;
   backlog?: string;
   logLevel?: string;
   logFormat?: string;
@@ -134,14 +151,47 @@ export interface CliOptions {
 }
 
 const CONFIG_NAMES = ['nserve.config.mjs', 'nserve.config.js', 'nserve.config.cjs', 'nserve.config.json'];
+/** The environment variable that names the config file (below -C, above the working directory). */
+export const CONFIG_ENV = 'NSERVE_CONFIG';
 
-export function findConfigFile(cwd: string, explicit: string | undefined): string | undefined {
-  if (explicit !== undefined) {
-    const file = path.resolve(cwd, explicit);
-    if (!fs.existsSync(file)) throw usageError('ERR_NSERVE_CONFIG_FILE', `config file not found: ${file}`);
-    return file;
+/** How the config file was found: `-C FILE`, `$NSERVE_CONFIG`, or by name in the working directory. */
+export type ConfigFileSource = 'flag' | 'env' | 'cwd';
+
+export interface FoundConfigFile {
+  file: string;
+  source: ConfigFileSource;
+}
+
+export function findConfigFile(
+  cwd: string,
+  explicit: string | undefined,
+  env: NodeJS.ProcessEnv = {},
+): FoundConfigFile | undefined {
+  const named: [string | undefined, ConfigFileSource, string][] = [
+    [explicit, 'flag', '-C/--config'],
+    [env[CONFIG_ENV] === '' ? undefined : env[CONFIG_ENV], 'env', `environment ${CONFIG_ENV}`],
+  ];
+  for (const [name, source, what] of named) {
+    if (name === undefined) continue;
+    const file = path.resolve(cwd, name);
+    if (!fs.existsSync(file))
+      throw usageError('ERR_NSERVE_CONFIG_FILE', `config file not found: ${file} (from ${what})`);
+    return { file, source };
   }
-  return CONFIG_NAMES.map((n) => path.join(cwd, n)).find((f) => fs.existsSync(f));
+  const file = CONFIG_NAMES.map((n) => path.join(cwd, n)).find((f) => fs.existsSync(f));
+  return file === undefined ? undefined : { file, source: 'cwd' };
+}
+
+/** The config file in words, for the boot line and `config --print`. */
+export function describeConfigSource(config: Pick<Config, 'configFile' | 'configSource'>): string {
+  if (config.configFile === undefined) return 'none';
+  const how =
+    config.configSource === 'flag'
+      ? 'from -C'
+      : config.configSource === 'env'
+        ? `from ${CONFIG_ENV}`
+        : 'found in the working directory';
+  return `${config.configFile} (${how})`;
 }
 
 export async function readConfigFile(file: string): Promise<UserConfig> {
@@ -176,6 +226,9 @@ export async function readConfigFile(file: string): Promise<UserConfig> {
     'workerBootTimeout',
     'hookTimeout',
     'drainGrace',
+    'keepAliveTimeout',
+    'headersTimeout',
+    'requestTimeout',
     'backlog',
     'logLevel',
     'logFormat',
@@ -295,9 +348,9 @@ export async function loadConfig(
   cwd: string,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<Config> {
-  const configFile = findConfigFile(cwd, cli.config);
-  const file = configFile === undefined ? {} : await readConfigFile(configFile);
-  return Object.freeze(buildConfig(appArg, cli, file, cwd, configFile, env));
+  const found = findConfigFile(cwd, cli.config, env);
+  const file = found === undefined ? {} : await readConfigFile(found.file);
+  return Object.freeze(buildConfig(appArg, cli, file, cwd, found, env));
 }
 
 function bool(key: string, v: Picked): boolean {
@@ -319,7 +372,7 @@ export function buildConfig(
   cli: CliOptions,
   file: UserConfig,
   cwd: string,
-  configFile: string | undefined,
+  found: FoundConfigFile | undefined,
   env: NodeJS.ProcessEnv = {},
 ): Config {
   const sources: Record<string, Source> = {};
@@ -394,6 +447,22 @@ export function buildConfig(
   const redirectStdout = str('redirectStdout', take('redirectStdout'));
   const redirectStderr = str('redirectStderr', take('redirectStderr'));
   const slots = slotCount(take('slots'), binds, workers);
+  const httpTimeout = (key: 'keepAliveTimeout' | 'headersTimeout' | 'requestTimeout'): number | undefined => {
+    const v = take(key);
+    return v === undefined ? undefined : seconds(key, v, 0);
+  };
+  const keepAliveTimeoutMs = httpTimeout('keepAliveTimeout');
+  const headersTimeoutMs = httpTimeout('headersTimeout');
+  const requestTimeoutMs = httpTimeout('requestTimeout');
+  if (headersTimeoutMs !== undefined && requestTimeoutMs !== undefined && requestTimeoutMs > 0) {
+    if (headersTimeoutMs > requestTimeoutMs)
+      throw invalid(
+        'headersTimeout',
+        headersTimeoutMs / 1000,
+        sources.headersTimeout ?? 'flag',
+        `at most the request timeout (${requestTimeoutMs / 1000} s): Node requires headersTimeout <= requestTimeout`,
+      );
+  }
   return {
     app,
     binds,
@@ -407,6 +476,9 @@ export function buildConfig(
     workerBootTimeoutMs: seconds('workerBootTimeout', take('workerBootTimeout'), 60),
     hookTimeoutMs: seconds('hookTimeout', take('hookTimeout'), 30),
     drainGraceMs: seconds('drainGrace', take('drainGrace'), 1),
+    keepAliveTimeoutMs,
+    headersTimeoutMs,
+    requestTimeoutMs,
     backlog: integer('backlog', take('backlog'), 1, 65535, 1024),
     logLevel,
     logFormat,
@@ -417,7 +489,8 @@ export function buildConfig(
     redirectStderr: redirectStderr === undefined ? undefined : path.resolve(cwd, redirectStderr),
     accessLog: bool('accessLog', take('accessLog')),
     healthPath: healthPath(take('healthPath')),
-    configFile,
+    configFile: found?.file,
+    configSource: found?.source,
     hooks: hooks(file),
     sources,
   };
@@ -486,8 +559,10 @@ function previousAutoToken(stateFile: string): string | undefined {
 }
 
 /** The configuration as `nserve config --print` shows it: values (secrets redacted) and their sources. */
-export function describeConfig(config: Config): Record<string, { value: unknown; source: Source }> {
-  const out: Record<string, { value: unknown; source: Source }> = {};
+export function describeConfig(
+  config: Config,
+): Record<string, { value: unknown; source: Source | 'cwd' | 'none' }> {
+  const out: Record<string, { value: unknown; source: Source | 'cwd' | 'none' }> = {};
   const source = (key: string): Source => config.sources[key] ?? 'default';
   out.app = { value: config.app, source: source('app') };
   out.bind = {
@@ -505,6 +580,13 @@ export function describeConfig(config: Config): Record<string, { value: unknown;
     ['workerBootTimeoutMs', 'workerBootTimeout', (v: number) => v / 1000],
     ['hookTimeoutMs', 'hookTimeout', (v: number) => v / 1000],
     ['drainGraceMs', 'drainGrace', (v: number) => v / 1000],
+    [
+      'keepAliveTimeoutMs',
+      'keepAliveTimeout',
+      (v: number | undefined) => (v === undefined ? null : v / 1000),
+    ],
+    ['headersTimeoutMs', 'headersTimeout', (v: number | undefined) => (v === undefined ? null : v / 1000)],
+    ['requestTimeoutMs', 'requestTimeout', (v: number | undefined) => (v === undefined ? null : v / 1000)],
     ['backlog', 'backlog', (v: number) => v],
     ['logLevel', 'logLevel', (v: string) => v],
     ['logFormat', 'logFormat', (v: string | undefined) => v ?? 'auto'],
@@ -529,16 +611,15 @@ export function describeConfig(config: Config): Record<string, { value: unknown;
     const n = config.hooks[name].length;
     out[name] = { value: `${n} hook${n === 1 ? '' : 's'}`, source: n > 0 ? 'file' : 'default' };
   }
-  out.configFile = {
-    value: config.configFile ?? null,
-    source: config.configFile === undefined ? 'default' : 'flag',
-  };
+  out.configFile = { value: config.configFile ?? null, source: config.configSource ?? 'none' };
   return out;
 }
 
 export function formatConfig(config: Config): string {
+  const how: Record<string, string> = { flag: 'flag -C', env: `env ${CONFIG_ENV}`, cwd: 'found in cwd' };
   const rows = Object.entries(describeConfig(config)).map(
-    ([k, v]) => [k, JSON.stringify(v.value), v.source] as const,
+    ([k, v]) =>
+      [k, JSON.stringify(v.value), k === 'configFile' ? (how[v.source] ?? v.source) : v.source] as const,
   );
   const w0 = Math.max(...rows.map((r) => r[0].length));
   const w1 = Math.max(...rows.map((r) => r[1].length));

@@ -7,7 +7,7 @@
 import * as http from 'node:http';
 import type { Socket } from 'node:net';
 import * as net from 'node:net';
-import type { LoadedApp, UpgradeListener } from './app.js';
+import { httpTimeouts, type LoadedApp, type UpgradeListener } from './app.js';
 import type { Config } from './config.js';
 import type { Logger } from './logger.js';
 import * as native from './native.js';
@@ -18,6 +18,9 @@ export interface AppServerOptions {
   /** How long a keep-alive connection must have been idle before a drain closes it. */
   drainGraceMs: number;
   keepAliveTimeoutMs?: number;
+  headersTimeoutMs?: number;
+  /** 0: no limit. */
+  requestTimeoutMs?: number;
   /** One info line per request: method, path, status, duration. */
   accessLog?: boolean;
   /** Answered by nserve itself: 200 while serving, 503 once draining (load balancers stop routing). */
@@ -79,6 +82,7 @@ export class AppServer {
       accessLog: config.accessLog,
       healthPath: config.healthPath,
       upgrade: app.upgrade,
+      ...httpTimeouts(app, config),
     });
   }
 
@@ -92,7 +96,15 @@ export class AppServer {
       native.close(fd);
       return;
     }
-    const server = http.createServer({ keepAliveTimeout: this.options.keepAliveTimeoutMs ?? 5000 });
+    const server = http.createServer({
+      keepAliveTimeout: this.options.keepAliveTimeoutMs ?? 5000,
+      ...(this.options.headersTimeoutMs === undefined
+        ? {}
+        : { headersTimeout: this.options.headersTimeoutMs }),
+      ...(this.options.requestTimeoutMs === undefined
+        ? {}
+        : { requestTimeout: this.options.requestTimeoutMs }),
+    });
     server.on('connection', (sock: Socket) => this.track(sock));
     server.on('request', (req, res) => this.handle(req, res));
     // An upgraded connection stays tracked: a drain waits for it up to the shutdown timeout.

@@ -17,6 +17,7 @@ import {
   readSocketActivation,
   tcpPorts,
 } from './binder.js';
+import { describeConfigSource } from './config.js';
 import { inspect, reportInheritedLeaks, warnOnGrowth } from './fds.js';
 import { Lifecycle, SERVER_TRANSITIONS, type ServerState } from './lifecycle.js';
 import * as native from './native.js';
@@ -82,6 +83,7 @@ export async function runSingle(ctx: RunContext): Promise<void> {
       directory,
       binds: listeners.map((l) => formatAddress(l.address)),
       restarts: ctx.restart.count,
+      config: describeConfigSource(config),
       ...(since === undefined ? {} : { restartMs: since }),
     },
     ctx.restart.count === 0

@@ -6,7 +6,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { compatPorts, listenWaitMs, loadApp, resolveAppFile } from '../app.js';
 import { type CliOptions, type Config, describeConfig, formatConfig, loadConfig } from '../config.js';
 import { openControlPlane } from '../control/server.js';
-import { errorMessage, NserveError } from '../errors.js';
+import { errorMessage, NserveError, usageError } from '../errors.js';
 import { LEAK_POLICIES } from '../fds.js';
 import {
   createLogger,
@@ -213,6 +213,15 @@ function withStartOptions(cmd: Command): Command {
     .option('--worker-boot-timeout <s>', 'seconds new code may take to boot (default 60)')
     .option('--hook-timeout <s>', 'seconds each hook may run (default 30)')
     .option('--drain-grace <s>', 'idle seconds before a draining keep-alive connection is closed (default 1)')
+    .option(
+      '--keep-alive-timeout <s>',
+      "idle seconds a keep-alive connection stays open; behind a load balancer, longer than the balancer's idle timeout (default 5)",
+    )
+    .option('--headers-timeout <s>', 'seconds a client may take to send the request headers (default 60)')
+    .option(
+      '--request-timeout <s>',
+      'seconds a client may take to send a whole request; 0 = no limit (default 300)',
+    )
     .option('--backlog <n>', 'listen backlog (default 1024)')
     .addOption(new Option('--log-level <level>', `log level (default info)`).choices(LOG_LEVELS))
     .addOption(
@@ -268,7 +277,7 @@ export function buildProgram(): Command {
         'show the merged configuration (defaults, config file, flags, environment) and where each value came from',
       )
       .argument('[app]', APP_HELP)
-      .requiredOption('--print', 'print the configuration')
+      .option('--print', 'print the configuration (what `nserve config` does anyway)')
       .option('--json', 'print JSON'),
   ).action(async (app: string | undefined, opts: CliOptions & { json?: boolean }) => {
     const config = await loadConfig(app, opts, launchCwd());
@@ -277,6 +286,20 @@ export function buildProgram(): Command {
     );
   });
   registerCtlCommand(program);
+  // `nserve restart` and friends are ctl commands: say so instead of "unknown command".
+  for (const name of ['restart', 'phased-restart', 'stop', 'halt', 'status', 'stats', 'workers']) {
+    program
+      .command(name, { hidden: true })
+      .argument('[args...]')
+      .allowUnknownOption()
+      .allowExcessArguments()
+      .action(() => {
+        throw usageError(
+          'ERR_NSERVE_USAGE',
+          `${name} is a ctl command: nserve ctl ${name} -S STATE (or -P PIDFILE; nserve ctl --help)`,
+        );
+      });
+  }
   registerFdsCommand(program, fdsViaControl);
   return program;
 }

@@ -20,6 +20,7 @@ import {
   readSocketActivation,
   tcpPorts,
 } from '../binder.js';
+import { describeConfigSource } from '../config.js';
 import { errorMessage, NserveError } from '../errors.js';
 import type { ProcessFds } from '../fds.js';
 import { runHooks } from '../hooks.js';
@@ -160,6 +161,7 @@ export class Master implements Controller {
         directory,
         binds: [...new Set(this.listeners.map((l) => formatAddress(l.address)))],
         pids: this.pool.workers.map((w) => w.pid),
+        config: describeConfigSource(config),
       },
       'nserve booted',
     );

@@ -5,7 +5,14 @@ import { buildConfig, type CliOptions, describeConfig, type UserConfig } from '.
 
 const cwd = os.tmpdir();
 const build = (cli: CliOptions = {}, file: UserConfig = {}, env: NodeJS.ProcessEnv = {}) =>
-  buildConfig('app.mjs', cli, file, cwd, file === undefined ? undefined : '/x/nserve.config.mjs', env);
+  buildConfig(
+    'app.mjs',
+    cli,
+    file,
+    cwd,
+    file === undefined ? undefined : { file: '/x/nserve.config.mjs', source: 'flag' },
+    env,
+  );
 
 function rejects(fn: () => unknown, pattern: RegExp): void {
   assert.throws(fn, (err: Error & { code?: string }) => {
