@@ -5,7 +5,43 @@ import { formatAddress } from './binder.js';
 import type { Logger } from './logger.js';
 import * as native from './native.js';
 
-export type FdRole = 'stdio' | 'listener' | 'control' | 'channel' | 'app';
+/**
+ * - `node`: Node's and libuv's own (epoll, eventfd, the self-pipes of signals and async wake-ups,
+ *   /dev/null): hidden by `nserve fds` unless `--all`;
+ * - `inherited`: open when this process image started, from whatever launched it (a shell, a supervisor,
+ *   or the previous image of a hot restart): the launcher's business, not the app's;
+ * - `app`: opened since, by the app or its libraries.
+ */
+export type FdRole = 'stdio' | 'listener' | 'control' | 'channel' | 'node' | 'inherited' | 'app';
+
+// ── what was open at start-up ──────────────────────────────────────────────────────────────────────────
+// Taken first thing in `nserve start` (cli/main.ts), before nserve or the app opens anything: what is
+// open then came from the launcher, or is Node's own.
+
+let startup: Map<number, string> | undefined;
+
+/** Record the descriptors open at start-up (best effort: without the addon nothing is recorded). */
+export function noteStartupFds(): void {
+  try {
+    startup = new Map(native.listFds().map((f) => [f.fd, f.target]));
+  } catch {
+    startup = undefined;
+  }
+}
+
+/** Node's and libuv's own descriptors, by what they are: anon inodes, a pipe with both ends here, /dev/null. */
+function nodeInternal(info: native.FdInfo, pipeEnds: ReadonlyMap<number, number>): boolean {
+  if (info.fd <= 2) return false;
+  if (info.kind === 'anon_inode') return true;
+  if (info.kind === 'pipe' && info.inode !== undefined && (pipeEnds.get(info.inode) ?? 0) > 1)
+    return info.cloexec;
+  return info.kind === 'char' && info.target === '/dev/null' && info.cloexec;
+}
+
+/** Was `info` open (the same thing under the same number) when this process image started? */
+function inheritedAtStartup(info: native.FdInfo): boolean {
+  return info.fd > 2 && startup?.get(info.fd) === info.target;
+}
 
 export interface FdEntry {
   fd: number;
@@ -15,6 +51,20 @@ export interface FdEntry {
   role: FdRole;
   /** Survives the next hot restart's exec without being meant to. */
   wouldLeak: boolean;
+}
+
+/** Inodes of unix SOCK_SEQPACKET sockets (/proc/PID/net/unix type 0005): nserve's master–worker channels. */
+export function seqpacketInodes(pid: number): Set<number> {
+  const out = new Set<number>();
+  try {
+    for (const line of fs.readFileSync(`/proc/${pid}/net/unix`, 'utf8').split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      if (cols[4] === '0005' && cols[6] !== undefined) out.add(Number(cols[6]));
+    }
+  } catch {
+    // no unix table
+  }
+  return out;
 }
 
 export interface ProcessFds {
@@ -72,8 +122,17 @@ export interface KnownFds {
 }
 
 export function inspect(pid: number, role: ProcessFds['role'], known: KnownFds, index?: number): ProcessFds {
-  const infos = native.listFds(pid === process.pid ? undefined : pid);
-  const listening = known.listeners === undefined ? listeningInodes(pid) : undefined;
+  const self = pid === process.pid;
+  const infos = native.listFds(self ? undefined : pid);
+  // Listening sockets beyond the known ones: the dups the HTTP servers accept on, or the app's own.
+  const listening = listeningInodes(pid);
+  // The control server's connections share its socket's address.
+  const controlTargets = new Set(infos.filter((f) => known.control?.includes(f.fd)).map(describe));
+  // Read from outside (`nserve fds --pid`), the master's channels are told by their socket type.
+  const seqpacket = known.channels === undefined ? seqpacketInodes(pid) : undefined;
+  const pipeEnds = new Map<number, number>();
+  for (const f of infos)
+    if (f.kind === 'pipe' && f.inode !== undefined) pipeEnds.set(f.inode, (pipeEnds.get(f.inode) ?? 0) + 1);
   const keep = new Set([...(known.listeners ?? []), ...(known.channels ?? [])]);
   const fds = infos.map((info): FdEntry => {
     let r: FdRole = 'app';
@@ -81,7 +140,12 @@ export function inspect(pid: number, role: ProcessFds['role'], known: KnownFds, 
     else if (known.listeners?.includes(info.fd)) r = 'listener';
     else if (known.channels?.includes(info.fd)) r = 'channel';
     else if (known.control?.includes(info.fd)) r = 'control';
-    else if (listening !== undefined && info.inode !== undefined && listening.has(info.inode)) r = 'listener';
+    else if (info.inode !== undefined && listening.has(info.inode)) r = 'listener';
+    else if (info.kind === 'socket' && controlTargets.has(describe(info))) r = 'control';
+    else if (seqpacket !== undefined && info.inode !== undefined && seqpacket.has(info.inode)) r = 'channel';
+    else if (nodeInternal(info, pipeEnds)) r = 'node';
+    // Only this process knows what it started with (a worker starts with its channel and stdio only).
+    else if (self && inheritedAtStartup(info)) r = 'inherited';
     const wouldLeak = role !== 'worker' && info.fd > 2 && !info.cloexec && !keep.has(info.fd);
     return {
       fd: info.fd,
@@ -127,9 +191,17 @@ export function checkLeaks(
   // A candidate the hooks closed (or whose number now names something else) is not a leak.
   const closedByHooks = before.filter((f) => afterByFd.get(f.fd)?.target !== f.target).map((f) => f.fd);
   const leaks = after.map((f) => ({ fd: f.fd, kind: f.kind, target: describe(f) }));
+  const inherited = new Set(after.filter(inheritedAtStartup).map((f) => f.fd));
   for (const leak of leaks) {
-    const fields = { code: 'ERR_NSERVE_FD_LEAK', ...leak, policy };
-    const hint = 'close it in an onRestart hook, or open it close-on-exec';
+    const fields = {
+      code: 'ERR_NSERVE_FD_LEAK',
+      ...leak,
+      policy,
+      ...(inherited.has(leak.fd) ? { inherited: true } : {}),
+    };
+    const hint = inherited.has(leak.fd)
+      ? 'it was open when nserve started (inherited from the launching process, not opened by the app): fix the launcher (close it, or open it close-on-exec), or choose --leak-policy'
+      : 'close it in an onRestart hook, or open it close-on-exec';
     if (policy === 'close') {
       native.setCloexec(leak.fd, true);
       log.warn(
@@ -177,20 +249,32 @@ export function warnOnGrowth(counts: readonly number[], log: Logger): void {
   }
 }
 
+/** Without `all`: Node's own descriptors left out (the count still says how many there are). */
+export function withoutNodeFds(procs: readonly ProcessFds[], all: boolean): ProcessFds[] {
+  if (all) return [...procs];
+  return procs.map((p) => ({ ...p, fds: p.fds.filter((f) => f.role !== 'node') }));
+}
+
 export function formatFdTable(procs: readonly ProcessFds[]): string {
   const lines: string[] = [];
   for (const p of procs) {
     const leaking = p.fds.filter((f) => f.wouldLeak).length;
+    const hidden = p.count - p.fds.length;
     lines.push(
-      `${p.role}${p.index === undefined ? '' : ` ${p.index}`} pid ${p.pid}: ${p.count} descriptors${leaking > 0 ? `, ${leaking} would leak on the next hot restart` : ''}`,
+      `${p.role}${p.index === undefined ? '' : ` ${p.index}`} pid ${p.pid}: ${p.count} descriptors${leaking > 0 ? `, ${leaking} would leak on the next hot restart` : ''}${hidden > 0 ? ` (${hidden} of Node's own not shown: --all)` : ''}`,
     );
     if (p.history !== undefined && p.history.length > 0) {
       lines.push(`  descriptor count after each restart: ${p.history.join(' → ')}`);
     }
-    lines.push('  fd  role      kind        cloexec  target');
+    lines.push('  fd  role       kind        cloexec  target');
     for (const f of p.fds) {
+      const leak = f.wouldLeak
+        ? f.role === 'inherited'
+          ? '   <- LEAK: survives a hot restart (inherited from the launcher: fix it there, or --leak-policy)'
+          : '   <- LEAK: survives a hot restart'
+        : '';
       lines.push(
-        `  ${String(f.fd).padStart(3)} ${f.role.padEnd(9)} ${f.kind.padEnd(11)} ${(f.cloexec ? 'yes' : 'no').padEnd(8)} ${f.target}${f.wouldLeak ? '   <- LEAK: survives a hot restart' : ''}`,
+        `  ${String(f.fd).padStart(3)} ${f.role.padEnd(10)} ${f.kind.padEnd(11)} ${(f.cloexec ? 'yes' : 'no').padEnd(8)} ${f.target}${leak}`,
       );
     }
   }

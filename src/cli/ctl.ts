@@ -11,7 +11,7 @@ import { Argument, type Command } from 'commander';
 import { type ControlAddress, parseControlUrl, routeForAction } from '../control/api.js';
 import { ControlError, type ControlTarget, call } from '../control/client.js';
 import { errorMessage, NserveError, usageError } from '../errors.js';
-import { formatFdTable, type ProcessFds } from '../fds.js';
+import { formatFdTable, type ProcessFds, withoutNodeFds } from '../fds.js';
 import { procEntry } from '../proc.js';
 import { SIGNAL_COMMANDS } from '../signals.js';
 import { readStateFile } from '../statefile.js';
@@ -38,6 +38,7 @@ export interface CtlOptions {
   controlUrl?: string;
   controlToken?: string;
   json?: boolean;
+  all?: boolean;
   wait?: boolean;
   timeout?: string;
 }
@@ -189,6 +190,11 @@ function workersAction(value: string | undefined): ControlAction {
   );
 }
 
+/** The first line of an error (a load failure carries a code frame after it): the whole one is in --json. */
+export function firstLine(text: string | null): string {
+  return (text ?? '').split('\n')[0] ?? '';
+}
+
 function out(text: string): void {
   process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
 }
@@ -234,7 +240,10 @@ export async function runCtl(
     return 0;
   }
   if (command === 'fds') {
-    const procs = (await call(conn.target, 'GET', '/fds', requestMs)) as unknown as ProcessFds[];
+    const procs = withoutNodeFds(
+      (await call(conn.target, 'GET', '/fds', requestMs)) as unknown as ProcessFds[],
+      opts.all === true,
+    );
     if (opts.json === true) json(procs);
     else out(formatFdTable(procs));
     return 0;
@@ -262,7 +271,9 @@ export async function runCtl(
   if (opts.json === true) json(record);
   if (record.outcome === 'failed') {
     if (opts.json !== true)
-      process.stderr.write(`nserve: error: ${record.kind} restart #${id} failed: ${record.error}\n`);
+      process.stderr.write(
+        `nserve: error: ${record.kind} restart #${id} failed: ${firstLine(record.error)}\n`,
+      );
     return EXIT_FAILED;
   }
   if (opts.json !== true) out(`${record.kind} restart #${id} done in ${duration(record)}`);
@@ -284,7 +295,7 @@ function bySignal(
     return 0;
   }
   if (command === 'fds') {
-    const procs = fdsFromProc(conn.pid);
+    const procs = withoutNodeFds(fdsFromProc(conn.pid), opts.all === true);
     if (opts.json === true) json(procs);
     else out(formatFdTable(procs));
     return 0;
@@ -419,6 +430,7 @@ export function registerCtlCommand(program: Command): void {
       'the server pidfile: signals only (restart, phased-restart, stop, workers)',
     )
     .option('--json', 'print JSON (for scripts)')
+    .option('--all', "fds: also list Node's own descriptors")
     .option(
       '--wait',
       'restart, phased-restart: wait until it finished, exit 1 if it failed; stop, halt: until the server exited',

@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import type { Command } from 'commander';
 import { usageError } from '../errors.js';
-import { formatFdTable, inspect, type ProcessFds } from '../fds.js';
+import { formatFdTable, inspect, type ProcessFds, withoutNodeFds } from '../fds.js';
 import { childProcesses } from '../proc.js';
 import { workerIndexFromEnviron } from '../restart/handoff.js';
 
@@ -30,6 +30,7 @@ export function fdsFromProc(pid: number): ProcessFds[] {
 export interface FdsOptions {
   pid?: string;
   json?: boolean;
+  all?: boolean;
 }
 
 /** How to reach the server's control API, when the ctl module provides it. */
@@ -45,6 +46,8 @@ export function registerFdsCommand(
       'list the descriptors of a running server and its workers; flag those that would leak on the next hot restart',
     )
     .option('--pid <pid>', 'read /proc for this server PID directly (no control server needed)')
+    .option('-P, --pidfile <file>', 'the server pidfile: read /proc for that PID')
+    .option('--all', "also list Node's own descriptors (epoll, eventfd, its self-pipes, /dev/null)")
     .option('--json', 'print JSON');
   if (viaControl !== undefined) cmd = viaControl.options(cmd);
   cmd.action(async (opts: FdsOptions & Record<string, unknown>) => {
@@ -53,11 +56,18 @@ export function registerFdsCommand(
       if (!/^\d+$/.test(opts.pid))
         throw usageError('ERR_NSERVE_USAGE', `invalid --pid: "${opts.pid}": expected a process ID`);
       procs = fdsFromProc(Number(opts.pid));
-    } else if (viaControl !== undefined) {
+    } else if (
+      viaControl !== undefined &&
+      ['state', 'pidfile', 'controlUrl'].some((k) => opts[k] !== undefined)
+    ) {
       procs = await viaControl.fetch(opts);
     } else {
-      throw usageError('ERR_NSERVE_USAGE', 'nserve fds needs --pid PID (or a control server: -S state)');
+      throw usageError(
+        'ERR_NSERVE_USAGE',
+        `nserve fds needs -S STATE, -P PIDFILE, --pid PID${viaControl === undefined ? '' : ' or --control-url URL'}`,
+      );
     }
+    procs = withoutNodeFds(procs, opts.all === true);
     process.stdout.write(
       opts.json === true ? `${JSON.stringify(procs, null, 2)}\n` : `${formatFdTable(procs)}\n`,
     );

@@ -7,7 +7,7 @@ import { compatPorts, listenWaitMs, loadApp, resolveAppFile } from '../app.js';
 import { type CliOptions, type Config, describeConfig, formatConfig, loadConfig } from '../config.js';
 import { openControlPlane } from '../control/server.js';
 import { errorMessage, NserveError, usageError } from '../errors.js';
-import { LEAK_POLICIES } from '../fds.js';
+import { LEAK_POLICIES, noteStartupFds } from '../fds.js';
 import {
   createLogger,
   LOG_FORMATS,
@@ -63,6 +63,8 @@ function launchCwd(): string {
 }
 
 async function start(appArg: string | undefined, opts: CliOptions): Promise<void> {
+  // Before anything is opened: what is open now came from the launcher (or is Node's own).
+  noteStartupFds();
   const env = { ...process.env };
   for (const k of CONSUMED_ENV) delete process.env[k];
   const bootCheck = readBootCheckEnv(env);

@@ -271,7 +271,10 @@ test('control server and nserve ctl against a cluster', { timeout: 60_000 }, asy
       switchRelease(root, 'broken');
       const r = await ctl(['restart', '--wait', ...S]);
       assert.equal(r.code, 1, `${r.stdout}${r.stderr}`);
-      assert.match(r.stderr, /^nserve: error: hot restart #3 failed: .*release broken is broken at load\n$/);
+      assert.match(
+        r.stderr,
+        /^nserve: error: hot restart #3 failed: .*release broken is broken at load \(at app\.mjs:3:7\)\n$/,
+      );
       assert.equal((await getJson(port)).body.version, 'slow', 'the old release still answers');
       const s = await stats();
       assert.equal(s.state, 'running');
