@@ -26,7 +26,7 @@ import { logAbandoned, prepareExec } from './restart/exec.js';
 import type { RunContext } from './run-context.js';
 import { AppServer } from './server.js';
 import { installSignalHandlers } from './signals.js';
-import { type ControlAction, type ControlAnswer, listenerViews, type Stats } from './status.js';
+import { type ControlAction, type ControlAnswer, lifetimeView, listenerViews, type Stats } from './status.js';
 import { reapOrphansAsInit, startWatchdog } from './systemd.js';
 import { VERSION } from './version.js';
 
@@ -136,6 +136,7 @@ export async function runSingle(ctx: RunContext): Promise<void> {
         workers: [],
         generation: 0,
         history: history.toHandoff(),
+        totals: history.totalsToHandoff(server.requests),
         startedAt: ctx.startedAt,
         leaked,
         directory,
@@ -209,6 +210,8 @@ export async function runSingle(ctx: RunContext): Promise<void> {
     state: lifecycle.state,
     requests: server.requests,
     inFlight: server.inFlight,
+    lifetime: lifetimeView(history, server.requests),
+    directory,
     workers: [],
     restarts: history.records,
     listeners: listenerViews(listeners),

@@ -1,5 +1,6 @@
 // What a running server reports about itself (control server /stats, `nserve ctl`), and the restart
 // history, which survives hot restarts (handed to the new image: restart/handoff.ts).
+import * as fs from 'node:fs';
 import { formatAddress, type Listener } from './binder.js';
 import type { ProcessFds } from './fds.js';
 import type { Action } from './signals.js';
@@ -22,19 +23,78 @@ export interface RestartRecord {
 
 const KEEP = 50;
 
+/**
+ * Counts for the life of the server (its PID), across worker replacements and hot restarts: requests
+ * served by processes that are gone (exited workers; in single mode, the images before each exec),
+ * worker crashes (in all and by worker index), and restarts by kind. Handed over across an exec
+ * (`totals` in restart/handoff.ts).
+ */
+export interface LifetimeTotals {
+  requests: number;
+  crashes: number;
+  crashesByWorker: Record<string, number>;
+  restarts: Record<RestartKind, number>;
+}
+
+function emptyTotals(): LifetimeTotals {
+  return { requests: 0, crashes: 0, crashesByWorker: {}, restarts: { hot: 0, phased: 0 } };
+}
+
+/** The totals handed over by the previous image; anything of an unknown shape counts from zero. */
+export function readTotals(v: unknown): LifetimeTotals {
+  const out = emptyTotals();
+  if (typeof v !== 'object' || v === null) return out;
+  const o = v as Record<string, unknown>;
+  const count = (x: unknown): number => (typeof x === 'number' && Number.isSafeInteger(x) && x >= 0 ? x : 0);
+  out.requests = count(o.requests);
+  out.crashes = count(o.crashes);
+  if (typeof o.crashesByWorker === 'object' && o.crashesByWorker !== null)
+    for (const [k, n] of Object.entries(o.crashesByWorker))
+      if (/^\d+$/.test(k)) out.crashesByWorker[k] = count(n);
+  if (typeof o.restarts === 'object' && o.restarts !== null) {
+    const r = o.restarts as Record<string, unknown>;
+    out.restarts = { hot: count(r.hot), phased: count(r.phased) };
+  }
+  return out;
+}
+
 export class RestartHistory {
-  constructor(readonly records: RestartRecord[] = []) {}
+  readonly totals: LifetimeTotals;
+
+  constructor(
+    readonly records: RestartRecord[] = [],
+    totals?: LifetimeTotals,
+  ) {
+    this.totals = totals ?? emptyTotals();
+  }
 
   /** The history handed over by the previous image (records of an unknown shape are dropped). */
-  static fromHandoff(records: readonly unknown[] | undefined): RestartHistory {
-    return new RestartHistory((records ?? []).filter(isRecord).slice(-KEEP));
+  static fromHandoff(records: readonly unknown[] | undefined, totals?: unknown): RestartHistory {
+    return new RestartHistory((records ?? []).filter(isRecord).slice(-KEEP), readTotals(totals));
   }
 
   toHandoff(): RestartRecord[] {
     return this.records.slice(-KEEP);
   }
 
+  /** The totals for the next image; `servedHere`: requests this image served itself (single mode). */
+  totalsToHandoff(servedHere = 0): LifetimeTotals {
+    return { ...this.totals, requests: this.totals.requests + servedHere };
+  }
+
+  /** A worker is gone: its requests join the lifetime total; `crashed`: it died without being asked to. */
+  workerGone(index: number, requests: number, crashed: boolean): void {
+    this.totals.requests += requests;
+    if (crashed) this.workerCrashed(index);
+  }
+
+  workerCrashed(index: number): void {
+    this.totals.crashes++;
+    this.totals.crashesByWorker[index] = (this.totals.crashesByWorker[index] ?? 0) + 1;
+  }
+
   begin(kind: RestartKind): RestartRecord {
+    this.totals.restarts[kind]++;
     const id = (this.records.at(-1)?.id ?? 0) + 1;
     const record: RestartRecord = {
       id,
@@ -83,13 +143,38 @@ export interface WorkerView {
   phase: number;
   state: string;
   booted: boolean;
+  /** When the worker process started (from /proc, so also right for workers adopted across an exec). */
+  startedAt: string | null;
+  /** The worker's last message (or its spawn). */
   lastCheckin: string;
   requests: number;
   inFlight: number;
-  eventLoopDelayP99Ms: number;
-  rss: number;
+  /**
+   * p99 over the last second of how late a 20 ms timer fired (monitorEventLoopDelay at 20 ms resolution,
+   * minus those 20 ms): 0 on an idle loop; null until the first check-in.
+   */
+  eventLoopDelayP99Ms: number | null;
+  /** Bytes; null until the first check-in. */
+  rss: number | null;
+  /** Crashes of this worker index over the server's life. */
+  crashes: number;
   directory: string;
   slots: string[];
+}
+
+/** When process `pid` started (epoch ms), from /proc/PID/stat and the boot time; undefined if unknown. */
+export function processStartedAt(pid: number): number | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // Field 22 (starttime), in clock ticks since boot; USER_HZ is 100 on Linux.
+    const ticks = Number(fields[19]);
+    const btime = Number(/^btime (\d+)$/m.exec(fs.readFileSync('/proc/stat', 'utf8'))?.[1]);
+    if (!Number.isFinite(ticks) || !Number.isFinite(btime)) return undefined;
+    return btime * 1000 + ticks * 10;
+  } catch {
+    return undefined;
+  }
 }
 
 export interface ListenerView {
@@ -108,8 +193,13 @@ export interface Stats {
   /** The code generation (Puma calls it the phase): of the workers (cluster), or hot restarts (single). */
   phase: number;
   state: string;
+  /** Requests served by the processes serving now (the current workers, or this image in single mode). */
   requests: number;
   inFlight: number;
+  /** Totals over the server's life (across worker replacements and hot restarts). */
+  lifetime: { requests: number; workerCrashes: number; restarts: Record<RestartKind, number> };
+  /** The release directory the server serves (resolved). */
+  directory: string;
   workers: WorkerView[];
   restarts: RestartRecord[];
   listeners: ListenerView[];
@@ -138,4 +228,46 @@ export function listenerViews(listeners: readonly Listener[]): ListenerView[] {
     address: formatAddress(l.address),
     inherited: l.inherited,
   }));
+}
+
+/** The lifetime view of the totals, given what the processes serving now have served. */
+export function lifetimeView(history: RestartHistory, servingNow: number): Stats['lifetime'] {
+  const t = history.totals;
+  return { requests: t.requests + servingNow, workerCrashes: t.crashes, restarts: { ...t.restarts } };
+}
+
+/** The fields of a worker event the lifetime totals need (structural: status.ts knows no cluster types). */
+interface CountedWorker {
+  index: number;
+  bootedAt: number | undefined;
+  stats: { requests: number };
+}
+interface CountedEvent {
+  t: string;
+  requests?: number;
+  code?: unknown;
+  signal?: string | null;
+  reason?: string;
+}
+
+const finalRequests = new WeakMap<CountedWorker, number>();
+
+/**
+ * Keep the lifetime totals from the master's worker events: a drained worker's final request count,
+ * an uncaught exception (`leaving`), an exit of a booted worker that nobody asked for (non-zero code or
+ * a signal: also a worker the master killed for not checking in).
+ */
+export function countWorkerEvent(history: RestartHistory, w: CountedWorker, msg: CountedEvent): void {
+  if (msg.t === 'drained' && typeof msg.requests === 'number') finalRequests.set(w, msg.requests);
+  else if (msg.t === 'leaving' && msg.reason?.startsWith('uncaught exception') === true)
+    history.workerCrashed(w.index);
+  else if (msg.t === 'exit') {
+    // A worker that never booted failed to boot (a restart reports that); it did not crash.
+    const died = (typeof msg.code === 'number' && msg.code !== 0) || typeof msg.signal === 'string';
+    history.workerGone(
+      w.index,
+      Math.max(finalRequests.get(w) ?? 0, w.stats.requests),
+      died && w.bootedAt !== undefined,
+    );
+  }
 }

@@ -16,6 +16,19 @@ function seconds(ms: number): string {
   return d > 0 ? `${d}d ${h}h` : h > 0 ? `${h}h ${m}m` : `${m}m ${s % 60}s`;
 }
 
+/** Shown for a value not known yet (a worker that has not checked in). */
+export const UNKNOWN = '—';
+
+/** The first line of an error: tables keep one line per row (the whole error is in --json). */
+export function oneLine(text: string | null): string {
+  return (text ?? '').split('\n')[0] ?? '';
+}
+
+function lifetimeLine(s: Stats): string {
+  const l = s.lifetime;
+  return `restarts ${l.restarts.hot} hot, ${l.restarts.phased} phased · worker crashes ${l.workerCrashes}`;
+}
+
 function bytes(n: number): string {
   if (n >= 1024 ** 3) return `${(n / 1024 ** 3).toFixed(1)} GB`;
   if (n >= 1024 ** 2) return `${Math.round(n / 1024 ** 2)} MB`;
@@ -48,8 +61,10 @@ export function statusSummary(s: Stats): Record<string, unknown> {
     phase: s.phase,
     startedAt: s.startedAt,
     workers: s.mode === 'cluster' ? { total: s.workers.length, serving: serving(s.workers) } : undefined,
+    directory: s.directory,
     requests: s.requests,
     inFlight: s.inFlight,
+    lifetime: s.lifetime,
     lastRestart: last ?? null,
   };
 }
@@ -58,14 +73,16 @@ export function formatStatus(s: Stats, now = Date.now()): string {
   const lines = [
     `${s.state} · nserve ${s.version} · ${s.mode} · pid ${s.pid} · phase ${s.phase} · up ${seconds(now - Date.parse(s.startedAt))}`,
   ];
-  const counts = `requests ${s.requests} · in flight ${s.inFlight}`;
+  lines.push(`release ${s.directory}`);
+  const counts = `requests ${s.lifetime.requests} since start (${s.requests} by the ${s.mode === 'cluster' ? 'current workers' : 'current image'}) · in flight ${s.inFlight}`;
   lines.push(
     s.mode === 'cluster' ? `workers ${s.workers.length} (${serving(s.workers)} serving) · ${counts}` : counts,
   );
+  lines.push(lifetimeLine(s));
   const last = s.restarts.at(-1);
   if (last !== undefined) {
     lines.push(
-      `last restart #${last.id} (${last.kind}): ${last.outcome}${last.outcome === 'in-progress' ? '' : ` in ${duration(last)}`}${last.error === null ? '' : `: ${last.error}`}`,
+      `last restart #${last.id} (${last.kind}): ${last.outcome}${last.outcome === 'in-progress' ? '' : ` in ${duration(last)}`}${last.error === null ? '' : `: ${oneLine(last.error)}`}`,
     );
   }
   return lines.join('\n');
@@ -79,7 +96,9 @@ export function formatStats(s: Stats, now = Date.now()): string {
   const parts = [
     `nserve ${s.version} · ${s.mode} · pid ${s.pid} · ${s.state} · phase ${s.phase}`,
     `started    ${s.startedAt} (up ${seconds(now - Date.parse(s.startedAt))})`,
-    `requests   ${s.requests} served · ${s.inFlight} in flight`,
+    `release    ${s.directory}`,
+    `requests   ${s.lifetime.requests} since start · ${s.requests} by the ${s.mode === 'cluster' ? 'current workers' : 'current image'} · ${s.inFlight} in flight`,
+    `lifetime   ${lifetimeLine(s)}`,
     `listening  ${[...listening].map(([a, n]) => (n > 1 ? `${a} (${n} slots)` : a)).join(', ') || '-'}`,
     `fds        ${s.fdCount}`,
   ];
@@ -92,11 +111,13 @@ export function formatStats(s: Stats, now = Date.now()): string {
           'PID',
           'PHASE',
           'STATE',
+          'UP',
           'CHECK-IN',
           'REQUESTS',
           'IN FLIGHT',
           'ELD P99',
           'RSS',
+          'CRASHES',
           'SLOTS',
           'DIRECTORY',
         ],
@@ -105,11 +126,13 @@ export function formatStats(s: Stats, now = Date.now()): string {
           String(w.pid),
           String(w.phase),
           w.state,
+          w.startedAt === null ? UNKNOWN : seconds(Math.max(0, now - Date.parse(w.startedAt))),
           `${seconds(Math.max(0, now - Date.parse(w.lastCheckin)))} ago`,
           String(w.requests),
           String(w.inFlight),
-          `${w.eventLoopDelayP99Ms} ms`,
-          bytes(w.rss),
+          w.eventLoopDelayP99Ms === null ? UNKNOWN : `${w.eventLoopDelayP99Ms} ms`,
+          w.rss === null ? UNKNOWN : bytes(w.rss),
+          String(w.crashes),
           String(w.slots.length),
           w.directory,
         ]),
@@ -123,7 +146,7 @@ export function formatStats(s: Stats, now = Date.now()): string {
         ['RESTART', 'KIND', 'STARTED', 'TOOK', 'OUTCOME', 'ERROR'],
         s.restarts
           .slice(-10)
-          .map((r) => [`#${r.id}`, r.kind, r.started, duration(r), r.outcome, r.error ?? '']),
+          .map((r) => [`#${r.id}`, r.kind, r.started, duration(r), r.outcome, oneLine(r.error)]),
       ),
     );
   }

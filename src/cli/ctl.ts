@@ -16,7 +16,7 @@ import { procEntry } from '../proc.js';
 import { SIGNAL_COMMANDS } from '../signals.js';
 import { readStateFile } from '../statefile.js';
 import type { ControlAction, RestartRecord, Stats } from '../status.js';
-import { duration, formatStats, formatStatus, statusSummary } from './ctl-format.js';
+import { duration, formatStats, formatStatus, oneLine, statusSummary } from './ctl-format.js';
 import { fdsFromProc } from './fds.js';
 
 export const CTL_COMMANDS = [
@@ -190,11 +190,6 @@ function workersAction(value: string | undefined): ControlAction {
   );
 }
 
-/** The first line of an error (a load failure carries a code frame after it): the whole one is in --json. */
-export function firstLine(text: string | null): string {
-  return (text ?? '').split('\n')[0] ?? '';
-}
-
 function out(text: string): void {
   process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
 }
@@ -271,9 +266,7 @@ export async function runCtl(
   if (opts.json === true) json(record);
   if (record.outcome === 'failed') {
     if (opts.json !== true)
-      process.stderr.write(
-        `nserve: error: ${record.kind} restart #${id} failed: ${firstLine(record.error)}\n`,
-      );
+      process.stderr.write(`nserve: error: ${record.kind} restart #${id} failed: ${oneLine(record.error)}\n`);
     return EXIT_FAILED;
   }
   if (opts.json !== true) out(`${record.kind} restart #${id} done in ${duration(record)}`);

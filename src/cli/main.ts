@@ -108,7 +108,7 @@ async function start(appArg: string | undefined, opts: CliOptions): Promise<void
     base: { role: config.workers > 0 ? 'master' : 'single' },
   });
   const rejected = env[HANDOFF_ENV.rejected];
-  const history = RestartHistory.fromHandoff(handoff?.history);
+  const history = RestartHistory.fromHandoff(handoff?.history, handoff?.totals);
   if (rejected !== undefined && handoff !== undefined) {
     // The new image could not read our hand-off and execed back: this is the old code, still serving.
     handoff.restart.count -= 1;

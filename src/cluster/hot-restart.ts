@@ -32,6 +32,7 @@ export async function hotRestart(m: Master, requestedAt: number): Promise<void> 
       listeners: handedListeners(m.listeners),
       ...m.handoffFor(handed),
       history: m.history.toHandoff(),
+      totals: m.history.totalsToHandoff(),
       startedAt: ctx.startedAt,
       leaked,
       directory: m.directory,

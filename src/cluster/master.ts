@@ -30,7 +30,13 @@ import { recordPid, removePidfile } from '../pidfile.js';
 import type { Handoff } from '../restart/handoff.js';
 import type { RunContext } from '../run-context.js';
 import { installSignalHandlers } from '../signals.js';
-import type { ControlAction, ControlAnswer, Controller, Stats } from '../status.js';
+import {
+  type ControlAction,
+  type ControlAnswer,
+  type Controller,
+  countWorkerEvent,
+  type Stats,
+} from '../status.js';
 import { reapOrphansAsInit, startWatchdog } from '../systemd.js';
 import { setProcessTitle } from '../title.js';
 import { VERSION } from '../version.js';
@@ -84,7 +90,10 @@ export class Master implements Controller {
     this.count = ctx.config.workers;
     this.history = ctx.history;
     this.lifecycle = new Lifecycle<ServerState>('master', 'booting', SERVER_TRANSITIONS, ctx.log);
-    this.pool = new WorkerPool(ctx.config, ctx.log, (w, msg) => this.recovery.onWorkerEvent(w, msg));
+    this.pool = new WorkerPool(ctx.config, ctx.log, (w, msg) => {
+      countWorkerEvent(this.history, w, msg);
+      this.recovery.onWorkerEvent(w, msg);
+    });
     this.slots = new Rebalancer({
       log: ctx.log,
       slotFds: this.slotFds,

@@ -2,7 +2,7 @@
 // (`nserve fds`).
 import * as fs from 'node:fs';
 import { inspect, type ProcessFds } from '../fds.js';
-import { listenerViews, type Stats } from '../status.js';
+import { lifetimeView, listenerViews, processStartedAt, type Stats } from '../status.js';
 import { VERSION } from '../version.js';
 import type { Master } from './master.js';
 
@@ -17,17 +17,25 @@ export function clusterStats(m: Master): Stats {
     state: m.lifecycle.state,
     requests: all.reduce((n, w) => n + w.stats.requests, 0),
     inFlight: all.reduce((n, w) => n + w.stats.inFlight, 0),
+    lifetime: lifetimeView(
+      m.history,
+      all.reduce((n, w) => n + w.stats.requests, 0),
+    ),
+    directory: m.directory,
     workers: all.map((w) => ({
       index: w.index,
       pid: w.pid,
       phase: w.generation,
       state: w.state,
       booted: w.bootedAt !== undefined,
+      startedAt: isoOrNull(processStartedAt(w.pid)),
       lastCheckin: new Date(w.lastCheckin).toISOString(),
       requests: w.stats.requests,
       inFlight: w.stats.inFlight,
-      eventLoopDelayP99Ms: w.stats.eventLoopDelayMs,
-      rss: w.stats.rss,
+      // A heartbeat always carries the RSS: 0 means none came yet (unknown, not zero).
+      eventLoopDelayP99Ms: w.stats.rss > 0 ? w.stats.eventLoopDelayMs : null,
+      rss: w.stats.rss > 0 ? w.stats.rss : null,
+      crashes: m.history.totals.crashesByWorker[w.index] ?? 0,
       directory: w.directory,
       slots: [...w.keys],
     })),
@@ -56,4 +64,8 @@ export function clusterFds(m: Master): ProcessFds[] {
     }
   }
   return [master, ...workers];
+}
+
+function isoOrNull(ms: number | undefined): string | null {
+  return ms === undefined ? null : new Date(ms).toISOString();
 }

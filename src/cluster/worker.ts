@@ -159,7 +159,9 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     process.exit(1);
   }
 
-  const eld = monitorEventLoopDelay({ resolution: 20 });
+  // The histogram records whole timer intervals (≥ the resolution): the delay is what exceeds it.
+  const ELD_RESOLUTION_MS = 20;
+  const eld = monitorEventLoopDelay({ resolution: ELD_RESOLUTION_MS });
   eld.enable();
   let rss = 0;
   const heartbeat = setInterval(() => {
@@ -172,7 +174,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
       t: 'heartbeat',
       requests: server?.requests ?? 0,
       inFlight: server?.inFlight ?? 0,
-      eventLoopDelayMs: Math.round(eld.percentile(99) / 1e4) / 100,
+      eventLoopDelayMs: Math.round(Math.max(0, eld.percentile(99) - ELD_RESOLUTION_MS * 1e6) / 1e4) / 100,
       rss,
     });
     eld.reset();

@@ -13,6 +13,7 @@
 //   code generation               `generation` (cluster: of the workers handed over)
 //   restart count and request     `restart`
 //   restart history, start time   `history`, `startedAt` (stats survive the exec)
+//   lifetime totals               `totals`: requests of processes gone, crashes, restarts by kind
 //   leaks let through (warn)      `leaked` (the new image names them again)
 //   the way back                  `back`: the exact command line, cwd and kept fds of the old image, and
 //                                 `directory`: the release it served (it serves it again after an exec back)
@@ -101,6 +102,8 @@ export interface Handoff {
   restart: { count: number; requestedAt: number };
   /** The restart history (opaque here: status.ts owns its shape). */
   history: unknown[];
+  /** Lifetime totals (status.ts owns the shape; an image without them counts from zero). */
+  totals?: unknown;
   startedAt: string;
   leaked: { fd: number; kind: string; target: string }[];
   /** The release directory the old image served: where it returns to if the new image execs back. */
@@ -157,6 +160,7 @@ function shapeProblem(o: Record<string, unknown>): string | undefined {
   const r = o.restart;
   if (!isObject(r) || !isCount(r.count) || !isCount(r.requestedAt)) return 'restart';
   if (!Array.isArray(o.history)) return 'history';
+  if (o.totals !== undefined && !isObject(o.totals)) return 'totals';
   if (typeof o.startedAt !== 'string') return 'startedAt';
   if (!Array.isArray(o.leaked)) return 'leaked';
   if (typeof o.directory !== 'string') return 'directory';

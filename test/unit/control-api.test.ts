@@ -170,6 +170,8 @@ const sample: Stats = {
   state: 'running',
   requests: 12,
   inFlight: 1,
+  lifetime: { requests: 5012, workerCrashes: 3, restarts: { hot: 4, phased: 2 } },
+  directory: '/srv/releases/v2',
   workers: [
     {
       index: 0,
@@ -177,13 +179,31 @@ const sample: Stats = {
       phase: 2,
       state: 'booted',
       booted: true,
+      startedAt: '2026-01-01T00:00:30.000Z',
       lastCheckin: '2026-01-01T00:00:59.500Z',
       requests: 12,
       inFlight: 1,
       eventLoopDelayP99Ms: 1.5,
       rss: 50 * 1024 * 1024,
+      crashes: 2,
       directory: '/srv/releases/v2',
       slots: ['tcp://127.0.0.1:3000#0'],
+    },
+    {
+      index: 1,
+      pid: 102,
+      phase: 2,
+      state: 'booting',
+      booted: false,
+      startedAt: null,
+      lastCheckin: '2026-01-01T00:00:59.900Z',
+      requests: 0,
+      inFlight: 0,
+      eventLoopDelayP99Ms: null,
+      rss: null,
+      crashes: 1,
+      directory: '/srv/releases/v2',
+      slots: [],
     },
   ],
   restarts: [
@@ -193,7 +213,7 @@ const sample: Stats = {
       started: '2026-01-01T00:00:10.000Z',
       finished: '2026-01-01T00:00:11.500Z',
       outcome: 'failed',
-      error: 'worker 0 failed to boot: boom',
+      error: 'worker 0 failed to boot: boom (at app.mjs:3:7)\n> 3 | boom()\n    | ^',
     },
   ],
   listeners: [
@@ -209,12 +229,26 @@ test('ctl tables: stats and status are readable', () => {
   assert.match(stats, /^nserve 0\.1\.0 · cluster · pid 100 · running · phase 2$/m);
   assert.match(stats, /listening {2}tcp:\/\/127\.0\.0\.1:3000 \(2 slots\)/);
   assert.match(stats, /^WORKER +PID +PHASE/m);
-  assert.match(stats, /^0 +101 +2 +booted +500 ms ago +12 +1 +1\.5 ms +50 MB +1 +\/srv\/releases\/v2$/m);
-  assert.match(stats, /^#1 +hot .* 1\.5 s +failed +worker 0 failed to boot: boom$/m);
+  assert.match(
+    stats,
+    /^0 +101 +2 +booted +30\.0 s +500 ms ago +12 +1 +1\.5 ms +50 MB +2 +1 +\/srv\/releases\/v2$/m,
+  );
+  // Not checked in yet: unknown, not zero.
+  assert.match(stats, /^1 +102 +2 +booting +— +100 ms ago +0 +0 +— +— +1 +0 +\/srv\/releases\/v2$/m);
+  // A multi-line error stays one row.
+  assert.match(stats, /^#1 +hot .* 1\.5 s +failed +worker 0 failed to boot: boom \(at app\.mjs:3:7\)$/m);
+  assert.doesNotMatch(stats, /> 3 \| boom/);
+  assert.match(stats, /^requests {3}5012 since start · 12 by the current workers · 1 in flight$/m);
+  assert.match(stats, /^lifetime {3}restarts 4 hot, 2 phased · worker crashes 3$/m);
+  assert.match(stats, /^release {4}\/srv\/releases\/v2$/m);
   const status = formatStatus(sample, now);
   assert.match(status, /^running · nserve 0\.1\.0 · cluster · pid 100 · phase 2 · up 1m 0s$/m);
-  assert.match(status, /^workers 1 \(1 serving\)/m);
-  assert.match(status, /last restart #1 \(hot\): failed in 1\.5 s: worker 0 failed to boot: boom/);
+  assert.match(status, /^release \/srv\/releases\/v2$/m);
+  assert.match(status, /^workers 2 \(1 serving\) · requests 5012 since start \(12 by the current workers\)/m);
+  assert.match(
+    status,
+    /last restart #1 \(hot\): failed in 1\.5 s: worker 0 failed to boot: boom \(at app\.mjs:3:7\)$/m,
+  );
   assert.equal(table(['A', 'BB'], [['xxx', 'y']]), 'A    BB\nxxx  y');
 });
 
