@@ -57,6 +57,7 @@ export interface UserConfig {
   redirectStderr?: string;
   accessLog?: boolean;
   healthPath?: string;
+  envFile?: string;
   onRestart?: HookFn | HookFn[];
   onWorkerBoot?: HookFn | HookFn[];
   onWorkerShutdown?: HookFn | HookFn[];
@@ -111,6 +112,8 @@ export interface Config {
   accessLog: boolean;
   /** A path nserve answers itself (200 while serving, 503 while draining), for load balancers and k8s. */
   healthPath: string | undefined;
+  /** `--env-file`: dotenv file, relative to the (re-resolved) directory, read again at every (re)start. */
+  envFile: string | undefined;
   configFile: string | undefined;
   /** How `configFile` was found. */
   configSource: ConfigFileSource | undefined;
@@ -147,6 +150,8 @@ export interface CliOptions {
   redirectStderr?: string;
   accessLog?: boolean;
   healthPath?: string;
+  /** `--dotenv` (config key envFile). */
+  dotenv?: string;
   config?: string;
 }
 
@@ -240,6 +245,7 @@ export async function readConfigFile(file: string): Promise<UserConfig> {
     'redirectStderr',
     'accessLog',
     'healthPath',
+    'envFile',
     ...HOOK_NAMES,
   ]);
   for (const key of Object.keys(value)) {
@@ -351,6 +357,21 @@ export async function loadConfig(
   const found = findConfigFile(cwd, cli.config, env);
   const file = found === undefined ? {} : await readConfigFile(found.file);
   return Object.freeze(buildConfig(appArg, cli, file, cwd, found, env));
+}
+
+/** `--dotenv FILE` or config key envFile (the flag cannot be --env-file: Node 20 claims that one). */
+function envFile(cli: CliOptions, file: UserConfig, sources: Record<string, Source>): string | undefined {
+  const v: Picked =
+    cli.dotenv !== undefined
+      ? { value: cli.dotenv, source: 'flag' }
+      : file.envFile !== undefined
+        ? { value: file.envFile, source: 'file' }
+        : undefined;
+  sources.envFile = v?.source ?? 'default';
+  if (v === undefined) return undefined;
+  if (typeof v.value !== 'string' || v.value === '')
+    throw invalid(v.source === 'flag' ? 'dotenv' : 'envFile', v.value, v.source, 'a file path');
+  return v.value;
 }
 
 function bool(key: string, v: Picked): boolean {
@@ -489,6 +510,7 @@ export function buildConfig(
     redirectStderr: redirectStderr === undefined ? undefined : path.resolve(cwd, redirectStderr),
     accessLog: bool('accessLog', take('accessLog')),
     healthPath: healthPath(take('healthPath')),
+    envFile: envFile(cli, file, sources),
     configFile: found?.file,
     configSource: found?.source,
     hooks: hooks(file),
@@ -596,6 +618,7 @@ export function describeConfig(
     ['redirectStderr', 'redirectStderr', (v: string | undefined) => v ?? null],
     ['accessLog', 'accessLog', (v: boolean) => v],
     ['healthPath', 'healthPath', (v: string | undefined) => v ?? null],
+    ['envFile', 'envFile', (v: string | undefined) => v ?? null],
   ];
   for (const [field, key, show] of plain)
     out[key] = { value: show(config[field] as never), source: source(key) };

@@ -7,6 +7,7 @@ import { compatPorts, listenWaitMs, loadApp, resolveAppFile } from '../app.js';
 import { type CliOptions, type Config, describeConfig, formatConfig, loadConfig } from '../config.js';
 import { openControlPlane } from '../control/server.js';
 import { errorMessage, NserveError, usageError } from '../errors.js';
+import { applyEnvFile, describeEnvChange } from '../env-file.js';
 import { LEAK_POLICIES, noteStartupFds } from '../fds.js';
 import {
   createLogger,
@@ -24,6 +25,7 @@ import {
   CONSUMED_ENV,
   decodeHandoff,
   HANDOFF_ENV,
+  type Handoff,
   readBootCheckEnv,
   readWorkerEnv,
 } from '../restart/handoff.js';
@@ -92,6 +94,16 @@ async function start(appArg: string | undefined, opts: CliOptions): Promise<void
   const identity = readWorkerEnv(env);
   if (identity !== undefined) {
     const { runWorker } = await import('../cluster/worker.js');
+    if (config.envFile !== undefined) {
+      // From the release this worker's generation serves (re-resolved by the master for each restart).
+      const change = applyEnvFile(config.envFile, identity.directory ?? fs.realpathSync(config.directory));
+      const said = describeEnvChange(change);
+      if (said !== undefined)
+        createLogger({ level: config.logLevel, base: { role: 'worker', worker: identity.index } }).info(
+          { envFile: change.file, changed: change.changed, removed: change.removed },
+          said,
+        );
+    }
     if (stdioRedirected()) {
       // The master passes SIGHUP on: reopen our own descriptors 1 and 2 (worker.ts ignores SIGHUP otherwise).
       const hupLog = createLogger({
@@ -107,6 +119,13 @@ async function start(appArg: string | undefined, opts: CliOptions): Promise<void
     level: config.logLevel,
     base: { role: config.workers > 0 ? 'master' : 'single' },
   });
+  if (config.envFile !== undefined) {
+    // Read again by every image (a hot restart's exec) from the release it serves.
+    const change = applyEnvFile(config.envFile, releaseDirectory(config, handoff, env));
+    const said = describeEnvChange(change);
+    if (said !== undefined)
+      log.info({ envFile: change.file, changed: change.changed, removed: change.removed }, said);
+  }
   const rejected = env[HANDOFF_ENV.rejected];
   const history = RestartHistory.fromHandoff(handoff?.history, handoff?.totals);
   if (rejected !== undefined && handoff !== undefined) {
@@ -149,6 +168,16 @@ async function start(appArg: string | undefined, opts: CliOptions): Promise<void
   return runSingle(ctx);
 }
 
+/** The release an image serves: the resolved --directory (after an exec back: the one it served before). */
+function releaseDirectory(config: Config, handoff: Handoff | undefined, env: NodeJS.ProcessEnv): string {
+  if (handoff !== undefined && env[HANDOFF_ENV.rejected] !== undefined) return handoff.directory;
+  try {
+    return fs.realpathSync(config.directory);
+  } catch {
+    return config.directory; // the start reports it
+  }
+}
+
 /** A master passes SIGHUP on to its workers: each reopens its own copy of the redirected files. */
 function signalWorkers(controller: Controller, signal: NodeJS.Signals): void {
   for (const w of controller.stats().workers) {
@@ -172,6 +201,8 @@ async function bootCheckChild(load: () => Promise<Config>, what: BootCheckWhat):
     if (config.environment !== undefined) process.env.NODE_ENV = config.environment;
     const dir = fs.realpathSync(config.directory);
     process.chdir(dir);
+    // The new code boots with the new release's env file (a missing one fails the check).
+    if (config.envFile !== undefined) applyEnvFile(config.envFile, dir);
     if (what === 'config') {
       // Cluster hot restart: the new master must be able to start; the new workers' boot is checked
       // by booting them while the old ones serve.
@@ -198,60 +229,77 @@ const APP_HELP =
 
 /** The options of `start`, shared with `config --print` so both read the same configuration. */
 function withStartOptions(cmd: Command): Command {
-  return cmd
-    .option(
-      '-b, --bind <uri>',
-      'bind URI, repeatable: tcp://HOST:PORT, tcp://[::1]:PORT, unix:///path?mode=0660',
-      collect,
-    )
-    .option('-p, --port <n>', 'shorthand for --bind tcp://0.0.0.0:N (default bind tcp://0.0.0.0:3000)')
-    .option('-w, --workers <n>', 'worker processes; 0 = single mode (default 0)')
-    .option('--slots <n>', 'reuseport slot sockets per TCP bind in cluster mode (default: workers)')
-    .option('--directory <dir>', 'working directory of the app, re-resolved at every restart (default: cwd)')
-    .option('--pidfile <file>', 'write the PID here')
-    .option('-e, --environment <name>', 'sets NODE_ENV for the app')
-    .option('--shutdown-timeout <s>', 'seconds to let in-flight requests finish on stop/restart (default 30)')
-    .option('--worker-timeout <s>', 'seconds a worker may go without checking in (default 60)')
-    .option('--worker-boot-timeout <s>', 'seconds new code may take to boot (default 60)')
-    .option('--hook-timeout <s>', 'seconds each hook may run (default 30)')
-    .option('--drain-grace <s>', 'idle seconds before a draining keep-alive connection is closed (default 1)')
-    .option(
-      '--keep-alive-timeout <s>',
-      "idle seconds a keep-alive connection stays open; behind a load balancer, longer than the balancer's idle timeout (default 5)",
-    )
-    .option('--headers-timeout <s>', 'seconds a client may take to send the request headers (default 60)')
-    .option(
-      '--request-timeout <s>',
-      'seconds a client may take to send a whole request; 0 = no limit (default 300)',
-    )
-    .option('--backlog <n>', 'listen backlog (default 1024)')
-    .addOption(new Option('--log-level <level>', `log level (default info)`).choices(LOG_LEVELS))
-    .addOption(
-      new Option(
-        '--log-format <format>',
-        'json, pretty (one line per event) or logfmt (default: pretty on a terminal, json otherwise)',
-      ).choices(LOG_FORMATS),
-    )
-    .addOption(
-      new Option(
-        '--leak-policy <policy>',
-        'descriptors that would leak into a hot restart: close (default), warn, refuse',
-      ).choices(LEAK_POLICIES),
-    )
-    .option(
-      '--control-url <url>',
-      'control server: unix:///path (mode 0600), tcp://HOST:PORT (needs --control-token) or auto (next to --state)',
-    )
-    .option('--control-token <token>', 'token control requests must carry (auto generates one)')
-    .option('--state <file>', 'state file for nserve ctl: PID, control URL and token (mode 0600)')
-    .option('--redirect-stdout <file>', 'append stdout to FILE; SIGHUP reopens it')
-    .option('--redirect-stderr <file>', 'append stderr to FILE; SIGHUP reopens it')
-    .option('-C, --config <file>', 'config file (default: nserve.config.{mjs,js,cjs,json} in cwd)')
-    .option('--access-log', 'log one line per request (method, path, status, duration)')
-    .option(
-      '--health-path <path>',
-      'answer this path from nserve itself: 200 while serving, 503 while draining',
-    );
+  return (
+    cmd
+      .option(
+        '-b, --bind <uri>',
+        'bind URI, repeatable: tcp://HOST:PORT, tcp://[::1]:PORT, unix:///path?mode=0660',
+        collect,
+      )
+      .option('-p, --port <n>', 'shorthand for --bind tcp://0.0.0.0:N (default bind tcp://0.0.0.0:3000)')
+      .option('-w, --workers <n>', 'worker processes; 0 = single mode (default 0)')
+      .option('--slots <n>', 'reuseport slot sockets per TCP bind in cluster mode (default: workers)')
+      .option(
+        '--directory <dir>',
+        'working directory of the app, re-resolved at every restart (default: cwd)',
+      )
+      .option('--pidfile <file>', 'write the PID here')
+      .option('-e, --environment <name>', 'sets NODE_ENV for the app')
+      .option(
+        '--shutdown-timeout <s>',
+        'seconds to let in-flight requests finish on stop/restart (default 30)',
+      )
+      .option('--worker-timeout <s>', 'seconds a worker may go without checking in (default 60)')
+      .option('--worker-boot-timeout <s>', 'seconds new code may take to boot (default 60)')
+      .option('--hook-timeout <s>', 'seconds each hook may run (default 30)')
+      .option(
+        '--drain-grace <s>',
+        'idle seconds before a draining keep-alive connection is closed (default 1)',
+      )
+      .option(
+        '--keep-alive-timeout <s>',
+        "idle seconds a keep-alive connection stays open; behind a load balancer, longer than the balancer's idle timeout (default 5)",
+      )
+      .option('--headers-timeout <s>', 'seconds a client may take to send the request headers (default 60)')
+      .option(
+        '--request-timeout <s>',
+        'seconds a client may take to send a whole request; 0 = no limit (default 300)',
+      )
+      .option('--backlog <n>', 'listen backlog (default 1024)')
+      .addOption(new Option('--log-level <level>', `log level (default info)`).choices(LOG_LEVELS))
+      .addOption(
+        new Option(
+          '--log-format <format>',
+          'json, pretty (one line per event) or logfmt (default: pretty on a terminal, json otherwise)',
+        ).choices(LOG_FORMATS),
+      )
+      .addOption(
+        new Option(
+          '--leak-policy <policy>',
+          'descriptors that would leak into a hot restart: close (default), warn, refuse',
+        ).choices(LEAK_POLICIES),
+      )
+      .option(
+        '--control-url <url>',
+        'control server: unix:///path (mode 0600), tcp://HOST:PORT (needs --control-token) or auto (next to --state)',
+      )
+      .option('--control-token <token>', 'token control requests must carry (auto generates one)')
+      .option('--state <file>', 'state file for nserve ctl: PID, control URL and token (mode 0600)')
+      .option('--redirect-stdout <file>', 'append stdout to FILE; SIGHUP reopens it')
+      .option('--redirect-stderr <file>', 'append stderr to FILE; SIGHUP reopens it')
+      // Not --env-file: Node 20 itself checks any "--env-file FILE" in argv, even after the script name, and
+      // exits 9 when FILE is not in the cwd (every worker and restarted image is started with our argv).
+      .option(
+        '--dotenv <file>',
+        'dotenv file (relative to --directory), read again at every restart, for the workers and the new image (config envFile)',
+      )
+      .option('-C, --config <file>', 'config file (default: nserve.config.{mjs,js,cjs,json} in cwd)')
+      .option('--access-log', 'log one line per request (method, path, status, duration)')
+      .option(
+        '--health-path <path>',
+        'answer this path from nserve itself: 200 while serving, 503 while draining',
+      )
+  );
 }
 
 export function buildProgram(): Command {

@@ -37,6 +37,12 @@ export const HANDOFF_ENV = {
   rejected: 'NSERVE_HANDOFF_REJECTED',
 } as const;
 
+/**
+ * The names an --env-file set (values stay in the environment itself): inherited by workers and across
+ * the exec, so a key removed from the file is removed from the environment too (env-file.ts).
+ */
+export const ENV_FILE_KEYS = 'NSERVE_ENV_FILE_KEYS';
+
 /** Variables from the master (or a server) to the processes it spawns. */
 export const CHILD_ENV = {
   /** A boot-check child: `app` loads the app, `config` only reads the config and resolves the app. */

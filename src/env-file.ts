@@ -1,0 +1,67 @@
+// --dotenv FILE (config envFile): environment variables from a dotenv file, read again at every (re)start from the release
+// the process serves, so a deploy that changes one reaches the app (PM2's --update-env).
+//
+// Every nserve process that serves or spawns (single server, master, worker) applies the file to its own
+// environment when it starts, reading it from the directory it serves (resolved again at each restart):
+// a hot restart's new image and every new worker (phased restart, replacement) read the file of their
+// release. The names the file set travel in ENV_FILE_KEYS (inherited by workers and across the exec), so
+// a key removed from the file is removed from the environment too. Values are never logged.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseEnv } from 'node:util';
+import { errorMessage, usageError } from './errors.js';
+import { ENV_FILE_KEYS } from './restart/handoff.js';
+
+export interface EnvFileChange {
+  file: string;
+  /** Keys whose value is new or different. */
+  changed: string[];
+  /** Keys the previous env file set and this one does not. */
+  removed: string[];
+}
+
+/** Read `file` (relative to `directory`) and apply it to `env`; throws a usage error if it cannot be read. */
+export function applyEnvFile(
+  file: string,
+  directory: string,
+  env: NodeJS.ProcessEnv = process.env,
+): EnvFileChange {
+  const resolved = path.resolve(directory, file);
+  let text: string;
+  try {
+    text = fs.readFileSync(resolved, 'utf8');
+  } catch (err) {
+    throw usageError(
+      'ERR_NSERVE_INVALID_CONFIG',
+      `cannot read the env file ${resolved} (--dotenv / envFile): ${errorMessage(err)}`,
+      err,
+    );
+  }
+  const vars = parseEnv(text);
+  const previous = (env[ENV_FILE_KEYS] ?? '').split(',').filter((k) => k !== '');
+  const changed: string[] = [];
+  const removed: string[] = [];
+  for (const k of previous) {
+    if (vars[k] === undefined && env[k] !== undefined) {
+      delete env[k];
+      removed.push(k);
+    }
+  }
+  for (const [k, v] of Object.entries(vars)) {
+    if (v === undefined || k === ENV_FILE_KEYS) continue;
+    if (env[k] !== v) changed.push(k);
+    env[k] = v;
+  }
+  env[ENV_FILE_KEYS] = Object.keys(vars).join(',');
+  return { file: resolved, changed: changed.sort(), removed: removed.sort() };
+}
+
+/** `env file /srv/current/.env: changed A, B; removed C` (names only), or undefined when nothing changed. */
+export function describeEnvChange(c: EnvFileChange): string | undefined {
+  if (c.changed.length === 0 && c.removed.length === 0) return undefined;
+  const parts = [
+    ...(c.changed.length > 0 ? [`changed ${c.changed.join(', ')}`] : []),
+    ...(c.removed.length > 0 ? [`removed ${c.removed.join(', ')}`] : []),
+  ];
+  return `env file ${c.file}: ${parts.join('; ')}`;
+}
