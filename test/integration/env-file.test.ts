@@ -59,7 +59,7 @@ for (const workers of [0, 2]) {
       for (let i = 0; i < 4; i++) assert.equal((await getJson(port, '/')).body.greeting, 'hola');
       assert.ok(
         phased.lines.some((l) =>
-          /^env file .*releases\/v3\/\.env: changed GREETING, EXTRA$/.test(String(l.msg)),
+          /^env file .*releases\/v3\/\.env: changed EXTRA, GREETING$/.test(String(l.msg)),
         ),
         phased.lines.map((l) => JSON.stringify(l)).join('\n'),
       );
