@@ -58,6 +58,7 @@ export interface UserConfig {
   accessLog?: boolean;
   healthPath?: string;
   envFile?: string;
+  tagOutput?: boolean;
   onRestart?: HookFn | HookFn[];
   onWorkerBoot?: HookFn | HookFn[];
   onWorkerShutdown?: HookFn | HookFn[];
@@ -112,8 +113,10 @@ export interface Config {
   accessLog: boolean;
   /** A path nserve answers itself (200 while serving, 503 while draining), for load balancers and k8s. */
   healthPath: string | undefined;
-  /** `--env-file`: dotenv file, relative to the (re-resolved) directory, read again at every (re)start. */
+  /** `--dotenv` (config envFile): dotenv file, relative to the (re-resolved) directory, read at every (re)start. */
   envFile: string | undefined;
+  /** The app's stdout/stderr lines become log events naming the process (worker) that wrote them. */
+  tagOutput: boolean;
   configFile: string | undefined;
   /** How `configFile` was found. */
   configSource: ConfigFileSource | undefined;
@@ -152,6 +155,7 @@ export interface CliOptions {
   healthPath?: string;
   /** `--dotenv` (config key envFile). */
   dotenv?: string;
+  tagOutput?: boolean;
   config?: string;
 }
 
@@ -246,6 +250,7 @@ export async function readConfigFile(file: string): Promise<UserConfig> {
     'accessLog',
     'healthPath',
     'envFile',
+    'tagOutput',
     ...HOOK_NAMES,
   ]);
   for (const key of Object.keys(value)) {
@@ -511,6 +516,7 @@ export function buildConfig(
     accessLog: bool('accessLog', take('accessLog')),
     healthPath: healthPath(take('healthPath')),
     envFile: envFile(cli, file, sources),
+    tagOutput: bool('tagOutput', take('tagOutput')),
     configFile: found?.file,
     configSource: found?.source,
     hooks: hooks(file),
@@ -619,6 +625,7 @@ export function describeConfig(
     ['accessLog', 'accessLog', (v: boolean) => v],
     ['healthPath', 'healthPath', (v: string | undefined) => v ?? null],
     ['envFile', 'envFile', (v: string | undefined) => v ?? null],
+    ['tagOutput', 'tagOutput', (v: boolean) => v],
   ];
   for (const [field, key, show] of plain)
     out[key] = { value: show(config[field] as never), source: source(key) };

@@ -25,6 +25,8 @@ export interface LoggerOptions {
   base?: Record<string, unknown>;
   /** The line format; defaults to `setDefaultLogFormat`'s, else pretty on a terminal and JSON otherwise. */
   format?: LogFormat;
+  /** The descriptor written to (default 1; 2 for the app's tagged stderr lines). */
+  fd?: 1 | 2;
 }
 
 /** The format of every logger created from now on in this process (`--log-format`, set once by the CLI). */
@@ -48,7 +50,7 @@ export function createLogger(options: LoggerOptions): Logger {
   const base = { pid: process.pid, ...options.base };
   const log = pino(
     { level: options.level, base, timestamp: pino.stdTimeFunctions.isoTime },
-    new SafeDestination(1, lineFormatter(format)),
+    new SafeDestination(options.fd ?? 1, lineFormatter(format)),
   );
   reportRecovery = (fd, lost) =>
     // Deferred: pino may be in the middle of writing the line that went through.

@@ -32,6 +32,7 @@ import {
 import type { RunContext } from '../run-context.js';
 import { runSingle } from '../single.js';
 import { type Controller, RestartHistory } from '../status.js';
+import { tagOutput } from '../tag-output.js';
 import { setProcessTitle } from '../title.js';
 import { VERSION } from '../version.js';
 import { fdsViaControl, registerCtlCommand } from './ctl.js';
@@ -39,8 +40,17 @@ import { registerFdsCommand } from './fds.js';
 
 const EXIT_USAGE = 2;
 
+/** nserve's own last words go to descriptor 2 directly: never through a --tag-output wrapper. */
+function writeStderr(text: string): void {
+  try {
+    fs.writeSync(2, text);
+  } catch {
+    // stderr closed: nothing to tell
+  }
+}
+
 function fail(message: string): never {
-  process.stderr.write(`nserve: error: ${message}\n`);
+  writeStderr(`nserve: error: ${message}\n`);
   process.exit(EXIT_USAGE);
 }
 
@@ -113,6 +123,7 @@ async function start(appArg: string | undefined, opts: CliOptions): Promise<void
       process.on('SIGHUP', () => reopenRedirectedStdio(hupLog));
     }
     setProcessTitle({ role: 'worker', index: identity.index, generation: identity.generation });
+    if (config.tagOutput) tagAppOutput({ role: 'worker', worker: identity.index });
     return runWorker({ config, env, identity });
   }
   const log = createLogger({
@@ -165,7 +176,19 @@ async function start(appArg: string | undefined, opts: CliOptions): Promise<void
     const { runMaster } = await import('../cluster/master.js');
     return runMaster(ctx);
   }
+  if (config.tagOutput) tagAppOutput({ role: 'single' });
   return runSingle(ctx);
+}
+
+/**
+ * --tag-output in the process that runs the app. Its own loggers at info, whatever --log-level says: the
+ * app's output is not nserve's to filter.
+ */
+function tagAppOutput(base: Record<string, unknown>): void {
+  tagOutput({
+    stdout: createLogger({ level: 'info', base }),
+    stderr: createLogger({ level: 'info', base, fd: 2 }),
+  });
 }
 
 /** The release an image serves: the resolved --directory (after an exec back: the one it served before). */
@@ -294,6 +317,10 @@ function withStartOptions(cmd: Command): Command {
         'dotenv file (relative to --directory), read again at every restart, for the workers and the new image (config envFile)',
       )
       .option('-C, --config <file>', 'config file (default: nserve.config.{mjs,js,cjs,json} in cwd)')
+      .option(
+        '--tag-output',
+        "the app's stdout/stderr lines become log events naming the worker that wrote them (in the log format)",
+      )
       .option('--access-log', 'log one line per request (method, path, status, duration)')
       .option(
         '--health-path <path>',
@@ -363,9 +390,7 @@ export async function main(argv: string[]): Promise<void> {
       process.exit(err.exitCode === 0 ? 0 : EXIT_USAGE);
     }
     if (err instanceof NserveError && err.usage) fail(err.message);
-    process.stderr.write(
-      `nserve: fatal: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
-    );
+    writeStderr(`nserve: fatal: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     process.exit(1);
   }
 }
