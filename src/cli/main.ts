@@ -6,8 +6,8 @@ import { Command, CommanderError, Option } from 'commander';
 import { compatPorts, listenWaitMs, loadApp, resolveAppFile } from '../app.js';
 import { type CliOptions, type Config, describeConfig, formatConfig, loadConfig } from '../config.js';
 import { openControlPlane } from '../control/server.js';
-import { errorMessage, NserveError, usageError } from '../errors.js';
 import { applyEnvFile, describeEnvChange } from '../env-file.js';
+import { errorMessage, NserveError, usageError } from '../errors.js';
 import { LEAK_POLICIES, noteStartupFds } from '../fds.js';
 import {
   createLogger,
