@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import * as os from 'node:os';
 import { test } from 'node:test';
 import { buildConfig, type CliOptions, describeConfig, type UserConfig } from '../../src/config.js';
+import { RestartHistory, readTotals } from '../../src/status.js';
 
 const cwd = os.tmpdir();
 const build = (cli: CliOptions = {}, file: UserConfig = {}, env: NodeJS.ProcessEnv = {}) =>
@@ -39,7 +40,40 @@ const BAD: [keyof UserConfig & keyof CliOptions, unknown, string, RegExp][] = [
   ['environment', '', '', /expected a non-empty string/],
   ['pidfile', 42, '', /expected a non-empty string/],
   ['healthPath', 'healthz', 'healthz', /expected a URL path starting with \//],
+  ['logFormat', 'xml', 'xml', /expected one of json, pretty, logfmt/],
+  ['keepAliveTimeout', -1, '-1', /expected a number of seconds from 0 to 86400/],
+  ['headersTimeout', 'long', 'long', /expected a number of seconds/],
+  ['requestTimeout', '5m', '5m', /expected a number of seconds/],
 ];
+
+test('lifetime totals from the hand-off: an unknown shape counts from zero, a known one carries on', () => {
+  assert.deepEqual(readTotals('x'), {
+    requests: 0,
+    crashes: 0,
+    crashesByWorker: {},
+    restarts: { hot: 0, phased: 0 },
+  });
+  const h = RestartHistory.fromHandoff([], {
+    requests: 40,
+    crashes: 1,
+    crashesByWorker: { 1: 1, x: 5 },
+    restarts: { hot: 2, phased: -1 },
+  });
+  assert.deepEqual(h.totals, {
+    requests: 40,
+    crashes: 1,
+    crashesByWorker: { 1: 1 },
+    restarts: { hot: 2, phased: 0 },
+  });
+  h.begin('phased');
+  h.workerGone(0, 10, true);
+  assert.deepEqual(h.totalsToHandoff(5), {
+    requests: 55,
+    crashes: 2,
+    crashesByWorker: { 0: 1, 1: 1 },
+    restarts: { hot: 2, phased: 1 },
+  });
+});
 
 for (const [key, fileValue, flagValue, valid] of BAD) {
   test(`config key ${key}: a bad value names the key, the value and what is valid`, () => {

@@ -103,6 +103,7 @@ test('malformed hand-offs are refused, never half-adopted', () => {
     [{ ...sample(), v: HANDOFF_VERSION, workers: [{ ...sample().workers[0], fd: -1 }] }, /workers/],
     [{ ...sample(), v: HANDOFF_VERSION, restart: { count: 'x' } }, /restart/],
     [{ ...sample(), v: HANDOFF_VERSION, workers: [{ ...sample().workers[0], protocol: 99 }] }, /protocol 99/],
+    [{ ...sample(), v: HANDOFF_VERSION, totals: [1, 2] }, /totals/],
   ];
   for (const [value, re] of bad) {
     const decoded = decodeHandoff({
