@@ -6,6 +6,7 @@ import { fileIdentity, writeFileAtomic } from './atomic-file.js';
 import { errorCode, usageError } from './errors.js';
 import type { Logger } from './logger.js';
 import { procEntry } from './proc.js';
+import { isNserveTitle } from './title.js';
 
 /** The pidfile this process wrote (device + inode), so a stop never removes a newer server's file. */
 let written: { file: string; dev: number; ino: number } | undefined;
@@ -82,7 +83,9 @@ export function holderOf(pid: number): Holder {
   } catch {
     return 'live-nserve'; // cannot tell: never take over what may be a live server
   }
-  // The program: `nserve …` (argv[0]) or `node [node options] …/nserve(.js) …` (the first non-option).
+  // Its title (`nserve master app.mjs gen 2`, title.ts: Node writes it over argv), or the program:
+  // `nserve …` (argv[0]) or `node [node options] …/nserve(.js) …` (the first non-option).
+  if (isNserveTitle(cmdline[0] ?? '')) return 'live-nserve';
   const script = cmdline.slice(1).find((arg) => !arg.startsWith('-'));
   const isNserve = (arg: string | undefined): boolean =>
     arg !== undefined && /^nserve(\.[cm]?js)?$/.test(path.basename(arg));

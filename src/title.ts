@@ -21,6 +21,11 @@ export function processTitle(t: TitleRole): string {
   }
 }
 
+/** Is this /proc/PID/cmdline's first entry a title set here (so the process is a live nserve)? */
+export function isNserveTitle(argv0: string): boolean {
+  return /^nserve (master \S.* gen \d+|worker \d+ gen \d+|single \S)/.test(argv0);
+}
+
 let current: string | undefined;
 
 /** Set the title (a no-op when it is already this): cheap enough to call on every health tick. */
