@@ -43,6 +43,8 @@ export interface UserConfig {
   workerBootTimeout?: number;
   hookTimeout?: number;
   drainGrace?: number;
+  /** Seconds long-lived connections (WebSocket, event streams) get to close at a drain (default 2). */
+  longLivedGrace?: number;
   backlog?: number;
   logLevel?: LevelWithSilent;
   leakPolicy?: LeakPolicy;
@@ -81,6 +83,7 @@ export interface Config {
   workerBootTimeoutMs: number;
   hookTimeoutMs: number;
   drainGraceMs: number;
+  longLivedGraceMs: number;
   backlog: number;
   logLevel: LevelWithSilent;
   /** What to do with descriptors that would leak into a hot-restarted image. */
@@ -116,6 +119,7 @@ export interface CliOptions {
   workerBootTimeout?: string;
   hookTimeout?: string;
   drainGrace?: string;
+  longLivedGrace?: string;
   backlog?: string;
   logLevel?: string;
   leakPolicy?: string;
@@ -172,6 +176,7 @@ export async function readConfigFile(file: string): Promise<UserConfig> {
     'workerBootTimeout',
     'hookTimeout',
     'drainGrace',
+    'longLivedGrace',
     'backlog',
     'logLevel',
     'leakPolicy',
@@ -397,6 +402,7 @@ export function buildConfig(
     workerBootTimeoutMs: seconds('workerBootTimeout', take('workerBootTimeout'), 60),
     hookTimeoutMs: seconds('hookTimeout', take('hookTimeout'), 30),
     drainGraceMs: seconds('drainGrace', take('drainGrace'), 1),
+    longLivedGraceMs: seconds('longLivedGrace', take('longLivedGrace'), 2),
     backlog: integer('backlog', take('backlog'), 1, 65535, 1024),
     logLevel,
     leakPolicy,
@@ -494,6 +500,7 @@ export function describeConfig(config: Config): Record<string, { value: unknown;
     ['workerBootTimeoutMs', 'workerBootTimeout', (v: number) => v / 1000],
     ['hookTimeoutMs', 'hookTimeout', (v: number) => v / 1000],
     ['drainGraceMs', 'drainGrace', (v: number) => v / 1000],
+    ['longLivedGraceMs', 'longLivedGrace', (v: number) => v / 1000],
     ['backlog', 'backlog', (v: number) => v],
     ['logLevel', 'logLevel', (v: string) => v],
     ['leakPolicy', 'leakPolicy', (v: string) => v],

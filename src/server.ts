@@ -4,11 +4,18 @@
 // next request is already on the wire, so nserve only stops accepting (`net.Server.prototype.close`),
 // answers every later request with `Connection: close`, and closes a connection only after it has been
 // idle for a grace period.
+//
+// A drain waits for requests only. Long-lived connections (upgraded sockets, event streams, responses
+// the app marked: see drain.ts) are told to go (`announce`) and, after their grace, ended with a clean
+// close (FIN after pending writes, never a reset). Responses marked "finish on old code" are waited for
+// separately (`finishOnOld`), after the drain, so that a cluster hand-over does not wait for them.
 import * as http from 'node:http';
 import type { Socket } from 'node:net';
 import * as net from 'node:net';
 import type { LoadedApp, UpgradeListener } from './app.js';
 import type { Config } from './config.js';
+import { announceDrain, CLASS, type DrainInfo, type MarkedClass, retractDrain } from './drain.js';
+import { errorMessage } from './errors.js';
 import type { Logger } from './logger.js';
 import * as native from './native.js';
 
@@ -30,6 +37,8 @@ interface ConnState {
   server: AppServer;
   active: number;
   idleSince: number;
+  /** Upgraded (WebSocket): no longer HTTP; long-lived. */
+  upgraded: boolean;
 }
 
 // Per-connection and per-response state rides on the objects themselves, and the 'close' handlers are
@@ -50,6 +59,30 @@ function onResponseClose(this: Tracked<http.ServerResponse>): void {
 export interface DrainResult {
   /** Connections that were still open at the deadline and were destroyed. */
   forced: number;
+  /** Long-lived connections open when the drain began (they were told to go). */
+  asked: number;
+  /** Of those, closed before the grace ran out (by the app or the client). */
+  closedThemselves: number;
+  /** Ended by nserve after the grace, with a clean close. */
+  ended: number;
+}
+
+/** What counts as long-lived (told to go, ended after a grace) or may finish on old code. */
+function responseClass(res: http.ServerResponse): 'request' | MarkedClass {
+  const marked = (res as { [CLASS]?: MarkedClass })[CLASS];
+  if (marked !== undefined) return marked;
+  const type = res.getHeader('content-type') ?? headerFromRaw(res, 'content-type');
+  return typeof type === 'string' && type.toLowerCase().startsWith('text/event-stream')
+    ? 'long-lived'
+    : 'request';
+}
+
+/** A header passed straight to writeHead() is only in the serialized head (getHeader() misses it). */
+function headerFromRaw(res: http.ServerResponse, name: string): string | undefined {
+  const head = (res as { _header?: unknown })._header;
+  if (typeof head !== 'string') return undefined;
+  const m = new RegExp(`\r\n${name}:[ \t]*([^\r\n]*)`, 'i').exec(head);
+  return m?.[1];
 }
 
 export class AppServer {
@@ -58,6 +91,8 @@ export class AppServer {
   private readonly servers = new Map<string, http.Server>();
   private readonly conns = new Set<Tracked<Socket>>();
   private draining = false;
+  private announced = false;
+  private askedLongLived = 0;
   private readonly responses = new Set<http.ServerResponse>();
   private readonly responseStarted = new WeakMap<http.ServerResponse, bigint>();
   private onConnectionClosed: (() => void) | undefined;
@@ -95,8 +130,15 @@ export class AppServer {
     const server = http.createServer({ keepAliveTimeout: this.options.keepAliveTimeoutMs ?? 5000 });
     server.on('connection', (sock: Socket) => this.track(sock));
     server.on('request', (req, res) => this.handle(req, res));
-    // An upgraded connection stays tracked: a drain waits for it up to the shutdown timeout.
-    if (this.options.upgrade !== undefined) server.on('upgrade', this.options.upgrade);
+    // An upgraded connection stays tracked, as long-lived: a drain tells the app, then ends it.
+    const upgrade = this.options.upgrade;
+    if (upgrade !== undefined) {
+      server.on('upgrade', (req: http.IncomingMessage, sock: Tracked<Socket>, head: Buffer) => {
+        const st = sock[STATE];
+        if (st !== undefined) st.upgraded = true;
+        upgrade(req, sock, head);
+      });
+    }
     server.on('clientError', (err: NodeJS.ErrnoException, sock: Socket) => {
       if (err.code !== 'ECONNRESET' && sock.writable) {
         const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
@@ -130,50 +172,143 @@ export class AppServer {
     }
   }
 
+  /** Long-lived connections open now: upgraded sockets and long-lived responses in progress. */
+  longLivedOpen(): number {
+    let n = 0;
+    for (const sock of this.conns) if (sock[STATE]?.upgraded === true) n++;
+    for (const res of this.responses) if (responseClass(res) === 'long-lived') n++;
+    return n;
+  }
+
+  /** Tell the app this process drains (drain.ts): it may close its long-lived connections its own way. */
+  announce(info: DrainInfo): void {
+    if (this.announced) return;
+    this.announced = true;
+    this.askedLongLived = this.longLivedOpen();
+    announceDrain(info, (err) =>
+      this.options.log.error({ err }, `an onDrain listener of the app failed: ${errorMessage(err)}`),
+    );
+  }
+
   /**
-   * Finish in-flight requests, send `Connection: close` on every later response, close connections
-   * idle past the grace, and destroy whatever is left at the deadline.
+   * Wait (at most `graceMs`) until no long-lived connection is open, while still serving: the app was
+   * told to close them; clients that reconnect meanwhile reach this process again.
    */
-  async drain(timeoutMs: number): Promise<DrainResult> {
+  async waitLongLived(graceMs: number): Promise<void> {
+    const deadline = Date.now() + graceMs;
+    while (this.longLivedOpen() > 0 && Date.now() < deadline) await sleep(20);
+  }
+
+  /**
+   * Stop serving: finish in-flight requests, send `Connection: close` on every later response, close
+   * connections idle past the drain grace, tell the app to close long-lived connections and end those
+   * still open after `longLivedGraceMs` (cleanly), and destroy whatever is left at the deadline.
+   * Responses marked "finish on old code" do not hold the drain up: see `finishOnOld`.
+   */
+  async drain(
+    timeoutMs: number,
+    longLivedGraceMs: number,
+    reason: DrainInfo['reason'],
+  ): Promise<DrainResult> {
     this.draining = true;
+    this.announce({ reason, graceMs: longLivedGraceMs });
     for (const res of this.responses) if (!res.headersSent) res.shouldKeepAlive = false;
-    const deadline = Date.now() + timeoutMs;
+    const started = Date.now();
+    const deadline = started + timeoutMs;
+    const ended = new Set<Socket | http.ServerResponse>();
+    let endedCount = 0;
     return new Promise<DrainResult>((resolve) => {
       let timer: NodeJS.Timeout | undefined;
       const finish = (forced: number): void => {
         clearInterval(timer);
         this.onConnectionClosed = undefined;
-        resolve({ forced });
+        const asked = this.askedLongLived;
+        resolve({ forced, asked, ended: endedCount, closedThemselves: Math.max(0, asked - endedCount) });
       };
-      // Event-driven: the drain ends the moment the last connection closes (every millisecond of a
-      // cluster hot restart's hand-over is a pause for clients); the timer only enforces the idle
-      // grace and the deadline.
-      this.onConnectionClosed = () => {
-        if (this.conns.size === 0) finish(0);
-      };
-      const tick = (): void => {
-        const now = Date.now();
+      const blocking = (): Set<Socket> => {
+        const out = new Set<Socket>();
+        for (const res of this.responses) {
+          const cls = responseClass(res);
+          if (cls === 'request' && res.socket !== null) out.add(res.socket);
+          else if (cls === 'long-lived' && !ended.has(res) && res.socket !== null) out.add(res.socket);
+        }
         for (const sock of this.conns) {
           const st = sock[STATE];
-          if (st !== undefined && st.active === 0 && now - st.idleSince >= this.options.drainGraceMs)
+          if (st === undefined) continue;
+          if (ended.has(sock)) continue;
+          if (st.upgraded || st.active === 0) out.add(sock);
+        }
+        return out;
+      };
+      const endLongLived = (): void => {
+        for (const res of this.responses) {
+          if (responseClass(res) !== 'long-lived' || ended.has(res)) continue;
+          ended.add(res);
+          endedCount++;
+          // The stream's last chunk, then FIN: the client sees the stream end and reconnects.
+          const sock = res.socket;
+          res.end(() => sock?.end());
+          if (sock !== null) {
+            ended.add(sock);
+            setTimeout(() => sock.destroy(), 2000).unref();
+          }
+        }
+        for (const sock of this.conns) {
+          if (sock[STATE]?.upgraded !== true || ended.has(sock)) continue;
+          ended.add(sock);
+          endedCount++;
+          sock.end(); // FIN after the pending writes; never a reset with unread data
+          setTimeout(() => sock.destroy(), 2000).unref();
+        }
+      };
+      // Event-driven: the drain ends the moment the last blocking connection closes (every millisecond
+      // of a cluster hot restart's hand-over is a pause for clients); the timer enforces the graces and
+      // the deadline.
+      const tick = (): void => {
+        const now = Date.now();
+        if (now - started >= longLivedGraceMs) endLongLived();
+        for (const sock of this.conns) {
+          const st = sock[STATE];
+          if (
+            st !== undefined &&
+            !st.upgraded &&
+            st.active === 0 &&
+            now - st.idleSince >= this.options.drainGraceMs
+          )
             sock.destroy();
         }
-        if (this.conns.size === 0) {
+        const left = blocking();
+        if (left.size === 0) {
           finish(0);
         } else if (now >= deadline) {
-          const forced = this.conns.size;
-          for (const sock of this.conns) sock.destroy();
-          finish(forced);
+          for (const sock of left) sock.destroy();
+          finish(left.size);
         }
+      };
+      this.onConnectionClosed = () => {
+        if (blocking().size === 0) finish(0);
       };
       timer = setInterval(tick, 20);
       tick();
     });
   }
 
+  /** After the drain: wait (bounded) for responses marked "finish on old code"; destroy what is left. */
+  async finishOnOld(timeoutMs: number): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    const pending = (): http.ServerResponse[] =>
+      [...this.responses].filter((r) => responseClass(r) === 'finish-on-old');
+    while (pending().length > 0 && Date.now() < deadline) await sleep(50);
+    const left = pending();
+    for (const r of left) r.destroy();
+    return left.length;
+  }
+
   /** After an abandoned restart: serve normally again. */
   resume(): void {
     this.draining = false;
+    this.announced = false;
+    retractDrain();
   }
 
   private health(res: http.ServerResponse): void {
@@ -184,7 +319,7 @@ export class AppServer {
   }
 
   private track(sock: Tracked<Socket>): void {
-    sock[STATE] = { server: this, active: 0, idleSince: Date.now() };
+    sock[STATE] = { server: this, active: 0, idleSince: Date.now(), upgraded: false };
     this.conns.add(sock);
     sock.on('close', onSocketClose);
   }
@@ -246,4 +381,8 @@ export class AppServer {
       }
     }
   }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
 }

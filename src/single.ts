@@ -96,7 +96,8 @@ export async function runSingle(ctx: RunContext): Promise<void> {
     native.notify('STOPPING=1');
     log.info({ reason, inFlight: server.inFlight }, 'graceful stop: draining');
     server.stopAccepting();
-    const { forced } = await server.drain(timeoutMs);
+    const { forced, ...longLived } = await server.drain(timeoutMs, config.longLivedGraceMs, 'stop');
+    if (longLived.asked > 0) log.info({ longLived }, drainedLine(longLived));
     if (forced > 0) log.warn({ forced }, `shutdown timeout reached: closed ${forced} open connection(s)`);
     closeListeners(listeners, { unlink: true });
     if (config.pidfile !== undefined) removePidfile(config.pidfile);
@@ -116,10 +117,17 @@ export async function runSingle(ctx: RunContext): Promise<void> {
     const abandoned = await prepareExec(ctx, {
       check: 'app',
       afterCheck: async (check) => {
+        // Still serving: the app is told to close its long-lived connections (WebSockets, event
+        // streams), which get the grace now; the pause after it waits for requests only.
+        server.announce({ reason: 'restart', graceMs: config.longLivedGraceMs });
+        await server.waitLongLived(config.longLivedGraceMs);
         log.info({ app: check.file, bootMs: check.ms }, 'hot restart: new code boots; draining');
         server.stopAccepting();
         drained = true;
-        const { forced } = await server.drain(config.shutdownTimeoutMs);
+        // In single mode nothing may finish on old code: those responses end before the exec too.
+        const { forced, ...longLived } = await server.drain(config.shutdownTimeoutMs, 0, 'restart');
+        const cut = await server.finishOnOld(config.shutdownTimeoutMs);
+        if (longLived.asked > 0 || cut > 0) log.info({ longLived, cut }, drainedLine(longLived));
         if (forced > 0)
           log.warn(
             { forced },
@@ -205,6 +213,7 @@ export async function runSingle(ctx: RunContext): Promise<void> {
     state: lifecycle.state,
     requests: server.requests,
     inFlight: server.inFlight,
+    longLived: server.longLivedOpen(),
     workers: [],
     restarts: history.records,
     listeners: listenerViews(listeners),
@@ -230,4 +239,8 @@ export async function runSingle(ctx: RunContext): Promise<void> {
 
 async function serveAll(server: AppServer, listeners: readonly Listener[]): Promise<void> {
   for (const l of listeners) await server.serve(`${l.spec.uri}#${l.slot}`, native.dup(l.fd));
+}
+
+function drainedLine(l: { asked: number; closedThemselves: number; ended: number }): string {
+  return `drained: ${l.asked} long-lived connection(s) asked to close, ${l.closedThemselves} closed themselves, ${l.ended} ended by nserve`;
 }

@@ -86,6 +86,8 @@ export interface WorkerView {
   lastCheckin: string;
   requests: number;
   inFlight: number;
+  /** Long-lived connections open (WebSockets, event streams). */
+  longLived: number;
   eventLoopDelayP99Ms: number;
   rss: number;
   directory: string;
@@ -110,6 +112,8 @@ export interface Stats {
   state: string;
   requests: number;
   inFlight: number;
+  /** Long-lived connections open (WebSockets, event streams), in all workers. */
+  longLived: number;
   workers: WorkerView[];
   restarts: RestartRecord[];
   listeners: ListenerView[];

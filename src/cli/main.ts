@@ -203,6 +203,10 @@ function withStartOptions(cmd: Command): Command {
     .option('--worker-boot-timeout <s>', 'seconds new code may take to boot (default 60)')
     .option('--hook-timeout <s>', 'seconds each hook may run (default 30)')
     .option('--drain-grace <s>', 'idle seconds before a draining keep-alive connection is closed (default 1)')
+    .option(
+      '--long-lived-grace <s>',
+      'seconds WebSockets and event streams get to close at a drain before nserve ends them (default 2)',
+    )
     .option('--backlog <n>', 'listen backlog (default 1024)')
     .addOption(new Option('--log-level <level>', `log level (default info)`).choices(LOG_LEVELS))
     .addOption(

@@ -17,6 +17,7 @@ export function clusterStats(m: Master): Stats {
     state: m.lifecycle.state,
     requests: all.reduce((n, w) => n + w.stats.requests, 0),
     inFlight: all.reduce((n, w) => n + w.stats.inFlight, 0),
+    longLived: all.reduce((n, w) => n + w.stats.longLived, 0),
     workers: all.map((w) => ({
       index: w.index,
       pid: w.pid,
@@ -26,6 +27,7 @@ export function clusterStats(m: Master): Stats {
       lastCheckin: new Date(w.lastCheckin).toISOString(),
       requests: w.stats.requests,
       inFlight: w.stats.inFlight,
+      longLived: w.stats.longLived,
       eventLoopDelayP99Ms: w.stats.eventLoopDelayMs,
       rss: w.stats.rss,
       directory: w.directory,

@@ -170,6 +170,7 @@ const sample: Stats = {
   state: 'running',
   requests: 12,
   inFlight: 1,
+  longLived: 0,
   workers: [
     {
       index: 0,
@@ -180,6 +181,7 @@ const sample: Stats = {
       lastCheckin: '2026-01-01T00:00:59.500Z',
       requests: 12,
       inFlight: 1,
+      longLived: 0,
       eventLoopDelayP99Ms: 1.5,
       rss: 50 * 1024 * 1024,
       directory: '/srv/releases/v2',
