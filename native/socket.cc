@@ -12,6 +12,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <vector>
+
 #include "addon.h"
 #include "args.h"
 #include "errors.h"
@@ -234,9 +236,45 @@ Napi::Value LocalAddress(const Napi::CallbackInfo& info) {
   return address;
 }
 
+// acceptAndClose(fd: number): number[]
+// A graceful stop's last act on a listener: accept every connection queued on
+// it (close-on-exec, non-blocking), then close it, in one call, so that the
+// window in which a new connection could be queued and then reset by the close
+// is one syscall wide. Closing a listener resets what is queued.
+Napi::Value AcceptAndClose(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  unique_fd listener(FdArg(info, 0));
+  std::vector<unique_fd> accepted;
+  for (;;) {
+    int c =
+        accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (c >= 0) {
+      accepted.emplace_back(c);
+      continue;
+    }
+    if (errno == EINTR || errno == ECONNABORTED) continue;
+    // EAGAIN: the queue is empty. EMFILE/ENFILE: we cannot take more; the
+    // close below resets the rest, as it would have anyway.
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EMFILE ||
+        errno == ENFILE) {
+      break;
+    }
+    ThrowErrno(env, "accept4");
+  }
+  listener.reset();
+  Napi::Array out = Napi::Array::New(env, accepted.size());
+  for (size_t i = 0; i < accepted.size(); i++) {
+    out.Set(static_cast<uint32_t>(i),
+            Napi::Number::New(env, accepted[i].release()));
+  }
+  return out;
+}
+
 }  // namespace
 
 void InitSocket(Napi::Env env, Napi::Object exports) {
+  exports.Set("acceptAndClose",
+              Napi::Function::New(env, AcceptAndClose, "acceptAndClose"));
   exports.Set("listenTcp", Napi::Function::New(env, ListenTcp, "listenTcp"));
   exports.Set("listenUnix", Napi::Function::New(env, ListenUnix, "listenUnix"));
   exports.Set("localAddress",

@@ -289,8 +289,11 @@ export function closeListeners(listeners: readonly Listener[], options: { unlink
       // ignore: closing is best-effort at exit
     }
   }
-  if (options.unlink) {
-    // A socket-activated unix socket belongs to systemd: never unlink it.
-    for (const spec of new Set(listeners.filter((l) => !l.activated).map((l) => l.spec))) unlinkSocket(spec);
-  }
+  if (options.unlink) removeSocketFiles(listeners);
+}
+
+/** Remove the socket files of unix binds (once nothing serves them any more). */
+export function removeSocketFiles(listeners: readonly Listener[]): void {
+  // A socket-activated unix socket belongs to systemd: never unlink it.
+  for (const spec of new Set(listeners.filter((l) => !l.activated).map((l) => l.spec))) unlinkSocket(spec);
 }

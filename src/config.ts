@@ -45,6 +45,8 @@ export interface UserConfig {
   drainGrace?: number;
   /** Seconds long-lived connections (WebSocket, event streams) get to close at a drain (default 2). */
   longLivedGrace?: number;
+  /** Seconds a stop keeps serving, with the health path answering 503, before it stops accepting. */
+  shutdownDelay?: number;
   backlog?: number;
   logLevel?: LevelWithSilent;
   leakPolicy?: LeakPolicy;
@@ -84,6 +86,7 @@ export interface Config {
   hookTimeoutMs: number;
   drainGraceMs: number;
   longLivedGraceMs: number;
+  shutdownDelayMs: number;
   backlog: number;
   logLevel: LevelWithSilent;
   /** What to do with descriptors that would leak into a hot-restarted image. */
@@ -120,6 +123,7 @@ export interface CliOptions {
   hookTimeout?: string;
   drainGrace?: string;
   longLivedGrace?: string;
+  shutdownDelay?: string;
   backlog?: string;
   logLevel?: string;
   leakPolicy?: string;
@@ -177,6 +181,7 @@ export async function readConfigFile(file: string): Promise<UserConfig> {
     'hookTimeout',
     'drainGrace',
     'longLivedGrace',
+    'shutdownDelay',
     'backlog',
     'logLevel',
     'leakPolicy',
@@ -403,6 +408,7 @@ export function buildConfig(
     hookTimeoutMs: seconds('hookTimeout', take('hookTimeout'), 30),
     drainGraceMs: seconds('drainGrace', take('drainGrace'), 1),
     longLivedGraceMs: seconds('longLivedGrace', take('longLivedGrace'), 2),
+    shutdownDelayMs: seconds('shutdownDelay', take('shutdownDelay'), 0),
     backlog: integer('backlog', take('backlog'), 1, 65535, 1024),
     logLevel,
     leakPolicy,
@@ -501,6 +507,7 @@ export function describeConfig(config: Config): Record<string, { value: unknown;
     ['hookTimeoutMs', 'hookTimeout', (v: number) => v / 1000],
     ['drainGraceMs', 'drainGrace', (v: number) => v / 1000],
     ['longLivedGraceMs', 'longLivedGrace', (v: number) => v / 1000],
+    ['shutdownDelayMs', 'shutdownDelay', (v: number) => v / 1000],
     ['backlog', 'backlog', (v: number) => v],
     ['logLevel', 'logLevel', (v: string) => v],
     ['leakPolicy', 'leakPolicy', (v: string) => v],

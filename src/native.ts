@@ -80,6 +80,7 @@ export interface Addon {
   listenTcp(v6: boolean, host: string, port: number, reusePort: boolean, backlog: number): number;
   listenUnix(path: string, mode: number, backlog: number): number;
   localAddress(fd: number): SocketAddress;
+  acceptAndClose(fd: number): number[];
   socketpair(): [number, number];
   sendFds(sock: number, fds: readonly number[], payload: Buffer): void;
   recvFds(sock: number): { data: Buffer; fds: number[] } | null;
@@ -296,6 +297,15 @@ export function listen(options: ListenOptions): number {
 /** getsockname(fd). A unix socket without a name has path ''; an abstract one '@name'. */
 export function localAddress(fd: number): SocketAddress {
   return addon.localAddress(validateFd('fd', fd));
+}
+
+/**
+ * Accept every connection queued on listening socket `fd` (close-on-exec, non-blocking), then close
+ * `fd`, in one call; returns the accepted descriptors. Closing a listener resets what is queued on it:
+ * this is how a graceful stop closes one without resetting anybody.
+ */
+export function acceptAndClose(fd: number): number[] {
+  return addon.acceptAndClose(validateFd('fd', fd));
 }
 
 // ---- descriptor passing -----------------------------------------------------

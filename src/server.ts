@@ -89,9 +89,14 @@ export class AppServer {
   requests = 0;
   inFlight = 0;
   private readonly servers = new Map<string, http.Server>();
+  /** The listening descriptor each server accepts on (closed with it). */
+  private readonly fds = new Map<string, number>();
   private readonly conns = new Set<Tracked<Socket>>();
   private draining = false;
   private announced = false;
+  private notReady = false;
+  /** Serves connections adopted at a graceful stop (its listening servers are closed by then). */
+  private spare: http.Server | undefined;
   private askedLongLived = 0;
   private readonly responses = new Set<http.ServerResponse>();
   private readonly responseStarted = new WeakMap<http.ServerResponse, bigint>();
@@ -127,6 +132,20 @@ export class AppServer {
       native.close(fd);
       return;
     }
+    const server = this.createHttpServer();
+    this.servers.set(key, server);
+    this.fds.set(key, fd);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      // Node re-issues listen() on the descriptor with this backlog.
+      server.listen({ fd, backlog: this.options.backlog }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  }
+
+  private createHttpServer(): http.Server {
     const server = http.createServer({ keepAliveTimeout: this.options.keepAliveTimeoutMs ?? 5000 });
     server.on('connection', (sock: Socket) => this.track(sock));
     server.on('request', (req, res) => this.handle(req, res));
@@ -147,15 +166,7 @@ export class AppServer {
         setTimeout(() => sock.destroy(), 1000).unref();
       } else sock.destroy();
     });
-    this.servers.set(key, server);
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      // Node re-issues listen() on the descriptor with this backlog.
-      server.listen({ fd, backlog: this.options.backlog }, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    return server;
   }
 
   /** Stop accepting on one key (or all), without touching open connections or the socket itself. */
@@ -165,11 +176,47 @@ export class AppServer {
       const server = this.servers.get(k);
       if (server === undefined) continue;
       this.servers.delete(k);
+      this.fds.delete(k);
       // net.Server's close, not http.Server's: the latter also closes "idle" keep-alive connections that
       // may already carry the client's next request. It stops accepting at once; its callback would only
       // run once every connection has ended, which is the drain's business, so nobody waits for it.
       net.Server.prototype.close.call(server);
     }
+  }
+
+  /** From now on every response says `Connection: close` (keep-alive clients move on as they finish). */
+  beginDraining(): void {
+    this.draining = true;
+    for (const res of this.responses) if (!res.headersSent) res.shouldKeepAlive = false;
+  }
+
+  /**
+   * A graceful stop: stop accepting, take over every connection queued on each listener and close it
+   * (native acceptAndClose: accept until the queue is empty, then close, in one call). Connections
+   * queued when the stop began are served; once the last descriptor of a socket is closed, new ones are
+   * refused at once instead of waiting in a queue that a close would reset. `owned`: the caller's own
+   * copies, closed this way too (single mode); otherwise a copy of each served listener is taken first.
+   */
+  closeListenersServingQueued(owned?: readonly number[]): void {
+    const copies = owned ?? [...this.fds.values()].map((fd) => native.dup(fd));
+    this.stopAccepting();
+    for (const fd of copies) {
+      let accepted: number[];
+      try {
+        accepted = native.acceptAndClose(fd);
+      } catch (err) {
+        this.options.log.warn({ err, fd }, `taking over queued connections failed: ${errorMessage(err)}`);
+        continue;
+      }
+      for (const c of accepted) this.adoptConnection(c);
+    }
+  }
+
+  /** Serve a connection accepted elsewhere (acceptAndClose) like one this server accepted. */
+  private adoptConnection(fd: number): void {
+    this.spare ??= this.createHttpServer();
+    const sock = new net.Socket({ fd, readable: true, writable: true });
+    this.spare.emit('connection', sock);
   }
 
   /** Long-lived connections open now: upgraded sockets and long-lived responses in progress. */
@@ -210,9 +257,8 @@ export class AppServer {
     longLivedGraceMs: number,
     reason: DrainInfo['reason'],
   ): Promise<DrainResult> {
-    this.draining = true;
+    this.beginDraining();
     this.announce({ reason, graceMs: longLivedGraceMs });
-    for (const res of this.responses) if (!res.headersSent) res.shouldKeepAlive = false;
     const started = Date.now();
     const deadline = started + timeoutMs;
     const ended = new Set<Socket | http.ServerResponse>();
@@ -311,11 +357,16 @@ export class AppServer {
     retractDrain();
   }
 
+  /** A stop with --shutdown-delay: go on serving, but tell load balancers to stop routing here. */
+  unready(): void {
+    this.notReady = true;
+  }
+
   private health(res: http.ServerResponse): void {
-    const status = this.draining ? 503 : 200;
+    const down = this.draining || this.notReady;
     if (this.draining) res.shouldKeepAlive = false;
-    res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-    res.end(JSON.stringify({ status: this.draining ? 'draining' : 'ok', pid: process.pid }));
+    res.writeHead(down ? 503 : 200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+    res.end(JSON.stringify({ status: down ? 'draining' : 'ok', pid: process.pid }));
   }
 
   private track(sock: Tracked<Socket>): void {

@@ -15,6 +15,7 @@ import {
   logActivated,
   openListeners,
   readSocketActivation,
+  removeSocketFiles,
   tcpPorts,
 } from './binder.js';
 import { inspect, reportInheritedLeaks, warnOnGrowth } from './fds.js';
@@ -93,13 +94,27 @@ export async function runSingle(ctx: RunContext): Promise<void> {
   const stop = async (reason: string, timeoutMs: number): Promise<void> => {
     lifecycle.to('stopping', reason);
     restartAbort?.abort();
+    const graceful = timeoutMs > 0;
+    if (graceful && config.shutdownDelayMs > 0) {
+      // Kubernetes keeps routing to a pod for a while after SIGTERM: serve on, health answering 503.
+      server.unready();
+      log.info(
+        { delayMs: config.shutdownDelayMs },
+        `graceful stop: serving ${config.shutdownDelayMs} ms more (--shutdown-delay)`,
+      );
+      await sleep(config.shutdownDelayMs);
+    }
     native.notify('STOPPING=1');
     log.info({ reason, inFlight: server.inFlight }, 'graceful stop: draining');
-    server.stopAccepting();
+    // Connections queued when the stop begins are served; later ones are refused at once, never left
+    // to hang in a queue and then reset.
+    server.beginDraining();
+    if (graceful) server.closeListenersServingQueued(listeners.map((l) => l.fd));
+    else closeListeners(listeners, { unlink: false });
     const { forced, ...longLived } = await server.drain(timeoutMs, config.longLivedGraceMs, 'stop');
     if (longLived.asked > 0) log.info({ longLived }, drainedLine(longLived));
     if (forced > 0) log.warn({ forced }, `shutdown timeout reached: closed ${forced} open connection(s)`);
-    closeListeners(listeners, { unlink: true });
+    removeSocketFiles(listeners);
     if (config.pidfile !== undefined) removePidfile(config.pidfile);
     log.info({ requests: server.requests }, 'stopped');
     process.exit(0);
@@ -243,4 +258,8 @@ async function serveAll(server: AppServer, listeners: readonly Listener[]): Prom
 
 function drainedLine(l: { asked: number; closedThemselves: number; ended: number }): string {
   return `drained: ${l.asked} long-lived connection(s) asked to close, ${l.closedThemselves} closed themselves, ${l.ended} ended by nserve`;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
 }

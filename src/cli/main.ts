@@ -204,6 +204,10 @@ function withStartOptions(cmd: Command): Command {
     .option('--hook-timeout <s>', 'seconds each hook may run (default 30)')
     .option('--drain-grace <s>', 'idle seconds before a draining keep-alive connection is closed (default 1)')
     .option(
+      '--shutdown-delay <s>',
+      'on stop, keep serving this long with the health path answering 503 (Kubernetes endpoints; default 0)',
+    )
+    .option(
       '--long-lived-grace <s>',
       'seconds WebSockets and event streams get to close at a drain before nserve ends them (default 2)',
     )

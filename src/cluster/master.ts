@@ -18,6 +18,7 @@ import {
   logActivated,
   openListeners,
   readSocketActivation,
+  removeSocketFiles,
   tcpPorts,
 } from '../binder.js';
 import { errorMessage, NserveError } from '../errors.js';
@@ -324,17 +325,31 @@ export class Master implements Controller {
     if (this.isStopping()) return;
     this.lifecycle.to('stopping', reason === 'halt' ? 'halt requested' : 'stop requested');
     this.restartAbort?.abort();
-    native.notify('STOPPING=1');
     clearInterval(this.healthTimer);
     this.recovery.cancel();
     if (reason === 'halt') {
+      native.notify('STOPPING=1');
       this.log.warn('halt: killing workers without draining');
       this.pool.killAll();
+      closeListeners(this.listeners, { unlink: true });
     } else {
+      if (this.config.shutdownDelayMs > 0) {
+        // Kubernetes keeps routing to a pod for a while after SIGTERM: serve on, health answering 503.
+        for (const w of this.pool.alive()) w.send({ t: 'unready' });
+        this.log.info(
+          { delayMs: this.config.shutdownDelayMs },
+          `graceful stop: serving ${this.config.shutdownDelayMs} ms more (--shutdown-delay)`,
+        );
+        await new Promise((r) => setTimeout(r, this.config.shutdownDelayMs));
+      }
+      native.notify('STOPPING=1');
       this.log.info({ reason }, 'graceful stop: draining workers');
+      // The workers' copies of the slots are then the last: each closes its own once its accept queue
+      // is empty, so queued connections are served and later ones refused, never reset.
+      closeListeners(this.listeners, { unlink: false });
       await this.pool.stopAll(this.config.shutdownTimeoutMs + this.config.hookTimeoutMs + 2000);
+      removeSocketFiles(this.listeners);
     }
-    closeListeners(this.listeners, { unlink: true });
     if (this.config.pidfile !== undefined) removePidfile(this.config.pidfile);
     this.log.info('stopped');
     process.exit(0);

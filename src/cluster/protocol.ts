@@ -25,6 +25,8 @@ export type ToWorker =
    * long-lived connection is open, or after `graceMs` (a cluster hot restart, once new workers booted).
    */
   | { t: 'notice'; graceMs: number }
+  /** A stop with --shutdown-delay: keep serving, but the health path answers 503. */
+  | { t: 'unready' }
   /**
    * Stop accepting, finish in-flight requests, close keep-alive connections, end long-lived connections
    * still open after `longLivedGraceMs`; say `drained`; finish "finish on old code" responses; exit.

@@ -67,6 +67,9 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
         case 'notice':
           void notice(msg.graceMs);
           break;
+        case 'unready':
+          server?.unready();
+          break;
         case 'drain':
           void drain(msg.longLivedGraceMs, msg.reason);
           break;
@@ -130,7 +133,12 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     const started = Date.now();
     let result = { forced: 0, asked: 0, closedThemselves: 0, ended: 0 };
     if (s !== undefined) {
-      s.stopAccepting();
+      s.beginDraining();
+      // A stop: the master has closed its copies of the slots; we take over what is queued on ours and
+      // close them, so queued connections are served and later ones refused, never reset. Otherwise the
+      // slots live on (with the master and the other workers): stop accepting at once.
+      if (reason === 'stop') s.closeListenersServingQueued();
+      else s.stopAccepting();
       result = await s.drain(config.shutdownTimeoutMs, longLivedGraceMs, reason);
     }
     // Tell the master first: we will never serve again, and it may hand over (cluster hot restart)
