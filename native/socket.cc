@@ -12,6 +12,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <string>
 #include <vector>
 
 #include "addon.h"
@@ -186,6 +187,24 @@ void RemoveStaleSocket(Napi::Env env, const std::string& path,
   }
 }
 
+// chmod the socket file just bound at `path` without following a symlink that
+// someone may have put there since: open it O_PATH|O_NOFOLLOW, check that it is
+// a socket, and chmod through /proc/self/fd (Linux has no lchmod). errno is set
+// on failure (ELOOP or ENOTSOCK for anything but our socket).
+bool ChmodSocketFile(const std::string& path, int mode) {
+  unique_fd f(open(path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  if (!f) return false;
+  // statx (glibc 2.28), not fstat (a glibc 2.33 symbol): the floor stays 2.28.
+  struct statx st;
+  if (statx(f.get(), "", AT_EMPTY_PATH, STATX_TYPE, &st) != 0) return false;
+  if (!S_ISSOCK(st.stx_mode)) {
+    errno = ENOTSOCK;
+    return false;
+  }
+  std::string via = "/proc/self/fd/" + std::to_string(f.get());
+  return chmod(via.c_str(), static_cast<mode_t>(mode)) == 0;
+}
+
 // listenUnix(path: string, mode: number (-1: leave as umask made it),
 //            backlog: number): number
 Napi::Value ListenUnix(const Napi::CallbackInfo& info) {
@@ -206,7 +225,7 @@ Napi::Value ListenUnix(const Napi::CallbackInfo& info) {
   }
   // chmod before listen(): nobody can connect while the mode is still wrong.
   const char* failed = nullptr;
-  if (on_disk && mode >= 0 && chmod(path.c_str(), mode) != 0) {
+  if (on_disk && mode >= 0 && !ChmodSocketFile(path, mode)) {
     failed = "chmod";
   } else if (listen(fd.get(), backlog) != 0) {
     failed = "listen";

@@ -113,6 +113,12 @@ export class Master implements Controller {
     startWatchdog(ctx.env, log);
     reapOrphansAsInit(log);
     for (const l of this.listeners) this.slotFds.set(slotKey(l), l.fd);
+    // Last resort. The master runs no app code, so an exception reaching the top is a bug in nserve.
+    // Exiting would close every slot (and the workers exit when the master goes): the site would go
+    // down. Logging and going on keeps the slots open and the workers serving; the state the bug left
+    // is at worst a restart that does not finish, which an operator can see (`ctl stats`) and redo.
+    process.on('uncaughtException', (err) => this.onBug(err));
+    process.on('unhandledRejection', (err) => this.onBug(err));
     installSignalHandlers((action, signal) => {
       const answer = this.perform(action);
       if (!answer.accepted)
@@ -173,6 +179,17 @@ export class Master implements Controller {
       this.log.error({ err }, `unexpected error in the master: ${errorMessage(err)}`);
       if (this.lifecycle.is('restarting')) this.endRestart('an unexpected error');
     });
+  }
+
+  private onBug(err: unknown): void {
+    try {
+      this.log.error(
+        { code: 'ERR_NSERVE_MASTER_BUG', err },
+        `bug in the master, slots kept open: ${errorMessage(err)}`,
+      );
+    } catch {
+      // the log is gone too: serving matters more
+    }
   }
 
   isStopping(): boolean {
