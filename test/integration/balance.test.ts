@@ -67,34 +67,50 @@ async function pidsBySource(port: number): Promise<Map<string, Set<number>>> {
   return out;
 }
 
+/** Every source on one worker, both workers used, and the worker following the slot the hash picks. */
+async function assertSticky(port: number, workers: readonly number[]): Promise<void> {
+  const seen = await pidsBySource(port);
+  const pidOf = new Map<string, number>();
+  for (const [source, pids] of seen) {
+    assert.equal(pids.size, 1, `${source} reached one worker, not ${[...pids].join(', ')}`);
+    pidOf.set(source, [...pids][0]!);
+  }
+  assert.deepEqual(new Set(pidOf.values()), new Set(workers), 'both workers got some addresses');
+  // Addresses of one slot share a worker; addresses of two slots don't.
+  for (const a of SOURCES) {
+    for (const b of SOURCES) {
+      assert.equal(
+        pidOf.get(a) === pidOf.get(b),
+        reuseportSlot(a, 2) === reuseportSlot(b, 2),
+        `${a} and ${b}: same worker exactly when same slot`,
+      );
+    }
+  }
+}
+
 test(
-  '-w 2 --balance ip-hash: every new connection from one address reaches the same worker',
+  '-w 2 --balance ip-hash: every new connection from one address reaches the same worker, across a hot restart',
   T,
   async (t) => {
     const { srv, port } = await serveApp(t, 'examples/hello.mjs', {
       workers: 2,
       args: ['--balance', 'ip-hash'],
     });
-    const workers = childPids(srv.pid);
-    const seen = await pidsBySource(port);
-    const pidOf = new Map<string, number>();
-    for (const [source, pids] of seen) {
-      assert.equal(pids.size, 1, `${source} reached one worker, not ${[...pids].join(', ')}`);
-      pidOf.set(source, [...pids][0]!);
-    }
-    assert.deepEqual(new Set(pidOf.values()), new Set(workers), 'both workers got some addresses');
-    // The worker follows the slot the hash picks: addresses of one slot share a worker, of two slots don't.
-    for (const a of SOURCES) {
-      for (const b of SOURCES) {
-        assert.equal(
-          pidOf.get(a) === pidOf.get(b),
-          reuseportSlot(a, 2) === reuseportSlot(b, 2),
-          `${a} and ${b}: same worker exactly when same slot`,
-        );
-      }
-    }
+    const before = childPids(srv.pid);
+    await assertSticky(port, before);
+    // The slots and their group cross the exec; the new image attaches the program again.
+    await restart(srv, 'hot', { deadlineMs: 30_000 });
+    const after = await until(
+      'the new workers to replace the old ones',
+      () => {
+        const pids = childPids(srv.pid);
+        return pids.length === 2 && pids.every((p) => !before.includes(p)) ? pids : undefined;
+      },
+      15_000,
+    );
+    await assertSticky(port, after);
     t.diagnostic(
-      `${SOURCES.length} addresses x ${REQUESTS_PER_SOURCE} new connections, each address on one worker`,
+      `${SOURCES.length} addresses x ${REQUESTS_PER_SOURCE} new connections, before and after the restart`,
     );
   },
 );
