@@ -195,6 +195,10 @@ function withStartOptions(cmd: Command): Command {
     .option('-p, --port <n>', 'shorthand for --bind tcp://0.0.0.0:N (default bind tcp://0.0.0.0:3000)')
     .option('-w, --workers <n>', 'worker processes; 0 = single mode (default 0)')
     .option('--slots <n>', 'reuseport slot sockets per TCP bind in cluster mode (default: workers)')
+    .option(
+      '--balance <mode>',
+      'spread connections over slots: kernel (default) or ip-hash (a client address sticks to one worker)',
+    )
     .option('--directory <dir>', 'working directory of the app, re-resolved at every restart (default: cwd)')
     .option('--pidfile <file>', 'write the PID here')
     .option('-e, --environment <name>', 'sets NODE_ENV for the app')
