@@ -278,6 +278,14 @@ export class Master implements Controller {
         return { accepted: true, restart: nextRestart };
       case 'workers+1': {
         const from = this.count; // resize() changes it synchronously
+        if (this.config.balance === 'ip-hash' && from + 1 > this.config.slots) {
+          // Two workers on one slot would split its clients between them: ip-hash would stop being sticky.
+          return {
+            accepted: false,
+            status: 409,
+            reason: `--balance ip-hash needs a slot per worker: ${this.config.slots} slots (raise --slots)`,
+          };
+        }
         this.background(resize(this, from + 1));
         return { accepted: true, detail: `workers: ${from} → ${from + 1}` };
       }
