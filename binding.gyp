@@ -9,7 +9,8 @@
         "native/fdpass.cc",
         "native/exec.cc",
         "native/fds.cc",
-        "native/notify.cc"
+        "native/notify.cc",
+        "native/reuseport.cc"
       ],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra"],

@@ -9,6 +9,7 @@ static Napi::Object InitNserve(Napi::Env env, Napi::Object exports) {
   nserve::InitExec(env, exports);
   nserve::InitFds(env, exports);
   nserve::InitNotify(env, exports);
+  nserve::InitReuseport(env, exports);
   return exports;
 }
 

@@ -6,11 +6,12 @@
 
 namespace nserve {
 
-void InitSocket(Napi::Env env, Napi::Object exports);  // socket.cc
-void InitFdPass(Napi::Env env, Napi::Object exports);  // fdpass.cc
-void InitExec(Napi::Env env, Napi::Object exports);    // exec.cc
-void InitFds(Napi::Env env, Napi::Object exports);     // fds.cc
-void InitNotify(Napi::Env env, Napi::Object exports);  // notify.cc
+void InitSocket(Napi::Env env, Napi::Object exports);     // socket.cc
+void InitFdPass(Napi::Env env, Napi::Object exports);     // fdpass.cc
+void InitExec(Napi::Env env, Napi::Object exports);       // exec.cc
+void InitFds(Napi::Env env, Napi::Object exports);        // fds.cc
+void InitNotify(Napi::Env env, Napi::Object exports);     // notify.cc
+void InitReuseport(Napi::Env env, Napi::Object exports);  // reuseport.cc
 
 }  // namespace nserve
 

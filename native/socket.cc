@@ -12,6 +12,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <string>
+#include <vector>
+
 #include "addon.h"
 #include "args.h"
 #include "errors.h"
@@ -184,6 +187,24 @@ void RemoveStaleSocket(Napi::Env env, const std::string& path,
   }
 }
 
+// chmod the socket file just bound at `path` without following a symlink that
+// someone may have put there since: open it O_PATH|O_NOFOLLOW, check that it is
+// a socket, and chmod through /proc/self/fd (Linux has no lchmod). errno is set
+// on failure (ELOOP or ENOTSOCK for anything but our socket).
+bool ChmodSocketFile(const std::string& path, int mode) {
+  unique_fd f(open(path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  if (!f) return false;
+  // statx (glibc 2.28), not fstat (a glibc 2.33 symbol): the floor stays 2.28.
+  struct statx st;
+  if (statx(f.get(), "", AT_EMPTY_PATH, STATX_TYPE, &st) != 0) return false;
+  if (!S_ISSOCK(st.stx_mode)) {
+    errno = ENOTSOCK;
+    return false;
+  }
+  std::string via = "/proc/self/fd/" + std::to_string(f.get());
+  return chmod(via.c_str(), static_cast<mode_t>(mode)) == 0;
+}
+
 // listenUnix(path: string, mode: number (-1: leave as umask made it),
 //            backlog: number): number
 Napi::Value ListenUnix(const Napi::CallbackInfo& info) {
@@ -204,7 +225,7 @@ Napi::Value ListenUnix(const Napi::CallbackInfo& info) {
   }
   // chmod before listen(): nobody can connect while the mode is still wrong.
   const char* failed = nullptr;
-  if (on_disk && mode >= 0 && chmod(path.c_str(), mode) != 0) {
+  if (on_disk && mode >= 0 && !ChmodSocketFile(path, mode)) {
     failed = "chmod";
   } else if (listen(fd.get(), backlog) != 0) {
     failed = "listen";
@@ -234,9 +255,45 @@ Napi::Value LocalAddress(const Napi::CallbackInfo& info) {
   return address;
 }
 
+// acceptAndClose(fd: number): number[]
+// A graceful stop's last act on a listener: accept every connection queued on
+// it (close-on-exec, non-blocking), then close it, in one call, so that the
+// window in which a new connection could be queued and then reset by the close
+// is one syscall wide. Closing a listener resets what is queued.
+Napi::Value AcceptAndClose(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  unique_fd listener(FdArg(info, 0));
+  std::vector<unique_fd> accepted;
+  for (;;) {
+    int c =
+        accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (c >= 0) {
+      accepted.emplace_back(c);
+      continue;
+    }
+    if (errno == EINTR || errno == ECONNABORTED) continue;
+    // EAGAIN: the queue is empty. EMFILE/ENFILE: we cannot take more; the
+    // close below resets the rest, as it would have anyway.
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EMFILE ||
+        errno == ENFILE) {
+      break;
+    }
+    ThrowErrno(env, "accept4");
+  }
+  listener.reset();
+  Napi::Array out = Napi::Array::New(env, accepted.size());
+  for (size_t i = 0; i < accepted.size(); i++) {
+    out.Set(static_cast<uint32_t>(i),
+            Napi::Number::New(env, accepted[i].release()));
+  }
+  return out;
+}
+
 }  // namespace
 
 void InitSocket(Napi::Env env, Napi::Object exports) {
+  exports.Set("acceptAndClose",
+              Napi::Function::New(env, AcceptAndClose, "acceptAndClose"));
   exports.Set("listenTcp", Napi::Function::New(env, ListenTcp, "listenTcp"));
   exports.Set("listenUnix", Napi::Function::New(env, ListenUnix, "listenUnix"));
   exports.Set("localAddress",

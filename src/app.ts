@@ -100,8 +100,11 @@ export async function loadApp(
   if (handler === undefined) {
     throw usageError('ERR_NSERVE_APP_EXPORT', `app ${file} exports no usable handler: ${USABLE}`);
   }
-  if (typeof handler === 'function') return { file, kind: 'listener', listener: handler as RequestListener };
-  return { file, kind: 'fetch', listener: fetchListener(handler.fetch.bind(handler)) };
+  const upgrade = pickUpgrade(mod);
+  const extra = upgrade === undefined ? {} : { upgrade };
+  if (typeof handler === 'function')
+    return { file, kind: 'listener', listener: handler as RequestListener, ...extra };
+  return { file, kind: 'fetch', listener: fetchListener(handler.fetch.bind(handler)), ...extra };
 }
 
 interface ListenCapture {
@@ -179,6 +182,21 @@ function pickExport(mod: Record<string, unknown>): Exported | undefined {
     }
     // An express app or koa's app.callback() is a function; Hono-style apps are objects with fetch().
     if (typeof c === 'function') return c as RequestListener;
+  }
+  return undefined;
+}
+
+/**
+ * An exported-handler app handles HTTP upgrades (WebSocket: `ws` with `noServer: true`) with an export
+ * named `upgrade(req, socket, head)`, or an `upgrade` method on its default export.
+ */
+function pickUpgrade(mod: Record<string, unknown>): UpgradeListener | undefined {
+  const d = mod.default as { upgrade?: unknown } | undefined;
+  for (const [owner, fn] of [
+    [mod, mod.upgrade],
+    [d, d?.upgrade],
+  ] as const) {
+    if (typeof fn === 'function') return (fn as UpgradeListener).bind(owner);
   }
   return undefined;
 }

@@ -8,8 +8,20 @@ import type { Logger } from './logger.js';
 import * as native from './native.js';
 import type { HandedListener } from './restart/handoff.js';
 
+/** How new connections are spread over the reuseport slots of a TCP bind (docs/balancing.md). */
+export type Balance = 'kernel' | 'ip-hash';
+export const BALANCES: readonly Balance[] = ['kernel', 'ip-hash'];
+
 export type BindSpec =
-  | { kind: 'tcp'; uri: string; family: 'tcp4' | 'tcp6'; host: string; port: number }
+  | {
+      kind: 'tcp';
+      uri: string;
+      family: 'tcp4' | 'tcp6';
+      host: string;
+      port: number;
+      /** 'ip-hash': pin each client address to one slot; absent: the kernel's hash. */
+      balance?: Balance;
+    }
   | { kind: 'unix'; uri: string; path: string; mode: number | undefined };
 
 export interface Listener {
@@ -150,6 +162,14 @@ export function openListeners(specs: readonly BindSpec[], options: OpenOptions):
   for (const a of options.inherited) {
     if (a.activated && !specs.some((s) => sameAddress(s, a.uri))) allSpecs.push(parseBindUri(a.uri));
   }
+  const pinned = allSpecs.find((s) => s.kind === 'tcp' && s.balance === 'ip-hash');
+  const activatedSocket = options.inherited.find((i) => i.activated);
+  if (pinned !== undefined && activatedSocket !== undefined) {
+    throw usageError(
+      'ERR_NSERVE_INVALID_CONFIG',
+      `invalid --balance ip-hash: ${activatedSocket.uri} is a socket-activated socket shared by all workers; ip-hash balances the reuseport slots nserve binds itself (drop the systemd .socket unit or --balance)`,
+    );
+  }
   try {
     for (const spec of allSpecs) {
       // A socket systemd made cannot be split into reuseport slots: it is shared by all workers.
@@ -192,12 +212,45 @@ export function openListeners(specs: readonly BindSpec[], options: OpenOptions):
         if (address.family !== 'unix') port = address.port;
         listeners.push({ spec, slot, fd, address, inherited: inherited !== undefined, activated: false });
       }
+      if (spec.kind === 'tcp' && options.reusePort) balanceGroup(spec, listeners.slice(-slots));
     }
   } catch (err) {
     for (const l of listeners) if (!l.inherited) native.close(l.fd);
     throw err;
   }
   return { listeners, leftovers: [...pool.values()] };
+}
+
+/**
+ * Sets how the kernel picks a slot of one TCP bind for a new connection, once all its slots are bound.
+ * ip-hash: a program on the reuseport group that hashes the client address modulo the number of slots,
+ * read as the index of a socket in the order they joined the group (slot order: slots are bound in
+ * order, and a hot restart keeps them open and binds only new ones, after the others). That order holds
+ * because the master closes a slot only at shutdown. kernel: the kernel's own hash; a program that the
+ * image before a hot restart attached is detached.
+ */
+function balanceGroup(spec: BindSpec & { kind: 'tcp' }, slots: readonly Listener[]): void {
+  const first = slots[0];
+  if (first === undefined) return;
+  if (spec.balance !== 'ip-hash') {
+    if (!slots.some((l) => l.inherited)) return;
+    try {
+      native.detachReuseportBpf(first.fd);
+    } catch {
+      // Linux < 5.3 cannot detach (ENOPROTOOPT), and could not have attached one there either before
+      // 4.5: a program left in place only keeps clients where they were.
+    }
+    return;
+  }
+  try {
+    native.attachReuseportCbpf(first.fd, slots.length);
+  } catch (err) {
+    throw usageError(
+      'ERR_NSERVE_BIND',
+      `cannot set --balance ip-hash on ${spec.uri}: ${errorMessage(err)} (SO_ATTACH_REUSEPORT_CBPF needs Linux 4.5)`,
+      err,
+    );
+  }
 }
 
 function bindOne(spec: BindSpec, port: number, options: OpenOptions): number {
@@ -289,8 +342,11 @@ export function closeListeners(listeners: readonly Listener[], options: { unlink
       // ignore: closing is best-effort at exit
     }
   }
-  if (options.unlink) {
-    // A socket-activated unix socket belongs to systemd: never unlink it.
-    for (const spec of new Set(listeners.filter((l) => !l.activated).map((l) => l.spec))) unlinkSocket(spec);
-  }
+  if (options.unlink) removeSocketFiles(listeners);
+}
+
+/** Remove the socket files of unix binds (once nothing serves them any more). */
+export function removeSocketFiles(listeners: readonly Listener[]): void {
+  // A socket-activated unix socket belongs to systemd: never unlink it.
+  for (const spec of new Set(listeners.filter((l) => !l.activated).map((l) => l.spec))) unlinkSocket(spec);
 }

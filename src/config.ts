@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { LevelWithSilent } from 'pino';
-import { type BindSpec, parseBindUri } from './binder.js';
+import { BALANCES, type Balance, type BindSpec, parseBindUri } from './binder.js';
 import { type ControlConfig, formatControlUrl, resolveControl } from './control/api.js';
 import { errorMessage, usageError } from './errors.js';
 import { LEAK_POLICIES, type LeakPolicy } from './fds.js';
@@ -35,6 +35,8 @@ export interface UserConfig {
   port?: number;
   workers?: number;
   slots?: number;
+  /** How new connections are spread over the slots of a TCP bind (docs/balancing.md). */
+  balance?: Balance;
   directory?: string;
   pidfile?: string;
   environment?: string;
@@ -46,6 +48,10 @@ export interface UserConfig {
   keepAliveTimeout?: number;
   headersTimeout?: number;
   requestTimeout?: number;
+  /** Seconds long-lived connections (WebSocket, event streams) get to close at a drain (default 2). */
+  longLivedGrace?: number;
+  /** Seconds a stop keeps serving, with the health path answering 503, before it stops accepting. */
+  shutdownDelay?: number;
   backlog?: number;
   logLevel?: LevelWithSilent;
   logFormat?: LogFormat;
@@ -78,6 +84,11 @@ export interface Config {
   workers: number;
   /** Reuseport slot sockets per TCP bind in cluster mode. */
   slots: number;
+  /**
+   * `kernel`: the kernel's own hash of each connection spreads it over the slots. `ip-hash`: a BPF program
+   * on each TCP bind pins a client address to one slot (set on every TCP bind spec too, for the binder).
+   */
+  balance: Balance;
   /** Absolute, not resolved: a symlinked release directory is re-resolved at every (re)start. */
   directory: string;
   pidfile: string | undefined;
@@ -96,6 +107,8 @@ export interface Config {
   keepAliveTimeoutMs: number | undefined;
   headersTimeoutMs: number | undefined;
   requestTimeoutMs: number | undefined;
+  longLivedGraceMs: number;
+  shutdownDelayMs: number;
   backlog: number;
   logLevel: LevelWithSilent;
   /** `--log-format`; undefined: pretty on a terminal, JSON otherwise. */
@@ -131,6 +144,7 @@ export interface CliOptions {
   port?: string;
   workers?: string;
   slots?: string;
+  balance?: string;
   directory?: string;
   pidfile?: string;
   environment?: string;
@@ -142,6 +156,8 @@ export interface CliOptions {
   keepAliveTimeout?: string;
   headersTimeout?: string;
   requestTimeout?: string;
+  longLivedGrace?: string;
+  shutdownDelay?: string;
   backlog?: string;
   logLevel?: string;
   logFormat?: string;
@@ -227,6 +243,7 @@ export async function readConfigFile(file: string): Promise<UserConfig> {
     'port',
     'workers',
     'slots',
+    'balance',
     'directory',
     'pidfile',
     'environment',
@@ -238,6 +255,8 @@ export async function readConfigFile(file: string): Promise<UserConfig> {
     'keepAliveTimeout',
     'headersTimeout',
     'requestTimeout',
+    'longLivedGrace',
+    'shutdownDelay',
     'backlog',
     'logLevel',
     'logFormat',
@@ -281,16 +300,19 @@ function fromEnv(key: 'port' | 'workers', env: NodeJS.ProcessEnv): Picked {
   return undefined;
 }
 
+/** How the user named a setting: `--slots`, `config key slots` or `environment WEB_CONCURRENCY`. */
+function settingName(key: string, source: Source): string {
+  return source === 'flag'
+    ? `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`
+    : source === 'env'
+      ? `environment ${key === 'port' ? 'PORT' : 'WEB_CONCURRENCY'}`
+      : `config key ${key}`;
+}
+
 function invalid(key: string, value: unknown, source: Source, valid: string): Error {
-  const where =
-    source === 'flag'
-      ? `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`
-      : source === 'env'
-        ? `environment ${key === 'port' ? 'PORT' : 'WEB_CONCURRENCY'}`
-        : `config key ${key}`;
   return usageError(
     'ERR_NSERVE_INVALID_CONFIG',
-    `invalid ${where}: ${JSON.stringify(value)}: expected ${valid}`,
+    `invalid ${settingName(key, source)}: ${JSON.stringify(value)}: expected ${valid}`,
   );
 }
 
@@ -472,7 +494,9 @@ export function buildConfig(
   const control = controlConfig(take, stateFile);
   const redirectStdout = str('redirectStdout', take('redirectStdout'));
   const redirectStderr = str('redirectStderr', take('redirectStderr'));
-  const slots = slotCount(take('slots'), binds, workers);
+  const slotsOpt = take('slots');
+  const slots = slotCount(slotsOpt, binds, workers);
+  const balance = balanceMode(take('balance'), binds, workers, slots, slotsOpt?.source ?? 'default');
   const httpTimeout = (key: 'keepAliveTimeout' | 'headersTimeout' | 'requestTimeout'): number | undefined => {
     const v = take(key);
     return v === undefined ? undefined : seconds(key, v, 0);
@@ -491,9 +515,11 @@ export function buildConfig(
   }
   return {
     app,
-    binds,
+    // The binder reads the balance of each TCP bind from its spec.
+    binds: balance === 'kernel' ? binds : binds.map((b) => (b.kind === 'tcp' ? { ...b, balance } : b)),
     workers,
     slots,
+    balance,
     directory,
     pidfile: pidfile === undefined ? undefined : path.resolve(cwd, pidfile),
     environment: str('environment', take('environment')),
@@ -505,6 +531,8 @@ export function buildConfig(
     keepAliveTimeoutMs,
     headersTimeoutMs,
     requestTimeoutMs,
+    longLivedGraceMs: seconds('longLivedGrace', take('longLivedGrace'), 2),
+    shutdownDelayMs: seconds('shutdownDelay', take('shutdownDelay'), 0),
     backlog: integer('backlog', take('backlog'), 1, 65535, 1024),
     logLevel,
     logFormat,
@@ -556,6 +584,42 @@ function slotCount(opt: Picked, binds: readonly BindSpec[], workers: number): nu
   );
 }
 
+/**
+ * `--balance`. ip-hash pins a client address to a slot, so it is only sticky where a slot is one socket
+ * group of its own (TCP) and where each slot is served by one worker: refused for unix binds, and when
+ * there are fewer slots than workers (socket-activated sockets are refused by the binder, which sees them).
+ */
+function balanceMode(
+  opt: Picked,
+  binds: readonly BindSpec[],
+  workers: number,
+  slots: number,
+  slotsSource: Source,
+): Balance {
+  if (opt === undefined) return 'kernel';
+  if (typeof opt.value !== 'string' || !(BALANCES as readonly string[]).includes(opt.value)) {
+    throw invalid('balance', opt.value, opt.source, `one of ${BALANCES.join(', ')}`);
+  }
+  const balance = opt.value as Balance;
+  if (balance !== 'ip-hash') return balance;
+  const name = `${settingName('balance', opt.source)} ip-hash`;
+  const unix = binds.find((b) => b.kind === 'unix');
+  if (unix !== undefined) {
+    throw usageError(
+      'ERR_NSERVE_INVALID_CONFIG',
+      `invalid ${name}: ${unix.uri} is a unix socket shared by all workers; ip-hash balances the reuseport slots of TCP binds only`,
+    );
+  }
+  if (workers > 0 && slots < workers) {
+    const given = slotsSource === 'default' ? `${slots} slots (the most that fit)` : `--slots ${slots}`;
+    throw usageError(
+      'ERR_NSERVE_INVALID_CONFIG',
+      `invalid ${name}: ${given} for ${workers} workers: workers would share slots and a client would reach any of them; use at least as many slots as workers`,
+    );
+  }
+  return balance;
+}
+
 function controlConfig(
   take: (key: 'controlUrl' | 'controlToken') => Picked,
   stateFile: string | undefined,
@@ -600,6 +664,7 @@ export function describeConfig(
   const plain: [keyof Config, string, (v: never) => unknown][] = [
     ['workers', 'workers', (v: number) => v],
     ['slots', 'slots', (v: number) => v],
+    ['balance', 'balance', (v: string) => v],
     ['directory', 'directory', (v: string) => v],
     ['pidfile', 'pidfile', (v: string | undefined) => v ?? null],
     ['environment', 'environment', (v: string | undefined) => v ?? null],
@@ -615,6 +680,8 @@ export function describeConfig(
     ],
     ['headersTimeoutMs', 'headersTimeout', (v: number | undefined) => (v === undefined ? null : v / 1000)],
     ['requestTimeoutMs', 'requestTimeout', (v: number | undefined) => (v === undefined ? null : v / 1000)],
+    ['longLivedGraceMs', 'longLivedGrace', (v: number) => v / 1000],
+    ['shutdownDelayMs', 'shutdownDelay', (v: number) => v / 1000],
     ['backlog', 'backlog', (v: number) => v],
     ['logLevel', 'logLevel', (v: string) => v],
     ['logFormat', 'logFormat', (v: string | undefined) => v ?? 'auto'],

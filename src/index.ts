@@ -7,4 +7,12 @@ export {
   type HookName,
   type UserConfig,
 } from './config.js';
+export {
+  type DrainInfo,
+  type DrainListener,
+  drainSignal,
+  finishOnOldCode,
+  markLongLived,
+  onDrain,
+} from './drain.js';
 export { VERSION } from './version.js';

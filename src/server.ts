@@ -4,11 +4,18 @@
 // next request is already on the wire, so nserve only stops accepting (`net.Server.prototype.close`),
 // answers every later request with `Connection: close`, and closes a connection only after it has been
 // idle for a grace period.
+//
+// A drain waits for requests only. Long-lived connections (upgraded sockets, event streams, responses
+// the app marked: see drain.ts) are told to go (`announce`) and, after their grace, ended with a clean
+// close (FIN after pending writes, never a reset). Responses marked "finish on old code" are waited for
+// separately (`finishOnOld`), after the drain, so that a cluster hand-over does not wait for them.
 import * as http from 'node:http';
 import type { Socket } from 'node:net';
 import * as net from 'node:net';
 import { httpTimeouts, type LoadedApp, type UpgradeListener } from './app.js';
 import type { Config } from './config.js';
+import { announceDrain, CLASS, type DrainInfo, type MarkedClass, retractDrain } from './drain.js';
+import { errorMessage } from './errors.js';
 import type { Logger } from './logger.js';
 import * as native from './native.js';
 
@@ -33,6 +40,8 @@ interface ConnState {
   server: AppServer;
   active: number;
   idleSince: number;
+  /** Upgraded (WebSocket): no longer HTTP; long-lived. */
+  upgraded: boolean;
 }
 
 // Per-connection and per-response state rides on the objects themselves, and the 'close' handlers are
@@ -53,14 +62,45 @@ function onResponseClose(this: Tracked<http.ServerResponse>): void {
 export interface DrainResult {
   /** Connections that were still open at the deadline and were destroyed. */
   forced: number;
+  /** Long-lived connections open when the drain began (they were told to go). */
+  asked: number;
+  /** Of those, closed before the grace ran out (by the app or the client). */
+  closedThemselves: number;
+  /** Ended by nserve after the grace, with a clean close. */
+  ended: number;
+}
+
+/** What counts as long-lived (told to go, ended after a grace) or may finish on old code. */
+function responseClass(res: http.ServerResponse): 'request' | MarkedClass {
+  const marked = (res as { [CLASS]?: MarkedClass })[CLASS];
+  if (marked !== undefined) return marked;
+  const type = res.getHeader('content-type') ?? headerFromRaw(res, 'content-type');
+  return typeof type === 'string' && type.toLowerCase().startsWith('text/event-stream')
+    ? 'long-lived'
+    : 'request';
+}
+
+/** A header passed straight to writeHead() is only in the serialized head (getHeader() misses it). */
+function headerFromRaw(res: http.ServerResponse, name: string): string | undefined {
+  const head = (res as { _header?: unknown })._header;
+  if (typeof head !== 'string') return undefined;
+  const m = new RegExp(`\r\n${name}:[ \t]*([^\r\n]*)`, 'i').exec(head);
+  return m?.[1];
 }
 
 export class AppServer {
   requests = 0;
   inFlight = 0;
   private readonly servers = new Map<string, http.Server>();
+  /** The listening descriptor each server accepts on (closed with it). */
+  private readonly fds = new Map<string, number>();
   private readonly conns = new Set<Tracked<Socket>>();
   private draining = false;
+  private announced = false;
+  private notReady = false;
+  /** Serves connections adopted at a graceful stop (its listening servers are closed by then). */
+  private spare: http.Server | undefined;
+  private askedLongLived = 0;
   private readonly responses = new Set<http.ServerResponse>();
   private readonly responseStarted = new WeakMap<http.ServerResponse, bigint>();
   private onConnectionClosed: (() => void) | undefined;
@@ -96,6 +136,20 @@ export class AppServer {
       native.close(fd);
       return;
     }
+    const server = this.createHttpServer();
+    this.servers.set(key, server);
+    this.fds.set(key, fd);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      // Node re-issues listen() on the descriptor with this backlog.
+      server.listen({ fd, backlog: this.options.backlog }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  }
+
+  private createHttpServer(): http.Server {
     const server = http.createServer({
       keepAliveTimeout: this.options.keepAliveTimeoutMs ?? 5000,
       ...(this.options.headersTimeoutMs === undefined
@@ -107,8 +161,15 @@ export class AppServer {
     });
     server.on('connection', (sock: Socket) => this.track(sock));
     server.on('request', (req, res) => this.handle(req, res));
-    // An upgraded connection stays tracked: a drain waits for it up to the shutdown timeout.
-    if (this.options.upgrade !== undefined) server.on('upgrade', this.options.upgrade);
+    // An upgraded connection stays tracked, as long-lived: a drain tells the app, then ends it.
+    const upgrade = this.options.upgrade;
+    if (upgrade !== undefined) {
+      server.on('upgrade', (req: http.IncomingMessage, sock: Tracked<Socket>, head: Buffer) => {
+        const st = sock[STATE];
+        if (st !== undefined) st.upgraded = true;
+        upgrade(req, sock, head);
+      });
+    }
     server.on('clientError', (err: NodeJS.ErrnoException, sock: Socket) => {
       if (err.code !== 'ECONNRESET' && sock.writable) {
         const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
@@ -117,15 +178,7 @@ export class AppServer {
         setTimeout(() => sock.destroy(), 1000).unref();
       } else sock.destroy();
     });
-    this.servers.set(key, server);
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      // Node re-issues listen() on the descriptor with this backlog.
-      server.listen({ fd, backlog: this.options.backlog }, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    return server;
   }
 
   /** Stop accepting on one key (or all), without touching open connections or the socket itself. */
@@ -135,6 +188,7 @@ export class AppServer {
       const server = this.servers.get(k);
       if (server === undefined) continue;
       this.servers.delete(k);
+      this.fds.delete(k);
       // net.Server's close, not http.Server's: the latter also closes "idle" keep-alive connections that
       // may already carry the client's next request. It stops accepting at once; its callback would only
       // run once every connection has ended, which is the drain's business, so nobody waits for it.
@@ -142,61 +196,193 @@ export class AppServer {
     }
   }
 
-  /**
-   * Finish in-flight requests, send `Connection: close` on every later response, close connections
-   * idle past the grace, and destroy whatever is left at the deadline.
-   */
-  async drain(timeoutMs: number): Promise<DrainResult> {
+  /** From now on every response says `Connection: close` (keep-alive clients move on as they finish). */
+  beginDraining(): void {
     this.draining = true;
     for (const res of this.responses) if (!res.headersSent) res.shouldKeepAlive = false;
-    const deadline = Date.now() + timeoutMs;
+  }
+
+  /**
+   * A graceful stop: stop accepting, take over every connection queued on each listener and close it
+   * (native acceptAndClose: accept until the queue is empty, then close, in one call). Connections
+   * queued when the stop began are served; once the last descriptor of a socket is closed, new ones are
+   * refused at once instead of waiting in a queue that a close would reset. `owned`: the caller's own
+   * copies, closed this way too (single mode); otherwise a copy of each served listener is taken first.
+   */
+  closeListenersServingQueued(owned?: readonly number[]): void {
+    const copies = owned ?? [...this.fds.values()].map((fd) => native.dup(fd));
+    this.stopAccepting();
+    for (const fd of copies) {
+      let accepted: number[];
+      try {
+        accepted = native.acceptAndClose(fd);
+      } catch (err) {
+        this.options.log.warn({ err, fd }, `taking over queued connections failed: ${errorMessage(err)}`);
+        continue;
+      }
+      for (const c of accepted) this.adoptConnection(c);
+    }
+  }
+
+  /** Serve a connection accepted elsewhere (acceptAndClose) like one this server accepted. */
+  private adoptConnection(fd: number): void {
+    this.spare ??= this.createHttpServer();
+    const sock = new net.Socket({ fd, readable: true, writable: true });
+    this.spare.emit('connection', sock);
+  }
+
+  /** Long-lived connections open now: upgraded sockets and long-lived responses in progress. */
+  longLivedOpen(): number {
+    let n = 0;
+    for (const sock of this.conns) if (sock[STATE]?.upgraded === true) n++;
+    for (const res of this.responses) if (responseClass(res) === 'long-lived') n++;
+    return n;
+  }
+
+  /** Tell the app this process drains (drain.ts): it may close its long-lived connections its own way. */
+  announce(info: DrainInfo): void {
+    if (this.announced) return;
+    this.announced = true;
+    this.askedLongLived = this.longLivedOpen();
+    announceDrain(info, (err) =>
+      this.options.log.error({ err }, `an onDrain listener of the app failed: ${errorMessage(err)}`),
+    );
+  }
+
+  /**
+   * Wait (at most `graceMs`) until no long-lived connection is open, while still serving: the app was
+   * told to close them; clients that reconnect meanwhile reach this process again.
+   */
+  async waitLongLived(graceMs: number): Promise<void> {
+    const deadline = Date.now() + graceMs;
+    while (this.longLivedOpen() > 0 && Date.now() < deadline) await sleep(20);
+  }
+
+  /**
+   * Stop serving: finish in-flight requests, send `Connection: close` on every later response, close
+   * connections idle past the drain grace, tell the app to close long-lived connections and end those
+   * still open after `longLivedGraceMs` (cleanly), and destroy whatever is left at the deadline.
+   * Responses marked "finish on old code" do not hold the drain up: see `finishOnOld`.
+   */
+  async drain(
+    timeoutMs: number,
+    longLivedGraceMs: number,
+    reason: DrainInfo['reason'],
+  ): Promise<DrainResult> {
+    this.beginDraining();
+    this.announce({ reason, graceMs: longLivedGraceMs });
+    const started = Date.now();
+    const deadline = started + timeoutMs;
+    const ended = new Set<Socket | http.ServerResponse>();
+    let endedCount = 0;
     return new Promise<DrainResult>((resolve) => {
       let timer: NodeJS.Timeout | undefined;
       const finish = (forced: number): void => {
         clearInterval(timer);
         this.onConnectionClosed = undefined;
-        resolve({ forced });
+        const asked = this.askedLongLived;
+        resolve({ forced, asked, ended: endedCount, closedThemselves: Math.max(0, asked - endedCount) });
       };
-      // Event-driven: the drain ends the moment the last connection closes (every millisecond of a
-      // cluster hot restart's hand-over is a pause for clients); the timer only enforces the idle
-      // grace and the deadline.
-      this.onConnectionClosed = () => {
-        if (this.conns.size === 0) finish(0);
-      };
-      const tick = (): void => {
-        const now = Date.now();
+      const blocking = (): Set<Socket> => {
+        const out = new Set<Socket>();
+        for (const res of this.responses) {
+          const cls = responseClass(res);
+          if (cls === 'request' && res.socket !== null) out.add(res.socket);
+          else if (cls === 'long-lived' && !ended.has(res) && res.socket !== null) out.add(res.socket);
+        }
         for (const sock of this.conns) {
           const st = sock[STATE];
-          if (st !== undefined && st.active === 0 && now - st.idleSince >= this.options.drainGraceMs)
+          if (st === undefined) continue;
+          if (ended.has(sock)) continue;
+          if (st.upgraded || st.active === 0) out.add(sock);
+        }
+        return out;
+      };
+      const endLongLived = (): void => {
+        for (const res of this.responses) {
+          if (responseClass(res) !== 'long-lived' || ended.has(res)) continue;
+          ended.add(res);
+          endedCount++;
+          // The stream's last chunk, then FIN: the client sees the stream end and reconnects.
+          const sock = res.socket;
+          res.end(() => sock?.end());
+          if (sock !== null) {
+            ended.add(sock);
+            setTimeout(() => sock.destroy(), 2000).unref();
+          }
+        }
+        for (const sock of this.conns) {
+          if (sock[STATE]?.upgraded !== true || ended.has(sock)) continue;
+          ended.add(sock);
+          endedCount++;
+          sock.end(); // FIN after the pending writes; never a reset with unread data
+          setTimeout(() => sock.destroy(), 2000).unref();
+        }
+      };
+      // Event-driven: the drain ends the moment the last blocking connection closes (every millisecond
+      // of a cluster hot restart's hand-over is a pause for clients); the timer enforces the graces and
+      // the deadline.
+      const tick = (): void => {
+        const now = Date.now();
+        if (now - started >= longLivedGraceMs) endLongLived();
+        for (const sock of this.conns) {
+          const st = sock[STATE];
+          if (
+            st !== undefined &&
+            !st.upgraded &&
+            st.active === 0 &&
+            now - st.idleSince >= this.options.drainGraceMs
+          )
             sock.destroy();
         }
-        if (this.conns.size === 0) {
+        const left = blocking();
+        if (left.size === 0) {
           finish(0);
         } else if (now >= deadline) {
-          const forced = this.conns.size;
-          for (const sock of this.conns) sock.destroy();
-          finish(forced);
+          for (const sock of left) sock.destroy();
+          finish(left.size);
         }
+      };
+      this.onConnectionClosed = () => {
+        if (blocking().size === 0) finish(0);
       };
       timer = setInterval(tick, 20);
       tick();
     });
   }
 
+  /** After the drain: wait (bounded) for responses marked "finish on old code"; destroy what is left. */
+  async finishOnOld(timeoutMs: number): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    const pending = (): http.ServerResponse[] =>
+      [...this.responses].filter((r) => responseClass(r) === 'finish-on-old');
+    while (pending().length > 0 && Date.now() < deadline) await sleep(50);
+    const left = pending();
+    for (const r of left) r.destroy();
+    return left.length;
+  }
+
   /** After an abandoned restart: serve normally again. */
   resume(): void {
     this.draining = false;
+    this.announced = false;
+    retractDrain();
+  }
+
+  /** A stop with --shutdown-delay: go on serving, but tell load balancers to stop routing here. */
+  unready(): void {
+    this.notReady = true;
   }
 
   private health(res: http.ServerResponse): void {
-    const status = this.draining ? 503 : 200;
+    const down = this.draining || this.notReady;
     if (this.draining) res.shouldKeepAlive = false;
-    res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-    res.end(JSON.stringify({ status: this.draining ? 'draining' : 'ok', pid: process.pid }));
+    res.writeHead(down ? 503 : 200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+    res.end(JSON.stringify({ status: down ? 'draining' : 'ok', pid: process.pid }));
   }
 
   private track(sock: Tracked<Socket>): void {
-    sock[STATE] = { server: this, active: 0, idleSince: Date.now() };
+    sock[STATE] = { server: this, active: 0, idleSince: Date.now(), upgraded: false };
     this.conns.add(sock);
     sock.on('close', onSocketClose);
   }
@@ -258,4 +444,8 @@ export class AppServer {
       }
     }
   }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
 }

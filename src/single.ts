@@ -15,6 +15,7 @@ import {
   logActivated,
   openListeners,
   readSocketActivation,
+  removeSocketFiles,
   tcpPorts,
 } from './binder.js';
 import { describeConfigSource } from './config.js';
@@ -97,12 +98,27 @@ export async function runSingle(ctx: RunContext): Promise<void> {
   const stop = async (reason: string, timeoutMs: number): Promise<void> => {
     lifecycle.to('stopping', reason);
     restartAbort?.abort();
+    const graceful = timeoutMs > 0;
+    if (graceful && config.shutdownDelayMs > 0) {
+      // Kubernetes keeps routing to a pod for a while after SIGTERM: serve on, health answering 503.
+      server.unready();
+      log.info(
+        { delayMs: config.shutdownDelayMs },
+        `graceful stop: serving ${config.shutdownDelayMs} ms more (--shutdown-delay)`,
+      );
+      await sleep(config.shutdownDelayMs);
+    }
     native.notify('STOPPING=1');
     log.info({ reason, inFlight: server.inFlight }, 'graceful stop: draining');
-    server.stopAccepting();
-    const { forced } = await server.drain(timeoutMs);
+    // Connections queued when the stop begins are served; later ones are refused at once, never left
+    // to hang in a queue and then reset.
+    server.beginDraining();
+    if (graceful) server.closeListenersServingQueued(listeners.map((l) => l.fd));
+    else closeListeners(listeners, { unlink: false });
+    const { forced, ...longLived } = await server.drain(timeoutMs, config.longLivedGraceMs, 'stop');
+    if (longLived.asked > 0) log.info({ longLived }, drainedLine(longLived));
     if (forced > 0) log.warn({ forced }, `shutdown timeout reached: closed ${forced} open connection(s)`);
-    closeListeners(listeners, { unlink: true });
+    removeSocketFiles(listeners);
     if (config.pidfile !== undefined) removePidfile(config.pidfile);
     log.info({ requests: server.requests }, 'stopped');
     process.exit(0);
@@ -120,10 +136,17 @@ export async function runSingle(ctx: RunContext): Promise<void> {
     const abandoned = await prepareExec(ctx, {
       check: 'app',
       afterCheck: async (check) => {
+        // Still serving: the app is told to close its long-lived connections (WebSockets, event
+        // streams), which get the grace now; the pause after it waits for requests only.
+        server.announce({ reason: 'restart', graceMs: config.longLivedGraceMs });
+        await server.waitLongLived(config.longLivedGraceMs);
         log.info({ app: check.file, bootMs: check.ms }, 'hot restart: new code boots; draining');
         server.stopAccepting();
         drained = true;
-        const { forced } = await server.drain(config.shutdownTimeoutMs);
+        // In single mode nothing may finish on old code: those responses end before the exec too.
+        const { forced, ...longLived } = await server.drain(config.shutdownTimeoutMs, 0, 'restart');
+        const cut = await server.finishOnOld(config.shutdownTimeoutMs);
+        if (longLived.asked > 0 || cut > 0) log.info({ longLived, cut }, drainedLine(longLived));
         if (forced > 0)
           log.warn(
             { forced },
@@ -212,6 +235,7 @@ export async function runSingle(ctx: RunContext): Promise<void> {
     inFlight: server.inFlight,
     lifetime: lifetimeView(history, server.requests),
     directory,
+    longLived: server.longLivedOpen(),
     workers: [],
     restarts: history.records,
     listeners: listenerViews(listeners),
@@ -237,4 +261,12 @@ export async function runSingle(ctx: RunContext): Promise<void> {
 
 async function serveAll(server: AppServer, listeners: readonly Listener[]): Promise<void> {
   for (const l of listeners) await server.serve(`${l.spec.uri}#${l.slot}`, native.dup(l.fd));
+}
+
+function drainedLine(l: { asked: number; closedThemselves: number; ended: number }): string {
+  return `drained: ${l.asked} long-lived connection(s) asked to close, ${l.closedThemselves} closed themselves, ${l.ended} ended by nserve`;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
 }

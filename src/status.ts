@@ -149,6 +149,8 @@ export interface WorkerView {
   lastCheckin: string;
   requests: number;
   inFlight: number;
+  /** Long-lived connections open (WebSockets, event streams). */
+  longLived: number;
   /**
    * p99 over the last second of how late a 20 ms timer fired (monitorEventLoopDelay at 20 ms resolution,
    * minus those 20 ms): 0 on an idle loop; null until the first check-in.
@@ -200,6 +202,8 @@ export interface Stats {
   lifetime: { requests: number; workerCrashes: number; restarts: Record<RestartKind, number> };
   /** The release directory the server serves (resolved). */
   directory: string;
+  /** Long-lived connections open (WebSockets, event streams), in all workers. */
+  longLived: number;
   workers: WorkerView[];
   restarts: RestartRecord[];
   listeners: ListenerView[];

@@ -263,6 +263,10 @@ function withStartOptions(cmd: Command): Command {
       .option('-w, --workers <n>', 'worker processes; 0 = single mode (default 0)')
       .option('--slots <n>', 'reuseport slot sockets per TCP bind in cluster mode (default: workers)')
       .option(
+        '--balance <mode>',
+        'spread connections over slots: kernel (default) or ip-hash (a client address sticks to one worker)',
+      )
+      .option(
         '--directory <dir>',
         'working directory of the app, re-resolved at every restart (default: cwd)',
       )
@@ -278,6 +282,14 @@ function withStartOptions(cmd: Command): Command {
       .option(
         '--drain-grace <s>',
         'idle seconds before a draining keep-alive connection is closed (default 1)',
+      )
+      .option(
+        '--shutdown-delay <s>',
+        'on stop, keep serving this long with the health path answering 503 (Kubernetes endpoints; default 0)',
+      )
+      .option(
+        '--long-lived-grace <s>',
+        'seconds WebSockets and event streams get to close at a drain before nserve ends them (default 2)',
       )
       .option(
         '--keep-alive-timeout <s>',
@@ -316,7 +328,10 @@ function withStartOptions(cmd: Command): Command {
         '--dotenv <file>',
         'dotenv file (relative to --directory), read again at every restart, for the workers and the new image (config envFile)',
       )
-      .option('-C, --config <file>', 'config file (default: nserve.config.{mjs,js,cjs,json} in cwd)')
+      .option(
+        '-C, --config <file>',
+        'config file (default: $NSERVE_CONFIG, else nserve.config.{mjs,js,cjs,json} in cwd)',
+      )
       .option(
         '--tag-output',
         "the app's stdout/stderr lines become log events naming the worker that wrote them (in the log format)",

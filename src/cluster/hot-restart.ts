@@ -100,12 +100,19 @@ export async function completeHotRestart(m: Master, handoff: Handoff): Promise<v
     for (const w of fresh) w.kill('SIGKILL');
     return abandon('ERR_NSERVE_WORKER_BOOT', err);
   }
+  // Still serving: the old apps are told to close their long-lived connections (WebSockets, streams),
+  // which get the grace now, so that the pause below never waits for them.
+  await pool.notice(old.filter((w) => w.alive));
   const silentFrom = Date.now();
   for (const w of old) pool.retiring.add(w);
   pool.workers = fresh;
   m.directory = directory;
   await Promise.all(
-    old.filter((w) => w.alive).map((w) => pool.drain(w, 'hot restart: new generation booted')),
+    old
+      .filter((w) => w.alive)
+      .map((w) =>
+        pool.drain(w, 'hot restart: new generation booted', { why: 'restart', longLivedGraceMs: 0 }),
+      ),
   );
   m.generation = generation;
   await m.slots.rebalance();

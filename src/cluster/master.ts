@@ -18,6 +18,7 @@ import {
   logActivated,
   openListeners,
   readSocketActivation,
+  removeSocketFiles,
   tcpPorts,
 } from '../binder.js';
 import { describeConfigSource } from '../config.js';
@@ -123,6 +124,12 @@ export class Master implements Controller {
     startWatchdog(ctx.env, log);
     reapOrphansAsInit(log);
     for (const l of this.listeners) this.slotFds.set(slotKey(l), l.fd);
+    // Last resort. The master runs no app code, so an exception reaching the top is a bug in nserve.
+    // Exiting would close every slot (and the workers exit when the master goes): the site would go
+    // down. Logging and going on keeps the slots open and the workers serving; the state the bug left
+    // is at worst a restart that does not finish, which an operator can see (`ctl stats`) and redo.
+    process.on('uncaughtException', (err) => this.onBug(err));
+    process.on('unhandledRejection', (err) => this.onBug(err));
     installSignalHandlers((action, signal) => {
       const answer = this.perform(action);
       if (!answer.accepted)
@@ -188,6 +195,17 @@ export class Master implements Controller {
       this.log.error({ err }, `unexpected error in the master: ${errorMessage(err)}`);
       if (this.lifecycle.is('restarting')) this.endRestart('an unexpected error');
     });
+  }
+
+  private onBug(err: unknown): void {
+    try {
+      this.log.error(
+        { code: 'ERR_NSERVE_MASTER_BUG', err },
+        `bug in the master, slots kept open: ${errorMessage(err)}`,
+      );
+    } catch {
+      // the log is gone too: serving matters more
+    }
   }
 
   isStopping(): boolean {
@@ -276,6 +294,14 @@ export class Master implements Controller {
         return { accepted: true, restart: nextRestart };
       case 'workers+1': {
         const from = this.count; // resize() changes it synchronously
+        if (this.config.balance === 'ip-hash' && from + 1 > this.config.slots) {
+          // Two workers on one slot would split its clients between them: ip-hash would stop being sticky.
+          return {
+            accepted: false,
+            status: 409,
+            reason: `--balance ip-hash needs a slot per worker: ${this.config.slots} slots (raise --slots)`,
+          };
+        }
         this.background(resize(this, from + 1));
         return { accepted: true, detail: `workers: ${from} → ${from + 1}` };
       }
@@ -341,17 +367,31 @@ export class Master implements Controller {
     if (this.isStopping()) return;
     this.lifecycle.to('stopping', reason === 'halt' ? 'halt requested' : 'stop requested');
     this.restartAbort?.abort();
-    native.notify('STOPPING=1');
     clearInterval(this.healthTimer);
     this.recovery.cancel();
     if (reason === 'halt') {
+      native.notify('STOPPING=1');
       this.log.warn('halt: killing workers without draining');
       this.pool.killAll();
+      closeListeners(this.listeners, { unlink: true });
     } else {
+      if (this.config.shutdownDelayMs > 0) {
+        // Kubernetes keeps routing to a pod for a while after SIGTERM: serve on, health answering 503.
+        for (const w of this.pool.alive()) w.send({ t: 'unready' });
+        this.log.info(
+          { delayMs: this.config.shutdownDelayMs },
+          `graceful stop: serving ${this.config.shutdownDelayMs} ms more (--shutdown-delay)`,
+        );
+        await new Promise((r) => setTimeout(r, this.config.shutdownDelayMs));
+      }
+      native.notify('STOPPING=1');
       this.log.info({ reason }, 'graceful stop: draining workers');
+      // The workers' copies of the slots are then the last: each closes its own once its accept queue
+      // is empty, so queued connections are served and later ones refused, never reset.
+      closeListeners(this.listeners, { unlink: false });
       await this.pool.stopAll(this.config.shutdownTimeoutMs + this.config.hookTimeoutMs + 2000);
+      removeSocketFiles(this.listeners);
     }
-    closeListeners(this.listeners, { unlink: true });
     if (this.config.pidfile !== undefined) removePidfile(this.config.pidfile);
     this.log.info('stopped');
     process.exit(0);

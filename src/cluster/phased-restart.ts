@@ -32,7 +32,7 @@ export async function phasedRestart(m: Master): Promise<void> {
       }
       pool.install(fresh);
       await m.slots.rebalance();
-      if (old?.alive) await pool.drain(old, 'phased restart: replaced');
+      if (old?.alive) await pool.drain(old, 'phased restart: replaced', { why: 'restart' });
       replaced++;
       log.info(
         { worker: index, workerPid: fresh.pid, generation },
@@ -85,6 +85,6 @@ export async function resize(m: Master, count: number): Promise<void> {
     for (const w of alive) pool.retiring.add(w);
     // Give the remaining workers the removed workers' slots before those drain.
     await m.slots.rebalance();
-    await Promise.all(alive.map((w) => pool.drain(w, 'worker count lowered')));
+    await Promise.all(alive.map((w) => pool.drain(w, 'worker count lowered', { why: 'replace' })));
   }
 }

@@ -150,10 +150,21 @@ export class WorkerPool {
     });
   }
 
-  /** Tell `w` to drain; resolves once it drained (it will never serve again) or exited, or was killed. */
-  async drain(w: WorkerHandle, reason: string): Promise<void> {
+  /**
+   * Tell `w` to drain; resolves once it drained (it will never serve again) or exited, or was killed.
+   * Its long-lived connections get `longLivedGraceMs` (default --long-lived-grace) before it ends them.
+   */
+  async drain(
+    w: WorkerHandle,
+    reason: string,
+    how: { why: 'restart' | 'stop' | 'replace'; longLivedGraceMs?: number },
+  ): Promise<void> {
     w.markDraining(reason);
-    w.send({ t: 'drain' });
+    w.send({
+      t: 'drain',
+      longLivedGraceMs: how.longLivedGraceMs ?? this.config.longLivedGraceMs,
+      reason: how.why,
+    });
     const limit = this.config.shutdownTimeoutMs + this.config.hookTimeoutMs + 5000;
     try {
       // Drained means it no longer accepts and has no connection left: whoever waits (a cluster hot
@@ -165,12 +176,32 @@ export class WorkerPool {
     }
   }
 
+  /**
+   * A hot restart's old workers, while they still serve: tell their apps, and wait (at most the grace)
+   * until their long-lived connections are gone, so that the hand-over pause does not wait for them.
+   */
+  async notice(workers: readonly WorkerHandle[]): Promise<void> {
+    const graceMs = this.config.longLivedGraceMs;
+    await Promise.all(
+      workers.map(async (w) => {
+        w.send({ t: 'notice', graceMs });
+        try {
+          await w.waitFor('notice its long-lived connections', graceMs + 1000, (m) =>
+            m.t === 'quiet' || m.t === 'exit' ? true : undefined,
+          );
+        } catch {
+          // it did not answer: the drain ends them anyway
+        }
+      }),
+    );
+  }
+
   /** Drain every live worker and wait for each to exit (killing those that take too long). */
   async stopAll(timeoutMs: number): Promise<void> {
     await Promise.all(
       this.alive().map(async (w) => {
         w.markDraining('the server is stopping');
-        w.send({ t: 'drain' });
+        w.send({ t: 'drain', longLivedGraceMs: this.config.longLivedGraceMs, reason: 'stop' });
         try {
           await w.waitFor('exit', timeoutMs, (m) => (m.t === 'exit' ? true : undefined));
         } catch {

@@ -20,8 +20,18 @@ export type ToWorker =
   | { t: 'slots'; slots: SlotRef[] }
   /** Stop accepting on these slots (lent slots handed back, or re-spread). */
   | { t: 'release'; keys: string[] }
-  /** Stop accepting, finish in-flight requests, close keep-alive connections, exit. */
-  | { t: 'drain' };
+  /**
+   * Tell the app this worker will drain soon (drain.ts) while it still serves; answer `quiet` once no
+   * long-lived connection is open, or after `graceMs` (a cluster hot restart, once new workers booted).
+   */
+  | { t: 'notice'; graceMs: number }
+  /** A stop with --shutdown-delay: keep serving, but the health path answers 503. */
+  | { t: 'unready' }
+  /**
+   * Stop accepting, finish in-flight requests, close keep-alive connections, end long-lived connections
+   * still open after `longLivedGraceMs`; say `drained`; finish "finish on old code" responses; exit.
+   */
+  | { t: 'drain'; longLivedGraceMs: number; reason: 'restart' | 'stop' | 'replace' };
 
 export type FromWorker =
   | { t: 'booted'; file: string; directory: string }
@@ -29,7 +39,17 @@ export type FromWorker =
   | { t: 'boot-error'; error: string; code?: string }
   | { t: 'accepting'; keys: string[] }
   | { t: 'released'; keys: string[] }
-  | { t: 'heartbeat'; requests: number; inFlight: number; eventLoopDelayMs: number; rss: number }
+  | {
+      t: 'heartbeat';
+      requests: number;
+      inFlight: number;
+      eventLoopDelayMs: number;
+      rss: number;
+      /** Long-lived connections open (WebSockets, event streams). */
+      longLived: number;
+    }
+  /** After `notice`: long-lived connections still open (0 unless the grace ran out). */
+  | { t: 'quiet'; open: number }
   | { t: 'drained'; forced: number; requests: number }
   /**
    * The worker wants to be replaced (an uncaught exception, or a SIGTERM sent to it directly); it keeps
@@ -81,15 +101,24 @@ export function parseFromWorker(value: unknown): FromWorker | string {
     case 'released':
       return keys() ? { t: m.t, keys: m.keys as string[] } : `${m.t}: keys must be an array of slot keys`;
     case 'heartbeat':
-      return count('requests') && count('inFlight') && count('eventLoopDelayMs') && count('rss')
+      return count('requests') &&
+        count('inFlight') &&
+        count('eventLoopDelayMs') &&
+        count('rss') &&
+        count('longLived')
         ? {
             t: 'heartbeat',
             requests: m.requests as number,
             inFlight: m.inFlight as number,
             eventLoopDelayMs: m.eventLoopDelayMs as number,
             rss: m.rss as number,
+            longLived: m.longLived as number,
           }
         : 'heartbeat: counters must be non-negative numbers';
+    case 'quiet':
+      return count('open')
+        ? { t: 'quiet', open: m.open as number }
+        : 'quiet: open must be a non-negative number';
     case 'drained':
       return count('forced') && count('requests')
         ? { t: 'drained', forced: m.forced as number, requests: m.requests as number }

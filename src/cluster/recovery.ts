@@ -67,7 +67,7 @@ export class Recovery {
     if (m.pool.current().some((o) => o !== w && o.serving)) {
       // Its slots go to live workers before it drains; then it is replaced.
       w.markDraining(`leaving: ${reason}`);
-      m.background(m.slots.rebalance().then(() => m.pool.drain(w, `leaving: ${reason}`)));
+      m.background(m.slots.rebalance().then(() => m.pool.drain(w, `leaving: ${reason}`, { why: 'replace' })));
     } else {
       // Nobody else could take its slots: boot the replacement first, then drain it.
       m.background(this.surgeReplace(w));
@@ -161,7 +161,7 @@ export class Recovery {
     }
     m.pool.install(fresh);
     await m.slots.rebalance();
-    await m.pool.drain(old, 'replaced');
+    await m.pool.drain(old, 'replaced', { why: 'replace' });
     m.log.info({ worker: old.index, workerPid: fresh.pid }, `worker ${old.index} replaced`);
   }
 

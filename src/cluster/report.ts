@@ -22,6 +22,7 @@ export function clusterStats(m: Master): Stats {
       all.reduce((n, w) => n + w.stats.requests, 0),
     ),
     directory: m.directory,
+    longLived: all.reduce((n, w) => n + w.stats.longLived, 0),
     workers: all.map((w) => ({
       index: w.index,
       pid: w.pid,
@@ -32,6 +33,7 @@ export function clusterStats(m: Master): Stats {
       lastCheckin: new Date(w.lastCheckin).toISOString(),
       requests: w.stats.requests,
       inFlight: w.stats.inFlight,
+      longLived: w.stats.longLived,
       // A heartbeat always carries the RSS: 0 means none came yet (unknown, not zero).
       eventLoopDelayP99Ms: w.stats.rss > 0 ? w.stats.eventLoopDelayMs : null,
       rss: w.stats.rss > 0 ? w.stats.rss : null,

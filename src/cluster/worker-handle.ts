@@ -25,6 +25,7 @@ export interface WorkerStats {
   inFlight: number;
   eventLoopDelayMs: number;
   rss: number;
+  longLived: number;
 }
 
 export type WorkerEvent =
@@ -59,7 +60,7 @@ export class WorkerHandle {
   readonly spawnedAt = Date.now();
   bootedAt: number | undefined;
   lastCheckin = Date.now();
-  stats: WorkerStats = { requests: 0, inFlight: 0, eventLoopDelayMs: 0, rss: 0 };
+  stats: WorkerStats = { requests: 0, inFlight: 0, eventLoopDelayMs: 0, rss: 0, longLived: 0 };
   file: string | undefined;
   directory: string;
   exit: { code: number | null; signal: string | null } | undefined;
@@ -220,6 +221,7 @@ export class WorkerHandle {
           inFlight: msg.inFlight,
           eventLoopDelayMs: msg.eventLoopDelayMs,
           rss: msg.rss,
+          longLived: msg.longLived,
         };
         break;
       default:

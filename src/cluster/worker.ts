@@ -37,7 +37,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     const stopNow = async (): Promise<void> => {
       if (server !== undefined) {
         server.stopAccepting();
-        await server.drain(500);
+        await server.drain(500, 0, 'stop');
       }
       process.exit(1);
     };
@@ -64,8 +64,14 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
         case 'release':
           release(msg.keys);
           break;
+        case 'notice':
+          void notice(msg.graceMs);
+          break;
+        case 'unready':
+          server?.unready();
+          break;
         case 'drain':
-          void drain();
+          void drain(msg.longLivedGraceMs, msg.reason);
           break;
       }
     },
@@ -107,20 +113,50 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     send({ t: 'released', keys });
   };
 
-  const drain = async (): Promise<void> => {
+  /** A hot restart's new workers booted: tell the app, give long-lived connections the grace, still serving. */
+  const notice = async (graceMs: number): Promise<void> => {
+    const s = server;
+    if (s === undefined) {
+      send({ t: 'quiet', open: 0 });
+      return;
+    }
+    s.announce({ reason: 'restart', graceMs });
+    await s.waitLongLived(graceMs);
+    send({ t: 'quiet', open: s.longLivedOpen() });
+  };
+
+  const drain = async (longLivedGraceMs: number, reason: 'restart' | 'stop' | 'replace'): Promise<void> => {
     if (draining) return;
     draining = true;
     clearInterval(heartbeat);
     const s = server;
-    let forced = 0;
+    const started = Date.now();
+    let result = { forced: 0, asked: 0, closedThemselves: 0, ended: 0 };
     if (s !== undefined) {
-      s.stopAccepting();
-      forced = (await s.drain(config.shutdownTimeoutMs)).forced;
+      s.beginDraining();
+      // A stop: the master has closed its copies of the slots; we take over what is queued on ours and
+      // close them, so queued connections are served and later ones refused, never reset. Otherwise the
+      // slots live on (with the master and the other workers): stop accepting at once.
+      if (reason === 'stop') s.closeListenersServingQueued();
+      else s.stopAccepting();
+      result = await s.drain(config.shutdownTimeoutMs, longLivedGraceMs, reason);
     }
     // Tell the master first: we will never serve again, and it may hand over (cluster hot restart)
-    // while our shutdown hooks still close the app's connections.
-    send({ t: 'drained', forced, requests: s?.requests ?? 0 });
-    log.info({ requests: s?.requests ?? 0, forced }, 'worker drained');
+    // while responses that may finish on old code, and our shutdown hooks, still run.
+    send({ t: 'drained', forced: result.forced, requests: s?.requests ?? 0 });
+    log.info(
+      {
+        requests: s?.requests ?? 0,
+        ...result,
+        longLived: { asked: result.asked, closedThemselves: result.closedThemselves, ended: result.ended },
+      },
+      `worker drained: ${result.asked} long-lived connection(s) asked to close, ${result.closedThemselves} closed themselves, ${result.ended} ended by nserve`,
+    );
+    if (s !== undefined) {
+      const cut = await s.finishOnOld(Math.max(0, config.shutdownTimeoutMs - (Date.now() - started)));
+      if (cut > 0)
+        log.warn({ cut }, `shutdown timeout: ${cut} response(s) marked to finish on old code were cut`);
+    }
     await workerHooks('onWorkerShutdown');
     process.exit(0);
   };
@@ -129,7 +165,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
   // the stop; a worker only drains when the master says so, or when the master is gone. A SIGTERM sent
   // to this worker alone asks the master to replace it (its slots move first, so none goes unserved).
   process.on('SIGTERM', () => {
-    if (channel.isClosed) void drain();
+    if (channel.isClosed) void drain(config.longLivedGraceMs, 'stop');
     else send({ t: 'leaving', reason: 'received SIGTERM' });
   });
   process.on('SIGINT', () => {});
@@ -176,6 +212,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
       inFlight: server?.inFlight ?? 0,
       eventLoopDelayMs: Math.round(Math.max(0, eld.percentile(99) - ELD_RESOLUTION_MS * 1e6) / 1e4) / 100,
       rss,
+      longLived: server?.longLivedOpen() ?? 0,
     });
     eld.reset();
   }, HEARTBEAT_INTERVAL_MS);

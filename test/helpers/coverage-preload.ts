@@ -11,7 +11,10 @@ import { takeCoverage } from 'node:v8';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const ADDON = path.join(ROOT, 'build/Release/nserve.node');
 
-if (process.env.NODE_V8_COVERAGE !== undefined && existsSync(ADDON)) {
+// Only in this repository's own CLI: a packed copy installed elsewhere (the package test) loads its own addon.
+const OWN_CLI = process.argv[1] === path.join(ROOT, 'bin/nserve.js');
+
+if (process.env.NODE_V8_COVERAGE !== undefined && OWN_CLI && existsSync(ADDON)) {
   // The same module object src/native.ts gets: require caches a .node file by its path.
   const addon = createRequire(import.meta.url)(ADDON) as { execve: (...args: unknown[]) => never };
   const execve = addon.execve;

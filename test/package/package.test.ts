@@ -90,7 +90,7 @@ test('the tarball holds what runs, the prebuilds for linux-x64 and linux-arm64, 
     'bin/nserve.js',
     'dist/src/index.js',
     'dist/src/index.d.ts',
-    'dist/src/cli.js',
+    'dist/src/cli/main.js',
     'cjs/index.cjs',
     'binding.gyp',
     'native/addon.cc',
@@ -210,7 +210,7 @@ test('npx nserve start app.js -w 2 serves the express app through a phased resta
   process.kill(master, 'SIGUSR1');
   await srv.waitForMsg(/^phased restart: done/, 30_000, mark);
   await until('old workers gone', () => childPids(master).every((p) => !before.includes(p)), 15_000);
-  const switched = Date.now();
+  const switched = performance.now();
   await new Promise((r) => setTimeout(r, 300));
   const result = await load.stop();
   assertNoFailedRequests(result);

@@ -172,6 +172,7 @@ const sample: Stats = {
   inFlight: 1,
   lifetime: { requests: 5012, workerCrashes: 3, restarts: { hot: 4, phased: 2 } },
   directory: '/srv/releases/v2',
+  longLived: 0,
   workers: [
     {
       index: 0,
@@ -183,6 +184,7 @@ const sample: Stats = {
       lastCheckin: '2026-01-01T00:00:59.500Z',
       requests: 12,
       inFlight: 1,
+      longLived: 0,
       eventLoopDelayP99Ms: 1.5,
       rss: 50 * 1024 * 1024,
       crashes: 2,
@@ -199,6 +201,7 @@ const sample: Stats = {
       lastCheckin: '2026-01-01T00:00:59.900Z',
       requests: 0,
       inFlight: 0,
+      longLived: 0,
       eventLoopDelayP99Ms: null,
       rss: null,
       crashes: 1,
