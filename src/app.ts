@@ -5,6 +5,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { type Duplex, Readable } from 'node:stream';
+import * as tls from 'node:tls';
 import { pathToFileURL } from 'node:url';
 import { errorMessage, usageError } from './errors.js';
 
@@ -18,6 +19,12 @@ export interface LoadedApp {
   listener: RequestListener;
   /** Listen-compat: the app's own 'upgrade' handling (WebSocket), if it has any. */
   upgrade?: UpgradeListener;
+  /**
+   * Listen-compat with the app's own TLS server (`https.createServer(opts, app)`, http2's
+   * createSecureServer): it keeps its TLS options and handshakes; nserve feeds it the connections it
+   * accepts and wraps its request listeners (server.ts).
+   */
+  tlsServer?: tls.Server;
 }
 
 export type UpgradeListener = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
@@ -64,6 +71,14 @@ export async function loadApp(
   const handler = pickExport(mod);
   const server =
     capture.server ?? (handler === undefined ? await capture.wait(options.listenWaitMs) : undefined);
+  if (server instanceof tls.Server) {
+    return {
+      file,
+      kind: 'listen',
+      listener: (req, res) => server.emit('request', req, res),
+      tlsServer: server,
+    };
+  }
   if (server !== undefined) {
     // Listen-compat: the app started its own server; requests nserve accepts are handed to it.
     return {
@@ -87,19 +102,22 @@ export async function loadApp(
   return { file, kind: 'fetch', listener: fetchListener(handler.fetch.bind(handler)), ...extra };
 }
 
+/** An app's server that listen-compat captures: http, or https/http2 (TLS terminated by the app). */
+type AppHttpServer = http.Server | tls.Server;
+
 interface ListenCapture {
-  server: http.Server | undefined;
-  wait(ms: number): Promise<http.Server | undefined>;
+  server: AppHttpServer | undefined;
+  wait(ms: number): Promise<AppHttpServer | undefined>;
 }
 
 /**
- * Listen-compat mode, like Node's cluster does for workers: while nserve serves, an http.Server of the
- * app that listens on one of nserve's ports (or on $PORT, which nserve sets to its first TCP port) is
+ * Listen-compat mode, like Node's cluster does for workers: while nserve serves, an http.Server (or an
+ * https.Server, which keeps its own TLS options) of the app that listens on one of nserve's ports (or on $PORT, which nserve sets to its first TCP port) is
  * not bound; it reports 'listening' with nserve's address and receives the requests nserve accepts.
  * Listens on other ports are left alone.
  */
 function captureListen(ports: readonly number[]): ListenCapture {
-  const capture: ListenCapture & { waiters: ((s: http.Server) => void)[] } = {
+  const capture: ListenCapture & { waiters: ((s: AppHttpServer) => void)[] } = {
     server: undefined,
     waiters: [],
     wait(ms) {
@@ -117,7 +135,10 @@ function captureListen(ports: readonly number[]): ListenCapture {
   const original = net.Server.prototype.listen;
   net.Server.prototype.listen = function listen(this: net.Server, ...args: unknown[]): net.Server {
     const port = requestedPort(args);
-    if (!(this instanceof http.Server) || port === undefined || !ports.includes(port)) {
+    // https.Server and http2's secure server are tls.Servers (a plain tls.Server of the app is not HTTP,
+    // but nserve could not serve HTTP on a port the app meant for raw TLS either).
+    const httpish = this instanceof http.Server || this instanceof tls.Server;
+    if (!httpish || port === undefined || !ports.includes(port)) {
       return original.apply(this, args as Parameters<typeof original>);
     }
     capture.server ??= this;

@@ -9,6 +9,7 @@ import { errorMessage, usageError } from './errors.js';
 import { LEAK_POLICIES, type LeakPolicy } from './fds.js';
 import { LOG_LEVELS } from './logger.js';
 import { readStateFile } from './statefile.js';
+import { checkTlsBinds } from './tls.js';
 
 export interface HookContext {
   /** Which hook is running, e.g. 'onRestart'. */
@@ -314,7 +315,10 @@ export async function loadConfig(
 ): Promise<Config> {
   const configFile = findConfigFile(cwd, cli.config);
   const file = configFile === undefined ? {} : await readConfigFile(configFile);
-  return Object.freeze(buildConfig(appArg, cli, file, cwd, configFile, env));
+  const config = buildConfig(appArg, cli, file, cwd, configFile, env);
+  // ssl:// binds: unreadable files, a key that is not the certificate's → one line, before any bind.
+  checkTlsBinds(config.binds);
+  return Object.freeze(config);
 }
 
 function bool(key: string, v: Picked): boolean {
