@@ -9,6 +9,7 @@ import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as tls from 'node:tls';
 import { errorCode, errorMessage, type NserveError, usageError } from './errors.js';
+import type { Logger } from './logger.js';
 
 export type VerifyMode = 'none' | 'peer' | 'force_peer';
 export const VERIFY_MODES: readonly VerifyMode[] = ['none', 'peer', 'force_peer'];
@@ -173,6 +174,66 @@ export interface CertVerdict {
   cert?: CertInfo;
 }
 
+/** One `reload-certs`: what each bind serves afterwards, and what each worker said. */
+export interface CertReload {
+  id: number;
+  at: string;
+  /** Every process took the new files of every bind. */
+  ok: boolean;
+  /** Per bind: refused (with why) if any process refused it. */
+  binds: CertVerdict[];
+  /** Cluster mode: each worker's answer. */
+  workers: { index: number; pid: number; ok: boolean; error?: string }[];
+}
+
+/** The `tls` part of stats: each bind's certificate (for expiry alerts) and the last reload. */
+export interface TlsStats {
+  binds: (CertInfo & { uri: string; daysLeft: number })[];
+  lastReload: CertReload | null;
+}
+
+export function tlsStats(
+  binds: readonly { uri: string; cert: CertInfo }[],
+  last: CertReload | undefined,
+): TlsStats {
+  const now = Date.now();
+  return {
+    binds: binds.map((b) => ({
+      uri: b.uri,
+      ...b.cert,
+      daysLeft: Math.floor((Date.parse(b.cert.validTo) - now) / 86_400_000),
+    })),
+    lastReload: last ?? null,
+  };
+}
+
+/** Merge the verdicts of several processes: a bind is refused if any process refused it. */
+export function mergeVerdicts(lists: readonly (readonly CertVerdict[])[]): CertVerdict[] {
+  const out = new Map<string, CertVerdict>();
+  for (const list of lists) {
+    for (const v of list) {
+      const seen = out.get(v.uri);
+      if (seen === undefined || (seen.ok && !v.ok)) out.set(v.uri, v);
+    }
+  }
+  return [...out.values()];
+}
+
+/** One line for the log and `ctl`: what was reloaded, or why not. */
+export function describeReload(r: CertReload): string {
+  if (r.binds.length === 0) return 'reload-certs: no ssl:// bind to reload';
+  const parts = r.binds.map((b) =>
+    b.ok
+      ? `${b.uri.split('?')[0]}: serial ${b.cert?.serial ?? '?'}, expires ${b.cert?.validTo ?? '?'}`
+      : `${b.uri.split('?')[0]}: refused, the old certificate keeps serving: ${b.error ?? 'unknown error'}`,
+  );
+  const down = r.workers.filter(
+    (w) => !w.ok && w.error !== undefined && !r.binds.some((b) => b.error === w.error),
+  );
+  for (const w of down) parts.push(`worker ${w.index} (pid ${w.pid}): ${w.error}`);
+  return `reload-certs #${r.id} ${r.ok ? 'done' : 'refused'}: ${parts.join('; ')}`;
+}
+
 /**
  * The TLS binds of one accepting process: each bind's options and the material it serves. `reload`
  * re-reads every bind's files and hands the new options to `apply` (which sets them on the servers of
@@ -236,5 +297,51 @@ export function readCertInfo(file: string): CertInfo | undefined {
     return certInfo(new X509Certificate(fs.readFileSync(file)));
   } catch {
     return undefined;
+  }
+}
+
+/** Rotation in a process that serves itself (single mode): reload, log one line, keep the last verdict. */
+export class LocalCerts {
+  private last: CertReload | undefined;
+  private nextId = 1;
+
+  constructor(
+    private readonly server: {
+      reloadCerts(): CertVerdict[];
+      certificates(): { uri: string; cert: CertInfo }[];
+    },
+    private readonly log: Logger,
+  ) {}
+
+  get configured(): boolean {
+    return this.server.certificates().length > 0;
+  }
+
+  /** `refused` when there is nothing to reload or the server is not in a state to (a restart reads afresh). */
+  reload(state: string): Promise<CertReload> | { refused: string } {
+    if (!this.configured) return { refused: 'no ssl:// bind: no certificate to reload' };
+    if (state !== 'running')
+      return {
+        refused:
+          state === 'restarting' ? 'a restart is in progress (it reads the certificates afresh)' : state,
+      };
+    const binds = this.server.reloadCerts();
+    const report: CertReload = {
+      id: this.nextId++,
+      at: new Date().toISOString(),
+      ok: binds.every((b) => b.ok),
+      binds,
+      workers: [],
+    };
+    this.last = report;
+    const line = describeReload(report);
+    if (report.ok) this.log.info({ reload: report.id, binds }, line);
+    else this.log.error({ code: 'ERR_NSERVE_TLS', reload: report.id, binds }, line);
+    return Promise.resolve(report);
+  }
+
+  /** The `tls` field of stats, when there are ssl:// binds. */
+  statsField(): { tls?: TlsStats } {
+    return this.configured ? { tls: tlsStats(this.server.certificates(), this.last) } : {};
   }
 }
