@@ -151,6 +151,7 @@ export class AppServer {
       this.listener = (req, res) => {
         for (const l of own) l.call(external, req, res);
       };
+      external.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => this.handle(req, res));
       this.instrument(external, undefined);
       // The app's 'upgrade' listeners answer upgrades themselves: only mark the connection long-lived.
       external.prependListener('upgrade', (_req: http.IncomingMessage, sock: Tracked<Socket>) => {
