@@ -208,10 +208,14 @@ export function fetchListener(fetch: FetchHandler): RequestListener {
 }
 
 async function serveFetch(fetch: FetchHandler, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const host = req.headers.host ?? 'localhost';
+  // Over HTTP/2 (an ssl:// bind with alpn=h2) the host is the :authority pseudo-header.
+  const authority = req.headers[':authority'];
+  const host = req.headers.host ?? (typeof authority === 'string' ? authority : 'localhost');
   const url = new URL(req.url ?? '/', `http://${host}`);
   const headers = new Headers();
   for (const [name, value] of Object.entries(req.headers)) {
+    // HTTP/2 pseudo-headers (:method, :path, …) are not headers a Request may carry.
+    if (name.startsWith(':')) continue;
     if (value === undefined) continue;
     if (Array.isArray(value)) for (const v of value) headers.append(name, v);
     else headers.set(name, value);
@@ -230,7 +234,9 @@ async function serveFetch(fetch: FetchHandler, req: IncomingMessage, res: Server
   });
   const cookies = response.headers.getSetCookie();
   if (cookies.length > 0) outHeaders['set-cookie'] = cookies;
-  res.writeHead(response.status, response.statusText, outHeaders);
+  // HTTP/2 has no status text (Node warns if given one).
+  if (req.httpVersionMajor >= 2) res.writeHead(response.status, outHeaders);
+  else res.writeHead(response.status, response.statusText, outHeaders);
   if (response.body === null || method === 'HEAD') {
     res.end();
     return;

@@ -230,6 +230,37 @@ test('an https app with an upgrade handler (secure WebSocket shape) gets the upg
   await until('the echo', () => got.endsWith('ping over the upgraded TLS connection'), 5000);
 });
 
+/** One GET over HTTP/2 on a new session. */
+async function getH2(
+  port: number,
+  ca: Buffer[],
+  urlPath: string,
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  const session = http2.connect(`https://127.0.0.1:${port}`, { ca });
+  try {
+    return await new Promise((resolve, reject) => {
+      const req = session.request({ ':path': urlPath });
+      let status = 0;
+      const chunks: Buffer[] = [];
+      req.on('response', (headers) => {
+        status = Number(headers[':status']);
+      });
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () =>
+        resolve({
+          status,
+          body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>,
+        }),
+      );
+      req.on('error', reject);
+      req.setTimeout(5000, () => req.close(http2.constants.NGHTTP2_CANCEL));
+      req.end();
+    });
+  } finally {
+    session.close();
+  }
+}
+
 test('HTTP/2 by ALPN (alpn=h2,http/1.1): a koa app answers over h2, and over HTTP/1.1 for clients without h2', async (t) => {
   const dir = tmpDir(t);
   const cert = makeCert(dir, 'h2');
@@ -238,32 +269,25 @@ test('HTTP/2 by ALPN (alpn=h2,http/1.1): a koa app answers over h2, and over HTT
     bind: sslBind(cert, '&alpn=h2,http/1.1'),
   });
   assert.equal((await handshake(port, { ca: [cert.pem], alpn: ['h2', 'http/1.1'] })).alpn, 'h2');
-  const session = http2.connect(`https://127.0.0.1:${port}`, { ca: [cert.pem] });
-  t.after(() => session.destroy());
-  const h2 = await new Promise<{ status: number; body: Record<string, unknown> }>((resolve, reject) => {
-    const req = session.request({ ':path': '/over-h2' });
-    let status = 0;
-    const chunks: Buffer[] = [];
-    req.on('response', (headers) => {
-      status = Number(headers[':status']);
-    });
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () =>
-      resolve({
-        status,
-        body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>,
-      }),
-    );
-    req.on('error', reject);
-    req.end();
-  });
-  session.close();
+  const h2 = await getH2(port, [cert.pem], '/over-h2');
   assert.equal(h2.status, 200);
   assert.equal(h2.body.framework, 'koa');
   assert.equal(h2.body.path, '/over-h2');
   const h1 = await getJsonTls(port, [cert.pem], '/over-h1');
   assert.equal(h1.body.framework, 'koa');
   assert.equal((await handshake(port, { ca: [cert.pem], alpn: ['http/1.1'] })).alpn, 'http/1.1');
+});
+
+test("HTTP/2: a fetch-handler app (Hono) answers over h2 through nserve's fetch adapter", async (t) => {
+  const dir = tmpDir(t);
+  const cert = makeCert(dir, 'h2');
+  const { port } = await serveApp(t, path.join(FIXTURES, 'frameworks', 'hono.mjs'), {
+    bind: sslBind(cert, '&alpn=h2,http/1.1'),
+  });
+  const h2 = await getH2(port, [cert.pem], '/fetch-over-h2');
+  assert.equal(h2.status, 200);
+  assert.equal(h2.body.framework, 'hono');
+  assert.equal(h2.body.path, '/fetch-over-h2');
 });
 
 test('verify_mode=force_peer with ca: a client without a certificate is refused, one with a certificate from the CA is served', async (t) => {
