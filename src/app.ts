@@ -6,6 +6,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { type Duplex, Readable } from 'node:stream';
+import * as tls from 'node:tls';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Config } from './config.js';
 import { type NserveErrorCode, usageError } from './errors.js';
@@ -22,6 +23,12 @@ export interface LoadedApp {
   upgrade?: UpgradeListener;
   /** Listen-compat: the app's own server (its keepAliveTimeout, headersTimeout, requestTimeout are honoured). */
   server?: http.Server;
+  /**
+   * Listen-compat with the app's own TLS server (`https.createServer(opts, app)`, http2's
+   * createSecureServer): it keeps its TLS options and handshakes; nserve feeds it the connections it
+   * accepts and wraps its request listeners (server.ts).
+   */
+  tlsServer?: tls.Server;
 }
 
 export type UpgradeListener = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
@@ -75,6 +82,14 @@ export async function loadApp(
   const handler = pickExport(mod);
   const server =
     capture.server ?? (handler === undefined ? await capture.wait(options.listenWaitMs) : undefined);
+  if (server instanceof tls.Server) {
+    return {
+      file,
+      kind: 'listen',
+      listener: (req, res) => server.emit('request', req, res),
+      tlsServer: server,
+    };
+  }
   if (server !== undefined) {
     // Listen-compat: the app started its own server; requests nserve accepts are handed to it.
     return {
@@ -107,21 +122,24 @@ export async function loadApp(
   return { file, kind: 'fetch', listener: fetchListener(handler.fetch.bind(handler)), ...extra };
 }
 
+/** An app's server that listen-compat captures: http, or https/http2 (TLS terminated by the app). */
+type AppHttpServer = http.Server | tls.Server;
+
 interface ListenCapture {
-  server: http.Server | undefined;
+  server: AppHttpServer | undefined;
   /** Ports of the app's HTTP listens that were not nserve's (left alone). */
   elsewhere: number[];
-  wait(ms: number): Promise<http.Server | undefined>;
+  wait(ms: number): Promise<AppHttpServer | undefined>;
 }
 
 /**
- * Listen-compat mode, like Node's cluster does for workers: while nserve serves, an http.Server of the
- * app that listens on one of nserve's ports (or on $PORT, which nserve sets to its first TCP port) is
+ * Listen-compat mode, like Node's cluster does for workers: while nserve serves, an http.Server (or an
+ * https.Server, which keeps its own TLS options) of the app that listens on one of nserve's ports (or on $PORT, which nserve sets to its first TCP port) is
  * not bound; it reports 'listening' with nserve's address and receives the requests nserve accepts.
  * Listens on other ports are left alone.
  */
 function captureListen(ports: readonly number[]): ListenCapture {
-  const capture: ListenCapture & { waiters: ((s: http.Server) => void)[] } = {
+  const capture: ListenCapture & { waiters: ((s: AppHttpServer) => void)[] } = {
     server: undefined,
     elsewhere: [],
     waiters: [],
@@ -140,8 +158,11 @@ function captureListen(ports: readonly number[]): ListenCapture {
   const original = net.Server.prototype.listen;
   net.Server.prototype.listen = function listen(this: net.Server, ...args: unknown[]): net.Server {
     const port = requestedPort(args);
-    if (!(this instanceof http.Server) || port === undefined || !ports.includes(port)) {
-      if (this instanceof http.Server && port !== undefined) capture.elsewhere.push(port);
+    // https.Server and http2's secure server are tls.Servers (a plain tls.Server of the app is not HTTP,
+    // but nserve could not serve HTTP on a port the app meant for raw TLS either).
+    const httpish = this instanceof http.Server || this instanceof tls.Server;
+    if (!httpish || port === undefined || !ports.includes(port)) {
+      if (httpish && port !== undefined) capture.elsewhere.push(port);
       return original.apply(this, args as Parameters<typeof original>);
     }
     capture.server ??= this;
@@ -211,10 +232,14 @@ export function fetchListener(fetch: FetchHandler): RequestListener {
 }
 
 async function serveFetch(fetch: FetchHandler, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const host = req.headers.host ?? 'localhost';
+  // Over HTTP/2 (an ssl:// bind with alpn=h2) the host is the :authority pseudo-header.
+  const authority = req.headers[':authority'];
+  const host = req.headers.host ?? (typeof authority === 'string' ? authority : 'localhost');
   const url = new URL(req.url ?? '/', `http://${host}`);
   const headers = new Headers();
   for (const [name, value] of Object.entries(req.headers)) {
+    // HTTP/2 pseudo-headers (:method, :path, …) are not headers a Request may carry.
+    if (name.startsWith(':')) continue;
     if (value === undefined) continue;
     if (Array.isArray(value)) for (const v of value) headers.append(name, v);
     else headers.set(name, value);
@@ -233,7 +258,9 @@ async function serveFetch(fetch: FetchHandler, req: IncomingMessage, res: Server
   });
   const cookies = response.headers.getSetCookie();
   if (cookies.length > 0) outHeaders['set-cookie'] = cookies;
-  res.writeHead(response.status, response.statusText, outHeaders);
+  // HTTP/2 has no status text (Node warns if given one).
+  if (req.httpVersionMajor >= 2) res.writeHead(response.status, outHeaders);
+  else res.writeHead(response.status, response.statusText, outHeaders);
   if (response.body === null || method === 'HEAD') {
     res.end();
     return;

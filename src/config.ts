@@ -9,6 +9,7 @@ import { errorMessage, usageError } from './errors.js';
 import { LEAK_POLICIES, type LeakPolicy } from './fds.js';
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat } from './logger.js';
 import { readStateFile } from './statefile.js';
+import { checkTlsBinds } from './tls.js';
 
 export interface HookContext {
   /** Which hook is running, e.g. 'onRestart'. */
@@ -383,7 +384,10 @@ export async function loadConfig(
 ): Promise<Config> {
   const found = findConfigFile(cwd, cli.config, env);
   const file = found === undefined ? {} : await readConfigFile(found.file);
-  return Object.freeze(buildConfig(appArg, cli, file, cwd, found, env));
+  const config = buildConfig(appArg, cli, file, cwd, found, env);
+  // ssl:// binds: unreadable files, a key that is not the certificate's → one line, before any bind.
+  checkTlsBinds(config.binds);
+  return Object.freeze(config);
 }
 
 /** `--dotenv FILE` or config key envFile (the flag cannot be --env-file: Node 20 claims that one). */

@@ -9,15 +9,26 @@
 // the app marked: see drain.ts) are told to go (`announce`) and, after their grace, ended with a clean
 // close (FIN after pending writes, never a reset). Responses marked "finish on old code" are waited for
 // separately (`finishOnOld`), after the drain, so that a cluster hand-over does not wait for them.
+//
+// TLS (`ssl://` binds: tls.ts) only changes which server object is made for a bind (https, or http2 with
+// an HTTP/1.1 fallback) and what is tracked: a connection is tracked as its TLS socket once the
+// handshake is done, and counted as "handshaking" until then, so a drain waits for it. An app that
+// terminates TLS itself (listen-compat with an https.Server) keeps its own server: nserve hands it the
+// connections it accepts and serves the requests that come out of it.
 import * as http from 'node:http';
+import type * as http2 from 'node:http2';
+import * as http2Module from 'node:http2';
+import * as https from 'node:https';
 import type { Socket } from 'node:net';
 import * as net from 'node:net';
+import * as tls from 'node:tls';
 import { httpTimeouts, type LoadedApp, type UpgradeListener } from './app.js';
 import type { Config } from './config.js';
 import { announceDrain, CLASS, type DrainInfo, type MarkedClass, retractDrain } from './drain.js';
-import { errorMessage } from './errors.js';
+import { errorMessage, usageError } from './errors.js';
 import type { Logger } from './logger.js';
 import * as native from './native.js';
+import { type CertVerdict, refusesPeer, type TlsBindOptions, TlsBinds } from './tls.js';
 
 export interface AppServerOptions {
   log: Logger;
@@ -34,10 +45,22 @@ export interface AppServerOptions {
   healthPath?: string | undefined;
   /** HTTP upgrades (WebSocket) go here; without it they are refused, as Node does. */
   upgrade?: UpgradeListener | undefined;
+  /** The certificates of `ssl://` binds (by bind URI); plain binds are served over HTTP. */
+  tls?: TlsBinds | undefined;
+  /** Listen-compat with an app's own TLS server (https/http2): it terminates TLS, nserve feeds it. */
+  external?: tls.Server | undefined;
+}
+
+/** The bind URI of a slot key (`<uri>#<slot>`). */
+function bindOf(key: string): string {
+  const i = key.lastIndexOf('#');
+  return i === -1 ? key : key.slice(0, i);
 }
 
 interface ConnState {
   server: AppServer;
+  /** The tracked socket itself (an HTTP/2 response's `socket` is a proxy that refuses destroy/end). */
+  socket: Socket;
   active: number;
   idleSince: number;
   /** Upgraded (WebSocket): no longer HTTP; long-lived. */
@@ -88,18 +111,29 @@ function headerFromRaw(res: http.ServerResponse, name: string): string | undefin
   return m?.[1];
 }
 
+/** A TCP connection whose TLS handshake is not done yet (raw socket → when it arrived). */
+type Handshakes = Map<Socket, number>;
+
+/** The socket of the connection a response goes out on (its TLS socket for HTTP/2 streams). */
+function connectionOf(res: http.ServerResponse): Socket | null {
+  return (res as Tracked<http.ServerResponse>)[STATE]?.socket ?? res.socket;
+}
+
 export class AppServer {
   requests = 0;
   inFlight = 0;
-  private readonly servers = new Map<string, http.Server>();
+  /** The server accepting on each slot key (an http/https/http2 server, or a feed into `external`). */
+  private readonly servers = new Map<string, net.Server>();
   /** The listening descriptor each server accepts on (closed with it). */
   private readonly fds = new Map<string, number>();
   private readonly conns = new Set<Tracked<Socket>>();
   private draining = false;
   private announced = false;
   private notReady = false;
-  /** Serves connections adopted at a graceful stop (its listening servers are closed by then). */
-  private spare: http.Server | undefined;
+  /** Serve connections adopted at a graceful stop, per bind (its listening servers are closed by then). */
+  private readonly spares = new Map<string, net.Server>();
+  private readonly handshakes: Handshakes = new Map();
+  private readonly sessions = new Set<http2.ServerHttp2Session>();
   private askedLongLived = 0;
   private readonly responses = new Set<http.ServerResponse>();
   private readonly responseStarted = new WeakMap<http.ServerResponse, bigint>();
@@ -111,10 +145,34 @@ export class AppServer {
     private readonly options: AppServerOptions,
   ) {
     this.listener = listener;
+    const external = options.external;
+    if (external !== undefined) {
+      // The app's own TLS server: its request listeners become the app; nserve's handler counts, drains
+      // and calls them, as it does for an http.Server through `listener`.
+      const own = external.listeners('request') as http.RequestListener[];
+      external.removeAllListeners('request');
+      this.listener = (req, res) => {
+        for (const l of own) l.call(external, req, res);
+      };
+      external.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => this.handle(req, res));
+      this.instrument(external, undefined);
+      // The app's 'upgrade' listeners answer upgrades themselves: only mark the connection long-lived.
+      external.prependListener('upgrade', (_req: http.IncomingMessage, sock: Tracked<Socket>) => {
+        const st = sock[STATE];
+        if (st !== undefined) st.upgraded = true;
+      });
+    }
   }
 
   /** The server for a loaded app, as the configuration says (single mode and workers alike). */
   static forApp(app: LoadedApp, config: Config, log: Logger): AppServer {
+    const tlsBinds = new TlsBinds(config.binds);
+    if (app.tlsServer !== undefined && tlsBinds.size > 0) {
+      throw usageError(
+        'ERR_NSERVE_TLS',
+        `app ${app.file} terminates TLS itself (https.createServer): bind it with tcp://, not ssl://`,
+      );
+    }
     return new AppServer(app.listener, {
       log,
       backlog: config.backlog,
@@ -123,7 +181,29 @@ export class AppServer {
       healthPath: config.healthPath,
       upgrade: app.upgrade,
       ...httpTimeouts(app, config),
+      tls: tlsBinds,
+      external: app.tlsServer,
     });
+  }
+
+  /**
+   * Rotation: re-read every `ssl://` bind's certificate and key; new handshakes on the servers of a bind
+   * whose files are good use them, open connections are untouched; a bind whose new files are bad keeps
+   * serving its old certificate (its verdict says why).
+   */
+  reloadCerts(): CertVerdict[] {
+    const tlsBinds = this.options.tls;
+    if (tlsBinds === undefined) return [];
+    return tlsBinds.reload((uri, options) => {
+      for (const [key, server] of this.servers) {
+        if (bindOf(key) === uri && server instanceof tls.Server) server.setSecureContext(options);
+      }
+    });
+  }
+
+  /** The certificate each `ssl://` bind serves now. */
+  certificates(): ReturnType<TlsBinds['info']> {
+    return this.options.tls?.info() ?? [];
   }
 
   get accepting(): number {
@@ -136,7 +216,7 @@ export class AppServer {
       native.close(fd);
       return;
     }
-    const server = this.createHttpServer();
+    const server = this.createServer(key);
     this.servers.set(key, server);
     this.fds.set(key, fd);
     await new Promise<void>((resolve, reject) => {
@@ -149,8 +229,17 @@ export class AppServer {
     });
   }
 
-  private createHttpServer(): http.Server {
-    const server = http.createServer({
+  /** The server for one bind: http, https, http2 (ALPN h2), or a feed into the app's own TLS server. */
+  private createServer(key: string): net.Server {
+    const external = this.options.external;
+    if (external !== undefined) {
+      // Connections go to the app's server, which does the handshake with its own options.
+      return net.createServer((raw) => external.emit('connection', raw));
+    }
+    const uri = bindOf(key);
+    const tlsOptions = this.options.tls?.serverOptions(uri);
+    const bind = this.options.tls?.options(uri);
+    const timeouts = {
       keepAliveTimeout: this.options.keepAliveTimeoutMs ?? 5000,
       ...(this.options.headersTimeoutMs === undefined
         ? {}
@@ -158,9 +247,14 @@ export class AppServer {
       ...(this.options.requestTimeoutMs === undefined
         ? {}
         : { requestTimeout: this.options.requestTimeoutMs }),
-    });
-    server.on('connection', (sock: Socket) => this.track(sock));
-    server.on('request', (req, res) => this.handle(req, res));
+    };
+    let server: http.Server | tls.Server;
+    if (tlsOptions === undefined || bind === undefined) server = http.createServer(timeouts);
+    else if (bind.alpn.includes('h2'))
+      server = http2Module.createSecureServer({ ...tlsOptions, allowHTTP1: bind.alpn.includes('http/1.1') });
+    else server = https.createServer({ ...tlsOptions, ...timeouts });
+    this.instrument(server, bind);
+    server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => this.handle(req, res));
     // An upgraded connection stays tracked, as long-lived: a drain tells the app, then ends it.
     const upgrade = this.options.upgrade;
     if (upgrade !== undefined) {
@@ -179,6 +273,39 @@ export class AppServer {
       } else sock.destroy();
     });
     return server;
+  }
+
+  /**
+   * Connection tracking. Plain HTTP: each accepted socket. TLS: the raw socket counts as handshaking
+   * (a drain waits for it, for at most the drain grace), then its TLS socket is tracked.
+   */
+  private instrument(server: net.Server, bind: TlsBindOptions | undefined): void {
+    if (!(server instanceof tls.Server)) {
+      server.on('connection', (sock: Socket) => this.track(sock));
+      return;
+    }
+    server.on('connection', (raw: Socket) => {
+      this.handshakes.set(raw, Date.now());
+      raw.once('close', () => {
+        if (this.handshakes.delete(raw)) this.onConnectionClosed?.();
+      });
+    });
+    server.on('secureConnection', (sock: tls.TLSSocket) => {
+      // Node keeps the TCP socket under the TLS one as `_parent`.
+      const raw = (sock as { _parent?: unknown })._parent;
+      if (raw instanceof net.Socket) this.handshakes.delete(raw);
+      if (bind !== undefined && refusesPeer(bind, sock)) {
+        sock.destroy();
+        return;
+      }
+      this.track(sock);
+    });
+    server.on('session', (session: http2.ServerHttp2Session) => {
+      this.sessions.add(session);
+      session.once('close', () => this.sessions.delete(session));
+      // A session that begins while draining serves its first stream, then says GOAWAY.
+      if (this.draining) session.once('stream', () => session.close());
+    });
   }
 
   /** Stop accepting on one key (or all), without touching open connections or the socket itself. */
@@ -200,6 +327,8 @@ export class AppServer {
   beginDraining(): void {
     this.draining = true;
     for (const res of this.responses) if (!res.headersSent) res.shouldKeepAlive = false;
+    // HTTP/2 has no Connection: close: GOAWAY lets open streams finish and tells the client to move on.
+    for (const session of this.sessions) session.close();
   }
 
   /**
@@ -210,9 +339,15 @@ export class AppServer {
    * copies, closed this way too (single mode); otherwise a copy of each served listener is taken first.
    */
   closeListenersServingQueued(owned?: readonly number[]): void {
-    const copies = owned ?? [...this.fds.values()].map((fd) => native.dup(fd));
+    // Which bind each copy serves (TLS or not): the caller's own copies are matched by address.
+    const byAddress = new Map<string, string>();
+    for (const [key, fd] of this.fds) byAddress.set(JSON.stringify(native.localAddress(fd)), key);
+    const copies: [string | undefined, number][] =
+      owned === undefined
+        ? [...this.fds].map(([key, fd]) => [key, native.dup(fd)])
+        : owned.map((fd) => [byAddress.get(JSON.stringify(native.localAddress(fd))), fd]);
     this.stopAccepting();
-    for (const fd of copies) {
+    for (const [key, fd] of copies) {
       let accepted: number[];
       try {
         accepted = native.acceptAndClose(fd);
@@ -220,15 +355,20 @@ export class AppServer {
         this.options.log.warn({ err, fd }, `taking over queued connections failed: ${errorMessage(err)}`);
         continue;
       }
-      for (const c of accepted) this.adoptConnection(c);
+      for (const c of accepted) this.adoptConnection(c, key ?? '');
     }
   }
 
   /** Serve a connection accepted elsewhere (acceptAndClose) like one this server accepted. */
-  private adoptConnection(fd: number): void {
-    this.spare ??= this.createHttpServer();
+  private adoptConnection(fd: number, key: string): void {
+    const uri = bindOf(key);
+    let spare = this.spares.get(uri);
+    if (spare === undefined) {
+      spare = this.createServer(key);
+      this.spares.set(uri, spare);
+    }
     const sock = new net.Socket({ fd, readable: true, writable: true });
-    this.spare.emit('connection', sock);
+    spare.emit('connection', sock);
   }
 
   /** Long-lived connections open now: upgraded sockets and long-lived responses in progress. */
@@ -287,9 +427,11 @@ export class AppServer {
         const out = new Set<Socket>();
         for (const res of this.responses) {
           const cls = responseClass(res);
-          if (cls === 'request' && res.socket !== null) out.add(res.socket);
-          else if (cls === 'long-lived' && !ended.has(res) && res.socket !== null) out.add(res.socket);
+          const sock = connectionOf(res);
+          if (cls === 'request' && sock !== null) out.add(sock);
+          else if (cls === 'long-lived' && !ended.has(res) && sock !== null) out.add(sock);
         }
+        for (const raw of this.handshakes.keys()) out.add(raw);
         for (const sock of this.conns) {
           const st = sock[STATE];
           if (st === undefined) continue;
@@ -304,7 +446,7 @@ export class AppServer {
           ended.add(res);
           endedCount++;
           // The stream's last chunk, then FIN: the client sees the stream end and reconnects.
-          const sock = res.socket;
+          const sock = connectionOf(res);
           res.end(() => sock?.end());
           if (sock !== null) {
             ended.add(sock);
@@ -335,6 +477,9 @@ export class AppServer {
           )
             sock.destroy();
         }
+        // A handshake not done within the drain grace is a client that will not send a request.
+        for (const [raw, since] of this.handshakes)
+          if (now - since >= this.options.drainGraceMs) raw.destroy();
         const left = blocking();
         if (left.size === 0) {
           finish(0);
@@ -382,7 +527,7 @@ export class AppServer {
   }
 
   private track(sock: Tracked<Socket>): void {
-    sock[STATE] = { server: this, active: 0, idleSince: Date.now(), upgraded: false };
+    sock[STATE] = { server: this, socket: sock, active: 0, idleSince: Date.now(), upgraded: false };
     this.conns.add(sock);
     sock.on('close', onSocketClose);
   }

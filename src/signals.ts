@@ -3,7 +3,7 @@ import { type Logger, reopenRedirectedStdio } from './logger.js';
 
 // One table maps each command to its signal and control-server path; the CLI, the control server and
 // docs/signals.md are fed from it.
-export type Action = 'restart' | 'phased-restart' | 'stop' | 'workers+1' | 'workers-1';
+export type Action = 'restart' | 'phased-restart' | 'stop' | 'workers+1' | 'workers-1' | 'reload-certs';
 
 export interface SignalCommand {
   action: Action;
@@ -39,6 +39,13 @@ export const SIGNAL_COMMANDS: readonly SignalCommand[] = [
     path: '/workers/decrement',
     description: 'remove a worker, never below 1 (cluster mode)',
   },
+  {
+    action: 'reload-certs',
+    signal: 'SIGHUP',
+    path: '/reload-certs',
+    description:
+      're-read the certificate and key of every ssl:// bind in every worker (new handshakes use them; a bad file keeps the old one)',
+  },
 ];
 
 /** What bin/nserve.js caught before the server's modules had loaded. */
@@ -66,6 +73,7 @@ export const IGNORED_ACROSS_EXEC: readonly NodeJS.Signals[] = [
 export function installSignalHandlers(
   dispatch: (action: Action, signal: NodeJS.Signals) => void,
   log: Logger,
+  options: { certs?: boolean } = {},
 ): () => void {
   closeStrayInspector(log);
   // bin/nserve.js catches restart signals before any module loads (Node resets ignored signals to their
@@ -73,14 +81,18 @@ export function installSignalHandlers(
   const early = (globalThis as { __nserveEarlySignals?: EarlySignals }).__nserveEarlySignals;
   const installed: [NodeJS.Signals, () => void][] = [];
   for (const cmd of SIGNAL_COMMANDS) {
+    if (cmd.signal === 'SIGHUP') continue; // below: SIGHUP has more than one meaning
     const handler = (): void => dispatch(cmd.action, cmd.signal);
     process.on(cmd.signal, handler);
     installed.push([cmd.signal, handler]);
   }
-  // SIGHUP: with --redirect-stdout/--redirect-stderr, reopen those files (logrotate's postrotate);
-  // without, the terminal went away: stop gracefully, as Puma does.
+  // SIGHUP: with --redirect-stdout/--redirect-stderr, reopen those files (logrotate's postrotate); with
+  // ssl:// binds, re-read their certificates (an ACME client's deploy hook); both when both apply.
+  // With neither, the terminal went away: stop gracefully, as Puma does.
   const hup = (): void => {
-    if (!reopenRedirectedStdio(log)) dispatch('stop', 'SIGHUP');
+    const reopened = reopenRedirectedStdio(log);
+    if (options.certs === true) dispatch('reload-certs', 'SIGHUP');
+    else if (!reopened) dispatch('stop', 'SIGHUP');
   };
   process.on('SIGHUP', hup);
   installed.push(['SIGHUP', hup]);
@@ -122,8 +134,10 @@ kill -TERM $(cat /run/nserve.pid)   # graceful stop
 \`\`\`
 
 \`SIGHUP\` reopens the files given to \`--redirect-stdout\` and \`--redirect-stderr\` (for logrotate's
-\`postrotate\`; a master passes it on to its workers, which reopen theirs). Without redirected output,
-\`SIGHUP\` means the terminal went away: graceful stop, as \`SIGTERM\`.
+\`postrotate\`; a master passes it on to its workers, which reopen theirs). With \`ssl://\` binds it also
+re-reads their certificates and keys (\`reload-certs\`: an ACME client's deploy hook). With neither
+redirected output nor \`ssl://\` binds, \`SIGHUP\` means the terminal went away: graceful stop, as
+\`SIGTERM\`.
 
 Workers ignore these signals, except \`SIGTERM\`, which makes a worker drain: the master coordinates.
 `;

@@ -29,6 +29,7 @@ import { AppServer } from './server.js';
 import { installSignalHandlers } from './signals.js';
 import { type ControlAction, type ControlAnswer, lifetimeView, listenerViews, type Stats } from './status.js';
 import { reapOrphansAsInit, startWatchdog } from './systemd.js';
+import { LocalCerts } from './tls.js';
 import { VERSION } from './version.js';
 
 export async function runSingle(ctx: RunContext): Promise<void> {
@@ -62,6 +63,7 @@ export async function runSingle(ctx: RunContext): Promise<void> {
     throw err;
   }
   const server = AppServer.forApp(app, config, log);
+  const certs = new LocalCerts(server, log);
   await serveAll(server, listeners);
   // Binds removed from the config since the last image: close them only now that the new binds serve.
   closeLeftovers(leftovers);
@@ -214,6 +216,12 @@ export async function runSingle(ctx: RunContext): Promise<void> {
       }
       case 'reload-worker-directory':
         return { accepted: true, detail: `single mode resolves ${config.directory} at every restart` };
+      case 'reload-certs': {
+        const reloaded = certs.reload(state);
+        return 'refused' in reloaded
+          ? { accepted: false, status: 409, reason: reloaded.refused }
+          : { accepted: true, detail: 'certificates re-read' };
+      }
       case 'workers+1':
       case 'workers-1':
         return {
@@ -240,6 +248,7 @@ export async function runSingle(ctx: RunContext): Promise<void> {
     restarts: history.records,
     listeners: listenerViews(listeners),
     fdCount: fs.readdirSync('/proc/self/fd').length,
+    ...certs.statsField(),
   });
 
   const fds = () => [
@@ -252,11 +261,16 @@ export async function runSingle(ctx: RunContext): Promise<void> {
     },
   ];
 
-  installSignalHandlers((action, signal) => {
-    const answer = perform(action);
-    if (!answer.accepted) log.warn({ signal, state: lifecycle.state }, `${signal} ignored: ${answer.reason}`);
-  }, log);
-  await ctx.onServing?.({ stats, perform, fds });
+  installSignalHandlers(
+    (action, signal) => {
+      const answer = perform(action);
+      if (!answer.accepted)
+        log.warn({ signal, state: lifecycle.state }, `${signal} ignored: ${answer.reason}`);
+    },
+    log,
+    { certs: certs.configured },
+  );
+  await ctx.onServing?.({ stats, perform, fds, reloadCerts: () => certs.reload(lifecycle.state) });
 }
 
 async function serveAll(server: AppServer, listeners: readonly Listener[]): Promise<void> {

@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import { formatAddress, type Listener } from './binder.js';
 import type { ProcessFds } from './fds.js';
 import type { Action } from './signals.js';
+import type { CertReload, TlsStats } from './tls.js';
 
 export type RestartKind = 'hot' | 'phased';
 export type RestartOutcome = 'in-progress' | 'ok' | 'failed';
@@ -208,6 +209,8 @@ export interface Stats {
   restarts: RestartRecord[];
   listeners: ListenerView[];
   fdCount: number;
+  /** With ssl:// binds: each bind's certificate (subject, expiry) and the last reload-certs. */
+  tls?: TlsStats;
 }
 
 export type ControlAction = Action | 'halt' | 'reload-worker-directory';
@@ -222,6 +225,11 @@ export interface Controller {
   perform(action: ControlAction): ControlAnswer;
   /** Every descriptor of the server and its workers, with roles and leak flags (GET /fds, nserve fds). */
   fds?(): ProcessFds[];
+  /**
+   * Re-read every ssl:// bind's certificate in every accepting process: the verdict, or why it cannot
+   * start (no ssl:// bind, a restart in progress).
+   */
+  reloadCerts?(): Promise<CertReload> | { refused: string };
 }
 
 export function listenerViews(listeners: readonly Listener[]): ListenerView[] {

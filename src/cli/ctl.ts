@@ -16,6 +16,7 @@ import { procEntry } from '../proc.js';
 import { SIGNAL_COMMANDS } from '../signals.js';
 import { readStateFile } from '../statefile.js';
 import type { ControlAction, RestartRecord, Stats } from '../status.js';
+import { type CertReload, describeReload } from '../tls.js';
 import { duration, formatStats, formatStatus, oneLine, statusSummary } from './ctl-format.js';
 import { fdsFromProc } from './fds.js';
 
@@ -27,6 +28,7 @@ export const CTL_COMMANDS = [
   'stop',
   'halt',
   'reload-worker-directory',
+  'reload-certs',
   'fds',
   'workers',
 ] as const;
@@ -179,6 +181,7 @@ const ACTIONS: Partial<Record<CtlCommand, ControlAction>> = {
   stop: 'stop',
   halt: 'halt',
   'reload-worker-directory': 'reload-worker-directory',
+  'reload-certs': 'reload-certs',
 };
 
 function workersAction(value: string | undefined): ControlAction {
@@ -247,6 +250,7 @@ export async function runCtl(
   const answer = await call(conn.target, 'POST', route.path, requestMs);
   const pid =
     conn.pid ?? (typeof answer.pid === 'number' && isLocal(conn.target.address) ? answer.pid : undefined);
+  if (command === 'reload-certs') return certVerdict(answer, opts);
   if (opts.wait !== true) {
     if (opts.json === true) json(answer);
     else out(describeAnswer(command, answer));
@@ -388,6 +392,15 @@ function describeAnswer(command: CtlCommand, answer: Record<string, unknown>): s
   return `${command} accepted (pid ${answer.pid})${detail}`;
 }
 
+/** reload-certs: the verdict (the server answers once every worker has); exit 1 if any file was refused. */
+function certVerdict(answer: Record<string, unknown>, opts: CtlOptions): number {
+  const report = answer as unknown as CertReload;
+  if (opts.json === true) json(answer);
+  else if (report.ok) out(describeReload(report));
+  else process.stderr.write(`nserve: error: ${describeReload(report)}\n`);
+  return report.ok ? 0 : EXIT_FAILED;
+}
+
 function connectionOptions(cmd: Command): Command {
   return cmd
     .option('-S, --state <file>', 'the state file the server writes (--state): PID, control URL and token')
@@ -440,10 +453,11 @@ Commands:
   stop                     graceful stop (SIGTERM with -P)
   halt                     immediate stop (control server only)
   reload-worker-directory  re-resolve --directory for workers spawned from now on
+  reload-certs             re-read the certificates of ssl:// binds, print the verdict (SIGHUP with -P)
   fds                      descriptors of the server and its workers
   workers +1|-1            add or remove a worker (SIGTTIN/SIGTTOU with -P)
 
-Exit status: 0 done; 1 a restart waited for failed (or timed out); 2 could not ask (no server,
+Exit status: 0 done; 1 a restart waited for failed (or timed out), or reload-certs refused a file; 2 could not ask (no server,
 stale state file or pidfile, wrong token, refused by the server).`,
   );
   cmd.action(async (command: CtlCommand, value: string | undefined, opts: CtlOptions) => {

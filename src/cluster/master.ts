@@ -40,7 +40,9 @@ import {
 } from '../status.js';
 import { reapOrphansAsInit, startWatchdog } from '../systemd.js';
 import { setProcessTitle } from '../title.js';
+import type { CertReload } from '../tls.js';
 import { VERSION } from '../version.js';
+import { ClusterCerts } from './certs.js';
 import { completeHotRestart, hotRestart } from './hot-restart.js';
 import { phasedRestart, resize } from './phased-restart.js';
 import { WorkerPool } from './pool.js';
@@ -73,6 +75,8 @@ export class Master implements Controller {
   readonly pool: WorkerPool;
   readonly slots: Rebalancer;
   readonly recovery: Recovery;
+  /** ssl:// binds: rotation (reload-certs) and what each bind serves. */
+  readonly certs: ClusterCerts;
   /** The configured worker count (changed by TTIN/TTOU). */
   count: number;
   /** What replacements of crashed workers load: the directory of the generation that serves. */
@@ -105,6 +109,11 @@ export class Master implements Controller {
       stopping: () => this.isStopping(),
     });
     this.recovery = new Recovery(this);
+    this.certs = new ClusterCerts({
+      log: ctx.log,
+      workers: () => this.pool.alive().filter((w) => w.state !== 'draining'),
+      binds: ctx.config.binds,
+    });
   }
 
   async start(): Promise<void> {
@@ -130,11 +139,15 @@ export class Master implements Controller {
     // is at worst a restart that does not finish, which an operator can see (`ctl stats`) and redo.
     process.on('uncaughtException', (err) => this.onBug(err));
     process.on('unhandledRejection', (err) => this.onBug(err));
-    installSignalHandlers((action, signal) => {
-      const answer = this.perform(action);
-      if (!answer.accepted)
-        log.warn({ signal, state: this.lifecycle.state }, `${signal} ignored: ${answer.reason}`);
-    }, log);
+    installSignalHandlers(
+      (action, signal) => {
+        const answer = this.perform(action);
+        if (!answer.accepted)
+          log.warn({ signal, state: this.lifecycle.state }, `${signal} ignored: ${answer.reason}`);
+      },
+      log,
+      { certs: this.certs.configured },
+    );
     const handoff = ctx.handoff;
     if (handoff !== undefined && handoff.workers.length > 0) {
       this.generation = handoff.generation;
@@ -277,6 +290,14 @@ export class Master implements Controller {
         return { accepted: false, status: 409, reason: errorMessage(err) };
       }
     }
+    if (action === 'reload-certs') {
+      const started = this.reloadCerts();
+      if ('refused' in started) return { accepted: false, status: 409, reason: started.refused };
+      this.background(started);
+      return { accepted: true, detail: 'every worker re-reads the certificates of the ssl:// binds' };
+    }
+    if (this.certs.reloading)
+      return { accepted: false, status: 409, reason: 'a certificate reload is in progress (a few ms)' };
     if (state !== 'running' || this.pendingStop !== undefined) {
       return {
         accepted: false,
@@ -316,6 +337,19 @@ export class Master implements Controller {
 
   stats(): Stats {
     return clusterStats(this);
+  }
+
+  reloadCerts(): Promise<CertReload> | { refused: string } {
+    if (!this.certs.configured) return { refused: 'no ssl:// bind: no certificate to reload' };
+    const state = this.lifecycle.state;
+    if (state !== 'running' || this.pendingStop !== undefined)
+      return {
+        refused:
+          state === 'restarting'
+            ? 'a restart is in progress (its new workers read the certificates afresh)'
+            : state,
+      };
+    return this.certs.reload();
   }
 
   fds(): ProcessFds[] {

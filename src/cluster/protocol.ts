@@ -1,6 +1,7 @@
 // The message vocabulary between the master and its workers. Master and worker share only this file,
 // channel.ts, the hand-off names (restart/handoff.ts: the worker's environment), the logger, the errors
 // and the addon face. The vocabulary's version is PROTOCOL_VERSION in handoff.ts.
+import type { CertInfo, CertVerdict } from '../tls.js';
 //
 // Transport: one AF_UNIX SOCK_SEQPACKET socketpair per worker, made by the addon. The worker's end is
 // its fd 3 (see CHILD_ENV in handoff.ts). Each message is one datagram of JSON; slot descriptors ride along with
@@ -31,7 +32,12 @@ export type ToWorker =
    * Stop accepting, finish in-flight requests, close keep-alive connections, end long-lived connections
    * still open after `longLivedGraceMs`; say `drained`; finish "finish on old code" responses; exit.
    */
-  | { t: 'drain'; longLivedGraceMs: number; reason: 'restart' | 'stop' | 'replace' };
+  | { t: 'drain'; longLivedGraceMs: number; reason: 'restart' | 'stop' | 'replace' }
+  /**
+   * Re-read every ssl:// bind's certificate and key from its files (setSecureContext); answer `certs`
+   * with the same id. Only paths are known to both sides: no key material crosses the channel.
+   */
+  | { t: 'reload-certs'; id: number };
 
 export type FromWorker =
   | { t: 'booted'; file: string; directory: string }
@@ -57,7 +63,9 @@ export type FromWorker =
    */
   | { t: 'leaving'; reason: string }
   /** A message from the master could not be received whole (descriptors dropped: EMFILE): resend. */
-  | { t: 'lost' };
+  | { t: 'lost' }
+  /** The verdict on `reload-certs` `id`, per ssl:// bind (only ever an answer: unasked, a violation). */
+  | { t: 'certs'; id: number; binds: CertVerdict[] };
 
 export const HEARTBEAT_INTERVAL_MS = 1000;
 
@@ -69,6 +77,43 @@ export function clip(text: string): string {
 }
 
 const KEY_MAX = 1024;
+/** ssl:// binds a worker may report on (a config has at most MAX_SOCKETS_PER_WORKER listening sockets). */
+const MAX_BINDS = 64;
+const CERT_FIELDS = ['subject', 'issuer', 'serial', 'validFrom', 'validTo', 'fingerprint256'] as const;
+
+function parseCertInfo(v: unknown): CertInfo | undefined {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;
+  const o = v as Record<string, unknown>;
+  const out: Partial<Record<(typeof CERT_FIELDS)[number], string>> = {};
+  for (const f of CERT_FIELDS) {
+    const x = o[f];
+    if (typeof x !== 'string' || x.length > MAX_TEXT) return undefined;
+    out[f] = x;
+  }
+  return out as CertInfo;
+}
+
+function parseVerdicts(v: unknown): CertVerdict[] | undefined {
+  if (!Array.isArray(v) || v.length > MAX_BINDS) return undefined;
+  const out: CertVerdict[] = [];
+  for (const item of v) {
+    if (typeof item !== 'object' || item === null || Array.isArray(item)) return undefined;
+    const o = item as Record<string, unknown>;
+    if (typeof o.uri !== 'string' || o.uri.length > KEY_MAX || typeof o.ok !== 'boolean') return undefined;
+    const verdict: CertVerdict = { uri: o.uri, ok: o.ok };
+    if (o.error !== undefined) {
+      if (typeof o.error !== 'string' || o.error.length > MAX_TEXT) return undefined;
+      verdict.error = o.error;
+    }
+    if (o.cert !== undefined) {
+      const cert = parseCertInfo(o.cert);
+      if (cert === undefined) return undefined;
+      verdict.cert = cert;
+    }
+    out.push(verdict);
+  }
+  return out;
+}
 
 /**
  * A worker's message, checked for shape (the worker runs app code: anything may arrive). Returns the
@@ -129,6 +174,12 @@ export function parseFromWorker(value: unknown): FromWorker | string {
         : 'leaving: reason must be a string';
     case 'lost':
       return { t: 'lost' };
+    case 'certs': {
+      const binds = parseVerdicts(m.binds);
+      return Number.isSafeInteger(m.id) && count('id') && binds !== undefined
+        ? { t: 'certs', id: m.id as number, binds }
+        : 'certs: id must be a non-negative integer and binds an array of verdicts';
+    }
     default:
       return `unknown message type ${JSON.stringify(m.t)?.slice(0, 40)}`;
   }

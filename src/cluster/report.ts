@@ -3,6 +3,7 @@
 import * as fs from 'node:fs';
 import { inspect, type ProcessFds } from '../fds.js';
 import { lifetimeView, listenerViews, processStartedAt, type Stats } from '../status.js';
+import type { TlsStats } from '../tls.js';
 import { VERSION } from '../version.js';
 import type { Master } from './master.js';
 
@@ -44,7 +45,13 @@ export function clusterStats(m: Master): Stats {
     restarts: m.history.records,
     listeners: listenerViews(m.listeners),
     fdCount: fs.readdirSync('/proc/self/fd').length,
+    ...tlsField(m),
   };
+}
+
+function tlsField(m: Master): { tls?: TlsStats } {
+  const tls = m.certs.stats();
+  return tls === undefined ? {} : { tls };
 }
 
 export function clusterFds(m: Master): ProcessFds[] {

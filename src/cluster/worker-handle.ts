@@ -69,6 +69,8 @@ export class WorkerHandle {
   /** Slot keys sent to the worker and not yet confirmed: the only keys it may say it accepts on. */
   private readonly offered = new Set<string>();
   private drainSent = false;
+  /** reload-certs ids sent and not answered: the only verdicts the worker may send. */
+  private readonly certsAsked = new Set<number>();
   /** Set once the worker broke the protocol: nothing it says is believed any more. */
   violation: string | undefined;
   private tokens = BURST;
@@ -129,6 +131,7 @@ export class WorkerHandle {
   send(msg: ToWorker, fds: readonly number[] = []): void {
     if (msg.t === 'slots') for (const s of msg.slots) this.offered.add(s.key);
     if (msg.t === 'drain') this.drainSent = true;
+    if (msg.t === 'reload-certs') this.certsAsked.add(msg.id);
     this.channel.send(msg, fds);
   }
 
@@ -164,6 +167,11 @@ export class WorkerHandle {
       }
       case 'drained':
         return this.drainSent ? undefined : 'drained before it was told to drain';
+      case 'certs':
+        // Answered once: a verdict nobody asked for (or a second one) is a lie about what it serves.
+        return this.certsAsked.delete(msg.id)
+          ? undefined
+          : `a certificate verdict it was not asked for (#${msg.id})`;
       default:
         return undefined;
     }

@@ -73,6 +73,9 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
         case 'drain':
           void drain(msg.longLivedGraceMs, msg.reason);
           break;
+        case 'reload-certs':
+          reloadCerts(msg.id);
+          break;
       }
     },
     close: exitWhenMasterGone,
@@ -106,6 +109,18 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
       await server.serve(key, fd);
     }
     send({ t: 'accepting', keys });
+  };
+
+  /** Re-read the ssl:// binds' files; still booting, the server will read them when it is made. */
+  const reloadCerts = (id: number): void => {
+    const binds = (server?.reloadCerts() ?? []).map((b) =>
+      b.error === undefined ? b : { ...b, error: clip(b.error) },
+    );
+    for (const b of binds) {
+      if (!b.ok)
+        log.warn({ bind: b.uri }, `reload-certs refused, the old certificate keeps serving: ${b.error}`);
+    }
+    send({ t: 'certs', id, binds });
   };
 
   const release = (keys: string[]): void => {

@@ -219,7 +219,20 @@ export class ControlServer {
     req.on('end', () => {
       if (answered) return;
       answered = true;
-      const reply = this.dispatch(routeFor(url.pathname)!, url);
+      const pending = this.dispatch(routeFor(url.pathname)!, url);
+      if (pending instanceof Promise) {
+        // reload-certs answers with the workers' verdict.
+        pending.then(
+          (reply) => send(res, reply),
+          (err: unknown) =>
+            send(res, {
+              status: 500,
+              body: { error: errorMessage(err), code: 'ERR_NSERVE_CONTROL_INTERNAL' },
+            }),
+        );
+        return;
+      }
+      const reply = pending;
       send(res, reply);
       if (reply.afterSent !== undefined) {
         // Act once the answer is out (or the client gone): a stop may end the process.
@@ -278,7 +291,7 @@ export class ControlServer {
     return undefined;
   }
 
-  private dispatch(route: Route, url: URL): Reply {
+  private dispatch(route: Route, url: URL): Reply | Promise<Reply> {
     const controller = this.controller!;
     const { log } = this.options;
     try {
@@ -308,6 +321,19 @@ export class ControlServer {
             if (!answer.accepted) log.warn(`control: ${action} refused: ${answer.reason}`);
           },
         };
+      }
+      if (action === 'reload-certs' && controller.reloadCerts !== undefined) {
+        const started = controller.reloadCerts();
+        if ('refused' in started) {
+          log.warn({ path: url.pathname }, `control: ${action} refused: ${started.refused}`);
+          return refused(started.refused);
+        }
+        log.info({ path: url.pathname }, `control: ${action} accepted`);
+        // 200 with the verdict, refused or not: the request was carried out; `ok` says how it went.
+        return started.then((report) => ({
+          status: 200,
+          body: { accepted: true, action, pid: process.pid, ...report },
+        }));
       }
       const answer: ControlAnswer = controller.perform(action);
       if (!answer.accepted) {

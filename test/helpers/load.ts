@@ -3,6 +3,7 @@
 // pid) answered the ones that succeeded. wrk and autocannon only report totals and reconnect silently;
 // across a restart we need to know which request failed, how and when.
 import * as http from 'node:http';
+import * as https from 'node:https';
 import { now } from './logged-process.js';
 
 /** Puma's restart test posts 16,256-byte bodies; so do we. */
@@ -40,6 +41,8 @@ export interface LoadOptions {
   post?: number;
   /** A request with no answer by then counts as a `timeout` failure (default 10 s). */
   timeoutMs?: number;
+  /** HTTPS: the certificates (PEM) the server's certificate must chain to. */
+  tls?: { ca: (string | Buffer)[] };
 }
 
 export interface LoadResult {
@@ -74,7 +77,10 @@ export class Load {
 
   constructor(private readonly options: LoadOptions) {
     for (let i = 0; i < (options.keepAlive ?? 0); i++) {
-      const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      const agent =
+        options.tls === undefined
+          ? new http.Agent({ keepAlive: true, maxSockets: 1 })
+          : new https.Agent({ keepAlive: true, maxSockets: 1, ca: options.tls.ca });
       this.agents.push(agent);
       this.loops.push(this.loop('keepalive', agent));
     }
@@ -154,8 +160,11 @@ export class Load {
       };
       const headers: http.OutgoingHttpHeaders = agent === false ? { connection: 'close' } : {};
       if (client === 'post') headers['content-type'] = 'application/octet-stream';
-      const req = http.request(
+      const tls = this.options.tls;
+      const request = tls === undefined ? http.request : https.request;
+      const req = request(
         {
+          ...(tls === undefined || agent !== false ? {} : { ca: tls.ca }),
           host: this.options.host ?? '127.0.0.1',
           port: this.options.port,
           path: this.options.path ?? '/',

@@ -14,6 +14,7 @@ const ATTACKS = [
   'no-keys',
   'forged-accepting',
   'forged-drained',
+  'forged-certs',
   'oversize',
   'fds',
   'flood',
