@@ -18,11 +18,17 @@ export interface RestartRecord {
   fds?: number;
   /** Descriptors open in each worker once the restart finished (cluster). */
   workerFds?: number[];
+  /** Hot restart: when no code accepted any more (single mode: before the exec), and for how long. */
+  pausedAt?: number;
+  pauseMs?: number;
 }
 
 const KEEP = 50;
 
 export class RestartHistory {
+  /** Told of every verdict (the metrics store counts restarts by kind and result). */
+  onFinish: ((record: RestartRecord) => void) | undefined;
+
   constructor(readonly records: RestartRecord[] = []) {}
 
   /** The history handed over by the previous image (records of an unknown shape are dropped). */
@@ -65,6 +71,7 @@ export class RestartHistory {
     record.outcome = outcome;
     record.finished = new Date().toISOString();
     record.error = error ?? null;
+    this.onFinish?.(record);
   }
 }
 
@@ -132,6 +139,8 @@ export interface Controller {
   perform(action: ControlAction): ControlAnswer;
   /** Every descriptor of the server and its workers, with roles and leak flags (GET /fds, nserve fds). */
   fds?(): ProcessFds[];
+  /** GET /metrics: the Prometheus text format and its content type (metrics/plane.ts). */
+  metrics?(): Promise<{ text: string; contentType: string }>;
 }
 
 export function listenerViews(listeners: readonly Listener[]): ListenerView[] {

@@ -25,6 +25,7 @@ import { errorMessage, NserveError } from '../errors.js';
 import type { ProcessFds } from '../fds.js';
 import { runHooks } from '../hooks.js';
 import { Lifecycle, SERVER_TRANSITIONS, type ServerState } from '../lifecycle.js';
+import { clusterSource, onWorkerEvent } from '../metrics/cluster.js';
 import * as native from '../native.js';
 import { recordPid, removePidfile } from '../pidfile.js';
 import type { Handoff } from '../restart/handoff.js';
@@ -83,7 +84,10 @@ export class Master implements Controller {
     this.count = ctx.config.workers;
     this.history = ctx.history;
     this.lifecycle = new Lifecycle<ServerState>('master', 'booting', SERVER_TRANSITIONS, ctx.log);
-    this.pool = new WorkerPool(ctx.config, ctx.log, (w, msg) => this.recovery.onWorkerEvent(w, msg));
+    this.pool = new WorkerPool(ctx.config, ctx.log, (w, msg) => {
+      if (ctx.metrics !== undefined) onWorkerEvent(ctx.metrics.store, w, msg);
+      this.recovery.onWorkerEvent(w, msg);
+    });
     this.slots = new Rebalancer({
       log: ctx.log,
       slotFds: this.slotFds,
@@ -94,6 +98,7 @@ export class Master implements Controller {
       stopping: () => this.isStopping(),
     });
     this.recovery = new Recovery(this);
+    ctx.metrics?.attach(clusterSource(this));
   }
 
   async start(): Promise<void> {
