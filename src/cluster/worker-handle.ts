@@ -210,7 +210,9 @@ export class WorkerHandle {
         // already closed
       }
     }
-    if (this.violation !== undefined || !this.alive) return;
+    if (this.violation !== undefined || !this.alive) {
+      return;
+    }
     const wrong = this.refuse(msg, fds.length);
     if (wrong !== undefined) {
       this.onViolation(wrong);
@@ -330,6 +332,9 @@ export class WorkerHandle {
       return;
     }
     this.exit = { code, signal };
+    // libuv may report the exit before the channel's last datagrams were read (a `drained` with the
+    // worker's final request totals): read them while the worker still counts as alive.
+    this.channel.readPending();
     this.lifecycle.to(
       'exited',
       signal !== null ? `signal ${signal}` : code !== null ? `exit code ${code}` : 'channel closed',

@@ -185,6 +185,8 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
         log.warn({ cut }, `shutdown timeout: ${cut} response(s) marked to finish on old code were cut`);
     }
     await workerHooks('onWorkerShutdown');
+    // The last word on our request totals: a response whose 'close' came after `drained` is counted too.
+    if (REQUESTS.on) beat();
     process.exit(0);
   };
 
@@ -225,7 +227,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
   const eld = monitorEventLoopDelay({ resolution: 20 });
   eld.enable();
   let rss = 0;
-  const heartbeat = setInterval(() => {
+  const beat = (): void => {
     try {
       rss = process.memoryUsage.rss();
     } catch {
@@ -241,7 +243,8 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
       ...totals(),
     });
     eld.reset();
-  }, HEARTBEAT_INTERVAL_MS);
+  };
+  const heartbeat = setInterval(beat, HEARTBEAT_INTERVAL_MS);
 
   try {
     process.chdir(directory);

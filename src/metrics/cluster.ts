@@ -31,7 +31,8 @@ async function collect(m: Master, store: MetricsStore, deadlineMs: number): Prom
       return;
     }
     const worker = String(w.index);
-    if (reply.totals !== undefined) store.workerSeen(w.pid, worker, reply.totals);
+    // (A worker that exited while others answered has been counted at its exit already.)
+    if (reply.totals !== undefined && w.alive) store.workerSeen(w.pid, worker, reply.totals);
     // nserve's own gauges are per worker index (two processes of one index, during a phased restart's
     // surge, add up); a process's default metrics belong to that process: labelled with its pid too, so
     // that its counters (CPU seconds, GC) never seem to go back when a new process takes the index.
@@ -96,8 +97,11 @@ export function onWorkerEvent(store: MetricsStore, w: WorkerHandle, msg: WorkerE
     case 'boot-error':
       store.bootFailed();
       break;
-    case 'heartbeat':
     case 'drained':
+      drained.add(w);
+      if (isTotals(msg.totals)) store.workerSeen(w.pid, worker, msg.totals);
+      break;
+    case 'heartbeat':
       if (isTotals(msg.totals)) store.workerSeen(w.pid, worker, msg.totals);
       break;
     case 'exit':
@@ -108,10 +112,14 @@ export function onWorkerEvent(store: MetricsStore, w: WorkerHandle, msg: WorkerE
   }
 }
 
+/** Workers that said `drained` (a worker adopted across a hot restart exits with no status we can read). */
+const drained = new WeakSet<WorkerHandle>();
+
+/** drained (told to go, and went), protocol (broke it), boot (never booted), signal, exit (code 0), crash. */
 function exitReason(w: WorkerHandle, exit: { code: number | null; signal: string | null }): string {
   if (w.violation !== undefined) return 'protocol';
   if (w.bootedAt === undefined) return 'boot';
-  if (exit.code === 0) return 'drained';
+  if (drained.has(w)) return 'drained';
   if (exit.signal !== null) return 'signal';
-  return 'crash';
+  return exit.code === 0 ? 'exit' : 'crash';
 }

@@ -23,8 +23,8 @@ import { MetricsStore } from './store.js';
 
 /** How long a scrape waits for the workers' answers. */
 export const SCRAPE_DEADLINE_MS = 1000;
-/** How long a hot restart waits for scrapes in flight before its exec. */
-const PAUSE_LIMIT_MS = 2000;
+/** How long a hot restart waits for scrapes in flight (and connections that sent nothing yet) before its exec. */
+const PAUSE_LIMIT_MS = 1000;
 
 /** What a serving process adds to a scrape (cluster.ts, single-source.ts). */
 export interface MetricsSource {
@@ -235,11 +235,13 @@ export class MetricsPlane {
     const server = this.http;
     this.http = undefined;
     if (server !== undefined) net.Server.prototype.close.call(server);
+    // Every connection carries one scrape (answers say Connection: close) and a scraper sends its request
+    // at once: wait until each accepted one is answered and closed. A client that sends nothing is cut at
+    // the limit (it holds up the exec at most that long).
     const deadline = Date.now() + PAUSE_LIMIT_MS;
-    while (this.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
-    // Answers are written; a connection whose request has not arrived yet is closed (refused, not cut:
-    // its client sent nothing). Every answer says Connection: close, so nothing idle is kept.
-    for (const sock of this.open) sock.end();
+    while ((this.inFlight > 0 || this.open.size > 0) && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 5));
+    for (const sock of this.open) sock.destroy();
     return [this.fd];
   }
 
