@@ -59,6 +59,8 @@ export interface UserConfig {
   leakPolicy?: LeakPolicy;
   controlUrl?: string;
   controlToken?: string;
+  /** A read-only Prometheus listener, `tcp://HOST:PORT` (docs/metrics.md). */
+  metricsUrl?: string;
   state?: string;
   redirectStdout?: string;
   redirectStderr?: string;
@@ -118,6 +120,10 @@ export interface Config {
   leakPolicy: LeakPolicy;
   /** The control server (master or single only), if `--control-url` is set. */
   control: ControlConfig | undefined;
+  /** `--metrics-url`: a read-only listener answering GET /metrics, kept across hot restarts. */
+  metricsUrl: MetricsAddress | undefined;
+  /** Requests are counted and /metrics answered: a metrics listener or a control server is configured. */
+  metrics: boolean;
   /** `--state`: where `nserve ctl -S` finds the PID, control URL and token. */
   stateFile: string | undefined;
   /** `--redirect-stdout` / `--redirect-stderr`: appended to, reopened on SIGHUP. */
@@ -165,6 +171,7 @@ export interface CliOptions {
   leakPolicy?: string;
   controlUrl?: string;
   controlToken?: string;
+  metricsUrl?: string;
   state?: string;
   redirectStdout?: string;
   redirectStderr?: string;
@@ -264,6 +271,7 @@ export async function readConfigFile(file: string): Promise<UserConfig> {
     'leakPolicy',
     'controlUrl',
     'controlToken',
+    'metricsUrl',
     'state',
     'redirectStdout',
     'redirectStderr',
@@ -496,6 +504,7 @@ export function buildConfig(
   const state = str('state', take('state'));
   const stateFile = state === undefined ? undefined : path.resolve(cwd, state);
   const control = controlConfig(take, stateFile);
+  const metricsUrl = metricsAddress(take('metricsUrl'));
   const redirectStdout = str('redirectStdout', take('redirectStdout'));
   const redirectStderr = str('redirectStderr', take('redirectStderr'));
   const slotsOpt = take('slots');
@@ -542,6 +551,8 @@ export function buildConfig(
     logFormat,
     leakPolicy,
     control,
+    metricsUrl,
+    metrics: metricsUrl !== undefined || control !== undefined,
     stateFile,
     redirectStdout: redirectStdout === undefined ? undefined : path.resolve(cwd, redirectStdout),
     redirectStderr: redirectStderr === undefined ? undefined : path.resolve(cwd, redirectStderr),
@@ -622,6 +633,29 @@ function balanceMode(
     );
   }
   return balance;
+}
+
+export interface MetricsAddress {
+  family: 'tcp4' | 'tcp6';
+  host: string;
+  port: number;
+  uri: string;
+}
+
+const METRICS_URL = 'tcp://HOST:PORT, like tcp://127.0.0.1:9100 (a read-only listener for Prometheus)';
+
+function metricsAddress(v: Picked): MetricsAddress | undefined {
+  const url = str('metricsUrl', v);
+  if (url === undefined || v === undefined) return undefined;
+  if (!url.startsWith('tcp://')) throw invalid('metricsUrl', url, v.source, METRICS_URL);
+  let spec: BindSpec;
+  try {
+    spec = parseBindUri(url);
+  } catch {
+    throw invalid('metricsUrl', url, v.source, METRICS_URL);
+  }
+  if (spec.kind !== 'tcp') throw invalid('metricsUrl', url, v.source, METRICS_URL);
+  return { family: spec.family, host: spec.host, port: spec.port, uri: spec.uri };
 }
 
 function controlConfig(
@@ -708,6 +742,7 @@ export function describeConfig(
     value: config.control?.token === undefined ? null : '(redacted)',
     source: source('controlToken'),
   };
+  out.metricsUrl = { value: config.metricsUrl?.uri ?? null, source: source('metricsUrl') };
   for (const name of HOOK_NAMES) {
     const n = config.hooks[name].length;
     out[name] = { value: `${n} hook${n === 1 ? '' : 's'}`, source: n > 0 ? 'file' : 'default' };

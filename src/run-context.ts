@@ -1,6 +1,7 @@
 // What the command line hands to the role it picked (single server or cluster master).
 import type { Config } from './config.js';
 import type { Logger } from './logger.js';
+import type { MetricsPlane } from './metrics/plane.js';
 import type { RestartInfo } from './restart/exec.js';
 import type { Handoff } from './restart/handoff.js';
 import type { Controller, RestartHistory } from './status.js';
@@ -24,6 +25,8 @@ export interface RunContext {
   env: NodeJS.ProcessEnv;
   /** Descriptors of the control server's listening socket (labelled `control` by `nserve fds`). */
   controlFds?: readonly number[];
+  /** Metrics (a control server or --metrics-url is configured): the store and the dedicated listener. */
+  metrics?: MetricsPlane;
   /** Called once the server serves, with what the control server needs. */
   onServing?: (controller: Controller) => void | Promise<void>;
 }

@@ -27,6 +27,7 @@ import type { Config } from './config.js';
 import { announceDrain, CLASS, type DrainInfo, type MarkedClass, retractDrain } from './drain.js';
 import { errorMessage, usageError } from './errors.js';
 import type { Logger } from './logger.js';
+import { REQUESTS, STARTED, type Timed } from './metrics/requests.js';
 import * as native from './native.js';
 import { type CertVerdict, refusesPeer, type TlsBindOptions, TlsBinds } from './tls.js';
 
@@ -379,6 +380,27 @@ export class AppServer {
     return n;
   }
 
+  /** Open connections by kind, for metrics: serving a request, idle keep-alive, long-lived. */
+  connectionCounts(): { request: number; idle: number; longLived: number } {
+    let request = 0;
+    let idle = 0;
+    let longLived = 0;
+    for (const sock of this.conns) {
+      const st = sock[STATE];
+      if (st === undefined) continue;
+      if (st.upgraded) longLived++;
+      else if (st.active > 0) request++;
+      else idle++;
+    }
+    // An event stream is a connection serving a response that never ends: long-lived, not a request.
+    for (const res of this.responses) {
+      if (responseClass(res) !== 'long-lived') continue;
+      longLived++;
+      request = Math.max(0, request - 1);
+    }
+    return { request, idle, longLived };
+  }
+
   /** Tell the app this process drains (drain.ts): it may close its long-lived connections its own way. */
   announce(info: DrainInfo): void {
     if (this.announced) return;
@@ -539,7 +561,9 @@ export class AppServer {
   }
 
   /** A response ended or was aborted (called from the shared 'close' handler). */
-  finished(res: http.ServerResponse, st: ConnState): void {
+  finished(res: http.ServerResponse & Timed, st: ConnState): void {
+    const t0 = res[STARTED];
+    if (t0 !== undefined) REQUESTS.record(res.statusCode, t0);
     this.inFlight--;
     this.responses.delete(res);
     st.active--;
@@ -561,7 +585,7 @@ export class AppServer {
     }
   }
 
-  private handle(req: http.IncomingMessage, res: Tracked<http.ServerResponse>): void {
+  private handle(req: http.IncomingMessage, res: Tracked<http.ServerResponse> & Timed): void {
     if (this.options.healthPath !== undefined && req.url?.split('?')[0] === this.options.healthPath) {
       this.health(res);
       return;
@@ -572,6 +596,7 @@ export class AppServer {
       this.inFlight++;
       st.active++;
       res[STATE] = st;
+      if (REQUESTS.on) res[STARTED] = performance.now();
       this.responses.add(res);
       if (this.options.accessLog === true) this.responseStarted.set(res, process.hrtime.bigint());
       res.on('close', onResponseClose);

@@ -21,6 +21,7 @@ import {
 import { describeConfigSource } from './config.js';
 import { inspect, reportInheritedLeaks, warnOnGrowth } from './fds.js';
 import { Lifecycle, SERVER_TRANSITIONS, type ServerState } from './lifecycle.js';
+import { singleSource } from './metrics/single-source.js';
 import * as native from './native.js';
 import { recordPid, removePidfile } from './pidfile.js';
 import { logAbandoned, prepareExec } from './restart/exec.js';
@@ -64,6 +65,7 @@ export async function runSingle(ctx: RunContext): Promise<void> {
   }
   const server = AppServer.forApp(app, config, log);
   const certs = new LocalCerts(server, log);
+  ctx.metrics?.attach(singleSource(server, listeners));
   await serveAll(server, listeners);
   // Binds removed from the config since the last image: close them only now that the new binds serve.
   closeLeftovers(leftovers);
@@ -74,6 +76,7 @@ export async function runSingle(ctx: RunContext): Promise<void> {
   reapOrphansAsInit(log);
   const restarted = history.current();
   if (restarted !== undefined) restarted.fds = fs.readdirSync('/proc/self/fd').length;
+  if (restarted?.pausedAt !== undefined) restarted.pauseMs = Date.now() - restarted.pausedAt;
   history.finish(restarted, 'ok');
   warnOnGrowth(history.fdCounts(), log);
   const since = ctx.restart.requestedAt === undefined ? undefined : Date.now() - ctx.restart.requestedAt;
@@ -144,6 +147,7 @@ export async function runSingle(ctx: RunContext): Promise<void> {
         await server.waitLongLived(config.longLivedGraceMs);
         log.info({ app: check.file, bootMs: check.ms }, 'hot restart: new code boots; draining');
         server.stopAccepting();
+        record.pausedAt = Date.now();
         drained = true;
         // In single mode nothing may finish on old code: those responses end before the exec too.
         const { forced, ...longLived } = await server.drain(config.shutdownTimeoutMs, 0, 'restart');

@@ -20,6 +20,9 @@ export interface RestartRecord {
   fds?: number;
   /** Descriptors open in each worker once the restart finished (cluster). */
   workerFds?: number[];
+  /** Hot restart: when no code accepted any more (single mode: before the exec), and for how long. */
+  pausedAt?: number;
+  pauseMs?: number;
 }
 
 const KEEP = 50;
@@ -61,6 +64,8 @@ export function readTotals(v: unknown): LifetimeTotals {
 
 export class RestartHistory {
   readonly totals: LifetimeTotals;
+  /** Told of every verdict (the metrics store counts restarts by kind and result). */
+  onFinish: ((record: RestartRecord) => void) | undefined;
 
   constructor(
     readonly records: RestartRecord[] = [],
@@ -126,6 +131,7 @@ export class RestartHistory {
     record.outcome = outcome;
     record.finished = new Date().toISOString();
     record.error = error ?? null;
+    this.onFinish?.(record);
   }
 }
 
@@ -230,6 +236,8 @@ export interface Controller {
    * start (no ssl:// bind, a restart in progress).
    */
   reloadCerts?(): Promise<CertReload> | { refused: string };
+  /** GET /metrics: the Prometheus text format and its content type (metrics/plane.ts). */
+  metrics?(): Promise<{ text: string; contentType: string }>;
 }
 
 export function listenerViews(listeners: readonly Listener[]): ListenerView[] {

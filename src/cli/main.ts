@@ -19,6 +19,8 @@ import {
   setDefaultLogFormat,
   stdioRedirected,
 } from '../logger.js';
+import { MetricsPlane } from '../metrics/plane.js';
+import { REQUESTS } from '../metrics/requests.js';
 import { execBack } from '../restart/exec.js';
 import {
   type BootCheckWhat,
@@ -151,6 +153,9 @@ async function start(appArg: string | undefined, opts: CliOptions): Promise<void
   const startedAt = handoff?.startedAt ?? new Date().toISOString();
   // The control server (master or single only, never a worker) binds now, so a bad address fails first.
   const control = openControlPlane(config, log, startedAt);
+  // Metrics (docs/metrics.md): the dedicated listener binds now too, and answers from the start.
+  const metrics = config.metrics ? MetricsPlane.open(config, log, history, handoff?.metrics) : undefined;
+  REQUESTS.on = config.metrics && config.workers === 0;
   const ctx: RunContext = {
     config,
     log,
@@ -162,8 +167,13 @@ async function start(appArg: string | undefined, opts: CliOptions): Promise<void
     startedAt,
     launchCwd: cwd,
     ...(control.server === undefined ? {} : { controlFds: [control.server.fd] }),
+    ...(metrics === undefined ? {} : { metrics }),
     onServing: async (controller) => {
       if (config.workers > 0) onStdioReopened(() => signalWorkers(controller, 'SIGHUP'));
+      if (metrics !== undefined) {
+        controller.metrics = () => metrics.render();
+        if (metrics.url !== undefined) log.info({ url: metrics.url }, 'metrics listener serving');
+      }
       await control.serve(controller);
     },
   };
@@ -319,6 +329,10 @@ function withStartOptions(cmd: Command): Command {
         'control server: unix:///path (mode 0600), tcp://HOST:PORT (needs --control-token) or auto (next to --state)',
       )
       .option('--control-token <token>', 'token control requests must carry (auto generates one)')
+      .option(
+        '--metrics-url <url>',
+        'read-only Prometheus listener tcp://HOST:PORT answering GET /metrics, kept open across hot restarts',
+      )
       .option('--state <file>', 'state file for nserve ctl: PID, control URL and token (mode 0600)')
       .option('--redirect-stdout <file>', 'append stdout to FILE; SIGHUP reopens it')
       .option('--redirect-stderr <file>', 'append stderr to FILE; SIGHUP reopens it')

@@ -32,7 +32,9 @@ export class Channel<In, Out> {
 
   private watch(): void {
     this.watcher = native.watchReadable(this.fd, (readable, hangup, error) => {
-      if (readable) this.drainIncoming();
+      // A hang-up can be reported without `readable` while datagrams are still queued (the peer's last
+      // words: a worker's `drained` with its final totals): read them before closing.
+      if (readable || hangup) this.drainIncoming();
       if (hangup || error !== null) this.onClosed();
     });
   }
@@ -99,12 +101,19 @@ export class Channel<In, Out> {
 
   private drainIncoming(): void {
     // Bounded: a flood is read in slices, between which the loop serves everything else.
+    let reset = false;
     for (let n = 0; n < 256 && !this.closed; n++) {
       let got: { data: Buffer; fds: number[] } | null;
       try {
         got = native.recvFds(this.fd);
       } catch (err) {
         const code = errorCode(err);
+        if (code === 'ECONNRESET' && !reset) {
+          // The peer exited without reading what we sent it. The kernel reports that error once, before
+          // the datagrams still queued for us (a worker's last `drained`): read those, then close.
+          reset = true;
+          continue;
+        }
         if (code === 'ECONNRESET' || code === 'ENOTCONN' || code === 'EBADF') {
           this.onClosed();
           return;
@@ -117,7 +126,10 @@ export class Channel<In, Out> {
         );
         continue;
       }
-      if (got === null) return;
+      if (got === null) {
+        if (reset) this.onClosed();
+        return;
+      }
       if (got.data.length === 0 && got.fds.length === 0) {
         this.onClosed();
         return;
@@ -157,6 +169,11 @@ export class Channel<In, Out> {
   private stopWatching(): void {
     this.watcher?.stop();
     this.watcher = undefined;
+  }
+
+  /** Read what is queued now (the peer exited: what it sent last must not be dropped with the channel). */
+  readPending(): void {
+    if (!this.closed) this.drainIncoming();
   }
 
   /** Close our end without calling the close handler. */

@@ -117,6 +117,7 @@ export async function completeHotRestart(m: Master, handoff: Handoff): Promise<v
   m.generation = generation;
   await m.slots.rebalance();
   if (record !== undefined) {
+    record.pauseMs = Date.now() - silentFrom;
     record.fds = fs.readdirSync('/proc/self/fd').length;
     record.workerFds = fresh.map((w) => fdCountOf(w.pid));
   }

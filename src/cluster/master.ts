@@ -26,6 +26,7 @@ import { errorMessage, NserveError } from '../errors.js';
 import type { ProcessFds } from '../fds.js';
 import { runHooks } from '../hooks.js';
 import { Lifecycle, SERVER_TRANSITIONS, type ServerState } from '../lifecycle.js';
+import { clusterSource, onWorkerEvent } from '../metrics/cluster.js';
 import * as native from '../native.js';
 import { recordPid, removePidfile } from '../pidfile.js';
 import type { Handoff } from '../restart/handoff.js';
@@ -97,6 +98,7 @@ export class Master implements Controller {
     this.lifecycle = new Lifecycle<ServerState>('master', 'booting', SERVER_TRANSITIONS, ctx.log);
     this.pool = new WorkerPool(ctx.config, ctx.log, (w, msg) => {
       countWorkerEvent(this.history, w, msg);
+      if (ctx.metrics !== undefined) onWorkerEvent(ctx.metrics.store, w, msg);
       this.recovery.onWorkerEvent(w, msg);
     });
     this.slots = new Rebalancer({
@@ -114,6 +116,7 @@ export class Master implements Controller {
       workers: () => this.pool.alive().filter((w) => w.state !== 'draining'),
       binds: ctx.config.binds,
     });
+    ctx.metrics?.attach(clusterSource(this));
   }
 
   async start(): Promise<void> {

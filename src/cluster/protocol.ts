@@ -37,7 +37,9 @@ export type ToWorker =
    * Re-read every ssl:// bind's certificate and key from its files (setSecureContext); answer `certs`
    * with the same id. Only paths are known to both sides: no key material crosses the channel.
    */
-  | { t: 'reload-certs'; id: number };
+  | { t: 'reload-certs'; id: number }
+  /** A scrape: answer with this process's metrics (`metrics` chunks with the same id). */
+  | { t: 'metrics'; id: number };
 
 export type FromWorker =
   | { t: 'booted'; file: string; directory: string }
@@ -53,10 +55,17 @@ export type FromWorker =
       rss: number;
       /** Long-lived connections open (WebSockets, event streams). */
       longLived: number;
+      /** Request totals (metrics/requests.ts), when metrics are on. */
+      totals?: number[];
     }
   /** After `notice`: long-lived connections still open (0 unless the grace ran out). */
   | { t: 'quiet'; open: number }
-  | { t: 'drained'; forced: number; requests: number }
+  | { t: 'drained'; forced: number; requests: number; totals?: number[] }
+  /**
+   * The answer to a `metrics` request: JSON (metrics/json.ts WorkerReply) cut into `parts` chunks, sent
+   * in order. Only while the master waits for that id; at most METRICS_MAX_PARTS of METRICS_CHUNK chars.
+   */
+  | { t: 'metrics'; id: number; part: number; parts: number; text: string }
   /**
    * The worker wants to be replaced (an uncaught exception, or a SIGTERM sent to it directly); it keeps
    * serving until the master has moved its slots (or booted its replacement) and tells it to drain.
@@ -115,6 +124,13 @@ function parseVerdicts(v: unknown): CertVerdict[] | undefined {
   return out;
 }
 
+/** Characters of a metrics reply per chunk: JSON-escaped in the datagram, still under 64 KiB. */
+export const METRICS_CHUNK = 20_000;
+/** Chunks of one metrics reply: 320,000 characters at most. */
+export const METRICS_MAX_PARTS = 16;
+/** Request totals are a short vector (metrics/requests.ts TOTALS_LENGTH). */
+const TOTALS_MAX = 64;
+
 /**
  * A worker's message, checked for shape (the worker runs app code: anything may arrive). Returns the
  * message, or why it is not one. Order and state are checked by the master's worker handle.
@@ -125,6 +141,13 @@ export function parseFromWorker(value: unknown): FromWorker | string {
   const text = (k: string): boolean => typeof m[k] === 'string' && (m[k] as string).length <= MAX_TEXT;
   const count = (k: string): boolean =>
     typeof m[k] === 'number' && Number.isFinite(m[k]) && (m[k] as number) >= 0;
+  const totals = (): boolean =>
+    m.totals === undefined ||
+    (Array.isArray(m.totals) &&
+      m.totals.length <= TOTALS_MAX &&
+      m.totals.every((n) => typeof n === 'number' && Number.isFinite(n) && n >= 0));
+  const withTotals = (): { totals?: number[] } =>
+    m.totals === undefined ? {} : { totals: m.totals as number[] };
   const keys = (): boolean =>
     Array.isArray(m.keys) &&
     m.keys.length <= 4096 &&
@@ -150,7 +173,8 @@ export function parseFromWorker(value: unknown): FromWorker | string {
         count('inFlight') &&
         count('eventLoopDelayMs') &&
         count('rss') &&
-        count('longLived')
+        count('longLived') &&
+        totals()
         ? {
             t: 'heartbeat',
             requests: m.requests as number,
@@ -158,6 +182,7 @@ export function parseFromWorker(value: unknown): FromWorker | string {
             eventLoopDelayMs: m.eventLoopDelayMs as number,
             rss: m.rss as number,
             longLived: m.longLived as number,
+            ...withTotals(),
           }
         : 'heartbeat: counters must be non-negative numbers';
     case 'quiet':
@@ -165,9 +190,20 @@ export function parseFromWorker(value: unknown): FromWorker | string {
         ? { t: 'quiet', open: m.open as number }
         : 'quiet: open must be a non-negative number';
     case 'drained':
-      return count('forced') && count('requests')
-        ? { t: 'drained', forced: m.forced as number, requests: m.requests as number }
+      return count('forced') && count('requests') && totals()
+        ? { t: 'drained', forced: m.forced as number, requests: m.requests as number, ...withTotals() }
         : 'drained: forced and requests must be non-negative numbers';
+    case 'metrics': {
+      const int = (k: string): boolean => Number.isSafeInteger(m[k]) && (m[k] as number) >= 0;
+      if (!int('id') || !int('part') || !int('parts')) return 'metrics: id, part and parts must be integers';
+      const part = m.part as number;
+      const parts = m.parts as number;
+      if (parts < 1 || parts > METRICS_MAX_PARTS || part >= parts)
+        return `metrics: part ${part} of ${parts} (at most ${METRICS_MAX_PARTS} parts)`;
+      if (typeof m.text !== 'string' || m.text.length > METRICS_CHUNK)
+        return `metrics: text must be a string of at most ${METRICS_CHUNK} characters`;
+      return { t: 'metrics', id: m.id as number, part, parts, text: m.text };
+    }
     case 'leaving':
       return text('reason')
         ? { t: 'leaving', reason: m.reason as string }

@@ -6,11 +6,19 @@ import type { Config } from '../config.js';
 import { errorCode, errorMessage, NserveError } from '../errors.js';
 import { runHooks } from '../hooks.js';
 import { createLogger } from '../logger.js';
+import { REQUESTS } from '../metrics/requests.js';
 import * as native from '../native.js';
 import { PROTOCOL_VERSION, type WorkerIdentity } from '../restart/handoff.js';
 import { AppServer } from '../server.js';
 import { Channel } from './channel.js';
-import { clip, type FromWorker, HEARTBEAT_INTERVAL_MS, type ToWorker } from './protocol.js';
+import {
+  clip,
+  type FromWorker,
+  HEARTBEAT_INTERVAL_MS,
+  METRICS_CHUNK,
+  METRICS_MAX_PARTS,
+  type ToWorker,
+} from './protocol.js';
 
 export interface WorkerContext {
   config: Config;
@@ -29,6 +37,9 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     runHooks(name, config.hooks[name], { worker: index, phase }, config.hookTimeoutMs, log);
 
   let server: AppServer | undefined;
+  // Counted only when something can scrape (--metrics-url or a control server): metrics/requests.ts.
+  REQUESTS.on = config.metrics;
+  const totals = (): { totals?: number[] } => (REQUESTS.on ? { totals: REQUESTS.snapshot() } : {});
   const held = new Map<string, number>();
   let draining = false;
 
@@ -75,6 +86,9 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
           break;
         case 'reload-certs':
           reloadCerts(msg.id);
+          break;
+        case 'metrics':
+          void answerMetrics(msg.id);
           break;
       }
     },
@@ -123,6 +137,19 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     send({ t: 'certs', id, binds });
   };
 
+  /** A scrape: prom-client is loaded on the first one (a worker nobody scrapes never pays for it). */
+  const answerMetrics = async (id: number): Promise<void> => {
+    try {
+      const { chunked, workerReply } = await import('../metrics/worker.js');
+      const parts = chunked(await workerReply(server), METRICS_CHUNK, METRICS_MAX_PARTS);
+      parts.forEach((text, part) => {
+        send({ t: 'metrics', id, part, parts: parts.length, text });
+      });
+    } catch (err) {
+      log.warn({ err }, `cannot answer a metrics request: ${errorMessage(err)}`);
+    }
+  };
+
   const release = (keys: string[]): void => {
     if (server !== undefined) for (const key of keys) server.stopAccepting(key);
     send({ t: 'released', keys });
@@ -158,7 +185,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     }
     // Tell the master first: we will never serve again, and it may hand over (cluster hot restart)
     // while responses that may finish on old code, and our shutdown hooks, still run.
-    send({ t: 'drained', forced: result.forced, requests: s?.requests ?? 0 });
+    send({ t: 'drained', forced: result.forced, requests: s?.requests ?? 0, ...totals() });
     log.info(
       {
         requests: s?.requests ?? 0,
@@ -173,6 +200,8 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
         log.warn({ cut }, `shutdown timeout: ${cut} response(s) marked to finish on old code were cut`);
     }
     await workerHooks('onWorkerShutdown');
+    // The last word on our request totals: a response whose 'close' came after `drained` is counted too.
+    if (REQUESTS.on) beat();
     process.exit(0);
   };
 
@@ -215,7 +244,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
   const eld = monitorEventLoopDelay({ resolution: ELD_RESOLUTION_MS });
   eld.enable();
   let rss = 0;
-  const heartbeat = setInterval(() => {
+  const beat = (): void => {
     try {
       rss = process.memoryUsage.rss();
     } catch {
@@ -228,9 +257,11 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
       eventLoopDelayMs: Math.round(Math.max(0, eld.percentile(99) - ELD_RESOLUTION_MS * 1e6) / 1e4) / 100,
       rss,
       longLived: server?.longLivedOpen() ?? 0,
+      ...totals(),
     });
     eld.reset();
-  }, HEARTBEAT_INTERVAL_MS);
+  };
+  const heartbeat = setInterval(beat, HEARTBEAT_INTERVAL_MS);
 
   try {
     process.chdir(directory);

@@ -118,7 +118,7 @@ export function resolveControl(input: ControlInput): ControlConfig | undefined {
 }
 
 export type Route =
-  | { method: 'GET'; path: string; read: 'stats' | 'fds'; description: string }
+  | { method: 'GET'; path: string; read: 'stats' | 'fds' | 'metrics'; description: string }
   | { method: 'POST'; path: string; action: ControlAction; signal?: NodeJS.Signals; description: string };
 
 function firstSignal(action: Action): NodeJS.Signals | undefined {
@@ -154,6 +154,12 @@ export const ROUTES: readonly Route[] = [
     path: '/fds',
     read: 'fds',
     description: 'the descriptors of the server and its workers, with the ones that would leak',
+  },
+  {
+    method: 'GET',
+    path: '/metrics',
+    read: 'metrics',
+    description: 'Prometheus metrics of the server and its workers (text format: docs/metrics.md)',
   },
 ];
 

@@ -219,7 +219,12 @@ export class ControlServer {
     req.on('end', () => {
       if (answered) return;
       answered = true;
-      const pending = this.dispatch(routeFor(url.pathname)!, url);
+      const route = routeFor(url.pathname)!;
+      if (route.method === 'GET' && route.read === 'metrics') {
+        void this.sendMetrics(res);
+        return;
+      }
+      const pending = this.dispatch(route, url);
       if (pending instanceof Promise) {
         // reload-certs answers with the workers' verdict.
         pending.then(
@@ -291,12 +296,38 @@ export class ControlServer {
     return undefined;
   }
 
+  /** GET /metrics: text, not JSON, and asynchronous (the workers are asked). */
+  private async sendMetrics(res: http.ServerResponse): Promise<void> {
+    const render = this.controller?.metrics;
+    if (render === undefined) {
+      send(res, {
+        status: 501,
+        body: { error: 'metrics are not enabled', code: 'ERR_NSERVE_CONTROL_UNSUPPORTED' },
+      });
+      return;
+    }
+    try {
+      const { text, contentType } = await render();
+      res.writeHead(200, {
+        'content-type': contentType,
+        'content-length': Buffer.byteLength(text),
+        'cache-control': 'no-store',
+        connection: 'close',
+      });
+      res.end(text);
+    } catch (err) {
+      this.options.log.error({ err }, `control: /metrics failed: ${errorMessage(err)}`);
+      send(res, { status: 500, body: { error: errorMessage(err), code: 'ERR_NSERVE_CONTROL_INTERNAL' } });
+    }
+  }
+
   private dispatch(route: Route, url: URL): Reply | Promise<Reply> {
     const controller = this.controller!;
     const { log } = this.options;
     try {
       if (route.method === 'GET') {
         if (route.read === 'stats') return { status: 200, body: controller.stats() };
+        // (/metrics is answered by sendMetrics)
         if (controller.fds === undefined) {
           return {
             status: 501,

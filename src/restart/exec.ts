@@ -239,6 +239,13 @@ export interface ExecContext {
   log: Logger;
   launchCwd: string;
   restart: RestartInfo;
+  /** What else crosses the exec: the metrics listener and counter totals (metrics/plane.ts). */
+  metrics?: {
+    pause(): Promise<number[]>;
+    resume(): void;
+    handoff(): NonNullable<Handoff['metrics']>;
+    leaksFound(policy: string, n: number): void;
+  };
 }
 
 export function realRestartOps(ctx: ExecContext): RestartOps {
@@ -317,6 +324,7 @@ export async function prepareExec(
   await ops.runRestartHooks();
   if (plan.signal.aborted) return stopped();
   const leaks = ops.checkLeaks(candidates, keep);
+  ctx.metrics?.leaksFound(ctx.config.leakPolicy, leaks.leaks.length);
   if (leaks.refuse) {
     const list = leaks.leaks.map((l) => `${l.fd} (${l.target})`).join(', ');
     return {
@@ -325,17 +333,22 @@ export async function prepareExec(
       stopped: false,
     };
   }
+  const carried = (await ctx.metrics?.pause()) ?? []; // scrapes in flight finish; later ones wait
   plan.beforeExec?.();
   try {
     return ops.exec({
-      keepFds,
-      handoff: plan.handoff(ctx.config.leakPolicy === 'warn' ? leaks.leaks : []),
+      keepFds: [...keepFds, ...carried],
+      handoff: {
+        ...plan.handoff(ctx.config.leakPolicy === 'warn' ? leaks.leaks : []),
+        ...(ctx.metrics === undefined ? {} : { metrics: ctx.metrics.handoff() }),
+      },
       restart: ctx.restart,
       requestedAt: plan.requestedAt,
       log: ctx.log,
       cwd: ctx.launchCwd,
     });
   } catch (err) {
+    ctx.metrics?.resume();
     plan.execFailed?.();
     return { code: 'ERR_NSERVE_EXEC', reason: `exec failed: ${errorMessage(err)}`, stopped: false };
   }

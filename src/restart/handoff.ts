@@ -15,6 +15,8 @@
 //   restart history, start time   `history`, `startedAt` (stats survive the exec)
 //   lifetime totals               `totals`: requests of processes gone, crashes, restarts by kind
 //   leaks let through (warn)      `leaked` (the new image names them again)
+//   metrics                       `metrics`: the --metrics-url listener (fd kept like `listeners`) and the
+//                                 counter totals (metrics/store.ts owns their shape), so none goes back
 //   the way back                  `back`: the exact command line, cwd and kept fds of the old image, and
 //                                 `directory`: the release it served (it serves it again after an exec back)
 //   stdio                         FD_CLOEXEC and O_NONBLOCK cleared on 0-2 (see exec.ts)
@@ -114,6 +116,8 @@ export interface Handoff {
   leaked: { fd: number; kind: string; target: string }[];
   /** The release directory the old image served: where it returns to if the new image execs back. */
   directory: string;
+  /** The metrics listener (FD_CLOEXEC cleared) and counter totals (opaque here: metrics/store.ts). */
+  metrics?: { listener?: { fd: number; uri: string }; totals: unknown };
 }
 
 export function encodeHandoff(h: Omit<Handoff, 'v'>): Record<string, string> {
@@ -170,6 +174,7 @@ function shapeProblem(o: Record<string, unknown>): string | undefined {
   if (typeof o.startedAt !== 'string') return 'startedAt';
   if (!Array.isArray(o.leaked)) return 'leaked';
   if (typeof o.directory !== 'string') return 'directory';
+  if (o.metrics !== undefined && !isMetrics(o.metrics)) return 'metrics';
   return undefined;
 }
 
@@ -207,6 +212,12 @@ function isWorker(v: unknown): v is HandedWorker {
     typeof v.draining === 'boolean' &&
     typeof v.protocol === 'number'
   );
+}
+
+function isMetrics(v: unknown): boolean {
+  if (!isObject(v) || !isObject(v.totals)) return false;
+  const l = v.listener;
+  return l === undefined || (isObject(l) && isFd(l.fd) && typeof l.uri === 'string');
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

@@ -131,3 +131,25 @@ test('a worker reads back the identity the master gave it', () => {
   assert.equal(readWorkerEnv({}), undefined);
   assert.equal(workerIndexFromEnviron(Object.entries(env).map(([k, v]) => `${k}=${v}`)), 2);
 });
+
+test('the hand-off carries the metrics listener and totals; a malformed metrics field is refused', () => {
+  const withMetrics = {
+    ...sample(),
+    metrics: { listener: { fd: 9, uri: 'tcp://127.0.0.1:9100' }, totals: {} },
+  };
+  const ok = decodeHandoff(encodeHandoff(withMetrics));
+  assert.equal(ok.kind, 'ok');
+  assert.deepEqual(ok.kind === 'ok' ? ok.handoff.metrics : undefined, withMetrics.metrics);
+  // Without it (an older nserve handing over): fine, the counters start from zero.
+  assert.equal(decodeHandoff(encodeHandoff(sample())).kind, 'ok');
+  for (const metrics of [
+    { listener: { fd: 1, uri: 'tcp://127.0.0.1:9100' }, totals: {} },
+    { listener: { fd: 9 }, totals: {} },
+    { totals: [] },
+    'x',
+  ]) {
+    const bad = decodeHandoff(encodeHandoff({ ...sample(), metrics } as unknown as Omit<Handoff, 'v'>));
+    assert.equal(bad.kind, 'foreign', JSON.stringify(metrics));
+    assert.match(bad.kind === 'foreign' ? bad.reason : '', /malformed hand-off: metrics/);
+  }
+});

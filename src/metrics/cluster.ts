@@ -1,0 +1,125 @@
+// What the master adds to a scrape: each worker's metrics, gathered over its channel with a deadline
+// (a worker that does not answer in time is left out and counted), and the cluster's own gauges. Worker
+// events feed the store: boots, exits, and each worker's request totals (heartbeat, drained), so that
+// the totals of a worker that exits are kept.
+import type { Master } from '../cluster/master.js';
+import type { WorkerEvent, WorkerHandle } from '../cluster/worker-handle.js';
+import { gauge, type MetricJson, withLabels } from './json.js';
+import type { MetricsSource } from './plane.js';
+import { isTotals } from './requests.js';
+import type { MetricsStore } from './store.js';
+
+const STATES = ['booting', 'booted', 'draining'] as const;
+
+export function clusterSource(m: Master): MetricsSource {
+  return {
+    self: 'master',
+    listeners: () => m.listeners,
+    collect: (store, deadlineMs) => collect(m, store, deadlineMs),
+  };
+}
+
+async function collect(m: Master, store: MetricsStore, deadlineMs: number): Promise<MetricJson[][]> {
+  const workers = m.pool.alive();
+  const replies = await Promise.all(workers.map((w) => w.requestMetrics(deadlineMs)));
+  const out: MetricJson[][] = [];
+  let unanswered = 0;
+  workers.forEach((w, i) => {
+    const reply = replies[i];
+    if (reply === undefined) {
+      unanswered++;
+      return;
+    }
+    const worker = String(w.index);
+    // (A worker that exited while others answered has been counted at its exit already.)
+    if (reply.totals !== undefined && w.alive) store.workerSeen(w.pid, worker, reply.totals);
+    // nserve's own gauges are per worker index (two processes of one index, during a phased restart's
+    // surge, add up); a process's default metrics belong to that process: labelled with its pid too, so
+    // that its counters (CPU seconds, GC) never seem to go back when a new process takes the index.
+    const own = reply.metrics.filter((x) => x.name.startsWith('nserve_'));
+    const proc = reply.metrics.filter((x) => !x.name.startsWith('nserve_'));
+    out.push(withLabels(own, { worker }), withLabels(proc, { worker, pid: String(w.pid) }));
+  });
+  out.push(clusterGauges(m, workers, unanswered));
+  return out;
+}
+
+function clusterGauges(m: Master, alive: readonly WorkerHandle[], unanswered: number): MetricJson[] {
+  const accepting = alive.filter((w) => w.keys.size > 0);
+  const generations = new Set(accepting.map((w) => w.generation));
+  return [
+    gauge(
+      'nserve_metrics_workers_unanswered',
+      'Workers that did not answer this scrape within the deadline (their metrics are left out)',
+      [{ value: unanswered }],
+    ),
+    gauge('nserve_workers_configured', 'The configured worker count', [{ value: m.count }]),
+    gauge(
+      'nserve_workers',
+      'Live worker processes by state',
+      STATES.map((state) => ({ labels: { state }, value: alive.filter((w) => w.state === state).length })),
+    ),
+    gauge('nserve_generation', 'The code generation that serves (bumped by each restart)', [
+      { value: m.generation },
+    ]),
+    gauge(
+      'nserve_worker_info',
+      'One per live worker process: its code generation, release directory and pid (always 1)',
+      alive.map((w) => ({
+        labels: {
+          worker: String(w.index),
+          pid: String(w.pid),
+          generation: String(w.generation),
+          directory: w.directory,
+          state: w.state,
+        },
+        value: 1,
+      })),
+    ),
+    gauge(
+      'nserve_versions_serving',
+      'Code generations accepting connections at once (2 during a phased restart)',
+      [{ value: generations.size }],
+    ),
+    gauge('nserve_mixed_versions', '1 while two code versions serve at once', [
+      { value: generations.size > 1 ? 1 : 0 },
+    ]),
+  ];
+}
+
+/** Worker events the store keeps (called for every worker, spawned or adopted). */
+export function onWorkerEvent(store: MetricsStore, w: WorkerHandle, msg: WorkerEvent): void {
+  const worker = String(w.index);
+  switch (msg.t) {
+    case 'booted':
+      store.workerBooted((Date.now() - w.spawnedAt) / 1000);
+      break;
+    case 'boot-error':
+      store.bootFailed();
+      break;
+    case 'drained':
+      drained.add(w);
+      if (isTotals(msg.totals)) store.workerSeen(w.pid, worker, msg.totals);
+      break;
+    case 'heartbeat':
+      if (isTotals(msg.totals)) store.workerSeen(w.pid, worker, msg.totals);
+      break;
+    case 'exit':
+      store.workerExited(w.pid, exitReason(w, msg));
+      break;
+    default:
+      break;
+  }
+}
+
+/** Workers that said `drained` (a worker adopted across a hot restart exits with no status we can read). */
+const drained = new WeakSet<WorkerHandle>();
+
+/** drained (told to go, and went), protocol (broke it), boot (never booted), signal, exit (code 0), crash. */
+function exitReason(w: WorkerHandle, exit: { code: number | null; signal: string | null }): string {
+  if (w.violation !== undefined) return 'protocol';
+  if (w.bootedAt === undefined) return 'boot';
+  if (drained.has(w)) return 'drained';
+  if (exit.signal !== null) return 'signal';
+  return exit.code === 0 ? 'exit' : 'crash';
+}

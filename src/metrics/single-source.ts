@@ -1,0 +1,19 @@
+// What single mode adds to a scrape: its serving gauges and its own request totals (labelled `single`).
+import type { Listener } from '../binder.js';
+import type { AppServer } from '../server.js';
+import { withLabels } from './json.js';
+import type { MetricsSource } from './plane.js';
+import { REQUESTS } from './requests.js';
+
+export function singleSource(server: AppServer, listeners: readonly Listener[]): MetricsSource {
+  return {
+    self: 'single',
+    listeners: () => listeners,
+    collect: async () => {
+      const { servingGauges } = await import('./worker.js');
+      return [withLabels(servingGauges(server), { worker: 'single' })];
+    },
+    // This image's totals (the store keeps those of the images before it, handed over).
+    ownTotals: () => new Map([['single', REQUESTS.snapshot()]]),
+  };
+}
