@@ -77,13 +77,22 @@ async function start(appArg: string | undefined, opts: CliOptions): Promise<void
   }
   const handoff = decoded.kind === 'ok' ? decoded.handoff : undefined;
   const cwd = launchCwd();
-  const config = await loadConfig(appArg, opts, cwd);
+  const identity = readWorkerEnv(env);
+  let config: Config;
+  try {
+    config = await loadConfig(appArg, opts, cwd);
+  } catch (err) {
+    if (identity !== undefined) {
+      const { reportEarlyBootError } = await import('../cluster/worker.js');
+      reportEarlyBootError(identity.channelFd, errorMessage(err));
+    }
+    throw err;
+  }
   if (config.environment !== undefined) process.env.NODE_ENV = config.environment;
 
   // Every role points its own stdout/stderr at the files (a worker reopens them on SIGHUP).
   redirectStdio({ stdout: config.redirectStdout, stderr: config.redirectStderr });
 
-  const identity = readWorkerEnv(env);
   if (identity !== undefined) {
     const { runWorker } = await import('../cluster/worker.js');
     if (stdioRedirected()) {

@@ -34,6 +34,11 @@ export type ToWorker =
   | { t: 'drain'; longLivedGraceMs: number; reason: 'restart' | 'stop' | 'replace' };
 
 export type FromWorker =
+  /**
+   * The worker read the config and resolved its directory and app file, as a new master image would:
+   * a cluster hot restart execs only once its new workers said so (they replace the boot check).
+   */
+  | { t: 'configured' }
   | { t: 'booted'; file: string; directory: string }
   | { t: 'boot-error'; error: string }
   | { t: 'accepting'; keys: string[] }
@@ -84,6 +89,8 @@ export function parseFromWorker(value: unknown): FromWorker | string {
     m.keys.length <= 4096 &&
     m.keys.every((k) => typeof k === 'string' && k.length <= KEY_MAX);
   switch (m.t) {
+    case 'configured':
+      return { t: 'configured' };
     case 'booted':
       return text('file') && text('directory')
         ? { t: 'booted', file: m.file as string, directory: m.directory as string }

@@ -81,6 +81,8 @@ export interface HandedWorker {
   offered: string[];
   /** Already told to drain: it must never be lent a slot again. */
   draining: boolean;
+  /** Reported booted (a worker of the next generation, spawned before the exec, may still be booting). */
+  booted: boolean;
   protocol: number;
 }
 
@@ -195,6 +197,7 @@ function isWorker(v: unknown): v is HandedWorker {
     Array.isArray(v.offered) &&
     v.offered.every((k) => typeof k === 'string') &&
     typeof v.draining === 'boolean' &&
+    typeof v.booted === 'boolean' &&
     typeof v.protocol === 'number'
   );
 }

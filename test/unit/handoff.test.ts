@@ -53,6 +53,7 @@ function sample(): Omit<Handoff, 'v'> {
         keys: ['tcp://127.0.0.1:0#0'],
         offered: [],
         draining: false,
+        booted: true,
         protocol: PROTOCOL_VERSION,
       },
     ],
