@@ -58,6 +58,11 @@ export interface UserConfig {
   redirectStdout?: string;
   redirectStderr?: string;
   accessLog?: boolean;
+  /**
+   * Single mode: check that the new code boots in a separate process before a hot restart's exec (the
+   * default execs at once and comes back to the previous release if the new one fails to boot).
+   */
+  bootCheck?: boolean;
   healthPath?: string;
   onRestart?: HookFn | HookFn[];
   onWorkerBoot?: HookFn | HookFn[];
@@ -107,6 +112,7 @@ export interface Config {
   redirectStderr: string | undefined;
   /** One log line per request (method, path, status, duration). */
   accessLog: boolean;
+  bootCheck: boolean;
   /** A path nserve answers itself (200 while serving, 503 while draining), for load balancers and k8s. */
   healthPath: string | undefined;
   configFile: string | undefined;
@@ -141,6 +147,7 @@ export interface CliOptions {
   redirectStdout?: string;
   redirectStderr?: string;
   accessLog?: boolean;
+  bootCheck?: boolean;
   healthPath?: string;
   config?: string;
 }
@@ -156,11 +163,19 @@ export function findConfigFile(cwd: string, explicit: string | undefined): strin
   return CONFIG_NAMES.map((n) => path.join(cwd, n)).find((f) => fs.existsSync(f));
 }
 
-export async function readConfigFile(file: string): Promise<UserConfig> {
+export async function readConfigFile(file: string, fresh = false): Promise<UserConfig> {
   let value: unknown;
   try {
     if (file.endsWith('.json')) value = JSON.parse(fs.readFileSync(file, 'utf8'));
-    else value = ((await import(pathToFileURL(file).href)) as { default?: unknown }).default;
+    else {
+      // `fresh`: read the file as it is now, not the module this process imported before (a check of
+      // the config a hot restart is about to exec into).
+      // (Resolved here: Node's module resolver caches symlink targets, and `current` may have moved.)
+      const url = fresh
+        ? `${pathToFileURL(fs.realpathSync(file)).href}?nserve-check=${Date.now()}`
+        : pathToFileURL(file).href;
+      value = ((await import(url)) as { default?: unknown }).default;
+    }
   } catch (err) {
     throw usageError(
       'ERR_NSERVE_CONFIG_FILE',
@@ -200,6 +215,7 @@ export async function readConfigFile(file: string): Promise<UserConfig> {
     'redirectStdout',
     'redirectStderr',
     'accessLog',
+    'bootCheck',
     'healthPath',
     ...HOOK_NAMES,
   ]);
@@ -311,9 +327,10 @@ export async function loadConfig(
   cli: CliOptions,
   cwd: string,
   env: NodeJS.ProcessEnv = process.env,
+  options: { fresh?: boolean } = {},
 ): Promise<Config> {
   const configFile = findConfigFile(cwd, cli.config);
-  const file = configFile === undefined ? {} : await readConfigFile(configFile);
+  const file = configFile === undefined ? {} : await readConfigFile(configFile, options.fresh === true);
   return Object.freeze(buildConfig(appArg, cli, file, cwd, configFile, env));
 }
 
@@ -433,6 +450,7 @@ export function buildConfig(
     redirectStdout: redirectStdout === undefined ? undefined : path.resolve(cwd, redirectStdout),
     redirectStderr: redirectStderr === undefined ? undefined : path.resolve(cwd, redirectStderr),
     accessLog: bool('accessLog', take('accessLog')),
+    bootCheck: bool('bootCheck', take('bootCheck')),
     healthPath: healthPath(take('healthPath')),
     configFile,
     hooks: hooks(file),
@@ -568,6 +586,7 @@ export function describeConfig(config: Config): Record<string, { value: unknown;
     ['redirectStdout', 'redirectStdout', (v: string | undefined) => v ?? null],
     ['redirectStderr', 'redirectStderr', (v: string | undefined) => v ?? null],
     ['accessLog', 'accessLog', (v: boolean) => v],
+    ['bootCheck', 'bootCheck', (v: boolean) => v],
     ['healthPath', 'healthPath', (v: string | undefined) => v ?? null],
   ];
   for (const [field, key, show] of plain)

@@ -91,6 +91,8 @@ export async function hotRestart(m: Master, requestedAt: number): Promise<void> 
       startedAt: ctx.startedAt,
       leaked,
       directory: m.directory,
+      configFile: null,
+      optimistic: false,
     }),
     veto: () =>
       bootFailure === undefined

@@ -15,7 +15,8 @@
 //   restart history, start time   `history`, `startedAt` (stats survive the exec)
 //   leaks let through (warn)      `leaked` (the new image names them again)
 //   the way back                  `back`: the exact command line, cwd and kept fds of the old image, and
-//                                 `directory`: the release it served (it serves it again after an exec back)
+//                                 `directory` and `configFile`: the release and config it served (served
+//                                 again after an exec back); `optimistic`: the new image guards its boot
 //   stdio                         FD_CLOEXEC and O_NONBLOCK cleared on 0-2 (see exec.ts)
 //
 // All of it travels in one variable, NSERVE_HANDOFF, as JSON with a version. An image that does not
@@ -107,6 +108,13 @@ export interface Handoff {
   leaked: { fd: number; kind: string; target: string }[];
   /** The release directory the old image served: where it returns to if the new image execs back. */
   directory: string;
+  /** The config file the old image read (resolved): what it reads again after an exec back. */
+  configFile: string | null;
+  /**
+   * Single mode without --boot-check: the new code was not checked before the exec; until it serves,
+   * the new image execs back on failure (guard.ts).
+   */
+  optimistic: boolean;
 }
 
 export function encodeHandoff(h: Omit<Handoff, 'v'>): Record<string, string> {
@@ -162,6 +170,8 @@ function shapeProblem(o: Record<string, unknown>): string | undefined {
   if (typeof o.startedAt !== 'string') return 'startedAt';
   if (!Array.isArray(o.leaked)) return 'leaked';
   if (typeof o.directory !== 'string') return 'directory';
+  if (o.configFile !== null && typeof o.configFile !== 'string') return 'configFile';
+  if (typeof o.optimistic !== 'boolean') return 'optimistic';
   return undefined;
 }
 

@@ -63,6 +63,8 @@ function sample(): Omit<Handoff, 'v'> {
     startedAt: '2026-11-29T00:00:00.000Z',
     leaked: [{ fd: 40, kind: 'file', target: '/tmp/x' }],
     directory: '/srv/releases/1',
+    configFile: null,
+    optimistic: false,
   };
 }
 
