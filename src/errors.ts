@@ -19,7 +19,8 @@ export type NserveErrorCode =
   | 'ERR_NSERVE_EXEC'
   | 'ERR_NSERVE_INHERIT'
   | 'ERR_NSERVE_FD_LEAK'
-  | 'ERR_NSERVE_PROTOCOL';
+  | 'ERR_NSERVE_PROTOCOL'
+  | 'ERR_NSERVE_NO_ADDON';
 
 export class NserveError extends Error {
   readonly code: NserveErrorCode;

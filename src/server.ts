@@ -145,6 +145,23 @@ export class AppServer {
     });
   }
 
+  /**
+   * Without the native addon (portable single mode): let Node bind and listen. No descriptor is ours,
+   * so no hot restart can keep it; a stop closes it.
+   */
+  async listenOn(key: string, options: net.ListenOptions): Promise<net.AddressInfo | string | null> {
+    const server = this.createHttpServer();
+    this.servers.set(key, server);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ ...options, backlog: this.options.backlog }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    return server.address();
+  }
+
   private createHttpServer(): http.Server {
     const server = http.createServer({ keepAliveTimeout: this.options.keepAliveTimeoutMs ?? 5000 });
     server.on('connection', (sock: Socket) => this.track(sock));

@@ -6,7 +6,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { compatPorts, listenWaitMs, loadApp, resolveAppFile } from '../app.js';
 import { type CliOptions, type Config, describeConfig, formatConfig, loadConfig } from '../config.js';
 import { openControlPlane } from '../control/server.js';
-import { errorMessage, NserveError } from '../errors.js';
+import { errorMessage, NserveError, usageError } from '../errors.js';
 import { LEAK_POLICIES } from '../fds.js';
 import {
   createLogger,
@@ -16,6 +16,7 @@ import {
   reopenRedirectedStdio,
   stdioRedirected,
 } from '../logger.js';
+import * as native from '../native.js';
 import { execBack } from '../restart/exec.js';
 import { BootGuard } from '../restart/guard.js';
 import {
@@ -156,6 +157,16 @@ async function start(appArg: string | undefined, opts: CliOptions): Promise<void
       await control.serve(controller);
     },
   };
+  if (!native.available) {
+    // Single mode serves without the addon (macOS, Windows): everything else needs it.
+    if (config.workers > 0)
+      throw usageError(
+        'ERR_NSERVE_NO_ADDON',
+        `cluster mode (-w ${config.workers}) needs nserve's native addon (Linux), which is unavailable: ${native.unavailableReason ?? 'unknown'}`,
+      );
+    const { runPortable } = await import('../portable.js');
+    return runPortable(ctx);
+  }
   if (config.workers > 0) {
     const { runMaster } = await import('../cluster/master.js');
     return runMaster(ctx);
