@@ -65,6 +65,11 @@ export interface UserConfig {
   redirectStdout?: string;
   redirectStderr?: string;
   accessLog?: boolean;
+  /**
+   * Single mode: check that the new code boots in a separate process before a hot restart's exec (the
+   * default execs at once and comes back to the previous release if the new one fails to boot).
+   */
+  bootCheck?: boolean;
   healthPath?: string;
   envFile?: string;
   tagOutput?: boolean;
@@ -131,6 +136,7 @@ export interface Config {
   redirectStderr: string | undefined;
   /** One log line per request (method, path, status, duration). */
   accessLog: boolean;
+  bootCheck: boolean;
   /** A path nserve answers itself (200 while serving, 503 while draining), for load balancers and k8s. */
   healthPath: string | undefined;
   /** `--dotenv` (config envFile): dotenv file, relative to the (re-resolved) directory, read at every (re)start. */
@@ -176,6 +182,7 @@ export interface CliOptions {
   redirectStdout?: string;
   redirectStderr?: string;
   accessLog?: boolean;
+  bootCheck?: boolean;
   healthPath?: string;
   /** `--dotenv` (config key envFile). */
   dotenv?: string;
@@ -227,11 +234,19 @@ export function describeConfigSource(config: Pick<Config, 'configFile' | 'config
   return `${config.configFile} (${how})`;
 }
 
-export async function readConfigFile(file: string): Promise<UserConfig> {
+export async function readConfigFile(file: string, fresh = false): Promise<UserConfig> {
   let value: unknown;
   try {
     if (file.endsWith('.json')) value = JSON.parse(fs.readFileSync(file, 'utf8'));
-    else value = ((await import(pathToFileURL(file).href)) as { default?: unknown }).default;
+    else {
+      // `fresh`: read the file as it is now, not the module this process imported before (a check of
+      // the config a hot restart is about to exec into).
+      // (Resolved here: Node's module resolver caches symlink targets, and `current` may have moved.)
+      const url = fresh
+        ? `${pathToFileURL(fs.realpathSync(file)).href}?nserve-check=${Date.now()}`
+        : pathToFileURL(file).href;
+      value = ((await import(url)) as { default?: unknown }).default;
+    }
   } catch (err) {
     throw usageError(
       'ERR_NSERVE_CONFIG_FILE',
@@ -276,6 +291,7 @@ export async function readConfigFile(file: string): Promise<UserConfig> {
     'redirectStdout',
     'redirectStderr',
     'accessLog',
+    'bootCheck',
     'healthPath',
     'envFile',
     'tagOutput',
@@ -389,9 +405,10 @@ export async function loadConfig(
   cli: CliOptions,
   cwd: string,
   env: NodeJS.ProcessEnv = process.env,
+  options: { fresh?: boolean } = {},
 ): Promise<Config> {
   const found = findConfigFile(cwd, cli.config, env);
-  const file = found === undefined ? {} : await readConfigFile(found.file);
+  const file = found === undefined ? {} : await readConfigFile(found.file, options.fresh === true);
   const config = buildConfig(appArg, cli, file, cwd, found, env);
   // ssl:// binds: unreadable files, a key that is not the certificate's → one line, before any bind.
   checkTlsBinds(config.binds);
@@ -557,6 +574,7 @@ export function buildConfig(
     redirectStdout: redirectStdout === undefined ? undefined : path.resolve(cwd, redirectStdout),
     redirectStderr: redirectStderr === undefined ? undefined : path.resolve(cwd, redirectStderr),
     accessLog: bool('accessLog', take('accessLog')),
+    bootCheck: bool('bootCheck', take('bootCheck')),
     healthPath: healthPath(take('healthPath')),
     envFile: envFile(cli, file, sources),
     tagOutput: bool('tagOutput', take('tagOutput')),
@@ -728,6 +746,7 @@ export function describeConfig(
     ['redirectStdout', 'redirectStdout', (v: string | undefined) => v ?? null],
     ['redirectStderr', 'redirectStderr', (v: string | undefined) => v ?? null],
     ['accessLog', 'accessLog', (v: boolean) => v],
+    ['bootCheck', 'bootCheck', (v: boolean) => v],
     ['healthPath', 'healthPath', (v: string | undefined) => v ?? null],
     ['envFile', 'envFile', (v: string | undefined) => v ?? null],
     ['tagOutput', 'tagOutput', (v: boolean) => v],

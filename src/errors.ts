@@ -20,7 +20,8 @@ export type NserveErrorCode =
   | 'ERR_NSERVE_INHERIT'
   | 'ERR_NSERVE_FD_LEAK'
   | 'ERR_NSERVE_PROTOCOL'
-  | 'ERR_NSERVE_TLS';
+  | 'ERR_NSERVE_TLS'
+  | 'ERR_NSERVE_NO_ADDON';
 
 export class NserveError extends Error {
   readonly code: NserveErrorCode;

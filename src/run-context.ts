@@ -1,5 +1,5 @@
 // What the command line hands to the role it picked (single server or cluster master).
-import type { Config } from './config.js';
+import type { CliOptions, Config } from './config.js';
 import type { Logger } from './logger.js';
 import type { MetricsPlane } from './metrics/plane.js';
 import type { RestartInfo } from './restart/exec.js';
@@ -8,6 +8,13 @@ import type { Controller, RestartHistory } from './status.js';
 
 export interface RunContext {
   config: Config;
+  /** The command line's APP and options, to read the config again as a new image would. */
+  appArg: string | undefined;
+  cliOptions: CliOptions;
+  /** The config file this image read, resolved when it was read (pinned for an exec back). */
+  configFileResolved: string | null;
+  /** Single mode, optimistic hot restart: guards this image's boot until the new code serves. */
+  guard?: { fail(reason: string): never; disarm(): void };
   log: Logger;
   restart: RestartInfo;
   history: RestartHistory;

@@ -230,6 +230,23 @@ export class AppServer {
     });
   }
 
+  /**
+   * Without the native addon (portable single mode): let Node bind and listen. No descriptor is ours,
+   * so no hot restart can keep it; a stop closes it.
+   */
+  async listenOn(key: string, options: net.ListenOptions): Promise<net.AddressInfo | string | null> {
+    const server = this.createServer(key);
+    this.servers.set(key, server);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ ...options, backlog: this.options.backlog }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    return server.address();
+  }
+
   /** The server for one bind: http, https, http2 (ALPN h2), or a feed into the app's own TLS server. */
   private createServer(key: string): net.Server {
     const external = this.options.external;

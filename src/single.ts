@@ -18,7 +18,8 @@ import {
   removeSocketFiles,
   tcpPorts,
 } from './binder.js';
-import { describeConfigSource } from './config.js';
+import { describeConfigSource, loadConfig } from './config.js';
+import { errorMessage } from './errors.js';
 import { inspect, reportInheritedLeaks, warnOnGrowth } from './fds.js';
 import { Lifecycle, SERVER_TRANSITIONS, type ServerState } from './lifecycle.js';
 import { singleSource } from './metrics/single-source.js';
@@ -37,11 +38,17 @@ export async function runSingle(ctx: RunContext): Promise<void> {
   const { config, log, history } = ctx;
   // A missing app is bad input: say so before anything is bound.
   // After an exec back (the new release's nserve could not take over) serve the release we served.
-  const directory =
-    ctx.rejected !== undefined && ctx.handoff !== undefined
-      ? ctx.handoff.directory
-      : fs.realpathSync(config.directory);
-  resolveAppFile(config.app, directory);
+  let directory: string;
+  try {
+    directory =
+      ctx.rejected !== undefined && ctx.handoff !== undefined
+        ? ctx.handoff.directory
+        : fs.realpathSync(config.directory);
+    resolveAppFile(config.app, directory);
+  } catch (err) {
+    ctx.guard?.fail(errorMessage(err));
+    throw err;
+  }
   const { listeners, leftovers } = openListeners(config.binds, {
     slots: 1,
     reusePort: false,
@@ -59,6 +66,9 @@ export async function runSingle(ctx: RunContext): Promise<void> {
       listenWaitMs: listenWaitMs(config),
     });
   } catch (err) {
+    // An optimistic hot restart's new code that cannot load: back to the previous release (never
+    // returns), the listeners untouched.
+    ctx.guard?.fail(errorMessage(err));
     // Leave no socket file behind for an app that cannot start.
     closeListeners(listeners, { unlink: true });
     throw err;
@@ -67,6 +77,7 @@ export async function runSingle(ctx: RunContext): Promise<void> {
   const certs = new LocalCerts(server, log);
   ctx.metrics?.attach(singleSource(server, listeners));
   await serveAll(server, listeners);
+  ctx.guard?.disarm();
   // Binds removed from the config since the last image: close them only now that the new binds serve.
   closeLeftovers(leftovers);
   if (config.pidfile !== undefined) recordPid(config.pidfile, log);
@@ -136,43 +147,56 @@ export async function runSingle(ctx: RunContext): Promise<void> {
     restartAbort = new AbortController();
     const record = history.begin('hot');
     native.notify(`RELOADING=1\nMONOTONIC_USEC=${process.hrtime.bigint() / 1000n}`);
-    log.info({ directory: config.directory }, 'hot restart: checking that the new code boots');
+    // Optimistic (the default): exec at once; the new image comes back here if the new code fails to
+    // boot (restart/guard.ts). With --boot-check: boot it in a separate process first.
+    const optimistic = !config.bootCheck;
+    log.info(
+      { directory: config.directory, optimistic },
+      optimistic ? 'hot restart: started' : 'hot restart: checking that the new code boots',
+    );
     let drained = false;
-    const abandoned = await prepareExec(ctx, {
-      check: 'app',
-      afterCheck: async (check) => {
-        // Still serving: the app is told to close its long-lived connections (WebSockets, event
-        // streams), which get the grace now; the pause after it waits for requests only.
-        server.announce({ reason: 'restart', graceMs: config.longLivedGraceMs });
-        await server.waitLongLived(config.longLivedGraceMs);
-        log.info({ app: check.file, bootMs: check.ms }, 'hot restart: new code boots; draining');
-        server.stopAccepting();
-        record.pausedAt = Date.now();
-        drained = true;
-        // In single mode nothing may finish on old code: those responses end before the exec too.
-        const { forced, ...longLived } = await server.drain(config.shutdownTimeoutMs, 0, 'restart');
-        const cut = await server.finishOnOld(config.shutdownTimeoutMs);
-        if (longLived.asked > 0 || cut > 0) log.info({ longLived, cut }, drainedLine(longLived));
-        if (forced > 0)
-          log.warn(
-            { forced },
-            `hot restart: closed ${forced} connection(s) still open at the shutdown timeout`,
-          );
-      },
-      keepFds: () => listeners.map((l) => l.fd),
-      handoff: (leaked) => ({
-        listeners: handedListeners(listeners),
-        workers: [],
-        generation: 0,
-        history: history.toHandoff(),
-        totals: history.totalsToHandoff(server.requests),
-        startedAt: ctx.startedAt,
-        leaked,
-        directory,
-      }),
-      requestedAt,
-      signal: restartAbort.signal,
-    });
+    const configProblem = optimistic ? await newConfigProblem(ctx) : undefined;
+    const abandoned =
+      configProblem !== undefined
+        ? { code: 'ERR_NSERVE_BOOT_CHECK' as const, reason: configProblem, stopped: false }
+        : await prepareExec(ctx, {
+            check: optimistic ? 'none' : 'app',
+            afterCheck: async (check) => {
+              // Still serving: the app is told to close its long-lived connections (WebSockets, event
+              // streams), which get the grace now; the pause after it waits for requests only.
+              server.announce({ reason: 'restart', graceMs: config.longLivedGraceMs });
+              await server.waitLongLived(config.longLivedGraceMs);
+              if (optimistic) log.info('hot restart: draining');
+              else log.info({ app: check.file, bootMs: check.ms }, 'hot restart: new code boots; draining');
+              server.stopAccepting();
+              record.pausedAt = Date.now();
+              drained = true;
+              // In single mode nothing may finish on old code: those responses end before the exec too.
+              const { forced, ...longLived } = await server.drain(config.shutdownTimeoutMs, 0, 'restart');
+              const cut = await server.finishOnOld(config.shutdownTimeoutMs);
+              if (longLived.asked > 0 || cut > 0) log.info({ longLived, cut }, drainedLine(longLived));
+              if (forced > 0)
+                log.warn(
+                  { forced },
+                  `hot restart: closed ${forced} connection(s) still open at the shutdown timeout`,
+                );
+            },
+            keepFds: () => listeners.map((l) => l.fd),
+            handoff: (leaked) => ({
+              listeners: handedListeners(listeners),
+              workers: [],
+              generation: 0,
+              history: history.toHandoff(),
+              totals: history.totalsToHandoff(server.requests),
+              startedAt: ctx.startedAt,
+              leaked,
+              directory,
+              configFile: ctx.configFileResolved,
+              optimistic,
+            }),
+            requestedAt,
+            signal: restartAbort.signal,
+          });
     restartAbort = undefined;
     history.finish(record, 'failed', abandoned.reason);
     logAbandoned(log, abandoned, 'old code');
@@ -287,4 +311,15 @@ function drainedLine(l: { asked: number; closedThemselves: number; ended: number
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** The config as the new image would read it now, if it cannot be read: checked before the exec. */
+async function newConfigProblem(ctx: RunContext): Promise<string | undefined> {
+  try {
+    const fresh = await loadConfig(ctx.appArg, ctx.cliOptions, ctx.launchCwd, process.env, { fresh: true });
+    resolveAppFile(fresh.app, fs.realpathSync(fresh.directory));
+    return undefined;
+  } catch (err) {
+    return errorMessage(err);
+  }
 }

@@ -21,7 +21,9 @@ import {
 } from '../logger.js';
 import { MetricsPlane } from '../metrics/plane.js';
 import { REQUESTS } from '../metrics/requests.js';
+import * as native from '../native.js';
 import { execBack } from '../restart/exec.js';
+import { BootGuard } from '../restart/guard.js';
 import {
   type BootCheckWhat,
   CONSUMED_ENV,
@@ -41,6 +43,8 @@ import { fdsViaControl, registerCtlCommand } from './ctl.js';
 import { registerFdsCommand } from './fds.js';
 
 const EXIT_USAGE = 2;
+/** The boot timeout before the config (and its own timeout) is read. */
+const DEFAULT_BOOT_TIMEOUT_MS = 60_000;
 
 /** nserve's own last words go to descriptor 2 directly: never through a --tag-output wrapper. */
 function writeStderr(text: string): void {
@@ -96,14 +100,34 @@ async function start(appArg: string | undefined, opts: CliOptions): Promise<void
   }
   const handoff = decoded.kind === 'ok' ? decoded.handoff : undefined;
   const cwd = launchCwd();
-  const config = await loadConfig(appArg, opts, cwd);
+  const identity = readWorkerEnv(env);
+  const rejected = env[HANDOFF_ENV.rejected];
+  // An optimistic single-mode hot restart: until the new code serves, a failure execs back.
+  const guard =
+    handoff?.optimistic === true && rejected === undefined && identity === undefined
+      ? new BootGuard(handoff, env, DEFAULT_BOOT_TIMEOUT_MS)
+      : undefined;
+  // Back from a new image that could not take over: read the config this image read before.
+  const options =
+    rejected !== undefined && handoff?.configFile != null ? { ...opts, config: handoff.configFile } : opts;
+  let config: Config;
+  try {
+    config = await loadConfig(appArg, options, cwd);
+  } catch (err) {
+    guard?.fail(errorMessage(err));
+    if (identity !== undefined) {
+      const { reportEarlyBootError } = await import('../cluster/worker.js');
+      reportEarlyBootError(identity.channelFd, errorMessage(err));
+    }
+    throw err;
+  }
+  guard?.rearm(config.workerBootTimeoutMs);
   setDefaultLogFormat(config.logFormat);
   if (config.environment !== undefined) process.env.NODE_ENV = config.environment;
 
   // Every role points its own stdout/stderr at the files (a worker reopens them on SIGHUP).
   redirectStdio({ stdout: config.redirectStdout, stderr: config.redirectStderr });
 
-  const identity = readWorkerEnv(env);
   if (identity !== undefined) {
     const { runWorker } = await import('../cluster/worker.js');
     if (config.envFile !== undefined) {
@@ -139,16 +163,15 @@ async function start(appArg: string | undefined, opts: CliOptions): Promise<void
     if (said !== undefined)
       log.info({ envFile: change.file, changed: change.changed, removed: change.removed }, said);
   }
-  const rejected = env[HANDOFF_ENV.rejected];
   const history = RestartHistory.fromHandoff(handoff?.history, handoff?.totals);
   if (rejected !== undefined && handoff !== undefined) {
-    // The new image could not read our hand-off and execed back: this is the old code, still serving.
+    // The new image could not boot, or read our hand-off, and execed back: this is the old code again.
     handoff.restart.count -= 1;
     log.error(
-      { code: 'ERR_NSERVE_INHERIT', reason: rejected },
-      `hot restart abandoned: the new release's nserve could not take over (${rejected})`,
+      { code: 'ERR_NSERVE_BOOT_CHECK', error: rejected },
+      `hot restart abandoned, old code keeps serving: ${rejected}`,
     );
-    history.finish(history.current(), 'failed', `the new release's nserve could not take over: ${rejected}`);
+    history.finish(history.current(), 'failed', rejected);
   }
   const startedAt = handoff?.startedAt ?? new Date().toISOString();
   // The control server (master or single only, never a worker) binds now, so a bad address fails first.
@@ -158,6 +181,10 @@ async function start(appArg: string | undefined, opts: CliOptions): Promise<void
   REQUESTS.on = config.metrics && config.workers === 0;
   const ctx: RunContext = {
     config,
+    appArg,
+    cliOptions: options,
+    configFileResolved: config.configFile === undefined ? null : realpathOr(config.configFile),
+    ...(guard === undefined ? {} : { guard }),
     log,
     restart: { count: handoff?.restart.count ?? 0, requestedAt: handoff?.restart.requestedAt },
     handoff,
@@ -182,6 +209,16 @@ async function start(appArg: string | undefined, opts: CliOptions): Promise<void
       ? { role: 'master', app: config.app, generation: handoff?.generation ?? 0 }
       : { role: 'single', app: config.app },
   );
+  if (!native.available) {
+    // Single mode serves without the addon (macOS, Windows): everything else needs it.
+    if (config.workers > 0)
+      throw usageError(
+        'ERR_NSERVE_NO_ADDON',
+        `cluster mode (-w ${config.workers}) needs nserve's native addon (Linux), which is unavailable: ${native.unavailableReason ?? 'unknown'}`,
+      );
+    const { runPortable } = await import('../portable.js');
+    return runPortable(ctx);
+  }
   if (config.workers > 0) {
     const { runMaster } = await import('../cluster/master.js');
     return runMaster(ctx);
@@ -352,6 +389,10 @@ function withStartOptions(cmd: Command): Command {
       )
       .option('--access-log', 'log one line per request (method, path, status, duration)')
       .option(
+        '--boot-check',
+        'single mode: boot the new code in a separate process before a hot restart execs (default: exec at once, come back to the previous release if it fails)',
+      )
+      .option(
         '--health-path <path>',
         'answer this path from nserve itself: 200 while serving, 503 while draining',
       )
@@ -425,3 +466,11 @@ export async function main(argv: string[]): Promise<void> {
 }
 
 void main(process.argv);
+
+function realpathOr(file: string): string {
+  try {
+    return fs.realpathSync(file);
+  } catch {
+    return file;
+  }
+}

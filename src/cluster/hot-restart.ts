@@ -7,25 +7,81 @@ import { handedListeners } from '../binder.js';
 import { errorMessage } from '../errors.js';
 import { reportInheritedLeaks, warnOnGrowth } from '../fds.js';
 import { unlessAborted } from '../lifecycle.js';
-import { logAbandoned, prepareExec } from '../restart/exec.js';
+import { type Abandoned, logAbandoned, prepareExec } from '../restart/exec.js';
 import type { Handoff } from '../restart/handoff.js';
 import type { Master } from './master.js';
 import type { WorkerHandle } from './worker-handle.js';
 
-/** Old image side: check the new master can start, run the hooks, exec with the workers still serving. */
+/**
+ * Old image side. The new generation is spawned at once, from the re-resolved directory: its workers
+ * are children of this PID whichever image runs it, so they boot while this image checks that the new
+ * master can start, runs the hooks and execs, instead of after. They get no slot until the new image
+ * has drained the old workers. If anything fails before the exec, they are killed and the old workers
+ * go on serving, untouched.
+ */
 export async function hotRestart(m: Master, requestedAt: number): Promise<void> {
-  const { log, ctx } = m;
+  const { log, ctx, pool } = m;
   const signal = m.beginRestart('hot restart requested');
   const record = m.history.begin('hot');
-  log.info({ generation: m.generation + 1 }, 'hot restart: started');
+  const generation = m.generation + 1;
+  log.info({ generation }, 'hot restart: started');
+  const fresh: WorkerHandle[] = [];
+  let bootFailure: string | undefined;
+  const killFresh = (): void => {
+    for (const w of fresh) w.kill('SIGKILL');
+  };
+  const abandon = (a: Abandoned): void => {
+    killFresh();
+    m.history.finish(record, 'failed', a.reason);
+    logAbandoned(log, a, 'old workers');
+    m.endRestart('hot restart abandoned');
+  };
+  let directory: string;
+  try {
+    directory = m.resolveNewDirectory();
+  } catch (err) {
+    return abandon({ code: 'ERR_NSERVE_BOOT_CHECK', reason: errorMessage(err), stopped: false });
+  }
+  const spawning = (async () => {
+    for (let i = 0; i < m.count && bootFailure === undefined && !signal.aborted; i++) {
+      const w = await pool.spawn(i, generation, directory);
+      fresh.push(w);
+      // A new worker that fails before the exec vetoes it (after the exec, the new image sees it).
+      w.on((msg) => {
+        if (msg.t === 'boot-error') bootFailure ??= `worker ${w.index} failed to boot: ${msg.error}`;
+        else if (msg.t === 'exit' && w.bootedAt === undefined)
+          bootFailure ??= `worker ${w.index} exited while booting (${msg.signal ?? `code ${msg.code}`})`;
+      });
+    }
+  })().catch((err: unknown) => {
+    bootFailure ??= errorMessage(err);
+  });
   let handed: WorkerHandle[] = [];
   // The new master image must be able to start (config file, directory, app file): if it could not, the
-  // exec would take every slot down with it. The new code itself is checked by booting the new workers
-  // while the old ones serve.
+  // exec would take every slot down with it. The new workers read the same config the new image will
+  // and say so (`configured`) before loading the app: the exec waits for that, not for their boot.
+  const configured = async (): Promise<void> => {
+    await spawning;
+    await Promise.all(
+      fresh.map((w) =>
+        w.configuredAt !== undefined || !w.alive
+          ? undefined
+          : w
+              .waitFor('read its config', m.config.workerBootTimeoutMs, (msg) =>
+                msg.t === 'configured' || msg.t === 'boot-error' || msg.t === 'exit' || msg.t === 'booted'
+                  ? true
+                  : undefined,
+              )
+              .catch((err: unknown) => {
+                bootFailure ??= errorMessage(err);
+              }),
+      ),
+    );
+  };
   const abandoned = await prepareExec(ctx, {
-    check: 'config',
+    check: 'none',
     keepFds: () => {
-      handed = m.pool.alive();
+      handed = [...pool.alive(), ...fresh.filter((w) => w.alive)];
       return [...m.listeners.map((l) => l.fd), ...handed.map((w) => w.channel.fd)];
     },
     handoff: (leaked) => ({
@@ -36,7 +92,13 @@ export async function hotRestart(m: Master, requestedAt: number): Promise<void> 
       startedAt: ctx.startedAt,
       leaked,
       directory: m.directory,
+      configFile: null,
+      optimistic: false,
     }),
+    veto: () =>
+      bootFailure === undefined
+        ? undefined
+        : { code: 'ERR_NSERVE_WORKER_BOOT', reason: bootFailure, stopped: false },
     beforeExec: () => {
       for (const w of handed) w.channel.detach();
     },
@@ -45,10 +107,10 @@ export async function hotRestart(m: Master, requestedAt: number): Promise<void> 
     },
     requestedAt,
     signal,
+    // Every new worker spawned (and handed over), and each has read the config, before the exec.
+    before: configured,
   });
-  m.history.finish(record, 'failed', abandoned.reason);
-  logAbandoned(log, abandoned, 'old workers');
-  m.endRestart('hot restart abandoned');
+  abandon(abandoned);
 }
 
 /**
@@ -60,7 +122,10 @@ export async function completeHotRestart(m: Master, handoff: Handoff): Promise<v
   const { log, pool } = m;
   const signal = m.beginRestart('adopting the workers of the previous image', { notify: false });
   reportInheritedLeaks(handoff.leaked, log);
-  const old = pool.adopt(handoff.workers);
+  const adopted = pool.adopt(handoff.workers);
+  // Workers of the next generation were spawned by the previous image before its exec.
+  const early = adopted.filter((w) => w.generation > handoff.generation);
+  const old = adopted.filter((w) => w.generation <= handoff.generation);
   // Indexed by worker index: a worker that was not alive to hand over leaves a hole, filled when the
   // restart ends (endRestart). A second worker for an index (still draining) is retiring.
   pool.workers = [];
@@ -70,8 +135,10 @@ export async function completeHotRestart(m: Master, handoff: Handoff): Promise<v
   }
   // Until the new generation serves, replacements load what the old workers run.
   m.directory = old[0]?.directory ?? m.directory;
+  const earlyDirectory = early[0]?.directory;
   if (m.ctx.rejected !== undefined) {
     // The new release's nserve could not read the hand-off and execed back: the old workers go on.
+    for (const w of early) w.kill('SIGKILL');
     m.endRestart('the new image execed back');
     return;
   }
@@ -84,17 +151,23 @@ export async function completeHotRestart(m: Master, handoff: Handoff): Promise<v
   };
   let directory: string;
   try {
-    directory = m.resolveNewDirectory();
+    // The directory the early workers load (resolved at the signal), so the generation is one release.
+    directory = earlyDirectory ?? m.resolveNewDirectory();
   } catch (err) {
     return abandon('ERR_NSERVE_BOOT_CHECK', err);
   }
   log.info(
-    { adopted: old.map((w) => w.pid), generation, directory },
+    { adopted: old.map((w) => w.pid), booting: early.map((w) => w.pid), generation, directory },
     'hot restart: new master image adopted the workers; booting new workers',
   );
+  // The early workers already boot; the new config may want more of them, or fewer.
   const fresh: WorkerHandle[] = [];
+  for (const w of early) {
+    if (w.alive && w.index < m.count && fresh[w.index] === undefined) fresh[w.index] = w;
+    else w.kill('SIGKILL');
+  }
   try {
-    for (let i = 0; i < m.count; i++) fresh.push(await pool.spawn(i, generation, directory));
+    for (let i = 0; i < m.count; i++) fresh[i] ??= await pool.spawn(i, generation, directory);
     await unlessAborted(Promise.all(fresh.map((w) => pool.waitBooted(w))), signal);
   } catch (err) {
     for (const w of fresh) w.kill('SIGKILL');

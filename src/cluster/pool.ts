@@ -110,7 +110,7 @@ export class WorkerPool {
           channelFd: h.fd,
           directory: h.directory,
           child: undefined,
-          adopted: { keys: h.keys, offered: h.offered, draining: h.draining },
+          adopted: { keys: h.keys, offered: h.offered, draining: h.draining, booted: h.booted },
         },
         this.log,
       );
@@ -129,7 +129,8 @@ export class WorkerPool {
       directory: w.directory,
       keys: [...w.keys],
       offered: w.offeredKeys,
-      draining: !w.serving,
+      draining: w.state === 'draining',
+      booted: w.bootedAt !== undefined,
       protocol: PROTOCOL_VERSION,
     }));
   }

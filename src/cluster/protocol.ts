@@ -42,6 +42,11 @@ export type ToWorker =
   | { t: 'metrics'; id: number };
 
 export type FromWorker =
+  /**
+   * The worker read the config and resolved its directory and app file, as a new master image would:
+   * a cluster hot restart execs only once its new workers said so (they replace the boot check).
+   */
+  | { t: 'configured' }
   | { t: 'booted'; file: string; directory: string }
   /** `code`: the error's ERR_NSERVE_* code, if any (an app load failure is bad input: exit 2 at start). */
   | { t: 'boot-error'; error: string; code?: string }
@@ -153,6 +158,8 @@ export function parseFromWorker(value: unknown): FromWorker | string {
     m.keys.length <= 4096 &&
     m.keys.every((k) => typeof k === 'string' && k.length <= KEY_MAX);
   switch (m.t) {
+    case 'configured':
+      return { t: 'configured' };
     case 'booted':
       return text('file') && text('directory')
         ? { t: 'booted', file: m.file as string, directory: m.directory as string }

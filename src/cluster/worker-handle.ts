@@ -45,7 +45,7 @@ export interface WorkerSpec {
   /** libuv's child (spawned by this image), or undefined for a worker adopted across a hot restart. */
   child: ChildProcess | undefined;
   /** A worker adopted from the previous master image: booted, serving these slots (or draining). */
-  adopted?: { keys: readonly string[]; offered: readonly string[]; draining: boolean };
+  adopted?: { keys: readonly string[]; offered: readonly string[]; draining: boolean; booted: boolean };
 }
 
 export class WorkerHandle {
@@ -60,6 +60,8 @@ export class WorkerHandle {
   readonly keys = new Set<string>();
   readonly spawnedAt = Date.now();
   bootedAt: number | undefined;
+  /** When it reported its config read (before loading the app). */
+  configuredAt: number | undefined;
   lastCheckin = Date.now();
   stats: WorkerStats = { requests: 0, inFlight: 0, eventLoopDelayMs: 0, rss: 0, longLived: 0 };
   file: string | undefined;
@@ -96,13 +98,16 @@ export class WorkerHandle {
       level: 'debug',
     });
     if (spec.adopted !== undefined) {
-      this.lifecycle.to('booted', 'adopted from the previous master image');
+      // A worker of the next generation spawned before the exec may still be booting.
+      if (spec.adopted.booted) {
+        this.lifecycle.to('booted', 'adopted from the previous master image');
+        this.bootedAt = Date.now();
+      }
       if (spec.adopted.draining) {
         this.lifecycle.to('draining', 'was draining when handed over');
         this.drainSent = true;
       }
       for (const k of spec.adopted.offered) this.offered.add(k);
-      this.bootedAt = Date.now();
       for (const k of spec.adopted.keys) this.keys.add(k);
     }
     this.channel = new Channel<FromWorker, ToWorker>(spec.channelFd, {
@@ -162,6 +167,10 @@ export class WorkerHandle {
   private outOfOrder(msg: FromWorker): string | undefined {
     const state = this.state;
     switch (msg.t) {
+      case 'configured':
+        return this.bootedAt === undefined && this.configuredAt === undefined && state !== 'exited'
+          ? undefined
+          : `configured while ${state}`;
       case 'booted':
       case 'boot-error':
         // (A worker told to drain while booting may still report its boot.)
@@ -238,6 +247,9 @@ export class WorkerHandle {
         this.bootedAt = now;
         this.file = msg.file;
         this.directory = msg.directory;
+        break;
+      case 'configured':
+        this.configuredAt = now;
         break;
       case 'accepting':
         for (const k of msg.keys) {

@@ -1,7 +1,7 @@
 // The worker side of cluster mode: load the app, tell the master, serve the slots it lends, check in,
 // drain when told. A worker never binds: every listening socket it has was lent by the master.
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { compatPorts, listenWaitMs, loadApp } from '../app.js';
+import { compatPorts, listenWaitMs, loadApp, resolveAppFile } from '../app.js';
 import type { Config } from '../config.js';
 import { errorCode, errorMessage, NserveError } from '../errors.js';
 import { runHooks } from '../hooks.js';
@@ -231,6 +231,14 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     send({ t: 'leaving', reason: clip(`uncaught exception: ${errorMessage(err)}`) });
   });
 
+  try {
+    resolveAppFile(config.app, directory);
+    send({ t: 'configured' });
+  } catch (err) {
+    send({ t: 'boot-error', error: clip(errorMessage(err)) });
+    process.exit(1);
+  }
+
   if (ctx.identity.protocol !== PROTOCOL_VERSION) {
     // A master of another nserve version spawned us (a release that ships its own nserve): say so.
     const error = `the master speaks protocol ${ctx.identity.protocol}, this worker's nserve speaks ${PROTOCOL_VERSION}`;
@@ -283,5 +291,17 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     const code = errorCode(err);
     send({ t: 'boot-error', error: clip(errorMessage(err)), ...(code === undefined ? {} : { code }) });
     process.exit(1);
+  }
+}
+
+/**
+ * A worker whose config does not load has no channel object yet: say why over its descriptor directly,
+ * so that the master (a cluster hot restart's veto) can report the reason, not only an exit status.
+ */
+export function reportEarlyBootError(channelFd: number, error: string): void {
+  try {
+    native.sendFds(channelFd, [], Buffer.from(JSON.stringify({ t: 'boot-error', error: clip(error) })));
+  } catch {
+    // the master is gone or not listening: the exit status says the rest
   }
 }

@@ -262,14 +262,21 @@ export function realRestartOps(ctx: ExecContext): RestartOps {
 }
 
 export interface ExecPlan {
-  /** What the boot check loads: the app (single mode) or only the config (cluster: workers boot later). */
-  check: BootCheckWhat;
+  /**
+   * What the boot check loads: the app (single mode) or only the config; `none` when something else
+   * checks (cluster: the new workers, spawned before the exec, report their config read).
+   */
+  check: BootCheckWhat | 'none';
   /** After a passing boot check (single mode drains its connections here). */
   afterCheck?: (check: BootCheckResult & { ok: true }) => Promise<void>;
   /** The descriptors that must survive the exec (asked once the boot check passed). */
   keepFds: () => number[];
   /** The hand-off for the new image. */
   handoff: (leaked: LeakCheck['leaks']) => ExecOptions['handoff'];
+  /** Awaited once the boot check passed, before anything is listed (cluster: every new worker spawned). */
+  before?: () => Promise<void>;
+  /** Right before the exec: a reason not to exec after all (cluster: a new worker failed to boot). */
+  veto?: () => Abandoned | undefined;
   /** Right before the exec (cluster: stop watching the worker channels). */
   beforeExec?: () => void;
   /** The exec failed: undo beforeExec. */
@@ -313,10 +320,12 @@ export async function prepareExec(
     reason: 'stopped during the restart',
     stopped: true,
   });
-  const check = await ops.bootCheck(plan.check, plan.signal);
+  const check: BootCheckResult =
+    plan.check === 'none' ? { ok: true, file: '', ms: 0 } : await ops.bootCheck(plan.check, plan.signal);
   if (plan.signal.aborted) return stopped();
   if (!check.ok) return { code: 'ERR_NSERVE_BOOT_CHECK', reason: check.error, stopped: false };
   await plan.afterCheck?.(check);
+  await plan.before?.();
   if (plan.signal.aborted) return stopped();
   const keepFds = plan.keepFds();
   const keep = new Set(keepFds);
@@ -333,6 +342,8 @@ export async function prepareExec(
       stopped: false,
     };
   }
+  const vetoed = plan.veto?.();
+  if (vetoed !== undefined) return vetoed;
   const carried = (await ctx.metrics?.pause()) ?? []; // scrapes in flight finish; later ones wait
   plan.beforeExec?.();
   try {

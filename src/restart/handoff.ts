@@ -18,7 +18,8 @@
 //   metrics                       `metrics`: the --metrics-url listener (fd kept like `listeners`) and the
 //                                 counter totals (metrics/store.ts owns their shape), so none goes back
 //   the way back                  `back`: the exact command line, cwd and kept fds of the old image, and
-//                                 `directory`: the release it served (it serves it again after an exec back)
+//                                 `directory` and `configFile`: the release and config it served (served
+//                                 again after an exec back); `optimistic`: the new image guards its boot
 //   stdio                         FD_CLOEXEC and O_NONBLOCK cleared on 0-2 (see exec.ts)
 //
 // All of it travels in one variable, NSERVE_HANDOFF, as JSON with a version. An image that does not
@@ -90,6 +91,8 @@ export interface HandedWorker {
   offered: string[];
   /** Already told to drain: it must never be lent a slot again. */
   draining: boolean;
+  /** Reported booted (a worker of the next generation, spawned before the exec, may still be booting). */
+  booted: boolean;
   protocol: number;
 }
 
@@ -118,6 +121,13 @@ export interface Handoff {
   directory: string;
   /** The metrics listener (FD_CLOEXEC cleared) and counter totals (opaque here: metrics/store.ts). */
   metrics?: { listener?: { fd: number; uri: string }; totals: unknown };
+  /** The config file the old image read (resolved): what it reads again after an exec back. */
+  configFile: string | null;
+  /**
+   * Single mode without --boot-check: the new code was not checked before the exec; until it serves,
+   * the new image execs back on failure (guard.ts).
+   */
+  optimistic: boolean;
 }
 
 export function encodeHandoff(h: Omit<Handoff, 'v'>): Record<string, string> {
@@ -175,6 +185,8 @@ function shapeProblem(o: Record<string, unknown>): string | undefined {
   if (!Array.isArray(o.leaked)) return 'leaked';
   if (typeof o.directory !== 'string') return 'directory';
   if (o.metrics !== undefined && !isMetrics(o.metrics)) return 'metrics';
+  if (o.configFile !== null && typeof o.configFile !== 'string') return 'configFile';
+  if (typeof o.optimistic !== 'boolean') return 'optimistic';
   return undefined;
 }
 
@@ -210,6 +222,7 @@ function isWorker(v: unknown): v is HandedWorker {
     Array.isArray(v.offered) &&
     v.offered.every((k) => typeof k === 'string') &&
     typeof v.draining === 'boolean' &&
+    typeof v.booted === 'boolean' &&
     typeof v.protocol === 'number'
   );
 }

@@ -117,7 +117,11 @@ test('a bind removed from the config is closed after the restart, a new one is c
 test('a second SIGUSR2 during a restart is ignored; SIGTERM during a restart stops cleanly', async (t) => {
   const root = tmpDir(t);
   writeRelease(root, 'v1', { bootMs: 800 });
-  const { srv } = await serveApp(t, 'app.mjs', { directory: path.join(root, 'releases/v1') });
+  // --boot-check: the restart lasts the new code's boot before the exec, so the signals land inside it.
+  const { srv } = await serveApp(t, 'app.mjs', {
+    directory: path.join(root, 'releases/v1'),
+    args: ['--boot-check'],
+  });
   let mark = srv.lines.length;
   srv.signal('SIGUSR2');
   await srv.waitForMsg('hot restart: checking that the new code boots', 5000, mark);

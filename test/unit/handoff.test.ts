@@ -53,6 +53,7 @@ function sample(): Omit<Handoff, 'v'> {
         keys: ['tcp://127.0.0.1:0#0'],
         offered: [],
         draining: false,
+        booted: true,
         protocol: PROTOCOL_VERSION,
       },
     ],
@@ -62,6 +63,8 @@ function sample(): Omit<Handoff, 'v'> {
     startedAt: '2026-11-29T00:00:00.000Z',
     leaked: [{ fd: 40, kind: 'file', target: '/tmp/x' }],
     directory: '/srv/releases/1',
+    configFile: null,
+    optimistic: false,
   };
 }
 

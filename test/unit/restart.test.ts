@@ -58,6 +58,8 @@ function plan(over: Partial<ExecPlan> = {}): ExecPlan {
       startedAt: 'now',
       leaked,
       directory: '/',
+      configFile: null,
+      optimistic: false,
     }),
     requestedAt: 1,
     signal: new AbortController().signal,
