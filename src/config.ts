@@ -53,6 +53,8 @@ export interface UserConfig {
   longLivedGrace?: number;
   /** Seconds a stop keeps serving, with the health path answering 503, before it stops accepting. */
   shutdownDelay?: number;
+  /** A worker whose RSS stays above this (bytes, or '512MB') for 3 check-ins is replaced, surge-first. */
+  workerMaxMemory?: number | string;
   backlog?: number;
   logLevel?: LevelWithSilent;
   logFormat?: LogFormat;
@@ -117,6 +119,8 @@ export interface Config {
   requestTimeoutMs: number | undefined;
   longLivedGraceMs: number;
   shutdownDelayMs: number;
+  /** Bytes; undefined: no limit. */
+  workerMaxMemory: number | undefined;
   backlog: number;
   logLevel: LevelWithSilent;
   /** `--log-format`; undefined: pretty on a terminal, JSON otherwise. */
@@ -171,6 +175,7 @@ export interface CliOptions {
   requestTimeout?: string;
   longLivedGrace?: string;
   shutdownDelay?: string;
+  workerMaxMemory?: string;
   backlog?: string;
   logLevel?: string;
   logFormat?: string;
@@ -280,6 +285,7 @@ export async function readConfigFile(file: string, fresh = false): Promise<UserC
     'requestTimeout',
     'longLivedGrace',
     'shutdownDelay',
+    'workerMaxMemory',
     'backlog',
     'logLevel',
     'logFormat',
@@ -377,6 +383,34 @@ function seconds(
     throw invalid(key, v.value, v.source, 'a number of seconds from 0 to 86400');
   }
   return Math.round(n * 1000);
+}
+
+const SIZE_UNITS: Record<string, number> = {
+  '': 1,
+  b: 1,
+  k: 1024,
+  kb: 1024,
+  m: 1024 ** 2,
+  mb: 1024 ** 2,
+  g: 1024 ** 3,
+  gb: 1024 ** 3,
+};
+
+/** A memory size: bytes as a number, or '512MB', '1.5G', '800k' (powers of 1024). At least 16 MB. */
+function byteSize(key: string, v: { value: unknown; source: Source } | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const valid = 'a size such as 512MB, 1.5GB or a number of bytes (at least 16MB)';
+  let bytes: number | undefined;
+  if (typeof v.value === 'number') bytes = v.value;
+  else if (typeof v.value === 'string') {
+    const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(v.value);
+    const unit = m?.[2]?.toLowerCase();
+    if (m !== null && unit !== undefined && SIZE_UNITS[unit] !== undefined)
+      bytes = Number(m[1]) * SIZE_UNITS[unit]!;
+  }
+  if (bytes === undefined || !Number.isFinite(bytes) || bytes < 16 * 1024 ** 2)
+    throw invalid(key, v.value, v.source, valid);
+  return Math.round(bytes);
 }
 
 function str(key: string, v: { value: unknown; source: Source } | undefined): string | undefined {
@@ -563,6 +597,7 @@ export function buildConfig(
     requestTimeoutMs,
     longLivedGraceMs: seconds('longLivedGrace', take('longLivedGrace'), 2),
     shutdownDelayMs: seconds('shutdownDelay', take('shutdownDelay'), 0),
+    workerMaxMemory: byteSize('workerMaxMemory', take('workerMaxMemory')),
     backlog: integer('backlog', take('backlog'), 1, 65535, 1024),
     logLevel,
     logFormat,
@@ -738,6 +773,7 @@ export function describeConfig(
     ['requestTimeoutMs', 'requestTimeout', (v: number | undefined) => (v === undefined ? null : v / 1000)],
     ['longLivedGraceMs', 'longLivedGrace', (v: number) => v / 1000],
     ['shutdownDelayMs', 'shutdownDelay', (v: number) => v / 1000],
+    ['workerMaxMemory', 'workerMaxMemory', (v: number | undefined) => v ?? null],
     ['backlog', 'backlog', (v: number) => v],
     ['logLevel', 'logLevel', (v: string) => v],
     ['logFormat', 'logFormat', (v: string | undefined) => v ?? 'auto'],

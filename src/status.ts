@@ -38,10 +38,18 @@ export interface LifetimeTotals {
   crashes: number;
   crashesByWorker: Record<string, number>;
   restarts: Record<RestartKind, number>;
+  /** Workers replaced for staying over --worker-max-memory. */
+  memoryReplacements: number;
 }
 
 function emptyTotals(): LifetimeTotals {
-  return { requests: 0, crashes: 0, crashesByWorker: {}, restarts: { hot: 0, phased: 0 } };
+  return {
+    requests: 0,
+    crashes: 0,
+    crashesByWorker: {},
+    restarts: { hot: 0, phased: 0 },
+    memoryReplacements: 0,
+  };
 }
 
 /** The totals handed over by the previous image; anything of an unknown shape counts from zero. */
@@ -52,6 +60,7 @@ export function readTotals(v: unknown): LifetimeTotals {
   const count = (x: unknown): number => (typeof x === 'number' && Number.isSafeInteger(x) && x >= 0 ? x : 0);
   out.requests = count(o.requests);
   out.crashes = count(o.crashes);
+  out.memoryReplacements = count(o.memoryReplacements);
   if (typeof o.crashesByWorker === 'object' && o.crashesByWorker !== null)
     for (const [k, n] of Object.entries(o.crashesByWorker))
       if (/^\d+$/.test(k)) out.crashesByWorker[k] = count(n);

@@ -325,6 +325,10 @@ function withStartOptions(cmd: Command): Command {
       )
       .option('--worker-timeout <s>', 'seconds a worker may go without checking in (default 60)')
       .option('--worker-boot-timeout <s>', 'seconds new code may take to boot (default 60)')
+      .option(
+        '--worker-max-memory <size>',
+        'replace a worker (surge-first, no request failing) whose RSS stays above SIZE, e.g. 512MB',
+      )
       .option('--hook-timeout <s>', 'seconds each hook may run (default 30)')
       .option(
         '--drain-grace <s>',

@@ -10,6 +10,8 @@ import type { WorkerEvent, WorkerHandle } from './worker-handle.js';
 
 const CRASH_WINDOW_MS = 10_000;
 const MAX_BACKOFF_MS = 30_000;
+/** Check-ins (one a second) a worker must stay over --worker-max-memory before it is replaced. */
+const OVER_MEMORY_CHECKINS = 3;
 
 /** Crashes in the last 10 s double the wait before the next replacement (0, 500 ms, 1 s, … 30 s). */
 export class CrashBackoff {
@@ -33,7 +35,8 @@ export class Recovery {
   constructor(private readonly m: Master) {}
 
   onWorkerEvent(w: WorkerHandle, msg: WorkerEvent): void {
-    if (msg.t === 'leaving') this.onLeaving(w, msg.reason);
+    if (msg.t === 'heartbeat') this.checkMemory(w, msg.rss);
+    else if (msg.t === 'leaving') this.onLeaving(w, msg.reason);
     else if (msg.t === 'violation') this.onViolation(w, msg.reason);
     else if (msg.t === 'exit') this.onExit(w, msg);
   }
@@ -54,6 +57,25 @@ export class Recovery {
       return;
     }
     this.onLeaving(w, `protocol violation: ${reason}`);
+  }
+
+  /**
+   * --worker-max-memory: a worker whose RSS stays above the limit for 3 check-ins in a row (a leak, not a
+   * spike) is replaced the way a phased restart replaces one: its replacement boots first.
+   */
+  private checkMemory(w: WorkerHandle, rss: number): void {
+    const limit = this.m.config.workerMaxMemory;
+    if (limit === undefined || !w.serving || w.replacing || !this.m.lifecycle.is('running')) return;
+    w.overMemory = rss > limit ? w.overMemory + 1 : 0;
+    if (w.overMemory < OVER_MEMORY_CHECKINS) return;
+    this.m.history.totals.memoryReplacements++;
+    w.replacing = true;
+    const mb = (n: number): string => `${Math.round(n / 1048576)} MB`;
+    this.m.log.warn(
+      { worker: w.index, workerPid: w.pid, rss, limit, code: 'ERR_NSERVE_WORKER_MEMORY' },
+      `worker ${w.index} over --worker-max-memory (RSS ${mb(rss)} > ${mb(limit)} for ${OVER_MEMORY_CHECKINS} check-ins): replacing it, its replacement first`,
+    );
+    this.m.background(this.surgeReplace(w));
   }
 
   private onLeaving(w: WorkerHandle, reason: string): void {
@@ -149,6 +171,7 @@ export class Recovery {
       await m.pool.waitBooted(fresh);
     } catch (err) {
       fresh?.kill('SIGKILL');
+      old.replacing = false; // it may be tried again
       m.log.error(
         { worker: old.index, err },
         `replacing worker ${old.index} failed, it keeps serving: ${errorMessage(err)}`,

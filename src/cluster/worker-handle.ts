@@ -56,6 +56,8 @@ export class WorkerHandle {
   private readonly lifecycle: Lifecycle<WorkerState>;
   /** Asked to be replaced; a replacement is on its way. */
   replacing = false;
+  /** Check-ins in a row with RSS over --worker-max-memory. */
+  overMemory = 0;
   /** Slot keys this worker is accepting on. */
   readonly keys = new Set<string>();
   readonly spawnedAt = Date.now();
