@@ -339,12 +339,34 @@ export class WorkerHandle {
    */
   private onChannelClosed(): void {
     const child = this.child;
-    if (child === undefined || child.exitCode !== null || child.signalCode !== null) {
+    if (child === undefined) {
+      this.reapAdopted(Date.now() + 500);
+      return;
+    }
+    if (child.exitCode !== null || child.signalCode !== null) {
       this.onGone(child?.exitCode ?? null, child?.signalCode ?? null);
       return;
     }
     const timer = setTimeout(() => this.onGone(null, null), 200);
     child.once('exit', () => clearTimeout(timer));
+  }
+
+  /**
+   * A worker adopted across a hot restart (or spawned by the previous image) is not libuv's child: reap
+   * it by PID (never waitpid(-1)) to learn how it died, polling briefly, as the channel closes a moment
+   * before the process becomes a zombie. (A crash must be told from a clean exit.)
+   */
+  private reapAdopted(deadline: number): void {
+    let status: native.ExitStatus | null;
+    try {
+      status = native.waitpid(this.pid);
+    } catch {
+      this.onGone(null, null); // not ours to reap, or reaped already
+      return;
+    }
+    if (status !== null) this.onGone(status.code, status.signal);
+    else if (Date.now() >= deadline) this.onGone(null, null);
+    else setTimeout(() => this.reapAdopted(deadline), 10);
   }
 
   private onGone(code: number | null, signal: string | null): void {
