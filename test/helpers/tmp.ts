@@ -12,6 +12,7 @@ export interface Cleanup {
 /** A new temporary directory, removed with everything in it at the end of the test `t`. */
 export function tmpDir(t: Cleanup, prefix = 'nserve-test-'): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  // Retries: a server the test started may still be writing into it (its own after hook stops it).
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 }));
   return dir;
 }
