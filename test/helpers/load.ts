@@ -248,15 +248,23 @@ export class Load {
   }
 }
 
-/** One GET on a new connection, body parsed as JSON (rejects if it is not JSON). */
+/** One GET on a new connection, body parsed as JSON (rejects if it is not JSON); HTTPS with `ca`. */
 export function getJson(
   port: number,
   path = '/',
-  options: { host?: string; timeoutMs?: number } = {},
+  options: { host?: string; timeoutMs?: number; ca?: (string | Buffer)[] } = {},
 ): Promise<{ status: number; body: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
-    const req = http.get(
-      { host: options.host ?? '127.0.0.1', port, path, agent: false, timeout: options.timeoutMs ?? 10_000 },
+    const get = options.ca === undefined ? http.get : https.get;
+    const req = get(
+      {
+        host: options.host ?? '127.0.0.1',
+        port,
+        path,
+        agent: false,
+        timeout: options.timeoutMs ?? 10_000,
+        ...(options.ca === undefined ? {} : { ca: options.ca }),
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));

@@ -1,9 +1,9 @@
 // Self-signed certificates made with openssl for the TLS tests, and what a client sees in a handshake.
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as https from 'node:https';
 import * as path from 'node:path';
 import * as tls from 'node:tls';
+import { getJson } from './load.js';
 
 export interface TestCert {
   cert: string;
@@ -91,26 +91,5 @@ export function getJsonTls(
   ca: (string | Buffer)[],
   urlPath = '/',
 ): Promise<{ status: number; body: Record<string, unknown> }> {
-  return new Promise((resolve, reject) => {
-    const req = https.get(
-      { host: '127.0.0.1', port, path: urlPath, agent: false, ca, timeout: 10_000 },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('error', reject);
-        res.on('end', () => {
-          try {
-            resolve({
-              status: res.statusCode ?? 0,
-              body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>,
-            });
-          } catch (err) {
-            reject(err);
-          }
-        });
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error(`GET ${urlPath}: no answer within 10 s`)));
-    req.on('error', reject);
-  });
+  return getJson(port, urlPath, { ca });
 }
