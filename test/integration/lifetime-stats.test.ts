@@ -34,11 +34,15 @@ test('cluster: totals survive a hot restart (exec), a crash and a phased restart
     return now.lifetime.requests >= 40 && now.workers.every((w) => w.rss !== null) ? now : undefined;
   });
   assert.equal(s.directory, ROOT, 'the release directory (--directory, here the cwd)');
+  // An idle worker reports well under the 20 ms timer resolution (which used to be reported as its
+  // delay). On a loaded machine a worker can be starved for a moment, so wait for a quiet second.
+  await until(
+    'every idle worker reporting under 10 ms of event-loop delay (the 20 ms resolution is not a delay)',
+    async () =>
+      (await stats(state)).workers.every((w) => w.eventLoopDelayP99Ms !== null && w.eventLoopDelayP99Ms < 10),
+    15_000,
+  );
   for (const w of s.workers) {
-    assert.ok(
-      w.eventLoopDelayP99Ms !== null && w.eventLoopDelayP99Ms < 10,
-      `idle worker ELD ${w.eventLoopDelayP99Ms} ms (the 20 ms resolution is not a delay)`,
-    );
     assert.ok(
       w.startedAt !== null && Date.now() - Date.parse(w.startedAt) < 60_000,
       `uptime from ${w.startedAt}`,
