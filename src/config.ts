@@ -73,6 +73,10 @@ export interface UserConfig {
    */
   bootCheck?: boolean;
   healthPath?: string;
+  /** Each new worker (and new code in single mode) must answer GET of this path with a 2xx, over a private socket, before it gets traffic. */
+  readyProbe?: string;
+  /** Seconds the ready probe may take (default 5). */
+  readyProbeTimeout?: number;
   envFile?: string;
   tagOutput?: boolean;
   onRestart?: HookFn | HookFn[];
@@ -143,6 +147,8 @@ export interface Config {
   bootCheck: boolean;
   /** A path nserve answers itself (200 while serving, 503 while draining), for load balancers and k8s. */
   healthPath: string | undefined;
+  readyProbe: string | undefined;
+  readyProbeTimeoutMs: number;
   /** `--dotenv` (config envFile): dotenv file, relative to the (re-resolved) directory, read at every (re)start. */
   envFile: string | undefined;
   /** The app's stdout/stderr lines become log events naming the process (worker) that wrote them. */
@@ -189,6 +195,8 @@ export interface CliOptions {
   accessLog?: boolean;
   bootCheck?: boolean;
   healthPath?: string;
+  readyProbe?: string;
+  readyProbeTimeout?: string;
   /** `--dotenv` (config key envFile). */
   dotenv?: string;
   tagOutput?: boolean;
@@ -299,6 +307,8 @@ export async function readConfigFile(file: string, fresh = false): Promise<UserC
     'accessLog',
     'bootCheck',
     'healthPath',
+    'readyProbe',
+    'readyProbeTimeout',
     'envFile',
     'tagOutput',
     ...HOOK_NAMES,
@@ -470,6 +480,15 @@ function bool(key: string, v: Picked): boolean {
   return v.value;
 }
 
+/** A request path (with a query, if any) for the ready probe. */
+function urlPath(key: string, v: Picked): string | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v.value !== 'string' || !/^\/[^\s#]*$/.test(v.value)) {
+    throw invalid(key, v.value, v.source, 'a URL path starting with /, like /ready');
+  }
+  return v.value;
+}
+
 function healthPath(v: Picked): string | undefined {
   if (v === undefined) return undefined;
   if (typeof v.value !== 'string' || !/^\/[^\s?#]*$/.test(v.value)) {
@@ -611,6 +630,8 @@ export function buildConfig(
     accessLog: bool('accessLog', take('accessLog')),
     bootCheck: bool('bootCheck', take('bootCheck')),
     healthPath: healthPath(take('healthPath')),
+    readyProbe: urlPath('readyProbe', take('readyProbe')),
+    readyProbeTimeoutMs: seconds('readyProbeTimeout', take('readyProbeTimeout'), 5),
     envFile: envFile(cli, file, sources),
     tagOutput: bool('tagOutput', take('tagOutput')),
     configFile: found?.file,
@@ -784,6 +805,8 @@ export function describeConfig(
     ['accessLog', 'accessLog', (v: boolean) => v],
     ['bootCheck', 'bootCheck', (v: boolean) => v],
     ['healthPath', 'healthPath', (v: string | undefined) => v ?? null],
+    ['readyProbe', 'readyProbe', (v: string | undefined) => v ?? null],
+    ['readyProbeTimeoutMs', 'readyProbeTimeout', (v: number) => v / 1000],
     ['envFile', 'envFile', (v: string | undefined) => v ?? null],
     ['tagOutput', 'tagOutput', (v: boolean) => v],
   ];

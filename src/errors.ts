@@ -21,7 +21,8 @@ export type NserveErrorCode =
   | 'ERR_NSERVE_FD_LEAK'
   | 'ERR_NSERVE_PROTOCOL'
   | 'ERR_NSERVE_TLS'
-  | 'ERR_NSERVE_NO_ADDON';
+  | 'ERR_NSERVE_NO_ADDON'
+  | 'ERR_NSERVE_READY_PROBE';
 
 export class NserveError extends Error {
   readonly code: NserveErrorCode;

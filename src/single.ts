@@ -19,12 +19,13 @@ import {
   tcpPorts,
 } from './binder.js';
 import { describeConfigSource, loadConfig } from './config.js';
-import { errorMessage } from './errors.js';
+import { errorMessage, NserveError } from './errors.js';
 import { inspect, reportInheritedLeaks, warnOnGrowth } from './fds.js';
 import { Lifecycle, SERVER_TRANSITIONS, type ServerState } from './lifecycle.js';
 import { singleSource } from './metrics/single-source.js';
 import * as native from './native.js';
 import { recordPid, removePidfile } from './pidfile.js';
+import { readyProbe } from './probe.js';
 import { logAbandoned, prepareExec } from './restart/exec.js';
 import type { RunContext } from './run-context.js';
 import { AppServer } from './server.js';
@@ -74,6 +75,15 @@ export async function runSingle(ctx: RunContext): Promise<void> {
     throw err;
   }
   const server = AppServer.forApp(app, config, log);
+  if (config.readyProbe !== undefined) {
+    // One real request through the app, privately, before any client reaches the new code.
+    const failed = await readyProbe(server, config.readyProbe, config.readyProbeTimeoutMs);
+    if (failed !== undefined) {
+      ctx.guard?.fail(failed); // an optimistic hot restart: back to the previous release
+      closeListeners(listeners, { unlink: true });
+      throw new NserveError('ERR_NSERVE_READY_PROBE', failed, { usage: true });
+    }
+  }
   const certs = new LocalCerts(server, log);
   ctx.metrics?.attach(singleSource(server, listeners));
   await serveAll(server, listeners);

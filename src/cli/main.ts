@@ -285,6 +285,13 @@ async function bootCheckChild(load: () => Promise<Config>, what: BootCheckWhat):
       ports: compatPorts(configured, process.env),
       listenWaitMs: listenWaitMs(config),
     });
+    if (config.readyProbe !== undefined) {
+      const { AppServer } = await import('../server.js');
+      const { readyProbe } = await import('../probe.js');
+      const server = AppServer.forApp(loaded, config, createLogger({ level: 'silent', base: {} }));
+      const failed = await readyProbe(server, config.readyProbe, config.readyProbeTimeoutMs);
+      if (failed !== undefined) throw new NserveError('ERR_NSERVE_READY_PROBE', failed);
+    }
     await send({ ok: true, file: loaded.file });
   } catch (err) {
     await send({ ok: false, error: errorMessage(err) });
@@ -396,6 +403,11 @@ function withStartOptions(cmd: Command): Command {
         '--boot-check',
         'single mode: boot the new code in a separate process before a hot restart execs (default: exec at once, come back to the previous release if it fails)',
       )
+      .option(
+        '--ready-probe <path>',
+        'every new worker (and new code in single mode) must answer GET PATH with a 2xx, over a private socket, before it gets traffic',
+      )
+      .option('--ready-probe-timeout <s>', 'seconds the ready probe may take (default 5)')
       .option(
         '--health-path <path>',
         'answer this path from nserve itself: 200 while serving, 503 while draining',

@@ -8,6 +8,7 @@ import { runHooks } from '../hooks.js';
 import { createLogger } from '../logger.js';
 import { REQUESTS } from '../metrics/requests.js';
 import * as native from '../native.js';
+import { readyProbe } from '../probe.js';
 import { PROTOCOL_VERSION, type WorkerIdentity } from '../restart/handoff.js';
 import { AppServer } from '../server.js';
 import { Channel } from './channel.js';
@@ -280,6 +281,11 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     });
     server = AppServer.forApp(app, config, log);
     await workerHooks('onWorkerBoot');
+    if (config.readyProbe !== undefined) {
+      // One real request through the app, privately, before the master may give us a slot.
+      const failed = await readyProbe(server, config.readyProbe, config.readyProbeTimeoutMs);
+      if (failed !== undefined) throw new NserveError('ERR_NSERVE_READY_PROBE', failed);
+    }
     log.info({ app: app.file, directory }, 'worker booted');
     send({ t: 'booted', file: app.file, directory });
     // Slots that arrived while we were booting.
