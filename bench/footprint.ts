@@ -54,6 +54,8 @@ interface SystemDef {
   start(port: number): Started;
 }
 
+const signedMB = (bytes: number): string => (bytes >= 0 ? `+${fmtMB(bytes)}` : `−${fmtMB(-bytes)}`);
+
 const HELLO = path.join(FIXTURES, 'apps', 'hello.mjs');
 
 export const FOOTPRINT_SYSTEMS: SystemDef[] = [
@@ -308,14 +310,14 @@ export async function footprintSuite(opts: FootprintOptions): Promise<void> {
         ? '—'
         : fmtSpread(spread(rs.map((r) => r.masterRss ?? Number.NaN)), fmtMB),
       fmtSpread(spread(rs.map((r) => median(r.serverRss))), fmtMB),
-      sys.name === 'node' ? '—' : `+${fmtMB(server(sys.name) - server('node'))}`,
+      sys.name === 'node' ? '—' : signedMB(server(sys.name) - server('node')),
     ];
   });
   console.log(`\nStart-up and memory, hello app (median (min–max) over ${opts.rounds} rounds):\n`);
   console.log(table(header, rows));
   const masterDelta = master('nserve-w2') - master('cluster');
   console.log(
-    `\nnserve -w 2 master vs Node cluster primary: ${fmtMB(master('nserve-w2'))} vs ${fmtMB(master('cluster'))} (${masterDelta >= 0 ? '+' : ''}${fmtMB(masterDelta)})`,
+    `\nnserve -w 2 master vs Node cluster primary: ${fmtMB(master('nserve-w2'))} vs ${fmtMB(master('cluster'))} (${signedMB(masterDelta)})`,
   );
   console.log(
     `start → first response, nserve single vs plain node: ${fx(startup('nserve-single') / startup('node'))} (medians); nserve -w 2 vs Node cluster: ${fx(startup('nserve-w2') / startup('cluster'))}`,
