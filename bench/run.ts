@@ -2,12 +2,14 @@
 // See bench/README.md.
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
+import { footprintSuite } from './footprint.js';
 import { defaultOut } from './lib/machine.js';
 import { cleanupAll, installCleanupHandlers, ROOT } from './lib/proc.js';
+import { LONGLIVED_SYSTEMS, longLivedSuite } from './longlived.js';
 import { DEFAULT_RESTART_SYSTEMS, RESTART_SYSTEMS, restartSuite } from './restart.js';
 import { DEFAULT_THROUGHPUT_SYSTEMS, THROUGHPUT_SYSTEMS, throughputSuite } from './throughput.js';
 
-const USAGE = `usage: node dist/bench/run.js <restart|throughput|all> [options]
+const USAGE = `usage: node dist/bench/run.js <restart|throughput|longlived|footprint|all> [options]
 
 common:
   --rounds N         interleaved rounds, every system once per round (default 2; --quick: 1)
@@ -18,11 +20,26 @@ common:
 restart:
   --restarts N       restarts per run (default 3; --quick: 1)
   --boot-ms MS       the app's boot delay (default 1000)
+  --single-boot-ms MS  the app's boot delay for the single-mode system nserve-hot (default: --boot-ms)
   --timeout-ms MS    client timeout per request (default 15000)
   --steady-ms MS     load before the first restart (default 1500)
   --gap-ms MS        pause after each restart has completed (default 1000)
   systems: ${RESTART_SYSTEMS.map((s) => s.name).join(', ')}
            (default: ${DEFAULT_RESTART_SYSTEMS.join(', ')})
+
+longlived (restarts with WebSocket and event-stream clients open; not part of "all"):
+  --restarts N       restarts per run (default 1)
+  --boot-ms MS       the app's boot delay in cluster mode (default 1500)
+  --single-boot-ms MS  the app's boot delay in single mode (default 800)
+  --timeout-ms MS, --steady-ms MS, --gap-ms MS  as for restart
+  --ws N, --sse N    WebSocket and event-stream clients (default 8 and 2)
+  --drain-api        the app closes its WebSockets itself (1012) from nserve's onDrain hook
+  systems: ${LONGLIVED_SYSTEMS.map((s) => s.name).join(', ')} (default: all)
+
+footprint (start-up and RSS against plain node and Node cluster; not part of "all"):
+  --peak             also the tree's peak RSS through a cluster hot restart (issue 17, goal 6)
+  --peak-workers N   workers for --peak (default 8)
+  --boot-ms MS       the app's boot for --peak (default 1500)
 
 throughput:
   --duration S       seconds per measurement (default 4; --quick: 2)
@@ -49,6 +66,12 @@ async function main(): Promise<void> {
       'timeout-ms': { type: 'string' },
       'steady-ms': { type: 'string' },
       'gap-ms': { type: 'string' },
+      'single-boot-ms': { type: 'string' },
+      ws: { type: 'string' },
+      'drain-api': { type: 'boolean', default: false },
+      peak: { type: 'boolean', default: false },
+      'peak-workers': { type: 'string' },
+      sse: { type: 'string' },
       duration: { type: 'string' },
       warmup: { type: 'string' },
       connections: { type: 'string' },
@@ -60,7 +83,11 @@ async function main(): Promise<void> {
     },
   });
   const suite = positionals[0];
-  if (values.help || suite === undefined || !['restart', 'throughput', 'all'].includes(suite)) {
+  if (
+    values.help ||
+    suite === undefined ||
+    !['restart', 'throughput', 'longlived', 'footprint', 'all'].includes(suite)
+  ) {
     process.stdout.write(USAGE);
     process.exitCode = values.help ? 0 : 2;
     return;
@@ -91,11 +118,40 @@ async function main(): Promise<void> {
       quick,
       restarts: num('restarts', values.restarts, quick ? 1 : 3),
       bootMs: num('boot-ms', values['boot-ms'], 1000),
+      singleBootMs: num('single-boot-ms', values['single-boot-ms'], num('boot-ms', values['boot-ms'], 1000)),
       timeoutMs: num('timeout-ms', values['timeout-ms'], 15000),
       steadyMs: num('steady-ms', values['steady-ms'], quick ? 1000 : 1500),
       gapMs: num('gap-ms', values['gap-ms'], 1000),
       systems: list(values.systems, DEFAULT_RESTART_SYSTEMS),
       out: outFor('restart'),
+    });
+  }
+  if (suite === 'footprint') {
+    await footprintSuite({
+      rounds: num('rounds', values.rounds, 3),
+      peak: values.peak ?? false,
+      peakWorkers: num('peak-workers', values['peak-workers'], 8),
+      bootMs: num('boot-ms', values['boot-ms'], 1500),
+      out: outFor('footprint'),
+    });
+  }
+  if (suite === 'longlived') {
+    await longLivedSuite({
+      rounds,
+      restarts: num('restarts', values.restarts, 1),
+      bootMs: num('boot-ms', values['boot-ms'], 1500),
+      singleBootMs: num('single-boot-ms', values['single-boot-ms'], 800),
+      timeoutMs: num('timeout-ms', values['timeout-ms'], 15000),
+      steadyMs: num('steady-ms', values['steady-ms'], 1500),
+      gapMs: num('gap-ms', values['gap-ms'], 1000),
+      ws: num('ws', values.ws, 8),
+      sse: num('sse', values.sse, 2),
+      drainApi: values['drain-api'] ?? false,
+      systems: list(
+        values.systems,
+        LONGLIVED_SYSTEMS.map((s) => s.name),
+      ),
+      out: outFor('longlived'),
     });
   }
   if (suite === 'throughput' || suite === 'all') {
