@@ -52,6 +52,7 @@ test('lifetime totals from the hand-off: an unknown shape counts from zero, a kn
     crashes: 0,
     crashesByWorker: {},
     restarts: { hot: 0, phased: 0 },
+    memoryReplacements: 0,
   });
   const h = RestartHistory.fromHandoff([], {
     requests: 40,
@@ -64,6 +65,7 @@ test('lifetime totals from the hand-off: an unknown shape counts from zero, a kn
     crashes: 1,
     crashesByWorker: { 1: 1 },
     restarts: { hot: 2, phased: 0 },
+    memoryReplacements: 0,
   });
   h.begin('phased');
   h.workerGone(0, 10, true);
@@ -72,6 +74,7 @@ test('lifetime totals from the hand-off: an unknown shape counts from zero, a kn
     crashes: 2,
     crashesByWorker: { 0: 1, 1: 1 },
     restarts: { hot: 2, phased: 1 },
+    memoryReplacements: 0,
   });
 });
 
