@@ -1,0 +1,295 @@
+// All settings → one Config: defaults, flag over file over environment, and the checks across settings
+// (slots per worker, balance, HTTP timeouts, control and metrics addresses).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { LevelWithSilent } from 'pino';
+import { BALANCES, type Balance, type BindSpec, parseBindUri } from '../binder.js';
+import type { CliOptions, Config, UserConfig } from '../config.js';
+import { type ControlConfig, resolveControl } from '../control/api.js';
+import { usageError } from '../errors.js';
+import { LEAK_POLICIES, type LeakPolicy } from '../fds.js';
+import { LOG_FORMATS, LOG_LEVELS, type LogFormat } from '../logger.js';
+import { readStateFile } from '../statefile.js';
+import type { FoundConfigFile } from './file.js';
+import {
+  bool,
+  byteSize,
+  envFile,
+  fromEnv,
+  healthPath,
+  hooks,
+  integer,
+  invalid,
+  type Picked,
+  pick,
+  type Source,
+  seconds,
+  settingName,
+  str,
+  urlPath,
+} from './values.js';
+
+export function buildConfig(
+  appArg: string | undefined,
+  cli: CliOptions,
+  file: UserConfig,
+  cwd: string,
+  found: FoundConfigFile | undefined,
+  env: NodeJS.ProcessEnv = {},
+): Config {
+  const sources: Record<string, Source> = {};
+  const take = <K extends keyof CliOptions & keyof UserConfig>(key: K): Picked => {
+    const picked =
+      pick(key, cli, file) ?? (key === 'port' || key === 'workers' ? fromEnv(key, env) : undefined);
+    sources[key] = picked?.source ?? 'default';
+    return picked;
+  };
+  const app = appArg ?? str('app', file.app === undefined ? undefined : { value: file.app, source: 'file' });
+  sources.app = appArg !== undefined ? 'flag' : 'file';
+  if (app === undefined) {
+    throw usageError(
+      'ERR_NSERVE_USAGE',
+      'missing APP: name the app module to serve (nserve start app.mjs) or set "app" in the config file',
+    );
+  }
+  const bindUris: { value: unknown; source: Source }[] = [];
+  const bindOpt = take('bind');
+  if (bindOpt !== undefined) {
+    const list = Array.isArray(bindOpt.value) ? bindOpt.value : [bindOpt.value];
+    for (const u of list) bindUris.push({ value: u, source: bindOpt.source });
+  }
+  let portOpt = take('port');
+  if (portOpt?.source === 'env' && bindOpt !== undefined) {
+    // PORT from the environment is the default bind, not an extra one.
+    portOpt = undefined;
+    sources.port = 'default';
+  }
+  if (portOpt !== undefined) {
+    const port = integer('port', portOpt, 0, 65535, 0);
+    bindUris.push({ value: `tcp://0.0.0.0:${port}`, source: portOpt.source });
+  }
+  if (bindUris.length === 0) bindUris.push({ value: 'tcp://0.0.0.0:3000', source: 'flag' });
+  const binds: BindSpec[] = [];
+  for (const b of bindUris) {
+    if (typeof b.value !== 'string')
+      throw invalid('bind', b.value, b.source, 'a bind URI string like tcp://127.0.0.1:3000');
+    const spec = parseBindUri(b.value);
+    if (binds.some((x) => x.uri === spec.uri)) continue;
+    binds.push(spec);
+  }
+  const workers = integer('workers', take('workers'), 0, 256, 0);
+  const logLevel = (str('logLevel', take('logLevel')) ?? 'info') as LevelWithSilent;
+  if (!LOG_LEVELS.includes(logLevel)) {
+    throw invalid(
+      'logLevel',
+      logLevel,
+      cli.logLevel !== undefined ? 'flag' : 'file',
+      `one of ${LOG_LEVELS.join(', ')}`,
+    );
+  }
+  const formatOpt = take('logFormat');
+  const logFormat = str('logFormat', formatOpt) as LogFormat | undefined;
+  if (logFormat !== undefined && !LOG_FORMATS.includes(logFormat)) {
+    throw invalid('logFormat', logFormat, formatOpt?.source ?? 'flag', `one of ${LOG_FORMATS.join(', ')}`);
+  }
+  const leakOpt = take('leakPolicy');
+  const leakPolicy = (str('leakPolicy', leakOpt) ?? 'close') as LeakPolicy;
+  if (!LEAK_POLICIES.includes(leakPolicy)) {
+    throw invalid('leakPolicy', leakPolicy, leakOpt?.source ?? 'flag', `one of ${LEAK_POLICIES.join(', ')}`);
+  }
+  const dir = str('directory', take('directory'));
+  const directory = path.resolve(cwd, dir ?? '.');
+  if (!fs.existsSync(directory) || !fs.statSync(directory).isDirectory()) {
+    throw usageError('ERR_NSERVE_INVALID_CONFIG', `invalid --directory: ${directory} is not a directory`);
+  }
+  const pidfile = str('pidfile', take('pidfile'));
+  const state = str('state', take('state'));
+  const stateFile = state === undefined ? undefined : path.resolve(cwd, state);
+  const control = controlConfig(take, stateFile);
+  const metricsUrl = metricsAddress(take('metricsUrl'));
+  const redirectStdout = str('redirectStdout', take('redirectStdout'));
+  const redirectStderr = str('redirectStderr', take('redirectStderr'));
+  const slotsOpt = take('slots');
+  const slots = slotCount(slotsOpt, binds, workers);
+  const balance = balanceMode(take('balance'), binds, workers, slots, slotsOpt?.source ?? 'default');
+  const httpTimeout = (key: 'keepAliveTimeout' | 'headersTimeout' | 'requestTimeout'): number | undefined => {
+    const v = take(key);
+    return v === undefined ? undefined : seconds(key, v, 0);
+  };
+  const keepAliveTimeoutMs = httpTimeout('keepAliveTimeout');
+  const headersTimeoutMs = httpTimeout('headersTimeout');
+  const requestTimeoutMs = httpTimeout('requestTimeout');
+  if (headersTimeoutMs !== undefined && requestTimeoutMs !== undefined && requestTimeoutMs > 0) {
+    if (headersTimeoutMs > requestTimeoutMs)
+      throw invalid(
+        'headersTimeout',
+        headersTimeoutMs / 1000,
+        sources.headersTimeout ?? 'flag',
+        `at most the request timeout (${requestTimeoutMs / 1000} s): Node requires headersTimeout <= requestTimeout`,
+      );
+  }
+  return {
+    app,
+    // The binder reads the balance of each TCP bind from its spec.
+    binds: balance === 'kernel' ? binds : binds.map((b) => (b.kind === 'tcp' ? { ...b, balance } : b)),
+    workers,
+    slots,
+    balance,
+    directory,
+    pidfile: pidfile === undefined ? undefined : path.resolve(cwd, pidfile),
+    environment: str('environment', take('environment')),
+    shutdownTimeoutMs: seconds('shutdownTimeout', take('shutdownTimeout'), 30),
+    workerTimeoutMs: seconds('workerTimeout', take('workerTimeout'), 60),
+    workerBootTimeoutMs: seconds('workerBootTimeout', take('workerBootTimeout'), 60),
+    hookTimeoutMs: seconds('hookTimeout', take('hookTimeout'), 30),
+    drainGraceMs: seconds('drainGrace', take('drainGrace'), 1),
+    keepAliveTimeoutMs,
+    headersTimeoutMs,
+    requestTimeoutMs,
+    longLivedGraceMs: seconds('longLivedGrace', take('longLivedGrace'), 2),
+    shutdownDelayMs: seconds('shutdownDelay', take('shutdownDelay'), 0),
+    workerMaxMemory: byteSize('workerMaxMemory', take('workerMaxMemory')),
+    backlog: integer('backlog', take('backlog'), 1, 65535, 1024),
+    logLevel,
+    logFormat,
+    leakPolicy,
+    control,
+    metricsUrl,
+    metrics: metricsUrl !== undefined || control !== undefined,
+    stateFile,
+    redirectStdout: redirectStdout === undefined ? undefined : path.resolve(cwd, redirectStdout),
+    redirectStderr: redirectStderr === undefined ? undefined : path.resolve(cwd, redirectStderr),
+    accessLog: bool('accessLog', take('accessLog')),
+    bootCheck: bool('bootCheck', take('bootCheck')),
+    healthPath: healthPath(take('healthPath')),
+    readyProbe: urlPath('readyProbe', take('readyProbe')),
+    readyProbeTimeoutMs: seconds('readyProbeTimeout', take('readyProbeTimeout'), 5),
+    envFile: envFile(cli, file, sources),
+    tagOutput: bool('tagOutput', take('tagOutput')),
+    configFile: found?.file,
+    configSource: found?.source,
+    hooks: hooks(file),
+    sources,
+  };
+}
+
+/**
+ * Descriptors one channel message can carry (native.ts MAX_FDS, fdpass.cc kMaxFds). The master sends a
+ * worker the slots it adds in one message, and while other workers are down (crash, boot) one worker may be
+ * lent every slot of every bind: so the listening sockets of all binds together must fit in one message.
+ * Past that, the server used to report booted and READY while no worker could take its slots.
+ */
+export const MAX_SOCKETS_PER_WORKER = 64;
+
+function slotCount(opt: Picked, binds: readonly BindSpec[], workers: number): number {
+  const tcpBinds = binds.filter((b) => b.kind === 'tcp').length;
+  // A unix bind is one socket shared by all workers.
+  const shared = binds.length - tcpBinds;
+  const fit = tcpBinds === 0 ? 1 : Math.max(1, Math.floor((MAX_SOCKETS_PER_WORKER - shared) / tcpBinds));
+  // The default (one slot per worker) is capped so that many workers still start: workers then share slots.
+  const slots = integer('slots', opt, 1, 256, Math.max(1, workers === 0 ? 1 : Math.min(workers, fit)));
+  const sockets = tcpBinds * slots + shared;
+  if (workers === 0 || sockets <= MAX_SOCKETS_PER_WORKER) return slots;
+  const why = `a worker may have to hold every listening socket while others are down, and one channel message carries at most ${MAX_SOCKETS_PER_WORKER} descriptors`;
+  if (opt !== undefined && fit * tcpBinds + shared <= MAX_SOCKETS_PER_WORKER) {
+    throw invalid(
+      'slots',
+      opt.value,
+      opt.source,
+      `an integer from 1 to ${fit} with ${tcpBinds} TCP bind${tcpBinds === 1 ? '' : 's'}${shared > 0 ? ` and ${shared} unix bind${shared === 1 ? '' : 's'}` : ''} (${why})`,
+    );
+  }
+  throw usageError(
+    'ERR_NSERVE_INVALID_CONFIG',
+    `invalid --bind: ${binds.length} binds make ${sockets} listening sockets: expected at most ${MAX_SOCKETS_PER_WORKER} in cluster mode (${why})`,
+  );
+}
+
+/**
+ * `--balance`. ip-hash pins a client address to a slot, so it is only sticky where a slot is one socket
+ * group of its own (TCP) and where each slot is served by one worker: refused for unix binds, and when
+ * there are fewer slots than workers (socket-activated sockets are refused by the binder, which sees them).
+ */
+function balanceMode(
+  opt: Picked,
+  binds: readonly BindSpec[],
+  workers: number,
+  slots: number,
+  slotsSource: Source,
+): Balance {
+  if (opt === undefined) return 'kernel';
+  if (typeof opt.value !== 'string' || !(BALANCES as readonly string[]).includes(opt.value)) {
+    throw invalid('balance', opt.value, opt.source, `one of ${BALANCES.join(', ')}`);
+  }
+  const balance = opt.value as Balance;
+  if (balance !== 'ip-hash') return balance;
+  const name = `${settingName('balance', opt.source)} ip-hash`;
+  const unix = binds.find((b) => b.kind === 'unix');
+  if (unix !== undefined) {
+    throw usageError(
+      'ERR_NSERVE_INVALID_CONFIG',
+      `invalid ${name}: ${unix.uri} is a unix socket shared by all workers; ip-hash balances the reuseport slots of TCP binds only`,
+    );
+  }
+  if (workers > 0 && slots < workers) {
+    const given = slotsSource === 'default' ? `${slots} slots (the most that fit)` : `--slots ${slots}`;
+    throw usageError(
+      'ERR_NSERVE_INVALID_CONFIG',
+      `invalid ${name}: ${given} for ${workers} workers: workers would share slots and a client would reach any of them; use at least as many slots as workers`,
+    );
+  }
+  return balance;
+}
+
+export interface MetricsAddress {
+  family: 'tcp4' | 'tcp6';
+  host: string;
+  port: number;
+  uri: string;
+}
+
+const METRICS_URL = 'tcp://HOST:PORT, like tcp://127.0.0.1:9100 (a read-only listener for Prometheus)';
+
+function metricsAddress(v: Picked): MetricsAddress | undefined {
+  const url = str('metricsUrl', v);
+  if (url === undefined || v === undefined) return undefined;
+  if (!url.startsWith('tcp://')) throw invalid('metricsUrl', url, v.source, METRICS_URL);
+  let spec: BindSpec;
+  try {
+    spec = parseBindUri(url);
+  } catch {
+    throw invalid('metricsUrl', url, v.source, METRICS_URL);
+  }
+  if (spec.kind !== 'tcp') throw invalid('metricsUrl', url, v.source, METRICS_URL);
+  return { family: spec.family, host: spec.host, port: spec.port, uri: spec.uri };
+}
+
+function controlConfig(
+  take: (key: 'controlUrl' | 'controlToken') => Picked,
+  stateFile: string | undefined,
+): ControlConfig | undefined {
+  const url = take('controlUrl');
+  const token = take('controlToken');
+  if (token !== undefined && typeof token.value !== 'string')
+    throw usageError('ERR_NSERVE_INVALID_CONFIG', 'invalid config key controlToken: expected a string');
+  const name = (key: string, source: Source | undefined): string =>
+    source === 'file' ? `config key ${key}` : `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+  return resolveControl({
+    url: str('controlUrl', url),
+    token: token?.value as string | undefined,
+    stateFile,
+    urlName: name('controlUrl', url?.source),
+    tokenName: name('controlToken', token?.source),
+    // `auto` keeps the token this PID generated before a hot restart, so clients holding it go on.
+    previousToken: stateFile === undefined ? undefined : previousAutoToken(stateFile),
+  });
+}
+
+function previousAutoToken(stateFile: string): string | undefined {
+  try {
+    const state = readStateFile(stateFile);
+    return state?.pid === process.pid ? state.controlToken : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,165 @@
+// Parsing and validating one setting: where it came from (flag, config file, environment) and its value.
+import { type CliOptions, HOOK_NAMES, type HookFn, type HookName, type UserConfig } from '../config.js';
+import { usageError } from '../errors.js';
+
+/** Where a setting came from: its default, the config file, a command-line flag, or the environment. */
+export type Source = 'default' | 'file' | 'flag' | 'env';
+export type Picked = { value: unknown; source: Source } | undefined;
+
+/**
+ * Settings the environment may give, as PaaS conventions have it: PORT (a bind on 0.0.0.0) and
+ * WEB_CONCURRENCY (workers). nserve itself sets PORT for the app once it has bound (NSERVE_PORTS tells
+ * so); a PORT it set is not read back as the user's.
+ */
+export function fromEnv(key: 'port' | 'workers', env: NodeJS.ProcessEnv): Picked {
+  if (key === 'port' && env.PORT !== undefined && env.NSERVE_PORTS === undefined)
+    return { value: env.PORT, source: 'env' };
+  if (key === 'workers' && env.WEB_CONCURRENCY !== undefined)
+    return { value: env.WEB_CONCURRENCY, source: 'env' };
+  return undefined;
+}
+
+/** How the user named a setting: `--slots`, `config key slots` or `environment WEB_CONCURRENCY`. */
+export function settingName(key: string, source: Source): string {
+  return source === 'flag'
+    ? `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`
+    : source === 'env'
+      ? `environment ${key === 'port' ? 'PORT' : 'WEB_CONCURRENCY'}`
+      : `config key ${key}`;
+}
+
+export function invalid(key: string, value: unknown, source: Source, valid: string): Error {
+  return usageError(
+    'ERR_NSERVE_INVALID_CONFIG',
+    `invalid ${settingName(key, source)}: ${JSON.stringify(value)}: expected ${valid}`,
+  );
+}
+
+export function pick<K extends keyof CliOptions & keyof UserConfig>(
+  key: K,
+  cli: CliOptions,
+  file: UserConfig,
+): { value: unknown; source: Source } | undefined {
+  if (cli[key] !== undefined) return { value: cli[key], source: 'flag' };
+  if (file[key] !== undefined) return { value: file[key], source: 'file' };
+  return undefined;
+}
+
+export function integer(
+  key: string,
+  v: { value: unknown; source: Source } | undefined,
+  min: number,
+  max: number,
+  dflt: number,
+): number {
+  if (v === undefined) return dflt;
+  const n = typeof v.value === 'string' && /^-?\d+$/.test(v.value.trim()) ? Number(v.value) : v.value;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
+    throw invalid(key, v.value, v.source, `an integer from ${min} to ${max}`);
+  }
+  return n;
+}
+
+export function seconds(
+  key: string,
+  v: { value: unknown; source: Source } | undefined,
+  dfltSeconds: number,
+): number {
+  if (v === undefined) return dfltSeconds * 1000;
+  const n = typeof v.value === 'string' && /^\d+(\.\d+)?$/.test(v.value.trim()) ? Number(v.value) : v.value;
+  if (typeof n !== 'number' || !Number.isFinite(n) || n < 0 || n > 86400) {
+    throw invalid(key, v.value, v.source, 'a number of seconds from 0 to 86400');
+  }
+  return Math.round(n * 1000);
+}
+
+const SIZE_UNITS: Record<string, number> = {
+  '': 1,
+  b: 1,
+  k: 1024,
+  kb: 1024,
+  m: 1024 ** 2,
+  mb: 1024 ** 2,
+  g: 1024 ** 3,
+  gb: 1024 ** 3,
+};
+
+/** A memory size: bytes as a number, or '512MB', '1.5G', '800k' (powers of 1024). At least 16 MB. */
+export function byteSize(key: string, v: { value: unknown; source: Source } | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const valid = 'a size such as 512MB, 1.5GB or a number of bytes (at least 16MB)';
+  let bytes: number | undefined;
+  if (typeof v.value === 'number') bytes = v.value;
+  else if (typeof v.value === 'string') {
+    const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(v.value);
+    const unit = m?.[2]?.toLowerCase();
+    if (m !== null && unit !== undefined && SIZE_UNITS[unit] !== undefined)
+      bytes = Number(m[1]) * SIZE_UNITS[unit]!;
+  }
+  if (bytes === undefined || !Number.isFinite(bytes) || bytes < 16 * 1024 ** 2)
+    throw invalid(key, v.value, v.source, valid);
+  return Math.round(bytes);
+}
+
+export function str(key: string, v: { value: unknown; source: Source } | undefined): string | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v.value !== 'string' || v.value === '')
+    throw invalid(key, v.value, v.source, 'a non-empty string');
+  return v.value;
+}
+
+export function hooks(file: UserConfig): Record<HookName, HookFn[]> {
+  const out = {} as Record<HookName, HookFn[]>;
+  for (const name of HOOK_NAMES) {
+    const v = file[name];
+    const list = v === undefined ? [] : Array.isArray(v) ? v : [v];
+    for (const fn of list) {
+      if (typeof fn !== 'function')
+        throw invalid(name, typeof fn, 'file', 'a function or an array of functions');
+    }
+    out[name] = list;
+  }
+  return out;
+}
+
+/** `--dotenv FILE` or config key envFile (the flag cannot be --env-file: Node 20 claims that one). */
+export function envFile(
+  cli: CliOptions,
+  file: UserConfig,
+  sources: Record<string, Source>,
+): string | undefined {
+  const v: Picked =
+    cli.dotenv !== undefined
+      ? { value: cli.dotenv, source: 'flag' }
+      : file.envFile !== undefined
+        ? { value: file.envFile, source: 'file' }
+        : undefined;
+  sources.envFile = v?.source ?? 'default';
+  if (v === undefined) return undefined;
+  if (typeof v.value !== 'string' || v.value === '')
+    throw invalid(v.source === 'flag' ? 'dotenv' : 'envFile', v.value, v.source, 'a file path');
+  return v.value;
+}
+
+export function bool(key: string, v: Picked): boolean {
+  if (v === undefined) return false;
+  if (typeof v.value !== 'boolean') throw invalid(key, v.value, v.source, 'true or false');
+  return v.value;
+}
+
+/** A request path (with a query, if any) for the ready probe. */
+export function urlPath(key: string, v: Picked): string | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v.value !== 'string' || !/^\/[^\s#]*$/.test(v.value)) {
+    throw invalid(key, v.value, v.source, 'a URL path starting with /, like /ready');
+  }
+  return v.value;
+}
+
+export function healthPath(v: Picked): string | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v.value !== 'string' || !/^\/[^\s?#]*$/.test(v.value)) {
+    throw invalid('healthPath', v.value, v.source, 'a URL path starting with /, like /healthz');
+  }
+  return v.value;
+}
