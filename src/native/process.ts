@@ -1,0 +1,58 @@
+// Processes: execve (signals reset for the new image) and waitpid for children inherited across an exec.
+import { constants as osConstants } from 'node:os';
+import { addon, type ExitStatus } from '../native.js';
+import { invalidType, typeError, validateInt, validateString, validateStrings } from './validate.js';
+
+function signalNumber(name: string): number {
+  const number = (osConstants.signals as Record<string, number | undefined>)[name];
+  if (typeof name !== 'string' || number === undefined) {
+    throw typeError('ERR_UNKNOWN_SIGNAL', `Unknown signal: ${String(name)}`);
+  }
+  return number;
+}
+
+function signalName(number: number): NodeJS.Signals {
+  for (const [name, value] of Object.entries(osConstants.signals)) {
+    if (value === number) return name as NodeJS.Signals;
+  }
+  // Real-time signals have no name in os.constants.
+  return `SIG${number}` as NodeJS.Signals;
+}
+
+/**
+ * Replaces this process's image. Before the exec every signal is blocked,
+ * every handler saved, every catchable signal set to SIG_DFL except those in
+ * ignoreSignals (SIG_IGN, which survives exec), and then the mask emptied.
+ * If execve fails the handlers and the mask are restored and the error thrown
+ * (syscall 'execve', path). Only descriptors without close-on-exec survive:
+ * clear it (setCloexec) on 0-2 and on what the new image must inherit.
+ */
+export function execve(
+  path: string,
+  argv: readonly string[],
+  env: readonly string[],
+  options: { ignoreSignals?: readonly NodeJS.Signals[] } = {},
+): never {
+  validateString('path', path);
+  const args = validateStrings('argv', argv);
+  const envs = validateStrings('env', env);
+  const names = options.ignoreSignals ?? [];
+  if (!Array.isArray(names)) throw invalidType('options.ignoreSignals', 'an array of signal names', names);
+  return addon.execve(path, args, envs, names.map(signalNumber));
+}
+
+/**
+ * waitpid(pid, WNOHANG): null while the child runs, its exit status once it
+ * has ended (reaping it). Throws ECHILD for a PID that is not this process's
+ * child, or was already reaped (libuv reaps the children it spawned itself:
+ * use this for children inherited across execve).
+ */
+export function waitpid(pid: number): ExitStatus | null {
+  const status = addon.waitpid(validateInt('pid', pid, 1, 2 ** 31 - 1));
+  if (status === null) return null;
+  return {
+    pid: status.pid,
+    code: status.code,
+    signal: status.signal === null ? null : signalName(status.signal),
+  };
+}
