@@ -1,0 +1,138 @@
+// Connection classification: which open connections and responses are requests, idle keep-alive, or
+// long-lived (upgraded sockets, event streams, responses the app marked: see drain.ts), and the sets a
+// server tracks them in (TLS: handshaking until the handshake is done, then the TLS socket).
+import type * as http from 'node:http';
+import type * as http2 from 'node:http2';
+import type { Socket } from 'node:net';
+import * as net from 'node:net';
+import * as tls from 'node:tls';
+import { CLASS, type MarkedClass } from '../drain.js';
+import type { AppServer } from '../server.js';
+import { refusesPeer, type TlsBindOptions } from '../tls.js';
+
+export interface ConnState {
+  server: AppServer;
+  /** The tracked socket itself (an HTTP/2 response's `socket` is a proxy that refuses destroy/end). */
+  socket: Socket;
+  active: number;
+  idleSince: number;
+  /** Upgraded (WebSocket): no longer HTTP; long-lived. */
+  upgraded: boolean;
+}
+
+// Per-connection and per-response state rides on the objects themselves, and the 'close' handlers are
+// shared functions, not closures: this is the per-request hot path.
+export const STATE = Symbol('nserve.connection');
+export type Tracked<T> = T & { [STATE]?: ConnState };
+
+export function onSocketClose(this: Tracked<Socket>): void {
+  const st = this[STATE];
+  if (st !== undefined) st.server.untrack(this);
+}
+
+export function onResponseClose(this: Tracked<http.ServerResponse>): void {
+  const st = this[STATE];
+  if (st !== undefined) st.server.finished(this, st);
+}
+
+/** What counts as long-lived (told to go, ended after a grace) or may finish on old code. */
+export function responseClass(res: http.ServerResponse): 'request' | MarkedClass {
+  const marked = (res as { [CLASS]?: MarkedClass })[CLASS];
+  if (marked !== undefined) return marked;
+  const type = res.getHeader('content-type') ?? headerFromRaw(res, 'content-type');
+  return typeof type === 'string' && type.toLowerCase().startsWith('text/event-stream')
+    ? 'long-lived'
+    : 'request';
+}
+
+/** A header passed straight to writeHead() is only in the serialized head (getHeader() misses it). */
+function headerFromRaw(res: http.ServerResponse, name: string): string | undefined {
+  const head = (res as { _header?: unknown })._header;
+  if (typeof head !== 'string') return undefined;
+  const m = new RegExp(`\r\n${name}:[ \t]*([^\r\n]*)`, 'i').exec(head);
+  return m?.[1];
+}
+
+/** A TCP connection whose TLS handshake is not done yet (raw socket → when it arrived). */
+export type Handshakes = Map<Socket, number>;
+
+/** The socket of the connection a response goes out on (its TLS socket for HTTP/2 streams). */
+export function connectionOf(res: http.ServerResponse): Socket | null {
+  return (res as Tracked<http.ServerResponse>)[STATE]?.socket ?? res.socket;
+}
+
+/** What one server has open: connections, TLS handshakes, HTTP/2 sessions, responses in progress. */
+export class Connections {
+  readonly conns = new Set<Tracked<Socket>>();
+  readonly handshakes: Handshakes = new Map();
+  readonly sessions = new Set<http2.ServerHttp2Session>();
+  readonly responses = new Set<http.ServerResponse>();
+  /** Called when a connection or handshake closes, while a drain waits for the last one. */
+  onClosed: (() => void) | undefined;
+
+  /** Long-lived connections open now: upgraded sockets and long-lived responses in progress. */
+  longLivedOpen(): number {
+    let n = 0;
+    for (const sock of this.conns) if (sock[STATE]?.upgraded === true) n++;
+    for (const res of this.responses) if (responseClass(res) === 'long-lived') n++;
+    return n;
+  }
+
+  /** Open connections by kind, for metrics: serving a request, idle keep-alive, long-lived. */
+  counts(): { request: number; idle: number; longLived: number } {
+    let request = 0;
+    let idle = 0;
+    let longLived = 0;
+    for (const sock of this.conns) {
+      const st = sock[STATE];
+      if (st === undefined) continue;
+      if (st.upgraded) longLived++;
+      else if (st.active > 0) request++;
+      else idle++;
+    }
+    // An event stream is a connection serving a response that never ends: long-lived, not a request.
+    for (const res of this.responses) {
+      if (responseClass(res) !== 'long-lived') continue;
+      longLived++;
+      request = Math.max(0, request - 1);
+    }
+    return { request, idle, longLived };
+  }
+
+  /**
+   * Connection tracking. Plain HTTP: each accepted socket. TLS: the raw socket counts as handshaking
+   * (a drain waits for it, for at most the drain grace), then its TLS socket is tracked.
+   */
+  watch(
+    server: net.Server,
+    bind: TlsBindOptions | undefined,
+    serving: { track(sock: Socket): void; draining(): boolean },
+  ): void {
+    if (!(server instanceof tls.Server)) {
+      server.on('connection', (sock: Socket) => serving.track(sock));
+      return;
+    }
+    server.on('connection', (raw: Socket) => {
+      this.handshakes.set(raw, Date.now());
+      raw.once('close', () => {
+        if (this.handshakes.delete(raw)) this.onClosed?.();
+      });
+    });
+    server.on('secureConnection', (sock: tls.TLSSocket) => {
+      // Node keeps the TCP socket under the TLS one as `_parent`.
+      const raw = (sock as { _parent?: unknown })._parent;
+      if (raw instanceof net.Socket) this.handshakes.delete(raw);
+      if (bind !== undefined && refusesPeer(bind, sock)) {
+        sock.destroy();
+        return;
+      }
+      serving.track(sock);
+    });
+    server.on('session', (session: http2.ServerHttp2Session) => {
+      this.sessions.add(session);
+      session.once('close', () => this.sessions.delete(session));
+      // A session that begins while draining serves its first stream, then says GOAWAY.
+      if (serving.draining()) session.once('stream', () => session.close());
+    });
+  }
+}

@@ -1,0 +1,128 @@
+// Draining one server's connections without failing a request (the measurements behind it: server.ts).
+// A drain waits for requests only; long-lived connections are ended after their grace with a clean close
+// (FIN after pending writes, never a reset); what is left at the deadline is destroyed.
+import type * as http from 'node:http';
+import type { Socket } from 'node:net';
+import { type Connections, connectionOf, responseClass, STATE } from './connections.js';
+
+export interface DrainResult {
+  /** Connections that were still open at the deadline and were destroyed. */
+  forced: number;
+  /** Long-lived connections open when the drain began (they were told to go). */
+  asked: number;
+  /** Of those, closed before the grace ran out (by the app or the client). */
+  closedThemselves: number;
+  /** Ended by nserve after the grace, with a clean close. */
+  ended: number;
+}
+
+/**
+ * Wait for `live` to empty, from `started`: close connections idle past `drainGraceMs`, end long-lived
+ * ones (`asked` of them were told to go) after `longLivedGraceMs`, and destroy whatever is left at
+ * `started + timeoutMs`.
+ */
+export function drainConnections(
+  live: Connections,
+  o: { started: number; timeoutMs: number; longLivedGraceMs: number; drainGraceMs: number; asked: number },
+): Promise<DrainResult> {
+  const { started, longLivedGraceMs, drainGraceMs, asked } = o;
+  const deadline = started + o.timeoutMs;
+  const ended = new Set<Socket | http.ServerResponse>();
+  let endedCount = 0;
+  return new Promise<DrainResult>((resolve) => {
+    let timer: NodeJS.Timeout | undefined;
+    const finish = (forced: number): void => {
+      clearInterval(timer);
+      live.onClosed = undefined;
+      resolve({ forced, asked, ended: endedCount, closedThemselves: Math.max(0, asked - endedCount) });
+    };
+    const blocking = (): Set<Socket> => {
+      const out = new Set<Socket>();
+      for (const res of live.responses) {
+        const cls = responseClass(res);
+        const sock = connectionOf(res);
+        if (cls === 'request' && sock !== null) out.add(sock);
+        else if (cls === 'long-lived' && !ended.has(res) && sock !== null) out.add(sock);
+      }
+      for (const raw of live.handshakes.keys()) out.add(raw);
+      for (const sock of live.conns) {
+        const st = sock[STATE];
+        if (st === undefined) continue;
+        if (ended.has(sock)) continue;
+        if (st.upgraded || st.active === 0) out.add(sock);
+      }
+      return out;
+    };
+    const endLongLived = (): void => {
+      for (const res of live.responses) {
+        if (responseClass(res) !== 'long-lived' || ended.has(res)) continue;
+        ended.add(res);
+        endedCount++;
+        // The stream's last chunk, then FIN: the client sees the stream end and reconnects.
+        const sock = connectionOf(res);
+        res.end(() => sock?.end());
+        if (sock !== null) {
+          ended.add(sock);
+          setTimeout(() => sock.destroy(), 2000).unref();
+        }
+      }
+      for (const sock of live.conns) {
+        if (sock[STATE]?.upgraded !== true || ended.has(sock)) continue;
+        ended.add(sock);
+        endedCount++;
+        sock.end(); // FIN after the pending writes; never a reset with unread data
+        setTimeout(() => sock.destroy(), 2000).unref();
+      }
+    };
+    // Event-driven: the drain ends the moment the last blocking connection closes (every millisecond
+    // of a cluster hot restart's hand-over is a pause for clients); the timer enforces the graces and
+    // the deadline.
+    const tick = (): void => {
+      const now = Date.now();
+      if (now - started >= longLivedGraceMs) endLongLived();
+      for (const sock of live.conns) {
+        const st = sock[STATE];
+        if (st !== undefined && !st.upgraded && st.active === 0 && now - st.idleSince >= drainGraceMs)
+          sock.destroy();
+      }
+      // A handshake not done within the drain grace is a client that will not send a request.
+      for (const [raw, since] of live.handshakes) if (now - since >= drainGraceMs) raw.destroy();
+      const left = blocking();
+      if (left.size === 0) {
+        finish(0);
+      } else if (now >= deadline) {
+        for (const sock of left) sock.destroy();
+        finish(left.size);
+      }
+    };
+    live.onClosed = () => {
+      if (blocking().size === 0) finish(0);
+    };
+    timer = setInterval(tick, 20);
+    tick();
+  });
+}
+
+/**
+ * Wait (at most `graceMs`) until no long-lived connection is open, while still serving: the app was
+ * told to close them; clients that reconnect meanwhile reach this process again.
+ */
+export async function waitLongLived(live: Connections, graceMs: number): Promise<void> {
+  const deadline = Date.now() + graceMs;
+  while (live.longLivedOpen() > 0 && Date.now() < deadline) await sleep(20);
+}
+
+/** After the drain: wait (bounded) for responses marked "finish on old code"; destroy what is left. */
+export async function finishOnOld(live: Connections, timeoutMs: number): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  const pending = (): http.ServerResponse[] =>
+    [...live.responses].filter((r) => responseClass(r) === 'finish-on-old');
+  while (pending().length > 0 && Date.now() < deadline) await sleep(50);
+  const left = pending();
+  for (const r of left) r.destroy();
+  return left.length;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
