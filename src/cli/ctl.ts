@@ -5,20 +5,19 @@
 // Exit status: 0 done; 1 the restart or stop waited for (--wait) failed or did not finish in time;
 // 2 it could not be asked (bad usage, no server at that address, stale state file or pidfile, wrong
 // token, the server refused).
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { Argument, type Command } from 'commander';
-import { type ControlAddress, parseControlUrl, routeForAction } from '../control/api.js';
-import { ControlError, type ControlTarget, call } from '../control/client.js';
-import { errorMessage, NserveError, usageError } from '../errors.js';
+import { routeForAction } from '../control/api.js';
+import { ControlError, call } from '../control/client.js';
+import { NserveError, usageError } from '../errors.js';
 import { formatFdTable, type ProcessFds, withoutNodeFds } from '../fds.js';
-import { procEntry } from '../proc.js';
 import { SIGNAL_COMMANDS } from '../signals.js';
-import { readStateFile } from '../statefile.js';
 import type { ControlAction, RestartRecord, Stats } from '../status.js';
 import { type CertReload, describeReload } from '../tls.js';
+import { type Connection, connect, isLocal, processAlive, refresh } from './ctl-connect.js';
 import { duration, formatStats, formatStatus, oneLine, statusSummary } from './ctl-format.js';
 import { fdsFromProc } from './fds.js';
+
+export { processAlive };
 
 export const CTL_COMMANDS = [
   'status',
@@ -61,116 +60,6 @@ class CtlFailure extends Error {
   ) {
     super(message);
   }
-}
-
-// ── finding the server ──────────────────────────────────────────────────────────────────────────────────
-
-type Connection =
-  | {
-      kind: 'control';
-      target: ControlTarget;
-      /** The server's PID when known locally (state file), to tell "restarting" from "gone". */
-      pid: number | undefined;
-      stateFile: string | undefined;
-    }
-  | { kind: 'signals'; pid: number; source: string };
-
-/** Is `pid` a live process (not a zombie)? EPERM means it exists but is someone else's. */
-export function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
-  }
-  const entry = procEntry(pid);
-  return entry === undefined || entry.state !== 'Z';
-}
-
-function connect(opts: CtlOptions): Connection {
-  if (opts.controlUrl !== undefined) {
-    if (opts.controlUrl === 'auto')
-      throw usageError(
-        'ERR_NSERVE_USAGE',
-        '--control-url auto is for nserve start; point ctl at the server with -S STATE',
-      );
-    const address = parseControlUrl(opts.controlUrl);
-    return {
-      kind: 'control',
-      target: { address, token: opts.controlToken },
-      pid: undefined,
-      stateFile: undefined,
-    };
-  }
-  if (opts.controlToken !== undefined)
-    throw usageError('ERR_NSERVE_USAGE', '--control-token needs --control-url');
-  if (opts.state !== undefined) {
-    const file = path.resolve(opts.state);
-    let state: ReturnType<typeof readStateFile>;
-    try {
-      state = readStateFile(file);
-    } catch (err) {
-      throw usageError('ERR_NSERVE_USAGE', `cannot read state file ${file}: ${errorMessage(err)}`);
-    }
-    if (state === undefined)
-      throw usageError(
-        'ERR_NSERVE_USAGE',
-        `no state file at ${file}: is nserve running with --state ${opts.state}?`,
-      );
-    if (!processAlive(state.pid))
-      throw usageError('ERR_NSERVE_USAGE', `stale state file ${file}: process ${state.pid} is not running`);
-    if (state.controlUrl === undefined)
-      return { kind: 'signals', pid: state.pid, source: `state file ${file}` };
-    return {
-      kind: 'control',
-      target: {
-        address: parseControlUrl(state.controlUrl, `controlUrl in ${file}`),
-        token: state.controlToken,
-      },
-      pid: state.pid,
-      stateFile: file,
-    };
-  }
-  if (opts.pidfile !== undefined) {
-    const file = path.resolve(opts.pidfile);
-    let text: string;
-    try {
-      text = fs.readFileSync(file, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT')
-        throw usageError(
-          'ERR_NSERVE_USAGE',
-          `no pidfile at ${file}: is nserve running with --pidfile ${opts.pidfile}?`,
-        );
-      throw usageError('ERR_NSERVE_USAGE', `cannot read pidfile ${file}: ${errorMessage(err)}`);
-    }
-    if (!/^\d+\s*$/.test(text))
-      throw usageError('ERR_NSERVE_USAGE', `${file} is not a pidfile (expected a PID)`);
-    const pid = Number(text.trim());
-    if (!processAlive(pid))
-      throw usageError('ERR_NSERVE_USAGE', `stale pidfile ${file}: process ${pid} is not running`);
-    return { kind: 'signals', pid, source: `pidfile ${file}` };
-  }
-  throw usageError(
-    'ERR_NSERVE_USAGE',
-    'nserve ctl needs -S STATE, -P PIDFILE or --control-url URL (with --control-token)',
-  );
-}
-
-/** Re-read the state file (a TCP control port 0 changes at every hot restart). */
-function refresh(conn: Extract<Connection, { kind: 'control' }>): void {
-  if (conn.stateFile === undefined) return;
-  try {
-    const state = readStateFile(conn.stateFile);
-    if (state?.controlUrl !== undefined && state.pid === conn.pid) {
-      conn.target = { address: parseControlUrl(state.controlUrl), token: state.controlToken };
-    }
-  } catch {
-    // being rewritten: next time
-  }
-}
-
-function isLocal(address: ControlAddress): boolean {
-  return address.kind === 'unix' || address.host === '127.0.0.1' || address.host === '::1';
 }
 
 // ── commands ───────────────────────────────────────────────────────────────────────────────────────────
