@@ -1,0 +1,243 @@
+// `nserve start`: the one place a process image learns its role and runs it: boot-check child (cli/boot-check.ts),
+// worker (both told by their environment: restart/handoff.ts), master (-w N > 0) or single; a hot
+// restart's exec reads the hand-off here first.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { type CliOptions, type Config, loadConfig } from '../config.js';
+import { openControlPlane } from '../control/server.js';
+import { applyEnvFile, describeEnvChange } from '../env-file.js';
+import { errorMessage, NserveError, usageError } from '../errors.js';
+import { noteStartupFds } from '../fds.js';
+import {
+  createLogger,
+  onStdioReopened,
+  redirectStdio,
+  reopenRedirectedStdio,
+  setDefaultLogFormat,
+  stdioRedirected,
+} from '../logger.js';
+import { MetricsPlane } from '../metrics/plane.js';
+import { REQUESTS } from '../metrics/requests.js';
+import * as native from '../native.js';
+import { execBack } from '../restart/exec.js';
+import { BootGuard } from '../restart/guard.js';
+import {
+  CONSUMED_ENV,
+  decodeHandoff,
+  HANDOFF_ENV,
+  type Handoff,
+  readBootCheckEnv,
+  readWorkerEnv,
+} from '../restart/handoff.js';
+import type { RunContext } from '../run-context.js';
+import { runSingle } from '../single.js';
+import { type Controller, RestartHistory } from '../status.js';
+import { tagOutput } from '../tag-output.js';
+import { setProcessTitle } from '../title.js';
+import { bootCheckChild } from './boot-check.js';
+
+/** The boot timeout before the config (and its own timeout) is read. */
+const DEFAULT_BOOT_TIMEOUT_MS = 60_000;
+
+/**
+ * The directory the command was given in, as the user named it: a shell's $PWD when it is the same
+ * directory (so `cd /var/www/current && nserve start app.mjs` keeps following the `current` symlink
+ * across restarts), else the resolved cwd.
+ */
+export function launchCwd(): string {
+  const cwd = process.cwd();
+  const pwd = process.env.PWD;
+  try {
+    if (pwd !== undefined && path.isAbsolute(pwd) && fs.realpathSync(pwd) === cwd) return pwd;
+  } catch {
+    // PWD names something that is gone
+  }
+  return cwd;
+}
+
+export async function start(appArg: string | undefined, opts: CliOptions): Promise<void> {
+  // Before anything is opened: what is open now came from the launcher (or is Node's own).
+  noteStartupFds();
+  const env = { ...process.env };
+  for (const k of CONSUMED_ENV) delete process.env[k];
+  const bootCheck = readBootCheckEnv(env);
+  if (bootCheck !== undefined) return bootCheckChild(() => loadConfig(appArg, opts, launchCwd()), bootCheck);
+  // A hot restart's exec: read what the previous image handed over. One written by an nserve this one
+  // cannot read (a release that ships another nserve version) is handed back, unread, to its writer.
+  const decoded = decodeHandoff(env);
+  if (decoded.kind === 'foreign') {
+    if (decoded.back === undefined)
+      throw new NserveError('ERR_NSERVE_INHERIT', `cannot adopt the previous image: ${decoded.reason}`);
+    process.stderr.write(
+      `nserve: the previous image's hand-off cannot be read (${decoded.reason}): execing back\n`,
+    );
+    execBack(decoded.back, decoded.reason, env);
+  }
+  const handoff = decoded.kind === 'ok' ? decoded.handoff : undefined;
+  const cwd = launchCwd();
+  const identity = readWorkerEnv(env);
+  const rejected = env[HANDOFF_ENV.rejected];
+  // An optimistic single-mode hot restart: until the new code serves, a failure execs back.
+  const guard =
+    handoff?.optimistic === true && rejected === undefined && identity === undefined
+      ? new BootGuard(handoff, env, DEFAULT_BOOT_TIMEOUT_MS)
+      : undefined;
+  // Back from a new image that could not take over: read the config this image read before.
+  const options =
+    rejected !== undefined && handoff?.configFile != null ? { ...opts, config: handoff.configFile } : opts;
+  let config: Config;
+  try {
+    config = await loadConfig(appArg, options, cwd);
+  } catch (err) {
+    guard?.fail(errorMessage(err));
+    if (identity !== undefined) {
+      const { reportEarlyBootError } = await import('../cluster/worker.js');
+      reportEarlyBootError(identity.channelFd, errorMessage(err));
+    }
+    throw err;
+  }
+  guard?.rearm(config.workerBootTimeoutMs);
+  setDefaultLogFormat(config.logFormat);
+  if (config.environment !== undefined) process.env.NODE_ENV = config.environment;
+
+  // Every role points its own stdout/stderr at the files (a worker reopens them on SIGHUP).
+  redirectStdio({ stdout: config.redirectStdout, stderr: config.redirectStderr });
+
+  if (identity !== undefined) {
+    const { runWorker } = await import('../cluster/worker.js');
+    if (config.envFile !== undefined) {
+      // From the release this worker's generation serves (re-resolved by the master for each restart).
+      const change = applyEnvFile(config.envFile, identity.directory ?? fs.realpathSync(config.directory));
+      const said = describeEnvChange(change);
+      if (said !== undefined)
+        createLogger({ level: config.logLevel, base: { role: 'worker', worker: identity.index } }).info(
+          { envFile: change.file, changed: change.changed, removed: change.removed },
+          said,
+        );
+    }
+    if (stdioRedirected()) {
+      // The master passes SIGHUP on: reopen our own descriptors 1 and 2 (worker.ts ignores SIGHUP otherwise).
+      const hupLog = createLogger({
+        level: config.logLevel,
+        base: { role: 'worker', worker: identity.index },
+      });
+      process.on('SIGHUP', () => reopenRedirectedStdio(hupLog));
+    }
+    setProcessTitle({ role: 'worker', index: identity.index, generation: identity.generation });
+    if (config.tagOutput) tagAppOutput({ role: 'worker', worker: identity.index });
+    return runWorker({ config, env, identity });
+  }
+  const log = createLogger({
+    level: config.logLevel,
+    base: { role: config.workers > 0 ? 'master' : 'single' },
+  });
+  if (config.envFile !== undefined) {
+    // Read again by every image (a hot restart's exec) from the release it serves.
+    const change = applyEnvFile(config.envFile, releaseDirectory(config, handoff, env));
+    const said = describeEnvChange(change);
+    if (said !== undefined)
+      log.info({ envFile: change.file, changed: change.changed, removed: change.removed }, said);
+  }
+  const history = RestartHistory.fromHandoff(handoff?.history, handoff?.totals);
+  if (rejected !== undefined && handoff !== undefined) {
+    // The new image could not boot, or read our hand-off, and execed back: this is the old code again.
+    handoff.restart.count -= 1;
+    log.error(
+      { code: 'ERR_NSERVE_BOOT_CHECK', error: rejected },
+      `hot restart abandoned, old code keeps serving: ${rejected}`,
+    );
+    history.finish(history.current(), 'failed', rejected);
+  }
+  const startedAt = handoff?.startedAt ?? new Date().toISOString();
+  // The control server (master or single only, never a worker) binds now, so a bad address fails first.
+  const control = openControlPlane(config, log, startedAt);
+  // Metrics (docs/metrics.md): the dedicated listener binds now too, and answers from the start.
+  const metrics = config.metrics ? MetricsPlane.open(config, log, history, handoff?.metrics) : undefined;
+  REQUESTS.on = config.metrics && config.workers === 0;
+  const ctx: RunContext = {
+    config,
+    appArg,
+    cliOptions: options,
+    configFileResolved: config.configFile === undefined ? null : realpathOr(config.configFile),
+    ...(guard === undefined ? {} : { guard }),
+    log,
+    restart: { count: handoff?.restart.count ?? 0, requestedAt: handoff?.restart.requestedAt },
+    handoff,
+    rejected: handoff === undefined ? undefined : rejected,
+    env,
+    history,
+    startedAt,
+    launchCwd: cwd,
+    ...(control.server === undefined ? {} : { controlFds: [control.server.fd] }),
+    ...(metrics === undefined ? {} : { metrics }),
+    onServing: async (controller) => {
+      if (config.workers > 0) onStdioReopened(() => signalWorkers(controller, 'SIGHUP'));
+      if (metrics !== undefined) {
+        controller.metrics = () => metrics.render();
+        if (metrics.url !== undefined) log.info({ url: metrics.url }, 'metrics listener serving');
+      }
+      await control.serve(controller);
+    },
+  };
+  setProcessTitle(
+    config.workers > 0
+      ? { role: 'master', app: config.app, generation: handoff?.generation ?? 0 }
+      : { role: 'single', app: config.app },
+  );
+  if (!native.available) {
+    // Single mode serves without the addon (macOS, Windows): everything else needs it.
+    if (config.workers > 0)
+      throw usageError(
+        'ERR_NSERVE_NO_ADDON',
+        `cluster mode (-w ${config.workers}) needs nserve's native addon (Linux), which is unavailable: ${native.unavailableReason ?? 'unknown'}`,
+      );
+    const { runPortable } = await import('../portable.js');
+    return runPortable(ctx);
+  }
+  if (config.workers > 0) {
+    const { runMaster } = await import('../cluster/master.js');
+    return runMaster(ctx);
+  }
+  if (config.tagOutput) tagAppOutput({ role: 'single' });
+  return runSingle(ctx);
+}
+
+/**
+ * --tag-output in the process that runs the app. Its own loggers at info, whatever --log-level says: the
+ * app's output is not nserve's to filter.
+ */
+function tagAppOutput(base: Record<string, unknown>): void {
+  tagOutput({
+    stdout: createLogger({ level: 'info', base }),
+    stderr: createLogger({ level: 'info', base, fd: 2 }),
+  });
+}
+
+/** The release an image serves: the resolved --directory (after an exec back: the one it served before). */
+function releaseDirectory(config: Config, handoff: Handoff | undefined, env: NodeJS.ProcessEnv): string {
+  if (handoff !== undefined && env[HANDOFF_ENV.rejected] !== undefined) return handoff.directory;
+  try {
+    return fs.realpathSync(config.directory);
+  } catch {
+    return config.directory; // the start reports it
+  }
+}
+
+/** A master passes SIGHUP on to its workers: each reopens its own copy of the redirected files. */
+function signalWorkers(controller: Controller, signal: NodeJS.Signals): void {
+  for (const w of controller.stats().workers) {
+    try {
+      process.kill(w.pid, signal);
+    } catch {
+      // exited meanwhile
+    }
+  }
+}
+
+function realpathOr(file: string): string {
+  try {
+    return fs.realpathSync(file);
+  } catch {
+    return file;
+  }
+}
