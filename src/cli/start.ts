@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { type CliOptions, type Config, loadConfig } from '../config.js';
-import { openControlPlane } from '../control/server.js';
+import { openControlPlane } from '../control/plane.js';
 import { applyEnvFile, describeEnvChange } from '../env-file.js';
 import { errorMessage, NserveError, usageError } from '../errors.js';
 import { noteStartupFds } from '../fds.js';

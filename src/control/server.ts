@@ -6,19 +6,20 @@
 // the same address again first thing (a stale unix socket file is removed: connect() to it is refused;
 // TCP binds with SO_REUSEADDR) and serves it as soon as it can answer. Requests that arrive in the exec
 // window (~100 ms) are refused: `nserve ctl --wait` retries.
-import { createHash, timingSafeEqual } from 'node:crypto';
+//
+// By role: the answers (token, route, actions) are control/answers.ts; the control plane (this server plus
+// the state file and pidfile) is control/plane.ts.
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { Socket } from 'node:net';
-import type { Config } from '../config.js';
 import { errorCode, errorMessage, usageError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import * as native from '../native.js';
-import { claimServerFile, readPidfile, removePidfile } from '../pidfile.js';
-import { readStateFile, removeStateFile, writeStateFile } from '../statefile.js';
-import type { ControlAnswer, Controller } from '../status.js';
-import { VERSION } from '../version.js';
-import { type ControlAddress, type ControlConfig, formatControlUrl, type Route, routeFor } from './api.js';
+import type { Controller } from '../status.js';
+import { answerRoute, badRequest, checkRequest, type Reply, send } from './answers.js';
+import { type ControlAddress, formatControlUrl, routeFor } from './api.js';
+
+export { presentedToken, tokenMatches } from './answers.js';
 
 /** Control requests carry no body; a small one (`{}`) is read and ignored. */
 export const MAX_BODY_BYTES = 4096;
@@ -35,21 +36,6 @@ export const HEADERS_TIMEOUT_MS = 2000;
 export const REQUEST_TIMEOUT_MS = 5000;
 const WARN_INTERVAL_MS = 10_000;
 const WARNINGS_PER_INTERVAL = 5;
-
-/** Compare a presented token with the expected one in constant time (hashes: equal lengths, no length leak). */
-export function tokenMatches(expected: string, given: string | undefined): boolean {
-  if (given === undefined) return false;
-  const a = createHash('sha256').update(expected).digest();
-  const b = createHash('sha256').update(given).digest();
-  return timingSafeEqual(a, b);
-}
-
-/** The token a request presents: `Authorization: Bearer T`, else `?token=T`. */
-export function presentedToken(req: http.IncomingMessage, url: URL): string | undefined {
-  const header = req.headers.authorization;
-  if (header !== undefined) return /^Bearer +(\S+) *$/i.exec(header)?.[1] ?? '';
-  return url.searchParams.get('token') ?? undefined;
-}
 
 export interface ControlServerOptions {
   address: ControlAddress;
@@ -196,7 +182,7 @@ export class ControlServer {
       send(res, badRequest('malformed request target'));
       return;
     }
-    const early = this.check(req, url);
+    const early = checkRequest(req, url, this.options);
     if (early !== undefined) {
       send(res, early);
       return;
@@ -224,7 +210,7 @@ export class ControlServer {
         void this.sendMetrics(res);
         return;
       }
-      const pending = this.dispatch(route, url);
+      const pending = answerRoute(this.controller!, this.options.log, route, url);
       if (pending instanceof Promise) {
         // reload-certs answers with the workers' verdict.
         pending.then(
@@ -253,49 +239,6 @@ export class ControlServer {
     });
   }
 
-  /** Token, path and method, before the body is read. */
-  private check(req: http.IncomingMessage, url: URL): Reply | undefined {
-    const { log, token } = this.options;
-    if (token !== undefined) {
-      const given = presentedToken(req, url);
-      if (!tokenMatches(token, given)) {
-        const reason = given === undefined ? 'no token' : 'wrong token';
-        // The path only: the query may carry the (wrong) token.
-        log.warn(
-          {
-            method: req.method,
-            path: url.pathname,
-            remote: req.socket.remoteAddress ?? 'unix socket',
-            reason,
-          },
-          `control: ${req.method} ${url.pathname} refused: ${reason}`,
-        );
-        return {
-          status: 403,
-          body: { error: 'missing or wrong control token', code: 'ERR_NSERVE_CONTROL_TOKEN' },
-        };
-      }
-    }
-    const route = routeFor(url.pathname);
-    if (route === undefined) {
-      return {
-        status: 404,
-        body: { error: `no such control path: ${url.pathname}`, code: 'ERR_NSERVE_CONTROL_NOT_FOUND' },
-      };
-    }
-    if (req.method !== route.method) {
-      return {
-        status: 405,
-        headers: { allow: route.method },
-        body: {
-          error: `${url.pathname} takes ${route.method}, not ${req.method}`,
-          code: 'ERR_NSERVE_CONTROL_METHOD',
-        },
-      };
-    }
-    return undefined;
-  }
-
   /** GET /metrics: text, not JSON, and asynchronous (the workers are asked). */
   private async sendMetrics(res: http.ServerResponse): Promise<void> {
     const render = this.controller?.metrics;
@@ -320,156 +263,8 @@ export class ControlServer {
       send(res, { status: 500, body: { error: errorMessage(err), code: 'ERR_NSERVE_CONTROL_INTERNAL' } });
     }
   }
-
-  private dispatch(route: Route, url: URL): Reply | Promise<Reply> {
-    const controller = this.controller!;
-    const { log } = this.options;
-    try {
-      if (route.method === 'GET') {
-        if (route.read === 'stats') return { status: 200, body: controller.stats() };
-        // (/metrics is answered by sendMetrics)
-        if (controller.fds === undefined) {
-          return {
-            status: 501,
-            body: {
-              error: 'this server cannot list its descriptors',
-              code: 'ERR_NSERVE_CONTROL_UNSUPPORTED',
-            },
-          };
-        }
-        return { status: 200, body: controller.fds() };
-      }
-      const action = route.action;
-      if (action === 'stop' || action === 'halt') {
-        // A stop may end the process before this answer is written: answer first, act once it is sent.
-        if (controller.stats().state === 'stopping') return refused('already stopping');
-        log.info({ path: url.pathname }, `control: ${action} requested`);
-        return {
-          status: 202,
-          body: { accepted: true, action, pid: process.pid },
-          afterSent: () => {
-            const answer = controller.perform(action);
-            if (!answer.accepted) log.warn(`control: ${action} refused: ${answer.reason}`);
-          },
-        };
-      }
-      if (action === 'reload-certs' && controller.reloadCerts !== undefined) {
-        const started = controller.reloadCerts();
-        if ('refused' in started) {
-          log.warn({ path: url.pathname }, `control: ${action} refused: ${started.refused}`);
-          return refused(started.refused);
-        }
-        log.info({ path: url.pathname }, `control: ${action} accepted`);
-        // 200 with the verdict, refused or not: the request was carried out; `ok` says how it went.
-        return started.then((report) => ({
-          status: 200,
-          body: { accepted: true, action, pid: process.pid, ...report },
-        }));
-      }
-      const answer: ControlAnswer = controller.perform(action);
-      if (!answer.accepted) {
-        log.warn({ path: url.pathname }, `control: ${action} refused: ${answer.reason}`);
-        return refused(answer.reason, answer.status);
-      }
-      log.info(
-        { path: url.pathname, ...(answer.restart === undefined ? {} : { restart: answer.restart }) },
-        `control: ${action} accepted`,
-      );
-      const status = action === 'reload-worker-directory' ? 200 : 202;
-      return { status, body: { ...answer, action, pid: process.pid } };
-    } catch (err) {
-      log.error({ err, path: url.pathname }, `control: ${url.pathname} failed: ${errorMessage(err)}`);
-      return { status: 500, body: { error: errorMessage(err), code: 'ERR_NSERVE_CONTROL_INTERNAL' } };
-    }
-  }
-}
-
-interface Reply {
-  status: number;
-  body: unknown;
-  headers?: Record<string, string>;
-  /** Runs once the answer has been sent. */
-  afterSent?: () => void;
-}
-
-function send(res: http.ServerResponse, reply: Reply): void {
-  const text = `${JSON.stringify(reply.body, null, 2)}\n`;
-  res.writeHead(reply.status, {
-    ...reply.headers,
-    'content-type': 'application/json; charset=utf-8',
-    'content-length': Buffer.byteLength(text),
-    'cache-control': 'no-store',
-    connection: 'close',
-  });
-  res.end(text);
-}
-
-function refused(reason: string, status = 409): Reply {
-  return { status, body: { accepted: false, error: reason, code: 'ERR_NSERVE_CONTROL_REFUSED' } };
-}
-
-function badRequest(error: string): Reply {
-  return { status: 400, body: { error, code: 'ERR_NSERVE_CONTROL_BAD_REQUEST' } };
 }
 
 function tooLarge(): Reply {
   return badRequest(`request body too large (control requests take at most ${MAX_BODY_BYTES} bytes)`);
-}
-
-// ── the control plane of one server process: control server + state file ──────────────────────────────
-
-export interface ControlPlane {
-  /** The bound control server, if `--control-url` is set. */
-  readonly server: ControlServer | undefined;
-  /** Serve the control API and write the state file; called once the server serves (RunContext.onServing). */
-  serve(controller: Controller): Promise<void>;
-}
-
-/**
- * Bind the control socket at once (so a busy or bad address fails before the app boots), serve it when the
- * server serves, and write the state file then. Both are removed when the process exits (a stop, a fatal
- * error); a hot restart's exec runs no exit handler, so the new image finds and replaces them.
- */
-export function openControlPlane(config: Config, log: Logger, startedAt: string): ControlPlane {
-  const control: ControlConfig | undefined = config.control;
-  const stateFile = config.stateFile;
-  // Fail now, before anything binds or the app boots: a directory that is not there, or a file that names a
-  // live server (a second server would take it over, and delete it at its stop).
-  if (config.pidfile !== undefined)
-    claimServerFile({ flag: '--pidfile', file: config.pidfile, readPid: readPidfile }, log);
-  if (stateFile !== undefined)
-    claimServerFile({ flag: '--state', file: stateFile, readPid: (f) => readStateFile(f)?.pid }, log);
-  const server =
-    control === undefined
-      ? undefined
-      : ControlServer.bind({ address: control.address, token: control.token, log });
-  process.once('exit', () => {
-    server?.removeSocketFile();
-    // Only what still names this process (a crashed start leaves nothing stale behind).
-    if (stateFile !== undefined) removeStateFile(stateFile);
-    if (config.pidfile !== undefined) removePidfile(config.pidfile);
-  });
-  return {
-    server,
-    async serve(controller: Controller): Promise<void> {
-      if (server !== undefined) await server.serve(controller);
-      if (stateFile !== undefined) {
-        writeStateFile(stateFile, {
-          version: 1,
-          pid: process.pid,
-          ...(server === undefined ? {} : { controlUrl: server.url }),
-          ...(control?.token === undefined ? {} : { controlToken: control.token }),
-          startedAt,
-          nserve: VERSION,
-        });
-      }
-      if (server !== undefined) {
-        // Logged last: once this line is out, the socket answers and the state file names it.
-        log.info(
-          { url: server.url, auth: control?.token !== undefined, state: stateFile },
-          'control server listening',
-        );
-      }
-    },
-  };
 }

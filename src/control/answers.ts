@@ -1,0 +1,162 @@
+// The answers of the control API: who may ask (the token), which route, and what each action gets.
+// The server (control/server.ts) owns the socket, the connections and their limits; it asks here.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type * as http from 'node:http';
+import { errorMessage } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { ControlAnswer, Controller } from '../status.js';
+import { type Route, routeFor } from './api.js';
+
+/** Compare a presented token with the expected one in constant time (hashes: equal lengths, no length leak). */
+export function tokenMatches(expected: string, given: string | undefined): boolean {
+  if (given === undefined) return false;
+  const a = createHash('sha256').update(expected).digest();
+  const b = createHash('sha256').update(given).digest();
+  return timingSafeEqual(a, b);
+}
+
+/** The token a request presents: `Authorization: Bearer T`, else `?token=T`. */
+export function presentedToken(req: http.IncomingMessage, url: URL): string | undefined {
+  const header = req.headers.authorization;
+  if (header !== undefined) return /^Bearer +(\S+) *$/i.exec(header)?.[1] ?? '';
+  return url.searchParams.get('token') ?? undefined;
+}
+
+export interface Reply {
+  status: number;
+  body: unknown;
+  headers?: Record<string, string>;
+  /** Runs once the answer has been sent. */
+  afterSent?: () => void;
+}
+
+export function send(res: http.ServerResponse, reply: Reply): void {
+  const text = `${JSON.stringify(reply.body, null, 2)}\n`;
+  res.writeHead(reply.status, {
+    ...reply.headers,
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+    connection: 'close',
+  });
+  res.end(text);
+}
+
+export function refused(reason: string, status = 409): Reply {
+  return { status, body: { accepted: false, error: reason, code: 'ERR_NSERVE_CONTROL_REFUSED' } };
+}
+
+export function badRequest(error: string): Reply {
+  return { status: 400, body: { error, code: 'ERR_NSERVE_CONTROL_BAD_REQUEST' } };
+}
+
+/** Token, path and method, before the body is read. */
+export function checkRequest(
+  req: http.IncomingMessage,
+  url: URL,
+  { log, token }: { log: Logger; token: string | undefined },
+): Reply | undefined {
+  if (token !== undefined) {
+    const given = presentedToken(req, url);
+    if (!tokenMatches(token, given)) {
+      const reason = given === undefined ? 'no token' : 'wrong token';
+      // The path only: the query may carry the (wrong) token.
+      log.warn(
+        {
+          method: req.method,
+          path: url.pathname,
+          remote: req.socket.remoteAddress ?? 'unix socket',
+          reason,
+        },
+        `control: ${req.method} ${url.pathname} refused: ${reason}`,
+      );
+      return {
+        status: 403,
+        body: { error: 'missing or wrong control token', code: 'ERR_NSERVE_CONTROL_TOKEN' },
+      };
+    }
+  }
+  const route = routeFor(url.pathname);
+  if (route === undefined) {
+    return {
+      status: 404,
+      body: { error: `no such control path: ${url.pathname}`, code: 'ERR_NSERVE_CONTROL_NOT_FOUND' },
+    };
+  }
+  if (req.method !== route.method) {
+    return {
+      status: 405,
+      headers: { allow: route.method },
+      body: {
+        error: `${url.pathname} takes ${route.method}, not ${req.method}`,
+        code: 'ERR_NSERVE_CONTROL_METHOD',
+      },
+    };
+  }
+  return undefined;
+}
+
+export function answerRoute(
+  controller: Controller,
+  log: Logger,
+  route: Route,
+  url: URL,
+): Reply | Promise<Reply> {
+  try {
+    if (route.method === 'GET') {
+      if (route.read === 'stats') return { status: 200, body: controller.stats() };
+      // (/metrics is answered by sendMetrics)
+      if (controller.fds === undefined) {
+        return {
+          status: 501,
+          body: {
+            error: 'this server cannot list its descriptors',
+            code: 'ERR_NSERVE_CONTROL_UNSUPPORTED',
+          },
+        };
+      }
+      return { status: 200, body: controller.fds() };
+    }
+    const action = route.action;
+    if (action === 'stop' || action === 'halt') {
+      // A stop may end the process before this answer is written: answer first, act once it is sent.
+      if (controller.stats().state === 'stopping') return refused('already stopping');
+      log.info({ path: url.pathname }, `control: ${action} requested`);
+      return {
+        status: 202,
+        body: { accepted: true, action, pid: process.pid },
+        afterSent: () => {
+          const answer = controller.perform(action);
+          if (!answer.accepted) log.warn(`control: ${action} refused: ${answer.reason}`);
+        },
+      };
+    }
+    if (action === 'reload-certs' && controller.reloadCerts !== undefined) {
+      const started = controller.reloadCerts();
+      if ('refused' in started) {
+        log.warn({ path: url.pathname }, `control: ${action} refused: ${started.refused}`);
+        return refused(started.refused);
+      }
+      log.info({ path: url.pathname }, `control: ${action} accepted`);
+      // 200 with the verdict, refused or not: the request was carried out; `ok` says how it went.
+      return started.then((report) => ({
+        status: 200,
+        body: { accepted: true, action, pid: process.pid, ...report },
+      }));
+    }
+    const answer: ControlAnswer = controller.perform(action);
+    if (!answer.accepted) {
+      log.warn({ path: url.pathname }, `control: ${action} refused: ${answer.reason}`);
+      return refused(answer.reason, answer.status);
+    }
+    log.info(
+      { path: url.pathname, ...(answer.restart === undefined ? {} : { restart: answer.restart }) },
+      `control: ${action} accepted`,
+    );
+    const status = action === 'reload-worker-directory' ? 200 : 202;
+    return { status, body: { ...answer, action, pid: process.pid } };
+  } catch (err) {
+    log.error({ err, path: url.pathname }, `control: ${url.pathname} failed: ${errorMessage(err)}`);
+    return { status: 500, body: { error: errorMessage(err), code: 'ERR_NSERVE_CONTROL_INTERNAL' } };
+  }
+}
