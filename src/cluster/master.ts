@@ -2,7 +2,7 @@
 // loads the app. Workers borrow slots over SCM_RIGHTS (slots.ts).
 //
 // This module is the master's lifecycle (booting → running ⇄ restarting → stopping), its control face
-// (perform, stats, fds), health checks and stop. The workers are in pool.ts, crash recovery in
+// (perform, stats, fds: what each action does is control.ts), health checks and stop. The workers are in pool.ts, crash recovery in
 // recovery.ts, the restarts in hot-restart.ts and phased-restart.ts.
 //
 // A stop that arrives during a restart (SIGTERM, `ctl stop`) cancels the restart at its next step (new
@@ -44,8 +44,8 @@ import { setProcessTitle } from '../title.js';
 import type { CertReload } from '../tls.js';
 import { VERSION } from '../version.js';
 import { ClusterCerts } from './certs.js';
-import { completeHotRestart, hotRestart } from './hot-restart.js';
-import { phasedRestart, resize } from './phased-restart.js';
+import { performAction, reloadCerts } from './control.js';
+import { completeHotRestart } from './hot-restart.js';
 import { WorkerPool } from './pool.js';
 import { Recovery } from './recovery.js';
 import { clusterFds, clusterStats } from './report.js';
@@ -86,8 +86,9 @@ export class Master implements Controller {
   generation = 0;
   readonly lifecycle: Lifecycle<ServerState>;
   /** Aborted by a stop: the restart in progress gives up at its next step. */
-  private restartAbort: AbortController | undefined;
-  private pendingStop: 'stop' | undefined;
+  restartAbort: AbortController | undefined;
+  /** A stop asked for during a restart: it runs once the restart has given up. */
+  pendingStop: 'stop' | undefined;
   private healthTimer: NodeJS.Timeout | undefined;
 
   constructor(readonly ctx: RunContext) {
@@ -268,74 +269,7 @@ export class Master implements Controller {
   }
 
   perform(action: ControlAction): ControlAnswer {
-    const state = this.lifecycle.state;
-    if (action === 'halt') {
-      this.background(this.stop('halt'));
-      return { accepted: true };
-    }
-    if (action === 'stop') {
-      if (state === 'stopping' || this.pendingStop !== undefined)
-        return { accepted: false, status: 409, reason: 'already stopping' };
-      if (state !== 'restarting') {
-        this.background(this.stop('stop'));
-      } else {
-        this.pendingStop = 'stop';
-        this.restartAbort?.abort();
-        this.log.info('stop requested during a restart: cancelling the restart, then stopping');
-      }
-      return { accepted: true };
-    }
-    if (action === 'reload-worker-directory') {
-      try {
-        const directory = this.resolveDirectory();
-        return { accepted: true, detail: `workers spawned from now on load ${directory}` };
-      } catch (err) {
-        return { accepted: false, status: 409, reason: errorMessage(err) };
-      }
-    }
-    if (action === 'reload-certs') {
-      const started = this.reloadCerts();
-      if ('refused' in started) return { accepted: false, status: 409, reason: started.refused };
-      this.background(started);
-      return { accepted: true, detail: 'every worker re-reads the certificates of the ssl:// binds' };
-    }
-    if (this.certs.reloading)
-      return { accepted: false, status: 409, reason: 'a certificate reload is in progress (a few ms)' };
-    if (state !== 'running' || this.pendingStop !== undefined) {
-      return {
-        accepted: false,
-        status: 409,
-        reason: state === 'restarting' ? `a restart is in progress (${state})` : state,
-      };
-    }
-    const nextRestart = (this.history.records.at(-1)?.id ?? 0) + 1;
-    switch (action) {
-      case 'phased-restart':
-        this.background(phasedRestart(this));
-        return { accepted: true, restart: nextRestart };
-      case 'restart':
-        this.background(hotRestart(this, Date.now()));
-        return { accepted: true, restart: nextRestart };
-      case 'workers+1': {
-        const from = this.count; // resize() changes it synchronously
-        if (this.config.balance === 'ip-hash' && from + 1 > this.config.slots) {
-          // Two workers on one slot would split its clients between them: ip-hash would stop being sticky.
-          return {
-            accepted: false,
-            status: 409,
-            reason: `--balance ip-hash needs a slot per worker: ${this.config.slots} slots (raise --slots)`,
-          };
-        }
-        this.background(resize(this, from + 1));
-        return { accepted: true, detail: `workers: ${from} → ${from + 1}` };
-      }
-      case 'workers-1': {
-        if (this.count <= 1) return { accepted: false, status: 409, reason: 'already at 1 worker' };
-        const from = this.count;
-        this.background(resize(this, from - 1));
-        return { accepted: true, detail: `workers: ${from} → ${from - 1}` };
-      }
-    }
+    return performAction(this, action);
   }
 
   stats(): Stats {
@@ -343,16 +277,7 @@ export class Master implements Controller {
   }
 
   reloadCerts(): Promise<CertReload> | { refused: string } {
-    if (!this.certs.configured) return { refused: 'no ssl:// bind: no certificate to reload' };
-    const state = this.lifecycle.state;
-    if (state !== 'running' || this.pendingStop !== undefined)
-      return {
-        refused:
-          state === 'restarting'
-            ? 'a restart is in progress (its new workers read the certificates afresh)'
-            : state,
-      };
-    return this.certs.reload();
+    return reloadCerts(this);
   }
 
   fds(): ProcessFds[] {
@@ -375,7 +300,8 @@ export class Master implements Controller {
     }
   }
 
-  private resolveDirectory(): string {
+  /** reload-worker-directory: what replacements of crashed workers load from now on. */
+  resolveDirectory(): string {
     this.directory = this.resolveNewDirectory();
     return this.directory;
   }
@@ -400,7 +326,7 @@ export class Master implements Controller {
     this.recovery.checkHealth(Date.now());
   }
 
-  private async stop(reason: 'stop' | 'halt'): Promise<void> {
+  async stop(reason: 'stop' | 'halt'): Promise<void> {
     if (this.isStopping()) return;
     this.lifecycle.to('stopping', reason === 'halt' ? 'halt requested' : 'stop requested');
     this.restartAbort?.abort();

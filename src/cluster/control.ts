@@ -1,0 +1,92 @@
+// The master's control face: what each control action (signal, `nserve ctl`, control API) does in
+// cluster mode, and when it is refused (a stop or a restart in progress).
+import { errorMessage } from '../errors.js';
+import type { ControlAction, ControlAnswer } from '../status.js';
+import type { CertReload } from '../tls.js';
+import { hotRestart } from './hot-restart.js';
+import type { Master } from './master.js';
+import { phasedRestart, resize } from './phased-restart.js';
+
+export function performAction(master: Master, action: ControlAction): ControlAnswer {
+  const state = master.lifecycle.state;
+  if (action === 'halt') {
+    master.background(master.stop('halt'));
+    return { accepted: true };
+  }
+  if (action === 'stop') {
+    if (state === 'stopping' || master.pendingStop !== undefined)
+      return { accepted: false, status: 409, reason: 'already stopping' };
+    if (state !== 'restarting') {
+      master.background(master.stop('stop'));
+    } else {
+      master.pendingStop = 'stop';
+      master.restartAbort?.abort();
+      master.log.info('stop requested during a restart: cancelling the restart, then stopping');
+    }
+    return { accepted: true };
+  }
+  if (action === 'reload-worker-directory') {
+    try {
+      const directory = master.resolveDirectory();
+      return { accepted: true, detail: `workers spawned from now on load ${directory}` };
+    } catch (err) {
+      return { accepted: false, status: 409, reason: errorMessage(err) };
+    }
+  }
+  if (action === 'reload-certs') {
+    const started = master.reloadCerts();
+    if ('refused' in started) return { accepted: false, status: 409, reason: started.refused };
+    master.background(started);
+    return { accepted: true, detail: 'every worker re-reads the certificates of the ssl:// binds' };
+  }
+  if (master.certs.reloading)
+    return { accepted: false, status: 409, reason: 'a certificate reload is in progress (a few ms)' };
+  if (state !== 'running' || master.pendingStop !== undefined) {
+    return {
+      accepted: false,
+      status: 409,
+      reason: state === 'restarting' ? `a restart is in progress (${state})` : state,
+    };
+  }
+  const nextRestart = (master.history.records.at(-1)?.id ?? 0) + 1;
+  switch (action) {
+    case 'phased-restart':
+      master.background(phasedRestart(master));
+      return { accepted: true, restart: nextRestart };
+    case 'restart':
+      master.background(hotRestart(master, Date.now()));
+      return { accepted: true, restart: nextRestart };
+    case 'workers+1': {
+      const from = master.count; // resize() changes it synchronously
+      if (master.config.balance === 'ip-hash' && from + 1 > master.config.slots) {
+        // Two workers on one slot would split its clients between them: ip-hash would stop being sticky.
+        return {
+          accepted: false,
+          status: 409,
+          reason: `--balance ip-hash needs a slot per worker: ${master.config.slots} slots (raise --slots)`,
+        };
+      }
+      master.background(resize(master, from + 1));
+      return { accepted: true, detail: `workers: ${from} → ${from + 1}` };
+    }
+    case 'workers-1': {
+      if (master.count <= 1) return { accepted: false, status: 409, reason: 'already at 1 worker' };
+      const from = master.count;
+      master.background(resize(master, from - 1));
+      return { accepted: true, detail: `workers: ${from} → ${from - 1}` };
+    }
+  }
+}
+
+export function reloadCerts(master: Master): Promise<CertReload> | { refused: string } {
+  if (!master.certs.configured) return { refused: 'no ssl:// bind: no certificate to reload' };
+  const state = master.lifecycle.state;
+  if (state !== 'running' || master.pendingStop !== undefined)
+    return {
+      refused:
+        state === 'restarting'
+          ? 'a restart is in progress (its new workers read the certificates afresh)'
+          : state,
+    };
+  return master.certs.reload();
+}
