@@ -1,15 +1,22 @@
 // Loading the user's app module and turning whatever it exports into one Node request listener.
-import { spawnSync } from 'node:child_process';
+// By role: listen-compat (app/listen-compat.ts), fetch handlers (app/fetch.ts), reporting an app that
+// fails to load (app/load-failure.ts); Node's HTTP timeouts as the config and the app set them stay here.
 import * as fs from 'node:fs';
-import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
-import * as http from 'node:http';
-import * as net from 'node:net';
+import type * as http from 'node:http';
+import type { IncomingMessage, RequestListener } from 'node:http';
 import * as path from 'node:path';
-import { type Duplex, Readable } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import * as tls from 'node:tls';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
+import { fetchListener } from './app/fetch.js';
+import { captureListen } from './app/listen-compat.js';
+import { describeLoadFailure } from './app/load-failure.js';
 import type { Config } from './config.js';
 import { type NserveErrorCode, usageError } from './errors.js';
+
+export { fetchListener } from './app/fetch.js';
+export { compatPorts, listenWaitMs, publishPorts } from './app/listen-compat.js';
+export { appFrame, codeFrame, describeLoadFailure, type SourceLocation } from './app/load-failure.js';
 
 export type FetchHandler = (request: Request) => Response | Promise<Response>;
 
@@ -122,76 +129,6 @@ export async function loadApp(
   return { file, kind: 'fetch', listener: fetchListener(handler.fetch.bind(handler)), ...extra };
 }
 
-/** An app's server that listen-compat captures: http, or https/http2 (TLS terminated by the app). */
-type AppHttpServer = http.Server | tls.Server;
-
-interface ListenCapture {
-  server: AppHttpServer | undefined;
-  /** Ports of the app's HTTP listens that were not nserve's (left alone). */
-  elsewhere: number[];
-  wait(ms: number): Promise<AppHttpServer | undefined>;
-}
-
-/**
- * Listen-compat mode, like Node's cluster does for workers: while nserve serves, an http.Server (or an
- * https.Server, which keeps its own TLS options) of the app that listens on one of nserve's ports (or on $PORT, which nserve sets to its first TCP port) is
- * not bound; it reports 'listening' with nserve's address and receives the requests nserve accepts.
- * Listens on other ports are left alone.
- */
-function captureListen(ports: readonly number[]): ListenCapture {
-  const capture: ListenCapture & { waiters: ((s: AppHttpServer) => void)[] } = {
-    server: undefined,
-    elsewhere: [],
-    waiters: [],
-    wait(ms) {
-      if (this.server !== undefined || ms <= 0) return Promise.resolve(this.server);
-      return new Promise((resolve) => {
-        const timer = setTimeout(() => resolve(undefined), ms);
-        this.waiters.push((server) => {
-          clearTimeout(timer);
-          resolve(server);
-        });
-      });
-    },
-  };
-  if (ports.length === 0) return capture;
-  const original = net.Server.prototype.listen;
-  net.Server.prototype.listen = function listen(this: net.Server, ...args: unknown[]): net.Server {
-    const port = requestedPort(args);
-    // https.Server and http2's secure server are tls.Servers (a plain tls.Server of the app is not HTTP,
-    // but nserve could not serve HTTP on a port the app meant for raw TLS either).
-    const httpish = this instanceof http.Server || this instanceof tls.Server;
-    if (!httpish || port === undefined || !ports.includes(port)) {
-      if (httpish && port !== undefined) capture.elsewhere.push(port);
-      return original.apply(this, args as Parameters<typeof original>);
-    }
-    capture.server ??= this;
-    const callback = args.find((a): a is () => void => typeof a === 'function');
-    if (callback !== undefined) this.once('listening', callback);
-    const address: net.AddressInfo = { address: '0.0.0.0', family: 'IPv4', port: ports[0]! };
-    this.address = () => address;
-    process.nextTick(() => this.emit('listening'));
-    for (const w of capture.waiters.splice(0)) w(this);
-    return this;
-  };
-  return capture;
-}
-
-function requestedPort(args: unknown[]): number | undefined {
-  const first = args[0];
-  if (typeof first === 'number') return first;
-  if (typeof first === 'string' && /^\d+$/.test(first)) return Number(first);
-  if (typeof first === 'object' && first !== null && 'port' in first) {
-    const port = (first as { port?: unknown }).port;
-    return typeof port === 'number'
-      ? port
-      : typeof port === 'string' && /^\d+$/.test(port)
-        ? Number(port)
-        : undefined;
-  }
-  return undefined;
-}
-
 type Exported = RequestListener | { fetch: FetchHandler };
 
 function pickExport(mod: Record<string, unknown>): Exported | undefined {
@@ -220,173 +157,6 @@ function pickUpgrade(mod: Record<string, unknown>): UpgradeListener | undefined 
     if (typeof fn === 'function') return (fn as UpgradeListener).bind(owner);
   }
   return undefined;
-}
-
-/** Adapt a web-standard fetch handler to Node's (req, res). */
-export function fetchListener(fetch: FetchHandler): RequestListener {
-  return (req: IncomingMessage, res: ServerResponse): void => {
-    void serveFetch(fetch, req, res).catch((err: unknown) => {
-      res.emit('error', err);
-    });
-  };
-}
-
-async function serveFetch(fetch: FetchHandler, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  // Over HTTP/2 (an ssl:// bind with alpn=h2) the host is the :authority pseudo-header.
-  const authority = req.headers[':authority'];
-  const host = req.headers.host ?? (typeof authority === 'string' ? authority : 'localhost');
-  const url = new URL(req.url ?? '/', `http://${host}`);
-  const headers = new Headers();
-  for (const [name, value] of Object.entries(req.headers)) {
-    // HTTP/2 pseudo-headers (:method, :path, …) are not headers a Request may carry.
-    if (name.startsWith(':')) continue;
-    if (value === undefined) continue;
-    if (Array.isArray(value)) for (const v of value) headers.append(name, v);
-    else headers.set(name, value);
-  }
-  const method = req.method ?? 'GET';
-  const hasBody = method !== 'GET' && method !== 'HEAD';
-  const init: RequestInit & { duplex?: 'half' } = { method, headers };
-  if (hasBody) {
-    init.body = Readable.toWeb(req) as unknown as ReadableStream<Uint8Array>;
-    init.duplex = 'half';
-  }
-  const response = await fetch(new Request(url, init));
-  const outHeaders: Record<string, string | string[]> = {};
-  response.headers.forEach((value, name) => {
-    if (name !== 'set-cookie') outHeaders[name] = value;
-  });
-  const cookies = response.headers.getSetCookie();
-  if (cookies.length > 0) outHeaders['set-cookie'] = cookies;
-  // HTTP/2 has no status text (Node warns if given one).
-  if (req.httpVersionMajor >= 2) res.writeHead(response.status, outHeaders);
-  else res.writeHead(response.status, response.statusText, outHeaders);
-  if (response.body === null || method === 'HEAD') {
-    res.end();
-    return;
-  }
-  for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-    if (!res.write(chunk)) await new Promise<void>((resolve) => res.once('drain', resolve));
-  }
-  res.end();
-}
-
-/**
- * The ports an app's own listen() is matched against: nserve's TCP bind ports (NSERVE_PORTS, set by
- * the process that bound them, for ephemeral ports), the configured ones, and $PORT.
- */
-export function compatPorts(configured: readonly number[], env: NodeJS.ProcessEnv): number[] {
-  const ports = new Set(configured.filter((p) => p > 0));
-  for (const p of (env.NSERVE_PORTS ?? '').split(',')) if (/^\d+$/.test(p)) ports.add(Number(p));
-  if (env.PORT !== undefined && /^\d+$/.test(env.PORT)) ports.add(Number(env.PORT));
-  return [...ports];
-}
-
-/** Make the bound TCP ports known to the app ($PORT) and to every process that loads it. */
-export function publishPorts(ports: readonly number[], env: NodeJS.ProcessEnv = process.env): void {
-  const unique = [...new Set(ports)];
-  if (unique.length === 0) return;
-  env.PORT = String(unique[0]);
-  env.NSERVE_PORTS = unique.join(',');
-}
-
-/**
- * How long an app with no usable export may take to call listen() after its module loaded (e.g. in a
- * `db.connect().then(() => app.listen(PORT))`); past that, it is reported as exporting nothing usable.
- */
-export function listenWaitMs(config: { workerBootTimeoutMs: number }): number {
-  return Math.min(config.workerBootTimeoutMs, 5000);
-}
-
-// ── load failures ───────────────────────────────────────────────────────────────────────────────────────
-// An app that throws at import is reported with the first stack frame inside the app (file:line:column,
-// skipping node_modules and Node's internals) and a short code frame, in single and cluster mode alike.
-
-export interface SourceLocation {
-  file: string;
-  line: number;
-  column: number;
-}
-
-/** `app FILE failed to load: Type: message (at path:line:col)`, then a code frame when the line is known. */
-export function describeLoadFailure(err: unknown, file: string, directory: string): string {
-  const e = err instanceof Error ? err : new Error(String(err));
-  const type = e.name === 'Error' || e.name === '' ? '' : `${e.name}: `;
-  const first = e.message.split('\n')[0] ?? '';
-  const at =
-    appFrame(e.stack ?? '', directory) ??
-    (e.name === 'SyntaxError' ? syntaxErrorAt(file, directory) : undefined);
-  const where =
-    at === undefined ? '' : ` (at ${path.relative(directory, at.file) || at.file}:${at.line}:${at.column})`;
-  const frame = at === undefined ? undefined : codeFrame(at);
-  return `app ${file} failed to load: ${type}${first}${where}${frame === undefined ? '' : `\n${frame}`}`;
-}
-
-/** The first location in a stack inside `directory` and not in node_modules (else the first inside it). */
-export function appFrame(stack: string, directory: string): SourceLocation | undefined {
-  const found: SourceLocation[] = [];
-  // A CommonJS SyntaxError starts with "path:line", the offending line and a caret under the column.
-  const header = /^(\/[^\n]*?):(\d+)\n([^\n]*)\n( *)\^/.exec(stack);
-  if (header !== undefined && header !== null)
-    found.push({ file: header[1]!, line: Number(header[2]), column: header[4]!.length + 1 });
-  for (const m of stack.matchAll(/^\s+at (?:.*\()?((?:file:\/\/)?\/[^():]+):(\d+):(\d+)\)?$/gm)) {
-    const raw = m[1]!;
-    const f = raw.startsWith('file://') ? fileURLToPath(raw) : raw;
-    found.push({ file: f, line: Number(m[2]), column: Number(m[3]) });
-  }
-  const inside = found.filter((l) => l.file.startsWith(`${directory}${path.sep}`));
-  return inside.find((l) => !l.file.includes(`${path.sep}node_modules${path.sep}`)) ?? inside[0];
-}
-
-/**
- * An ES module's SyntaxError carries no location in its stack (Node prints it only for an uncaught one):
- * find it with `node --check` on the app file and the files it imports relatively (at most 50, inside
- * the app's directory). Only on this failure path, so its cost (~40 ms a file) is paid only then.
- */
-function syntaxErrorAt(file: string, directory: string): SourceLocation | undefined {
-  const queue = [file];
-  const seen = new Set<string>();
-  while (queue.length > 0 && seen.size < 50) {
-    const f = queue.shift()!;
-    if (seen.has(f) || !f.startsWith(`${directory}${path.sep}`) || !fs.existsSync(f)) continue;
-    seen.add(f);
-    const r = spawnSync(process.execPath, ['--check', f], { encoding: 'utf8', timeout: 5000 });
-    if (r.status !== 0 && typeof r.stderr === 'string') {
-      const at = appFrame(r.stderr.trimStart(), directory);
-      if (at !== undefined) return at;
-    }
-    let source = '';
-    try {
-      source = fs.readFileSync(f, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const m of source.matchAll(/(?:from|import)\s*['"](\.{1,2}\/[^'"]+)['"]/g))
-      queue.push(path.resolve(path.dirname(f), m[1]!));
-  }
-  return undefined;
-}
-
-/** Two lines around the location, the line itself marked, a caret under the column. */
-export function codeFrame(at: SourceLocation): string | undefined {
-  let lines: string[];
-  try {
-    lines = fs.readFileSync(at.file, 'utf8').split('\n');
-  } catch {
-    return undefined;
-  }
-  const count = lines.at(-1) === '' ? lines.length - 1 : lines.length;
-  if (at.line < 1 || at.line > count) return undefined;
-  const from = Math.max(1, at.line - 2);
-  const to = Math.min(count, at.line + 1);
-  const width = String(to).length;
-  const out: string[] = [];
-  for (let n = from; n <= to; n++) {
-    const text = (lines[n - 1] ?? '').replace(/\t/g, '  ').slice(0, 160);
-    out.push(`${n === at.line ? '>' : ' '} ${String(n).padStart(width)} | ${text}`.trimEnd());
-    if (n === at.line) out.push(`  ${' '.repeat(width)} | ${' '.repeat(Math.max(0, at.column - 1))}^`);
-  }
-  return out.join('\n');
 }
 
 // ── HTTP timeouts ───────────────────────────────────────────────────────────────────────────────────────

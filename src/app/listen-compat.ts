@@ -1,0 +1,102 @@
+// Listen-compat: an app that starts its own server (server.listen($PORT)) is served by nserve on its
+// ports; the ports nserve binds are published to the app ($PORT) and to every process that loads it.
+import * as http from 'node:http';
+import * as net from 'node:net';
+import * as tls from 'node:tls';
+
+/** An app's server that listen-compat captures: http, or https/http2 (TLS terminated by the app). */
+type AppHttpServer = http.Server | tls.Server;
+
+export interface ListenCapture {
+  server: AppHttpServer | undefined;
+  /** Ports of the app's HTTP listens that were not nserve's (left alone). */
+  elsewhere: number[];
+  wait(ms: number): Promise<AppHttpServer | undefined>;
+}
+
+/**
+ * Listen-compat mode, like Node's cluster does for workers: while nserve serves, an http.Server (or an
+ * https.Server, which keeps its own TLS options) of the app that listens on one of nserve's ports (or on $PORT, which nserve sets to its first TCP port) is
+ * not bound; it reports 'listening' with nserve's address and receives the requests nserve accepts.
+ * Listens on other ports are left alone.
+ */
+export function captureListen(ports: readonly number[]): ListenCapture {
+  const capture: ListenCapture & { waiters: ((s: AppHttpServer) => void)[] } = {
+    server: undefined,
+    elsewhere: [],
+    waiters: [],
+    wait(ms) {
+      if (this.server !== undefined || ms <= 0) return Promise.resolve(this.server);
+      return new Promise((resolve) => {
+        const timer = setTimeout(() => resolve(undefined), ms);
+        this.waiters.push((server) => {
+          clearTimeout(timer);
+          resolve(server);
+        });
+      });
+    },
+  };
+  if (ports.length === 0) return capture;
+  const original = net.Server.prototype.listen;
+  net.Server.prototype.listen = function listen(this: net.Server, ...args: unknown[]): net.Server {
+    const port = requestedPort(args);
+    // https.Server and http2's secure server are tls.Servers (a plain tls.Server of the app is not HTTP,
+    // but nserve could not serve HTTP on a port the app meant for raw TLS either).
+    const httpish = this instanceof http.Server || this instanceof tls.Server;
+    if (!httpish || port === undefined || !ports.includes(port)) {
+      if (httpish && port !== undefined) capture.elsewhere.push(port);
+      return original.apply(this, args as Parameters<typeof original>);
+    }
+    capture.server ??= this;
+    const callback = args.find((a): a is () => void => typeof a === 'function');
+    if (callback !== undefined) this.once('listening', callback);
+    const address: net.AddressInfo = { address: '0.0.0.0', family: 'IPv4', port: ports[0]! };
+    this.address = () => address;
+    process.nextTick(() => this.emit('listening'));
+    for (const w of capture.waiters.splice(0)) w(this);
+    return this;
+  };
+  return capture;
+}
+
+function requestedPort(args: unknown[]): number | undefined {
+  const first = args[0];
+  if (typeof first === 'number') return first;
+  if (typeof first === 'string' && /^\d+$/.test(first)) return Number(first);
+  if (typeof first === 'object' && first !== null && 'port' in first) {
+    const port = (first as { port?: unknown }).port;
+    return typeof port === 'number'
+      ? port
+      : typeof port === 'string' && /^\d+$/.test(port)
+        ? Number(port)
+        : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * The ports an app's own listen() is matched against: nserve's TCP bind ports (NSERVE_PORTS, set by
+ * the process that bound them, for ephemeral ports), the configured ones, and $PORT.
+ */
+export function compatPorts(configured: readonly number[], env: NodeJS.ProcessEnv): number[] {
+  const ports = new Set(configured.filter((p) => p > 0));
+  for (const p of (env.NSERVE_PORTS ?? '').split(',')) if (/^\d+$/.test(p)) ports.add(Number(p));
+  if (env.PORT !== undefined && /^\d+$/.test(env.PORT)) ports.add(Number(env.PORT));
+  return [...ports];
+}
+
+/** Make the bound TCP ports known to the app ($PORT) and to every process that loads it. */
+export function publishPorts(ports: readonly number[], env: NodeJS.ProcessEnv = process.env): void {
+  const unique = [...new Set(ports)];
+  if (unique.length === 0) return;
+  env.PORT = String(unique[0]);
+  env.NSERVE_PORTS = unique.join(',');
+}
+
+/**
+ * How long an app with no usable export may take to call listen() after its module loaded (e.g. in a
+ * `db.connect().then(() => app.listen(PORT))`); past that, it is reported as exporting nothing usable.
+ */
+export function listenWaitMs(config: { workerBootTimeoutMs: number }): number {
+  return Math.min(config.workerBootTimeoutMs, 5000);
+}
