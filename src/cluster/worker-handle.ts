@@ -1,11 +1,12 @@
-// The master's view of one worker process.
+// The master's view of one worker process. Its metrics scrapes are worker-metrics.ts.
 import type { ChildProcess } from 'node:child_process';
 import { Lifecycle, type Transitions } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
-import { parseWorkerReply, type WorkerReply } from '../metrics/json.js';
+import type { WorkerReply } from '../metrics/json.js';
 import * as native from '../native.js';
 import { Channel } from './channel.js';
 import { type FromWorker, parseFromWorker, type ToWorker } from './protocol.js';
+import { MetricsScrape } from './worker-metrics.js';
 
 /** Messages a worker may send in a burst, and per second after it (heartbeats come once a second). */
 const BURST = 400;
@@ -80,14 +81,8 @@ export class WorkerHandle {
   violation: string | undefined;
   private tokens = BURST;
   private refilledAt = Date.now();
-  /**
-   * The last metrics request id sent (the one being answered, if any). Ids start from the clock, so a late
-   * answer to the previous master image (across a hot restart's exec) is older than any id of this one.
-   */
-  private metricsId = Date.now();
-  private metricsAsk:
-    | { id: number; parts: string[]; expected: number; done: (reply: WorkerReply | undefined) => void }
-    | undefined;
+  /** Metrics requests to this worker and their chunked answers (worker-metrics.ts). */
+  private readonly scrape = new MetricsScrape();
 
   constructor(spec: WorkerSpec, log: Logger) {
     this.index = spec.index;
@@ -192,16 +187,8 @@ export class WorkerHandle {
         return this.certsAsked.delete(msg.id)
           ? undefined
           : `a certificate verdict it was not asked for (#${msg.id})`;
-      case 'metrics': {
-        const ask = this.metricsAsk;
-        if (ask?.id === msg.id) {
-          return msg.part === ask.parts.length && (ask.expected === 0 || msg.parts === ask.expected)
-            ? undefined
-            : `metrics part ${msg.part}/${msg.parts} out of order`;
-        }
-        // A late answer to a request whose deadline passed is dropped; one never asked for is a violation.
-        return msg.id > 0 && msg.id <= this.metricsId ? undefined : 'metrics it was never asked for';
-      }
+      case 'metrics':
+        return this.scrape.outOfOrder(msg);
       default:
         return undefined;
     }
@@ -212,7 +199,7 @@ export class WorkerHandle {
     if (fdCount > 0) return `sent ${fdCount} descriptor(s)`;
     // The chunks of an answer the master is waiting for are bounded by the request (METRICS_MAX_PARTS):
     // they do not count against the rate, so scrapes can never make an honest worker look like a flood.
-    if (msg.t === 'metrics' && msg.id === this.metricsAsk?.id) return this.outOfOrder(msg);
+    if (msg.t === 'metrics' && this.scrape.answering(msg.id)) return this.outOfOrder(msg);
     const now = Date.now();
     this.tokens = Math.min(BURST, this.tokens + ((now - this.refilledAt) / 1000) * PER_SECOND);
     this.refilledAt = now;
@@ -238,7 +225,8 @@ export class WorkerHandle {
       return;
     }
     if (msg.t === 'metrics') {
-      this.onMetricsPart(msg);
+      const bad = this.scrape.onPart(msg);
+      if (bad !== undefined) this.onViolation(bad);
       return;
     }
     const now = Date.now();
@@ -285,34 +273,8 @@ export class WorkerHandle {
    * whole within `timeoutMs` (or exited, or is no longer believed). One request at a time.
    */
   requestMetrics(timeoutMs: number): Promise<WorkerReply | undefined> {
-    if (!this.alive || this.violation !== undefined || this.metricsAsk !== undefined)
-      return Promise.resolve(undefined);
-    const id = ++this.metricsId;
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => finish(undefined), timeoutMs);
-      const finish = (reply: WorkerReply | undefined): void => {
-        clearTimeout(timer);
-        if (this.metricsAsk?.id === id) this.metricsAsk = undefined;
-        resolve(reply);
-      };
-      this.metricsAsk = { id, parts: [], expected: 0, done: finish };
-      this.send({ t: 'metrics', id });
-    });
-  }
-
-  private onMetricsPart(msg: Extract<FromWorker, { t: 'metrics' }>): void {
-    const ask = this.metricsAsk;
-    if (ask === undefined || ask.id !== msg.id) return; // late: its scrape went on without it
-    ask.expected = msg.parts;
-    ask.parts.push(msg.text);
-    if (ask.parts.length < ask.expected) return;
-    const reply = parseWorkerReply(ask.parts.join(''));
-    if (typeof reply === 'string') {
-      ask.done(undefined);
-      this.onViolation(reply);
-      return;
-    }
-    ask.done(reply);
+    if (!this.alive || this.violation !== undefined || this.scrape.busy) return Promise.resolve(undefined);
+    return this.scrape.request(timeoutMs, (id) => this.send({ t: 'metrics', id }));
   }
 
   private onViolation(reason: string): void {
@@ -384,7 +346,7 @@ export class WorkerHandle {
       signal !== null ? `signal ${signal}` : code !== null ? `exit code ${code}` : 'channel closed',
     );
     this.keys.clear();
-    this.metricsAsk?.done(undefined);
+    this.scrape.cancel();
     this.channel.close();
     this.emit({ t: 'exit', code, signal });
   }
