@@ -26,7 +26,7 @@ import { singleSource } from './metrics/single-source.js';
 import * as native from './native.js';
 import { recordPid, removePidfile } from './pidfile.js';
 import { readyProbe } from './probe.js';
-import { logAbandoned, prepareExec } from './restart/exec.js';
+import { logAbandoned, prepareExec } from './restart/prepare.js';
 import type { RunContext } from './run-context.js';
 import { AppServer } from './server.js';
 import { installSignalHandlers } from './signals.js';

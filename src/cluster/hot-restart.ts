@@ -7,8 +7,8 @@ import { handedListeners } from '../binder.js';
 import { errorMessage } from '../errors.js';
 import { reportInheritedLeaks, warnOnGrowth } from '../fds.js';
 import { unlessAborted } from '../lifecycle.js';
-import { type Abandoned, logAbandoned, prepareExec } from '../restart/exec.js';
 import type { Handoff } from '../restart/handoff.js';
+import { type Abandoned, logAbandoned, prepareExec } from '../restart/prepare.js';
 import type { Master } from './master.js';
 import type { WorkerHandle } from './worker-handle.js';
 

@@ -7,7 +7,8 @@ import { buildConfig } from '../../src/config.js';
 import { Lifecycle, SERVER_TRANSITIONS, type ServerState, unlessAborted } from '../../src/lifecycle.js';
 import { createLogger } from '../../src/logger.js';
 import type { FdInfo } from '../../src/native.js';
-import { type ExecOptions, type ExecPlan, prepareExec, type RestartOps } from '../../src/restart/exec.js';
+import type { ExecOptions } from '../../src/restart/exec.js';
+import { type ExecPlan, prepareExec, type RestartOps } from '../../src/restart/prepare.js';
 
 const log = createLogger({ level: 'silent', base: {} });
 const ctx = {

@@ -1,0 +1,152 @@
+// The sequence before an exec, shared by single and cluster mode (`prepareExec`): boot check → (single
+// mode: drain) → leak candidates → onRestart hooks → leak check → exec. Every step can end the restart with
+// the old code still serving; a stop that arrives meanwhile (the AbortSignal) cancels it at the next step.
+// The OS is reached through `RestartOps`, so the decisions are unit-tested with a fake.
+import type { Config } from '../config.js';
+import { errorMessage, type NserveErrorCode } from '../errors.js';
+import { checkLeaks, type LeakCheck, leakCandidates } from '../fds.js';
+import { runHooks } from '../hooks.js';
+import type { Logger } from '../logger.js';
+import type * as native from '../native.js';
+import { type BootCheckResult, bootCheck, type ExecOptions, execSelf, type RestartInfo } from './exec.js';
+import type { BootCheckWhat, Handoff } from './handoff.js';
+
+/** The operating system as prepareExec sees it: real by default, faked in unit tests. */
+export interface RestartOps {
+  bootCheck(what: BootCheckWhat, signal: AbortSignal): Promise<BootCheckResult>;
+  leakCandidates(keep: ReadonlySet<number>): native.FdInfo[];
+  runRestartHooks(): Promise<void>;
+  checkLeaks(before: readonly native.FdInfo[], keep: ReadonlySet<number>): LeakCheck;
+  exec(options: ExecOptions): never;
+}
+
+export interface ExecContext {
+  config: Config;
+  log: Logger;
+  launchCwd: string;
+  restart: RestartInfo;
+  /** What else crosses the exec: the metrics listener and counter totals (metrics/plane.ts). */
+  metrics?: {
+    pause(): Promise<number[]>;
+    resume(): void;
+    handoff(): NonNullable<Handoff['metrics']>;
+    leaksFound(policy: string, n: number): void;
+  };
+}
+
+export function realRestartOps(ctx: ExecContext): RestartOps {
+  const { config, log } = ctx;
+  return {
+    bootCheck: (what, signal) => bootCheck(config.workerBootTimeoutMs, log, what, ctx.launchCwd, signal),
+    leakCandidates,
+    runRestartHooks: async () => {
+      await runHooks('onRestart', config.hooks.onRestart, {}, config.hookTimeoutMs, log);
+    },
+    checkLeaks: (before, keep) => checkLeaks(before, keep, config.leakPolicy, log),
+    exec: execSelf,
+  };
+}
+
+export interface ExecPlan {
+  /**
+   * What the boot check loads: the app (single mode) or only the config; `none` when something else
+   * checks (cluster: the new workers, spawned before the exec, report their config read).
+   */
+  check: BootCheckWhat | 'none';
+  /** After a passing boot check (single mode drains its connections here). */
+  afterCheck?: (check: BootCheckResult & { ok: true }) => Promise<void>;
+  /** The descriptors that must survive the exec (asked once the boot check passed). */
+  keepFds: () => number[];
+  /** The hand-off for the new image. */
+  handoff: (leaked: LeakCheck['leaks']) => ExecOptions['handoff'];
+  /** Awaited once the boot check passed, before anything is listed (cluster: every new worker spawned). */
+  before?: () => Promise<void>;
+  /** Right before the exec: a reason not to exec after all (cluster: a new worker failed to boot). */
+  veto?: () => Abandoned | undefined;
+  /** Right before the exec (cluster: stop watching the worker channels). */
+  beforeExec?: () => void;
+  /** The exec failed: undo beforeExec. */
+  execFailed?: () => void;
+  requestedAt: number;
+  /** Aborted by a stop. */
+  signal: AbortSignal;
+}
+
+/** Why a restart did not exec; the old code keeps serving (or, when `stopped`, the caller stops). */
+export interface Abandoned {
+  code: NserveErrorCode;
+  reason: string;
+  stopped: boolean;
+}
+
+/** The log line of an abandoned restart: "hot restart abandoned, old code keeps serving: why". */
+export function logAbandoned(log: Logger, a: Abandoned, stillServing: 'old code' | 'old workers'): void {
+  if (a.stopped) {
+    log.info('hot restart cancelled by a stop');
+    return;
+  }
+  const what = a.code === 'ERR_NSERVE_FD_LEAK' ? 'refused (leakPolicy refuse)' : 'abandoned';
+  log.error(
+    { code: a.code, error: a.reason },
+    `hot restart ${what}, ${stillServing} keep${stillServing === 'old code' ? 's' : ''} serving: ${a.reason}`,
+  );
+}
+
+/**
+ * Run the steps before a hot restart's exec; exec if they all pass (then this never returns). Returns why
+ * the restart was abandoned otherwise.
+ */
+export async function prepareExec(
+  ctx: ExecContext,
+  plan: ExecPlan,
+  ops: RestartOps = realRestartOps(ctx),
+): Promise<Abandoned> {
+  const stopped = (): Abandoned => ({
+    code: 'ERR_NSERVE_EXEC',
+    reason: 'stopped during the restart',
+    stopped: true,
+  });
+  const check: BootCheckResult =
+    plan.check === 'none' ? { ok: true, file: '', ms: 0 } : await ops.bootCheck(plan.check, plan.signal);
+  if (plan.signal.aborted) return stopped();
+  if (!check.ok) return { code: 'ERR_NSERVE_BOOT_CHECK', reason: check.error, stopped: false };
+  await plan.afterCheck?.(check);
+  await plan.before?.();
+  if (plan.signal.aborted) return stopped();
+  const keepFds = plan.keepFds();
+  const keep = new Set(keepFds);
+  const candidates = ops.leakCandidates(keep);
+  await ops.runRestartHooks();
+  if (plan.signal.aborted) return stopped();
+  const leaks = ops.checkLeaks(candidates, keep);
+  ctx.metrics?.leaksFound(ctx.config.leakPolicy, leaks.leaks.length);
+  if (leaks.refuse) {
+    const list = leaks.leaks.map((l) => `${l.fd} (${l.target})`).join(', ');
+    return {
+      code: 'ERR_NSERVE_FD_LEAK',
+      reason: `descriptors would leak into the restarted process: ${list}`,
+      stopped: false,
+    };
+  }
+  const vetoed = plan.veto?.();
+  if (vetoed !== undefined) return vetoed;
+  const carried = (await ctx.metrics?.pause()) ?? []; // scrapes in flight finish; later ones wait
+  plan.beforeExec?.();
+  try {
+    return ops.exec({
+      keepFds: [...keepFds, ...carried],
+      handoff: {
+        ...plan.handoff(ctx.config.leakPolicy === 'warn' ? leaks.leaks : []),
+        ...(ctx.metrics === undefined ? {} : { metrics: ctx.metrics.handoff() }),
+      },
+      restart: ctx.restart,
+      requestedAt: plan.requestedAt,
+      log: ctx.log,
+      cwd: ctx.launchCwd,
+    });
+  } catch (err) {
+    ctx.metrics?.resume();
+    plan.execFailed?.();
+    return { code: 'ERR_NSERVE_EXEC', reason: `exec failed: ${errorMessage(err)}`, stopped: false };
+  }
+}
