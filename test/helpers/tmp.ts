@@ -12,7 +12,14 @@ export interface Cleanup {
 /** A new temporary directory, removed with everything in it at the end of the test `t`. */
 export function tmpDir(t: Cleanup, prefix = 'nserve-test-'): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  // Retries: a server the test started may still be writing into it (its own after hook stops it).
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 }));
+  // A server the test started may still be writing into it until its own after hook stops it (hooks
+  // run in the order they were registered): try now, and once more a little later if it was not empty.
+  t.after(() => {
+    try {
+      fs.rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
+    } catch {
+      setTimeout(() => fs.rmSync(dir, { recursive: true, force: true, maxRetries: 5 }), 3000).unref();
+    }
+  });
   return dir;
 }
