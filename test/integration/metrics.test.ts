@@ -144,7 +144,13 @@ test('-w 2: a phased and a hot restart under load and a scrape loop: no failed s
   assert.equal(total(last.text, 'nserve_worker_info', { generation: '1' }), 0);
   assert.ok(samples(last.text).has('nserve_last_restart_pause_seconds{kind="hot"}'), 'the pause is reported');
   assert.equal(total(last.text, 'nserve_mixed_versions'), 0);
-  assert.ok(total(last.text, 'nserve_worker_exits_total', { reason: 'drained' }) >= 4);
+  // Four old workers left cleanly (2 phased + 2 hot). A worker's last `drained` can still be lost at its
+  // exit (the known gap in docs/metrics.md); it then counts as a clean `exit`, never as a crash.
+  const clean =
+    total(last.text, 'nserve_worker_exits_total', { reason: 'drained' }) +
+    total(last.text, 'nserve_worker_exits_total', { reason: 'exit' });
+  assert.ok(clean >= 4, `clean worker exits: ${clean}`);
+  assert.equal(total(last.text, 'nserve_worker_exits_total', { reason: 'crash' }), 0);
   t.diagnostic(`${scrapes} scrapes, ${result.ok} requests, 0 failed`);
 });
 
