@@ -5,6 +5,7 @@
 // The listening descriptors are owned here for the life of the PID (across hot restarts); the HTTP
 // servers accept on dups of them, so stopping accepting never closes a socket and never drops its queue.
 import * as fs from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { compatPorts, listenWaitMs, loadApp, publishPorts, resolveAppFile } from './app.js';
 import {
   closeLeftovers,
@@ -28,6 +29,7 @@ import { recordPid, removePidfile } from './pidfile.js';
 import { readyProbe } from './probe.js';
 import { logAbandoned, prepareExec } from './restart/prepare.js';
 import type { RunContext } from './run-context.js';
+import { describeLongLived } from './server/drain.js';
 import { AppServer } from './server.js';
 import { installSignalHandlers } from './signals.js';
 import { type ControlAction, type ControlAnswer, lifetimeView, listenerViews, type Stats } from './status.js';
@@ -142,7 +144,7 @@ export async function runSingle(ctx: RunContext): Promise<void> {
     if (graceful) server.closeListenersServingQueued(listeners.map((l) => l.fd));
     else closeListeners(listeners, { unlink: false });
     const { forced, ...longLived } = await server.drain(timeoutMs, config.longLivedGraceMs, 'stop');
-    if (longLived.asked > 0) log.info({ longLived }, drainedLine(longLived));
+    if (longLived.asked > 0) log.info({ longLived }, `drained: ${describeLongLived(longLived)}`);
     if (forced > 0) log.warn({ forced }, `shutdown timeout reached: closed ${forced} open connection(s)`);
     removeSocketFiles(listeners);
     if (config.pidfile !== undefined) removePidfile(config.pidfile);
@@ -184,7 +186,8 @@ export async function runSingle(ctx: RunContext): Promise<void> {
               // In single mode nothing may finish on old code: those responses end before the exec too.
               const { forced, ...longLived } = await server.drain(config.shutdownTimeoutMs, 0, 'restart');
               const cut = await server.finishOnOld(config.shutdownTimeoutMs);
-              if (longLived.asked > 0 || cut > 0) log.info({ longLived, cut }, drainedLine(longLived));
+              if (longLived.asked > 0 || cut > 0)
+                log.info({ longLived, cut }, `drained: ${describeLongLived(longLived)}`);
               if (forced > 0)
                 log.warn(
                   { forced },
@@ -313,14 +316,6 @@ export async function runSingle(ctx: RunContext): Promise<void> {
 
 async function serveAll(server: AppServer, listeners: readonly Listener[]): Promise<void> {
   for (const l of listeners) await server.serve(`${l.spec.uri}#${l.slot}`, native.dup(l.fd));
-}
-
-function drainedLine(l: { asked: number; closedThemselves: number; ended: number }): string {
-  return `drained: ${l.asked} long-lived connection(s) asked to close, ${l.closedThemselves} closed themselves, ${l.ended} ended by nserve`;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 /** The config as the new image would read it now, if it cannot be read: checked before the exec. */

@@ -5,6 +5,7 @@
 // Exit status: 0 done; 1 the restart or stop waited for (--wait) failed or did not finish in time;
 // 2 it could not be asked (bad usage, no server at that address, stale state file or pidfile, wrong
 // token, the server refused).
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Argument, type Command } from 'commander';
 import { routeForAction } from '../control/api.js';
 import { ControlError, call } from '../control/client.js';
@@ -203,10 +204,6 @@ function bySignal(
   if (opts.json === true) json({ signal, pid: conn.pid });
   else out(`sent ${signal} to pid ${conn.pid} (${command})`);
   return 0;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /**

@@ -9,6 +9,7 @@
 // workers still booting are killed; old ones never stopped serving), then stops gracefully. `halt` is
 // immediate. Single mode follows the same rule.
 import * as fs from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { publishPorts, resolveAppFile } from '../app.js';
 import {
   closeLeftovers,
@@ -345,7 +346,7 @@ export class Master implements Controller {
           { delayMs: this.config.shutdownDelayMs },
           `graceful stop: serving ${this.config.shutdownDelayMs} ms more (--shutdown-delay)`,
         );
-        await new Promise((r) => setTimeout(r, this.config.shutdownDelayMs));
+        await sleep(this.config.shutdownDelayMs);
       }
       native.notify('STOPPING=1');
       this.log.info({ reason }, 'graceful stop: draining workers');

@@ -10,6 +10,7 @@ import { REQUESTS } from '../metrics/requests.js';
 import * as native from '../native.js';
 import { readyProbe } from '../probe.js';
 import { PROTOCOL_VERSION, type WorkerIdentity } from '../restart/handoff.js';
+import { describeLongLived } from '../server/drain.js';
 import { AppServer } from '../server.js';
 import { Channel } from './channel.js';
 import {
@@ -193,7 +194,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
         ...result,
         longLived: { asked: result.asked, closedThemselves: result.closedThemselves, ended: result.ended },
       },
-      `worker drained: ${result.asked} long-lived connection(s) asked to close, ${result.closedThemselves} closed themselves, ${result.ended} ended by nserve`,
+      `worker drained: ${describeLongLived(result)}`,
     );
     if (s !== undefined) {
       const cut = await s.finishOnOld(Math.max(0, config.shutdownTimeoutMs - (Date.now() - started)));

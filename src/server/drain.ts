@@ -3,7 +3,13 @@
 // (FIN after pending writes, never a reset); what is left at the deadline is destroyed.
 import type * as http from 'node:http';
 import type { Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { type Connections, connectionOf, responseClass, STATE } from './connections.js';
+
+/** What a drain did with long-lived connections, in words (one log line; the same in both modes). */
+export function describeLongLived(l: Pick<DrainResult, 'asked' | 'closedThemselves' | 'ended'>): string {
+  return `${l.asked} long-lived connection(s) asked to close, ${l.closedThemselves} closed themselves, ${l.ended} ended by nserve`;
+}
 
 export interface DrainResult {
   /** Connections that were still open at the deadline and were destroyed. */
@@ -121,8 +127,4 @@ export async function finishOnOld(live: Connections, timeoutMs: number): Promise
   const left = pending();
   for (const r of left) r.destroy();
   return left.length;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
