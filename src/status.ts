@@ -215,7 +215,13 @@ export interface Stats {
   requests: number;
   inFlight: number;
   /** Totals over the server's life (across worker replacements and hot restarts). */
-  lifetime: { requests: number; workerCrashes: number; restarts: Record<RestartKind, number> };
+  lifetime: {
+    requests: number;
+    workerCrashes: number;
+    restarts: Record<RestartKind, number>;
+    /** Workers replaced for staying over --worker-max-memory. */
+    memoryReplacements: number;
+  };
   /** The release directory the server serves (resolved). */
   directory: string;
   /** Long-lived connections open (WebSockets, event streams), in all workers. */
@@ -262,7 +268,12 @@ export function listenerViews(listeners: readonly Listener[]): ListenerView[] {
 /** The lifetime view of the totals, given what the processes serving now have served. */
 export function lifetimeView(history: RestartHistory, servingNow: number): Stats['lifetime'] {
   const t = history.totals;
-  return { requests: t.requests + servingNow, workerCrashes: t.crashes, restarts: { ...t.restarts } };
+  return {
+    requests: t.requests + servingNow,
+    workerCrashes: t.crashes,
+    restarts: { ...t.restarts },
+    memoryReplacements: t.memoryReplacements,
+  };
 }
 
 /** The fields of a worker event the lifetime totals need (structural: status.ts knows no cluster types). */

@@ -1,15 +1,18 @@
 // --worker-max-memory: a worker whose RSS stays over the limit is replaced, its replacement first, and
 // no request fails. Bad sizes are refused in one line.
 import assert from 'node:assert/strict';
+import * as path from 'node:path';
 import { after, test } from 'node:test';
+import { ctl } from '../helpers/control.js';
 import { assertNoFailedRequests, getJson, Load } from '../helpers/load.js';
-import { childPids, FIXTURES, killAll, runNserve, startNserve, until } from '../helpers/server.js';
+import { childPids, FIXTURES, killAll, runNserve, startNserve, tmpDir, until } from '../helpers/server.js';
 
 after(killAll);
 
 test('a worker over --worker-max-memory is replaced under load with zero failed requests', {
   timeout: 60_000,
 }, async (t) => {
+  const state = path.join(tmpDir(t), 'nserve.state');
   const srv = startNserve([
     'start',
     `${FIXTURES}/memory/grow.mjs`,
@@ -19,6 +22,10 @@ test('a worker over --worker-max-memory is replaced under load with zero failed 
     'tcp://127.0.0.1:0',
     '--worker-max-memory',
     '150MB',
+    '--control-url',
+    'auto',
+    '--state',
+    state,
   ]);
   t.after(() => srv.kill());
   const port = await srv.port(20000);
@@ -46,6 +53,12 @@ test('a worker over --worker-max-memory is replaced under load with zero failed 
   );
   await load.roundsSince(performance.now(), 3);
   assertNoFailedRequests(await load.stop());
+  const stats = await ctl(['-S', state, 'stats', '--json']);
+  assert.equal(stats.code, 0, stats.stderr);
+  assert.equal(
+    (JSON.parse(stats.stdout) as { lifetime: { memoryReplacements: number } }).lifetime.memoryReplacements,
+    1,
+  );
   const other = before.find((p) => p !== fat);
   assert.ok(other !== undefined && childPids(srv.pid).includes(other), 'the other worker was left alone');
 });

@@ -170,7 +170,7 @@ const sample: Stats = {
   state: 'running',
   requests: 12,
   inFlight: 1,
-  lifetime: { requests: 5012, workerCrashes: 3, restarts: { hot: 4, phased: 2 } },
+  lifetime: { requests: 5012, workerCrashes: 3, restarts: { hot: 4, phased: 2 }, memoryReplacements: 0 },
   directory: '/srv/releases/v2',
   longLived: 0,
   workers: [
