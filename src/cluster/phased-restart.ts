@@ -138,6 +138,8 @@ async function canaryPhase(
   signal: AbortSignal,
 ): Promise<CanaryVerdict | { ok: false; summary: string }> {
   const { log, pool } = m;
+  // Its leaving (an uncaught exception) is the verdict here, not a replacement for crash recovery.
+  canary.replacing = true;
   const others = pool.current().filter((w) => w !== canary && w.serving);
   const beside = others.length === 0 && old?.alive === true ? old : undefined;
   if (beside === undefined && old?.alive === true)
@@ -152,6 +154,7 @@ async function canaryPhase(
     const inconclusive = 'inconclusive' in verdict && verdict.inconclusive;
     if (inconclusive) log.warn({ canary: verdict }, `phased restart: ${verdict.summary}: going on`);
     else log.info({ canary: verdict }, `phased restart: ${verdict.summary}`);
+    canary.replacing = false;
     if (beside !== undefined) await pool.drain(beside, 'phased restart: replaced', { why: 'restart' });
     return verdict;
   }

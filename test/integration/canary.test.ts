@@ -160,3 +160,33 @@ test('a healthy release passes its canary and rolls out to every worker, the res
   assert.deepEqual([...(await versionsAnswered(port, 20))], ['v2']);
   assertNoFailedRequests(await load.stop());
 });
+
+test('one worker: the old worker serves beside the canary as its baseline, and alone again after a failed canary', async (t) => {
+  t.after(killAll);
+  const root = makeReleases(t, { v1: {}, v2: { failRate: FAIL_RATE } }, 'v1');
+  const state = path.join(root, 'nserve.state');
+  const { srv, port } = await startControlled(
+    t,
+    'app.mjs',
+    { url: 'auto', state },
+    { workers: 1, directory: path.join(root, 'current'), args: ['--canary', '2s'] },
+  );
+  const [old] = (await stats(state)).workers;
+  const load = new Load({ port, newConnection: 4 });
+  t.after(() => load.stop());
+  await load.warmedUp();
+  switchRelease(root, 'v2');
+  const mark = srv.lines.length;
+  const r = await ctl(['phased-restart', '--wait', '-S', state]);
+  assert.equal(r.code, 1, `${r.stdout}${r.stderr}`);
+  t.diagnostic(r.stderr.trim());
+  assert.match(r.stderr, /canary 5xx rate \d+\.\d% \(\d+\/\d+ requests\) vs old workers 0\.0% \(0\/\d+\)/);
+  const s = await allOn(state, 1, 0, 'v1');
+  assert.equal(s.workers[0]?.pid, old?.pid, 'the old worker never stopped serving');
+  assert.ok(!srv.lines.slice(mark).some((l) => /runs the previous release again/.test(String(l.msg))));
+  const result = await load.stop();
+  const ended = srv.lines.find((l) => String(l.msg).startsWith('phased restart stopped after the canary'));
+  assert.ok(ended !== undefined);
+  assert.ok(result.failures.every((f) => f.kind === 'non2xx' && f.start < srv.receivedAt(ended)));
+  assert.deepEqual([...(await versionsAnswered(port, 10))], ['v1']);
+});
