@@ -142,13 +142,17 @@ async function canaryPhase(
   canary.replacing = true;
   const others = pool.current().filter((w) => w !== canary && w.serving);
   const beside = others.length === 0 && old?.alive === true ? old : undefined;
-  if (beside === undefined && old?.alive === true)
-    await pool.drain(old, 'phased restart: replaced (canary)', { why: 'restart' });
+  // It stops accepting at once; its in-flight requests finish while the canary is watched.
+  const draining =
+    beside === undefined && old?.alive === true
+      ? pool.drain(old, 'phased restart: replaced', { why: 'restart' })
+      : Promise.resolve();
   log.info(
     { worker: canary.index, workerPid: canary.pid, canaryMs },
     `phased restart: canary worker ${canary.index} serves for ${canaryMs} ms`,
   );
   const watched = await watchCanary(canary, beside === undefined ? others : [beside], canaryMs, signal);
+  await draining;
   const verdict = 'failed' in watched ? { ok: false as const, summary: watched.failed } : watched;
   if (verdict.ok) {
     const inconclusive = 'inconclusive' in verdict && verdict.inconclusive;
