@@ -151,7 +151,11 @@ test('a healthy release passes its canary and rolls out to every worker, the res
   assert.ok(passed !== undefined, 'the canary verdict is logged');
   t.diagnostic(String(passed.msg));
   // The canary alone first, then workers 1 and 2 together: both spawned before either is replaced.
-  const at = (re: RegExp): number => lineIndex(srv, (l) => re.test(String(l.msg)), mark);
+  const at = (re: RegExp): number => {
+    const i = lineIndex(srv, (l) => re.test(String(l.msg)), mark);
+    assert.ok(i >= 0, `no log line ${re}`);
+    return i;
+  };
   assert.ok(at(/^phased restart: worker 1\/3 replaced/) < at(/^worker 1 spawned/));
   assert.ok(at(/^worker 2 spawned/) < at(/^phased restart: worker 2\/3 replaced/));
   assert.ok(at(/^worker 1 spawned/) < at(/^phased restart: worker 2\/3 replaced/));

@@ -15,7 +15,11 @@ test('--phase-concurrency 2 with -w 4: two phases of two workers, zero failed re
   t.after(() => load.stop());
   await load.warmedUp();
   const { lines, line } = await restart(srv, 'phased', { release: { root, version: 'v2' } });
-  const at = (re: RegExp): number => lines.findIndex((l) => re.test(String(l.msg)));
+  const at = (re: RegExp): number => {
+    const i = lines.findIndex((l) => re.test(String(l.msg)));
+    assert.ok(i >= 0, `no log line ${re}`);
+    return i;
+  };
   // Workers 0 and 1 are spawned before either is replaced; 2 and 3 only once both were.
   for (const i of [0, 1])
     assert.ok(at(new RegExp(`^worker ${i} spawned`)) < at(/^phased restart: worker 1\/4 replaced/));
