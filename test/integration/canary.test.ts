@@ -2,6 +2,7 @@
 // the rollout goes on. A bad release is stopped after the canary and the previous release serves again on
 // every worker; a healthy one rolls out completely.
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import type { Stats } from '../../src/status.js';
@@ -193,4 +194,43 @@ test('one worker: the old worker serves beside the canary as its baseline, and a
   assert.ok(ended !== undefined);
   assert.ok(result.failures.every((f) => f.kind === 'non2xx' && f.start < srv.receivedAt(ended)));
   assert.deepEqual([...(await versionsAnswered(port, 10))], ['v1']);
+});
+
+test('a canary with an uncaught exception fails at once, without waiting for its window', async (t) => {
+  t.after(killAll);
+  const root = makeReleases(t, { v1: {} }, 'v1');
+  // v2 answers, then throws outside any handler: the worker asks to be replaced.
+  fs.mkdirSync(path.join(root, 'releases', 'v2'));
+  fs.writeFileSync(
+    path.join(root, 'releases', 'v2', 'app.mjs'),
+    `export default (req, res) => {
+  res.setHeader('content-type', 'application/json');
+  res.end(JSON.stringify({ version: 'v2', pid: process.pid }));
+  setImmediate(() => { throw new Error('v2 is broken after answering'); });
+};
+`,
+  );
+  const state = path.join(root, 'nserve.state');
+  const { port } = await startControlled(
+    t,
+    'app.mjs',
+    { url: 'auto', state },
+    { workers: 2, directory: path.join(root, 'current'), args: ['--canary', '20s'] },
+  );
+  const load = new Load({ port, keepAlive: 2, newConnection: 2 });
+  t.after(() => load.stop());
+  await load.warmedUp();
+  switchRelease(root, 'v2');
+  const started = Date.now();
+  const r = await ctl(['phased-restart', '--wait', '-S', state]);
+  assert.equal(r.code, 1, `${r.stdout}${r.stderr}`);
+  assert.match(
+    r.stderr,
+    /failed: the canary is leaving \(uncaught exception: v2 is broken after answering\)/,
+  );
+  assert.ok(Date.now() - started < 15_000, 'judged before its 20 s window');
+  await allOn(state, 2, 0, 'v1');
+  assert.deepEqual([...(await versionsAnswered(port, 10))], ['v1']);
+  // It answered before it threw, and drained: no request failed.
+  assertNoFailedRequests(await load.stop());
 });
