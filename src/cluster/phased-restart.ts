@@ -221,8 +221,11 @@ export async function resize(m: Master, count: number): Promise<void> {
       pool.workers[count - 1] = w;
       await pool.waitBooted(w);
     } catch (err) {
-      log.error({ err }, `adding worker ${count - 1} failed: ${errorMessage(err)}`);
       w?.kill('SIGKILL');
+      // A SIGTTOU while it booted removed it (it exits while booting): that is no failure, and the count
+      // is the later resize's, not to be put back.
+      if (w !== undefined && pool.workers[count - 1] !== w) return;
+      log.error({ err }, `adding worker ${count - 1} failed: ${errorMessage(err)}`);
       m.count = previous;
       pool.workers.length = previous;
       return;
