@@ -59,8 +59,11 @@ interface Ctx {
 }
 
 interface Running {
-  /** Trigger one restart; resolves when the system reports it complete. */
-  restart(): Promise<{ doneAt: number }>;
+  /**
+   * Trigger one restart; resolves when the system reports it complete (nserve's phased restart also says
+   * how long each replacement took from its spawn to accepting on its slots).
+   */
+  restart(): Promise<{ doneAt: number; replacementsMs?: number[] }>;
   stop(): Promise<void>;
   pids(): number[];
 }
@@ -74,12 +77,18 @@ interface SystemDef {
   start(ctx: Ctx): Promise<Running>;
 }
 
-function nserveSystem(name: string, label: string, workers: number, signal: NodeJS.Signals): SystemDef {
+function nserveSystem(
+  name: string,
+  label: string,
+  workers: number,
+  signal: NodeJS.Signals,
+  extra: string[] = [],
+): SystemDef {
   return {
     name,
     label,
     single: workers === 0,
-    how: `nserve start app.mjs --directory current${workers ? ` -w ${workers}` : ''}; kill -${signal.slice(3)} PID`,
+    how: `nserve start app.mjs --directory current${workers ? ` -w ${workers}` : ''}${extra.map((a) => ` ${a}`).join('')}; kill -${signal.slice(3)} PID`,
     async start(ctx) {
       const proc = startNode(NSERVE_CLI, [
         'start',
@@ -89,14 +98,19 @@ function nserveSystem(name: string, label: string, workers: number, signal: Node
         '--bind',
         `tcp://127.0.0.1:${ctx.port}`,
         ...(workers > 0 ? ['-w', String(workers)] : []),
+        ...extra,
       ]);
       await bootedOrKilled(proc, 'nserve booted', ctx.port);
       return {
         async restart() {
-          const { line } = await restart(proc, signal === 'SIGUSR1' ? 'phased' : 'hot', {
+          const { line, lines } = await restart(proc, signal === 'SIGUSR1' ? 'phased' : 'hot', {
             deadlineMs: 60000,
           });
-          return { doneAt: proc.receivedAt(line) };
+          // "phased restart: worker i/N replaced" carries ms: that worker's spawn → accepting.
+          const replacementsMs = lines
+            .filter((l) => /^phased restart: worker \d+\/\d+ replaced/.test(String(l.msg)))
+            .map((l) => Number(l.ms));
+          return { doneAt: proc.receivedAt(line), replacementsMs };
         },
         stop: () => proc.stop('SIGTERM', 3000),
         pids: () => [proc.pid],
@@ -179,13 +193,24 @@ export const RESTART_SYSTEMS: SystemDef[] = [
   nserveSystem('nserve-hot', 'nserve hot restart, single (USR2)', 0, 'SIGUSR2'),
   nserveSystem('nserve-hot-w2', 'nserve hot restart, -w 2 (USR2)', 2, 'SIGUSR2'),
   nserveSystem('nserve-phased-w2', 'nserve phased restart, -w 2 (USR1)', 2, 'SIGUSR1'),
+  nserveSystem('nserve-phased-w2-c2', 'nserve phased restart, -w 2, --phase-concurrency 2', 2, 'SIGUSR1', [
+    '--phase-concurrency',
+    '2',
+  ]),
+  nserveSystem('nserve-phased-w4', 'nserve phased restart, -w 4 (USR1)', 4, 'SIGUSR1'),
+  nserveSystem('nserve-phased-w4-c2', 'nserve phased restart, -w 4, --phase-concurrency 2', 4, 'SIGUSR1', [
+    '--phase-concurrency',
+    '2',
+  ]),
   clusterSystem(),
   pm2System('pm2-reload', 'PM2 reload, -i 2, wait_ready', 'reload', true),
   pm2System('pm2-restart', 'PM2 restart, -i 2, wait_ready', 'restart', true),
   pm2System('pm2-reload-nowait', 'PM2 reload, -i 2, no wait_ready', 'reload', false),
   pm2System('pm2-restart-nowait', 'PM2 restart, -i 2, no wait_ready', 'restart', false),
 ];
-export const DEFAULT_RESTART_SYSTEMS = RESTART_SYSTEMS.filter((s) => s.name !== 'pm2-restart-nowait').map(
+/** Opt-in (--systems): the phase-concurrency comparison (issue 17, goal 2). */
+const OPT_IN = ['pm2-restart-nowait', 'nserve-phased-w2-c2', 'nserve-phased-w4', 'nserve-phased-w4-c2'];
+export const DEFAULT_RESTART_SYSTEMS = RESTART_SYSTEMS.filter((s) => !OPT_IN.includes(s.name)).map(
   (s) => s.name,
 );
 
@@ -196,6 +221,8 @@ interface RestartRecord {
   signalAt: number;
   doneAt: number;
   firstNewAt?: number;
+  /** nserve phased: each replacement's spawn → accepting. */
+  replacementsMs?: number[];
   error?: string;
 }
 
@@ -211,6 +238,8 @@ export interface RestartMetrics {
   rps: number;
   /** Requests started after the restart was reported done, answered by older code. */
   stale: number;
+  /** nserve phased: each replacement's spawn → accepting on its slots (ms), from the master's log. */
+  replacementsMs?: number[];
   error?: string;
 }
 
@@ -261,7 +290,9 @@ async function runOne(sys: SystemDef, round: number, opts: RestartOptions): Prom
       const rec: RestartRecord = { version, signalAt, doneAt: Number.NaN };
       records.push(rec);
       try {
-        rec.doneAt = (await running.restart()).doneAt;
+        const outcome = await running.restart();
+        rec.doneAt = outcome.doneAt;
+        if (outcome.replacementsMs !== undefined) rec.replacementsMs = outcome.replacementsMs;
         const first = await Promise.race([load.firstFrom(version, signalAt), sleep(20000)]);
         if (!first) throw new Error(`no response from ${version} within 20 s of the restart completing`);
         rec.firstNewAt = first.end;
@@ -343,6 +374,7 @@ function analyze(
       failed: failures.filter((f) => f.start <= w.end && f.end >= w.start).length,
       rps: Math.round((served * 1000) / Math.max(1, busyEnd - w.start)),
       stale,
+      ...(w.rec.replacementsMs === undefined ? {} : { replacementsMs: w.rec.replacementsMs }),
       ...(w.rec.error ? { error: w.rec.error } : {}),
     };
   });
@@ -546,6 +578,7 @@ export async function restartSuite(opts: RestartOptions): Promise<void> {
     'new code after',
     'new code − boot',
     'restart took',
+    'spawn → accepting − boot',
     'stale',
   ];
   const rows = summary.map((s) => s.row);
@@ -567,6 +600,9 @@ export async function restartSuite(opts: RestartOptions): Promise<void> {
   );
   console.log(
     'stale: requests started after the restart was reported done but answered by the old code (per run).',
+  );
+  console.log(
+    "spawn → accepting − boot: nserve phased restarts, each replacement from its spawn to accepting on its slots (the master's log), minus the app's configured boot.",
   );
   const out = opts.out;
   const svgFile = `${out.replace(/\.json$/, '')}.svg`;
@@ -649,6 +685,12 @@ function summarize(sys: SystemDef, runs: RunResult[]): { row: string[]; data: Re
   // signal → new code, minus the app's configured boot: the "boot + X" of issue 17.
   const overBoot = spread(runs.flatMap((r) => r.restarts.map((x) => x.firstNewMs - r.bootMs)));
   const took = spread(allRestarts.map((r) => r.doneMs));
+  // Issue 17 goal 2: each replacement's spawn → accepting, minus the app's boot (NaN: not reported).
+  const replacements = allRestarts.flatMap((r) => r.replacementsMs ?? []);
+  const spawnToAccept = spread(replacements);
+  const acceptOverBoot = spread(
+    runs.flatMap((r) => r.restarts.flatMap((x) => (x.replacementsMs ?? []).map((ms) => ms - r.bootMs))),
+  );
   const steadyRps = median(runs.map((r) => r.steadyRps));
   const restartRps = median(runs.map((r) => r.restartRps));
   const data = {
@@ -678,6 +720,8 @@ function summarize(sys: SystemDef, runs: RunResult[]): { row: string[]; data: Re
     firstNewOverBootMs: overBoot,
     lastOldMs: spread(allRestarts.map((r) => r.lastOldMs)),
     restartTookMs: took,
+    spawnToAcceptMs: spawnToAccept,
+    spawnToAcceptOverBootMs: acceptOverBoot,
   };
   const kindText =
     Object.entries(kinds)
@@ -697,6 +741,7 @@ function summarize(sys: SystemDef, runs: RunResult[]): { row: string[]; data: Re
     fmtSpread(firstNew, fmtMs),
     `+${fmtSpread(overBoot, fmtMs)}`,
     fmtSpread(took, fmtMs),
+    replacements.length === 0 ? '—' : `+${fmtSpread(acceptOverBoot, fmtMs)}`,
     runs.map((r) => String(r.stale)).join(' / '),
   ];
   return { row, data };

@@ -92,6 +92,13 @@ export interface UserConfig {
   readyProbeTimeout?: number;
   envFile?: string;
   tagOutput?: boolean;
+  /**
+   * Phased restarts: the first new worker serves alone for this long ('3s', '500ms', or seconds) and its
+   * 5xx rate is compared with the old workers'; a worse one stops the rollout (docs/restarts.md).
+   */
+  canary?: number | string;
+  /** Phased restarts: workers replaced at a time (default 1, at most the worker count). */
+  phaseConcurrency?: number;
   onRestart?: HookFn | HookFn[];
   onWorkerBoot?: HookFn | HookFn[];
   onWorkerShutdown?: HookFn | HookFn[];
@@ -166,6 +173,10 @@ export interface Config {
   envFile: string | undefined;
   /** The app's stdout/stderr lines become log events naming the process (worker) that wrote them. */
   tagOutput: boolean;
+  /** `--canary`: ms the first new worker of a phased restart is watched alone; undefined: no canary. */
+  canaryMs: number | undefined;
+  /** `--phase-concurrency`: workers a phased restart replaces at a time. */
+  phaseConcurrency: number;
   configFile: string | undefined;
   /** How `configFile` was found. */
   configSource: ConfigFileSource | undefined;
@@ -213,5 +224,7 @@ export interface CliOptions {
   /** `--dotenv` (config key envFile). */
   dotenv?: string;
   tagOutput?: boolean;
+  canary?: string;
+  phaseConcurrency?: string;
   config?: string;
 }

@@ -141,6 +141,14 @@ function withStartOptions(cmd: Command): Command {
       )
       .option('--ready-probe-timeout <s>', 'seconds the ready probe may take (default 5)')
       .option(
+        '--canary <duration>',
+        "phased restart: the first new worker serves alone for DURATION (e.g. 3s); a worse 5xx rate than the old workers' stops the rollout and brings the previous release back",
+      )
+      .option(
+        '--phase-concurrency <n>',
+        'phased restart: replace N workers at a time, each replacement accepting before its old worker drains (default 1)',
+      )
+      .option(
         '--health-path <path>',
         'answer this path from nserve itself: 200 while serving, 503 while draining',
       )

@@ -1,43 +1,75 @@
-// Phased restart (SIGUSR1) and resizing (SIGTTIN/SIGTTOU): workers are replaced or added one at a time,
-// surge-first, so some worker always accepts on every slot. Old and new code serve side by side for a
-// while (schema changes must be backwards-compatible: docs/restarts.md).
+// Phased restart (SIGUSR1) and resizing (SIGTTIN/SIGTTOU): workers are replaced (--phase-concurrency at a
+// time, default one) or added surge-first, so some worker always accepts on every slot. Old and new code
+// serve side by side for a while (schema changes must be backwards-compatible: docs/restarts.md). With
+// --canary the first replacement serves alone for a while and is judged first (canary.ts).
 import { errorMessage } from '../errors.js';
 import { unlessAborted } from '../lifecycle.js';
+import { type CanaryVerdict, watchCanary } from './canary.js';
 import type { Master } from './master.js';
 import type { WorkerHandle } from './worker-handle.js';
 
+/** The canary judged the new release worse: the rollout stopped and the previous release serves again. */
+class CanaryFailed extends Error {}
+
+/** Worker indexes in the order they are replaced: the canary alone first, then `concurrency` at a time. */
+export function phases(count: number, concurrency: number, canary: boolean): number[][] {
+  const out: number[][] = [];
+  let i = 0;
+  if (canary && count > 0) out.push([i++]);
+  const n = Math.max(1, Math.min(concurrency, count));
+  while (i < count) {
+    out.push(Array.from({ length: Math.min(n, count - i) }, (_, k) => i + k));
+    i += n;
+  }
+  return out;
+}
+
 /**
- * Per worker: spawn its replacement from the re-resolved directory, wait until it booted and accepts on
- * the old worker's slots, then drain the old worker. A replacement that fails to boot stops the rollout;
- * the remaining old workers keep serving.
+ * Per phase: spawn the replacements from the re-resolved directory, wait until all booted and accept on
+ * the old workers' slots, then drain the old workers. A replacement that fails to boot stops the rollout
+ * (its phase's other replacements are killed); the remaining old workers keep serving.
  */
 export async function phasedRestart(m: Master): Promise<void> {
-  const { log, pool } = m;
+  const { log, pool, config } = m;
   const signal = m.beginRestart('phased restart requested');
   const started = Date.now();
   const record = m.history.begin('phased');
   const generation = m.generation + 1;
+  const canaryMs = config.canaryMs;
   let replaced = 0;
   try {
     const directory = m.resolveNewDirectory();
-    log.info({ generation, directory }, 'phased restart: started');
-    for (let index = 0; index < m.count; index++) {
-      const old = pool.workers[index];
-      const fresh = await pool.spawn(index, generation, directory);
-      try {
-        await unlessAborted(pool.waitBooted(fresh), signal);
-      } catch (err) {
-        fresh.kill('SIGKILL');
-        throw err;
+    const plan = phases(m.count, config.phaseConcurrency, canaryMs !== undefined);
+    log.info(
+      { generation, directory, concurrency: config.phaseConcurrency, canaryMs },
+      'phased restart: started',
+    );
+    for (const [p, indexes] of plan.entries()) {
+      const { fresh, old, acceptedAt } = await surge(m, indexes, generation, directory, signal);
+      if (p === 0 && canaryMs !== undefined) {
+        const verdict = await canaryPhase(m, fresh[0]!, old[0], canaryMs, signal);
+        if (!verdict.ok) throw new CanaryFailed(verdict.summary);
+      } else {
+        await Promise.all(
+          old.map((w) =>
+            w?.alive ? pool.drain(w, 'phased restart: replaced', { why: 'restart' }) : undefined,
+          ),
+        );
       }
-      pool.install(fresh);
-      await m.slots.rebalance();
-      if (old?.alive) await pool.drain(old, 'phased restart: replaced', { why: 'restart' });
-      replaced++;
-      log.info(
-        { worker: index, workerPid: fresh.pid, generation },
-        `phased restart: worker ${index + 1}/${m.count} replaced (phase ${generation})`,
-      );
+      for (const w of fresh) {
+        replaced++;
+        log.info(
+          {
+            worker: w.index,
+            workerPid: w.pid,
+            generation,
+            // spawn → booted, and spawn → accepting on its slots (issue 17: within boot + 150 ms)
+            bootedMs: (w.bootedAt ?? acceptedAt) - w.spawnedAt,
+            ms: acceptedAt - w.spawnedAt,
+          },
+          `phased restart: worker ${w.index + 1}/${m.count} replaced (phase ${generation})`,
+        );
+      }
     }
     m.generation = generation;
     m.directory = directory;
@@ -50,12 +82,130 @@ export async function phasedRestart(m: Master): Promise<void> {
   } catch (err) {
     if (replaced > 0) m.generation = generation;
     m.history.finish(record, 'failed', errorMessage(err));
-    log.error(
-      { code: 'ERR_NSERVE_WORKER_BOOT', err, replaced },
-      `phased restart stopped after ${replaced}/${m.count} workers, the others keep serving: ${errorMessage(err)}`,
-    );
+    if (err instanceof CanaryFailed) {
+      log.error(
+        { code: 'ERR_NSERVE_CANARY', replaced },
+        `phased restart stopped after the canary, the previous release serves again: ${err.message}`,
+      );
+    } else {
+      log.error(
+        { code: 'ERR_NSERVE_WORKER_BOOT', err, replaced },
+        `phased restart stopped after ${replaced}/${m.count} workers, the others keep serving: ${errorMessage(err)}`,
+      );
+    }
   }
   m.endRestart('phased restart ended');
+}
+
+/**
+ * Spawn replacements for `indexes`, wait until every one booted, and give them the old workers' slots
+ * (both accept for a moment). Returns them with the old workers, not yet drained.
+ */
+async function surge(
+  m: Master,
+  indexes: readonly number[],
+  generation: number,
+  directory: string,
+  signal: AbortSignal,
+): Promise<{ fresh: WorkerHandle[]; old: (WorkerHandle | undefined)[]; acceptedAt: number }> {
+  const { pool } = m;
+  const old = indexes.map((i) => pool.workers[i]);
+  const spawned = await Promise.allSettled(indexes.map((i) => pool.spawn(i, generation, directory)));
+  const fresh = spawned.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+  try {
+    const failed = spawned.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
+    await unlessAborted(Promise.all(fresh.map((w) => pool.waitBooted(w))), signal);
+  } catch (err) {
+    for (const w of fresh) w.kill('SIGKILL');
+    throw err;
+  }
+  for (const w of fresh) pool.install(w);
+  await m.slots.rebalance();
+  return { fresh, old, acceptedAt: Date.now() };
+}
+
+/**
+ * The canary serves its share (its old worker drains, as in any phase) while the others keep the old
+ * code; with a single worker the old one keeps serving beside it, as the baseline. A worse canary is
+ * withdrawn: its slots go to old workers at once, then a worker of the previous release takes its index.
+ */
+async function canaryPhase(
+  m: Master,
+  canary: WorkerHandle,
+  old: WorkerHandle | undefined,
+  canaryMs: number,
+  signal: AbortSignal,
+): Promise<CanaryVerdict | { ok: false; summary: string }> {
+  const { log, pool } = m;
+  // Its leaving (an uncaught exception) is the verdict here, not a replacement for crash recovery.
+  canary.replacing = true;
+  const others = pool.current().filter((w) => w !== canary && w.serving);
+  const beside = others.length === 0 && old?.alive === true ? old : undefined;
+  // It stops accepting at once; its in-flight requests finish while the canary is watched.
+  const draining =
+    beside === undefined && old?.alive === true
+      ? pool.drain(old, 'phased restart: replaced', { why: 'restart' })
+      : Promise.resolve();
+  log.info(
+    { worker: canary.index, workerPid: canary.pid, canaryMs },
+    `phased restart: canary worker ${canary.index} serves for ${canaryMs} ms`,
+  );
+  const watched = await watchCanary(canary, beside === undefined ? others : [beside], canaryMs, signal);
+  await draining;
+  const verdict = 'failed' in watched ? { ok: false as const, summary: watched.failed } : watched;
+  if (verdict.ok) {
+    const inconclusive = 'inconclusive' in verdict && verdict.inconclusive;
+    if (inconclusive) log.warn({ canary: verdict }, `phased restart: ${verdict.summary}: going on`);
+    else log.info({ canary: verdict }, `phased restart: ${verdict.summary}`);
+    canary.replacing = false;
+    if (beside !== undefined) await pool.drain(beside, 'phased restart: replaced', { why: 'restart' });
+    return verdict;
+  }
+  log.error({ canary: verdict, code: 'ERR_NSERVE_CANARY' }, `phased restart: ${verdict.summary}`);
+  await withdraw(m, canary, beside);
+  return verdict;
+}
+
+/** Take a failed canary out of service and give its index back to the previous release. */
+async function withdraw(m: Master, canary: WorkerHandle, beside: WorkerHandle | undefined): Promise<void> {
+  const { log, pool } = m;
+  const index = canary.index;
+  canary.markDraining('the canary failed');
+  if (beside !== undefined) {
+    pool.install(beside); // the old worker it served beside is current again; the canary retires
+    pool.retiring.delete(beside);
+  } else {
+    if (canary.alive) pool.retiring.add(canary);
+    delete pool.workers[index];
+  }
+  // Its slots are lent to old workers before it stops accepting: none goes without an acceptor.
+  await m.slots.rebalance();
+  if (canary.alive) await pool.drain(canary, 'the canary failed', { why: 'replace' });
+  if (beside !== undefined || m.isStopping()) return;
+  let back: WorkerHandle | undefined;
+  try {
+    back = await pool.spawn(index, m.generation, m.directory);
+    await pool.waitBooted(back);
+  } catch (err) {
+    back?.kill('SIGKILL');
+    // The index stays empty: it is replaced (with back-off) once the restart has ended.
+    log.error(
+      { worker: index, err },
+      `worker ${index} of the previous release failed to boot: ${errorMessage(err)}`,
+    );
+    return;
+  }
+  if (m.isStopping()) {
+    back.kill('SIGKILL');
+    return;
+  }
+  pool.install(back);
+  await m.slots.rebalance();
+  log.info(
+    { worker: index, workerPid: back.pid, generation: m.generation, directory: m.directory },
+    `phased restart: worker ${index} runs the previous release again`,
+  );
 }
 
 /** Change the worker count: a new worker boots before it gets slots; removed ones hand theirs over first. */
@@ -71,8 +221,11 @@ export async function resize(m: Master, count: number): Promise<void> {
       pool.workers[count - 1] = w;
       await pool.waitBooted(w);
     } catch (err) {
-      log.error({ err }, `adding worker ${count - 1} failed: ${errorMessage(err)}`);
       w?.kill('SIGKILL');
+      // A SIGTTOU while it booted removed it (it exits while booting): that is no failure, and the count
+      // is the later resize's, not to be put back.
+      if (w !== undefined && pool.workers[count - 1] !== w) return;
+      log.error({ err }, `adding worker ${count - 1} failed: ${errorMessage(err)}`);
       m.count = previous;
       pool.workers.length = previous;
       return;

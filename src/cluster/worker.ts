@@ -39,8 +39,9 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     runHooks(name, config.hooks[name], { worker: index, phase }, config.hookTimeoutMs, log);
 
   let server: AppServer | undefined;
-  // Counted only when something can scrape (--metrics-url or a control server): metrics/requests.ts.
-  REQUESTS.on = config.metrics;
+  // Counted only when something can scrape (--metrics-url or a control server), or when a phased
+  // restart's canary is judged by its 5xx rate (cluster/canary.ts): metrics/requests.ts.
+  REQUESTS.on = config.metrics || config.canaryMs !== undefined;
   const totals = (): { totals?: number[] } => (REQUESTS.on ? { totals: REQUESTS.snapshot() } : {});
   const held = new Map<string, number>();
   let draining = false;

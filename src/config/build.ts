@@ -14,6 +14,7 @@ import type { FoundConfigFile } from './file.js';
 import {
   bool,
   byteSize,
+  duration,
   envFile,
   fromEnv,
   healthPath,
@@ -166,11 +167,32 @@ export function buildConfig(
     readyProbeTimeoutMs: seconds('readyProbeTimeout', take('readyProbeTimeout'), 5),
     envFile: envFile(cli, file, sources),
     tagOutput: bool('tagOutput', take('tagOutput')),
+    ...phasedRollout(take, workers),
     configFile: found?.file,
     configSource: found?.source,
     hooks: hooks(file),
     sources,
   };
+}
+
+/** `--canary` and `--phase-concurrency`: how a phased restart rolls out (cluster mode only). */
+function phasedRollout(
+  take: (key: 'canary' | 'phaseConcurrency') => Picked,
+  workers: number,
+): { canaryMs: number | undefined; phaseConcurrency: number } {
+  const canary = take('canary');
+  const canaryMs = duration('canary', canary);
+  const concurrency = take('phaseConcurrency');
+  if (workers === 0) {
+    // A phased restart needs workers: refusing says so instead of silently ignoring the setting.
+    const given = canary ?? concurrency;
+    if (given !== undefined) {
+      const key = canary !== undefined ? 'canary' : 'phaseConcurrency';
+      throw invalid(key, given.value, given.source, 'cluster mode (-w N): single mode has no phased restart');
+    }
+    return { canaryMs, phaseConcurrency: 1 };
+  }
+  return { canaryMs, phaseConcurrency: integer('phaseConcurrency', concurrency, 1, workers, 1) };
 }
 
 /**

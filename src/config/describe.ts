@@ -51,6 +51,8 @@ export function describeConfig(
     ['readyProbeTimeoutMs', 'readyProbeTimeout', (v: number) => v / 1000],
     ['envFile', 'envFile', (v: string | undefined) => v ?? null],
     ['tagOutput', 'tagOutput', (v: boolean) => v],
+    ['canaryMs', 'canary', (v: number | undefined) => (v === undefined ? null : `${v}ms`)],
+    ['phaseConcurrency', 'phaseConcurrency', (v: number) => v],
   ];
   for (const [field, key, show] of plain)
     out[key] = { value: show(config[field] as never), source: source(key) };

@@ -115,6 +115,8 @@ export async function readConfigFile(file: string, fresh = false): Promise<UserC
     'readyProbeTimeout',
     'envFile',
     'tagOutput',
+    'canary',
+    'phaseConcurrency',
     ...HOOK_NAMES,
   ]);
   for (const key of Object.keys(value)) {

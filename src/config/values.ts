@@ -73,6 +73,30 @@ export function seconds(
   return Math.round(n * 1000);
 }
 
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000 };
+
+/**
+ * A duration: a number of seconds (as every other timeout), or a string with a unit: '500ms', '3s',
+ * '1.5s', '2m'. From 0 to 24 hours; returns milliseconds, undefined when not set.
+ */
+export function duration(key: string, v: Picked): number | undefined {
+  if (v === undefined) return undefined;
+  let ms: number | undefined;
+  if (typeof v.value === 'number') ms = v.value * 1000;
+  else if (typeof v.value === 'string') {
+    const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*$/.exec(v.value);
+    if (m !== null) ms = Number(m[1]) * DURATION_UNITS[m[2] ?? 's']!;
+  }
+  if (ms === undefined || !Number.isFinite(ms) || ms <= 0 || ms > 86_400_000)
+    throw invalid(
+      key,
+      v.value,
+      v.source,
+      'a duration such as 500ms, 3s or 2m (or a number of seconds), up to 24 hours',
+    );
+  return Math.round(ms);
+}
+
 const SIZE_UNITS: Record<string, number> = {
   '': 1,
   b: 1,

@@ -13,6 +13,11 @@ export interface ReleaseOptions {
    * wait until a request is in flight (single mode: the app's stdout is the server's log).
    */
   announceRequests?: boolean;
+  /**
+   * Answer this fraction of the requests to `/` with a 500 (evenly spread, per process: 0.3 fails 3 of
+   * every 10), for canary tests. The body still names the version.
+   */
+  failRate?: number;
 }
 
 export function writeRelease(root: string, version: string, options: ReleaseOptions = {}): string {
@@ -22,9 +27,13 @@ export function writeRelease(root: string, version: string, options: ReleaseOpti
 import { setTimeout as sleep } from 'node:timers/promises';
 ${options.throwAtLoad ? `throw new Error('release ${version} is broken at load');` : ''}
 await sleep(${options.bootMs ?? 0});
+let served = 0;
 export default function handler(req, res) {
   ${options.announceRequests ? "console.log(JSON.stringify({ msg: 'fixture: request', path: req.url }));" : ''}
+  const n = served++;
+  const fail = req.url === '/' && Math.floor((n + 1) * ${options.failRate ?? 0}) > Math.floor(n * ${options.failRate ?? 0});
   const reply = () => {
+    if (fail) res.statusCode = 500;
     res.setHeader('content-type', 'application/json');
     res.end(JSON.stringify({ version: ${JSON.stringify(version)}, pid: process.pid, path: req.url }));
   };
