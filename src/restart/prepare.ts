@@ -13,7 +13,8 @@ import type { BootCheckWhat, Handoff } from './handoff.js';
 
 /** The operating system as prepareExec sees it: real by default, faked in unit tests. */
 export interface RestartOps {
-  bootCheck(what: BootCheckWhat, signal: AbortSignal): Promise<BootCheckResult>;
+  /** `directory`: the release to check instead of --directory's (a rollback). */
+  bootCheck(what: BootCheckWhat, signal: AbortSignal, directory?: string): Promise<BootCheckResult>;
   leakCandidates(keep: ReadonlySet<number>): native.FdInfo[];
   runRestartHooks(): Promise<void>;
   checkLeaks(before: readonly native.FdInfo[], keep: ReadonlySet<number>): LeakCheck;
@@ -37,7 +38,8 @@ export interface ExecContext {
 export function realRestartOps(ctx: ExecContext): RestartOps {
   const { config, log } = ctx;
   return {
-    bootCheck: (what, signal) => bootCheck(config.workerBootTimeoutMs, log, what, ctx.launchCwd, signal),
+    bootCheck: (what, signal, directory) =>
+      bootCheck(config.workerBootTimeoutMs, log, what, ctx.launchCwd, signal, directory),
     leakCandidates,
     runRestartHooks: async () => {
       await runHooks('onRestart', config.hooks.onRestart, {}, config.hookTimeoutMs, log);
@@ -53,6 +55,8 @@ export interface ExecPlan {
    * checks (cluster: the new workers, spawned before the exec, report their config read).
    */
   check: BootCheckWhat | 'none';
+  /** The release the boot check loads when it is not --directory's (a rollback's pinned release). */
+  checkDirectory?: string;
   /** After a passing boot check (single mode drains its connections here). */
   afterCheck?: (check: BootCheckResult & { ok: true }) => Promise<void>;
   /** The descriptors that must survive the exec (asked once the boot check passed). */
@@ -107,7 +111,9 @@ export async function prepareExec(
     stopped: true,
   });
   const check: BootCheckResult =
-    plan.check === 'none' ? { ok: true, file: '', ms: 0 } : await ops.bootCheck(plan.check, plan.signal);
+    plan.check === 'none'
+      ? { ok: true, file: '', ms: 0 }
+      : await ops.bootCheck(plan.check, plan.signal, plan.checkDirectory);
   if (plan.signal.aborted) return stopped();
   if (!check.ok) return { code: 'ERR_NSERVE_BOOT_CHECK', reason: check.error, stopped: false };
   await plan.afterCheck?.(check);
