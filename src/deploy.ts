@@ -44,6 +44,22 @@ export interface TargetedRecord {
   rollback?: boolean;
 }
 
+/**
+ * The deploy fields of a record handed over by another image, each kept only if well-formed (an older
+ * nserve wrote none): spread over the record, they replace what it carried.
+ */
+export function readTargetFields(r: {
+  release?: unknown;
+  previous?: unknown;
+  rollback?: unknown;
+}): Pick<TargetedRecord, 'release' | 'previous' | 'rollback'> {
+  return {
+    release: readReleaseRef(r.release),
+    previous: readReleaseRef(r.previous),
+    rollback: r.rollback === true ? true : undefined,
+  };
+}
+
 export class Deploys {
   serving: ReleaseRef | undefined;
   previous: ReleaseRef | undefined;

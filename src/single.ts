@@ -19,7 +19,7 @@ import {
   removeSocketFiles,
   tcpPorts,
 } from './binder.js';
-import { describeConfigSource, loadConfig } from './config.js';
+import { describeConfigSource } from './config.js';
 import { errorMessage, NserveError } from './errors.js';
 import { inspect, reportInheritedLeaks, warnOnGrowth } from './fds.js';
 import { Lifecycle, SERVER_TRANSITIONS, type ServerState } from './lifecycle.js';
@@ -27,7 +27,7 @@ import { singleSource } from './metrics/single-source.js';
 import * as native from './native.js';
 import { recordPid, removePidfile } from './pidfile.js';
 import { readyProbe } from './probe.js';
-import { logAbandoned, prepareExec } from './restart/prepare.js';
+import { logAbandoned, newConfigProblem, prepareExec, realpathOr } from './restart/prepare.js';
 import { logRollback, planRollback } from './rollback.js';
 import type { RunContext } from './run-context.js';
 import { describeLongLived } from './server/drain.js';
@@ -348,23 +348,4 @@ export async function runSingle(ctx: RunContext): Promise<void> {
 
 async function serveAll(server: AppServer, listeners: readonly Listener[]): Promise<void> {
   for (const l of listeners) await server.serve(`${l.spec.uri}#${l.slot}`, native.dup(l.fd));
-}
-
-/** The config as the new image would read it now, if it cannot be read: checked before the exec. */
-async function newConfigProblem(ctx: RunContext, pinned: string | undefined): Promise<string | undefined> {
-  try {
-    const fresh = await loadConfig(ctx.appArg, ctx.cliOptions, ctx.launchCwd, process.env, { fresh: true });
-    resolveAppFile(fresh.app, pinned ?? fs.realpathSync(fresh.directory));
-    return undefined;
-  } catch (err) {
-    return errorMessage(err);
-  }
-}
-
-function realpathOr(directory: string): string {
-  try {
-    return fs.realpathSync(directory);
-  } catch {
-    return directory; // the restart reports it
-  }
 }

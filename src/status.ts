@@ -2,9 +2,9 @@
 // history, which survives hot restarts (handed to the new image: restart/handoff.ts).
 import * as fs from 'node:fs';
 import { formatAddress, type Listener } from './binder.js';
-import { Deploys, type MixedVersions } from './deploy.js';
+import { Deploys, type MixedVersions, readTargetFields } from './deploy.js';
 import type { ProcessFds } from './fds.js';
-import { type ReleaseRef, readReleaseRef } from './release.js';
+import type { ReleaseRef } from './release.js';
 import type { Action } from './signals.js';
 import type { CertReload, TlsStats } from './tls.js';
 
@@ -106,7 +106,10 @@ export class RestartHistory {
     servedBefore?: string,
   ): RestartHistory {
     return new RestartHistory(
-      (records ?? []).filter(isRecord).map(withReleases).slice(-KEEP),
+      (records ?? [])
+        .filter(isRecord)
+        .map((r) => ({ ...r, ...readTargetFields(r) }))
+        .slice(-KEEP),
       readTotals(totals),
       Deploys.fromHandoff(releases, servedBefore),
     );
@@ -175,18 +178,6 @@ function isRecord(v: unknown): v is RestartRecord {
   return (
     typeof r.id === 'number' && (r.kind === 'hot' || r.kind === 'phased') && typeof r.started === 'string'
   );
-}
-
-/** A handed record's releases, kept only if well-formed (an older nserve wrote none). */
-function withReleases(r: RestartRecord): RestartRecord {
-  const { release, previous, rollback, ...rest } = r;
-  const out: RestartRecord = rest;
-  const target = readReleaseRef(release);
-  const before = readReleaseRef(previous);
-  if (target !== undefined) out.release = target;
-  if (before !== undefined) out.previous = before;
-  if (rollback === true) out.rollback = true;
-  return out;
 }
 
 export interface WorkerView {

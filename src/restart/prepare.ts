@@ -2,12 +2,15 @@
 // mode: drain) → leak candidates → onRestart hooks → leak check → exec. Every step can end the restart with
 // the old code still serving; a stop that arrives meanwhile (the AbortSignal) cancels it at the next step.
 // The OS is reached through `RestartOps`, so the decisions are unit-tested with a fake.
-import type { Config } from '../config.js';
+import * as fs from 'node:fs';
+import { resolveAppFile } from '../app.js';
+import { type Config, loadConfig } from '../config.js';
 import { errorMessage, type NserveErrorCode } from '../errors.js';
 import { checkLeaks, type LeakCheck, leakCandidates } from '../fds.js';
 import { runHooks } from '../hooks.js';
 import type { Logger } from '../logger.js';
 import type * as native from '../native.js';
+import type { RunContext } from '../run-context.js';
 import { type BootCheckResult, bootCheck, type ExecOptions, execSelf, type RestartInfo } from './exec.js';
 import type { BootCheckWhat, Handoff } from './handoff.js';
 
@@ -154,5 +157,30 @@ export async function prepareExec(
     ctx.metrics?.resume();
     plan.execFailed?.();
     return { code: 'ERR_NSERVE_EXEC', reason: `exec failed: ${errorMessage(err)}`, stopped: false };
+  }
+}
+
+/**
+ * Single mode: the config as the new image would read it now (and its app file, in `pinned` for a
+ * rollback), if it cannot be read: checked before the exec.
+ */
+export async function newConfigProblem(
+  ctx: RunContext,
+  pinned: string | undefined,
+): Promise<string | undefined> {
+  try {
+    const fresh = await loadConfig(ctx.appArg, ctx.cliOptions, ctx.launchCwd, process.env, { fresh: true });
+    resolveAppFile(fresh.app, pinned ?? fs.realpathSync(fresh.directory));
+    return undefined;
+  } catch (err) {
+    return errorMessage(err);
+  }
+}
+
+export function realpathOr(directory: string): string {
+  try {
+    return fs.realpathSync(directory);
+  } catch {
+    return directory; // the restart reports it
   }
 }

@@ -36,14 +36,15 @@ interface DeployStats {
 }
 
 /** Releases v1 and v2 (each with a REVISION file), `current` → v1, a control server; serving. */
-async function deployed(t: Cleanup, workers: number | undefined, versionCount = 2) {
+async function deployed(t: Cleanup, workers: number | undefined, args: string[] = []) {
+  const versionCount = 2;
   const root = makeReleases(t, versions(versionCount), 'v1');
   for (let i = 1; i <= versionCount; i++)
     fs.writeFileSync(path.join(root, 'releases', `v${i}`, 'REVISION'), `rev-v${i}\nsecond line\n`);
   const state = path.join(root, 'nserve.state');
   const served = await serveCurrent(t, root, {
     ...(workers === undefined ? {} : { workers }),
-    args: ['--control-url', 'auto', '--state', state],
+    args: ['--control-url', 'auto', '--state', state, ...args],
   });
   return { root, S: ['-S', state], ...served };
 }
@@ -115,42 +116,45 @@ test('-w 2: rollback brings v1 back under load though current names v2; twice to
   assert.equal(s.restarts.length, 3, 'a refused rollback starts no restart');
 });
 
-test('single mode: rollback re-execs onto the pinned v1 under load; with nothing to roll back to, one line', {
-  timeout: 120_000,
-}, async (t) => {
-  const { root, S, port } = await deployed(t, undefined);
-  const nothing = await ctl(['rollback', ...S]);
-  assert.equal(nothing.code, 2);
-  assert.equal(
-    nothing.stderr,
-    'nserve: error: server refused: nothing to roll back to: no restart has changed the release yet\n',
-  );
-  const flags = await ctl(['rollback', '--hot', '--phased', ...S]);
-  assert.equal(flags.code, 2);
-  assert.match(flags.stderr, /^nserve: error: rollback takes --hot or --phased, not both\n$/);
+for (const bootCheck of [false, true])
+  test(`single mode${bootCheck ? ' --boot-check' : ''}: rollback re-execs onto the pinned v1 under load; with nothing to roll back to, one line`, {
+    timeout: 120_000,
+  }, async (t) => {
+    const { root, S, port } = await deployed(t, undefined, bootCheck ? ['--boot-check'] : []);
+    const nothing = await ctl(['rollback', ...S]);
+    assert.equal(nothing.code, 2);
+    assert.equal(
+      nothing.stderr,
+      'nserve: error: server refused: nothing to roll back to: no restart has changed the release yet\n',
+    );
+    const flags = await ctl(['rollback', '--hot', '--phased', ...S]);
+    assert.equal(flags.code, 2);
+    assert.match(flags.stderr, /^nserve: error: rollback takes --hot or --phased, not both\n$/);
 
-  switchRelease(root, 'v2');
-  await waited(['restart', ...S]);
-  const load = new Load({ port, keepAlive: 2, newConnection: 2 });
-  await load.warmedUp();
-  const said = await waited(['rollback', ...S]);
-  assert.match(said, /^rollback #2 \(hot restart\) done in .* · serving rev-v1 \(/m);
-  assert.equal((await getJson(port)).body.version, 'v1');
-  assert.equal(fs.realpathSync(path.join(root, 'current')), real(root, 'v2'));
-  await load.roundsSince(performance.now(), 2);
-  await stopWithoutFailures(load, t);
+    switchRelease(root, 'v2');
+    await waited(['restart', ...S]);
+    // v2 on disk now fails to load: a boot check (or anything) that read `current` would fail the rollback.
+    fs.writeFileSync(path.join(root, 'releases', 'v2', 'app.mjs'), "throw new Error('v2 is broken');\n");
+    const load = new Load({ port, keepAlive: 2, newConnection: 2 });
+    await load.warmedUp();
+    const said = await waited(['rollback', ...S]);
+    assert.match(said, /^rollback #2 \(hot restart\) done in .* · serving rev-v1 \(/m);
+    assert.equal((await getJson(port)).body.version, 'v1');
+    assert.equal(fs.realpathSync(path.join(root, 'current')), real(root, 'v2'));
+    await load.roundsSince(performance.now(), 2);
+    await stopWithoutFailures(load, t);
 
-  const s = await stats(S);
-  assert.deepEqual(
-    s.restarts.map((r) => [r.outcome, r.release?.version, r.previous?.version, r.rollback === true]),
-    [
-      ['ok', 'rev-v2', 'rev-v1', false],
-      ['ok', 'rev-v1', 'rev-v2', true],
-    ],
-  );
-  assert.equal(s.release?.directory, real(root, 'v1'));
-  assert.equal(s.rollbackTo?.version, 'rev-v2');
-});
+    const s = await stats(S);
+    assert.deepEqual(
+      s.restarts.map((r) => [r.outcome, r.release?.version, r.previous?.version, r.rollback === true]),
+      [
+        ['ok', 'rev-v2', 'rev-v1', false],
+        ['ok', 'rev-v1', 'rev-v2', true],
+      ],
+    );
+    assert.equal(s.release?.directory, real(root, 'v1'));
+    assert.equal(s.rollbackTo?.version, 'rev-v2');
+  });
 
 test('-w 2: a phased restart stopped midway raises the mixed-version alarm; a rollback clears it', {
   timeout: 120_000,
