@@ -29,11 +29,16 @@ function releaseCell(r: ReleaseRef | undefined): string {
   return r === undefined ? '-' : (r.version ?? r.directory);
 }
 
-/** The release lines of status and stats: what serves, where a rollback goes, the mixed-version alarm. */
+/**
+ * The release lines of status and stats: the directory that serves, its version and where a rollback
+ * goes (an older server says neither), and the mixed-version alarm.
+ */
 function releaseLines(s: Stats, label: (name: string) => string): string[] {
-  const lines = [`${label('release')}${s.release == null ? s.directory : describeRelease(s.release)}`];
-  if (s.rollbackTo !== undefined)
-    lines.push(`${label('rollback')}${s.rollbackTo === null ? '-' : `to ${describeRelease(s.rollbackTo)}`}`);
+  const lines = [`${label('release')}${s.directory}`];
+  if (s.release !== undefined) {
+    const to = s.rollbackTo == null ? 'nowhere' : `to ${describeRelease(s.rollbackTo)}`;
+    lines.push(`${label('version')}${s.release?.version ?? '-'} · rollback ${to}`);
+  }
   if (s.mixedVersions != null) lines.push(`${label('WARNING')}${s.mixedVersions.message}`);
   return lines;
 }

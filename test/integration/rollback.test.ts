@@ -93,7 +93,7 @@ test('-w 2: rollback brings v1 back under load though current names v2; twice to
   assert.equal(s.release?.version, 'rev-v1');
   assert.equal(s.rollbackTo?.version, 'rev-v2', 'the release rolled back from is the next rollback target');
   const table = await ctl(['stats', ...S]);
-  assert.match(table.stdout, /^release {4}rev-v1 \(/m);
+  assert.match(table.stdout, /^version {4}rev-v1 · rollback to rev-v2 \(/m);
   assert.match(table.stdout, /^#2 +hot rollback .* rev-v2 +rev-v1 +ok/m);
 
   // A second rollback, phased this time, toggles back to v2 (the deploy record crossed the exec).

@@ -334,12 +334,12 @@ test('ctl tables: the deploy record (releases, rollbacks, where a rollback goes,
   };
   const now = Date.parse('2026-01-01T00:01:00.000Z');
   const stats = formatStats(deploys, now);
-  assert.match(stats, /^release {4}rev-1 \(\/srv\/releases\/v1\)$/m);
-  assert.match(stats, /^rollback {3}to \/srv\/releases\/v2$/m);
+  assert.match(stats, /^release {4}\/srv\/releases\/v2$/m);
+  assert.match(stats, /^version {4}rev-1 · rollback to \/srv\/releases\/v2$/m);
   assert.match(stats, /^WARNING {4}mixed versions after phased restart #2/m);
   assert.match(stats, /^RESTART +KIND +STARTED +TOOK +FROM +RELEASE +OUTCOME +ERROR$/m);
   assert.match(stats, /^#2 +phased rollback +\S+ +1\.0 s +\/srv\/releases\/v2 +rev-1 +ok$/m);
   const status = formatStatus(deploys, now);
   assert.match(status, /^last restart #2 \(phased rollback to rev-1\): ok in 1\.0 s$/m);
-  assert.match(status, /^rollback to \/srv\/releases\/v2$/m);
+  assert.match(status, /^version rev-1 · rollback to \/srv\/releases\/v2$/m);
 });
