@@ -10,10 +10,12 @@
 // Raised: one warning line (`ERR_NSERVE_MIXED_VERSIONS`, how many workers run each release) and
 // `mixedVersions` in /stats; cleared (info line) by the next check that finds one release.
 import * as fs from 'node:fs';
+import type { Config } from '../config.js';
 import { errorMessage, NserveError } from '../errors.js';
+import type { Logger } from '../logger.js';
 import { describeRelease } from '../release.js';
+import type { RestartHistory } from '../status.js';
 import type { Master } from './master.js';
-import type { WorkerHandle } from './worker-handle.js';
 
 /** Added to the drain bounds before old workers still alive count as mixed versions. */
 export const MIXED_MARGIN_MS = 5000;
@@ -41,10 +43,25 @@ export function resolveRelease(m: Master): string {
   return directory;
 }
 
+/** What the watch reads of the master (structural, so it is unit-tested without processes). */
+export interface Watched {
+  history: RestartHistory;
+  log: Pick<Logger, 'warn' | 'info'>;
+  config: Pick<Config, 'shutdownTimeoutMs' | 'longLivedGraceMs'>;
+  pool: { current(): Worker[]; alive(): Worker[] };
+}
+interface Worker {
+  alive: boolean;
+  directory: string;
+}
+
 export class MixedVersionWatch {
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly m: Master) {}
+  constructor(
+    private readonly m: Watched,
+    private readonly marginMs = MIXED_MARGIN_MS,
+  ) {}
 
   /** A restart ended: check now (accepting workers) and once every drain should be over (all). */
   restartEnded(): void {
@@ -54,7 +71,7 @@ export class MixedVersionWatch {
       pool.current().filter((w) => w.alive),
       undefined,
     );
-    const boundMs = config.shutdownTimeoutMs + config.longLivedGraceMs + MIXED_MARGIN_MS;
+    const boundMs = config.shutdownTimeoutMs + config.longLivedGraceMs + this.marginMs;
     this.timer = setTimeout(() => this.check(pool.alive(), boundMs), boundMs);
     this.timer.unref();
   }
@@ -64,7 +81,7 @@ export class MixedVersionWatch {
   }
 
   /** `lateMs`: how long after the restart the old workers should all have been gone. */
-  private check(workers: readonly WorkerHandle[], lateMs: number | undefined): void {
+  private check(workers: readonly Worker[], lateMs: number | undefined): void {
     const deploys = this.m.history.deploys;
     const byDirectory = new Map<string, number>();
     for (const w of workers) byDirectory.set(w.directory, (byDirectory.get(w.directory) ?? 0) + 1);

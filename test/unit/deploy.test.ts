@@ -5,9 +5,11 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
+import { MixedVersionWatch, type Watched } from '../../src/cluster/deploy.js';
 import { Deploys, type TargetedRecord } from '../../src/deploy.js';
 import { readReleaseRef, readReleaseVersion, VERSION_MAX_CHARS } from '../../src/release.js';
 import { RestartHistory } from '../../src/status.js';
+import { until } from '../helpers/logged-process.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 function release(t: { after(fn: () => void): void }, files: Record<string, string | Buffer>): string {
@@ -118,4 +120,58 @@ test('the deploy record crosses an exec; older and malformed shapes are read tol
   assert.equal(history.records[1]?.release, undefined);
   assert.deepEqual(history.records[1]?.previous, { directory: '/r/v1', version: 'a' });
   assert.equal(history.records[1]?.rollback, undefined);
+});
+
+test('mixed-version alarm: at once over accepting workers, later over every live one; cleared when one release serves', async () => {
+  const history = new RestartHistory();
+  const logged: { level: string; msg: string }[] = [];
+  const log = {
+    warn: (_: unknown, msg: string) => logged.push({ level: 'warn', msg }),
+    info: (_: unknown, msg: string) => logged.push({ level: 'info', msg }),
+  } as unknown as Watched['log'];
+  const current = [
+    { alive: true, directory: '/r/v2' },
+    { alive: true, directory: '/r/v2' },
+  ];
+  const retiring = [{ alive: true, directory: '/r/v1' }];
+  const watch = new MixedVersionWatch(
+    {
+      history,
+      log,
+      config: { shutdownTimeoutMs: 0, longLivedGraceMs: 0 },
+      pool: { current: () => current, alive: () => [...current, ...retiring].filter((w) => w.alive) },
+    },
+    20,
+  );
+  const mixed = () => history.deploys.mixed;
+  const record = history.begin('hot');
+  history.finish(record, 'ok');
+  // A hot restart done: the accepting workers run one release; an old one still draining is expected.
+  watch.restartEnded();
+  assert.equal(mixed(), undefined);
+  // …until the bound: then it is late, and the alarm says so.
+  const late = await until('the late alarm', mixed, 5000, 5);
+  assert.equal(late.restart, 1);
+  assert.match(
+    late.message,
+    /^mixed versions after hot restart #1 \(ok\): 2 worker\(s\) on \/r\/v2 and 1 worker\(s\) on \/r\/v1 still alive 0 s later/,
+  );
+  assert.equal(logged.filter((l) => l.level === 'warn').length, 1);
+  // A phased restart that stopped midway: mixed among the accepting workers, raised at once.
+  retiring[0]!.alive = false;
+  current[1]!.directory = '/r/v1';
+  const phased = history.begin('phased');
+  history.finish(phased, 'failed', 'worker 1 failed to boot');
+  watch.restartEnded();
+  assert.match(
+    mixed()?.message ?? '',
+    /^mixed versions after phased restart #2 \(failed\): 1 worker\(s\) on \/r\/v\d and 1 worker\(s\) on \/r\/v\d serve side by side$/,
+  );
+  assert.equal(mixed()?.since, late.since, 'still the same episode');
+  // One release again: cleared, with a line.
+  current[1]!.directory = '/r/v2';
+  watch.restartEnded();
+  watch.cancel();
+  assert.equal(mixed(), undefined);
+  assert.equal(logged.at(-1)?.msg, 'mixed versions: resolved, one release serves');
 });
