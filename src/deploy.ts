@@ -104,12 +104,15 @@ export class Deploys {
     this.serving ??= this.release(directory);
   }
 
-  /** A restart resolved the release it targets: record it (the first time only) and what served then. */
-  target(record: TargetedRecord | undefined, directory: string): void {
+  /**
+   * A restart resolved the release it targets: record it (the first time only) and what served then;
+   * `rollback`: the restart is a rollback (by default: it targets the pinned release).
+   */
+  target(record: TargetedRecord | undefined, directory: string, rollback = this.pinned === directory): void {
     if (record === undefined || record.release !== undefined) return;
     record.release = this.release(directory);
     if (this.serving !== undefined) record.previous = this.serving;
-    if (this.pinned === directory) record.rollback = true;
+    if (rollback) record.rollback = true;
   }
 
   /** A restart finished: one that succeeded onto another release makes the one before it `previous`. */

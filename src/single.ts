@@ -171,9 +171,7 @@ export async function runSingle(ctx: RunContext): Promise<void> {
     lifecycle.to('restarting', 'hot restart requested');
     restartAbort = new AbortController();
     const record = history.begin('hot');
-    history.deploys.pinned = pinned;
-    history.deploys.target(record, pinned ?? realpathOr(config.directory));
-    history.deploys.pinned = undefined;
+    history.deploys.target(record, pinned ?? realpathOr(config.directory), pinned !== undefined);
     native.notify(`RELOADING=1\nMONOTONIC_USEC=${process.hrtime.bigint() / 1000n}`);
     // Optimistic (the default): exec at once; the new image comes back here if the new code fails to
     // boot (restart/guard.ts). With --boot-check: boot it in a separate process first.
