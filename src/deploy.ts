@@ -9,7 +9,7 @@
 //   (another resolved directory). A restart onto the same directory changes neither.
 // - A rollback restarts onto `previous` (pinned: `current` is not re-resolved). It is a restart like
 //   any other, so once it succeeds `previous` is the release rolled back from: two rollbacks toggle.
-// - While the cluster runs two releases at once (the alarm is raised, e.g. a phased restart that stopped
+// - While the workers that accept run two releases (the alarm is raised: a phased restart that stopped
 //   midway), a rollback returns to `serving`: the release every worker ran before.
 import * as fs from 'node:fs';
 import { errorMessage } from './errors.js';
@@ -24,6 +24,11 @@ export interface MixedVersions {
   since: string;
   /** The restart after which it was seen. */
   restart: number | null;
+  /**
+   * The workers that accept run more than one release (a phased restart stopped midway); false: old
+   * workers outlived the drain bound, while the accepting ones run one release.
+   */
+  accepting: boolean;
   /** Each release live workers run, with how many. */
   releases: (ReleaseRef & { workers: number })[];
   message: string;
@@ -125,7 +130,7 @@ export class Deploys {
 
   /** Where a rollback goes now, or why there is nowhere to go (one line). */
   rollbackTarget(): { release: ReleaseRef } | { refused: string } {
-    const release = this.mixed !== undefined ? this.serving : this.previous;
+    const release = this.mixed?.accepting === true ? this.serving : this.previous;
     if (release === undefined)
       return { refused: 'nothing to roll back to: no restart has changed the release yet' };
     try {
@@ -140,7 +145,7 @@ export class Deploys {
 
   /** For /stats. */
   view(): { release: ReleaseRef | null; rollbackTo: ReleaseRef | null; mixedVersions: MixedVersions | null } {
-    const target = this.mixed !== undefined ? this.serving : this.previous;
+    const target = this.mixed?.accepting === true ? this.serving : this.previous;
     return { release: this.serving ?? null, rollbackTo: target ?? null, mixedVersions: this.mixed ?? null };
   }
 }

@@ -110,6 +110,7 @@ export class MixedVersionWatch {
       code: 'ERR_NSERVE_MIXED_VERSIONS',
       since: deploys.mixed?.since ?? new Date().toISOString(),
       restart: last?.id ?? null,
+      accepting: lateMs === undefined,
       releases,
       message,
     };

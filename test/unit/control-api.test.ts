@@ -312,6 +312,7 @@ test('ctl tables: the deploy record (releases, rollbacks, where a rollback goes,
       code: 'ERR_NSERVE_MIXED_VERSIONS',
       since: '2026-01-01T00:00:30.000Z',
       restart: 2,
+      accepting: true,
       releases: [
         { ...v1, workers: 1 },
         { ...v2, workers: 1 },

@@ -144,6 +144,8 @@ test('mixed-version alarm: at once over accepting workers, later over every live
     20,
   );
   const mixed = () => history.deploys.mixed;
+  history.deploys.serving = { directory: '/r/v2', version: null };
+  history.deploys.previous = { directory: '/r/v1', version: null };
   const record = history.begin('hot');
   history.finish(record, 'ok');
   // A hot restart done: the accepting workers run one release; an old one still draining is expected.
@@ -152,6 +154,9 @@ test('mixed-version alarm: at once over accepting workers, later over every live
   // …until the bound: then it is late, and the alarm says so.
   const late = await until('the late alarm', mixed, 5000, 5);
   assert.equal(late.restart, 1);
+  // Old workers that outlived the drain: a rollback still undoes the deploy.
+  assert.equal(late.accepting, false);
+  assert.equal(history.deploys.view().rollbackTo?.directory, '/r/v1');
   assert.match(
     late.message,
     /^mixed versions after hot restart #1 \(ok\): 2 worker\(s\) on \/r\/v2 and 1 worker\(s\) on \/r\/v1 still alive 0 s later/,
@@ -168,6 +173,9 @@ test('mixed-version alarm: at once over accepting workers, later over every live
     /^mixed versions after phased restart #2 \(failed\): 1 worker\(s\) on \/r\/v\d and 1 worker\(s\) on \/r\/v\d serve side by side$/,
   );
   assert.equal(mixed()?.since, late.since, 'still the same episode');
+  // The accepting workers disagree: a rollback returns every worker to the release they all ran.
+  assert.equal(mixed()?.accepting, true);
+  assert.equal(history.deploys.view().rollbackTo?.directory, '/r/v2');
   // One release again: cleared, with a line.
   current[1]!.directory = '/r/v2';
   watch.restartEnded();
