@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
-import { ctl } from '../helpers/control.js';
+import { controlRequest, ctl } from '../helpers/control.js';
 import { getJson, Load, stopWithoutFailures } from '../helpers/load.js';
 import { makeReleases, switchRelease, versions, writeRelease } from '../helpers/releases.js';
 import { signalRestart } from '../helpers/restart.js';
@@ -127,6 +127,16 @@ for (const bootCheck of [false, true])
       nothing.stderr,
       'nserve: error: server refused: nothing to roll back to: no restart has changed the release yet\n',
     );
+    // Same authentication as every action; a kind other than hot or phased is a bad request.
+    const socket = path.join(root, 'nserve.ctl.sock');
+    const { controlToken } = JSON.parse(fs.readFileSync(path.join(root, 'nserve.state'), 'utf8')) as {
+      controlToken: string;
+    };
+    assert.equal((await controlRequest(socket, 'POST', '/rollback')).status, 403);
+    const cold = await controlRequest(socket, 'POST', '/rollback?kind=cold', { token: controlToken });
+    assert.deepEqual([cold.status, cold.body.error], [400, 'invalid kind "cold": expected hot or phased']);
+    const none = await controlRequest(socket, 'POST', '/rollback?kind=hot', { token: controlToken });
+    assert.equal(none.status, 409);
     const flags = await ctl(['rollback', '--hot', '--phased', ...S]);
     assert.equal(flags.code, 2);
     assert.match(flags.stderr, /^nserve: error: rollback takes --hot or --phased, not both\n$/);
