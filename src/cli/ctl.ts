@@ -110,7 +110,7 @@ export async function runCtl(
   value: string | undefined,
   opts: CtlOptions,
 ): Promise<number> {
-  const waitable = ['restart', 'phased-restart', 'rollback', 'stop', 'halt'];
+  const waitable = ['restart', 'phased-restart', 'stop', 'halt', 'rollback'];
   if (opts.wait === true && !waitable.includes(command))
     throw usageError('ERR_NSERVE_USAGE', `--wait applies to ${waitable.join(', ')}, not ${command}`);
   if (command !== 'workers' && value !== undefined)
