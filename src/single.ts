@@ -27,8 +27,9 @@ import { singleSource } from './metrics/single-source.js';
 import * as native from './native.js';
 import { recordPid, removePidfile } from './pidfile.js';
 import { readyProbe } from './probe.js';
+import { describeRelease } from './release.js';
 import { logAbandoned, newConfigProblem, prepareExec, realpathOr } from './restart/prepare.js';
-import { logRollback, planRollback } from './rollback.js';
+import { logRollback, planRollback, type RollbackPlan } from './rollback.js';
 import type { RunContext } from './run-context.js';
 import { describeLongLived } from './server/drain.js';
 import { AppServer } from './server.js';
@@ -263,25 +264,27 @@ export async function runSingle(ctx: RunContext): Promise<void> {
             status: 409,
             reason: `a restart is already in progress (or stopping): ${state}`,
           };
-        let pinned: string | undefined;
+        let rollback: RollbackPlan | undefined;
         if (action === 'rollback') {
           const plan = planRollback(history, config.app, options);
           if ('refused' in plan) return { accepted: false, status: 409, reason: plan.refused };
-          logRollback(log, plan, history.deploys.serving);
-          pinned = plan.release.directory;
+          rollback = { ...plan, kind: 'hot' };
+          logRollback(log, rollback, history.deploys.serving);
         }
-        if (action === 'phased-restart' || (pinned !== undefined && options?.kind === 'phased'))
+        if (action === 'phased-restart' || options?.kind === 'phased')
           log.warn('phased restart needs cluster mode (-w N): doing a hot restart instead');
         // hotRestart begins its history record synchronously: take the id before.
         const restartId = (history.records.at(-1)?.id ?? 0) + 1;
-        void hotRestart(Date.now(), pinned).catch((err: unknown) => {
+        void hotRestart(Date.now(), rollback?.release.directory).catch((err: unknown) => {
           log.fatal({ err }, 'hot restart failed unexpectedly');
           process.exit(1);
         });
         return {
           accepted: true,
           restart: restartId,
-          ...(pinned === undefined ? {} : { detail: `hot restart onto ${pinned}` }),
+          ...(rollback === undefined
+            ? {}
+            : { detail: `hot restart onto ${describeRelease(rollback.release)}` }),
         };
       }
       case 'reload-worker-directory':
