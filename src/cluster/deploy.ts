@@ -6,12 +6,14 @@
 //   and new code serve side by side for good, e.g. a phased restart that stopped midway;
 // - after --shutdown-timeout + --long-lived-grace + 5 s, over every live worker (old ones still
 //   draining or finishing responses on old code included): any of another release is still there
-//   although every drain should have ended by then.
+//   although every drain should have ended by then (skipped during a later restart, which checks when
+//   it ends).
 // Raised: one warning line (`ERR_NSERVE_MIXED_VERSIONS`, how many workers run each release) and
 // `mixedVersions` in /stats; cleared (info line) by the next check that finds one release.
 import * as fs from 'node:fs';
 import type { Config } from '../config.js';
 import { errorMessage, NserveError } from '../errors.js';
+import type { Lifecycle, ServerState } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
 import { describeRelease } from '../release.js';
 import type { RestartHistory } from '../status.js';
@@ -49,6 +51,7 @@ export interface Watched {
   log: Pick<Logger, 'warn' | 'info'>;
   config: Pick<Config, 'shutdownTimeoutMs' | 'longLivedGraceMs'>;
   pool: { current(): Worker[]; alive(): Worker[] };
+  lifecycle: Pick<Lifecycle<ServerState>, 'is'>;
 }
 interface Worker {
   alive: boolean;
@@ -72,7 +75,10 @@ export class MixedVersionWatch {
       undefined,
     );
     const boundMs = config.shutdownTimeoutMs + config.longLivedGraceMs + this.marginMs;
-    this.timer = setTimeout(() => this.check(pool.alive(), boundMs), boundMs);
+    // A restart begun meanwhile has old and new workers by design: it checks again when it ends.
+    this.timer = setTimeout(() => {
+      if (!this.m.lifecycle.is('restarting')) this.check(pool.alive(), boundMs);
+    }, boundMs);
     this.timer.unref();
   }
 

@@ -140,6 +140,7 @@ test('mixed-version alarm: at once over accepting workers, later over every live
       log,
       config: { shutdownTimeoutMs: 0, longLivedGraceMs: 0 },
       pool: { current: () => current, alive: () => [...current, ...retiring].filter((w) => w.alive) },
+      lifecycle: { is: () => false },
     },
     20,
   );
