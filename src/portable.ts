@@ -69,6 +69,7 @@ export async function runPortable(ctx: RunContext): Promise<void> {
         return { accepted: true };
       case 'restart':
       case 'phased-restart':
+      case 'rollback':
         return { accepted: false, status: 409, reason: `a hot restart ${why}` };
       default:
         return { accepted: false, status: 409, reason: `${action} needs cluster mode, which ${why}` };

@@ -19,7 +19,7 @@ import {
   removeSocketFiles,
   tcpPorts,
 } from './binder.js';
-import { describeConfigSource, loadConfig } from './config.js';
+import { describeConfigSource } from './config.js';
 import { errorMessage, NserveError } from './errors.js';
 import { inspect, reportInheritedLeaks, warnOnGrowth } from './fds.js';
 import { Lifecycle, SERVER_TRANSITIONS, type ServerState } from './lifecycle.js';
@@ -27,12 +27,21 @@ import { singleSource } from './metrics/single-source.js';
 import * as native from './native.js';
 import { recordPid, removePidfile } from './pidfile.js';
 import { readyProbe } from './probe.js';
-import { logAbandoned, prepareExec } from './restart/prepare.js';
+import { describeRelease } from './release.js';
+import { logAbandoned, newConfigProblem, prepareExec, realpathOr } from './restart/prepare.js';
+import { logRollback, planRollback, type RollbackPlan } from './rollback.js';
 import type { RunContext } from './run-context.js';
 import { describeLongLived } from './server/drain.js';
 import { AppServer } from './server.js';
 import { installSignalHandlers } from './signals.js';
-import { type ControlAction, type ControlAnswer, lifetimeView, listenerViews, type Stats } from './status.js';
+import {
+  type ActionOptions,
+  type ControlAction,
+  type ControlAnswer,
+  lifetimeView,
+  listenerViews,
+  type Stats,
+} from './status.js';
 import { reapOrphansAsInit, startWatchdog } from './systemd.js';
 import { LocalCerts } from './tls.js';
 import { VERSION } from './version.js';
@@ -43,10 +52,11 @@ export async function runSingle(ctx: RunContext): Promise<void> {
   // After an exec back (the new release's nserve could not take over) serve the release we served.
   let directory: string;
   try {
+    // A rollback serves the release the hand-off pins, not what --directory's symlink names now.
     directory =
       ctx.rejected !== undefined && ctx.handoff !== undefined
         ? ctx.handoff.directory
-        : fs.realpathSync(config.directory);
+        : (ctx.handoff?.pinned ?? fs.realpathSync(config.directory));
     resolveAppFile(config.app, directory);
   } catch (err) {
     ctx.guard?.fail(errorMessage(err));
@@ -100,7 +110,10 @@ export async function runSingle(ctx: RunContext): Promise<void> {
   const restarted = history.current();
   if (restarted !== undefined) restarted.fds = fs.readdirSync('/proc/self/fd').length;
   if (restarted?.pausedAt !== undefined) restarted.pauseMs = Date.now() - restarted.pausedAt;
+  // The old image named the release it expected; this image knows the one it serves.
+  if (restarted !== undefined) restarted.release = history.deploys.release(directory);
   history.finish(restarted, 'ok');
+  history.deploys.serve(directory);
   warnOnGrowth(history.fdCounts(), log);
   const since = ctx.restart.requestedAt === undefined ? undefined : Date.now() - ctx.restart.requestedAt;
   log.info(
@@ -154,10 +167,12 @@ export async function runSingle(ctx: RunContext): Promise<void> {
   const stopFor = (action: 'stop' | 'halt'): Promise<void> =>
     stop(action, action === 'halt' ? 0 : config.shutdownTimeoutMs);
 
-  const hotRestart = async (requestedAt: number): Promise<void> => {
+  /** `pinned`: a rollback's release, served instead of re-resolving --directory. */
+  const hotRestart = async (requestedAt: number, pinned?: string): Promise<void> => {
     lifecycle.to('restarting', 'hot restart requested');
     restartAbort = new AbortController();
     const record = history.begin('hot');
+    history.deploys.target(record, pinned ?? realpathOr(config.directory), pinned !== undefined);
     native.notify(`RELOADING=1\nMONOTONIC_USEC=${process.hrtime.bigint() / 1000n}`);
     // Optimistic (the default): exec at once; the new image comes back here if the new code fails to
     // boot (restart/guard.ts). With --boot-check: boot it in a separate process first.
@@ -167,12 +182,13 @@ export async function runSingle(ctx: RunContext): Promise<void> {
       optimistic ? 'hot restart: started' : 'hot restart: checking that the new code boots',
     );
     let drained = false;
-    const configProblem = optimistic ? await newConfigProblem(ctx) : undefined;
+    const configProblem = optimistic ? await newConfigProblem(ctx, pinned) : undefined;
     const abandoned =
       configProblem !== undefined
         ? { code: 'ERR_NSERVE_BOOT_CHECK' as const, reason: configProblem, stopped: false }
         : await prepareExec(ctx, {
             check: optimistic ? 'none' : 'app',
+            ...(pinned === undefined ? {} : { checkDirectory: pinned }),
             afterCheck: async (check) => {
               // Still serving: the app is told to close its long-lived connections (WebSockets, event
               // streams), which get the grace now; the pause after it waits for requests only.
@@ -206,6 +222,8 @@ export async function runSingle(ctx: RunContext): Promise<void> {
               directory,
               configFile: ctx.configFileResolved,
               optimistic,
+              releases: history.deploys.toHandoff(),
+              ...(pinned === undefined ? {} : { pinned }),
             }),
             requestedAt,
             signal: restartAbort.signal,
@@ -222,7 +240,7 @@ export async function runSingle(ctx: RunContext): Promise<void> {
     native.notify(`READY=1\nSTATUS=single: hot restart failed: ${abandoned.reason}`);
   };
 
-  const perform = (action: ControlAction): ControlAnswer => {
+  const perform = (action: ControlAction, options?: ActionOptions): ControlAnswer => {
     const state = lifecycle.state;
     switch (action) {
       case 'stop':
@@ -238,22 +256,36 @@ export async function runSingle(ctx: RunContext): Promise<void> {
         void stopFor(action);
         return { accepted: true };
       case 'restart':
-      case 'phased-restart': {
-        if (action === 'phased-restart')
-          log.warn('phased restart needs cluster mode (-w N): doing a hot restart instead');
+      case 'phased-restart':
+      case 'rollback': {
         if (state !== 'running')
           return {
             accepted: false,
             status: 409,
             reason: `a restart is already in progress (or stopping): ${state}`,
           };
+        let rollback: RollbackPlan | undefined;
+        if (action === 'rollback') {
+          const plan = planRollback(history, config.app, options);
+          if ('refused' in plan) return { accepted: false, status: 409, reason: plan.refused };
+          rollback = { ...plan, kind: 'hot' };
+          logRollback(log, rollback, history.deploys.serving);
+        }
+        if (action === 'phased-restart' || options?.kind === 'phased')
+          log.warn('phased restart needs cluster mode (-w N): doing a hot restart instead');
         // hotRestart begins its history record synchronously: take the id before.
         const restartId = (history.records.at(-1)?.id ?? 0) + 1;
-        void hotRestart(Date.now()).catch((err: unknown) => {
+        void hotRestart(Date.now(), rollback?.release.directory).catch((err: unknown) => {
           log.fatal({ err }, 'hot restart failed unexpectedly');
           process.exit(1);
         });
-        return { accepted: true, restart: restartId };
+        return {
+          accepted: true,
+          restart: restartId,
+          ...(rollback === undefined
+            ? {}
+            : { detail: `hot restart onto ${describeRelease(rollback.release)}` }),
+        };
       }
       case 'reload-worker-directory':
         return { accepted: true, detail: `single mode resolves ${config.directory} at every restart` };
@@ -290,6 +322,7 @@ export async function runSingle(ctx: RunContext): Promise<void> {
     listeners: listenerViews(listeners),
     fdCount: fs.readdirSync('/proc/self/fd').length,
     ...certs.statsField(),
+    ...history.deploys.view(),
   });
 
   const fds = () => [
@@ -316,15 +349,4 @@ export async function runSingle(ctx: RunContext): Promise<void> {
 
 async function serveAll(server: AppServer, listeners: readonly Listener[]): Promise<void> {
   for (const l of listeners) await server.serve(`${l.spec.uri}#${l.slot}`, native.dup(l.fd));
-}
-
-/** The config as the new image would read it now, if it cannot be read: checked before the exec. */
-async function newConfigProblem(ctx: RunContext): Promise<string | undefined> {
-  try {
-    const fresh = await loadConfig(ctx.appArg, ctx.cliOptions, ctx.launchCwd, process.env, { fresh: true });
-    resolveAppFile(fresh.app, fs.realpathSync(fresh.directory));
-    return undefined;
-  } catch (err) {
-    return errorMessage(err);
-  }
 }

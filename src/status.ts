@@ -2,7 +2,9 @@
 // history, which survives hot restarts (handed to the new image: restart/handoff.ts).
 import * as fs from 'node:fs';
 import { formatAddress, type Listener } from './binder.js';
+import { Deploys, type MixedVersions, readTargetFields } from './deploy.js';
 import type { ProcessFds } from './fds.js';
+import type { ReleaseRef } from './release.js';
 import type { Action } from './signals.js';
 import type { CertReload, TlsStats } from './tls.js';
 
@@ -23,6 +25,12 @@ export interface RestartRecord {
   /** Hot restart: when no code accepted any more (single mode: before the exec), and for how long. */
   pausedAt?: number;
   pauseMs?: number;
+  /** The release the restart targeted (resolved directory and the version it names: deploy.ts). */
+  release?: ReleaseRef;
+  /** The release that served when it began. */
+  previous?: ReleaseRef;
+  /** A rollback (`ctl rollback`): onto the pinned previous release, not the re-resolved --directory. */
+  rollback?: boolean;
 }
 
 const KEEP = 50;
@@ -73,19 +81,38 @@ export function readTotals(v: unknown): LifetimeTotals {
 
 export class RestartHistory {
   readonly totals: LifetimeTotals;
+  /** Which release serves, which one a rollback returns to, the mixed-version alarm. */
+  readonly deploys: Deploys;
   /** Told of every verdict (the metrics store counts restarts by kind and result). */
   onFinish: ((record: RestartRecord) => void) | undefined;
 
   constructor(
     readonly records: RestartRecord[] = [],
     totals?: LifetimeTotals,
+    deploys?: Deploys,
   ) {
     this.totals = totals ?? emptyTotals();
+    this.deploys = deploys ?? new Deploys();
   }
 
-  /** The history handed over by the previous image (records of an unknown shape are dropped). */
-  static fromHandoff(records: readonly unknown[] | undefined, totals?: unknown): RestartHistory {
-    return new RestartHistory((records ?? []).filter(isRecord).slice(-KEEP), readTotals(totals));
+  /**
+   * The history handed over by the previous image (records of an unknown shape are dropped), with the
+   * deploy state (`releases`; `servedBefore`: the directory that image served, for an older nserve's).
+   */
+  static fromHandoff(
+    records: readonly unknown[] | undefined,
+    totals?: unknown,
+    releases?: unknown,
+    servedBefore?: string,
+  ): RestartHistory {
+    return new RestartHistory(
+      (records ?? [])
+        .filter(isRecord)
+        .map((r) => ({ ...r, ...readTargetFields(r) }))
+        .slice(-KEEP),
+      readTotals(totals),
+      Deploys.fromHandoff(releases, servedBefore),
+    );
   }
 
   toHandoff(): RestartRecord[] {
@@ -140,6 +167,7 @@ export class RestartHistory {
     record.outcome = outcome;
     record.finished = new Date().toISOString();
     record.error = error ?? null;
+    this.deploys.settle(record);
     this.onFinish?.(record);
   }
 }
@@ -232,9 +260,20 @@ export interface Stats {
   fdCount: number;
   /** With ssl:// binds: each bind's certificate (subject, expiry) and the last reload-certs. */
   tls?: TlsStats;
+  /** The release that serves (directory and version: deploy.ts); absent from an older nserve. */
+  release?: ReleaseRef | null;
+  /** Where `ctl rollback` would go now (null: nowhere). */
+  rollbackTo?: ReleaseRef | null;
+  /** Two releases serve side by side for longer than a restart explains (cluster mode). */
+  mixedVersions?: MixedVersions | null;
 }
 
-export type ControlAction = Action | 'halt' | 'reload-worker-directory';
+export type ControlAction = Action | 'halt' | 'reload-worker-directory' | 'rollback';
+
+/** Options of a control action (so far: the kind of a rollback; unset follows the last restart's). */
+export interface ActionOptions {
+  kind?: RestartKind;
+}
 
 export type ControlAnswer =
   | { accepted: true; restart?: number; detail?: string }
@@ -243,7 +282,7 @@ export type ControlAnswer =
 /** What the control server needs from a running server (single or master). */
 export interface Controller {
   stats(): Stats;
-  perform(action: ControlAction): ControlAnswer;
+  perform(action: ControlAction, options?: ActionOptions): ControlAnswer;
   /** Every descriptor of the server and its workers, with roles and leak flags (GET /fds, nserve fds). */
   fds?(): ProcessFds[];
   /**

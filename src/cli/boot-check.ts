@@ -8,7 +8,12 @@ import { errorMessage, NserveError } from '../errors.js';
 import { createLogger } from '../logger.js';
 import type { BootCheckWhat } from '../restart/handoff.js';
 
-export async function bootCheckChild(load: () => Promise<Config>, what: BootCheckWhat): Promise<void> {
+export async function bootCheckChild(
+  load: () => Promise<Config>,
+  what: BootCheckWhat,
+  /** A rollback's pinned release, checked instead of --directory's. */
+  directory?: string,
+): Promise<void> {
   const send = (msg: object): Promise<void> =>
     new Promise((resolve) => {
       if (process.send === undefined) resolve();
@@ -18,7 +23,7 @@ export async function bootCheckChild(load: () => Promise<Config>, what: BootChec
     // A config file that no longer loads must be reported like an app that does not.
     const config = await load();
     if (config.environment !== undefined) process.env.NODE_ENV = config.environment;
-    const dir = fs.realpathSync(config.directory);
+    const dir = directory ?? fs.realpathSync(config.directory);
     process.chdir(dir);
     // The new code boots with the new release's env file (a missing one fails the check).
     if (config.envFile !== undefined) applyEnvFile(config.envFile, dir);

@@ -1,5 +1,13 @@
 // How `nserve ctl` prints a server's status and stats (tables for people; --json prints the raw data).
+import { describeRelease, type ReleaseRef } from '../release.js';
 import type { RestartRecord, Stats, WorkerView } from '../status.js';
+
+/** The last line of `ctl restart --wait` (and rollback): what finished, how long it took, what serves. */
+export function describeRestartDone(r: RestartRecord): string {
+  const what = r.rollback === true ? `rollback #${r.id} (${r.kind} restart)` : `${r.kind} restart #${r.id}`;
+  const release = r.release === undefined ? '' : ` · serving ${describeRelease(r.release)}`;
+  return `${what} done in ${duration(r)}${release}`;
+}
 
 export function duration(r: RestartRecord): string {
   if (r.finished === null) return 'in progress';
@@ -14,6 +22,25 @@ function seconds(ms: number): string {
   const h = Math.floor((s % 86400) / 3600);
   const m = Math.floor((s % 3600) / 60);
   return d > 0 ? `${d}d ${h}h` : h > 0 ? `${h}h ${m}m` : `${m}m ${s % 60}s`;
+}
+
+/** A release in a table cell: its version, else its directory; `-` when the record has none. */
+function releaseCell(r: ReleaseRef | undefined): string {
+  return r === undefined ? '-' : (r.version ?? r.directory);
+}
+
+/**
+ * The release lines of status and stats: the directory that serves, its version and where a rollback
+ * goes (an older server says neither), and the mixed-version alarm.
+ */
+function releaseLines(s: Stats, label: (name: string) => string): string[] {
+  const lines = [`${label('release')}${s.directory}`];
+  if (s.release !== undefined) {
+    const to = s.rollbackTo == null ? 'nowhere' : `to ${describeRelease(s.rollbackTo)}`;
+    lines.push(`${label('version')}${s.release?.version ?? '-'} · rollback ${to}`);
+  }
+  if (s.mixedVersions != null) lines.push(`${label('WARNING')}${s.mixedVersions.message}`);
+  return lines;
 }
 
 /** Shown for a value not known yet (a worker that has not checked in). */
@@ -62,6 +89,9 @@ export function statusSummary(s: Stats): Record<string, unknown> {
     startedAt: s.startedAt,
     workers: s.mode === 'cluster' ? { total: s.workers.length, serving: serving(s.workers) } : undefined,
     directory: s.directory,
+    release: s.release ?? null,
+    rollbackTo: s.rollbackTo ?? null,
+    mixedVersions: s.mixedVersions ?? null,
     requests: s.requests,
     inFlight: s.inFlight,
     lifetime: s.lifetime,
@@ -73,7 +103,7 @@ export function formatStatus(s: Stats, now = Date.now()): string {
   const lines = [
     `${s.state} · nserve ${s.version} · ${s.mode} · pid ${s.pid} · phase ${s.phase} · up ${seconds(now - Date.parse(s.startedAt))}`,
   ];
-  lines.push(`release ${s.directory}`);
+  lines.push(...releaseLines(s, (name) => `${name} `));
   const counts = `requests ${s.lifetime.requests} since start (${s.requests} by the ${s.mode === 'cluster' ? 'current workers' : 'current image'}) · in flight ${s.inFlight}`;
   lines.push(
     s.mode === 'cluster' ? `workers ${s.workers.length} (${serving(s.workers)} serving) · ${counts}` : counts,
@@ -82,7 +112,7 @@ export function formatStatus(s: Stats, now = Date.now()): string {
   const last = s.restarts.at(-1);
   if (last !== undefined) {
     lines.push(
-      `last restart #${last.id} (${last.kind}): ${last.outcome}${last.outcome === 'in-progress' ? '' : ` in ${duration(last)}`}${last.error === null ? '' : `: ${oneLine(last.error)}`}`,
+      `last restart #${last.id} (${last.rollback === true ? `${last.kind} rollback` : last.kind}${last.release === undefined ? '' : ` to ${releaseCell(last.release)}`}): ${last.outcome}${last.outcome === 'in-progress' ? '' : ` in ${duration(last)}`}${last.error === null ? '' : `: ${oneLine(last.error)}`}`,
     );
   }
   return lines.join('\n');
@@ -96,7 +126,7 @@ export function formatStats(s: Stats, now = Date.now()): string {
   const parts = [
     `nserve ${s.version} · ${s.mode} · pid ${s.pid} · ${s.state} · phase ${s.phase}`,
     `started    ${s.startedAt} (up ${seconds(now - Date.parse(s.startedAt))})`,
-    `release    ${s.directory}`,
+    ...releaseLines(s, (name) => name.padEnd(11)),
     `requests   ${s.lifetime.requests} since start · ${s.requests} by the ${s.mode === 'cluster' ? 'current workers' : 'current image'} · ${s.inFlight} in flight`,
     `lifetime   ${lifetimeLine(s)}`,
     `listening  ${[...listening].map(([a, n]) => (n > 1 ? `${a} (${n} slots)` : a)).join(', ') || '-'}`,
@@ -143,10 +173,19 @@ export function formatStats(s: Stats, now = Date.now()): string {
     parts.push(
       '',
       table(
-        ['RESTART', 'KIND', 'STARTED', 'TOOK', 'OUTCOME', 'ERROR'],
+        ['RESTART', 'KIND', 'STARTED', 'TOOK', 'FROM', 'RELEASE', 'OUTCOME', 'ERROR'],
         s.restarts
           .slice(-10)
-          .map((r) => [`#${r.id}`, r.kind, r.started, duration(r), r.outcome, oneLine(r.error)]),
+          .map((r) => [
+            `#${r.id}`,
+            r.rollback === true ? `${r.kind} rollback` : r.kind,
+            r.started,
+            duration(r),
+            releaseCell(r.previous),
+            releaseCell(r.release),
+            r.outcome,
+            oneLine(r.error),
+          ]),
       ),
     );
   }

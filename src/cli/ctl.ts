@@ -5,17 +5,24 @@
 // Exit status: 0 done; 1 the restart or stop waited for (--wait) failed or did not finish in time;
 // 2 it could not be asked (bad usage, no server at that address, stale state file or pidfile, wrong
 // token, the server refused).
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Argument, type Command } from 'commander';
 import { routeForAction } from '../control/api.js';
 import { ControlError, call } from '../control/client.js';
 import { NserveError, usageError } from '../errors.js';
 import { formatFdTable, type ProcessFds, withoutNodeFds } from '../fds.js';
 import { SIGNAL_COMMANDS } from '../signals.js';
-import type { ControlAction, RestartRecord, Stats } from '../status.js';
+import type { ControlAction, Stats } from '../status.js';
 import { type CertReload, describeReload } from '../tls.js';
-import { type Connection, connect, isLocal, processAlive, refresh } from './ctl-connect.js';
-import { duration, formatStats, formatStatus, oneLine, statusSummary } from './ctl-format.js';
+import { type Connection, connect, isLocal, processAlive } from './ctl-connect.js';
+import { describeRestartDone, formatStats, formatStatus, oneLine, statusSummary } from './ctl-format.js';
+import {
+  CtlFailure,
+  EXIT_FAILED,
+  EXIT_USAGE,
+  REQUEST_TIMEOUT_MS,
+  waitForExit,
+  waitForRestart,
+} from './ctl-wait.js';
 import { fdsFromProc } from './fds.js';
 
 export { processAlive };
@@ -25,6 +32,7 @@ export const CTL_COMMANDS = [
   'stats',
   'restart',
   'phased-restart',
+  'rollback',
   'stop',
   'halt',
   'reload-worker-directory',
@@ -43,24 +51,8 @@ export interface CtlOptions {
   all?: boolean;
   wait?: boolean;
   timeout?: string;
-}
-
-const EXIT_FAILED = 1;
-const EXIT_USAGE = 2;
-/** One request never waits longer than this for its answer. */
-const REQUEST_TIMEOUT_MS = 10_000;
-/** --wait without a known PID: how long the server may stay unreachable (the exec window) before we give up. */
-const UNREACHABLE_GRACE_MS = 15_000;
-const POLL_MS = 150;
-
-/** A failure with the exit status it maps to. */
-class CtlFailure extends Error {
-  constructor(
-    message: string,
-    readonly exitCode: number,
-  ) {
-    super(message);
-  }
+  hot?: boolean;
+  phased?: boolean;
 }
 
 // ── commands ───────────────────────────────────────────────────────────────────────────────────────────
@@ -68,11 +60,22 @@ class CtlFailure extends Error {
 const ACTIONS: Partial<Record<CtlCommand, ControlAction>> = {
   restart: 'restart',
   'phased-restart': 'phased-restart',
+  rollback: 'rollback',
   stop: 'stop',
   halt: 'halt',
   'reload-worker-directory': 'reload-worker-directory',
   'reload-certs': 'reload-certs',
 };
+
+/** `rollback --hot` / `--phased`: the query that asks for that kind (none: the last restart's kind). */
+function rollbackKind(command: CtlCommand, opts: CtlOptions): string {
+  if (opts.hot !== true && opts.phased !== true) return '';
+  if (command !== 'rollback')
+    throw usageError('ERR_NSERVE_USAGE', `--hot and --phased apply to rollback, not ${command}`);
+  if (opts.hot === true && opts.phased === true)
+    throw usageError('ERR_NSERVE_USAGE', 'rollback takes --hot or --phased, not both');
+  return opts.hot === true ? '?kind=hot' : '?kind=phased';
+}
 
 function workersAction(value: string | undefined): ControlAction {
   if (value === '+1' || value === '1') return 'workers+1';
@@ -107,7 +110,7 @@ export async function runCtl(
   value: string | undefined,
   opts: CtlOptions,
 ): Promise<number> {
-  const waitable = ['restart', 'phased-restart', 'stop', 'halt'];
+  const waitable = ['restart', 'phased-restart', 'stop', 'halt', 'rollback'];
   if (opts.wait === true && !waitable.includes(command))
     throw usageError('ERR_NSERVE_USAGE', `--wait applies to ${waitable.join(', ')}, not ${command}`);
   if (command !== 'workers' && value !== undefined)
@@ -115,6 +118,7 @@ export async function runCtl(
       'ERR_NSERVE_USAGE',
       `nserve ctl ${command} takes no argument (got ${JSON.stringify(value)})`,
     );
+  const kind = rollbackKind(command, opts);
   const limitMs = timeoutMs(opts);
   const action = command === 'workers' ? workersAction(value) : ACTIONS[command];
   const conn = connect(opts);
@@ -137,7 +141,7 @@ export async function runCtl(
     return 0;
   }
   const route = routeForAction(action!);
-  const answer = await call(conn.target, 'POST', route.path, requestMs);
+  const answer = await call(conn.target, 'POST', `${route.path}${kind}`, requestMs);
   const pid =
     conn.pid ?? (typeof answer.pid === 'number' && isLocal(conn.target.address) ? answer.pid : undefined);
   if (command === 'reload-certs') return certVerdict(answer, opts);
@@ -163,7 +167,7 @@ export async function runCtl(
       process.stderr.write(`nserve: error: ${record.kind} restart #${id} failed: ${oneLine(record.error)}\n`);
     return EXIT_FAILED;
   }
-  if (opts.json !== true) out(`${record.kind} restart #${id} done in ${duration(record)}`);
+  if (opts.json !== true) out(describeRestartDone(record));
   return 0;
 }
 
@@ -204,69 +208,6 @@ function bySignal(
   if (opts.json === true) json({ signal, pid: conn.pid });
   else out(`sent ${signal} to pid ${conn.pid} (${command})`);
   return 0;
-}
-
-/**
- * Poll /stats until restart `id` is no longer in progress. The server may be unreachable meanwhile (a hot
- * restart's exec, the new image starting): go on while its process lives.
- */
-async function waitForRestart(
-  conn: Extract<Connection, { kind: 'control' }>,
-  id: number,
-  pid: number | undefined,
-  limitMs: number,
-): Promise<RestartRecord> {
-  const deadline = Date.now() + limitMs;
-  let unreachableSince: number | undefined;
-  for (;;) {
-    let stats: Stats | undefined;
-    try {
-      stats = (await call(
-        conn.target,
-        'GET',
-        '/stats',
-        Math.min(REQUEST_TIMEOUT_MS, limitMs),
-      )) as unknown as Stats;
-      unreachableSince = undefined;
-    } catch (err) {
-      if (!(err instanceof ControlError) || err.code !== 'ERR_NSERVE_CONTROL_UNREACHABLE') throw err;
-      unreachableSince ??= Date.now();
-      if (pid !== undefined && !processAlive(pid)) {
-        throw new CtlFailure(
-          `the server (pid ${pid}) exited during restart #${id}: see its log`,
-          EXIT_FAILED,
-        );
-      }
-      if (pid === undefined && Date.now() - unreachableSince > UNREACHABLE_GRACE_MS) {
-        throw new CtlFailure(
-          `${err.message} for ${UNREACHABLE_GRACE_MS / 1000} s during restart #${id}`,
-          EXIT_FAILED,
-        );
-      }
-      refresh(conn);
-    }
-    const record = stats?.restarts.find((r) => r.id === id);
-    if (record !== undefined && record.outcome !== 'in-progress') return record;
-    if (Date.now() > deadline) {
-      throw new CtlFailure(
-        `restart #${id} still in progress after ${Math.round(limitMs / 1000)} s`,
-        EXIT_FAILED,
-      );
-    }
-    await sleep(POLL_MS);
-  }
-}
-
-async function waitForExit(pid: number, limitMs: number): Promise<void> {
-  const deadline = Date.now() + limitMs;
-  while (processAlive(pid)) {
-    if (Date.now() > deadline)
-      throw new CtlFailure(
-        `the server (pid ${pid}) still runs after ${Math.round(limitMs / 1000)} s`,
-        EXIT_FAILED,
-      );
-    await sleep(POLL_MS);
-  }
 }
 
 // ── output ─────────────────────────────────────────────────────────────────────────────────────────────
@@ -325,9 +266,11 @@ export function registerCtlCommand(program: Command): void {
     .option('--all', "fds: also list Node's own descriptors")
     .option(
       '--wait',
-      'restart, phased-restart: wait until it finished, exit 1 if it failed; stop, halt: until the server exited',
+      'restart, phased-restart, rollback: wait until it finished, exit 1 if it failed; stop, halt: until the server exited',
     )
-    .option('--timeout <s>', 'give up after S seconds (default 10; with --wait 300)');
+    .option('--timeout <s>', 'give up after S seconds (default 10; with --wait 300)')
+    .option('--hot', 'rollback: as a hot restart')
+    .option('--phased', 'rollback: as a phased restart (cluster mode)');
   connectionOptions(cmd).addHelpText(
     'after',
     `
@@ -336,6 +279,7 @@ Commands:
   stats                    everything /stats reports, as tables
   restart                  hot restart (SIGUSR2 with -P)
   phased-restart           phased restart, cluster mode (SIGUSR1 with -P)
+  rollback                 restart onto the previous release (--hot/--phased; default: the last restart's kind)
   stop                     graceful stop (SIGTERM with -P)
   halt                     immediate stop (control server only)
   reload-worker-directory  re-resolve --directory for workers spawned from now on

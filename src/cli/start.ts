@@ -26,6 +26,7 @@ import {
   decodeHandoff,
   HANDOFF_ENV,
   type Handoff,
+  readBootCheckDirectory,
   readBootCheckEnv,
   readWorkerEnv,
 } from '../restart/handoff.js';
@@ -61,7 +62,12 @@ export async function start(appArg: string | undefined, opts: CliOptions): Promi
   const env = { ...process.env };
   for (const k of CONSUMED_ENV) delete process.env[k];
   const bootCheck = readBootCheckEnv(env);
-  if (bootCheck !== undefined) return bootCheckChild(() => loadConfig(appArg, opts, launchCwd()), bootCheck);
+  if (bootCheck !== undefined)
+    return bootCheckChild(
+      () => loadConfig(appArg, opts, launchCwd()),
+      bootCheck,
+      readBootCheckDirectory(env),
+    );
   // A hot restart's exec: read what the previous image handed over. One written by an nserve this one
   // cannot read (a release that ships another nserve version) is handed back, unread, to its writer.
   const decoded = decodeHandoff(env);
@@ -138,7 +144,12 @@ export async function start(appArg: string | undefined, opts: CliOptions): Promi
     if (said !== undefined)
       log.info({ envFile: change.file, changed: change.changed, removed: change.removed }, said);
   }
-  const history = RestartHistory.fromHandoff(handoff?.history, handoff?.totals);
+  const history = RestartHistory.fromHandoff(
+    handoff?.history,
+    handoff?.totals,
+    handoff?.releases,
+    handoff?.directory,
+  );
   if (rejected !== undefined && handoff !== undefined) {
     // The new image could not boot, or read our hand-off, and execed back: this is the old code again.
     handoff.restart.count -= 1;
@@ -216,6 +227,7 @@ function tagAppOutput(base: Record<string, unknown>): void {
 /** The release an image serves: the resolved --directory (after an exec back: the one it served before). */
 function releaseDirectory(config: Config, handoff: Handoff | undefined, env: NodeJS.ProcessEnv): string {
   if (handoff !== undefined && env[HANDOFF_ENV.rejected] !== undefined) return handoff.directory;
+  if (handoff?.pinned !== undefined) return handoff.pinned; // a rollback
   try {
     return fs.realpathSync(config.directory);
   } catch {

@@ -1,13 +1,15 @@
 // The master's control face: what each control action (signal, `nserve ctl`, control API) does in
 // cluster mode, and when it is refused (a stop or a restart in progress).
 import { errorMessage } from '../errors.js';
-import type { ControlAction, ControlAnswer } from '../status.js';
+import { describeRelease } from '../release.js';
+import { logRollback, planRollback } from '../rollback.js';
+import type { ActionOptions, ControlAction, ControlAnswer } from '../status.js';
 import type { CertReload } from '../tls.js';
 import { hotRestart } from './hot-restart.js';
 import type { Master } from './master.js';
 import { phasedRestart, resize } from './phased-restart.js';
 
-export function performAction(master: Master, action: ControlAction): ControlAnswer {
+export function performAction(master: Master, action: ControlAction, options?: ActionOptions): ControlAnswer {
   const state = master.lifecycle.state;
   if (action === 'halt') {
     master.background(master.stop('halt'));
@@ -56,6 +58,20 @@ export function performAction(master: Master, action: ControlAction): ControlAns
     case 'restart':
       master.background(hotRestart(master, Date.now()));
       return { accepted: true, restart: nextRestart };
+    case 'rollback': {
+      const plan = planRollback(master.history, master.config.app, options);
+      if ('refused' in plan) return { accepted: false, status: 409, reason: plan.refused };
+      logRollback(master.log, plan, master.history.deploys.serving);
+      // The restart's new generation loads this release (resolveRelease), not --directory's; endRestart
+      // unpins it.
+      master.history.deploys.pinned = plan.release.directory;
+      master.background(plan.kind === 'phased' ? phasedRestart(master) : hotRestart(master, Date.now()));
+      return {
+        accepted: true,
+        restart: nextRestart,
+        detail: `${plan.kind} restart onto ${describeRelease(plan.release)}`,
+      };
+    }
     case 'workers+1': {
       const from = master.count; // resize() changes it synchronously
       if (master.config.balance === 'ip-hash' && from + 1 > master.config.slots) {

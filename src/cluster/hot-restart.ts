@@ -94,6 +94,8 @@ export async function hotRestart(m: Master, requestedAt: number): Promise<void> 
       directory: m.directory,
       configFile: null,
       optimistic: false,
+      releases: m.history.deploys.toHandoff(),
+      ...(m.history.deploys.pinned === undefined ? {} : { pinned: m.history.deploys.pinned }),
     }),
     veto: () =>
       bootFailure === undefined

@@ -8,7 +8,6 @@
 // A stop that arrives during a restart (SIGTERM, `ctl stop`) cancels the restart at its next step (new
 // workers still booting are killed; old ones never stopped serving), then stops gracefully. `halt` is
 // immediate. Single mode follows the same rule.
-import * as fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { publishPorts, resolveAppFile } from '../app.js';
 import {
@@ -34,6 +33,7 @@ import type { Handoff } from '../restart/handoff.js';
 import type { RunContext } from '../run-context.js';
 import { installSignalHandlers } from '../signals.js';
 import {
+  type ActionOptions,
   type ControlAction,
   type ControlAnswer,
   type Controller,
@@ -46,6 +46,7 @@ import type { CertReload } from '../tls.js';
 import { VERSION } from '../version.js';
 import { ClusterCerts } from './certs.js';
 import { performAction, reloadCerts } from './control.js';
+import { MixedVersionWatch, resolveRelease } from './deploy.js';
 import { completeHotRestart } from './hot-restart.js';
 import { WorkerPool } from './pool.js';
 import { Recovery } from './recovery.js';
@@ -91,12 +92,16 @@ export class Master implements Controller {
   /** A stop asked for during a restart: it runs once the restart has given up. */
   pendingStop: 'stop' | undefined;
   private healthTimer: NodeJS.Timeout | undefined;
+  /** Raises the mixed-version alarm when two releases serve past a restart (deploy.ts). */
+  readonly mixedVersions = new MixedVersionWatch(this);
 
   constructor(readonly ctx: RunContext) {
     this.config = ctx.config;
     this.log = ctx.log;
     this.count = ctx.config.workers;
     this.history = ctx.history;
+    // A rollback: the new generation loads the release the hand-off pins.
+    if (ctx.rejected === undefined) this.history.deploys.pinned = ctx.handoff?.pinned;
     this.lifecycle = new Lifecycle<ServerState>('master', 'booting', SERVER_TRANSITIONS, ctx.log);
     this.pool = new WorkerPool(ctx.config, ctx.log, (w, msg) => {
       countWorkerEvent(this.history, w, msg);
@@ -183,6 +188,7 @@ export class Master implements Controller {
     if (this.isStopping()) return;
     await this.slots.rebalance();
     if (this.isStopping()) return;
+    this.history.deploys.serve(directory);
     closeLeftovers(opened.leftovers);
     if (config.pidfile !== undefined) recordPid(config.pidfile, log);
     this.healthTimer = setInterval(() => this.onHealthTick(), 1000);
@@ -245,7 +251,9 @@ export class Master implements Controller {
    */
   endRestart(reason: string): void {
     this.restartAbort = undefined;
+    this.history.deploys.pinned = undefined;
     if (this.isStopping()) return;
+    this.mixedVersions.restartEnded();
     if (this.pendingStop !== undefined) {
       this.background(this.stop(this.pendingStop));
       return;
@@ -269,12 +277,12 @@ export class Master implements Controller {
     return `STATUS=cluster: ${serving}/${this.count} workers, phase ${this.generation}, ${requests} requests`;
   }
 
-  perform(action: ControlAction): ControlAnswer {
-    return performAction(this, action);
+  perform(action: ControlAction, options?: ActionOptions): ControlAnswer {
+    return performAction(this, action, options);
   }
 
   stats(): Stats {
-    return clusterStats(this);
+    return { ...clusterStats(this), ...this.history.deploys.view() };
   }
 
   reloadCerts(): Promise<CertReload> | { refused: string } {
@@ -286,19 +294,12 @@ export class Master implements Controller {
   }
 
   /**
-   * Resolve `directory` (a symlinked release) for a new generation. `this.directory`, what replacements
-   * of crashed workers load, changes only once that generation serves (or on reload-worker-directory).
+   * Resolve `directory` (a symlinked release) for a new generation, or the release a rollback pins; a
+   * restart records it as its target (deploy.ts). `this.directory`, what replacements of crashed workers
+   * load, changes only once that generation serves (or on reload-worker-directory).
    */
   resolveNewDirectory(): string {
-    try {
-      return fs.realpathSync(this.config.directory);
-    } catch (err) {
-      throw new NserveError(
-        'ERR_NSERVE_BOOT_CHECK',
-        `directory ${this.config.directory} cannot be resolved: ${errorMessage(err)}`,
-        { cause: err },
-      );
-    }
+    return resolveRelease(this);
   }
 
   /** reload-worker-directory: what replacements of crashed workers load from now on. */
@@ -333,6 +334,7 @@ export class Master implements Controller {
     this.restartAbort?.abort();
     clearInterval(this.healthTimer);
     this.recovery.cancel();
+    this.mixedVersions.cancel();
     if (reason === 'halt') {
       native.notify('STOPPING=1');
       this.log.warn('halt: killing workers without draining');

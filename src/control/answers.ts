@@ -4,8 +4,8 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type * as http from 'node:http';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { ControlAnswer, Controller } from '../status.js';
-import { type Route, routeFor } from './api.js';
+import type { ActionOptions, ControlAnswer, Controller } from '../status.js';
+import { parseRestartKind, type Route, routeFor } from './api.js';
 
 /** Compare a presented token with the expected one in constant time (hashes: equal lengths, no length leak). */
 export function tokenMatches(expected: string, given: string | undefined): boolean {
@@ -144,7 +144,13 @@ export function answerRoute(
         body: { accepted: true, action, pid: process.pid, ...report },
       }));
     }
-    const answer: ControlAnswer = controller.perform(action);
+    let options: ActionOptions | undefined;
+    if (action === 'rollback') {
+      const kind = parseRestartKind(url.searchParams.get('kind'));
+      if ('error' in kind) return badRequest(kind.error);
+      options = kind;
+    }
+    const answer: ControlAnswer = controller.perform(action, options);
     if (!answer.accepted) {
       log.warn({ path: url.pathname }, `control: ${action} refused: ${answer.reason}`);
       return refused(answer.reason, answer.status);

@@ -145,6 +145,13 @@ export const ROUTES: readonly Route[] = [
   },
   {
     method: 'POST',
+    path: '/rollback',
+    action: 'rollback',
+    description:
+      'restart onto the previous release (the deploy record), not --directory: `?kind=hot|phased`, else the kind of the last restart',
+  },
+  {
+    method: 'POST',
     path: '/reload-worker-directory',
     action: 'reload-worker-directory',
     description: 're-resolve --directory now: workers spawned from now on load the release it points to',
@@ -171,4 +178,11 @@ export function routeForAction(action: ControlAction): Extract<Route, { method: 
   const route = ROUTES.find((r) => r.method === 'POST' && r.action === action);
   if (route === undefined || route.method !== 'POST') throw new Error(`no control route for ${action}`);
   return route;
+}
+
+/** `POST /rollback?kind=`: hot, phased or unset (the last restart's kind); anything else is an error. */
+export function parseRestartKind(value: string | null): { kind?: 'hot' | 'phased' } | { error: string } {
+  if (value === null) return {};
+  if (value === 'hot' || value === 'phased') return { kind: value };
+  return { error: `invalid kind ${JSON.stringify(value.slice(0, 40))}: expected hot or phased` };
 }

@@ -78,12 +78,18 @@ export function bootCheck(
   what: BootCheckWhat,
   cwd: string,
   signal?: AbortSignal,
+  /** Check this release directory instead of --directory's (a rollback). */
+  directory?: string,
 ): Promise<BootCheckResult> {
   const started = Date.now();
   const { file, args } = ownCommandLine();
   return new Promise<BootCheckResult>((resolve) => {
     const child = spawn(file, args, {
-      env: { ...process.env, [CHILD_ENV.bootCheck]: what },
+      env: {
+        ...process.env,
+        [CHILD_ENV.bootCheck]: what,
+        ...(directory === undefined ? {} : { [CHILD_ENV.bootCheckDirectory]: directory }),
+      },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       cwd,
     });
@@ -155,7 +161,7 @@ export function execSelf(options: ExecOptions): never {
   const { file, args } = ownCommandLine();
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
-  for (const k of [...CONSUMED_ENV, CHILD_ENV.bootCheck]) delete env[k];
+  for (const k of [...CONSUMED_ENV, CHILD_ENV.bootCheck, CHILD_ENV.bootCheckDirectory]) delete env[k];
   Object.assign(
     env,
     encodeHandoff({

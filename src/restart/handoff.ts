@@ -20,6 +20,9 @@
 //   the way back                  `back`: the exact command line, cwd and kept fds of the old image, and
 //                                 `directory` and `configFile`: the release and config it served (served
 //                                 again after an exec back); `optimistic`: the new image guards its boot
+//   the deploy record             `releases`: the release serving and the previous one (deploy.ts owns
+//                                 the shape; an image without it starts a new record), and `pinned`: the
+//                                 release a rollback restarts onto, instead of re-resolving --directory
 //   stdio                         FD_CLOEXEC and O_NONBLOCK cleared on 0-2 (see exec.ts)
 //
 // All of it travels in one variable, NSERVE_HANDOFF, as JSON with a version. An image that does not
@@ -55,6 +58,8 @@ export const CHILD_ENV = {
   workerDirectory: 'NSERVE_DIRECTORY',
   workerChannelFd: 'NSERVE_CHANNEL_FD',
   workerProtocol: 'NSERVE_PROTOCOL',
+  /** A boot-check child for a rollback: the release directory to check instead of --directory's. */
+  bootCheckDirectory: 'NSERVE_BOOT_CHECK_DIRECTORY',
 } as const;
 
 /**
@@ -128,6 +133,13 @@ export interface Handoff {
    * the new image execs back on failure (guard.ts).
    */
   optimistic: boolean;
+  /** The deploy record: serving and previous release (opaque here: deploy.ts; absent from older images). */
+  releases?: unknown;
+  /**
+   * A rollback: the resolved release directory the new image (and its workers) serve, instead of
+   * re-resolving --directory (whose `current` symlink still names the release rolled back from).
+   */
+  pinned?: string;
 }
 
 export function encodeHandoff(h: Omit<Handoff, 'v'>): Record<string, string> {
@@ -187,6 +199,7 @@ function shapeProblem(o: Record<string, unknown>): string | undefined {
   if (o.metrics !== undefined && !isMetrics(o.metrics)) return 'metrics';
   if (o.configFile !== null && typeof o.configFile !== 'string') return 'configFile';
   if (typeof o.optimistic !== 'boolean') return 'optimistic';
+  if (o.pinned !== undefined && (typeof o.pinned !== 'string' || !o.pinned.startsWith('/'))) return 'pinned';
   return undefined;
 }
 
@@ -291,6 +304,12 @@ export function workerIndexFromEnviron(environ: readonly string[]): number | und
 }
 
 export type BootCheckWhat = 'app' | 'config';
+
+/** The release a boot-check child checks when it is not --directory's (a rollback), if any. */
+export function readBootCheckDirectory(env: NodeJS.ProcessEnv): string | undefined {
+  const v = env[CHILD_ENV.bootCheckDirectory];
+  return v === undefined || v === '' ? undefined : v;
+}
 
 export function readBootCheckEnv(env: NodeJS.ProcessEnv): BootCheckWhat | undefined {
   const v = env[CHILD_ENV.bootCheck];

@@ -2,18 +2,22 @@
 // mode: drain) → leak candidates → onRestart hooks → leak check → exec. Every step can end the restart with
 // the old code still serving; a stop that arrives meanwhile (the AbortSignal) cancels it at the next step.
 // The OS is reached through `RestartOps`, so the decisions are unit-tested with a fake.
-import type { Config } from '../config.js';
+import * as fs from 'node:fs';
+import { resolveAppFile } from '../app.js';
+import { type Config, loadConfig } from '../config.js';
 import { errorMessage, type NserveErrorCode } from '../errors.js';
 import { checkLeaks, type LeakCheck, leakCandidates } from '../fds.js';
 import { runHooks } from '../hooks.js';
 import type { Logger } from '../logger.js';
 import type * as native from '../native.js';
+import type { RunContext } from '../run-context.js';
 import { type BootCheckResult, bootCheck, type ExecOptions, execSelf, type RestartInfo } from './exec.js';
 import type { BootCheckWhat, Handoff } from './handoff.js';
 
 /** The operating system as prepareExec sees it: real by default, faked in unit tests. */
 export interface RestartOps {
-  bootCheck(what: BootCheckWhat, signal: AbortSignal): Promise<BootCheckResult>;
+  /** `directory`: the release to check instead of --directory's (a rollback). */
+  bootCheck(what: BootCheckWhat, signal: AbortSignal, directory?: string): Promise<BootCheckResult>;
   leakCandidates(keep: ReadonlySet<number>): native.FdInfo[];
   runRestartHooks(): Promise<void>;
   checkLeaks(before: readonly native.FdInfo[], keep: ReadonlySet<number>): LeakCheck;
@@ -37,7 +41,8 @@ export interface ExecContext {
 export function realRestartOps(ctx: ExecContext): RestartOps {
   const { config, log } = ctx;
   return {
-    bootCheck: (what, signal) => bootCheck(config.workerBootTimeoutMs, log, what, ctx.launchCwd, signal),
+    bootCheck: (what, signal, directory) =>
+      bootCheck(config.workerBootTimeoutMs, log, what, ctx.launchCwd, signal, directory),
     leakCandidates,
     runRestartHooks: async () => {
       await runHooks('onRestart', config.hooks.onRestart, {}, config.hookTimeoutMs, log);
@@ -53,6 +58,8 @@ export interface ExecPlan {
    * checks (cluster: the new workers, spawned before the exec, report their config read).
    */
   check: BootCheckWhat | 'none';
+  /** The release the boot check loads when it is not --directory's (a rollback's pinned release). */
+  checkDirectory?: string;
   /** After a passing boot check (single mode drains its connections here). */
   afterCheck?: (check: BootCheckResult & { ok: true }) => Promise<void>;
   /** The descriptors that must survive the exec (asked once the boot check passed). */
@@ -107,7 +114,9 @@ export async function prepareExec(
     stopped: true,
   });
   const check: BootCheckResult =
-    plan.check === 'none' ? { ok: true, file: '', ms: 0 } : await ops.bootCheck(plan.check, plan.signal);
+    plan.check === 'none'
+      ? { ok: true, file: '', ms: 0 }
+      : await ops.bootCheck(plan.check, plan.signal, plan.checkDirectory);
   if (plan.signal.aborted) return stopped();
   if (!check.ok) return { code: 'ERR_NSERVE_BOOT_CHECK', reason: check.error, stopped: false };
   await plan.afterCheck?.(check);
@@ -148,5 +157,30 @@ export async function prepareExec(
     ctx.metrics?.resume();
     plan.execFailed?.();
     return { code: 'ERR_NSERVE_EXEC', reason: `exec failed: ${errorMessage(err)}`, stopped: false };
+  }
+}
+
+/**
+ * Single mode: the config as the new image would read it now (and its app file, in `pinned` for a
+ * rollback), if it cannot be read: checked before the exec.
+ */
+export async function newConfigProblem(
+  ctx: RunContext,
+  pinned: string | undefined,
+): Promise<string | undefined> {
+  try {
+    const fresh = await loadConfig(ctx.appArg, ctx.cliOptions, ctx.launchCwd, process.env, { fresh: true });
+    resolveAppFile(fresh.app, pinned ?? fs.realpathSync(fresh.directory));
+    return undefined;
+  } catch (err) {
+    return errorMessage(err);
+  }
+}
+
+export function realpathOr(directory: string): string {
+  try {
+    return fs.realpathSync(directory);
+  } catch {
+    return directory; // the restart reports it
   }
 }

@@ -6,7 +6,13 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { formatStats, formatStatus, table } from '../../src/cli/ctl-format.js';
 import { buildConfig, type UserConfig } from '../../src/config.js';
-import { parseControlUrl, ROUTES, resolveControl, routeFor } from '../../src/control/api.js';
+import {
+  parseControlUrl,
+  parseRestartKind,
+  ROUTES,
+  resolveControl,
+  routeFor,
+} from '../../src/control/api.js';
 import { presentedToken, tokenMatches } from '../../src/control/server.js';
 import { SIGNAL_COMMANDS } from '../../src/signals.js';
 import { readStateFile, removeStateFile, writeStateFile } from '../../src/statefile.js';
@@ -124,7 +130,13 @@ test('routes: every signal command has its POST path; paths are unique', () => {
   const paths = ROUTES.map((r) => r.path);
   assert.equal(new Set(paths).size, paths.length);
   for (const p of ['/stats', '/fds']) assert.equal(routeFor(p)?.method, 'GET');
-  for (const p of ['/halt', '/reload-worker-directory', '/workers/increment', '/workers/decrement'])
+  for (const p of [
+    '/halt',
+    '/reload-worker-directory',
+    '/rollback',
+    '/workers/increment',
+    '/workers/decrement',
+  ])
     assert.equal(routeFor(p)?.method, 'POST');
 });
 
@@ -239,7 +251,10 @@ test('ctl tables: stats and status are readable', () => {
   // Not checked in yet: unknown, not zero.
   assert.match(stats, /^1 +102 +2 +booting +— +100 ms ago +0 +0 +— +— +1 +0 +\/srv\/releases\/v2$/m);
   // A multi-line error stays one row.
-  assert.match(stats, /^#1 +hot .* 1\.5 s +failed +worker 0 failed to boot: boom \(at app\.mjs:3:7\)$/m);
+  assert.match(
+    stats,
+    /^#1 +hot .* 1\.5 s +- +- +failed +worker 0 failed to boot: boom \(at app\.mjs:3:7\)$/m,
+  );
   assert.doesNotMatch(stats, /> 3 \| boom/);
   assert.match(stats, /^requests {3}5012 since start · 12 by the current workers · 1 in flight$/m);
   assert.match(stats, /^lifetime {3}restarts 4 hot, 2 phased · worker crashes 3$/m);
@@ -277,4 +292,55 @@ test('config: control and log options from the command line or the config file, 
     /invalid config key controlToken: expected a string/,
   );
   assert.equal(buildConfig('app.mjs', {}, {}, cwd, undefined).control, undefined);
+});
+
+test('POST /rollback?kind=: hot, phased or unset; anything else is one line', () => {
+  assert.deepEqual(parseRestartKind(null), {});
+  assert.deepEqual(parseRestartKind('hot'), { kind: 'hot' });
+  assert.deepEqual(parseRestartKind('phased'), { kind: 'phased' });
+  assert.deepEqual(parseRestartKind('cold'), { error: 'invalid kind "cold": expected hot or phased' });
+});
+
+test('ctl tables: the deploy record (releases, rollbacks, where a rollback goes, the mixed-version alarm)', () => {
+  const v1 = { directory: '/srv/releases/v1', version: 'rev-1' };
+  const v2 = { directory: '/srv/releases/v2', version: null };
+  const deploys: Stats = {
+    ...sample,
+    release: v1,
+    rollbackTo: v2,
+    mixedVersions: {
+      code: 'ERR_NSERVE_MIXED_VERSIONS',
+      since: '2026-01-01T00:00:30.000Z',
+      restart: 2,
+      accepting: true,
+      releases: [
+        { ...v1, workers: 1 },
+        { ...v2, workers: 1 },
+      ],
+      message: 'mixed versions after phased restart #2 (failed): …',
+    },
+    restarts: [
+      {
+        id: 2,
+        kind: 'phased',
+        started: '2026-01-01T00:00:10.000Z',
+        finished: '2026-01-01T00:00:11.000Z',
+        outcome: 'ok',
+        error: null,
+        release: v1,
+        previous: v2,
+        rollback: true,
+      },
+    ],
+  };
+  const now = Date.parse('2026-01-01T00:01:00.000Z');
+  const stats = formatStats(deploys, now);
+  assert.match(stats, /^release {4}\/srv\/releases\/v2$/m);
+  assert.match(stats, /^version {4}rev-1 · rollback to \/srv\/releases\/v2$/m);
+  assert.match(stats, /^WARNING {4}mixed versions after phased restart #2/m);
+  assert.match(stats, /^RESTART +KIND +STARTED +TOOK +FROM +RELEASE +OUTCOME +ERROR$/m);
+  assert.match(stats, /^#2 +phased rollback +\S+ +1\.0 s +\/srv\/releases\/v2 +rev-1 +ok$/m);
+  const status = formatStatus(deploys, now);
+  assert.match(status, /^last restart #2 \(phased rollback to rev-1\): ok in 1\.0 s$/m);
+  assert.match(status, /^version rev-1 · rollback to \/srv\/releases\/v2$/m);
 });

@@ -156,3 +156,22 @@ test('the hand-off carries the metrics listener and totals; a malformed metrics 
     assert.match(bad.kind === 'foreign' ? bad.reason : '', /malformed hand-off: metrics/);
   }
 });
+
+test('a rollback pins its release in the hand-off; the deploy record is opaque and optional', () => {
+  const withPin = {
+    ...sample(),
+    pinned: '/srv/releases/0',
+    releases: { serving: { directory: '/srv/releases/1', version: 'b' }, previous: null },
+  };
+  const ok = decodeHandoff(encodeHandoff(withPin));
+  assert.equal(ok.kind, 'ok');
+  assert.equal(ok.kind === 'ok' ? ok.handoff.pinned : undefined, '/srv/releases/0');
+  assert.deepEqual(ok.kind === 'ok' ? ok.handoff.releases : undefined, withPin.releases);
+  for (const pinned of [42, 'relative/dir', '']) {
+    const bad = decodeHandoff(encodeHandoff({ ...sample(), pinned } as unknown as Omit<Handoff, 'v'>));
+    assert.equal(bad.kind, 'foreign', JSON.stringify(pinned));
+    assert.match(bad.kind === 'foreign' ? bad.reason : '', /malformed hand-off: pinned/);
+  }
+  // A deploy record of a shape this image does not know is no reason to refuse the hand-off.
+  assert.equal(decodeHandoff(encodeHandoff({ ...sample(), releases: 'x' })).kind, 'ok');
+});
