@@ -35,7 +35,8 @@ export async function phasedRestart(m: Master): Promise<void> {
   const started = Date.now();
   const record = m.history.begin('phased');
   const generation = m.generation + 1;
-  const canaryMs = config.canaryMs;
+  // A rollback goes back to the release that served before: it is not judged again (no canary).
+  const canaryMs = m.history.deploys.pinned === undefined ? config.canaryMs : undefined;
   let replaced = 0;
   try {
     const directory = m.resolveNewDirectory();

@@ -66,7 +66,8 @@ const real = (root: string, version: string): string => fs.realpathSync(path.joi
 test('-w 2: rollback brings v1 back under load though current names v2; twice toggles; the record shows it', {
   timeout: 180_000,
 }, async (t) => {
-  const { root, S, port } = await deployed(t, 2);
+  // With a canary configured: a rollback is not judged again, so the phased one has no canary phase.
+  const { root, S, port, srv } = await deployed(t, 2, ['--canary', '30s']);
   switchRelease(root, 'v2');
   await waited(['restart', ...S]);
   assert.equal((await getJson(port)).body.version, 'v2');
@@ -100,6 +101,10 @@ test('-w 2: rollback brings v1 back under load though current names v2; twice to
   const again = await waited(['rollback', '--phased', ...S]);
   assert.match(again, /^rollback #3 \(phased restart\) done in .* · serving rev-v2 /m);
   assert.equal((await getJson(port)).body.version, 'v2');
+  assert.ok(
+    srv.lines.every((l) => !String(l.msg).includes('canary worker')),
+    'a rollback has no canary phase',
+  );
   await load.roundsSince(performance.now(), 2);
   await stopWithoutFailures(load, t);
 
