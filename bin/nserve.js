@@ -29,4 +29,6 @@ if (process.argv[2] === 'start') {
     }
   }
 }
-await import('../dist/src/cli/main.js');
+// `start` (every server process: single, master, workers) reads its command line without commander
+// when it can (src/cli/start-entry.ts); other commands load the whole commander program.
+await import(process.argv[2] === 'start' ? '../dist/src/cli/start-entry.js' : '../dist/src/cli/main.js');
