@@ -20,8 +20,12 @@ if (process.argv[2] === 'start') {
   };
   // A SIGUSR1 that arrived before this line (Node's own start-up) opened Node's inspector on
   // 127.0.0.1:9229, where any local user could run code as this server. Close it unless it was asked for.
-  // (Processes nserve starts itself are started so that SIGUSR1 cannot open it: src/restart/exec.ts.)
-  if (!process.execArgv.some((a) => a.startsWith('--inspect') && !a.startsWith('--inspect-port=192.0.2.1'))) {
+  // Processes nserve starts itself (workers, a hot restart's image) are started so that SIGUSR1 cannot
+  // open it (src/restart/exec.ts): they skip the check, and do not load node:inspector.
+  const sigusr1Safe = process.execArgv.some(
+    (a) => a === '--disable-sigusr1' || a.startsWith('--inspect-port=192.0.2.1'),
+  );
+  if (!sigusr1Safe && !process.execArgv.some((a) => a.startsWith('--inspect'))) {
     const inspector = await import('node:inspector');
     if (inspector.url() !== undefined) {
       inspector.close();
