@@ -26,7 +26,8 @@ if (process.argv[2] === 'start') {
     (a) => a === '--disable-sigusr1' || a.startsWith('--inspect-port=192.0.2.1'),
   );
   if (!sigusr1Safe && !process.execArgv.some((a) => a.startsWith('--inspect'))) {
-    const inspector = await import('node:inspector');
+    // getBuiltinModule: synchronous, no trip through the ESM loader (start-up time).
+    const inspector = process.getBuiltinModule('node:inspector');
     if (inspector.url() !== undefined) {
       inspector.close();
       process.stderr.write('nserve: closed the inspector a SIGUSR1 during start-up had opened\n');
