@@ -2,13 +2,14 @@
 // validated, frozen Config built from CLI options + config file. Nothing downstream re-reads argv or env.
 // The work is split by role under config/: values.ts (parsing one setting), build.ts (all settings →
 // Config), file.ts (finding and loading the config file), describe.ts (`nserve config --print`).
+import type { LevelWithSilent } from 'pino';
 import type { Balance, BindSpec } from './binder.js';
 import type { MetricsAddress } from './config/build.js';
 import type { ConfigFileSource } from './config/file.js';
 import type { Source } from './config/values.js';
 import type { ControlConfig } from './control/api.js';
 import type { LeakPolicy } from './fds.js';
-import type { LevelWithSilent, LogFormat } from './logger.js';
+import type { LogFormat } from './logger.js';
 
 export { buildConfig, MAX_SOCKETS_PER_WORKER, type MetricsAddress } from './config/build.js';
 export { describeConfig, formatConfig } from './config/describe.js';

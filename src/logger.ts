@@ -1,13 +1,10 @@
-// nserve's logger: one event per line, JSON by default (the line pino writes: log-line.ts), or pretty or
-// logfmt made from that line; written synchronously to descriptor 1 (or 2) through a SafeDestination.
-// The API is the part of pino's nserve uses: `log.info(fields, msg)`, `log.info(msg)`, levels, `child`.
+import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
-import { bindingsText, eventLine, LEVEL_LABELS, LEVEL_VALUES, type LevelWithSilent } from './log-line.js';
-import { onRecovery, SafeDestination } from './safe-destination.js';
+import { type LevelWithSilent, type Logger, pino } from 'pino';
+import { errorCode, errorMessage, usageError } from './errors.js';
+import * as native from './native.js';
 
-export type { Level, LevelWithSilent } from './log-line.js';
-export { droppedLogLines, type LostLines, SafeDestination } from './safe-destination.js';
-export { onStdioReopened, redirectStdio, reopenRedirectedStdio, stdioRedirected } from './stdio-redirect.js';
+export type { Logger } from 'pino';
 
 export const LOG_LEVELS: readonly LevelWithSilent[] = [
   'fatal',
@@ -22,28 +19,6 @@ export const LOG_LEVELS: readonly LevelWithSilent[] = [
 export type LogFormat = 'json' | 'pretty' | 'logfmt';
 export const LOG_FORMATS: readonly LogFormat[] = ['json', 'pretty', 'logfmt'];
 
-/** One level's method: `(fields, msg)` (an Error as `fields` is logged as `err`) or `(msg)`. */
-export interface LogFn {
-  (fields: object | null | undefined, msg?: string): void;
-  (msg: string): void;
-}
-
-export interface Logger {
-  /** The threshold: events below it are not written. */
-  level: LevelWithSilent;
-  fatal: LogFn;
-  error: LogFn;
-  warn: LogFn;
-  info: LogFn;
-  debug: LogFn;
-  trace: LogFn;
-  isLevelEnabled(level: LevelWithSilent): boolean;
-  /** A logger that adds `bindings` to every line (after this one's). */
-  child(bindings: Record<string, unknown>): Logger;
-  /** Lines are written synchronously: nothing to flush (kept for pino's API). */
-  flush(): void;
-}
-
 export interface LoggerOptions {
   level: LevelWithSilent;
   /** Fields on every line, e.g. `{ role: 'worker', worker: 2 }`. */
@@ -51,7 +26,7 @@ export interface LoggerOptions {
   /** The line format; defaults to `setDefaultLogFormat`'s, else pretty on a terminal and JSON otherwise. */
   format?: LogFormat;
   /** The descriptor written to (default 1; 2 for the app's tagged stderr lines). */
-  fd?: number;
+  fd?: 1 | 2;
 }
 
 /** The format of every logger created from now on in this process (`--log-format`, set once by the CLI). */
@@ -61,10 +36,10 @@ export function setDefaultLogFormat(format: LogFormat | undefined): void {
 }
 
 /**
- * Logs are written synchronously, in-process: an `execve` (hot restart) must not lose lines, so there is
- * no transport thread. Pretty and logfmt lines are made from the JSON line by a formatter called in
- * `SafeDestination.write` (pino-pretty's `prettyFactory`, the `logfmt` package's `stringify`), loaded only
- * when that format is chosen.
+ * Logs are written synchronously, in-process: pino transports run in worker threads, and an `execve`
+ * (hot restart) kills those threads with whatever they had not written yet. So pretty and logfmt lines
+ * are made from pino's JSON line by a formatter called in `SafeDestination.write` (pino-pretty's
+ * `prettyFactory`, the `logfmt` package's `stringify`), not by a transport.
  *
  * Writes go through a `SafeDestination`: a log line that cannot be written (a full disk under
  * `--redirect-stdout`, a reader gone) is dropped and counted, never thrown: logging must not take the site
@@ -72,74 +47,23 @@ export function setDefaultLogFormat(format: LogFormat | undefined): void {
  */
 export function createLogger(options: LoggerOptions): Logger {
   const format = options.format ?? defaultFormat ?? (process.stdout.isTTY === true ? 'pretty' : 'json');
-  const destination = new SafeDestination(options.fd ?? 1, lineFormatter(format));
-  const log = new LineLogger(options.level, bindingsText({ pid: process.pid, ...options.base }), destination);
-  onRecovery((fd, lost) =>
-    // Deferred: the line that went through may be in the middle of being written.
+  const base = { pid: process.pid, ...options.base };
+  const log = pino(
+    { level: options.level, base, timestamp: pino.stdTimeFunctions.isoTime },
+    new SafeDestination(options.fd ?? 1, lineFormatter(format)),
+  );
+  reportRecovery = (fd, lost) =>
+    // Deferred: pino may be in the middle of writing the line that went through.
     setImmediate(() =>
       log.warn(
         { fd, droppedLines: lost.lines, code: lost.code, since: new Date(lost.since).toISOString() },
         `${lost.lines} output line(s) could not be written (${lost.code}) and were dropped; writing works again`,
       ),
-    ),
-  );
+    );
   return log;
 }
 
-class LineLogger implements Logger {
-  private threshold: number;
-
-  constructor(
-    private levelName: LevelWithSilent,
-    private readonly bindings: string,
-    private readonly destination: SafeDestination,
-  ) {
-    this.threshold = LEVEL_VALUES[levelName];
-  }
-
-  get level(): LevelWithSilent {
-    return this.levelName;
-  }
-
-  set level(level: LevelWithSilent) {
-    if (!(level in LEVEL_VALUES)) throw new Error(`unknown level ${String(level)}`);
-    this.levelName = level;
-    this.threshold = LEVEL_VALUES[level];
-  }
-
-  readonly fatal = this.method(60);
-  readonly error = this.method(50);
-  readonly warn = this.method(40);
-  readonly info = this.method(30);
-  readonly debug = this.method(20);
-  readonly trace = this.method(10);
-
-  isLevelEnabled(level: LevelWithSilent): boolean {
-    return level !== 'silent' && LEVEL_VALUES[level] >= this.threshold;
-  }
-
-  child(bindings: Record<string, unknown>): Logger {
-    return new LineLogger(this.levelName, this.bindings + bindingsText(bindings), this.destination);
-  }
-
-  flush(): void {}
-
-  private method(level: number): LogFn {
-    // pino's argument rules: an object (or null) first is the fields, and the message follows; anything
-    // else first is the message.
-    return (...args: unknown[]): void => {
-      if (level < this.threshold) return;
-      const [first, second] = args;
-      const line =
-        typeof first === 'object'
-          ? eventLine(level, this.bindings, first, first === null && args.length === 1 ? null : second)
-          : eventLine(level, this.bindings, null, first === undefined ? second : first);
-      this.destination.write(line);
-    };
-  }
-}
-
-/** Turns one JSON line into the chosen format (undefined: keep the JSON). */
+/** Turns one pino JSON line into the chosen format (undefined: keep the JSON). */
 export function lineFormatter(format: LogFormat): ((line: string) => string) | undefined {
   if (format === 'json') return undefined;
   const require = createRequire(import.meta.url);
@@ -189,6 +113,8 @@ function errorLine(err: unknown): string | undefined {
   return `${type}: ${firstLine}${frame === undefined ? '' : ` (at ${frame})`}`;
 }
 
+const LEVEL_LABELS: Record<number, string> = pino.levels.labels;
+
 /** The fields of a logfmt line: time, level, role, worker, msg first; nested values as JSON; no newlines. */
 export function logfmtFields(log: Record<string, unknown>): Record<string, string | number | boolean> {
   const { time, level, role, worker, msg, ...rest } = log;
@@ -209,4 +135,199 @@ export function logfmtFields(log: Record<string, unknown>): Record<string, strin
     put(k, k === 'err' ? (errorLine(v) ?? v) : v);
   }
   return out;
+}
+
+export interface LostLines {
+  lines: number;
+  /** errno code of the first failed write (ENOSPC, EPIPE, EIO, EAGAIN, ...). */
+  code: string;
+  /** Epoch ms of the first dropped line. */
+  since: number;
+}
+
+/** How long one line may wait for a full pipe (EAGAIN) before it is dropped. */
+const EAGAIN_PATIENCE_MS = 1000;
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
+let totalDropped = 0;
+/** The current failure episode of each descriptor (shared by the logger and console output on it). */
+const episodes = new Map<number, LostLines>();
+/** Reports the end of an episode; set by createLogger (the last logger created in this process). */
+let reportRecovery: ((fd: number, lost: LostLines) => void) | undefined;
+
+/** Lines this process dropped because they could not be written (logger and redirected console output). */
+export function droppedLogLines(): number {
+  return totalDropped;
+}
+
+/**
+ * Writes whole lines with `write(2)` on a descriptor and never throws. Lines that cannot be written are
+ * dropped and counted; the first line that goes through again ends the episode, which is reported (once)
+ * through the logger. Descriptor 1 is written by number on every line, so a SIGHUP reopen (dup2 onto 1)
+ * takes effect at once. This is the pino destination of every logger (master, single, workers).
+ */
+export class SafeDestination {
+  constructor(
+    private readonly fd: number,
+    private readonly format?: (line: string) => string,
+  ) {}
+
+  write(line: string | Uint8Array): void {
+    let data = line;
+    if (this.format !== undefined && typeof line === 'string') {
+      try {
+        data = this.format(line);
+      } catch {
+        // keep the JSON line
+      }
+    }
+    const failed = this.writeAll(typeof data === 'string' ? Buffer.from(data, 'utf8') : data);
+    const episode = episodes.get(this.fd);
+    if (failed !== undefined) {
+      totalDropped++;
+      if (episode === undefined) episodes.set(this.fd, { lines: 1, code: failed, since: Date.now() });
+      else episode.lines++;
+      return;
+    }
+    if (episode !== undefined) {
+      episodes.delete(this.fd);
+      reportRecovery?.(this.fd, episode);
+    }
+  }
+
+  /** Undefined when the whole buffer was written, else the errno code that stopped it. */
+  private writeAll(buf: Uint8Array): string | undefined {
+    let off = 0;
+    // While lines are being dropped, don't wait for a full pipe again: one stall per episode at most.
+    let patience = episodes.has(this.fd) ? 0 : EAGAIN_PATIENCE_MS;
+    while (off < buf.length) {
+      try {
+        off += fs.writeSync(this.fd, buf, off, buf.length - off);
+      } catch (err) {
+        const code = errorCode(err) ?? 'EIO';
+        // Node leaves O_NONBLOCK on a piped stdout: a slow reader gives EAGAIN; wait a little for it.
+        if (code === 'EAGAIN' && patience > 0) {
+          Atomics.wait(sleeper, 0, 0, 5);
+          patience -= 5;
+          continue;
+        }
+        return code;
+      }
+    }
+    return undefined;
+  }
+}
+
+/**
+ * Make console output (process.stdout/stderr) on a redirected descriptor drop what cannot be written
+ * instead of emitting 'error': Node's stream for a file (SyncWriteStream) emits an unhandled 'error' on
+ * ENOSPC, which kills the process, and is then destroyed for good.
+ */
+function guardConsoleStream(stream: NodeJS.WriteStream, fd: number): void {
+  const guarded = stream as NodeJS.WriteStream & { [GUARDED]?: true };
+  if (guarded[GUARDED]) return;
+  guarded[GUARDED] = true;
+  if (stream.constructor.name === 'SyncWriteStream') {
+    const safe = new SafeDestination(fd);
+    stream._write = (chunk: Buffer | string, _encoding, callback) => {
+      safe.write(chunk);
+      callback();
+    };
+    return;
+  }
+  // A stream created before the redirect (a pipe or terminal stream): never let its errors kill us.
+  stream.on('error', () => {
+    totalDropped++;
+  });
+}
+const GUARDED = Symbol('nserve.guarded');
+
+// ── --redirect-stdout / --redirect-stderr ──────────────────────────────────────────────────────────────
+// The files are put on descriptors 1 and 2 themselves (dup3), not just under the logger, so that
+// everything lands in them: the app's console output, Node's own report of a fatal error, the output of
+// child processes, and workers, which inherit 1 and 2 from the master. Opened for append (O_APPEND: lines
+// from several processes never overwrite each other). SIGHUP reopens them by path, after logrotate has
+// renamed the old ones; a master passes the SIGHUP on to its workers, which reopen their own.
+
+export interface StdioFiles {
+  stdout: string | undefined;
+  stderr: string | undefined;
+}
+
+let redirected: StdioFiles | undefined;
+const reopenedListeners: (() => void)[] = [];
+
+/** Point stdout/stderr at the configured files (a no-op without any). Throws a usage error if one cannot be opened. */
+export function redirectStdio(files: StdioFiles): void {
+  if (files.stdout === undefined && files.stderr === undefined) return;
+  try {
+    pointStdioAt(files);
+  } catch (err) {
+    const flag = err instanceof OpenError ? err.flag : 'redirect';
+    throw usageError('ERR_NSERVE_INVALID_CONFIG', `cannot open ${flag}: ${errorMessage(err)}`, err);
+  }
+  redirected = { ...files };
+  if (files.stdout !== undefined) guardConsoleStream(process.stdout, 1);
+  if (files.stderr !== undefined) guardConsoleStream(process.stderr, 2);
+}
+
+class OpenError extends Error {
+  constructor(
+    readonly flag: string,
+    cause: unknown,
+  ) {
+    super(errorMessage(cause), { cause });
+  }
+}
+
+function pointStdioAt(files: StdioFiles): void {
+  const opened = new Map<string, number>();
+  try {
+    for (const [target, file, flag] of [
+      [1, files.stdout, '--redirect-stdout'],
+      [2, files.stderr, '--redirect-stderr'],
+    ] as const) {
+      if (file === undefined) continue;
+      let fd = opened.get(file);
+      if (fd === undefined) {
+        try {
+          fd = fs.openSync(file, 'a', 0o640);
+        } catch (err) {
+          throw new OpenError(flag, err);
+        }
+        opened.set(file, fd);
+      }
+      native.dup2(fd, target);
+    }
+  } finally {
+    for (const fd of opened.values()) fs.closeSync(fd);
+  }
+}
+
+/**
+ * SIGHUP: reopen the redirected files (they may have been renamed away). Returns false when nothing is
+ * redirected, so the caller can give SIGHUP its other meaning.
+ */
+export function reopenRedirectedStdio(log?: Logger): boolean {
+  if (redirected === undefined) return false;
+  try {
+    pointStdioAt(redirected);
+    log?.info({ stdout: redirected.stdout, stderr: redirected.stderr }, 'log files reopened');
+  } catch (err) {
+    // Keep writing to the old files rather than lose lines.
+    const message = `reopening the log files failed, still writing to the old ones: ${errorMessage(err)}`;
+    if (log === undefined) process.stderr.write(`nserve: ${message}\n`);
+    else log.error({ err }, message);
+  }
+  for (const fn of reopenedListeners) fn();
+  return true;
+}
+
+/** Run `fn` after every reopen (the master uses it to pass SIGHUP on to its workers). */
+export function onStdioReopened(fn: () => void): void {
+  reopenedListeners.push(fn);
+}
+
+export function stdioRedirected(): boolean {
+  return redirected !== undefined;
 }

@@ -2,12 +2,13 @@
 // (slots per worker, balance, HTTP timeouts, control and metrics addresses).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { LevelWithSilent } from 'pino';
 import { BALANCES, type Balance, type BindSpec, parseBindUri } from '../binder.js';
 import type { CliOptions, Config, UserConfig } from '../config.js';
 import { type ControlConfig, resolveControl } from '../control/api.js';
 import { usageError } from '../errors.js';
 import { LEAK_POLICIES, type LeakPolicy } from '../fds.js';
-import { type LevelWithSilent, LOG_FORMATS, LOG_LEVELS, type LogFormat } from '../logger.js';
+import { LOG_FORMATS, LOG_LEVELS, type LogFormat } from '../logger.js';
 import { readStateFile } from '../statefile.js';
 import type { FoundConfigFile } from './file.js';
 import {
