@@ -9,6 +9,10 @@
 // For each: spawn → first 200 (polled every 5 ms on new connections); then 500 sequential requests and
 // 1 s idle; then VmRSS of the master and of each serving process.
 //
+// `--before DIR`: also `nserve start` (single and -w 2) from another nserve build (DIR/bin/nserve.js, e.g.
+// a copy of main's bin/, dist/, build/ and package.json), interleaved in the same rounds: before/after
+// figures from one run, on the same load.
+//
 // Peak memory of a cluster hot restart (`--peak`): `nserve -w 8` with the restart suite's versioned app
 // (boot --boot-ms), idle; the RSS of the whole tree (master + every descendant) sampled every 20 ms,
 // steady level (median over 1 s) against the peak from the signal to 2 s after the restart is done.
@@ -39,6 +43,8 @@ export interface FootprintOptions {
   peakWorkers: number;
   bootMs: number;
   out: string;
+  /** Root of another nserve build to compare with (its bin/nserve.js), or undefined. */
+  before?: string | undefined;
 }
 
 interface Started {
@@ -58,60 +64,66 @@ const signedMB = (bytes: number): string => (bytes >= 0 ? `+${fmtMB(bytes)}` : `
 
 const HELLO = path.join(FIXTURES, 'apps', 'hello.mjs');
 
-export const FOOTPRINT_SYSTEMS: SystemDef[] = [
-  {
-    name: 'node',
-    label: 'plain node',
-    start(port) {
-      const proc = startNode(path.join(FIXTURES, 'serve.mjs'), [], { PORT: String(port), BENCH_APP: HELLO });
-      return { proc, master: null, servers: () => [proc.pid] };
-    },
+const PLAIN_NODE: SystemDef = {
+  name: 'node',
+  label: 'plain node',
+  start(port) {
+    const proc = startNode(path.join(FIXTURES, 'serve.mjs'), [], { PORT: String(port), BENCH_APP: HELLO });
+    return { proc, master: null, servers: () => [proc.pid] };
   },
-  {
-    name: 'nserve-single',
-    label: 'nserve single mode',
+};
+
+const NODE_CLUSTER: SystemDef = {
+  name: 'cluster',
+  label: 'Node cluster, 2 workers',
+  start(port) {
+    const proc = startNode(path.join(FIXTURES, 'cluster-primary.mjs'), [], {
+      PORT: String(port),
+      WORKERS: '2',
+      BENCH_APP: HELLO,
+    });
+    return { proc, master: proc.pid, servers: () => childPids(proc.pid) };
+  },
+};
+
+/** `nserve start hello.mjs` (single, or `-w 2`) run by `cli`. */
+function nserveSystem(name: string, label: string, cli: string, workers: number): SystemDef {
+  return {
+    name,
+    label,
     start(port) {
-      const proc = startNode(NSERVE_CLI, [
+      const args = [
         'start',
         'hello.mjs',
         '--directory',
         path.dirname(HELLO),
         '--bind',
         `tcp://127.0.0.1:${port}`,
-      ]);
-      return { proc, master: null, servers: () => [proc.pid] };
+      ];
+      const proc = startNode(cli, workers > 0 ? [...args, '-w', String(workers)] : args);
+      return workers > 0
+        ? { proc, master: proc.pid, servers: () => childPids(proc.pid) }
+        : { proc, master: null, servers: () => [proc.pid] };
     },
-  },
-  {
-    name: 'cluster',
-    label: 'Node cluster, 2 workers',
-    start(port) {
-      const proc = startNode(path.join(FIXTURES, 'cluster-primary.mjs'), [], {
-        PORT: String(port),
-        WORKERS: '2',
-        BENCH_APP: HELLO,
-      });
-      return { proc, master: proc.pid, servers: () => childPids(proc.pid) };
-    },
-  },
-  {
-    name: 'nserve-w2',
-    label: 'nserve -w 2',
-    start(port) {
-      const proc = startNode(NSERVE_CLI, [
-        'start',
-        'hello.mjs',
-        '--directory',
-        path.dirname(HELLO),
-        '--bind',
-        `tcp://127.0.0.1:${port}`,
-        '-w',
-        '2',
-      ]);
-      return { proc, master: proc.pid, servers: () => childPids(proc.pid) };
-    },
-  },
-];
+  };
+}
+
+/** The systems of a run: with `before`, each nserve system also from that build, right after this one's. */
+export function footprintSystems(before?: string): SystemDef[] {
+  const beforeCli = before === undefined ? undefined : path.join(path.resolve(before), 'bin', 'nserve.js');
+  const nserve = (name: string, label: string, workers: number): SystemDef[] => [
+    nserveSystem(name, label, NSERVE_CLI, workers),
+    ...(beforeCli === undefined
+      ? []
+      : [nserveSystem(`${name}-before`, `${label} (before)`, beforeCli, workers)]),
+  ];
+  return [
+    PLAIN_NODE,
+    ...nserve('nserve-single', 'nserve single mode', 0),
+    NODE_CLUSTER,
+    ...nserve('nserve-w2', 'nserve -w 2', 2),
+  ];
+}
 
 interface FootprintRun {
   system: string;
@@ -257,7 +269,7 @@ async function peakRun(workers: number, bootMs: number): Promise<PeakRun> {
 export async function footprintSuite(opts: FootprintOptions): Promise<void> {
   const m = machine();
   const started = Date.now();
-  const systems = FOOTPRINT_SYSTEMS;
+  const systems = footprintSystems(opts.before);
   console.log(
     `footprint suite: ${systems.length} systems × ${opts.rounds} rounds (hello app, no boot delay)`,
   );
@@ -306,7 +318,7 @@ export async function footprintSuite(opts: FootprintOptions): Promise<void> {
             ratio(sys.name, 'node', (r) => r.startupMs),
             fx,
           ),
-      sys.name === 'node' || sys.name === 'nserve-single'
+      sys.name === 'node' || sys.name.startsWith('nserve-single')
         ? '—'
         : fmtSpread(spread(rs.map((r) => r.masterRss ?? Number.NaN)), fmtMB),
       fmtSpread(spread(rs.map((r) => median(r.serverRss))), fmtMB),
@@ -315,10 +327,11 @@ export async function footprintSuite(opts: FootprintOptions): Promise<void> {
   });
   console.log(`\nStart-up and memory, hello app (median (min–max) over ${opts.rounds} rounds):\n`);
   console.log(table(header, rows));
-  const masterDelta = master('nserve-w2') - master('cluster');
-  console.log(
-    `\nnserve -w 2 master vs Node cluster primary: ${fmtMB(master('nserve-w2'))} vs ${fmtMB(master('cluster'))} (${signedMB(masterDelta)})`,
-  );
+  for (const name of ['nserve-w2', 'nserve-w2-before'].filter((n) => systems.some((s) => s.name === n))) {
+    console.log(
+      `\n${name} master vs Node cluster primary: ${fmtMB(master(name))} vs ${fmtMB(master('cluster'))} (${signedMB(master(name) - master('cluster'))})`,
+    );
+  }
   console.log(
     `start → first response, nserve single vs plain node: ${fx(startup('nserve-single') / startup('node'))} (medians); nserve -w 2 vs Node cluster: ${fx(startup('nserve-w2') / startup('cluster'))}`,
   );
@@ -345,7 +358,11 @@ export async function footprintSuite(opts: FootprintOptions): Promise<void> {
     summary: {
       startupMs: Object.fromEntries(systems.map((s) => [s.name, startup(s.name)])),
       serverRssBytes: Object.fromEntries(systems.map((s) => [s.name, server(s.name)])),
-      masterRssBytes: { cluster: master('cluster'), 'nserve-w2': master('nserve-w2') },
+      masterRssBytes: Object.fromEntries(
+        systems
+          .filter((s) => s.name === 'cluster' || s.name.startsWith('nserve-w2'))
+          .map((s) => [s.name, master(s.name)]),
+      ),
       startupRatioSingleVsNode: ratio('nserve-single', 'node', (r) => r.startupMs),
       startupRatioW2VsCluster: ratio('nserve-w2', 'cluster', (r) => r.startupMs),
     },

@@ -39,6 +39,7 @@ longlived (restarts with WebSocket and event-stream clients open; not part of "a
 footprint (start-up and RSS against plain node and Node cluster; not part of "all"):
   --peak             also the tree's peak RSS through a cluster hot restart (issue 17, goal 6)
   --peak-workers N   workers for --peak (default 8)
+  --before DIR       also nserve from another build (DIR/bin/nserve.js), interleaved: before/after in one run
   --boot-ms MS       the app's boot for --peak (default 1500)
 
 throughput:
@@ -71,6 +72,7 @@ async function main(): Promise<void> {
       'drain-api': { type: 'boolean', default: false },
       peak: { type: 'boolean', default: false },
       'peak-workers': { type: 'string' },
+      before: { type: 'string' },
       sse: { type: 'string' },
       duration: { type: 'string' },
       warmup: { type: 'string' },
@@ -133,6 +135,7 @@ async function main(): Promise<void> {
       peakWorkers: num('peak-workers', values['peak-workers'], 8),
       bootMs: num('boot-ms', values['boot-ms'], 1500),
       out: outFor('footprint'),
+      before: values.before === undefined ? undefined : path.resolve(INVOKED_FROM, values.before),
     });
   }
   if (suite === 'longlived') {

@@ -20,13 +20,20 @@ if (process.argv[2] === 'start') {
   };
   // A SIGUSR1 that arrived before this line (Node's own start-up) opened Node's inspector on
   // 127.0.0.1:9229, where any local user could run code as this server. Close it unless it was asked for.
-  // (Processes nserve starts itself are started so that SIGUSR1 cannot open it: src/restart/exec.ts.)
-  if (!process.execArgv.some((a) => a.startsWith('--inspect') && !a.startsWith('--inspect-port=192.0.2.1'))) {
-    const inspector = await import('node:inspector');
+  // Processes nserve starts itself (workers, a hot restart's image) are started so that SIGUSR1 cannot
+  // open it (src/restart/exec.ts): they skip the check, and do not load node:inspector.
+  const sigusr1Safe = process.execArgv.some(
+    (a) => a === '--disable-sigusr1' || a.startsWith('--inspect-port=192.0.2.1'),
+  );
+  if (!sigusr1Safe && !process.execArgv.some((a) => a.startsWith('--inspect'))) {
+    // getBuiltinModule: synchronous, no trip through the ESM loader (start-up time).
+    const inspector = process.getBuiltinModule('node:inspector');
     if (inspector.url() !== undefined) {
       inspector.close();
       process.stderr.write('nserve: closed the inspector a SIGUSR1 during start-up had opened\n');
     }
   }
 }
-await import('../dist/src/cli/main.js');
+// `start` (every server process: single, master, workers) reads its command line without commander
+// when it can (src/cli/start-entry.ts); other commands load the whole commander program.
+await import(process.argv[2] === 'start' ? '../dist/src/cli/start-entry.js' : '../dist/src/cli/main.js');

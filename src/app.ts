@@ -6,13 +6,14 @@ import type * as http from 'node:http';
 import type { IncomingMessage, RequestListener } from 'node:http';
 import * as path from 'node:path';
 import type { Duplex } from 'node:stream';
-import * as tls from 'node:tls';
+import type * as tls from 'node:tls';
 import { pathToFileURL } from 'node:url';
 import { fetchListener } from './app/fetch.js';
 import { captureListen } from './app/listen-compat.js';
 import { describeLoadFailure } from './app/load-failure.js';
 import type { Config } from './config.js';
 import { type NserveErrorCode, usageError } from './errors.js';
+import { isTlsServer } from './tls.js';
 
 export { fetchListener } from './app/fetch.js';
 export { compatPorts, listenWaitMs, publishPorts } from './app/listen-compat.js';
@@ -89,7 +90,7 @@ export async function loadApp(
   const handler = pickExport(mod);
   const server =
     capture.server ?? (handler === undefined ? await capture.wait(options.listenWaitMs) : undefined);
-  if (server instanceof tls.Server) {
+  if (isTlsServer(server)) {
     return {
       file,
       kind: 'listen',

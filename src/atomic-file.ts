@@ -5,7 +5,6 @@
 // file planted at any name in a shared directory (as another user could in /tmp or a world-writable /run)
 // makes the open fail instead of redirecting the write to the link's target. rename(2) then replaces the
 // final name itself (a symlink there is replaced, never followed).
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -14,7 +13,10 @@ const CREATE_FRESH =
 
 /** Write `content` to `file` atomically (temp file + rename), with `mode` (before the umask). */
 export function writeFileAtomic(file: string, content: string, mode: number): void {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(8).toString('hex')}.tmp`);
+  const tmp = path.join(
+    path.dirname(file),
+    `.${path.basename(file)}.${process.getBuiltinModule('node:crypto').randomBytes(8).toString('hex')}.tmp`,
+  );
   // Node adds O_CLOEXEC to every open.
   const fd = fs.openSync(tmp, CREATE_FRESH, mode);
   try {

@@ -15,7 +15,7 @@ import * as native from './native.js';
 export type FdRole = 'stdio' | 'listener' | 'control' | 'channel' | 'node' | 'inherited' | 'app';
 
 // ── what was open at start-up ──────────────────────────────────────────────────────────────────────────
-// Taken first thing in `nserve start` (cli/main.ts), before nserve or the app opens anything: what is
+// Taken first thing in `nserve start` (cli/start.ts), before nserve or the app opens anything: what is
 // open then came from the launcher, or is Node's own.
 
 let startup: Map<number, string> | undefined;

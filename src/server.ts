@@ -21,7 +21,6 @@
 import type * as http from 'node:http';
 import type { Socket } from 'node:net';
 import * as net from 'node:net';
-import * as tls from 'node:tls';
 import type { LoadedApp } from './app.js';
 import type { Config } from './config.js';
 import { announceDrain, type DrainInfo, retractDrain } from './drain.js';
@@ -39,7 +38,7 @@ import {
 } from './server/connections.js';
 import { type AppServerOptions, appServerOptions, bindOf, createBindServer } from './server/create.js';
 import { type DrainResult, drainConnections, finishOnOld, waitLongLived } from './server/drain.js';
-import type { CertVerdict, TlsBindOptions, TlsBinds } from './tls.js';
+import { type CertVerdict, isTlsServer, type TlsBindOptions, type TlsBinds } from './tls.js';
 
 export type { AppServerOptions } from './server/create.js';
 export type { DrainResult } from './server/drain.js';
@@ -101,7 +100,7 @@ export class AppServer {
     if (tlsBinds === undefined) return [];
     return tlsBinds.reload((uri, options) => {
       for (const [key, server] of this.servers) {
-        if (bindOf(key) === uri && server instanceof tls.Server) server.setSecureContext(options);
+        if (bindOf(key) === uri && isTlsServer(server)) server.setSecureContext(options);
       }
     });
   }

@@ -1,4 +1,3 @@
-import * as inspector from 'node:inspector';
 import { type Logger, reopenRedirectedStdio } from './logger.js';
 
 // One table maps each command to its signal and control-server path; the CLI, the control server and
@@ -150,8 +149,10 @@ Workers ignore these signals, except \`SIGTERM\`, which makes a worker drain: th
  * once the server is up, and close one nobody asked for (`--inspect*`).
  */
 export function closeStrayInspector(log: Logger): void {
-  if (process.execArgv.some((a) => a.startsWith('--inspect') && !a.startsWith('--inspect-port=192.0.2.1')))
-    return;
+  if (process.execArgv.some((a) => a.startsWith('--inspect') || a === '--disable-sigusr1')) return;
+  // A process nserve started itself (src/restart/exec.ts) or an inspector the user asked for: no check,
+  // and node:inspector (and the worker_threads it loads) stays unloaded.
+  const inspector = process.getBuiltinModule('node:inspector');
   if (inspector.url() === undefined) return;
   inspector.close();
   log.warn(

@@ -5,11 +5,25 @@
 // bind's certificate and key once, to refuse bad files before any socket is bound, and keeps nothing.
 // Only the processes that accept (a single server, workers) keep a key in memory. Keys are read from
 // their files by path: never logged, never in the environment or on the master–worker channel.
-import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
+import type { KeyObject, X509Certificate } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as tls from 'node:tls';
+import * as net from 'node:net';
+import type * as tls from 'node:tls';
 import { errorCode, errorMessage, type NserveError, usageError } from './errors.js';
 import type { Logger } from './logger.js';
+
+// node:crypto and node:tls are loaded by the first ssl:// bind, not by every process: a server without
+// TLS binds never needs them, and they cost each process memory and start-up time (issue 17).
+const nodeCrypto = (): typeof import('node:crypto') => process.getBuiltinModule('node:crypto');
+const nodeTls = (): typeof import('node:tls') => process.getBuiltinModule('node:tls');
+
+/**
+ * `value instanceof tls.Server` (https's and http2's secure servers are tls.Servers), without loading
+ * node:tls where nothing uses TLS: a tls.Server is the net.Server that has `setSecureContext`.
+ */
+export function isTlsServer(value: unknown): value is tls.Server {
+  return value instanceof net.Server && typeof (value as Partial<tls.Server>).setSecureContext === 'function';
+}
 
 export type VerifyMode = 'none' | 'peer' | 'force_peer';
 export const VERIFY_MODES: readonly VerifyMode[] = ['none', 'peer', 'force_peer'];
@@ -95,6 +109,7 @@ export function loadTlsMaterial(uri: string, options: TlsBindOptions): TlsMateri
   const cert = readPem(uri, 'certificate', options.cert);
   const key = readPem(uri, 'key', options.key);
   const ca = options.ca === undefined ? undefined : readPem(uri, 'CA', options.ca);
+  const { createPrivateKey, X509Certificate } = nodeCrypto();
   let x509: X509Certificate;
   try {
     x509 = new X509Certificate(cert);
@@ -123,7 +138,7 @@ export function loadTlsMaterial(uri: string, options: TlsBindOptions): TlsMateri
   }
   const material: TlsMaterial = { cert, key, ca, info: certInfo(x509) };
   try {
-    tls.createSecureContext(secureContextOptions(options, material));
+    nodeTls().createSecureContext(secureContextOptions(options, material));
   } catch (err) {
     throw tlsError(uri, `OpenSSL refused ${options.cert} with ${options.key}: ${errorMessage(err)}`, err);
   }
@@ -294,7 +309,7 @@ export function checkTlsBinds(
 /** The public view of each TLS bind's certificate, read from its file (the master's stats). */
 export function readCertInfo(file: string): CertInfo | undefined {
   try {
-    return certInfo(new X509Certificate(fs.readFileSync(file)));
+    return certInfo(new (nodeCrypto().X509Certificate)(fs.readFileSync(file)));
   } catch {
     return undefined;
   }

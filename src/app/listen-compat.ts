@@ -1,8 +1,9 @@
 // Listen-compat: an app that starts its own server (server.listen($PORT)) is served by nserve on its
 // ports; the ports nserve binds are published to the app ($PORT) and to every process that loads it.
-import * as http from 'node:http';
+import type * as http from 'node:http';
 import * as net from 'node:net';
-import * as tls from 'node:tls';
+import type * as tls from 'node:tls';
+import { isTlsServer } from '../tls.js';
 
 /** An app's server that listen-compat captures: http, or https/http2 (TLS terminated by the app). */
 type AppHttpServer = http.Server | tls.Server;
@@ -42,7 +43,8 @@ export function captureListen(ports: readonly number[]): ListenCapture {
     const port = requestedPort(args);
     // https.Server and http2's secure server are tls.Servers (a plain tls.Server of the app is not HTTP,
     // but nserve could not serve HTTP on a port the app meant for raw TLS either).
-    const httpish = this instanceof http.Server || this instanceof tls.Server;
+    // node:http by getBuiltinModule: this module is loaded by the master too, which serves no HTTP.
+    const httpish = this instanceof process.getBuiltinModule('node:http').Server || isTlsServer(this);
     if (!httpish || port === undefined || !ports.includes(port)) {
       if (httpish && port !== undefined) capture.elsewhere.push(port);
       return original.apply(this, args as Parameters<typeof original>);

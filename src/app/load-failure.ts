@@ -1,5 +1,4 @@
 // Load failures.
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -55,7 +54,10 @@ function syntaxErrorAt(file: string, directory: string): SourceLocation | undefi
     const f = queue.shift()!;
     if (seen.has(f) || !f.startsWith(`${directory}${path.sep}`) || !fs.existsSync(f)) continue;
     seen.add(f);
-    const r = spawnSync(process.execPath, ['--check', f], { encoding: 'utf8', timeout: 5000 });
+    // node:child_process is loaded only here, for an app that failed to load.
+    const r = process
+      .getBuiltinModule('node:child_process')
+      .spawnSync(process.execPath, ['--check', f], { encoding: 'utf8', timeout: 5000 });
     if (r.status !== 0 && typeof r.stderr === 'string') {
       const at = appFrame(r.stderr.trimStart(), directory);
       if (at !== undefined) return at;

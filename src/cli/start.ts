@@ -4,23 +4,21 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { type CliOptions, type Config, loadConfig } from '../config.js';
-import { openControlPlane } from '../control/plane.js';
-import { applyEnvFile, describeEnvChange } from '../env-file.js';
+import type { ControlPlane } from '../control/plane.js';
 import { errorMessage, NserveError, usageError } from '../errors.js';
 import { noteStartupFds } from '../fds.js';
 import {
   createLogger,
+  type Logger,
   onStdioReopened,
   redirectStdio,
   reopenRedirectedStdio,
   setDefaultLogFormat,
   stdioRedirected,
 } from '../logger.js';
-import { MetricsPlane } from '../metrics/plane.js';
 import { REQUESTS } from '../metrics/requests.js';
 import * as native from '../native.js';
-import { execBack } from '../restart/exec.js';
-import { BootGuard } from '../restart/guard.js';
+import type { BootGuard } from '../restart/guard.js';
 import {
   CONSUMED_ENV,
   decodeHandoff,
@@ -31,11 +29,12 @@ import {
   readWorkerEnv,
 } from '../restart/handoff.js';
 import type { RunContext } from '../run-context.js';
-import { runSingle } from '../single.js';
-import { type Controller, RestartHistory } from '../status.js';
-import { tagOutput } from '../tag-output.js';
+import type { Controller } from '../status.js';
 import { setProcessTitle } from '../title.js';
-import { bootCheckChild } from './boot-check.js';
+
+// Each role loads only what it runs (`await import`): a worker never loads the master, the control
+// server, the metrics listener or the restart machinery, and none of them is loaded when not configured.
+// Every module costs each process memory and start-up time (docs/benchmarks.md, issue 17).
 
 /** The boot timeout before the config (and its own timeout) is read. */
 const DEFAULT_BOOT_TIMEOUT_MS = 60_000;
@@ -62,12 +61,14 @@ export async function start(appArg: string | undefined, opts: CliOptions): Promi
   const env = { ...process.env };
   for (const k of CONSUMED_ENV) delete process.env[k];
   const bootCheck = readBootCheckEnv(env);
-  if (bootCheck !== undefined)
+  if (bootCheck !== undefined) {
+    const { bootCheckChild } = await import('./boot-check.js');
     return bootCheckChild(
       () => loadConfig(appArg, opts, launchCwd()),
       bootCheck,
       readBootCheckDirectory(env),
     );
+  }
   // A hot restart's exec: read what the previous image handed over. One written by an nserve this one
   // cannot read (a release that ships another nserve version) is handed back, unread, to its writer.
   const decoded = decodeHandoff(env);
@@ -77,6 +78,7 @@ export async function start(appArg: string | undefined, opts: CliOptions): Promi
     process.stderr.write(
       `nserve: the previous image's hand-off cannot be read (${decoded.reason}): execing back\n`,
     );
+    const { execBack } = await import('../restart/exec.js');
     execBack(decoded.back, decoded.reason, env);
   }
   const handoff = decoded.kind === 'ok' ? decoded.handoff : undefined;
@@ -84,9 +86,9 @@ export async function start(appArg: string | undefined, opts: CliOptions): Promi
   const identity = readWorkerEnv(env);
   const rejected = env[HANDOFF_ENV.rejected];
   // An optimistic single-mode hot restart: until the new code serves, a failure execs back.
-  const guard =
+  const guard: BootGuard | undefined =
     handoff?.optimistic === true && rejected === undefined && identity === undefined
-      ? new BootGuard(handoff, env, DEFAULT_BOOT_TIMEOUT_MS)
+      ? new (await import('../restart/guard.js')).BootGuard(handoff, env, DEFAULT_BOOT_TIMEOUT_MS)
       : undefined;
   // Back from a new image that could not take over: read the config this image read before.
   const options =
@@ -113,6 +115,7 @@ export async function start(appArg: string | undefined, opts: CliOptions): Promi
     const { runWorker } = await import('../cluster/worker.js');
     if (config.envFile !== undefined) {
       // From the release this worker's generation serves (re-resolved by the master for each restart).
+      const { applyEnvFile, describeEnvChange } = await import('../env-file.js');
       const change = applyEnvFile(config.envFile, identity.directory ?? fs.realpathSync(config.directory));
       const said = describeEnvChange(change);
       if (said !== undefined)
@@ -130,7 +133,7 @@ export async function start(appArg: string | undefined, opts: CliOptions): Promi
       process.on('SIGHUP', () => reopenRedirectedStdio(hupLog));
     }
     setProcessTitle({ role: 'worker', index: identity.index, generation: identity.generation });
-    if (config.tagOutput) tagAppOutput({ role: 'worker', worker: identity.index });
+    if (config.tagOutput) await tagAppOutput({ role: 'worker', worker: identity.index });
     return runWorker({ config, env, identity });
   }
   const log = createLogger({
@@ -139,11 +142,13 @@ export async function start(appArg: string | undefined, opts: CliOptions): Promi
   });
   if (config.envFile !== undefined) {
     // Read again by every image (a hot restart's exec) from the release it serves.
+    const { applyEnvFile, describeEnvChange } = await import('../env-file.js');
     const change = applyEnvFile(config.envFile, releaseDirectory(config, handoff, env));
     const said = describeEnvChange(change);
     if (said !== undefined)
       log.info({ envFile: change.file, changed: change.changed, removed: change.removed }, said);
   }
+  const { RestartHistory } = await import('../status.js');
   const history = RestartHistory.fromHandoff(
     handoff?.history,
     handoff?.totals,
@@ -161,9 +166,11 @@ export async function start(appArg: string | undefined, opts: CliOptions): Promi
   }
   const startedAt = handoff?.startedAt ?? new Date().toISOString();
   // The control server (master or single only, never a worker) binds now, so a bad address fails first.
-  const control = openControlPlane(config, log, startedAt);
+  const control = await openControlPlane(config, log, startedAt);
   // Metrics (docs/metrics.md): the dedicated listener binds now too, and answers from the start.
-  const metrics = config.metrics ? MetricsPlane.open(config, log, history, handoff?.metrics) : undefined;
+  const metrics = config.metrics
+    ? (await import('../metrics/plane.js')).MetricsPlane.open(config, log, history, handoff?.metrics)
+    : undefined;
   REQUESTS.on = config.metrics && config.workers === 0;
   const ctx: RunContext = {
     config,
@@ -209,7 +216,8 @@ export async function start(appArg: string | undefined, opts: CliOptions): Promi
     const { runMaster } = await import('../cluster/master.js');
     return runMaster(ctx);
   }
-  if (config.tagOutput) tagAppOutput({ role: 'single' });
+  if (config.tagOutput) await tagAppOutput({ role: 'single' });
+  const { runSingle } = await import('../single.js');
   return runSingle(ctx);
 }
 
@@ -217,11 +225,22 @@ export async function start(appArg: string | undefined, opts: CliOptions): Promi
  * --tag-output in the process that runs the app. Its own loggers at info, whatever --log-level says: the
  * app's output is not nserve's to filter.
  */
-function tagAppOutput(base: Record<string, unknown>): void {
+async function tagAppOutput(base: Record<string, unknown>): Promise<void> {
+  const { tagOutput } = await import('../tag-output.js');
   tagOutput({
     stdout: createLogger({ level: 'info', base }),
     stderr: createLogger({ level: 'info', base, fd: 2 }),
   });
+}
+
+/**
+ * The control server, state file and pidfile; none of their modules is loaded for a server that has none.
+ */
+async function openControlPlane(config: Config, log: Logger, startedAt: string): Promise<ControlPlane> {
+  if (config.control === undefined && config.stateFile === undefined && config.pidfile === undefined)
+    return { server: undefined, serve: async () => {} };
+  const plane = await import('../control/plane.js');
+  return plane.openControlPlane(config, log, startedAt);
 }
 
 /** The release an image serves: the resolved --directory (after an exec back: the one it served before). */

@@ -1,7 +1,6 @@
 // The control API, shared by the control server (server.ts), its client (client.ts), `nserve ctl` and
 // docs/control.md: where a control server listens, and its routes. The routes that have a signal come
 // from the one signal table (SIGNAL_COMMANDS in signals.ts); the rest exist only here.
-import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { parseBindUri } from '../binder.js';
 import { errorMessage, usageError } from '../errors.js';
@@ -103,7 +102,10 @@ export function resolveControl(input: ControlInput): ControlConfig | undefined {
     }
     return {
       address: { kind: 'unix', path: socket, mode: DEFAULT_SOCKET_MODE },
-      token: token ?? input.previousToken ?? randomBytes(16).toString('hex'),
+      token:
+        token ??
+        input.previousToken ??
+        process.getBuiltinModule('node:crypto').randomBytes(16).toString('hex'),
       auto: true,
     };
   }

@@ -5,10 +5,10 @@ import type * as http from 'node:http';
 import type * as http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import * as net from 'node:net';
-import * as tls from 'node:tls';
+import type * as tls from 'node:tls';
 import { CLASS, type MarkedClass } from '../drain.js';
 import type { AppServer } from '../server.js';
-import { refusesPeer, type TlsBindOptions } from '../tls.js';
+import { isTlsServer, refusesPeer, type TlsBindOptions } from '../tls.js';
 
 export interface ConnState {
   server: AppServer;
@@ -108,7 +108,7 @@ export class Connections {
     bind: TlsBindOptions | undefined,
     serving: { track(sock: Socket): void; draining(): boolean },
   ): void {
-    if (!(server instanceof tls.Server)) {
+    if (!isTlsServer(server)) {
       server.on('connection', (sock: Socket) => serving.track(sock));
       return;
     }

@@ -1,8 +1,6 @@
 // Creating the server object for one bind: http, https, or http2 with an HTTP/1.1 fallback (`ssl://`
 // binds: tls.ts), or a feed into the app's own TLS server (listen-compat with https.createServer).
 import * as http from 'node:http';
-import * as http2Module from 'node:http2';
-import * as https from 'node:https';
 import type { Socket } from 'node:net';
 import * as net from 'node:net';
 import type * as tls from 'node:tls';
@@ -85,9 +83,12 @@ export function createBindServer(key: string, options: AppServerOptions, hooks: 
   };
   let server: http.Server | tls.Server;
   if (tlsOptions === undefined || bind === undefined) server = http.createServer(timeouts);
+  // https and http2 are loaded for ssl:// binds only: each costs every process memory and start-up time.
   else if (bind.alpn.includes('h2'))
-    server = http2Module.createSecureServer({ ...tlsOptions, allowHTTP1: bind.alpn.includes('http/1.1') });
-  else server = https.createServer({ ...tlsOptions, ...timeouts });
+    server = process
+      .getBuiltinModule('node:http2')
+      .createSecureServer({ ...tlsOptions, allowHTTP1: bind.alpn.includes('http/1.1') });
+  else server = process.getBuiltinModule('node:https').createServer({ ...tlsOptions, ...timeouts });
   hooks.instrument(server, bind);
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => hooks.handle(req, res));
   // An upgraded connection stays tracked, as long-lived: a drain tells the app, then ends it.
