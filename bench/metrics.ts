@@ -4,11 +4,14 @@
 //   on      --metrics-url, never scraped (request counting only; prom-client not loaded)
 //   <N>s    --metrics-url, scraped once before the warm-up (so prom-client and its collectors run, as on
 //           a server Prometheus scrapes) and then every N seconds during the measurement
+//   base:<mode>  the same with the nserve checkout given by --base DIR (built: dist/ and the addon), to
+//           compare two versions in the same interleaved rounds
 // For each run: requests/s (wrk), and the CPU time the server's processes (master and workers) used per
 // request, read from /proc: throughput on 2 shared cores swings with whatever else runs, CPU per request
 // much less. Then the RSS a single-mode server pays: no metrics, metrics never scraped, after a scrape.
 //
 //   npm run bench -- metrics [--rounds 5] [--duration 5] [--workers 2] [--modes off,on,1s,15s]
+//                            [--base DIR --modes off,1s,base:off,base:1s]
 //
 // Target (issue 19): throughput with metrics within 3% of without; no RSS cost while nothing scrapes.
 import * as http from 'node:http';
@@ -27,11 +30,15 @@ export interface MetricsOptions {
   loadgen: string | undefined;
   workers: number;
   modes: string[];
+  /** Another nserve checkout, for `base:` modes. */
+  base: string | undefined;
   out: string;
 }
 
 interface Mode {
   name: string;
+  /** bin/nserve.js of the checkout that runs. */
+  cli: string;
   metrics: boolean;
   /** Scrape period in ms; undefined: never scraped. */
   scrapeMs: number | undefined;
@@ -49,12 +56,22 @@ interface Run {
   scrapeMs: number[];
 }
 
-function parseMode(name: string): Mode {
-  if (name === 'off') return { name, metrics: false, scrapeMs: undefined };
-  if (name === 'on') return { name, metrics: true, scrapeMs: undefined };
-  const m = /^(\d+(?:\.\d+)?)s$/.exec(name);
-  if (m === null) throw new Error(`--modes: off, on or a scrape period like 1s, not ${JSON.stringify(name)}`);
-  return { name, metrics: true, scrapeMs: Number(m[1]) * 1000 };
+function parseMode(name: string, base: string | undefined): Mode {
+  let cli = NSERVE_CLI;
+  let what = name;
+  if (name.startsWith('base:')) {
+    if (base === undefined) throw new Error(`--modes ${name}: needs --base DIR`);
+    cli = path.join(path.resolve(base), 'bin', 'nserve.js');
+    what = name.slice('base:'.length);
+  }
+  if (what === 'off') return { name, cli, metrics: false, scrapeMs: undefined };
+  if (what === 'on') return { name, cli, metrics: true, scrapeMs: undefined };
+  const m = /^(\d+(?:\.\d+)?)s$/.exec(what);
+  if (m === null)
+    throw new Error(
+      `--modes: off, on or a scrape period like 1s (base: before any), not ${JSON.stringify(name)}`,
+    );
+  return { name, cli, metrics: true, scrapeMs: Number(m[1]) * 1000 };
 }
 
 interface Server {
@@ -66,10 +83,10 @@ interface Server {
   stop(): Promise<void>;
 }
 
-async function startServer(workers: number, metrics: boolean): Promise<Server> {
+async function startServer(workers: number, metrics: boolean, cli = NSERVE_CLI): Promise<Server> {
   const port = await freePort();
   const mport = await freePort();
-  const srv = startNode(NSERVE_CLI, [
+  const srv = startNode(cli, [
     'start',
     path.join(ROOT, 'examples/hello.mjs'),
     '--bind',
@@ -147,7 +164,7 @@ function scrapeLoop(port: number, periodMs: number): { stop: () => Promise<numbe
 
 async function measure(o: MetricsOptions, mode: Mode, round: number): Promise<Run> {
   const gen = pickLoadgen(o.loadgen);
-  const s = await startServer(o.workers, mode.metrics);
+  const s = await startServer(o.workers, mode.metrics, mode.cli);
   try {
     // A scraped server: the first scrape (prom-client loaded, collectors started) comes before the warm-up.
     if (mode.scrapeMs !== undefined) await get(s.mport, '/metrics');
@@ -202,7 +219,7 @@ const pct = (x: number, ref: number): string => {
 };
 
 export async function metricsSuite(o: MetricsOptions): Promise<void> {
-  const modes = o.modes.map(parseMode);
+  const modes = o.modes.map((m) => parseMode(m, o.base));
   const info = machine();
   const runs: Run[] = [];
   const setup = `${o.workers === 0 ? 'single mode' : `-w ${o.workers}`}, ${pickLoadgen(o.loadgen)} ${o.connections} keep-alive connections, ${o.rounds}×${o.durationS} s`;
@@ -219,7 +236,7 @@ export async function metricsSuite(o: MetricsOptions): Promise<void> {
       const run = await measure(o, mode, round + 1);
       runs.push(run);
       process.stdout.write(
-        `  round ${round + 1} ${mode.name.padEnd(4)} ${fmtNum(run.rps)} req/s, ${run.cpuUsPerRequest.toFixed(1)} µs CPU/request` +
+        `  round ${round + 1} ${mode.name.padEnd(8)} ${fmtNum(run.rps)} req/s, ${run.cpuUsPerRequest.toFixed(1)} µs CPU/request` +
           (run.scrapes > 0 ? `, ${run.scrapes} scrapes (median ${median(run.scrapeMs).toFixed(1)} ms)` : '') +
           '\n',
       );

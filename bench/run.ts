@@ -45,7 +45,8 @@ footprint (start-up and RSS against plain node and Node cluster; not part of "al
 metrics (issue 19: keep-alive throughput and CPU per request, metrics off/on/scraped; not part of "all"):
   --rounds N         (default 5)   --duration S (default 5)   --connections N (default 32)
   --workers N        0 = single mode (default 2)
-  --modes a,b        off, on (never scraped), Ns (scraped every N s) (default off,on,1s,15s)
+  --modes a,b        off, on (never scraped), Ns (scraped every N s) (default off,on,1s,15s);
+                     base:<mode> runs <mode> with the checkout given by --base DIR (before/after)
 
 throughput:
   --duration S       seconds per measurement (default 4; --quick: 2)
@@ -87,6 +88,7 @@ async function main(): Promise<void> {
       'cpu-ms': { type: 'string' },
       workers: { type: 'string' },
       modes: { type: 'string' },
+      base: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -152,6 +154,7 @@ async function main(): Promise<void> {
       loadgen: values.loadgen,
       workers: num('workers', values.workers, 2),
       modes: list(values.modes, ['off', 'on', '1s', '15s']),
+      base: values.base === undefined ? undefined : path.resolve(INVOKED_FROM, values.base),
       out: outFor('metrics'),
     });
   }
