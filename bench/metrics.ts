@@ -213,6 +213,22 @@ async function footprint(): Promise<{ off: number; unscraped: number; scraped: n
   return { off: await rss(false, false), unscraped: await rss(true, false), scraped: await rss(true, true) };
 }
 
+/**
+ * CPU the server's processes spend per scrape, without load (the figure the shared cores disturb least):
+ * `n` scrapes in a row after a few to warm up, CPU of the whole tree before and after, divided by `n`.
+ */
+async function scrapeCpu(cli: string, workers: number, n: number): Promise<number> {
+  const s = await startServer(workers, true, cli);
+  try {
+    for (let i = 0; i < 5; i++) await get(s.mport, '/metrics');
+    const cpu0 = s.cpu();
+    for (let i = 0; i < n; i++) await get(s.mport, '/metrics');
+    return (s.cpu() - cpu0) / n;
+  } finally {
+    await s.stop();
+  }
+}
+
 const pct = (x: number, ref: number): string => {
   const d = ((x - ref) / ref) * 100;
   return `${d >= 0 ? '+' : '−'}${Math.abs(d).toFixed(1)}%`;
@@ -261,10 +277,24 @@ export async function metricsSuite(o: MetricsOptions): Promise<void> {
     ];
   });
   const fp = await footprint();
+  // CPU per scrape, this checkout and the base, interleaved.
+  const perScrape: Record<string, number[]> = { this: [] };
+  if (o.base !== undefined) perScrape.base = [];
+  for (let i = 0; i < 3; i++)
+    for (const which of Object.keys(perScrape)) {
+      const cli = which === 'base' ? path.join(o.base ?? ROOT, 'bin', 'nserve.js') : NSERVE_CLI;
+      perScrape[which]?.push(await scrapeCpu(cli, o.workers, 100));
+    }
+  const scrapeCpuMs = Object.fromEntries(Object.entries(perScrape).map(([k, v]) => [k, median(v)]));
   info.loadavgAtEnd = os.loadavg().map((x) => Number(x.toFixed(2)));
   process.stdout.write(`\n${table(header, rows)}\n`);
   process.stdout.write(
     `RSS (single mode): no metrics ${fmtMB(fp.off)}; --metrics-url never scraped ${fmtMB(fp.unscraped)}; after a scrape ${fmtMB(fp.scraped)}\n`,
+  );
+  process.stdout.write(
+    `CPU per scrape (server processes, no load, median of 3×100): ${Object.entries(scrapeCpuMs)
+      .map(([k, v]) => `${k} ${v.toFixed(2)} ms`)
+      .join(', ')}\n`,
   );
   process.stdout.write(
     `load average at start ${info.loadavgAtStart.join(' ')}, at end ${info.loadavgAtEnd.join(' ')}\n`,
@@ -274,7 +304,7 @@ export async function metricsSuite(o: MetricsOptions): Promise<void> {
     command: commandLine(),
     machine: info,
     options: { ...o, out: undefined },
-    summary: { markdown: markdownTable(header, rows), rssBytes: fp },
+    summary: { markdown: markdownTable(header, rows), rssBytes: fp, scrapeCpuMs },
     runs,
   });
   formatForRepo([o.out]);
