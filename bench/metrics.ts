@@ -51,6 +51,8 @@ interface Run {
   requests: number;
   cpuMs: number;
   cpuUsPerRequest: number;
+  /** Of which the master's (cluster mode; 0 in single mode). */
+  masterUsPerRequest: number;
   p99Ms: number;
   scrapes: number;
   scrapeMs: number[];
@@ -80,6 +82,8 @@ interface Server {
   pid: number;
   /** The server's processes: the master (or single process) and its workers. */
   cpu(): number;
+  /** The master's alone (cluster mode), or 0. */
+  masterCpu(): number;
   stop(): Promise<void>;
 }
 
@@ -111,6 +115,7 @@ async function startServer(workers: number, metrics: boolean, cli = NSERVE_CLI):
     mport,
     pid: srv.pid,
     cpu: () => tree().reduce((a, pid) => a + (cpuMs(pid) ?? 0), 0),
+    masterCpu: () => (workers > 0 ? (cpuMs(srv.pid) ?? 0) : 0),
     stop: () => srv.stop(),
   };
 }
@@ -171,6 +176,7 @@ async function measure(o: MetricsOptions, mode: Mode, round: number): Promise<Ru
     await runLoad(gen, { port: s.port, connections: o.connections, seconds: o.warmupS, close: false });
     const scraper = mode.scrapeMs === undefined ? undefined : scrapeLoop(s.mport, mode.scrapeMs);
     const cpu0 = s.cpu();
+    const master0 = s.masterCpu();
     const r = await runLoad(gen, {
       port: s.port,
       connections: o.connections,
@@ -178,6 +184,7 @@ async function measure(o: MetricsOptions, mode: Mode, round: number): Promise<Ru
       close: false,
     });
     const cpu = s.cpu() - cpu0;
+    const master = s.masterCpu() - master0;
     const took = (await scraper?.stop()) ?? [];
     if (r.errors > 0 || r.non2xx > 0) throw new Error(`errors under load (${mode.name}): ${r.errorDetail}`);
     return {
@@ -187,6 +194,7 @@ async function measure(o: MetricsOptions, mode: Mode, round: number): Promise<Ru
       requests: r.requests,
       cpuMs: cpu,
       cpuUsPerRequest: (cpu * 1000) / r.requests,
+      masterUsPerRequest: (master * 1000) / r.requests,
       p99Ms: r.p99Ms,
       scrapes: took.length,
       scrapeMs: took.map((t) => Math.round(t * 10) / 10),
@@ -253,6 +261,7 @@ export async function metricsSuite(o: MetricsOptions): Promise<void> {
       runs.push(run);
       process.stdout.write(
         `  round ${round + 1} ${mode.name.padEnd(8)} ${fmtNum(run.rps)} req/s, ${run.cpuUsPerRequest.toFixed(1)} µs CPU/request` +
+          (o.workers > 0 ? ` (master ${run.masterUsPerRequest.toFixed(2)})` : '') +
           (run.scrapes > 0 ? `, ${run.scrapes} scrapes (median ${median(run.scrapeMs).toFixed(1)} ms)` : '') +
           '\n',
       );
