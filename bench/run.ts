@@ -6,10 +6,11 @@ import { footprintSuite } from './footprint.js';
 import { defaultOut } from './lib/machine.js';
 import { cleanupAll, installCleanupHandlers, ROOT } from './lib/proc.js';
 import { LONGLIVED_SYSTEMS, longLivedSuite } from './longlived.js';
+import { metricsSuite } from './metrics.js';
 import { DEFAULT_RESTART_SYSTEMS, RESTART_SYSTEMS, restartSuite } from './restart.js';
 import { DEFAULT_THROUGHPUT_SYSTEMS, THROUGHPUT_SYSTEMS, throughputSuite } from './throughput.js';
 
-const USAGE = `usage: node dist/bench/run.js <restart|throughput|longlived|footprint|all> [options]
+const USAGE = `usage: node dist/bench/run.js <restart|throughput|longlived|footprint|metrics|all> [options]
 
 common:
   --rounds N         interleaved rounds, every system once per round (default 2; --quick: 1)
@@ -41,6 +42,12 @@ footprint (start-up and RSS against plain node and Node cluster; not part of "al
   --peak-workers N   workers for --peak (default 8)
   --before DIR       also nserve from another build (DIR/bin/nserve.js), interleaved: before/after in one run
   --boot-ms MS       the app's boot for --peak (default 1500)
+
+metrics (issue 19: keep-alive throughput and CPU per request, metrics off/on/scraped; not part of "all"):
+  --rounds N         (default 5)   --duration S (default 5)   --connections N (default 32)
+  --workers N        0 = single mode (default 2)
+  --modes a,b        off, on (never scraped), Ns (scraped every N s) (default off,on,1s,15s);
+                     base:<mode> runs <mode> with the checkout given by --base DIR (before/after)
 
 throughput:
   --duration S       seconds per measurement (default 4; --quick: 2)
@@ -81,6 +88,9 @@ async function main(): Promise<void> {
       apps: { type: 'string' },
       loads: { type: 'string' },
       'cpu-ms': { type: 'string' },
+      workers: { type: 'string' },
+      modes: { type: 'string' },
+      base: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -88,7 +98,7 @@ async function main(): Promise<void> {
   if (
     values.help ||
     suite === undefined ||
-    !['restart', 'throughput', 'longlived', 'footprint', 'all'].includes(suite)
+    !['restart', 'throughput', 'longlived', 'footprint', 'metrics', 'all'].includes(suite)
   ) {
     process.stdout.write(USAGE);
     process.exitCode = values.help ? 0 : 2;
@@ -136,6 +146,19 @@ async function main(): Promise<void> {
       bootMs: num('boot-ms', values['boot-ms'], 1500),
       out: outFor('footprint'),
       before: values.before === undefined ? undefined : path.resolve(INVOKED_FROM, values.before),
+    });
+  }
+  if (suite === 'metrics') {
+    await metricsSuite({
+      rounds: num('rounds', values.rounds, quick ? 1 : 5),
+      durationS: num('duration', values.duration, quick ? 2 : 5),
+      warmupS: num('warmup', values.warmup, 1),
+      connections: num('connections', values.connections, 32),
+      loadgen: values.loadgen,
+      workers: num('workers', values.workers, 2),
+      modes: list(values.modes, ['off', 'on', '1s', '15s']),
+      base: values.base === undefined ? undefined : path.resolve(INVOKED_FROM, values.base),
+      out: outFor('metrics'),
     });
   }
   if (suite === 'longlived') {

@@ -46,6 +46,12 @@ export type SocketAddress =
   | { family: 'IPv4' | 'IPv6'; address: string; port: number }
   | { family: 'unix'; path: string };
 
+/** The accept queue of a listening TCP socket: connections waiting to be accepted, and its limit. */
+export interface ListenQueue {
+  depth: number;
+  limit: number;
+}
+
 export interface Watcher {
   /** Idempotent. Call it before closing the descriptor. */
   stop(): void;
@@ -82,6 +88,7 @@ export interface Addon {
   listenTcp(v6: boolean, host: string, port: number, reusePort: boolean, backlog: number): number;
   listenUnix(path: string, mode: number, backlog: number): number;
   localAddress(fd: number): SocketAddress;
+  listenQueue(fd: number): ListenQueue | null;
   acceptAndClose(fd: number): number[];
   socketpair(): [number, number];
   sendFds(sock: number, fds: readonly number[], payload: Buffer): void;

@@ -125,8 +125,9 @@ export class AppServer {
     this.fds.set(key, fd);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      // Node re-issues listen() on the descriptor with this backlog.
-      server.listen({ fd, backlog: this.options.backlog }, () => {
+      // Node re-issues listen() on the descriptor with this backlog: an argument, as Node 20 ignores
+      // `backlog` in the options when there is an `fd` (it listened with 511; nserve_listen_backlog).
+      server.listen({ fd }, this.options.backlog, () => {
         server.off('error', reject);
         resolve();
       });

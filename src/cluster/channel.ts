@@ -4,6 +4,11 @@
 // Nothing that arrives can throw out of here (a throw inside the libuv callback would take the process
 // down): a datagram that is too large, lost descriptors (MSG_CTRUNC), bytes that are not JSON or a value
 // `parse` rejects are reported to `invalid`, and reading goes on.
+//
+// When the peer goes away, what it sent before going is still queued on our end and is read before the
+// channel closes, however we learn of it: a hang-up, a failed send (EPIPE, ECONNRESET), or a socket error
+// (the peer exited with our datagrams unread, e.g. a metrics request: libuv reports that POLLERR as
+// EBADF). A worker's last words are its `drained` and its final request totals.
 import { errorCode, errorMessage, NserveError } from '../errors.js';
 import * as native from '../native.js';
 
@@ -22,6 +27,11 @@ export class Channel<In, Out> {
   private closed = false;
   private readonly pending: { data: Buffer; fds: readonly number[] }[] = [];
   private retryTimer: NodeJS.Timeout | undefined;
+  /** The peer is gone: read what is queued, then close. */
+  private gone = false;
+  /** Inside drainIncoming (a handler's send can learn that the peer is gone). */
+  private reading = false;
+  private flushed: (() => void)[] = [];
 
   constructor(
     readonly fd: number,
@@ -32,10 +42,10 @@ export class Channel<In, Out> {
 
   private watch(): void {
     this.watcher = native.watchReadable(this.fd, (readable, hangup, error) => {
-      // A hang-up can be reported without `readable` while datagrams are still queued (the peer's last
-      // words: a worker's `drained` with its final totals): read them before closing.
-      if (readable || hangup) this.drainIncoming();
-      if (hangup || error !== null) this.onClosed();
+      // A hang-up can be reported without `readable`, and a socket error (POLLERR, which libuv reports as
+      // EBADF) with neither, while datagrams are still queued: the peer's last words.
+      if (hangup || error !== null) this.peerGone('now');
+      else if (readable) this.drainIncoming();
     });
   }
 
@@ -49,7 +59,7 @@ export class Channel<In, Out> {
   }
 
   send(msg: Out, fds: readonly number[] = []): boolean {
-    if (this.closed) return false;
+    if (this.closed || this.gone) return false;
     const data = Buffer.from(JSON.stringify(msg));
     if (data.length > native.MAX_PAYLOAD) {
       throw new NserveError(
@@ -77,32 +87,83 @@ export class Channel<In, Out> {
         return true;
       }
       if (code === 'EPIPE' || code === 'ECONNRESET' || code === 'ENOTCONN') {
-        this.onClosed();
+        this.peerGone('soon');
         return false;
       }
       throw err;
     }
   }
 
+  /** Messages accepted by `send` that wait for room in the peer's queue. */
+  get unsent(): number {
+    return this.pending.length;
+  }
+
+  /**
+   * Resolves once every message accepted by `send` has reached the peer's queue (or the channel closed),
+   * at most `timeoutMs` later. Before a process exits: a message still waiting for room would be lost.
+   */
+  flush(timeoutMs: number): Promise<void> {
+    if (this.pending.length === 0 || this.closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, timeoutMs);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.flushed.push(done);
+    });
+  }
+
+  private notifyFlushed(): void {
+    const waiting = this.flushed;
+    this.flushed = [];
+    for (const done of waiting) done();
+  }
+
   private flushPending(): void {
     this.retryTimer = undefined;
-    while (this.pending.length > 0 && !this.closed) {
+    while (this.pending.length > 0 && !this.closed && !this.gone) {
       const next = this.pending.shift()!;
       try {
         this.trySend(next.data, next.fds);
       } catch {
         // Runs from a timer: an unexpected send error must not escape; the peer is unreachable.
-        this.onClosed();
+        this.peerGone('now');
         return;
       }
       if (this.retryTimer !== undefined) return;
     }
+    if (this.pending.length === 0) this.notifyFlushed();
+  }
+
+  /**
+   * The peer is gone (or unreachable): read what it sent before it went, then close. `soon` when a send
+   * found out: its caller does not expect the peer's messages (or the close) before `send` returns.
+   */
+  private peerGone(when: 'now' | 'soon'): void {
+    if (this.closed) return;
+    this.gone = true;
+    // Inside drainIncoming (a handler's send failed), its loop reads the rest and closes.
+    if (this.reading) return;
+    if (when === 'now') this.drainIncoming();
+    else setImmediate(() => this.drainIncoming());
   }
 
   private drainIncoming(): void {
-    // Bounded: a flood is read in slices, between which the loop serves everything else.
+    this.reading = true;
+    try {
+      this.readQueued();
+    } finally {
+      this.reading = false;
+    }
+  }
+
+  private readQueued(): void {
+    // Bounded: a flood is read in slices, between which the loop serves everything else. A peer that is
+    // gone sends no more: read what it left (its queue holds a few datagrams), then close.
     let reset = false;
-    for (let n = 0; n < 256 && !this.closed; n++) {
+    for (let n = 0; n < (this.gone ? 4096 : 256) && !this.closed; n++) {
       let got: { data: Buffer; fds: number[] } | null;
       try {
         got = native.recvFds(this.fd);
@@ -127,7 +188,7 @@ export class Channel<In, Out> {
         continue;
       }
       if (got === null) {
-        if (reset) this.onClosed();
+        if (reset || this.gone) this.onClosed();
         return;
       }
       if (got.data.length === 0 && got.fds.length === 0) {
@@ -150,6 +211,7 @@ export class Channel<In, Out> {
       }
       this.handlers.message(msg, got.fds);
     }
+    if (this.gone) this.onClosed();
   }
 
   private onClosed(): void {
@@ -163,6 +225,7 @@ export class Channel<In, Out> {
     if (this.closed) return false;
     this.closed = true;
     native.close(this.fd);
+    this.notifyFlushed();
     return true;
   }
 

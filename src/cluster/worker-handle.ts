@@ -125,6 +125,11 @@ export class WorkerHandle {
     return this.lifecycle.state;
   }
 
+  /** The master (this image or the previous one) told it to drain. */
+  get toldToDrain(): boolean {
+    return this.drainSent;
+  }
+
   /** Told to drain (or decided to): it will never be lent a slot again. */
   markDraining(reason: string): void {
     if (this.lifecycle.can('draining')) this.lifecycle.to('draining', reason);

@@ -205,6 +205,9 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     await workerHooks('onWorkerShutdown');
     // The last word on our request totals: a response whose 'close' came after `drained` is counted too.
     if (REQUESTS.on) beat();
+    // A message waiting for room (EAGAIN: the master has not read a send buffer's worth yet, a scrape's
+    // answer being up to 16 chunks of 20 KB) would die with us: `drained` and the last totals lost.
+    await channel.flush(1000);
     process.exit(0);
   };
 
@@ -298,6 +301,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     else log.error({ err }, `worker failed to boot: ${errorMessage(err)}`);
     const code = errorCode(err);
     send({ t: 'boot-error', error: clip(errorMessage(err)), ...(code === undefined ? {} : { code }) });
+    await channel.flush(1000);
     process.exit(1);
   }
 }

@@ -112,14 +112,16 @@ export function onWorkerEvent(store: MetricsStore, w: WorkerHandle, msg: WorkerE
   }
 }
 
-/** Workers that said `drained` (a worker adopted across a hot restart exits with no status we can read). */
+/** Workers that said `drained` to this image. */
 const drained = new WeakSet<WorkerHandle>();
 
 /** drained (told to go, and went), protocol (broke it), boot (never booted), signal, exit (code 0), crash. */
 function exitReason(w: WorkerHandle, exit: { code: number | null; signal: string | null }): string {
   if (w.violation !== undefined) return 'protocol';
   if (w.bootedAt === undefined) return 'boot';
-  if (drained.has(w)) return 'drained';
+  // A worker exits 0 only at the end of a drain; its `drained` may have gone to the previous master image
+  // (told to drain before a hot restart's exec, gone after it).
+  if (drained.has(w) || (w.toldToDrain && exit.code === 0)) return 'drained';
   if (exit.signal !== null) return 'signal';
   return exit.code === 0 ? 'exit' : 'crash';
 }

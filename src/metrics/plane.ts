@@ -17,7 +17,7 @@ import type { Handoff } from '../restart/handoff.js';
 import type { RestartHistory } from '../status.js';
 import { VERSION } from '../version.js';
 import { gauge, type MetricJson, withLabels } from './json.js';
-import { effectiveBacklog, QueueSampler } from './queue.js';
+import { QueueSampler } from './queue.js';
 import { REQUESTS, totalsMetrics } from './requests.js';
 import { MetricsStore } from './store.js';
 
@@ -140,7 +140,9 @@ export class MetricsPlane {
     const seconds = (a: string, b: string | null): number =>
       b === null ? 0 : Math.max(0, (Date.parse(b) - Date.parse(a)) / 1000);
     const queues = this.sampler.scrape();
-    const binds = [...new Set(queues.map((q) => q.socket.bind))];
+    // The kernel's limit of each bind's slots (they share one --backlog).
+    const limits = new Map<string, number>();
+    for (const q of queues) limits.set(q.socket.bind, Math.max(limits.get(q.socket.bind) ?? 0, q.limit));
     return [
       gauge('nserve_info', 'The nserve version and mode (always 1)', [
         { labels: { version: VERSION, mode: this.config.workers > 0 ? 'cluster' : 'single' }, value: 1 },
@@ -178,7 +180,7 @@ export class MetricsPlane {
       gauge(
         'nserve_listen_backlog',
         'Accept-queue limit of each bind (--backlog capped by net.core.somaxconn)',
-        binds.map((bind) => ({ labels: { bind }, value: effectiveBacklog(this.config.backlog) })),
+        [...limits].map(([bind, value]) => ({ labels: { bind }, value })),
       ),
     ];
   }
@@ -195,7 +197,7 @@ export class MetricsPlane {
     server.on('clientError', (_err, sock: net.Socket) => sock.destroy());
     server.on('error', (err) => this.log.error({ err }, `metrics listener: ${errorMessage(err)}`));
     // A dup: closing the http.Server (pause) must never close the socket, whose queue the exec keeps.
-    server.listen({ fd: native.dup(this.fd), backlog: 128 });
+    server.listen({ fd: native.dup(this.fd) }, 128); // (Node ignores an fd's `backlog` option)
     this.http = server;
   }
 

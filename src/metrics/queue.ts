@@ -1,75 +1,12 @@
 // Accept-queue depth of listening TCP sockets: connections the kernel completed and nobody accepted yet,
-// which is where clients wait while workers hand over. For a socket in LISTEN state, /proc/net/tcp{,6}
-// reports the accept queue length as `rx_queue` (sk_ack_backlog); the socket is found by its inode
-// (readlink /proc/self/fd/N → `socket:[inode]`).
+// which is where clients wait while workers hand over. Read with one getsockopt(TCP_INFO) per socket
+// (native.listenQueue): constant time, however many connections the host has.
 //
-// The kernel lists listening sockets before any other (its listening hash is walked first), so a read
-// stops at the first line that is not in LISTEN state: the cost does not grow with open connections.
-import * as fs from 'node:fs';
-
-const LISTEN = '0A';
-const CHUNK = 64 * 1024;
-
-/** The socket inode behind a descriptor of this process, or undefined (closed, not a socket). */
-export function socketInode(fd: number): number | undefined {
-  try {
-    const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/self/fd/${fd}`));
-    return m === null ? undefined : Number(m[1]);
-  } catch {
-    return undefined;
-  }
-}
-
-/** inode → accept-queue length, for every listening TCP socket in this network namespace. */
-export function listenQueues(): Map<number, number> {
-  const out = new Map<number, number>();
-  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) readListening(file, out);
-  return out;
-}
-
-function readListening(file: string, out: Map<number, number>): void {
-  let fd: number;
-  try {
-    fd = fs.openSync(file, 'r');
-  } catch {
-    return; // no IPv6 in this kernel, or /proc not mounted
-  }
-  try {
-    const buf = Buffer.alloc(CHUNK);
-    let rest = '';
-    let header = true;
-    for (;;) {
-      const n = fs.readSync(fd, buf, 0, CHUNK, null);
-      if (n === 0) return;
-      const lines = (rest + buf.toString('latin1', 0, n)).split('\n');
-      rest = lines.pop() ?? '';
-      for (const line of lines) {
-        if (header) {
-          header = false;
-          continue;
-        }
-        // sl local rem st tx_queue:rx_queue tr:when retrnsmt uid timeout inode …
-        const f = line.trim().split(/\s+/);
-        if (f[3] !== LISTEN) return;
-        const rx = Number.parseInt(f[4]?.split(':')[1] ?? '', 16);
-        const inode = Number(f[9]);
-        if (Number.isFinite(rx) && Number.isFinite(inode)) out.set(inode, rx);
-      }
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-/** The effective listen backlog: what was asked, capped by net.core.somaxconn. */
-export function effectiveBacklog(asked: number): number {
-  try {
-    const max = Number(fs.readFileSync('/proc/sys/net/core/somaxconn', 'utf8').trim());
-    return Number.isFinite(max) && max > 0 ? Math.min(asked, max) : asked;
-  } catch {
-    return asked;
-  }
-}
+// It used to be `rx_queue` of the socket's line in /proc/net/tcp{,6}. That read walks every TCP socket of
+// the host to produce the file (a host with 56k sockets in TIME_WAIT: 5-20 ms per read of an empty
+// /proc/net/tcp6), and sampling every 100 ms took 64% of a single-mode server's CPU under load (bench
+// `metrics`, docs/benchmarks.md).
+import * as native from '../native.js';
 
 export interface QueueSocket {
   bind: string;
@@ -77,12 +14,28 @@ export interface QueueSocket {
   fd: number;
 }
 
+export interface QueueReading {
+  socket: QueueSocket;
+  depth: number;
+  /** Deepest queue since the previous scrape. */
+  max: number;
+  /** The queue's limit: the backlog of the last listen(), capped by net.core.somaxconn. */
+  limit: number;
+}
+
+function read(fd: number): native.ListenQueue | null {
+  try {
+    return native.listenQueue(fd);
+  } catch {
+    return null; // closed meanwhile (EBADF): a slot removed from the config
+  }
+}
+
 /**
  * Samples the queues between scrapes (every `intervalMs`, once the first scrape asked) so that a scrape
  * reports the deepest queue since the one before, not only the depth at that instant.
  */
 export class QueueSampler {
-  private readonly inodes = new Map<number, number>();
   private readonly max = new Map<number, number>();
   private timer: NodeJS.Timeout | undefined;
 
@@ -91,46 +44,25 @@ export class QueueSampler {
     private readonly intervalMs = 100,
   ) {}
 
-  private inodeOf(fd: number): number | undefined {
-    let inode = this.inodes.get(fd);
-    if (inode === undefined) {
-      inode = socketInode(fd);
-      if (inode !== undefined) this.inodes.set(fd, inode);
-    }
-    return inode;
-  }
-
-  private sample(): Map<number, number> {
-    const queues = listenQueues();
+  private sample(): void {
     for (const s of this.sockets()) {
-      const inode = this.inodeOf(s.fd);
-      if (inode === undefined) continue;
-      const depth = queues.get(inode) ?? 0;
-      this.max.set(s.fd, Math.max(this.max.get(s.fd) ?? 0, depth));
+      const q = read(s.fd);
+      if (q !== null) this.max.set(s.fd, Math.max(this.max.get(s.fd) ?? 0, q.depth));
     }
-    return queues;
   }
 
   /** Current depth and maximum since the last call, per socket; starts sampling between calls. */
-  scrape(): { socket: QueueSocket; depth: number; max: number }[] {
-    const queues = this.sample();
+  scrape(): QueueReading[] {
     const out = this.sockets().flatMap((socket) => {
-      const inode = this.inodeOf(socket.fd);
-      if (inode === undefined) return [];
-      const depth = queues.get(inode) ?? 0;
-      return [{ socket, depth, max: Math.max(depth, this.max.get(socket.fd) ?? 0) }];
+      const q = read(socket.fd);
+      if (q === null) return [];
+      return [
+        { socket, depth: q.depth, max: Math.max(q.depth, this.max.get(socket.fd) ?? 0), limit: q.limit },
+      ];
     });
     this.max.clear();
-    if (this.timer === undefined) {
-      this.timer = setInterval(() => {
-        try {
-          this.sample();
-        } catch {
-          // /proc unreadable for a moment (EMFILE): the next sample will do
-        }
-      }, this.intervalMs);
-      this.timer.unref();
-    }
+    this.timer ??= setInterval(() => this.sample(), this.intervalMs);
+    this.timer.unref();
     return out;
   }
 

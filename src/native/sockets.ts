@@ -1,6 +1,6 @@
-// Sockets: listen (TCP, unix, abstract), local address, accept-and-close.
+// Sockets: listen (TCP, unix, abstract), local address, accept queue, accept-and-close.
 import net from 'node:net';
-import { addon, type ListenOptions, type SocketAddress } from '../native.js';
+import { addon, type ListenOptions, type ListenQueue, type SocketAddress } from '../native.js';
 import {
   describe,
   invalidType,
@@ -60,6 +60,16 @@ export function listen(options: ListenOptions): number {
 /** getsockname(fd). A unix socket without a name has path ''; an abstract one '@name'. */
 export function localAddress(fd: number): SocketAddress {
   return addon.localAddress(validateFd('fd', fd));
+}
+
+/**
+ * The accept queue of listening TCP socket `fd` (getsockopt TCP_INFO): `depth` connections the kernel
+ * completed and nobody accepted yet, and its `limit` (the backlog of the last listen(), capped by
+ * net.core.somaxconn). Constant time, whatever the number of connections. null when `fd` is not a
+ * listening TCP socket (a unix socket, a connection).
+ */
+export function listenQueue(fd: number): ListenQueue | null {
+  return addon.listenQueue(validateFd('fd', fd));
 }
 
 /**

@@ -62,7 +62,7 @@ export interface ExecPlan {
   checkDirectory?: string;
   /** After a passing boot check (single mode drains its connections here). */
   afterCheck?: (check: BootCheckResult & { ok: true }) => Promise<void>;
-  /** The descriptors that must survive the exec (asked once the boot check passed). */
+  /** The descriptors that must survive the exec (asked once the boot check passed, and right before it). */
   keepFds: () => number[];
   /** The hand-off for the new image. */
   handoff: (leaked: LeakCheck['leaks']) => ExecOptions['handoff'];
@@ -141,9 +141,12 @@ export async function prepareExec(
   if (vetoed !== undefined) return vetoed;
   const carried = (await ctx.metrics?.pause()) ?? []; // scrapes in flight finish; later ones wait
   plan.beforeExec?.();
+  // Asked again: a worker that exited since (a previous restart's old worker ending its drain) has closed
+  // its channel, whose number must be neither named to the exec (fcntl EBADF) nor handed over.
+  const kept = plan.keepFds();
   try {
     return ops.exec({
-      keepFds: [...keepFds, ...carried],
+      keepFds: [...kept, ...carried],
       handoff: {
         ...plan.handoff(ctx.config.leakPolicy === 'warn' ? leaks.leaks : []),
         ...(ctx.metrics === undefined ? {} : { metrics: ctx.metrics.handoff() }),

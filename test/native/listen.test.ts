@@ -102,6 +102,30 @@ describe('listen tcp', () => {
     native.close(native.listen({ family: 'tcp4', host: '0.0.0.0', port: 0 }));
   });
 
+  test('listenQueue: the accept queue and its limit; null for what is not a TCP listener', T, async (t) => {
+    const fd = native.listen({ family: 'tcp4', host: '127.0.0.1', port: 0, backlog: 7 });
+    t.after(() => native.close(fd));
+    assert.deepEqual(native.listenQueue(fd), { depth: 0, limit: 7 });
+    const address = native.localAddress(fd);
+    assert.ok(address.family === 'IPv4');
+    // Completed by the kernel, never accepted: they wait in the queue.
+    const clients = [1, 2, 3].map(() => net.connect({ host: '127.0.0.1', port: address.port }));
+    t.after(() => {
+      for (const c of clients) c.destroy();
+    });
+    await deadline(
+      Promise.all(clients.map((c) => new Promise((resolve) => c.once('connect', resolve)))),
+      5000,
+      'three connections',
+    );
+    assert.deepEqual(native.listenQueue(fd), { depth: 3, limit: 7 });
+    const dir = tempDir(t);
+    const unix = native.listen({ family: 'unix', path: join(dir, 's.sock') });
+    t.after(() => native.close(unix));
+    assert.equal(native.listenQueue(unix), null);
+    assert.throws(() => native.listenQueue(-1), { code: 'ERR_OUT_OF_RANGE' });
+  });
+
   test('tcp6 on ::1, and V6ONLY leaves the IPv4 port free', T, async (t) => {
     if (!(await hasIPv6())) return t.skip('no IPv6 on this machine');
     const fd = native.listen({ family: 'tcp6', host: '::1', port: 0 });
