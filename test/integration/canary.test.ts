@@ -4,10 +4,10 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { test } from 'node:test';
+import { type TestContext, test } from 'node:test';
 import type { Stats } from '../../src/status.js';
 import { ctl, startControlled } from '../helpers/control.js';
-import { assertNoFailedRequests, getJson, Load } from '../helpers/load.js';
+import { assertNoFailedRequests, getJson, Load, type LoadOptions } from '../helpers/load.js';
 import { makeReleases, switchRelease } from '../helpers/releases.js';
 import { killAll, type LogLine, type ServerProcess, until } from '../helpers/server.js';
 
@@ -44,6 +44,35 @@ async function versionsAnswered(port: number, n: number): Promise<Set<string>> {
   return seen;
 }
 
+/**
+ * Serve `root`'s `current` (v1) with a control server and `args`, put it under `load`, point `current` at
+ * v2 and run `nserve ctl phased-restart --wait`: what the tests then judge.
+ */
+async function deployV2(
+  t: TestContext,
+  root: string,
+  workers: number,
+  args: string[],
+  loadOptions: Omit<LoadOptions, 'port'>,
+) {
+  const state = path.join(root, 'nserve.state');
+  const { srv, port } = await startControlled(
+    t,
+    'app.mjs',
+    { url: 'auto', state },
+    { workers, directory: path.join(root, 'current'), args },
+  );
+  const load = new Load({ port, ...loadOptions });
+  t.after(() => load.stop());
+  await load.warmedUp();
+  const before = await stats(state);
+  switchRelease(root, 'v2');
+  const mark = srv.lines.length;
+  const started = Date.now();
+  const r = await ctl(['phased-restart', '--wait', '-S', state]);
+  return { srv, port, state, load, before, mark, started, r };
+}
+
 function lineIndex(srv: ServerProcess, pred: (l: LogLine) => boolean, from = 0): number {
   const i = srv.lines.slice(from).findIndex(pred);
   return i < 0 ? -1 : i + from;
@@ -52,21 +81,11 @@ function lineIndex(srv: ServerProcess, pred: (l: LogLine) => boolean, from = 0):
 test('a release answering 30% 5xx is stopped after its canary; every worker runs the previous release again', async (t) => {
   t.after(killAll);
   const root = makeReleases(t, { v1: {}, v2: { failRate: FAIL_RATE } }, 'v1');
-  const state = path.join(root, 'nserve.state');
   const workers = 3;
-  const { srv, port } = await startControlled(
-    t,
-    'app.mjs',
-    { url: 'auto', state },
-    { workers, directory: path.join(root, 'current'), args: ['--canary', '3s'] },
-  );
   // New connections only: each request is hashed to a slot afresh, so the canary's share is its slots'.
-  const load = new Load({ port, newConnection: 6 });
-  t.after(() => load.stop());
-  await load.warmedUp();
-  switchRelease(root, 'v2');
-  const mark = srv.lines.length;
-  const r = await ctl(['phased-restart', '--wait', '-S', state]);
+  const { srv, port, state, load, mark, r } = await deployV2(t, root, workers, ['--canary', '3s'], {
+    newConnection: 6,
+  });
   assert.equal(r.code, 1, `${r.stdout}${r.stderr}`);
   // The verdict names both error rates and sample sizes.
   const verdict = /canary 5xx rate (\d+\.\d)% \((\d+)\/(\d+) requests\) vs old workers 0\.0% \(0\/(\d+)\)/;
@@ -127,23 +146,13 @@ test('a release answering 30% 5xx is stopped after its canary; every worker runs
 test('a healthy release passes its canary and rolls out to every worker, the rest two at a time', async (t) => {
   t.after(killAll);
   const root = makeReleases(t, { v1: {}, v2: {} }, 'v1');
-  const state = path.join(root, 'nserve.state');
-  const { srv, port } = await startControlled(
+  const { srv, port, state, load, mark, r } = await deployV2(
     t,
-    'app.mjs',
-    { url: 'auto', state },
-    {
-      workers: 3,
-      directory: path.join(root, 'current'),
-      args: ['--canary', '2s', '--phase-concurrency', '2'],
-    },
+    root,
+    3,
+    ['--canary', '2s', '--phase-concurrency', '2'],
+    { keepAlive: 2, newConnection: 4 },
   );
-  const load = new Load({ port, keepAlive: 2, newConnection: 4 });
-  t.after(() => load.stop());
-  await load.warmedUp();
-  switchRelease(root, 'v2');
-  const mark = srv.lines.length;
-  const r = await ctl(['phased-restart', '--wait', '-S', state]);
   assert.equal(r.code, 0, `${r.stdout}${r.stderr}`);
   assert.match(r.stdout, /^phased restart #1 done in /);
   const passed = srv.lines
@@ -169,25 +178,14 @@ test('a healthy release passes its canary and rolls out to every worker, the res
 test('one worker: the old worker serves beside the canary as its baseline, and alone again after a failed canary', async (t) => {
   t.after(killAll);
   const root = makeReleases(t, { v1: {}, v2: { failRate: FAIL_RATE } }, 'v1');
-  const state = path.join(root, 'nserve.state');
-  const { srv, port } = await startControlled(
-    t,
-    'app.mjs',
-    { url: 'auto', state },
-    { workers: 1, directory: path.join(root, 'current'), args: ['--canary', '2s'] },
-  );
-  const [old] = (await stats(state)).workers;
-  const load = new Load({ port, newConnection: 4 });
-  t.after(() => load.stop());
-  await load.warmedUp();
-  switchRelease(root, 'v2');
-  const mark = srv.lines.length;
-  const r = await ctl(['phased-restart', '--wait', '-S', state]);
+  const { srv, port, state, load, before, mark, r } = await deployV2(t, root, 1, ['--canary', '2s'], {
+    newConnection: 4,
+  });
   assert.equal(r.code, 1, `${r.stdout}${r.stderr}`);
   t.diagnostic(r.stderr.trim());
   assert.match(r.stderr, /canary 5xx rate \d+\.\d% \(\d+\/\d+ requests\) vs old workers 0\.0% \(0\/\d+\)/);
   const s = await allOn(state, 1, 0, 'v1');
-  assert.equal(s.workers[0]?.pid, old?.pid, 'the old worker never stopped serving');
+  assert.equal(s.workers[0]?.pid, before.workers[0]?.pid, 'the old worker never stopped serving');
   assert.ok(!srv.lines.slice(mark).some((l) => /runs the previous release again/.test(String(l.msg))));
   const result = await load.stop();
   const ended = srv.lines.find((l) => String(l.msg).startsWith('phased restart stopped after the canary'));
@@ -210,19 +208,10 @@ test('a canary with an uncaught exception fails at once, without waiting for its
 };
 `,
   );
-  const state = path.join(root, 'nserve.state');
-  const { port } = await startControlled(
-    t,
-    'app.mjs',
-    { url: 'auto', state },
-    { workers: 2, directory: path.join(root, 'current'), args: ['--canary', '20s'] },
-  );
-  const load = new Load({ port, keepAlive: 2, newConnection: 2 });
-  t.after(() => load.stop());
-  await load.warmedUp();
-  switchRelease(root, 'v2');
-  const started = Date.now();
-  const r = await ctl(['phased-restart', '--wait', '-S', state]);
+  const { port, state, load, started, r } = await deployV2(t, root, 2, ['--canary', '20s'], {
+    keepAlive: 2,
+    newConnection: 2,
+  });
   assert.equal(r.code, 1, `${r.stdout}${r.stderr}`);
   assert.match(
     r.stderr,
