@@ -31,7 +31,7 @@ import { REQUESTS, STARTED, type Timed } from './metrics/requests.js';
 import * as native from './native.js';
 import {
   Connections,
-  type ConnState,
+  ConnState,
   onResponseClose,
   onSocketClose,
   STATE,
@@ -302,14 +302,15 @@ export class AppServer {
   }
 
   private track(sock: Tracked<Socket>): void {
-    sock[STATE] = { server: this, socket: sock, active: 0, idleSince: Date.now(), upgraded: false };
-    this.live.conns.add(sock);
+    const st = new ConnState(this, sock, Date.now());
+    sock[STATE] = st;
+    this.live.conns.add(st);
     sock.on('close', onSocketClose);
   }
 
   /** A connection closed (called from the shared 'close' handler). */
-  untrack(sock: Tracked<Socket>): void {
-    this.live.conns.delete(sock);
+  untrack(st: ConnState): void {
+    this.live.conns.delete(st);
     this.live.onClosed?.();
   }
 
@@ -321,6 +322,7 @@ export class AppServer {
     this.live.responses.delete(res);
     st.active--;
     st.idleSince = Date.now();
+    if (this.options.accessLog !== true) return;
     const started = this.responseStarted.get(res);
     if (started !== undefined) {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
