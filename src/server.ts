@@ -185,7 +185,7 @@ export class AppServer {
   /** From now on every response says `Connection: close` (keep-alive clients move on as they finish). */
   beginDraining(): void {
     this.draining = true;
-    for (const res of this.live.responses) if (!res.headersSent) res.shouldKeepAlive = false;
+    for (const res of this.live.responses()) if (!res.headersSent) res.shouldKeepAlive = false;
     // HTTP/2 has no Connection: close: GOAWAY lets open streams finish and tells the client to move on.
     for (const session of this.live.sessions) session.close();
   }
@@ -319,7 +319,8 @@ export class AppServer {
     const t0 = res[STARTED];
     if (t0 !== undefined) REQUESTS.record(res.statusCode, t0);
     this.inFlight--;
-    this.live.responses.delete(res);
+    if (st.res === res) st.res = null;
+    else st.more?.delete(res);
     st.active--;
     st.idleSince = Date.now();
     if (this.options.accessLog !== true) return;
@@ -352,7 +353,8 @@ export class AppServer {
       st.active++;
       res[STATE] = st;
       if (REQUESTS.on) res[STARTED] = performance.now();
-      this.live.responses.add(res);
+      if (st.res === null) st.res = res;
+      else (st.more ??= new Set()).add(res);
       if (this.options.accessLog === true) this.responseStarted.set(res, process.hrtime.bigint());
       res.on('close', onResponseClose);
     }

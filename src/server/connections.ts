@@ -1,6 +1,6 @@
 // Connection classification: which open connections and responses are requests, idle keep-alive, or
-// long-lived (upgraded sockets, event streams, responses the app marked: see drain.ts), and the sets a
-// server tracks them in (TLS: handshaking until the handshake is done, then the TLS socket).
+// long-lived (upgraded sockets, event streams, responses the app marked: see drain.ts), and the
+// structures a server tracks them in (TLS: handshaking until the handshake is done, then the TLS socket).
 import type * as http from 'node:http';
 import type * as http2 from 'node:http2';
 import type { Socket } from 'node:net';
@@ -22,6 +22,12 @@ export class ConnState {
   next: ConnState | null = null;
   /** In a ConnList (unlinked once, when the connection closes). */
   linked = false;
+  /**
+   * The responses in progress on this connection: the first in `res`; more at once (HTTP/1.1 pipelining,
+   * HTTP/2 streams) in `more`. Kept here rather than in a server-wide Set: nothing to hash per request.
+   */
+  res: http.ServerResponse | null = null;
+  more: Set<http.ServerResponse> | null = null;
 
   constructor(
     readonly server: AppServer,
@@ -116,7 +122,18 @@ export class Connections {
   readonly conns = new ConnList();
   readonly handshakes: Handshakes = new Map();
   readonly sessions = new Set<http2.ServerHttp2Session>();
-  readonly responses = new Set<http.ServerResponse>();
+  /** The responses in progress, on every open connection (a snapshot). */
+  responses(): http.ServerResponse[] {
+    const out: http.ServerResponse[] = [];
+    for (const sock of this.conns) {
+      const st = sock[STATE];
+      if (st === undefined) continue;
+      if (st.res !== null) out.push(st.res);
+      if (st.more !== null) for (const res of st.more) out.push(res);
+    }
+    return out;
+  }
+
   /** Called when a connection or handshake closes, while a drain waits for the last one. */
   onClosed: (() => void) | undefined;
 
@@ -124,7 +141,7 @@ export class Connections {
   longLivedOpen(): number {
     let n = 0;
     for (const sock of this.conns) if (sock[STATE]?.upgraded === true) n++;
-    for (const res of this.responses) if (responseClass(res) === 'long-lived') n++;
+    for (const res of this.responses()) if (responseClass(res) === 'long-lived') n++;
     return n;
   }
 
@@ -141,7 +158,7 @@ export class Connections {
       else idle++;
     }
     // An event stream is a connection serving a response that never ends: long-lived, not a request.
-    for (const res of this.responses) {
+    for (const res of this.responses()) {
       if (responseClass(res) !== 'long-lived') continue;
       longLived++;
       request = Math.max(0, request - 1);
