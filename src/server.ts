@@ -354,7 +354,8 @@ export class AppServer {
       res[STATE] = st;
       if (REQUESTS.on) res[STARTED] = performance.now();
       if (st.res === null) st.res = res;
-      else (st.more ??= new Set()).add(res);
+      else if (st.more === null) st.more = new Set([res]);
+      else st.more.add(res);
       if (this.options.accessLog === true) this.responseStarted.set(res, process.hrtime.bigint());
       res.on('close', onResponseClose);
     }

@@ -1,9 +1,10 @@
 // The connection list a server drains from (src/server/connections.ts): an intrusive list through each
 // connection's ConnState, so adding and removing a connection costs no hashing and no allocation.
 import * as assert from 'node:assert/strict';
+import type * as http from 'node:http';
 import type { Socket } from 'node:net';
 import { test } from 'node:test';
-import { ConnList, ConnState } from '../../src/server/connections.js';
+import { Connections, ConnList, ConnState, STATE, type Tracked } from '../../src/server/connections.js';
 import type { AppServer } from '../../src/server.js';
 
 const server = {} as AppServer;
@@ -61,4 +62,25 @@ test('a closed connection keeps no other connection reachable', () => {
   assert.equal(b.next, null);
   assert.equal(c.next, a);
   assert.equal(a.prev, c);
+});
+
+test('responses in progress are listed from their connections, several at once on one connection too', () => {
+  const live = new Connections();
+  const res = (name: string): http.ServerResponse => ({ name }) as unknown as http.ServerResponse;
+  const track = (st: ConnState): void => {
+    (st.socket as Tracked<Socket>)[STATE] = st;
+    live.conns.add(st);
+  };
+  const a = conn('a');
+  const b = conn('b');
+  track(a);
+  track(b);
+  assert.deepEqual(live.responses(), []);
+  const [r1, r2, r3] = [res('r1'), res('r2'), res('r3')];
+  a.res = r1;
+  a.more = new Set([r2]); // pipelined, or HTTP/2 streams on one connection
+  b.res = r3;
+  assert.deepEqual(new Set(live.responses()), new Set([r1, r2, r3]));
+  live.conns.delete(a); // a closed connection has no response left to wait for
+  assert.deepEqual(live.responses(), [r3]);
 });
