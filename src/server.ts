@@ -30,7 +30,7 @@ import { REQUESTS, STARTED, type Timed } from './metrics/requests.js';
 import * as native from './native.js';
 import {
   Connections,
-  type ConnState,
+  ConnState,
   onResponseClose,
   onSocketClose,
   STATE,
@@ -185,7 +185,7 @@ export class AppServer {
   /** From now on every response says `Connection: close` (keep-alive clients move on as they finish). */
   beginDraining(): void {
     this.draining = true;
-    for (const res of this.live.responses) if (!res.headersSent) res.shouldKeepAlive = false;
+    for (const res of this.live.responses()) if (!res.headersSent) res.shouldKeepAlive = false;
     // HTTP/2 has no Connection: close: GOAWAY lets open streams finish and tells the client to move on.
     for (const session of this.live.sessions) session.close();
   }
@@ -302,14 +302,15 @@ export class AppServer {
   }
 
   private track(sock: Tracked<Socket>): void {
-    sock[STATE] = { server: this, socket: sock, active: 0, idleSince: Date.now(), upgraded: false };
-    this.live.conns.add(sock);
+    const st = new ConnState(this, sock, Date.now());
+    sock[STATE] = st;
+    this.live.conns.add(st);
     sock.on('close', onSocketClose);
   }
 
   /** A connection closed (called from the shared 'close' handler). */
-  untrack(sock: Tracked<Socket>): void {
-    this.live.conns.delete(sock);
+  untrack(st: ConnState): void {
+    this.live.conns.delete(st);
     this.live.onClosed?.();
   }
 
@@ -318,9 +319,11 @@ export class AppServer {
     const t0 = res[STARTED];
     if (t0 !== undefined) REQUESTS.record(res.statusCode, t0);
     this.inFlight--;
-    this.live.responses.delete(res);
+    if (st.res === res) st.res = null;
+    else st.more?.delete(res);
     st.active--;
     st.idleSince = Date.now();
+    if (this.options.accessLog !== true) return;
     const started = this.responseStarted.get(res);
     if (started !== undefined) {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
@@ -350,7 +353,9 @@ export class AppServer {
       st.active++;
       res[STATE] = st;
       if (REQUESTS.on) res[STARTED] = performance.now();
-      this.live.responses.add(res);
+      if (st.res === null) st.res = res;
+      else if (st.more === null) st.more = new Set([res]);
+      else st.more.add(res);
       if (this.options.accessLog === true) this.responseStarted.set(res, process.hrtime.bigint());
       res.on('close', onResponseClose);
     }

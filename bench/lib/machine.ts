@@ -39,6 +39,8 @@ export interface Machine {
   cpuModel: string;
   memTotalMB: number;
   kernel: string;
+  /** /proc/sys/kernel/sched_autogroup_enabled: 1 = the CPU is shared per session under contention. */
+  schedAutogroup?: number;
   node: string;
   loadavgAtStart: number[];
   loadavgAtEnd?: number[];
@@ -61,6 +63,7 @@ export function machine(): Machine {
     cpuModel: os.cpus()[0]?.model ?? 'unknown',
     memTotalMB: Math.round(os.totalmem() / 1048576),
     kernel: `${os.type()} ${os.release()}`,
+    ...autogroup(),
     node: process.version,
     loadavgAtStart: os.loadavg().map((x) => Number(x.toFixed(2))),
     ...(wrk ? { wrk } : {}),
@@ -127,5 +130,15 @@ export function formatForRepo(files: string[]): void {
     execFileSync(biome, ['format', '--write', ...files], { cwd: ROOT, stdio: 'ignore' });
   } catch {
     // outside the project's includes, or biome missing: leave as is
+  }
+}
+
+function autogroup(): { schedAutogroup?: number } {
+  try {
+    return {
+      schedAutogroup: Number(fs.readFileSync('/proc/sys/kernel/sched_autogroup_enabled', 'utf8').trim()),
+    };
+  } catch {
+    return {};
   }
 }

@@ -1,6 +1,6 @@
 // Connection classification: which open connections and responses are requests, idle keep-alive, or
-// long-lived (upgraded sockets, event streams, responses the app marked: see drain.ts), and the sets a
-// server tracks them in (TLS: handshaking until the handshake is done, then the TLS socket).
+// long-lived (upgraded sockets, event streams, responses the app marked: see drain.ts), and the
+// structures a server tracks them in (TLS: handshaking until the handshake is done, then the TLS socket).
 import type * as http from 'node:http';
 import type * as http2 from 'node:http2';
 import type { Socket } from 'node:net';
@@ -10,14 +10,31 @@ import { CLASS, type MarkedClass } from '../drain.js';
 import type { AppServer } from '../server.js';
 import { isTlsServer, refusesPeer, type TlsBindOptions } from '../tls.js';
 
-export interface ConnState {
-  server: AppServer;
-  /** The tracked socket itself (an HTTP/2 response's `socket` is a proxy that refuses destroy/end). */
-  socket: Socket;
-  active: number;
-  idleSince: number;
+/**
+ * One tracked connection, kept on the socket itself (`sock[STATE]`): one object per connection, and it
+ * is also the connection's link in `ConnList` (no Set entry, no hashing of the socket).
+ */
+export class ConnState {
+  active = 0;
   /** Upgraded (WebSocket): no longer HTTP; long-lived. */
-  upgraded: boolean;
+  upgraded = false;
+  prev: ConnState | null = null;
+  next: ConnState | null = null;
+  /** In a ConnList (unlinked once, when the connection closes). */
+  linked = false;
+  /**
+   * The responses in progress on this connection: the first in `res`; more at once (HTTP/1.1 pipelining,
+   * HTTP/2 streams) in `more`. Kept here rather than in a server-wide Set: nothing to hash per request.
+   */
+  res: http.ServerResponse | null = null;
+  more: Set<http.ServerResponse> | null = null;
+
+  constructor(
+    readonly server: AppServer,
+    /** The tracked socket itself (an HTTP/2 response's `socket` is a proxy that refuses destroy/end). */
+    readonly socket: Socket,
+    public idleSince: number,
+  ) {}
 }
 
 // Per-connection and per-response state rides on the objects themselves, and the 'close' handlers are
@@ -25,9 +42,48 @@ export interface ConnState {
 export const STATE = Symbol('nserve.connection');
 export type Tracked<T> = T & { [STATE]?: ConnState };
 
+/**
+ * The open connections, as an intrusive doubly linked list through their ConnState: adding and
+ * removing one is a few pointer writes (a Set hashed each socket and reallocated its table as
+ * connections came and went).
+ */
+export class ConnList implements Iterable<Tracked<Socket>> {
+  private head: ConnState | null = null;
+  size = 0;
+
+  add(st: ConnState): void {
+    if (st.linked) return;
+    st.linked = true;
+    st.prev = null;
+    st.next = this.head;
+    if (this.head !== null) this.head.prev = st;
+    this.head = st;
+    this.size++;
+  }
+
+  delete(st: ConnState): boolean {
+    if (!st.linked) return false;
+    st.linked = false;
+    if (st.prev !== null) st.prev.next = st.next;
+    else this.head = st.next;
+    if (st.next !== null) st.next.prev = st.prev;
+    st.prev = null;
+    st.next = null; // a closed connection must not keep others reachable
+    this.size--;
+    return true;
+  }
+
+  /** A snapshot (drains and metrics iterate rarely; connections come and go on every request). */
+  [Symbol.iterator](): Iterator<Tracked<Socket>> {
+    const out: Tracked<Socket>[] = [];
+    for (let st = this.head; st !== null; st = st.next) out.push(st.socket);
+    return out[Symbol.iterator]();
+  }
+}
+
 export function onSocketClose(this: Tracked<Socket>): void {
   const st = this[STATE];
-  if (st !== undefined) st.server.untrack(this);
+  if (st !== undefined) st.server.untrack(st);
 }
 
 export function onResponseClose(this: Tracked<http.ServerResponse>): void {
@@ -63,10 +119,21 @@ export function connectionOf(res: http.ServerResponse): Socket | null {
 
 /** What one server has open: connections, TLS handshakes, HTTP/2 sessions, responses in progress. */
 export class Connections {
-  readonly conns = new Set<Tracked<Socket>>();
+  readonly conns = new ConnList();
   readonly handshakes: Handshakes = new Map();
   readonly sessions = new Set<http2.ServerHttp2Session>();
-  readonly responses = new Set<http.ServerResponse>();
+  /** The responses in progress, on every open connection (a snapshot). */
+  responses(): http.ServerResponse[] {
+    const out: http.ServerResponse[] = [];
+    for (const sock of this.conns) {
+      const st = sock[STATE];
+      if (st === undefined) continue;
+      if (st.res !== null) out.push(st.res);
+      if (st.more !== null) for (const res of st.more) out.push(res);
+    }
+    return out;
+  }
+
   /** Called when a connection or handshake closes, while a drain waits for the last one. */
   onClosed: (() => void) | undefined;
 
@@ -74,7 +141,7 @@ export class Connections {
   longLivedOpen(): number {
     let n = 0;
     for (const sock of this.conns) if (sock[STATE]?.upgraded === true) n++;
-    for (const res of this.responses) if (responseClass(res) === 'long-lived') n++;
+    for (const res of this.responses()) if (responseClass(res) === 'long-lived') n++;
     return n;
   }
 
@@ -91,7 +158,7 @@ export class Connections {
       else idle++;
     }
     // An event stream is a connection serving a response that never ends: long-lived, not a request.
-    for (const res of this.responses) {
+    for (const res of this.responses()) {
       if (responseClass(res) !== 'long-lived') continue;
       longLived++;
       request = Math.max(0, request - 1);

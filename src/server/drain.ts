@@ -44,7 +44,7 @@ export function drainConnections(
     };
     const blocking = (): Set<Socket> => {
       const out = new Set<Socket>();
-      for (const res of live.responses) {
+      for (const res of live.responses()) {
         const cls = responseClass(res);
         const sock = connectionOf(res);
         if (cls === 'request' && sock !== null) out.add(sock);
@@ -60,7 +60,7 @@ export function drainConnections(
       return out;
     };
     const endLongLived = (): void => {
-      for (const res of live.responses) {
+      for (const res of live.responses()) {
         if (responseClass(res) !== 'long-lived' || ended.has(res)) continue;
         ended.add(res);
         endedCount++;
@@ -122,7 +122,7 @@ export async function waitLongLived(live: Connections, graceMs: number): Promise
 export async function finishOnOld(live: Connections, timeoutMs: number): Promise<number> {
   const deadline = Date.now() + timeoutMs;
   const pending = (): http.ServerResponse[] =>
-    [...live.responses].filter((r) => responseClass(r) === 'finish-on-old');
+    live.responses().filter((r) => responseClass(r) === 'finish-on-old');
   while (pending().length > 0 && Date.now() < deadline) await sleep(50);
   const left = pending();
   for (const r of left) r.destroy();
