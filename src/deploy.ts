@@ -12,7 +12,7 @@
 // - While the workers that accept run two releases (the alarm is raised: a phased restart that stopped
 //   midway), a rollback returns to `serving`: the release every worker ran before.
 import * as fs from 'node:fs';
-import { errorMessage } from './errors.js';
+import { errorCode, errorMessage } from './errors.js';
 import { describeRelease, type ReleaseRef, readReleaseRef, releaseOf } from './release.js';
 
 export type { ReleaseRef } from './release.js';
@@ -115,6 +115,8 @@ export class Deploys {
    */
   target(record: TargetedRecord | undefined, directory: string, rollback = this.pinned === directory): void {
     if (record === undefined || record.release !== undefined) return;
+    // Read again: a release rewritten in place (same directory, new REVISION) is a new version.
+    this.known.delete(directory);
     record.release = this.release(directory);
     if (this.serving !== undefined) record.previous = this.serving;
     if (rollback) record.rollback = true;
@@ -137,7 +139,7 @@ export class Deploys {
       if (!fs.statSync(release.directory).isDirectory()) throw new Error('not a directory');
     } catch (err) {
       return {
-        refused: `cannot roll back: the previous release ${describeRelease(release)} is gone (${errorCode(err)})`,
+        refused: `cannot roll back: the previous release ${describeRelease(release)} is gone (${errorCode(err) ?? errorMessage(err)})`,
       };
     }
     return { release };
@@ -148,9 +150,4 @@ export class Deploys {
     const target = this.mixed?.accepting === true ? this.serving : this.previous;
     return { release: this.serving ?? null, rollbackTo: target ?? null, mixedVersions: this.mixed ?? null };
   }
-}
-
-function errorCode(err: unknown): string {
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  return typeof code === 'string' ? code : errorMessage(err);
 }

@@ -71,12 +71,32 @@ export function describeRelease(r: ReleaseRef): string {
   return r.version === null ? r.directory : `${r.version} (${r.directory})`;
 }
 
+/** `path` resolved through its symlinks, or as given when it cannot be (the caller reports that). */
+export function realpathOr(file: string): string {
+  try {
+    return fs.realpathSync(file);
+  } catch {
+    return file;
+  }
+}
+
+export function isDirectory(dir: string): boolean {
+  try {
+    return fs.statSync(dir).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
 /** The first `max` bytes of a regular file as UTF-8, and whether there was more; undefined if unreadable. */
 function readCapped(file: string, max: number): { text: string; truncated: boolean } | undefined {
   let fd: number | undefined;
   try {
-    // O_NONBLOCK: a FIFO planted as REVISION must not block the server.
-    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+    // Nothing but a regular file is opened: opening a device (a REVISION symlinked to /dev/…) can act.
+    if (!fs.statSync(file).isFile()) return undefined;
+    // O_NONBLOCK: a FIFO swapped in since the stat must not block the server; O_NOCTTY: nor a tty
+    // become the server's terminal. The fstat checks what was opened.
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY);
     const stat = fs.fstatSync(fd);
     if (!stat.isFile()) return undefined;
     const buf = Buffer.alloc(max + 1);

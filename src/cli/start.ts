@@ -18,6 +18,7 @@ import {
 } from '../logger.js';
 import { REQUESTS } from '../metrics/requests.js';
 import * as native from '../native.js';
+import { realpathOr } from '../release.js';
 import type { BootGuard } from '../restart/guard.js';
 import {
   CONSUMED_ENV,
@@ -262,13 +263,5 @@ function signalWorkers(controller: Controller, signal: NodeJS.Signals): void {
     } catch {
       // exited meanwhile
     }
-  }
-}
-
-function realpathOr(file: string): string {
-  try {
-    return fs.realpathSync(file);
-  } catch {
-    return file;
   }
 }

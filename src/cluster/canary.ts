@@ -88,8 +88,9 @@ function nextTotals(w: WorkerHandle): Promise<number[] | undefined> {
   if (!w.alive) return Promise.resolve(undefined);
   return w
     .waitFor('check in', 2 * HEARTBEAT_INTERVAL_MS + 500, (msg) => {
-      if (msg.t === 'heartbeat') return { totals: msg.totals };
-      if (msg.t === 'exit' || msg.t === 'drained') return { totals: undefined };
+      // A draining old worker's last word carries its totals too.
+      if (msg.t === 'heartbeat' || msg.t === 'drained') return { totals: msg.totals };
+      if (msg.t === 'exit') return { totals: undefined };
       return undefined;
     })
     .then(
@@ -98,10 +99,16 @@ function nextTotals(w: WorkerHandle): Promise<number[] | undefined> {
     );
 }
 
-/** Resolves with why, as soon as the canary leaves (uncaught exception), breaks the protocol or exits. */
+/**
+ * Resolves with why, as soon as the canary leaves (uncaught exception), breaks the protocol or exits:
+ * also when it did so before the watch began (between its boot and now).
+ */
 function trouble(canary: WorkerHandle): { reason: Promise<string>; off: () => void } {
   let off = (): void => {};
   const reason = new Promise<string>((resolve) => {
+    if (canary.leaving !== undefined) resolve(`the canary is leaving (${canary.leaving})`);
+    else if (canary.violation !== undefined) resolve(`the canary broke the protocol (${canary.violation})`);
+    else if (!canary.serving) resolve(`the canary stopped serving (${canary.state}) before it was watched`);
     off = canary.on((msg) => {
       if (msg.t === 'leaving') resolve(`the canary is leaving (${msg.reason})`);
       else if (msg.t === 'violation') resolve(`the canary broke the protocol (${msg.reason})`);
@@ -131,6 +138,8 @@ export async function watchCanary(
   signal: AbortSignal,
 ): Promise<CanaryVerdict | { failed: string }> {
   const watched = trouble(canary);
+  // Ends the measuring loop once the verdict is in by another way (trouble, a stop): no timer outlives it.
+  const done = new AbortController();
   try {
     const measure = async (): Promise<CanaryVerdict> => {
       const startedAt = Date.now();
@@ -140,7 +149,7 @@ export async function watchCanary(
       let waitUntil = startedAt + durationMs;
       const limit = startedAt + MAX_EXTENSION * durationMs;
       for (;;) {
-        await sleep(Math.max(0, waitUntil - Date.now()));
+        await sleep(Math.max(0, waitUntil - Date.now()), undefined, { signal: done.signal });
         const last = await Promise.all(workers.map(nextTotals));
         const windowMs = Date.now() - firstAt;
         const c = delta(first[0], last[0]) ?? { requests: 0, errors: 0 };
@@ -161,5 +170,6 @@ export async function watchCanary(
     );
   } finally {
     watched.off();
+    done.abort();
   }
 }

@@ -15,7 +15,7 @@ import type { Config } from '../config.js';
 import { errorMessage, NserveError } from '../errors.js';
 import type { Lifecycle, ServerState } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
-import { describeRelease } from '../release.js';
+import { describeRelease, isDirectory } from '../release.js';
 import type { RestartHistory } from '../status.js';
 import type { Master } from './master.js';
 
@@ -121,13 +121,5 @@ export class MixedVersionWatch {
       message,
     };
     this.m.log.warn({ code: 'ERR_NSERVE_MIXED_VERSIONS', releases }, message);
-  }
-}
-
-function isDirectory(dir: string): boolean {
-  try {
-    return fs.statSync(dir).isDirectory();
-  } catch {
-    return false;
   }
 }

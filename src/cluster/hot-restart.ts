@@ -81,7 +81,8 @@ export async function hotRestart(m: Master, requestedAt: number): Promise<void> 
   const abandoned = await prepareExec(ctx, {
     check: 'none',
     keepFds: () => {
-      handed = [...pool.alive(), ...fresh.filter((w) => w.alive)];
+      // A worker whose channel closed (it is exiting) has nothing to hand: its number may be reused.
+      handed = [...pool.alive(), ...fresh.filter((w) => w.alive)].filter((w) => !w.channel.isClosed);
       return [...m.listeners.map((l) => l.fd), ...handed.map((w) => w.channel.fd)];
     },
     handoff: (leaked) => ({

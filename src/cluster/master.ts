@@ -167,6 +167,8 @@ export class Master implements Controller {
       return;
     }
     const directory = this.resolveDirectory();
+    // Booted afresh (a hand-off without workers): a rollback's pin, if any, has served its purpose.
+    this.history.deploys.pinned = undefined;
     const booting = Array.from({ length: this.count }, (_, i) =>
       this.pool.spawn(i, this.generation, directory),
     );

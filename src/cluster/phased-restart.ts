@@ -46,8 +46,9 @@ export async function phasedRestart(m: Master): Promise<void> {
       'phased restart: started',
     );
     for (const [p, indexes] of plan.entries()) {
-      const { fresh, old, acceptedAt } = await surge(m, indexes, generation, directory, signal);
-      if (p === 0 && canaryMs !== undefined) {
+      const canary = p === 0 && canaryMs !== undefined;
+      const { fresh, old, acceptedAt } = await surge(m, indexes, generation, directory, signal, canary);
+      if (canary) {
         const verdict = await canaryPhase(m, fresh[0]!, old[0], canaryMs, signal);
         if (!verdict.ok) throw new CanaryFailed(verdict.summary);
       } else {
@@ -108,6 +109,7 @@ async function surge(
   generation: number,
   directory: string,
   signal: AbortSignal,
+  canary: boolean,
 ): Promise<{ fresh: WorkerHandle[]; old: (WorkerHandle | undefined)[]; acceptedAt: number }> {
   const { pool } = m;
   const old = indexes.map((i) => pool.workers[i]);
@@ -121,6 +123,9 @@ async function surge(
     for (const w of fresh) w.kill('SIGKILL');
     throw err;
   }
+  // A canary's leaving (an uncaught exception) is the canary's verdict, not a replacement for crash
+  // recovery: from before it gets traffic, so one that fails on its first requests is caught too.
+  if (canary) for (const w of fresh) w.replacing = true;
   for (const w of fresh) pool.install(w);
   await m.slots.rebalance();
   return { fresh, old, acceptedAt: Date.now() };
@@ -139,8 +144,6 @@ async function canaryPhase(
   signal: AbortSignal,
 ): Promise<CanaryVerdict | { ok: false; summary: string }> {
   const { log, pool } = m;
-  // Its leaving (an uncaught exception) is the verdict here, not a replacement for crash recovery.
-  canary.replacing = true;
   const others = pool.current().filter((w) => w !== canary && w.serving);
   const beside = others.length === 0 && old?.alive === true ? old : undefined;
   // It stops accepting at once; its in-flight requests finish while the canary is watched.
@@ -160,16 +163,23 @@ async function canaryPhase(
     if (inconclusive) log.warn({ canary: verdict }, `phased restart: ${verdict.summary}: going on`);
     else log.info({ canary: verdict }, `phased restart: ${verdict.summary}`);
     canary.replacing = false;
-    if (beside !== undefined) await pool.drain(beside, 'phased restart: replaced', { why: 'restart' });
+    if (beside?.alive) await pool.drain(beside, 'phased restart: replaced', { why: 'restart' });
     return verdict;
   }
   log.error({ canary: verdict, code: 'ERR_NSERVE_CANARY' }, `phased restart: ${verdict.summary}`);
-  await withdraw(m, canary, beside);
+  // The old worker it served beside takes its slots back, if it is still there (else a new one of the
+  // previous release does).
+  await withdraw(m, canary, beside?.alive ? beside : undefined, signal);
   return verdict;
 }
 
 /** Take a failed canary out of service and give its index back to the previous release. */
-async function withdraw(m: Master, canary: WorkerHandle, beside: WorkerHandle | undefined): Promise<void> {
+async function withdraw(
+  m: Master,
+  canary: WorkerHandle,
+  beside: WorkerHandle | undefined,
+  signal: AbortSignal,
+): Promise<void> {
   const { log, pool } = m;
   const index = canary.index;
   canary.markDraining('the canary failed');
@@ -183,13 +193,15 @@ async function withdraw(m: Master, canary: WorkerHandle, beside: WorkerHandle | 
   // Its slots are lent to old workers before it stops accepting: none goes without an acceptor.
   await m.slots.rebalance();
   if (canary.alive) await pool.drain(canary, 'the canary failed', { why: 'replace' });
-  if (beside !== undefined || m.isStopping()) return;
+  // A stop asked for meanwhile (it aborts `signal`) needs no worker booted only to be drained.
+  if (beside !== undefined || signal.aborted || m.isStopping()) return;
   let back: WorkerHandle | undefined;
   try {
     back = await pool.spawn(index, m.generation, m.directory);
-    await pool.waitBooted(back);
+    await unlessAborted(pool.waitBooted(back), signal);
   } catch (err) {
     back?.kill('SIGKILL');
+    if (signal.aborted) return;
     // The index stays empty: it is replaced (with back-off) once the restart has ended.
     log.error(
       { worker: index, err },

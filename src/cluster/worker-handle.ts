@@ -57,6 +57,8 @@ export class WorkerHandle {
   private readonly lifecycle: Lifecycle<WorkerState>;
   /** Asked to be replaced; a replacement is on its way. */
   replacing = false;
+  /** Why it asked to leave (an uncaught exception), once it did: read by a canary watch begun later. */
+  leaving: string | undefined;
   /** Check-ins in a row with RSS over --worker-max-memory. */
   overMemory = 0;
   /** Slot keys this worker is accepting on. */
@@ -245,6 +247,9 @@ export class WorkerHandle {
         break;
       case 'configured':
         this.configuredAt = now;
+        break;
+      case 'leaving':
+        this.leaving ??= msg.reason;
         break;
       case 'accepting':
         for (const k of msg.keys) {

@@ -179,11 +179,3 @@ export async function newConfigProblem(
     return errorMessage(err);
   }
 }
-
-export function realpathOr(directory: string): string {
-  try {
-    return fs.realpathSync(directory);
-  } catch {
-    return directory; // the restart reports it
-  }
-}

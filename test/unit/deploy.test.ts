@@ -57,6 +57,16 @@ test('version: huge files are read up to a cap and the version is cut', (t) => {
   assert.equal(readReleaseVersion(release(t, { 'package.json': big })), null);
 });
 
+test('a release rewritten in place (same directory, new REVISION) is recorded with its new version', (t) => {
+  const dir = release(t, { REVISION: 'r1\n' });
+  const d = new Deploys();
+  d.serve(dir);
+  fs.writeFileSync(path.join(dir, 'REVISION'), 'r2\n');
+  const r: TargetedRecord = { id: 1, outcome: 'in-progress' };
+  d.target(r, dir);
+  assert.deepEqual([r.previous?.version, r.release?.version], ['r1', 'r2']);
+});
+
 test('serving and previous: a restart onto another release moves them; the same release or a failure does not', () => {
   const d = new Deploys();
   d.serve('/r/v1');
