@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as http2 from 'node:http2';
 import * as path from 'node:path';
-import { after, test } from 'node:test';
+import { after, type TestContext, test } from 'node:test';
 import { ctl } from '../helpers/control.js';
 import { Load, stopWithoutFailures } from '../helpers/load.js';
 import { now } from '../helpers/logged-process.js';
@@ -69,9 +69,11 @@ test('https single mode: hot restart under keep-alive and new-connection load, z
   }
 });
 
-test('rotation under load (-w 2): SIGHUP serves the new certificate to new handshakes, same workers, no failed request; a corrupt one keeps the old and says why, in the log and in ctl', {
-  timeout: 90_000,
-}, async (t) => {
+/**
+ * Certificates `first` and `second`; `live` (the files the ssl:// bind names) holds `first`. Serving with
+ * `workers` (0: single mode) and a control server; returns once it listens.
+ */
+async function servingRotatable(t: TestContext, workers: number) {
   const dir = tmpDir(t);
   const first = makeCert(dir, 'first');
   const second = makeCert(dir, 'second');
@@ -81,11 +83,18 @@ test('rotation under load (-w 2): SIGHUP serves the new certificate to new hands
   const state = path.join(dir, 'nserve.state');
   const root = makeReleases(t, versions(1), 'v1');
   const { srv, port } = await serveCurrent(t, root, {
-    workers: 2,
+    ...(workers === 0 ? {} : { workers }),
     bind: sslBind(live),
     args: ['--state', state, '--control-url', 'auto'],
   });
   await srv.waitForMsg('control server listening');
+  return { first, second, live, state, srv, port };
+}
+
+test('rotation under load (-w 2): SIGHUP serves the new certificate to new handshakes, same workers, no failed request; a corrupt one keeps the old and says why, in the log and in ctl', {
+  timeout: 90_000,
+}, async (t) => {
+  const { first, second, live, state, srv, port } = await servingRotatable(t, 2);
   const ca = [first.pem, second.pem];
   assert.equal((await handshake(port, { ca })).serial, first.serial);
   const workers = childPids(srv.pid).sort();
@@ -157,19 +166,7 @@ test('rotation under load (-w 2): SIGHUP serves the new certificate to new hands
 });
 
 test('rotation in single mode: ctl reload-certs', async (t) => {
-  const dir = tmpDir(t);
-  const first = makeCert(dir, 'first');
-  const second = makeCert(dir, 'second');
-  const live = { cert: path.join(dir, 'live.crt'), key: path.join(dir, 'live.key') };
-  fs.copyFileSync(first.cert, live.cert);
-  fs.copyFileSync(first.key, live.key);
-  const state = path.join(dir, 'nserve.state');
-  const root = makeReleases(t, versions(1), 'v1');
-  const { srv, port } = await serveCurrent(t, root, {
-    bind: sslBind(live),
-    args: ['--state', state, '--control-url', 'auto'],
-  });
-  await srv.waitForMsg('control server listening');
+  const { first, second, live, state, srv, port } = await servingRotatable(t, 0);
   assert.equal((await handshake(port)).serial, first.serial);
   replaceFile(live.key, second.key);
   replaceFile(live.cert, second.cert);
