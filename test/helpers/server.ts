@@ -11,6 +11,8 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 export const CLI = path.join(ROOT, 'bin/nserve.js');
 export const FIXTURES = path.join(ROOT, 'test/fixtures');
 
+import { until } from './logged-process.js';
+
 export { type LogLine, until } from './logged-process.js';
 export { type Cleanup, tmpDir } from './tmp.js';
 
@@ -139,6 +141,21 @@ export function childPids(pid: number): number[] {
   return childProcesses(pid)
     .filter((p) => p.state !== 'Z')
     .map((p) => p.pid);
+}
+
+/**
+ * Once `count` children of `master` run and none of them is one of `old`: the new workers' PIDs (a restart
+ * that replaced every worker, its old ones gone).
+ */
+export function replacedWorkers(master: number, old: readonly number[], count: number, deadlineMs = 15_000) {
+  return until(
+    `${count} new workers, the old ones gone`,
+    () => {
+      const pids = childPids(master);
+      return pids.length === count && pids.every((p) => !old.includes(p)) ? pids : undefined;
+    },
+    deadlineMs,
+  );
 }
 
 export interface AppOptions {

@@ -15,6 +15,7 @@ import {
   childPids,
   FIXTURES,
   killAll,
+  replacedWorkers,
   runNserve,
   type ServerProcess,
   serveApp,
@@ -100,14 +101,7 @@ test(
     await assertSticky(port, before);
     // The slots and their group cross the exec; the new image attaches the program again.
     await restart(srv, 'hot', { deadlineMs: 30_000 });
-    const after = await until(
-      'the new workers to replace the old ones',
-      () => {
-        const pids = childPids(srv.pid);
-        return pids.length === 2 && pids.every((p) => !before.includes(p)) ? pids : undefined;
-      },
-      15_000,
-    );
+    const after = await replacedWorkers(srv.pid, before, 2);
     await assertSticky(port, after);
     t.diagnostic(
       `${SOURCES.length} addresses x ${REQUESTS_PER_SOURCE} new connections, before and after the restart`,
@@ -191,14 +185,7 @@ test(
     assert.equal(new Set(before.values()).size, 2, 'the clients are spread over both workers');
 
     await restart(srv, 'phased', { deadlineMs: 40_000 });
-    const newWorkers = await until(
-      'the old workers to exit',
-      () => {
-        const pids = childPids(srv.pid);
-        return pids.length === 2 && pids.every((p) => !oldWorkers.includes(p)) ? pids : undefined;
-      },
-      15_000,
-    );
+    const newWorkers = await replacedWorkers(srv.pid, oldWorkers, 2);
     // Each client lost its old worker's connection and reconnects on its own (default reconnection).
     await until(
       'every client to reconnect and upgrade again',

@@ -5,7 +5,7 @@ import { assertNoFailedRequests, getJson, Load, stopWithoutFailures } from '../h
 import { now } from '../helpers/logged-process.js';
 import { makeReleases, switchRelease, versions } from '../helpers/releases.js';
 import { type RestartKind, restart } from '../helpers/restart.js';
-import { childPids, killAll, serveApp, serveCurrent, until } from '../helpers/server.js';
+import { childPids, killAll, replacedWorkers, serveApp, serveCurrent, until } from '../helpers/server.js';
 
 after(killAll);
 
@@ -30,10 +30,7 @@ test('cluster hot restart under load: no failed request, no stall for the boot, 
         deadlineMs: 30_000,
       });
       t.diagnostic(`restart to v${v}: pause ${done.pauseMs} ms, signal to done ${done.restartMs} ms`);
-      workers = await until('the old workers to be gone', () => {
-        const pids = childPids(masterPid);
-        return pids.length === 2 && pids.every((p) => !workers.includes(p)) ? pids : undefined;
-      });
+      workers = await replacedWorkers(masterPid, workers, 2, 10_000);
       assert.equal((await getJson(port)).body.version, `v${v}`);
     }
     await load.roundsSince(now(), 3);

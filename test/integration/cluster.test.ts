@@ -13,6 +13,7 @@ import {
   killAll,
   processAlive,
   ROOT,
+  replacedWorkers,
   serveApp,
   serveCurrent,
   startApp,
@@ -43,11 +44,7 @@ async function phasedUnderLoad(
       });
       const replaced = lines.filter((l) => /^phased restart: worker \d+\/\d+ replaced/.test(String(l.msg)));
       assert.equal(replaced.length, workers);
-      const afterPids = await until('old workers to exit', () => {
-        const pids = childPids(srv.pid);
-        return pids.length === workers && pids.every((p) => !before.includes(p)) ? pids : undefined;
-      });
-      before = afterPids;
+      before = await replacedWorkers(srv.pid, before, workers, 10_000);
       await until(`v${v} to answer`, async () => (await getJson(port)).body.version === `v${v}`, 5000);
     }
     await load.roundsSince(now(), 3);
