@@ -31,6 +31,33 @@ export interface RestartRecord {
   previous?: ReleaseRef;
   /** A rollback (`ctl rollback`): onto the pinned previous release, not the re-resolved --directory. */
   rollback?: boolean;
+  /** A phased restart with `--canary`: the verdict, in numbers (the same line is in `error` if it failed). */
+  canary?: CanaryRecord;
+}
+
+/** Requests and 5xx answers over a canary's window. */
+export interface CanaryCounts {
+  requests: number;
+  errors: number;
+}
+
+/**
+ * A canary's verdict (cluster/canary.ts). `canary`, `old`, `threshold`, `z` and `windowMs` are absent
+ * when it failed without being measured (it crashed or asked to leave during its window).
+ */
+export interface CanaryRecord {
+  ok: boolean;
+  /** Fewer canary requests than the minimum: the rollout went on, unjudged. */
+  inconclusive: boolean;
+  canary?: CanaryCounts;
+  old?: CanaryCounts;
+  /** The old workers answered enough requests to be the baseline (else their rate is taken as 0). */
+  baseline?: boolean;
+  /** The canary's 5xx rate (0–1) above which it fails, when the difference is significant. */
+  threshold?: number;
+  z?: number;
+  windowMs?: number;
+  summary: string;
 }
 
 const KEEP = 50;
@@ -108,7 +135,7 @@ export class RestartHistory {
     return new RestartHistory(
       (records ?? [])
         .filter(isRecord)
-        .map((r) => ({ ...r, ...readTargetFields(r) }))
+        .map((r) => ({ ...r, ...readTargetFields(r), canary: readCanaryRecord(r.canary) }))
         .slice(-KEEP),
       readTotals(totals),
       Deploys.fromHandoff(releases, servedBefore),
@@ -170,6 +197,39 @@ export class RestartHistory {
     this.deploys.settle(record);
     this.onFinish?.(record);
   }
+}
+
+const count = (v: unknown): number | undefined =>
+  typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : undefined;
+const finite = (v: unknown): number | undefined =>
+  typeof v === 'number' && Number.isFinite(v) ? v : undefined;
+
+function readCounts(v: unknown): CanaryCounts | undefined {
+  if (typeof v !== 'object' || v === null) return undefined;
+  const o = v as Record<string, unknown>;
+  const requests = count(o.requests);
+  const errors = count(o.errors);
+  return requests === undefined || errors === undefined ? undefined : { requests, errors };
+}
+
+/** A canary verdict handed over by the previous image: only well-formed fields are kept. */
+export function readCanaryRecord(v: unknown): CanaryRecord | undefined {
+  if (typeof v !== 'object' || v === null) return undefined;
+  const o = v as Record<string, unknown>;
+  if (typeof o.ok !== 'boolean' || typeof o.summary !== 'string') return undefined;
+  const out: CanaryRecord = { ok: o.ok, inconclusive: o.inconclusive === true, summary: o.summary };
+  const canary = readCounts(o.canary);
+  const old = readCounts(o.old);
+  if (canary !== undefined) out.canary = canary;
+  if (old !== undefined) out.old = old;
+  if (typeof o.baseline === 'boolean') out.baseline = o.baseline;
+  const threshold = finite(o.threshold);
+  const z = finite(o.z);
+  const windowMs = count(o.windowMs);
+  if (threshold !== undefined) out.threshold = threshold;
+  if (z !== undefined) out.z = z;
+  if (windowMs !== undefined) out.windowMs = windowMs;
+  return out;
 }
 
 function isRecord(v: unknown): v is RestartRecord {

@@ -8,14 +8,12 @@
 // the window. The rule is documented in docs/restarts.md (Canary).
 import { setTimeout as sleep } from 'node:timers/promises';
 import { unlessAborted } from '../lifecycle.js';
+import type { CanaryCounts, CanaryRecord } from '../status.js';
 import { HEARTBEAT_INTERVAL_MS } from './protocol.js';
 import type { WorkerHandle } from './worker-handle.js';
 
 /** Requests answered and how many of them were 5xx. */
-export interface Sample {
-  requests: number;
-  errors: number;
-}
+export type Sample = CanaryCounts;
 
 /** Fewer canary requests than this cannot be judged (the window is extended, then the rollout goes on). */
 export const MIN_REQUESTS = 20;
@@ -74,6 +72,23 @@ export function judgeCanary(canary: Sample, old: Sample, windowMs: number): Cana
     : `${ok ? 'passed' : 'failed'}: fails above ${pct(threshold)} with z >= ${Z_CRITICAL} (p < 0.01), z = ${z.toFixed(2)}`;
   const summary = `canary 5xx rate ${pct(pc)} (${canary.errors}/${canary.requests} requests) vs old workers ${oldText} over ${(windowMs / 1000).toFixed(1)} s; ${judged}`;
   return { ok, inconclusive, canary, old, baseline, threshold, z, windowMs, summary };
+}
+
+/** The verdict as the restart record keeps it (`ctl stats --json`); a canary that left has no numbers. */
+export function canaryRecord(v: CanaryVerdict | { ok: false; summary: string }): CanaryRecord {
+  if (!('canary' in v)) return { ok: false, inconclusive: false, summary: v.summary };
+  const { ok, inconclusive, canary, old, baseline, threshold, z, windowMs, summary } = v;
+  return {
+    ok,
+    inconclusive,
+    canary: { ...canary },
+    old: { ...old },
+    baseline,
+    threshold,
+    z: Math.round(z * 1000) / 1000,
+    windowMs: Math.round(windowMs),
+    summary,
+  };
 }
 
 /** Requests and 5xx from a worker's request totals (layout: metrics/requests.ts, [0..4] = 1xx..5xx). */

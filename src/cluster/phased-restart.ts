@@ -4,7 +4,7 @@
 // --canary the first replacement serves alone for a while and is judged first (canary.ts).
 import { errorMessage } from '../errors.js';
 import { unlessAborted } from '../lifecycle.js';
-import { type CanaryVerdict, watchCanary } from './canary.js';
+import { type CanaryVerdict, canaryRecord, watchCanary } from './canary.js';
 import type { Master } from './master.js';
 import type { WorkerHandle } from './worker-handle.js';
 
@@ -50,6 +50,7 @@ export async function phasedRestart(m: Master): Promise<void> {
       const { fresh, old, acceptedAt } = await surge(m, indexes, generation, directory, signal, canary);
       if (canary) {
         const verdict = await canaryPhase(m, fresh[0]!, old[0], canaryMs, signal);
+        record.canary = canaryRecord(verdict);
         if (!verdict.ok) throw new CanaryFailed(verdict.summary);
       } else {
         await Promise.all(

@@ -99,6 +99,18 @@ test('a release answering 30% 5xx is stopped after its canary; every worker runs
   const s = await allOn(state, workers, 0, 'v1');
   assert.equal(s.restarts.at(-1)?.outcome, 'failed');
   assert.match(String(s.restarts.at(-1)?.error), verdict);
+  // The same verdict in numbers, for tools reading `ctl stats --json`.
+  const judgedRecord = s.restarts.at(-1)?.canary;
+  assert.ok(judgedRecord?.canary !== undefined && judgedRecord.old !== undefined, 'numbers recorded');
+  assert.equal(judgedRecord.ok, false);
+  assert.equal(judgedRecord.canary.requests, Number(m[3]));
+  assert.equal(judgedRecord.canary.errors, Number(m[2]));
+  assert.equal(judgedRecord.old.errors, 0);
+  assert.equal(judgedRecord.old.requests, Number(m[4]));
+  assert.ok(
+    (judgedRecord.z ?? 0) >= 2.326 && (judgedRecord.windowMs ?? 0) >= 2500,
+    JSON.stringify(judgedRecord),
+  );
   assert.deepEqual([...(await versionsAnswered(port, 30))], ['v1']);
   const result = await load.stop();
 
@@ -171,6 +183,10 @@ test('a healthy release passes its canary and rolls out to every worker, the res
   assert.ok(at(/^worker 1 spawned/) < at(/^phased restart: worker 2\/3 replaced/));
   const s = await allOn(state, 3, 1, 'v2');
   assert.equal(s.restarts.at(-1)?.outcome, 'ok');
+  const record = s.restarts.at(-1)?.canary;
+  assert.equal(record?.ok, true, JSON.stringify(record));
+  assert.equal(record.canary?.errors, 0);
+  assert.ok((record.canary?.requests ?? 0) >= 20, 'judged on at least the minimum sample');
   assert.deepEqual([...(await versionsAnswered(port, 20))], ['v2']);
   assertNoFailedRequests(await load.stop());
 });
@@ -218,7 +234,12 @@ test('a canary with an uncaught exception fails at once, without waiting for its
     /failed: the canary is leaving \(uncaught exception: v2 is broken after answering\)/,
   );
   assert.ok(Date.now() - started < 15_000, 'judged before its 20 s window');
-  await allOn(state, 2, 0, 'v1');
+  const s = await allOn(state, 2, 0, 'v1');
+  // Failed by leaving: a verdict without numbers.
+  const record = s.restarts.at(-1)?.canary;
+  assert.equal(record?.ok, false);
+  assert.equal(record.canary, undefined);
+  assert.match(record.summary, /the canary is leaving/);
   assert.deepEqual([...(await versionsAnswered(port, 10))], ['v1']);
   // It answered before it threw, and drained: no request failed.
   assertNoFailedRequests(await load.stop());

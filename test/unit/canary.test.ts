@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import * as os from 'node:os';
 import { test } from 'node:test';
-import { judgeCanary, MIN_REQUESTS, sampleOf } from '../../src/cluster/canary.js';
+import { canaryRecord, judgeCanary, MIN_REQUESTS, sampleOf } from '../../src/cluster/canary.js';
 import { phases } from '../../src/cluster/phased-restart.js';
 import { buildConfig, type CliOptions, describeConfig, type UserConfig } from '../../src/config.js';
+import { RestartHistory } from '../../src/status.js';
 
 const build = (cli: CliOptions, file: UserConfig = {}) =>
   buildConfig('app.mjs', cli, file, os.tmpdir(), undefined);
@@ -46,6 +47,46 @@ test('no baseline (old workers answered too few): the canary is tested against 5
   assert.equal(bad.baseline, false);
   assert.match(bad.summary, /no baseline/);
   assert.equal(judgeCanary({ requests: 40, errors: 1 }, { requests: 0, errors: 0 }, 3000).ok, true);
+});
+
+test('the verdict is kept in numbers on the restart record, and survives the hand-off; garbage does not', () => {
+  const record = canaryRecord(
+    judgeCanary({ requests: 100, errors: 30 }, { requests: 120, errors: 0 }, 3004.6),
+  );
+  assert.deepEqual(
+    { ...record, summary: undefined, z: undefined },
+    {
+      ok: false,
+      inconclusive: false,
+      canary: { requests: 100, errors: 30 },
+      old: { requests: 120, errors: 0 },
+      baseline: true,
+      threshold: 0.05,
+      windowMs: 3005,
+      summary: undefined,
+      z: undefined,
+    },
+  );
+  const left = canaryRecord({ ok: false, summary: 'the canary is leaving (uncaught exception: x)' });
+  assert.deepEqual(left, {
+    ok: false,
+    inconclusive: false,
+    summary: 'the canary is leaving (uncaught exception: x)',
+  });
+  const base = { id: 1, kind: 'phased', started: '2026-11-29T00:00:00.000Z' };
+  const history = RestartHistory.fromHandoff([
+    { ...base, canary: record },
+    { ...base, id: 2, canary: { ok: 'yes', summary: 1 } },
+    {
+      ...base,
+      id: 3,
+      canary: { ok: true, summary: 's', canary: { requests: -1, errors: 0 }, z: 'NaN', windowMs: 1.5 },
+    },
+  ]);
+  const [a, b, c] = history.toHandoff();
+  assert.deepEqual(a?.canary, record);
+  assert.equal(b?.canary, undefined);
+  assert.deepEqual(c?.canary, { ok: true, inconclusive: false, summary: 's' });
 });
 
 test('requests and 5xx are read from the totals vector (1xx..5xx first)', () => {
