@@ -59,6 +59,16 @@ interface H2LoadOptions {
 }
 
 /**
+ * Refused unprocessed, safe to retry as a real client does: after a GOAWAY whose lastStreamID is below
+ * the stream's id, closed with REFUSED_STREAM (RFC 9113, 6.8), or never sent (no id yet).
+ */
+function refusedUnprocessed(c: Client, req: http2.ClientHttp2Stream): boolean {
+  if (c.goawayLast === undefined) return false;
+  const id = req.id;
+  return id === undefined || (id > c.goawayLast && req.rstCode === NGHTTP2_REFUSED_STREAM);
+}
+
+/**
  * An h2 load generator: `sessions` slots, each with `streams` loops sending GET / one after another on
  * the slot's current session. A session that received GOAWAY (or failed) is replaced by a new one for
  * the next stream.
@@ -127,7 +137,7 @@ class H2Load {
       const id = req.id;
       const rst = req.rstCode;
       if (ended && rst === http2.constants.NGHTTP2_NO_ERROR) this.eventsEnded++;
-      else if (c.goawayLast !== undefined && (id === undefined || id > c.goawayLast)) this.retried++;
+      else if (refusedUnprocessed(c, req)) this.retried++;
       else {
         this.failures.push({
           start,
@@ -205,10 +215,7 @@ class H2Load {
         if (settled) return;
         const id = req.id;
         const rst = req.rstCode;
-        // Refused unprocessed: the GOAWAY's lastStreamID is below this stream's id (or it never got an
-        // id: it was never sent). Safe to retry, as a real client does.
-        const unprocessed = c.goawayLast !== undefined && (id === undefined || id > c.goawayLast);
-        if (unprocessed && (rst === NGHTTP2_REFUSED_STREAM || rst === undefined || id === undefined)) {
+        if (refusedUnprocessed(c, req)) {
           settled = true;
           this.retried++;
           this.retriedPaths.push(path);
