@@ -91,6 +91,16 @@ export function onResponseClose(this: Tracked<http.ServerResponse>): void {
   if (st !== undefined) st.server.finished(this, st);
 }
 
+/** The HTTP/2 stream a response goes out on; undefined for HTTP/1.x (a response owns its connection). */
+export function h2StreamOf(res: http.ServerResponse): http2.ServerHttp2Stream | undefined {
+  return (res as { stream?: http2.ServerHttp2Stream }).stream;
+}
+
+/** A connection that carries an HTTP/2 session (ALPN h2). */
+export function isH2(sock: Socket): boolean {
+  return (sock as Partial<tls.TLSSocket>).alpnProtocol === 'h2';
+}
+
 /** What counts as long-lived (told to go, ended after a grace) or may finish on old code. */
 export function responseClass(res: http.ServerResponse): 'request' | MarkedClass {
   const marked = (res as { [CLASS]?: MarkedClass })[CLASS];

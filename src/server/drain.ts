@@ -4,7 +4,7 @@
 import type * as http from 'node:http';
 import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type Connections, connectionOf, responseClass, STATE } from './connections.js';
+import { type Connections, connectionOf, h2StreamOf, isH2, responseClass, STATE } from './connections.js';
 
 /** What a drain did with long-lived connections, in words (one log line; the same in both modes). */
 export function describeLongLived(l: Pick<DrainResult, 'asked' | 'closedThemselves' | 'ended'>): string {
@@ -55,7 +55,10 @@ export function drainConnections(
         const st = sock[STATE];
         if (st === undefined) continue;
         if (ended.has(sock)) continue;
-        if (st.upgraded || st.active === 0) out.add(sock);
+        // An HTTP/2 connection is waited for until it closes: its session (told GOAWAY by beginDraining)
+        // closes it once its streams are done, after flushing their last frames (an ended event stream's
+        // END_STREAM). Exiting before would reset it, and every stream still on it.
+        if (st.upgraded || st.active === 0 || isH2(sock)) out.add(sock);
       }
       return out;
     };
@@ -64,6 +67,16 @@ export function drainConnections(
         if (responseClass(res) !== 'long-lived' || ended.has(res)) continue;
         ended.add(res);
         endedCount++;
+        const stream = h2StreamOf(res);
+        if (stream !== undefined) {
+          // HTTP/2: end this stream only (END_STREAM). Its connection carries the session's other
+          // streams, requests among them; the GOAWAY of beginDraining closes it once they are done.
+          res.end();
+          setTimeout(() => {
+            if (!stream.closed) stream.close(); // RST_STREAM(NO_ERROR): the response was complete
+          }, 2000).unref();
+          continue;
+        }
         // The stream's last chunk, then FIN: the client sees the stream end and reconnects.
         const sock = connectionOf(res);
         res.end(() => sock?.end());

@@ -18,6 +18,8 @@ export interface ReleaseOptions {
    * every 10), for canary tests. The body still names the version.
    */
   failRate?: number;
+  /** `/events` answers an event stream that never ends (an event every 100 ms): a long-lived response. */
+  eventStream?: boolean;
 }
 
 export function writeRelease(root: string, version: string, options: ReleaseOptions = {}): string {
@@ -38,6 +40,7 @@ export default function handler(req, res) {
     res.end(JSON.stringify({ version: ${JSON.stringify(version)}, pid: process.pid, path: req.url }));
   };
   if (req.url.startsWith('/slow')) { setTimeout(reply, 1000); return; }
+  ${options.eventStream ? "if (req.url === '/events') { res.writeHead(200, { 'content-type': 'text/event-stream' }); const tick = setInterval(() => res.write('data: tick\\n\\n'), 100); res.on('close', () => clearInterval(tick)); return; }" : ''}
   req.resume();
   req.on('end', () => setTimeout(reply, ${options.requestMs ?? 2}));
 }
