@@ -3,6 +3,7 @@
 // slot it still binds (setting close-on-exec again), binds anything new, and closes the leftovers once
 // it has booted. Parsing the URIs themselves is bind-uri.ts.
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { type BindSpec, formatAddress, parseBindUri } from './bind-uri.js';
 import { errorCode, errorMessage, usageError } from './errors.js';
 import type { Logger } from './logger.js';
@@ -217,6 +218,33 @@ function bindOne(spec: BindSpec, port: number, options: OpenOptions): number {
       );
     }
     throw usageError('ERR_NSERVE_BIND', `cannot bind ${spec.uri}: ${errorMessage(err)}`, err);
+  }
+}
+
+/**
+ * Before a hot restart's exec: can the new image bind what the current one does not hold? The new image
+ * binds after the exec, where a failure would find no old image to come back to (the way back reads the
+ * same config, and fails the same way). A new TCP address is bound and closed at once (no client expects
+ * it yet); a new unix socket's directory must exist and be writable. Throws the error the new image would.
+ */
+export function probeNewBinds(specs: readonly BindSpec[], current: readonly Listener[]): void {
+  for (const spec of specs) {
+    if (current.some((l) => l.spec.uri === spec.uri || sameAddress(spec, formatAddress(l.address)))) continue;
+    if (spec.kind === 'unix') {
+      const dir = path.dirname(spec.path);
+      try {
+        fs.accessSync(dir, fs.constants.W_OK);
+      } catch (err) {
+        throw usageError(
+          'ERR_NSERVE_BIND',
+          `cannot bind ${spec.uri}: cannot create a socket in ${dir} (${errorCode(err) ?? errorMessage(err)})`,
+          err,
+        );
+      }
+      continue;
+    }
+    if (spec.port === 0) continue; // any free port
+    native.close(bindOne(spec, spec.port, { slots: 1, reusePort: false, backlog: 1, inherited: [] }));
   }
 }
 

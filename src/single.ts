@@ -175,14 +175,22 @@ export async function runSingle(ctx: RunContext): Promise<void> {
     history.deploys.target(record, pinned ?? realpathOr(config.directory), pinned !== undefined);
     native.notify(`RELOADING=1\nMONOTONIC_USEC=${process.hrtime.bigint() / 1000n}`);
     // Optimistic (the default): exec at once; the new image comes back here if the new code fails to
-    // boot (restart/guard.ts). With --boot-check: boot it in a separate process first.
-    const optimistic = !config.bootCheck;
+    // boot (restart/guard.ts). With --boot-check: boot it in a separate process first. So too when the
+    // restart targets the directory that serves (an app edited in place, no release layout): the way
+    // back would load the same files, so there is no old code on disk to come back to.
+    const inPlace = (pinned ?? realpathOr(config.directory)) === directory;
+    const optimistic = !config.bootCheck && !inPlace;
     log.info(
       { directory: config.directory, optimistic },
-      optimistic ? 'hot restart: started' : 'hot restart: checking that the new code boots',
+      optimistic
+        ? 'hot restart: started'
+        : config.bootCheck
+          ? 'hot restart: checking that the new code boots'
+          : 'hot restart: the directory that serves is the one to load (no other release to come back to): checking that the new code boots',
     );
     let drained = false;
-    const configProblem = optimistic ? await newConfigProblem(ctx, pinned) : undefined;
+    // What only the new image would find out, after the exec (with no way back): checked now.
+    const configProblem = await newConfigProblem(ctx, pinned, listeners);
     const abandoned =
       configProblem !== undefined
         ? { code: 'ERR_NSERVE_BOOT_CHECK' as const, reason: configProblem, stopped: false }

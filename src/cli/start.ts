@@ -96,7 +96,10 @@ export async function start(appArg: string | undefined, opts: CliOptions): Promi
     rejected !== undefined && handoff?.configFile != null ? { ...opts, config: handoff.configFile } : opts;
   let config: Config;
   try {
-    config = await loadConfig(appArg, options, cwd);
+    // A worker loads the directory its master names (identity): --directory may point nowhere now.
+    config = await loadConfig(appArg, options, cwd, process.env, {
+      directoryMayBeGone: identity?.directory !== undefined,
+    });
   } catch (err) {
     guard?.fail(errorMessage(err));
     if (identity !== undefined) {

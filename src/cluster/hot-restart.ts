@@ -8,7 +8,7 @@ import { errorMessage } from '../errors.js';
 import { reportInheritedLeaks, warnOnGrowth } from '../fds.js';
 import { unlessAborted } from '../lifecycle.js';
 import type { Handoff } from '../restart/handoff.js';
-import { type Abandoned, logAbandoned, prepareExec } from '../restart/prepare.js';
+import { type Abandoned, logAbandoned, newConfigProblem, prepareExec } from '../restart/prepare.js';
 import type { Master } from './master.js';
 import type { WorkerHandle } from './worker-handle.js';
 
@@ -56,6 +56,9 @@ export async function hotRestart(m: Master, requestedAt: number): Promise<void> 
   })().catch((err: unknown) => {
     bootFailure ??= errorMessage(err);
   });
+  // What only the new master image would find out after the exec (a config file gone, a new bind in use,
+  // a pidfile directory removed) takes the whole server down there: checked here, while workers boot.
+  let configProblem: string | undefined;
   let handed: WorkerHandle[] = [];
   // The new master image must be able to start (config file, directory, app file): if it could not, the
   // exec would take every slot down with it. The new workers read the same config the new image will
@@ -99,9 +102,11 @@ export async function hotRestart(m: Master, requestedAt: number): Promise<void> 
       ...(m.history.deploys.pinned === undefined ? {} : { pinned: m.history.deploys.pinned }),
     }),
     veto: () =>
-      bootFailure === undefined
-        ? undefined
-        : { code: 'ERR_NSERVE_WORKER_BOOT', reason: bootFailure, stopped: false },
+      configProblem !== undefined
+        ? { code: 'ERR_NSERVE_BOOT_CHECK', reason: configProblem, stopped: false }
+        : bootFailure === undefined
+          ? undefined
+          : { code: 'ERR_NSERVE_WORKER_BOOT', reason: bootFailure, stopped: false },
     beforeExec: () => {
       for (const w of handed) w.channel.detach();
     },
@@ -111,7 +116,10 @@ export async function hotRestart(m: Master, requestedAt: number): Promise<void> 
     requestedAt,
     signal,
     // Every new worker spawned (and handed over), and each has read the config, before the exec.
-    before: configured,
+    before: async () => {
+      configProblem = await newConfigProblem(ctx, m.history.deploys.pinned, m.listeners);
+      await configured();
+    },
   });
   abandon(abandoned);
 }

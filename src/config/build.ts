@@ -30,6 +30,14 @@ import {
   urlPath,
 } from './values.js';
 
+export interface BuildOptions {
+  /**
+   * A worker: it loads the release its master resolved (and names), not --directory, which may point
+   * nowhere meanwhile (a deploy switching `current`): a replacement for a crashed worker must still boot.
+   */
+  directoryMayBeGone?: boolean;
+}
+
 export function buildConfig(
   appArg: string | undefined,
   cli: CliOptions,
@@ -37,6 +45,7 @@ export function buildConfig(
   cwd: string,
   found: FoundConfigFile | undefined,
   env: NodeJS.ProcessEnv = {},
+  options: BuildOptions = {},
 ): Config {
   const sources: Record<string, Source> = {};
   const take = <K extends keyof CliOptions & keyof UserConfig>(key: K): Picked => {
@@ -100,7 +109,7 @@ export function buildConfig(
   }
   const dir = str('directory', take('directory'));
   const directory = path.resolve(cwd, dir ?? '.');
-  if (!fs.existsSync(directory) || !fs.statSync(directory).isDirectory()) {
+  if (!options.directoryMayBeGone && (!fs.existsSync(directory) || !fs.statSync(directory).isDirectory())) {
     throw usageError('ERR_NSERVE_INVALID_CONFIG', `invalid --directory: ${directory} is not a directory`);
   }
   const pidfile = str('pidfile', take('pidfile'));

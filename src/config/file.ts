@@ -5,7 +5,7 @@ import { pathToFileURL } from 'node:url';
 import { type CliOptions, type Config, HOOK_NAMES, type UserConfig } from '../config.js';
 import { errorMessage, usageError } from '../errors.js';
 import { checkTlsBinds } from '../tls.js';
-import { buildConfig } from './build.js';
+import { type BuildOptions, buildConfig } from './build.js';
 
 const CONFIG_NAMES = ['nserve.config.mjs', 'nserve.config.js', 'nserve.config.cjs', 'nserve.config.json'];
 /** The environment variable that names the config file (below -C, above the working directory). */
@@ -135,11 +135,11 @@ export async function loadConfig(
   cli: CliOptions,
   cwd: string,
   env: NodeJS.ProcessEnv = process.env,
-  options: { fresh?: boolean } = {},
+  options: BuildOptions & { fresh?: boolean } = {},
 ): Promise<Config> {
   const found = findConfigFile(cwd, cli.config, env);
   const file = found === undefined ? {} : await readConfigFile(found.file, options.fresh === true);
-  const config = buildConfig(appArg, cli, file, cwd, found, env);
+  const config = buildConfig(appArg, cli, file, cwd, found, env, options);
   // ssl:// binds: unreadable files, a key that is not the certificate's → one line, before any bind.
   checkTlsBinds(config.binds);
   return Object.freeze(config);

@@ -3,9 +3,11 @@
 // the old code still serving; a stop that arrives meanwhile (the AbortSignal) cancels it at the next step.
 // The OS is reached through `RestartOps`, so the decisions are unit-tested with a fake.
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { resolveAppFile } from '../app.js';
+import { type Listener, probeNewBinds } from '../binder.js';
 import { type Config, loadConfig } from '../config.js';
-import { errorMessage, type NserveErrorCode } from '../errors.js';
+import { errorCode, errorMessage, type NserveErrorCode } from '../errors.js';
 import { checkLeaks, type LeakCheck, leakCandidates } from '../fds.js';
 import { runHooks } from '../hooks.js';
 import type { Logger } from '../logger.js';
@@ -164,16 +166,35 @@ export async function prepareExec(
 }
 
 /**
- * Single mode: the config as the new image would read it now (and its app file, in `pinned` for a
- * rollback), if it cannot be read: checked before the exec.
+ * What the new image would fail on once exec'd, where a failure finds no old image to come back to (the
+ * way back reads the same config and files): checked before the exec, in both modes. The config as the
+ * new image would read it now, and its app file (in `pinned` for a rollback); a config file the server
+ * was started with that has gone (the new image would start with defaults: other binds, no control
+ * server); new binds it could not open; a pidfile or state file it could not write.
  */
 export async function newConfigProblem(
   ctx: RunContext,
   pinned: string | undefined,
+  listeners: readonly Listener[],
 ): Promise<string | undefined> {
   try {
     const fresh = await loadConfig(ctx.appArg, ctx.cliOptions, ctx.launchCwd, process.env, { fresh: true });
+    if (ctx.config.configFile !== undefined && fresh.configFile === undefined)
+      return `the config file ${ctx.config.configFile}, read at start, is gone: restore it (a new image would start with the defaults)`;
     resolveAppFile(fresh.app, pinned ?? fs.realpathSync(fresh.directory));
+    probeNewBinds(fresh.binds, listeners);
+    for (const [flag, file] of [
+      ['--pidfile', fresh.pidfile],
+      ['--state', fresh.stateFile],
+    ] as const) {
+      if (file === undefined) continue;
+      const dir = path.dirname(path.resolve(ctx.launchCwd, file));
+      try {
+        fs.accessSync(dir, fs.constants.W_OK);
+      } catch (err) {
+        return `cannot write ${flag} ${file}: ${dir} is gone or not writable (${errorCode(err) ?? errorMessage(err)})`;
+      }
+    }
     return undefined;
   } catch (err) {
     return errorMessage(err);
