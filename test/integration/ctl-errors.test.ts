@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
@@ -188,4 +189,102 @@ test('a fixed TCP control port is bound again after a hot restart (SO_REUSEADDR,
   assert.match(after.stdout, /phase 1/);
   const listening = srv.lines.filter((l) => l.msg === 'control server listening').map((l) => l.url);
   assert.deepEqual(listening, [url, url]);
+});
+
+/** One line on stderr, exit 2, matching `expected`; nothing on stdout. */
+function assertRefused(
+  r: { code: number | null; stdout: string; stderr: string },
+  expected: RegExp,
+  what: string,
+) {
+  assert.equal(r.code, 2, `${what}: exit ${r.code}: ${r.stdout}${r.stderr}`);
+  assert.equal(r.stdout, '', `${what}: nothing on stdout`);
+  const lines = r.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, `${what}: one line: ${r.stderr}`);
+  assert.match(lines[0]!, /^nserve: error: /, what);
+  assert.match(lines[0]!, expected, what);
+}
+
+/** A plain node:http server answering every request with `body` (JSON) and `headers`. */
+async function plainServer(
+  t: { after(fn: () => unknown): void },
+  body: (path: string) => unknown,
+  headers: Record<string, string> = {},
+): Promise<string> {
+  const server = http.createServer((req, res) => {
+    const text = JSON.stringify(body(new URL(req.url ?? '/', 'http://x').pathname));
+    res.writeHead(200, { 'content-type': 'application/json', ...headers });
+    res.end(text);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  return `tcp://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+}
+
+test('ctl pointed at something that is not an nserve control server: one line, exit 2, no false success, no TypeError', {
+  timeout: 60_000,
+}, async (t) => {
+  t.after(killAll);
+  // An ordinary app answering JSON that looks like an answer (a pid, "accepted").
+  const app = await plainServer(t, () => ({ accepted: true, pid: process.pid, restart: 1, ok: true }));
+  const foreign = new RegExp(
+    `^nserve: error: ${app.replace(/[.]/g, '\\.')} is not an nserve control server \\(no x-nserve-control header in its answer\\)$`,
+  );
+  const C = ['--control-url', app, '--control-token', 'x'];
+  for (const command of [
+    ['stop'],
+    ['restart'],
+    ['restart', '--wait'],
+    ['halt'],
+    ['reload-certs'],
+    ['workers', '+1'],
+    ['status'],
+    ['stats'],
+    ['stats', '--json'],
+    ['fds'],
+  ])
+    assertRefused(await ctl([...command, ...C]), foreign, `ctl ${command.join(' ')}`);
+  const fds = await runNserve(['fds', ...C]);
+  assert.equal(fds.code, 2, fds.stderr);
+  assert.match(fds.stderr.trim(), foreign);
+
+  // Another protocol version.
+  const other = await plainServer(t, () => ({}), { 'x-nserve-control': '9' });
+  assertRefused(
+    await ctl(['status', '--control-url', other, '--control-token', 'x']),
+    /speaks control protocol "9", this nserve ctl speaks 1/,
+    'protocol 9',
+  );
+
+  // Marked, but answers of the wrong shape: named in one line, never a TypeError.
+  const odd = await plainServer(
+    t,
+    (p) =>
+      p === '/stats'
+        ? { version: '0.1.0', mode: 'single', pid: 1, state: 'running' }
+        : p === '/fds'
+          ? { pid: 1 }
+          : p === '/reload-certs'
+            ? { accepted: true, pid: 1 }
+            : { pid: 1 },
+    { 'x-nserve-control': '1' },
+  );
+  const O = ['--control-url', odd, '--control-token', 'x'];
+  const shape = (what: string, why: string) =>
+    new RegExp(`answered ${what} in a shape this nserve ctl cannot read: ${why}$`);
+  for (const [command, expected] of [
+    [['status'], shape('GET /stats', 'startedAt is undefined, expected string')],
+    [['stats', '--json'], shape('GET /stats', 'startedAt is undefined, expected string')],
+    [['fds'], shape('GET /fds', 'the answer is object, expected array')],
+    [['reload-certs'], shape('POST /reload-certs', 'id is undefined, expected number')],
+    [['stop'], /answered POST \/stop without saying it accepted it/],
+    [['workers', '+1'], /answered POST \/workers\/increment without saying it accepted it/],
+  ] as const)
+    assertRefused(await ctl([...command, ...O]), expected, `ctl ${command.join(' ')} (odd shape)`);
+  const oddFds = await runNserve(['fds', ...O]);
+  assert.equal(oddFds.code, 2, oddFds.stderr);
+  assert.match(oddFds.stderr.trim(), /^nserve: error: .*GET \/fds in a shape this nserve ctl cannot read/);
 });
