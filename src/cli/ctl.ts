@@ -8,7 +8,7 @@
 import { Argument, type Command } from 'commander';
 import { formatControlUrl, routeForAction } from '../control/api.js';
 import { ControlError, call } from '../control/client.js';
-import { NserveError, usageError } from '../errors.js';
+import { errorCode, NserveError, usageError } from '../errors.js';
 import { formatFdTable, type ProcessFds, withoutNodeFds } from '../fds.js';
 import { SIGNAL_COMMANDS } from '../signals.js';
 import type { ControlAction } from '../status.js';
@@ -210,7 +210,15 @@ function bySignal(
       `--wait needs the control server to follow the ${command} (with ${conn.source} only a signal can be sent)`,
     );
   }
-  process.kill(conn.pid, signal);
+  try {
+    process.kill(conn.pid, signal);
+  } catch (err) {
+    const code = errorCode(err) ?? 'error';
+    throw usageError(
+      'ERR_NSERVE_USAGE',
+      `cannot send ${signal} to pid ${conn.pid} (${conn.source}): ${code}${code === 'EPERM' ? ' (not your process: run as its user or root)' : ''}`,
+    );
+  }
   if (opts.json === true) json({ signal, pid: conn.pid });
   else out(`sent ${signal} to pid ${conn.pid} (${command})`);
   return 0;

@@ -7,9 +7,19 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
+import { procEntry } from '../../src/proc.js';
 import { ctl, startControlled } from '../helpers/control.js';
 import { writeRelease } from '../helpers/releases.js';
-import { killAll, runNserve, tmpDir, until } from '../helpers/server.js';
+import {
+  CLI,
+  killAll,
+  ROOT,
+  runNserve,
+  type ServerProcess,
+  startCommand,
+  tmpDir,
+  until,
+} from '../helpers/server.js';
 
 after(killAll);
 
@@ -204,6 +214,98 @@ function assertRefused(
   assert.match(lines[0]!, /^nserve: error: /, what);
   assert.match(lines[0]!, expected, what);
 }
+
+/** A live process that is not nserve (a `sleep`), killed at the end of the test. */
+function unrelatedProcess(t: { after(fn: () => unknown): void }): ServerProcess {
+  const proc = startCommand('sleep', ['300']);
+  t.after(() => proc.kill());
+  return proc;
+}
+
+/** Still running, not stopped (SIGTTIN/SIGTTOU stop a process that does not handle them). */
+function assertUntouched(proc: ServerProcess, what: string) {
+  assert.equal(
+    proc.exitStatus,
+    undefined,
+    `${what}: the unrelated process was killed: ${JSON.stringify(proc.exitStatus)}`,
+  );
+  const state = procEntry(proc.pid)?.state;
+  assert.ok(state === 'S' || state === 'R', `${what}: the unrelated process is in state ${state}`);
+}
+
+test('ctl signals or reports on no PID that is not a running nserve (a stale pidfile or state file naming a reused PID)', {
+  timeout: 60_000,
+}, async (t) => {
+  t.after(killAll);
+  const dir = tmpDir(t);
+  const other = unrelatedProcess(t);
+  await until('the unrelated process to run', () => procEntry(other.pid)?.state === 'S');
+  const pidfile = path.join(dir, 'o.pid');
+  fs.writeFileSync(pidfile, `${other.pid}\n`);
+  const bare = path.join(dir, 'bare.state');
+  fs.writeFileSync(bare, JSON.stringify({ version: 1, pid: other.pid }));
+  const withUrl = path.join(dir, 'url.state');
+  fs.writeFileSync(
+    withUrl,
+    JSON.stringify({ version: 1, pid: other.pid, controlUrl: `unix://${dir}/gone.sock`, controlToken: 'x' }),
+  );
+  const notNserve = (file: string, kind: string) =>
+    new RegExp(
+      `^nserve: error: ${kind} ${file.replace(/[.]/g, '\\.')} names pid ${other.pid}, which is not a running nserve \\(it runs "sleep": a stale ${kind}\\?\\): nothing was sent$`,
+    );
+  const commands = [
+    ['stop'],
+    ['restart'],
+    ['phased-restart'],
+    ['workers', '+1'],
+    ['workers', '-1'],
+    ['reload-certs'],
+    ['status'],
+    ['fds'],
+  ];
+  for (const command of commands) {
+    for (const [flag, file, kind] of [
+      ['-P', pidfile, 'pidfile'],
+      ['-S', bare, 'state file'],
+      ['-S', withUrl, 'state file'],
+    ] as const) {
+      const what = `ctl ${command.join(' ')} ${flag} ${path.basename(file)}`;
+      assertRefused(await ctl([...command, flag, file]), notNserve(file, kind), what);
+      assertUntouched(other, what);
+    }
+  }
+  const fds = await runNserve(['fds', '-P', pidfile]);
+  assert.equal(fds.code, 2, fds.stderr);
+  assert.match(fds.stderr.trim(), notNserve(pidfile, 'pidfile'));
+
+  // PID 1 (init) is alive and never an nserve: only status is asked here, so that a regression never
+  // signals it.
+  const one = path.join(dir, 'one.pid');
+  fs.writeFileSync(one, '1\n');
+  assertRefused(
+    await ctl(['status', '-P', one]),
+    /names pid 1, which is not a running nserve \(.*a stale pidfile\?\): nothing was sent$/,
+    'status -P (pid 1)',
+  );
+  // PID 0 would signal the process group of ctl: run it in a group of its own, so that a regression
+  // ends that ctl only (and fails here).
+  const zero = path.join(dir, 'zero.pid');
+  fs.writeFileSync(zero, '0\n');
+  const lone = spawnSync(process.execPath, [CLI, 'ctl', 'stop', '-P', zero], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    timeout: 30_000,
+    killSignal: 'SIGKILL',
+    detached: true,
+  } as Parameters<typeof spawnSync>[2] & { encoding: 'utf8' });
+  assert.equal(lone.signal, null, `ctl stop -P (pid 0) was killed by ${lone.signal}`);
+  assertRefused(
+    { code: lone.status, stdout: lone.stdout, stderr: lone.stderr },
+    /names pid 0: expected a process ID from 1 to 4194304$/,
+    'pid 0',
+  );
+  assertUntouched(other, 'at the end');
+});
 
 /** A plain node:http server answering every request with `body` (JSON) and `headers`. */
 async function plainServer(
