@@ -210,6 +210,26 @@ function bySignal(
       `--wait needs the control server to follow the ${command} (with ${conn.source} only a signal can be sent)`,
     );
   }
+  if (command === 'reload-certs') {
+    // SIGHUP reloads certificates only on a server with ssl:// binds; on one with neither ssl:// binds nor
+    // redirected output it is a graceful stop (docs/signals.md), and from outside ctl cannot tell which.
+    throw usageError(
+      'ERR_NSERVE_USAGE',
+      `nserve ctl reload-certs needs the control server (-S with a state file naming a control URL): over a signal ctl cannot tell whether pid ${conn.pid} has ssl:// binds, and SIGHUP stops a server that has neither ssl:// binds nor redirected output; nothing was sent (if it has ssl:// binds: kill -HUP ${conn.pid})`,
+    );
+  }
+  if (command === 'workers') {
+    if (conn.mode === 'single')
+      throw usageError(
+        'ERR_NSERVE_USAGE',
+        `pid ${conn.pid} (${conn.source}) runs in single mode, and single mode has no workers: start with -w N; nothing was sent`,
+      );
+    if (conn.mode === undefined)
+      throw usageError(
+        'ERR_NSERVE_USAGE',
+        `cannot tell whether pid ${conn.pid} (${conn.source}) runs in cluster mode (no nserve process title in /proc/${conn.pid}/cmdline): nothing was sent; use the control server (-S), or kill -${signal.slice(3)} ${conn.pid}`,
+      );
+  }
   try {
     process.kill(conn.pid, signal);
   } catch (err) {
@@ -274,7 +294,7 @@ export function registerCtlCommand(program: Command): void {
     .argument('[value]', 'for workers: +1 or -1')
     .option(
       '-P, --pidfile <file>',
-      'the server pidfile: signals only (restart, phased-restart, stop, workers)',
+      'the server pidfile: signals only (restart, phased-restart, stop, workers in cluster mode)',
     )
     .option('--json', 'print JSON (for scripts)')
     .option('--all', "fds: also list Node's own descriptors")
@@ -297,7 +317,7 @@ Commands:
   stop                     graceful stop (SIGTERM with -P)
   halt                     immediate stop (control server only)
   reload-worker-directory  re-resolve --directory for workers spawned from now on
-  reload-certs             re-read the certificates of ssl:// binds, print the verdict (SIGHUP with -P)
+  reload-certs             re-read the certificates of ssl:// binds, print the verdict (control server only)
   fds                      descriptors of the server and its workers
   workers +1|-1            add or remove a worker (SIGTTIN/SIGTTOU with -P)
 

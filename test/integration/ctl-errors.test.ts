@@ -12,10 +12,12 @@ import { ctl, startControlled } from '../helpers/control.js';
 import { writeRelease } from '../helpers/releases.js';
 import {
   CLI,
+  childPids,
   killAll,
   ROOT,
   runNserve,
   type ServerProcess,
+  serveApp,
   startCommand,
   tmpDir,
   until,
@@ -305,6 +307,70 @@ test('ctl signals or reports on no PID that is not a running nserve (a stale pid
     'pid 0',
   );
   assertUntouched(other, 'at the end');
+});
+
+test('over a signal: reload-certs needs the control server, and workers ±1 is refused in single mode; the server keeps serving', {
+  timeout: 60_000,
+}, async (t) => {
+  t.after(killAll);
+  const dir = tmpDir(t);
+  const pidfile = path.join(dir, 'single.pid');
+  const { srv, port } = await serveApp(t, 'examples/hello.mjs', { args: ['--pidfile', pidfile] });
+  await until('the pidfile', () => fs.existsSync(pidfile));
+  const mark = srv.lines.length;
+  assertRefused(
+    await ctl(['reload-certs', '-P', pidfile]),
+    new RegExp(
+      `^nserve: error: nserve ctl reload-certs needs the control server \\(-S with a state file naming a control URL\\): .*nothing was sent \\(if it has ssl:// binds: kill -HUP ${srv.pid}\\)$`,
+    ),
+    'reload-certs -P',
+  );
+  for (const n of ['+1', '-1'])
+    assertRefused(
+      await ctl(['workers', n, '-P', pidfile]),
+      new RegExp(
+        `^nserve: error: pid ${srv.pid} \\(pidfile .*\\) runs in single mode, and single mode has no workers: start with -w N; nothing was sent$`,
+      ),
+      `workers ${n} -P`,
+    );
+  // Still serving, and it was told nothing (a SIGHUP would have been a graceful stop).
+  await new Promise((r) => setTimeout(r, 300));
+  const res = await fetch(`http://127.0.0.1:${port}/`);
+  assert.equal(res.status, 200);
+  await res.text();
+  assert.equal(srv.exitStatus, undefined, 'the server still runs');
+  assert.deepEqual(
+    srv.lines.slice(mark).map((l) => l.msg),
+    [],
+    'the server logged nothing (received no signal)',
+  );
+
+  // Cluster mode: workers +1 over a signal works (the master's title says cluster); a pidfile naming a
+  // worker is refused.
+  const clusterPid = path.join(dir, 'cluster.pid');
+  const cluster = await serveApp(t, 'examples/hello.mjs', { workers: 1, args: ['--pidfile', clusterPid] });
+  await until('the cluster pidfile', () => fs.existsSync(clusterPid));
+  const [worker] = await until('one worker', () => {
+    const pids = childPids(cluster.srv.pid);
+    return pids.length === 1 ? pids : undefined;
+  });
+  const more = await ctl(['workers', '+1', '-P', clusterPid]);
+  assert.equal(more.code, 0, more.stderr);
+  assert.match(more.stdout, new RegExp(`^sent SIGTTIN to pid ${cluster.srv.pid} \\(workers\\)`));
+  await until('two workers', () => childPids(cluster.srv.pid).length === 2);
+  const workerFile = path.join(dir, 'worker.pid');
+  fs.writeFileSync(workerFile, `${worker}\n`);
+  assertRefused(
+    await ctl(['stop', '-P', workerFile]),
+    new RegExp(
+      `names pid ${worker}, an nserve worker, not the server \\(its master is pid ${cluster.srv.pid}\\): nothing was sent$`,
+    ),
+    'stop -P (a worker)',
+  );
+  assert.ok(childPids(cluster.srv.pid).includes(worker!), 'the worker still runs');
+  const clusterRes = await fetch(`http://127.0.0.1:${cluster.port}/`);
+  assert.equal(clusterRes.status, 200);
+  await clusterRes.text();
 });
 
 /** A plain node:http server answering every request with `body` (JSON) and `headers`. */
