@@ -456,3 +456,16 @@ test('ctl pointed at something that is not an nserve control server: one line, e
   assert.equal(oddFds.code, 2, oddFds.stderr);
   assert.match(oddFds.stderr.trim(), /^nserve: error: .*GET \/fds in a shape this nserve ctl cannot read/);
 });
+
+test('nserve fds --pid of a process whose descriptors cannot be read: one line, no stack', {
+  timeout: 30_000,
+}, async () => {
+  // PID 1 is init: another user's process, unless the tests run as root outside a container.
+  const r = await runNserve(['fds', '--pid', '1', '--json']);
+  if (r.code === 0) return;
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(
+    r.stderr,
+    /^nserve: error: cannot read the descriptors of pid 1: (EACCES|EPERM) \(not your process: run as its user or root\)\n$/,
+  );
+});
