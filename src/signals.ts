@@ -139,6 +139,11 @@ redirected output nor \`ssl://\` binds, \`SIGHUP\` means the terminal went away:
 \`SIGTERM\`.
 
 Workers ignore these signals, except \`SIGTERM\`, which makes a worker drain: the master coordinates.
+
+\`nserve ctl -P PIDFILE\` sends these signals only to a PID that is a running nserve server (a stale
+pidfile is refused), never \`SIGHUP\` (\`reload-certs\` needs the control server: from outside, ctl cannot
+tell whether \`SIGHUP\` would reload certificates or stop the server), and \`SIGTTIN\`/\`SIGTTOU\` only to a
+cluster-mode server ([control](control.md#nserve-ctl)).
 `;
 }
 

@@ -26,6 +26,15 @@ export function isNserveTitle(argv0: string): boolean {
   return /^nserve (master \S.* gen \d+|worker \d+ gen \d+|single \S)/.test(argv0);
 }
 
+/**
+ * The role a process title names (`nserve master …`, `nserve single …`, `nserve worker …`), or undefined
+ * for anything else (no title set yet, another program). A title cut short by a short command line still
+ * names its role once the role's word is whole.
+ */
+export function titleRole(argv0: string): TitleRole['role'] | undefined {
+  return /^nserve (master|single|worker)( |$)/.exec(argv0)?.[1] as TitleRole['role'] | undefined;
+}
+
 let current: string | undefined;
 
 /** Set the title (a no-op when it is already this): cheap enough to call on every health tick. */

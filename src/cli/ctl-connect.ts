@@ -5,8 +5,10 @@ import * as path from 'node:path';
 import { type ControlAddress, parseControlUrl } from '../control/api.js';
 import type { ControlTarget } from '../control/client.js';
 import { errorMessage, usageError } from '../errors.js';
+import { holderOf } from '../pidfile.js';
 import { procEntry } from '../proc.js';
 import { readStateFile } from '../statefile.js';
+import { titleRole } from '../title.js';
 import type { CtlOptions } from './ctl.js';
 
 export type Connection =
@@ -17,7 +19,13 @@ export type Connection =
       pid: number | undefined;
       stateFile: string | undefined;
     }
-  | { kind: 'signals'; pid: number; source: string };
+  | {
+      kind: 'signals';
+      pid: number;
+      source: string;
+      /** From its process title (title.ts); undefined when it has none (yet) or it cannot be read. */
+      mode: 'cluster' | 'single' | undefined;
+    };
 
 /** Is `pid` a live process (not a zombie)? EPERM means it exists but is someone else's. */
 export function processAlive(pid: number): boolean {
@@ -28,6 +36,51 @@ export function processAlive(pid: number): boolean {
   }
   const entry = procEntry(pid);
   return entry === undefined || entry.state !== 'Z';
+}
+
+function procText(pid: number, file: 'cmdline' | 'comm'): string | undefined {
+  try {
+    return fs.readFileSync(`/proc/${pid}/${file}`, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A PID read from a pidfile or state file must be a running nserve server before ctl signals it or
+ * reports on it: a dead PID, or one reused by another program (a stale file), is refused in one line, and
+ * so is a worker (its master is the server). Returns the server's mode as its process title names it.
+ */
+export function checkServerPid(
+  pid: number,
+  source: string,
+  staleName: string,
+): 'cluster' | 'single' | undefined {
+  // 0 and negative PIDs would signal process groups (ours, with 0): never a server's PID.
+  if (!Number.isSafeInteger(pid) || pid < 1 || pid > 4_194_304)
+    throw usageError(
+      'ERR_NSERVE_USAGE',
+      `${source} names pid ${pid}: expected a process ID from 1 to 4194304`,
+    );
+  if (!processAlive(pid))
+    throw usageError('ERR_NSERVE_USAGE', `stale ${source}: process ${pid} is not running`);
+  if (holderOf(pid) !== 'live-nserve') {
+    const comm = procText(pid, 'comm')?.trim();
+    const runs = comm === undefined || comm === '' ? '' : `it runs ${JSON.stringify(comm)}: `;
+    throw usageError(
+      'ERR_NSERVE_USAGE',
+      `${source} names pid ${pid}, which is not a running nserve (${runs}a stale ${staleName}?): nothing was sent`,
+    );
+  }
+  const role = titleRole(procText(pid, 'cmdline')?.split('\0')[0] ?? '');
+  if (role === 'worker') {
+    const master = procEntry(pid)?.ppid;
+    throw usageError(
+      'ERR_NSERVE_USAGE',
+      `${source} names pid ${pid}, an nserve worker, not the server${master === undefined ? '' : ` (its master is pid ${master})`}: nothing was sent`,
+    );
+  }
+  return role === 'master' ? 'cluster' : role;
 }
 
 export function connect(opts: CtlOptions): Connection {
@@ -60,10 +113,9 @@ export function connect(opts: CtlOptions): Connection {
         'ERR_NSERVE_USAGE',
         `no state file at ${file}: is nserve running with --state ${opts.state}?`,
       );
-    if (!processAlive(state.pid))
-      throw usageError('ERR_NSERVE_USAGE', `stale state file ${file}: process ${state.pid} is not running`);
+    const mode = checkServerPid(state.pid, `state file ${file}`, 'state file');
     if (state.controlUrl === undefined)
-      return { kind: 'signals', pid: state.pid, source: `state file ${file}` };
+      return { kind: 'signals', pid: state.pid, source: `state file ${file}`, mode };
     return {
       kind: 'control',
       target: {
@@ -90,9 +142,8 @@ export function connect(opts: CtlOptions): Connection {
     if (!/^\d+\s*$/.test(text))
       throw usageError('ERR_NSERVE_USAGE', `${file} is not a pidfile (expected a PID)`);
     const pid = Number(text.trim());
-    if (!processAlive(pid))
-      throw usageError('ERR_NSERVE_USAGE', `stale pidfile ${file}: process ${pid} is not running`);
-    return { kind: 'signals', pid, source: `pidfile ${file}` };
+    const mode = checkServerPid(pid, `pidfile ${file}`, 'pidfile');
+    return { kind: 'signals', pid, source: `pidfile ${file}`, mode };
   }
   throw usageError(
     'ERR_NSERVE_USAGE',

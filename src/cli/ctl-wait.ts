@@ -1,9 +1,11 @@
 // `nserve ctl … --wait`: following a restart to its verdict (through a hot restart's exec window, while
 // the server's process lives) and a stop to the server's exit.
 import { setTimeout as sleep } from 'node:timers/promises';
+import { formatControlUrl } from '../control/api.js';
 import { ControlError, call } from '../control/client.js';
 import type { RestartRecord, Stats } from '../status.js';
 import { type Connection, processAlive, refresh } from './ctl-connect.js';
+import { asStats } from './ctl-shape.js';
 
 export const EXIT_FAILED = 1;
 export const EXIT_USAGE = 2;
@@ -38,12 +40,10 @@ export async function waitForRestart(
   for (;;) {
     let stats: Stats | undefined;
     try {
-      stats = (await call(
-        conn.target,
-        'GET',
-        '/stats',
-        Math.min(REQUEST_TIMEOUT_MS, limitMs),
-      )) as unknown as Stats;
+      stats = asStats(
+        formatControlUrl(conn.target.address),
+        await call(conn.target, 'GET', '/stats', Math.min(REQUEST_TIMEOUT_MS, limitMs)),
+      );
       unreachableSince = undefined;
     } catch (err) {
       if (!(err instanceof ControlError) || err.code !== 'ERR_NSERVE_CONTROL_UNREACHABLE') throw err;

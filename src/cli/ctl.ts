@@ -6,15 +6,16 @@
 // 2 it could not be asked (bad usage, no server at that address, stale state file or pidfile, wrong
 // token, the server refused).
 import { Argument, type Command } from 'commander';
-import { routeForAction } from '../control/api.js';
+import { formatControlUrl, routeForAction } from '../control/api.js';
 import { ControlError, call } from '../control/client.js';
-import { NserveError, usageError } from '../errors.js';
+import { errorCode, NserveError, usageError } from '../errors.js';
 import { formatFdTable, type ProcessFds, withoutNodeFds } from '../fds.js';
 import { SIGNAL_COMMANDS } from '../signals.js';
-import type { ControlAction, Stats } from '../status.js';
-import { type CertReload, describeReload } from '../tls.js';
+import type { ControlAction } from '../status.js';
+import { describeReload } from '../tls.js';
 import { type Connection, connect, isLocal, processAlive } from './ctl-connect.js';
 import { describeRestartDone, formatStats, formatStatus, oneLine, statusSummary } from './ctl-format.js';
+import { asCertReload, asFds, asStats } from './ctl-shape.js';
 import {
   CtlFailure,
   EXIT_FAILED,
@@ -125,15 +126,16 @@ export async function runCtl(
   if (conn.kind === 'signals') return bySignal(command, action, conn, opts);
 
   const requestMs = Math.min(limitMs, REQUEST_TIMEOUT_MS);
+  const url = formatControlUrl(conn.target.address);
   if (command === 'status' || command === 'stats') {
-    const stats = (await call(conn.target, 'GET', '/stats', requestMs)) as unknown as Stats;
+    const stats = asStats(url, await call(conn.target, 'GET', '/stats', requestMs));
     if (opts.json === true) json(command === 'stats' ? stats : statusSummary(stats));
     else out(command === 'stats' ? formatStats(stats) : formatStatus(stats));
     return 0;
   }
   if (command === 'fds') {
     const procs = withoutNodeFds(
-      (await call(conn.target, 'GET', '/fds', requestMs)) as unknown as ProcessFds[],
+      asFds(url, await call(conn.target, 'GET', '/fds', requestMs)),
       opts.all === true,
     );
     if (opts.json === true) json(procs);
@@ -142,9 +144,13 @@ export async function runCtl(
   }
   const route = routeForAction(action!);
   const answer = await call(conn.target, 'POST', `${route.path}${kind}`, requestMs);
-  const pid =
-    conn.pid ?? (typeof answer.pid === 'number' && isLocal(conn.target.address) ? answer.pid : undefined);
-  if (command === 'reload-certs') return certVerdict(answer, opts);
+  if (answer.accepted !== true || typeof answer.pid !== 'number')
+    throw new CtlFailure(
+      `${url} answered POST ${route.path} without saying it accepted it (no "accepted": true and "pid"): nothing is known to have happened`,
+      EXIT_USAGE,
+    );
+  const pid = conn.pid ?? (isLocal(conn.target.address) ? answer.pid : undefined);
+  if (command === 'reload-certs') return certVerdict(url, answer, opts);
   if (opts.wait !== true) {
     if (opts.json === true) json(answer);
     else out(describeAnswer(command, answer));
@@ -204,7 +210,35 @@ function bySignal(
       `--wait needs the control server to follow the ${command} (with ${conn.source} only a signal can be sent)`,
     );
   }
-  process.kill(conn.pid, signal);
+  if (command === 'reload-certs') {
+    // SIGHUP reloads certificates only on a server with ssl:// binds; on one with neither ssl:// binds nor
+    // redirected output it is a graceful stop (docs/signals.md), and from outside ctl cannot tell which.
+    throw usageError(
+      'ERR_NSERVE_USAGE',
+      `nserve ctl reload-certs needs the control server (-S with a state file naming a control URL): over a signal ctl cannot tell whether pid ${conn.pid} has ssl:// binds, and SIGHUP stops a server that has neither ssl:// binds nor redirected output; nothing was sent (if it has ssl:// binds: kill -HUP ${conn.pid})`,
+    );
+  }
+  if (command === 'workers') {
+    if (conn.mode === 'single')
+      throw usageError(
+        'ERR_NSERVE_USAGE',
+        `pid ${conn.pid} (${conn.source}) runs in single mode, and single mode has no workers: start with -w N; nothing was sent`,
+      );
+    if (conn.mode === undefined)
+      throw usageError(
+        'ERR_NSERVE_USAGE',
+        `cannot tell whether pid ${conn.pid} (${conn.source}) runs in cluster mode (no nserve process title in /proc/${conn.pid}/cmdline): nothing was sent; use the control server (-S), or kill -${signal.slice(3)} ${conn.pid}`,
+      );
+  }
+  try {
+    process.kill(conn.pid, signal);
+  } catch (err) {
+    const code = errorCode(err) ?? 'error';
+    throw usageError(
+      'ERR_NSERVE_USAGE',
+      `cannot send ${signal} to pid ${conn.pid} (${conn.source}): ${code}${code === 'EPERM' ? ' (not your process: run as its user or root)' : ''}`,
+    );
+  }
   if (opts.json === true) json({ signal, pid: conn.pid });
   else out(`sent ${signal} to pid ${conn.pid} (${command})`);
   return 0;
@@ -220,8 +254,8 @@ function describeAnswer(command: CtlCommand, answer: Record<string, unknown>): s
 }
 
 /** reload-certs: the verdict (the server answers once every worker has); exit 1 if any file was refused. */
-function certVerdict(answer: Record<string, unknown>, opts: CtlOptions): number {
-  const report = answer as unknown as CertReload;
+function certVerdict(url: string, answer: Record<string, unknown>, opts: CtlOptions): number {
+  const report = asCertReload(url, answer);
   if (opts.json === true) json(answer);
   else if (report.ok) out(describeReload(report));
   else process.stderr.write(`nserve: error: ${describeReload(report)}\n`);
@@ -260,7 +294,7 @@ export function registerCtlCommand(program: Command): void {
     .argument('[value]', 'for workers: +1 or -1')
     .option(
       '-P, --pidfile <file>',
-      'the server pidfile: signals only (restart, phased-restart, stop, workers)',
+      'the server pidfile: signals only (restart, phased-restart, stop, workers in cluster mode)',
     )
     .option('--json', 'print JSON (for scripts)')
     .option('--all', "fds: also list Node's own descriptors")
@@ -283,7 +317,7 @@ Commands:
   stop                     graceful stop (SIGTERM with -P)
   halt                     immediate stop (control server only)
   reload-worker-directory  re-resolve --directory for workers spawned from now on
-  reload-certs             re-read the certificates of ssl:// binds, print the verdict (SIGHUP with -P)
+  reload-certs             re-read the certificates of ssl:// binds, print the verdict (control server only)
   fds                      descriptors of the server and its workers
   workers +1|-1            add or remove a worker (SIGTTIN/SIGTTOU with -P)
 
@@ -306,9 +340,13 @@ export const fdsViaControl = {
     const conn = connect(opts as CtlOptions);
     if (conn.kind === 'signals') return fdsFromProc(conn.pid);
     try {
-      return (await call(conn.target, 'GET', '/fds', REQUEST_TIMEOUT_MS)) as unknown as ProcessFds[];
+      return asFds(
+        formatControlUrl(conn.target.address),
+        await call(conn.target, 'GET', '/fds', REQUEST_TIMEOUT_MS),
+      );
     } catch (err) {
-      if (err instanceof ControlError) throw usageError('ERR_NSERVE_USAGE', err.message);
+      if (err instanceof ControlError || err instanceof CtlFailure)
+        throw usageError('ERR_NSERVE_USAGE', err.message);
       throw err;
     }
   },

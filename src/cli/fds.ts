@@ -1,7 +1,7 @@
 // `nserve fds`: the descriptors of a running server and its workers, with roles and leak flags.
 import * as fs from 'node:fs';
 import type { Command } from 'commander';
-import { usageError } from '../errors.js';
+import { errorCode, usageError } from '../errors.js';
 import { formatFdTable, inspect, type ProcessFds, withoutNodeFds } from '../fds.js';
 import { childProcesses } from '../proc.js';
 import { workerIndexFromEnviron } from '../restart/handoff.js';
@@ -19,6 +19,23 @@ export function fdsFromProc(pid: number): ProcessFds[] {
   if (!fs.existsSync(`/proc/${pid}`)) {
     throw usageError('ERR_NSERVE_USAGE', `no process with PID ${pid}`);
   }
+  try {
+    return readFromProc(pid);
+  } catch (err) {
+    const code = errorCode(err);
+    // Another user's process (or one the kernel keeps from us): one line, as any other refusal.
+    if (code === 'EACCES' || code === 'EPERM')
+      throw usageError(
+        'ERR_NSERVE_USAGE',
+        `cannot read the descriptors of pid ${pid}: ${code} (not your process: run as its user or root)`,
+      );
+    if (code === 'ENOENT' || code === 'ESRCH')
+      throw usageError('ERR_NSERVE_USAGE', `pid ${pid} exited while its descriptors were read`);
+    throw err;
+  }
+}
+
+function readFromProc(pid: number): ProcessFds[] {
   const workers = childProcesses(pid)
     .filter((p) => p.state !== 'Z')
     .map((p) => ({ pid: p.pid, index: workerIndex(p.pid) }))

@@ -11,6 +11,13 @@ export type ControlAddress =
   | { kind: 'unix'; path: string; mode: number }
   | { kind: 'tcp'; family: 'tcp4' | 'tcp6'; host: string; port: number };
 
+/**
+ * Every answer of the control server carries this header, `x-nserve-control: 1` (the protocol version):
+ * `nserve ctl` trusts no answer without it (another program at that address: an app, a proxy).
+ */
+export const CONTROL_HEADER = 'x-nserve-control';
+export const CONTROL_PROTOCOL = '1';
+
 /** The socket mode of a unix control socket unless the URL says `?mode=`. */
 export const DEFAULT_SOCKET_MODE = 0o600;
 

@@ -2,7 +2,7 @@
 // `Connection: close`; a connection would not survive a hot restart's exec anyway).
 import * as http from 'node:http';
 import { errorCode, errorMessage } from '../errors.js';
-import { type ControlAddress, formatControlUrl } from './api.js';
+import { CONTROL_HEADER, CONTROL_PROTOCOL, type ControlAddress, formatControlUrl } from './api.js';
 
 export type ControlErrorCode =
   /** Nothing listens at the address (refused, no socket file), or the connection was cut. */
@@ -14,7 +14,9 @@ export type ControlErrorCode =
   /** 409: the server refused the action (a restart in progress, stopping, …). */
   | 'ERR_NSERVE_CONTROL_REFUSED'
   /** Any other error status, or an answer that is not JSON. */
-  | 'ERR_NSERVE_CONTROL_FAILED';
+  | 'ERR_NSERVE_CONTROL_FAILED'
+  /** The answer is not from an nserve control server (no x-nserve-control header), or another protocol. */
+  | 'ERR_NSERVE_CONTROL_FOREIGN';
 
 export class ControlError extends Error {
   constructor(
@@ -65,6 +67,22 @@ export function request(
         },
       },
       (res) => {
+        const mark = res.headers[CONTROL_HEADER];
+        if (mark !== CONTROL_PROTOCOL) {
+          // Read nothing from it: whatever it says (a pid, "accepted") is not an nserve's answer.
+          fail(
+            new ControlError(
+              'ERR_NSERVE_CONTROL_FOREIGN',
+              mark === undefined
+                ? `${url} is not an nserve control server (no ${CONTROL_HEADER} header in its answer)`
+                : `${url} speaks control protocol ${JSON.stringify(String(mark).slice(0, 20))}, this nserve ctl speaks ${CONTROL_PROTOCOL}: use the nserve that runs the server`,
+              res.statusCode,
+            ),
+          );
+          res.on('error', () => {});
+          res.destroy();
+          return;
+        }
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('error', (err) => fail(err));
@@ -74,6 +92,8 @@ export function request(
           let body: Record<string, unknown>;
           try {
             body = JSON.parse(text) as Record<string, unknown>;
+            // An object (or the array of GET /fds): a bare number or null is no answer of ours.
+            if (typeof body !== 'object' || body === null) throw new TypeError('not an object');
           } catch {
             reject(
               new ControlError(

@@ -17,7 +17,7 @@ import type { Logger } from '../logger.js';
 import * as native from '../native.js';
 import type { Controller } from '../status.js';
 import { answerRoute, badRequest, checkRequest, type Reply, send } from './answers.js';
-import { type ControlAddress, formatControlUrl, routeFor } from './api.js';
+import { CONTROL_HEADER, CONTROL_PROTOCOL, type ControlAddress, formatControlUrl, routeFor } from './api.js';
 
 export { presentedToken, tokenMatches } from './answers.js';
 
@@ -113,6 +113,8 @@ export class ControlServer {
     server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
       // A complete request head: answered at once (Connection: close), so no longer counted as waiting.
       waiting.delete(req.socket);
+      // The one mark of every answer (JSON or metrics, any status): ctl refuses an answer without it.
+      res.setHeader(CONTROL_HEADER, CONTROL_PROTOCOL);
       this.handle(req, res);
     });
     server.on('clientError', (err: NodeJS.ErrnoException, sock: Socket) => {
@@ -130,7 +132,7 @@ export class ControlServer {
       const status = timedOut ? '408 Request Timeout' : '400 Bad Request';
       // Answer, then destroy: end() alone left the socket open until the client chose to close it.
       sock.end(
-        `HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+        `HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${CONTROL_HEADER}: ${CONTROL_PROTOCOL}\r\nConnection: close\r\n\r\n${body}`,
       );
       setTimeout(() => sock.destroy(), 200).unref();
     });

@@ -73,6 +73,7 @@ test('control server and nserve ctl against a cluster', { timeout: 60_000 }, asy
     const before = await get('/stats');
     assert.equal(before.status, 200);
     assert.match(String(before.headers['content-type']), /^application\/json/);
+    assert.equal(before.headers['x-nserve-control'], '1', 'every answer says it is a control server');
     const s = before.body;
     assert.equal(s.mode, 'cluster');
     assert.equal(s.pid, srv.pid);
@@ -123,7 +124,9 @@ test('control server and nserve ctl against a cluster', { timeout: 60_000 }, asy
   await t.test(
     '403 without or with a wrong token (header or query); the log line names no token',
     async () => {
-      assert.equal((await get('/stats', null)).status, 403);
+      const noToken = await get('/stats', null);
+      assert.equal(noToken.status, 403);
+      assert.equal(noToken.headers['x-nserve-control'], '1', 'a refusal is marked too');
       assert.equal((await get('/stats', WRONG)).status, 403);
       assert.equal((await controlRequest(sock, 'GET', `/stats?token=${WRONG}`)).status, 403);
       assert.equal((await controlRequest(sock, 'POST', `/restart?token=${WRONG}`)).status, 403);
@@ -150,6 +153,7 @@ test('control server and nserve ctl against a cluster', { timeout: 60_000 }, asy
     const nf = await get('/nowhere');
     assert.equal(nf.status, 404);
     assert.equal(nf.body.code, 'ERR_NSERVE_CONTROL_NOT_FOUND');
+    assert.equal(nf.headers['x-nserve-control'], '1');
     const m1 = await get('/restart');
     assert.equal(m1.status, 405);
     assert.equal(m1.headers.allow, 'POST');
@@ -160,7 +164,9 @@ test('control server and nserve ctl against a cluster', { timeout: 60_000 }, asy
   });
 
   await t.test('400 for malformed and oversized requests', async () => {
-    assert.match(await rawRequest(sock, 'BREW /stats HTCPCP/1.0\r\n\r\n'), /^HTTP\/1\.1 400 /);
+    const brew = await rawRequest(sock, 'BREW /stats HTCPCP/1.0\r\n\r\n');
+    assert.match(brew, /^HTTP\/1\.1 400 /);
+    assert.match(brew, /\r\nx-nserve-control: 1\r\n/i);
     const bigHeader = `GET /stats HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nX-Big: ${'a'.repeat(10_000)}\r\n\r\n`;
     assert.match(await rawRequest(sock, bigHeader), /^HTTP\/1\.1 400 /);
     const body = 'x'.repeat(8192);
