@@ -22,6 +22,7 @@ import {
 import { describeConfigSource } from './config.js';
 import { errorMessage, NserveError } from './errors.js';
 import { inspect, reportInheritedLeaks, warnOnGrowth } from './fds.js';
+import { runHooks } from './hooks.js';
 import { Lifecycle, SERVER_TRANSITIONS, type ServerState } from './lifecycle.js';
 import { singleSource } from './metrics/single-source.js';
 import * as native from './native.js';
@@ -133,6 +134,18 @@ export async function runSingle(ctx: RunContext): Promise<void> {
       : `nserve booted after hot restart #${ctx.restart.count}${since === undefined ? '' : ` in ${since} ms`}`,
   );
   native.notify(`READY=1\nSTATUS=single: serving, ${ctx.restart.count} hot restarts`);
+  // As in a cluster's master: once the server first serves, not after each hot restart.
+  if (ctx.restart.count === 0) {
+    const workerOnly = (['onWorkerBoot', 'onWorkerShutdown', 'beforeSpawn'] as const).filter(
+      (h) => config.hooks[h].length > 0,
+    );
+    if (workerOnly.length > 0)
+      log.warn(
+        { hooks: workerOnly },
+        `${workerOnly.join(', ')} configured: ${workerOnly.length === 1 ? 'it runs' : 'they run'} in cluster mode only (-w N), not in single mode`,
+      );
+    void runHooks('onBooted', config.hooks.onBooted, {}, config.hookTimeoutMs, log);
+  }
 
   let pendingStop: 'stop' | 'halt' | undefined;
   let restartAbort: AbortController | undefined;

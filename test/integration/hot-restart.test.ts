@@ -53,7 +53,7 @@ test('a release that throws at load: the old code keeps serving and the error is
   assert.equal(res.body.pid, srv.pid);
 });
 
-test('onRestart hooks run once per restart before the exec; a throwing hook does not stop the restart', async (t) => {
+test('single mode: onRestart hooks run once per restart before the exec (a throwing one does not stop it), onBooted once; worker hooks are named in a warning', async (t) => {
   const root = tmpDir(t);
   writeRelease(root, 'v1');
   const marks = path.join(root, 'hook.log');
@@ -66,6 +66,8 @@ export default {
     () => { throw new Error('hook one fails'); },
     async () => { fs.appendFileSync(${JSON.stringify(marks)}, process.pid + ' ' + Date.now() + '\\n'); },
   ],
+  onBooted: [() => fs.appendFileSync(${JSON.stringify(marks)}, 'booted ' + process.pid + '\\n')],
+  onWorkerBoot: [() => fs.appendFileSync(${JSON.stringify(marks)}, 'worker boot\\n')],
 };
 `,
   );
@@ -73,6 +75,15 @@ export default {
     directory: path.join(root, 'releases/v1'),
     args: ['-C', config],
   });
+  await until('onBooted ran', () => fs.existsSync(marks), 5000);
+  assert.equal(fs.readFileSync(marks, 'utf8'), `booted ${srv.pid}\n`, 'onBooted ran once, onWorkerBoot not');
+  assert.ok(
+    srv.lines.some(
+      (l) => l.msg === 'onWorkerBoot configured: it runs in cluster mode only (-w N), not in single mode',
+    ),
+    'the worker hook is named in a warning',
+  );
+  fs.rmSync(marks);
   for (let i = 1; i <= 2; i++) {
     const { line: booted, lines } = await restart(srv, 'hot', { deadlineMs: 15_000 });
     assert.equal(booted.restarts, i);
@@ -80,7 +91,7 @@ export default {
     assert.ok(hookErr, 'the throwing hook is logged');
   }
   const entries = fs.readFileSync(marks, 'utf8').trim().split('\n');
-  assert.equal(entries.length, 2, 'the hook ran once per restart');
+  assert.equal(entries.length, 2, 'the hook ran once per restart (onBooted: not again after a restart)');
   for (const e of entries) assert.equal(Number(e.split(' ')[0]), srv.pid);
   assert.equal((await getJson(port)).body.pid, srv.pid);
 });
