@@ -129,6 +129,15 @@ export function buildConfig(
         `at most the request timeout (${requestTimeoutMs / 1000} s): Node requires headersTimeout <= requestTimeout`,
       );
   }
+  distinctFiles(
+    [
+      ['pidfile', pidfile === undefined ? undefined : path.resolve(cwd, pidfile)],
+      ['state', stateFile],
+      ['redirectStdout', redirectStdout === undefined ? undefined : path.resolve(cwd, redirectStdout)],
+      ['redirectStderr', redirectStderr === undefined ? undefined : path.resolve(cwd, redirectStderr)],
+    ],
+    sources,
+  );
   return {
     app,
     // The binder reads the balance of each TCP bind from its spec.
@@ -173,6 +182,36 @@ export function buildConfig(
     hooks: hooks(file),
     sources,
   };
+}
+
+/**
+ * The pidfile and the state file are replaced whole and removed at stop: neither may be the other, nor a
+ * file nserve redirects output to (the log would be overwritten, then deleted). The same file is the same
+ * resolved path, or the same existing file (a symlink, a hard link). stdout and stderr may share a file.
+ */
+function distinctFiles(files: [string, string | undefined][], sources: Record<string, Source>): void {
+  const identity = (file: string): string | undefined => {
+    try {
+      const st = fs.statSync(file);
+      return `${st.dev}:${st.ino}`;
+    } catch {
+      return undefined;
+    }
+  };
+  const given = files.flatMap(([key, file]) =>
+    file === undefined ? [] : [{ key, file, id: identity(file) }],
+  );
+  for (const [i, a] of given.entries()) {
+    if (a.key !== 'pidfile' && a.key !== 'state') continue;
+    for (const b of given.slice(i + 1)) {
+      if (a.file !== b.file && (a.id === undefined || a.id !== b.id)) continue;
+      const what = a.key === 'pidfile' ? 'the pidfile' : 'the state file';
+      throw usageError(
+        'ERR_NSERVE_INVALID_CONFIG',
+        `invalid ${settingName(a.key, sources[a.key] ?? 'flag')} ${a.file}: it is the same file as ${settingName(b.key, sources[b.key] ?? 'flag')} ${b.file}: ${what} must be a file of its own (nserve replaces it, and removes it at stop)`,
+      );
+    }
+  }
 }
 
 /** `--canary` and `--phase-concurrency`: how a phased restart rolls out (cluster mode only). */
