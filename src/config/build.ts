@@ -187,24 +187,22 @@ export function buildConfig(
 /**
  * The pidfile and the state file are replaced whole and removed at stop: neither may be the other, nor a
  * file nserve redirects output to (the log would be overwritten, then deleted). The same file is the same
- * resolved path, or the same existing file (a symlink, a hard link). stdout and stderr may share a file.
+ * name once the directory's symlinks are resolved; a symlink at the name itself is replaced, never followed
+ * (atomic-file.ts), so it does not make two names one. stdout and stderr may share a file.
  */
 function distinctFiles(files: [string, string | undefined][], sources: Record<string, Source>): void {
-  const identity = (file: string): string | undefined => {
+  const name = (file: string): string => {
     try {
-      const st = fs.statSync(file);
-      return `${st.dev}:${st.ino}`;
+      return path.join(fs.realpathSync(path.dirname(file)), path.basename(file));
     } catch {
-      return undefined;
+      return file;
     }
   };
-  const given = files.flatMap(([key, file]) =>
-    file === undefined ? [] : [{ key, file, id: identity(file) }],
-  );
+  const given = files.flatMap(([key, file]) => (file === undefined ? [] : [{ key, file, name: name(file) }]));
   for (const [i, a] of given.entries()) {
     if (a.key !== 'pidfile' && a.key !== 'state') continue;
     for (const b of given.slice(i + 1)) {
-      if (a.file !== b.file && (a.id === undefined || a.id !== b.id)) continue;
+      if (a.name !== b.name) continue;
       const what = a.key === 'pidfile' ? 'the pidfile' : 'the state file';
       throw usageError(
         'ERR_NSERVE_INVALID_CONFIG',
