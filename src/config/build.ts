@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { LevelWithSilent } from 'pino';
 import { BALANCES, type Balance, type BindSpec, parseBindUri } from '../binder.js';
+import { HEARTBEAT_INTERVAL_MS } from '../cluster/protocol.js';
 import type { CliOptions, Config, UserConfig } from '../config.js';
 import { type ControlConfig, resolveControl } from '../control/api.js';
 import { usageError } from '../errors.js';
@@ -149,9 +150,19 @@ export function buildConfig(
     pidfile: pidfile === undefined ? undefined : path.resolve(cwd, pidfile),
     environment: str('environment', take('environment')),
     shutdownTimeoutMs: seconds('shutdownTimeout', take('shutdownTimeout'), 30),
-    workerTimeoutMs: seconds('workerTimeout', take('workerTimeout'), 60),
-    workerBootTimeoutMs: seconds('workerBootTimeout', take('workerBootTimeout'), 60),
-    hookTimeoutMs: seconds('hookTimeout', take('hookTimeout'), 30),
+    workerTimeoutMs: seconds('workerTimeout', take('workerTimeout'), 60, {
+      min: (2 * HEARTBEAT_INTERVAL_MS) / 1000,
+      why: `workers check in every ${HEARTBEAT_INTERVAL_MS / 1000} s: a shorter timeout kills healthy workers`,
+    }),
+    workerBootTimeoutMs: seconds('workerBootTimeout', take('workerBootTimeout'), 60, {
+      min: 1,
+      why: 'a worker, or new code, needs time to boot: Node alone takes a good part of a second under load',
+    }),
+    hookTimeoutMs: seconds('hookTimeout', take('hookTimeout'), 30, {
+      min: 0,
+      exclusive: true,
+      why: 'with 0 every async hook times out',
+    }),
     drainGraceMs: seconds('drainGrace', take('drainGrace'), 1),
     keepAliveTimeoutMs,
     headersTimeoutMs,
@@ -173,7 +184,11 @@ export function buildConfig(
     bootCheck: bool('bootCheck', take('bootCheck')),
     healthPath: healthPath(take('healthPath')),
     readyProbe: urlPath('readyProbe', take('readyProbe')),
-    readyProbeTimeoutMs: seconds('readyProbeTimeout', take('readyProbeTimeout'), 5),
+    readyProbeTimeoutMs: seconds('readyProbeTimeout', take('readyProbeTimeout'), 5, {
+      min: 0,
+      exclusive: true,
+      why: 'the probe needs time to get an answer',
+    }),
     envFile: envFile(cli, file, sources),
     tagOutput: bool('tagOutput', take('tagOutput')),
     ...phasedRollout(take, workers),
