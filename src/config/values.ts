@@ -62,7 +62,7 @@ export function integer(
 
 /**
  * The least a timeout may be, when 0 (or less than this) cannot work, and why (for the message). Keys without
- * one take 0, which each of them reads as "none" or "at once" (docs/operating.md#timeouts).
+ * one take 0, which each of them reads as "none" or "at once" (docs/operating.md#timeouts-what-0-means).
  */
 export interface SecondsFloor {
   /** Seconds; `exclusive`: the value must be above it (0 excluded, any fraction above allowed). */
