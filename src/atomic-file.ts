@@ -42,3 +42,31 @@ export function fileIdentity(file: string): { dev: number; ino: number } | undef
     return undefined;
   }
 }
+
+/**
+ * The text of a regular file (following a symlink); undefined if there is no file. Throws on anything else
+ * (a directory, a FIFO — whose read would block —, a socket, a device) without opening it.
+ */
+export function readRegularFile(file: string): string | undefined {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  if (!st.isFile()) throw new Error(`${file} is ${fileKind(st)}, not a regular file`);
+  return fs.readFileSync(file, 'utf8');
+}
+
+/** What a file is, for messages: `a directory`, `a FIFO`, … */
+export function fileKind(st: fs.Stats): string {
+  if (st.isFile()) return 'a regular file';
+  if (st.isDirectory()) return 'a directory';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isSocket()) return 'a socket';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isSymbolicLink()) return 'a symbolic link';
+  return 'not a regular file';
+}

@@ -2,7 +2,7 @@
 // server's pidfile or state file.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { fileIdentity, writeFileAtomic } from './atomic-file.js';
+import { fileIdentity, fileKind, readRegularFile, writeFileAtomic } from './atomic-file.js';
 import { errorCode, usageError } from './errors.js';
 import type { Logger } from './logger.js';
 import { procEntry } from './proc.js';
@@ -44,17 +44,19 @@ export function removePidfile(file: string, pid = process.pid): void {
   }
 }
 
+/** The PID in a pidfile's text (digits, a newline at most around them); undefined if it holds none. */
+export function pidIn(text: string): number | undefined {
+  const m = /^\s*(\d{1,10})\s*$/.exec(text);
+  const pid = m === null ? Number.NaN : Number(m[1]);
+  return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
+}
+
 /** The PID a pidfile names; undefined if there is no file. Throws on a file that holds no PID. */
 export function readPidfile(file: string): number | undefined {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    if (errorCode(err) === 'ENOENT') return undefined;
-    throw err;
-  }
-  const pid = Number(text.trim());
-  if (!Number.isSafeInteger(pid) || pid <= 0) throw new Error(`${file} holds no PID`);
+  const text = readRegularFile(file);
+  if (text === undefined) return undefined;
+  const pid = pidIn(text);
+  if (pid === undefined) throw new Error(`${file} holds no PID`);
   return pid;
 }
 
@@ -96,16 +98,23 @@ export interface ServerFile {
   /** How the user named it, for messages: `--pidfile`, `--state`. */
   flag: string;
   file: string;
-  /** The PID the file names (undefined: no file); throws on a malformed file. */
-  readPid: (file: string) => number | undefined;
+  /** What the file is when it is nserve's, for the refusal: `a pidfile (no PID in it)`. */
+  kind: string;
+  /** The PID in the text of such a file; undefined when the text is not such a file. */
+  pidIn: (text: string) => number | undefined;
+  /** A file of this kind is never larger: a larger one is not read, and refused. */
+  maxBytes: number;
 }
 
 /**
- * Before anything binds: the file's directory must exist and be writable, and the file must not name a
- * live nserve (a second server would take it over, and delete it when it stops). A file that names a dead
- * process (a crashed server) or is unreadable junk is taken over, with a log line.
+ * Before anything binds: the file's directory must exist and be writable, and the file, if there is one,
+ * must be one nserve may replace: a regular file (or a symlink, which is replaced and never followed), empty
+ * or of its kind (a pidfile holds a PID; a state file is nserve's JSON), that does not name a live nserve (a
+ * second server would take it over, and delete it when it stops). A file that names a dead process (a
+ * crashed server) is taken over, with a log line. Anything else is refused: replacing it would lose a file
+ * that is not nserve's (a log, a database), or fail later (a directory).
  */
-export function claimServerFile({ flag, file, readPid }: ServerFile, log: Logger): void {
+export function claimServerFile({ flag, file, kind, pidIn, maxBytes }: ServerFile, log: Logger): void {
   const dir = path.dirname(file);
   try {
     fs.accessSync(dir, fs.constants.W_OK);
@@ -115,14 +124,67 @@ export function claimServerFile({ flag, file, readPid }: ServerFile, log: Logger
       `invalid ${flag} ${file}: cannot write in ${dir} (${errorCode(err) ?? 'error'}): it must name a file in an existing, writable directory`,
     );
   }
-  let pid: number | undefined;
+  const refuse = (why: string): Error =>
+    usageError(
+      'ERR_NSERVE_INVALID_CONFIG',
+      `invalid ${flag} ${file}: ${why}: refusing to overwrite it; remove it or name another file`,
+    );
+  let st: fs.Stats;
   try {
-    pid = readPid(file);
+    st = fs.lstatSync(file);
   } catch (err) {
-    log.warn({ file, code: errorCode(err) }, `${flag} ${file} is unreadable or malformed: taking it over`);
+    if (errorCode(err) === 'ENOENT') return;
+    throw refuse(`cannot inspect it (${errorCode(err) ?? 'error'})`);
+  }
+  if (st.isSymbolicLink()) {
+    claimSymlink(flag, file, pidIn, maxBytes, log);
     return;
   }
-  if (pid === undefined) return;
+  if (!st.isFile())
+    throw usageError(
+      'ERR_NSERVE_INVALID_CONFIG',
+      `invalid ${flag} ${file}: it is ${fileKind(st)}, not a regular file: name a file in an existing, writable directory`,
+    );
+  if (st.size === 0) return;
+  if (st.size > maxBytes) throw refuse(`it exists and is not ${kind}`);
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw refuse(`it exists and cannot be read (${errorCode(err) ?? 'error'})`);
+  }
+  if (text.trim() === '') return;
+  const pid = pidIn(text);
+  if (pid === undefined) throw refuse(`it exists and is not ${kind}`);
+  checkHolder(flag, file, pid, log);
+}
+
+/**
+ * A symlink at the name: the write replaces the link itself (atomic-file.ts), never its target, so nothing
+ * is lost. Only a link to a live server's file is refused, as that file itself would be.
+ */
+function claimSymlink(
+  flag: string,
+  file: string,
+  pidIn: (text: string) => number | undefined,
+  maxBytes: number,
+  log: Logger,
+): void {
+  let pid: number | undefined;
+  try {
+    const target = fs.statSync(file);
+    if (target.isFile() && target.size <= maxBytes) pid = pidIn(fs.readFileSync(file, 'utf8'));
+  } catch {
+    // a dangling or unreadable link: nothing that names a server
+  }
+  if (pid !== undefined) {
+    checkHolder(flag, file, pid, log);
+    return;
+  }
+  log.warn({ file }, `${flag} ${file} is a symbolic link: replacing the link (its target is left alone)`);
+}
+
+function checkHolder(flag: string, file: string, pid: number, log: Logger): void {
   const holder = holderOf(pid);
   if (holder === 'live-nserve') {
     throw usageError(

@@ -3,7 +3,7 @@
 // rename: a reader never sees half a file, and never a moment where the file is readable by others), with
 // a temp name nobody can predict or plant a symlink at (atomic-file.ts).
 import * as fs from 'node:fs';
-import { fileIdentity, writeFileAtomic } from './atomic-file.js';
+import { fileIdentity, readRegularFile, writeFileAtomic } from './atomic-file.js';
 
 export interface State {
   /** Format version of this file. */
@@ -30,18 +30,47 @@ export function writeStateFile(file: string, state: State): void {
 
 /** The state file's content, or undefined if there is no such file. Throws on a malformed file. */
 export function readStateFile(file: string): State | undefined {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
+  const text = readRegularFile(file);
+  if (text === undefined) return undefined;
   const value = JSON.parse(text) as Partial<State>;
   if (typeof value !== 'object' || value === null || !Number.isInteger(value.pid)) {
     throw new Error(`${file} is not an nserve state file (no "pid")`);
   }
   return value as State;
+}
+
+/** A state file is never larger than this (a PID, a URL, a token, a date, a version). */
+export const STATE_FILE_MAX_BYTES = 16 * 1024;
+
+/**
+ * The PID in the text of a file nserve wrote as a state file (what writeStateFile writes: a JSON object
+ * with version 1, a positive integer pid, startedAt and nserve strings, and strings or nothing for the
+ * control URL and token); undefined for any other text. Strict on purpose: a file that is not recognised is
+ * not replaced (claimServerFile). Other keys are allowed, so a file written by another nserve version (a
+ * hot restart to new code, a rollback) is still recognised.
+ */
+export function statePidIn(text: string): number | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
+  const v = value as Record<string, unknown>;
+  const optionalString = (x: unknown): boolean => x === undefined || typeof x === 'string';
+  if (
+    v.version !== 1 ||
+    typeof v.pid !== 'number' ||
+    !Number.isSafeInteger(v.pid) ||
+    v.pid <= 0 ||
+    typeof v.startedAt !== 'string' ||
+    typeof v.nserve !== 'string' ||
+    !optionalString(v.controlUrl) ||
+    !optionalString(v.controlToken)
+  )
+    return undefined;
+  return v.pid;
 }
 
 /**

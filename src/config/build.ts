@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { LevelWithSilent } from 'pino';
 import { BALANCES, type Balance, type BindSpec, parseBindUri } from '../binder.js';
+import { HEARTBEAT_INTERVAL_MS } from '../cluster/protocol.js';
 import type { CliOptions, Config, UserConfig } from '../config.js';
 import { type ControlConfig, resolveControl } from '../control/api.js';
 import { usageError } from '../errors.js';
@@ -138,6 +139,15 @@ export function buildConfig(
         `at most the request timeout (${requestTimeoutMs / 1000} s): Node requires headersTimeout <= requestTimeout`,
       );
   }
+  distinctFiles(
+    [
+      ['pidfile', pidfile === undefined ? undefined : path.resolve(cwd, pidfile)],
+      ['state', stateFile],
+      ['redirectStdout', redirectStdout === undefined ? undefined : path.resolve(cwd, redirectStdout)],
+      ['redirectStderr', redirectStderr === undefined ? undefined : path.resolve(cwd, redirectStderr)],
+    ],
+    sources,
+  );
   return {
     app,
     // The binder reads the balance of each TCP bind from its spec.
@@ -149,9 +159,19 @@ export function buildConfig(
     pidfile: pidfile === undefined ? undefined : path.resolve(cwd, pidfile),
     environment: str('environment', take('environment')),
     shutdownTimeoutMs: seconds('shutdownTimeout', take('shutdownTimeout'), 30),
-    workerTimeoutMs: seconds('workerTimeout', take('workerTimeout'), 60),
-    workerBootTimeoutMs: seconds('workerBootTimeout', take('workerBootTimeout'), 60),
-    hookTimeoutMs: seconds('hookTimeout', take('hookTimeout'), 30),
+    workerTimeoutMs: seconds('workerTimeout', take('workerTimeout'), 60, {
+      min: (2 * HEARTBEAT_INTERVAL_MS) / 1000,
+      why: `workers check in every ${HEARTBEAT_INTERVAL_MS / 1000} s: a shorter timeout kills healthy workers`,
+    }),
+    workerBootTimeoutMs: seconds('workerBootTimeout', take('workerBootTimeout'), 60, {
+      min: 1,
+      why: 'a worker, or new code, needs time to boot: Node alone takes a good part of a second under load',
+    }),
+    hookTimeoutMs: seconds('hookTimeout', take('hookTimeout'), 30, {
+      min: 0,
+      exclusive: true,
+      why: 'with 0 every async hook times out',
+    }),
     drainGraceMs: seconds('drainGrace', take('drainGrace'), 1),
     keepAliveTimeoutMs,
     headersTimeoutMs,
@@ -173,7 +193,11 @@ export function buildConfig(
     bootCheck: bool('bootCheck', take('bootCheck')),
     healthPath: healthPath(take('healthPath')),
     readyProbe: urlPath('readyProbe', take('readyProbe')),
-    readyProbeTimeoutMs: seconds('readyProbeTimeout', take('readyProbeTimeout'), 5),
+    readyProbeTimeoutMs: seconds('readyProbeTimeout', take('readyProbeTimeout'), 5, {
+      min: 0,
+      exclusive: true,
+      why: 'the probe needs time to get an answer',
+    }),
     envFile: envFile(cli, file, sources),
     tagOutput: bool('tagOutput', take('tagOutput')),
     ...phasedRollout(take, workers),
@@ -182,6 +206,34 @@ export function buildConfig(
     hooks: hooks(file),
     sources,
   };
+}
+
+/**
+ * The pidfile and the state file are replaced whole and removed at stop: neither may be the other, nor a
+ * file nserve redirects output to (the log would be overwritten, then deleted). The same file is the same
+ * name once the directory's symlinks are resolved; a symlink at the name itself is replaced, never followed
+ * (atomic-file.ts), so it does not make two names one. stdout and stderr may share a file.
+ */
+function distinctFiles(files: [string, string | undefined][], sources: Record<string, Source>): void {
+  const name = (file: string): string => {
+    try {
+      return path.join(fs.realpathSync(path.dirname(file)), path.basename(file));
+    } catch {
+      return file;
+    }
+  };
+  const given = files.flatMap(([key, file]) => (file === undefined ? [] : [{ key, file, name: name(file) }]));
+  for (const [i, a] of given.entries()) {
+    if (a.key !== 'pidfile' && a.key !== 'state') continue;
+    for (const b of given.slice(i + 1)) {
+      if (a.name !== b.name) continue;
+      const what = a.key === 'pidfile' ? 'the pidfile' : 'the state file';
+      throw usageError(
+        'ERR_NSERVE_INVALID_CONFIG',
+        `invalid ${settingName(a.key, sources[a.key] ?? 'flag')} ${a.file}: it is the same file as ${settingName(b.key, sources[b.key] ?? 'flag')} ${b.file}: ${what} must be a file of its own (nserve replaces it, and removes it at stop)`,
+      );
+    }
+  }
 }
 
 /** `--canary` and `--phase-concurrency`: how a phased restart rolls out (cluster mode only). */

@@ -60,15 +60,35 @@ export function integer(
   return n;
 }
 
+/**
+ * The least a timeout may be, when 0 (or less than this) cannot work, and why (for the message). Keys without
+ * one take 0, which each of them reads as "none" or "at once" (docs/operating.md#timeouts-what-0-means).
+ */
+export interface SecondsFloor {
+  /** Seconds; `exclusive`: the value must be above it (0 excluded, any fraction above allowed). */
+  min: number;
+  exclusive?: boolean;
+  why: string;
+}
+
 export function seconds(
   key: string,
   v: { value: unknown; source: Source } | undefined,
   dfltSeconds: number,
+  floor?: SecondsFloor,
 ): number {
   if (v === undefined) return dfltSeconds * 1000;
   const n = typeof v.value === 'string' && /^\d+(\.\d+)?$/.test(v.value.trim()) ? Number(v.value) : v.value;
-  if (typeof n !== 'number' || !Number.isFinite(n) || n < 0 || n > 86400) {
-    throw invalid(key, v.value, v.source, 'a number of seconds from 0 to 86400');
+  const min = floor?.min ?? 0;
+  const low = typeof n === 'number' && (floor?.exclusive === true ? n <= min : n < min);
+  if (typeof n !== 'number' || !Number.isFinite(n) || low || n > 86400) {
+    const range =
+      floor === undefined
+        ? 'a number of seconds from 0 to 86400'
+        : floor.exclusive === true
+          ? `a number of seconds above ${min}, up to 86400 (${floor.why})`
+          : `a number of seconds from ${min} to 86400 (${floor.why})`;
+    throw invalid(key, v.value, v.source, range);
   }
   return Math.round(n * 1000);
 }

@@ -1,8 +1,8 @@
 // The control plane of one server process: control server + state file (+ pidfile).
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
-import { claimServerFile, readPidfile, removePidfile } from '../pidfile.js';
-import { readStateFile, removeStateFile, writeStateFile } from '../statefile.js';
+import { claimServerFile, pidIn, removePidfile } from '../pidfile.js';
+import { removeStateFile, STATE_FILE_MAX_BYTES, statePidIn, writeStateFile } from '../statefile.js';
 import type { Controller } from '../status.js';
 import { VERSION } from '../version.js';
 import type { ControlConfig } from './api.js';
@@ -23,12 +23,25 @@ export interface ControlPlane {
 export function openControlPlane(config: Config, log: Logger, startedAt: string): ControlPlane {
   const control: ControlConfig | undefined = config.control;
   const stateFile = config.stateFile;
-  // Fail now, before anything binds or the app boots: a directory that is not there, or a file that names a
-  // live server (a second server would take it over, and delete it at its stop).
+  // Fail now, before anything binds or the app boots: a directory that is not there, a file that is not
+  // nserve's (replacing it would lose it), or a file that names a live server (a second server would take
+  // it over, and delete it at its stop).
   if (config.pidfile !== undefined)
-    claimServerFile({ flag: '--pidfile', file: config.pidfile, readPid: readPidfile }, log);
+    claimServerFile(
+      { flag: '--pidfile', file: config.pidfile, kind: 'a pidfile (no PID in it)', pidIn, maxBytes: 64 },
+      log,
+    );
   if (stateFile !== undefined)
-    claimServerFile({ flag: '--state', file: stateFile, readPid: (f) => readStateFile(f)?.pid }, log);
+    claimServerFile(
+      {
+        flag: '--state',
+        file: stateFile,
+        kind: 'an nserve state file',
+        pidIn: statePidIn,
+        maxBytes: STATE_FILE_MAX_BYTES,
+      },
+      log,
+    );
   const server =
     control === undefined
       ? undefined

@@ -384,3 +384,132 @@ test('a pidfile in a missing directory is refused before binding (exit 2, one li
     assert.ok(!fs.existsSync(sock), 'no socket file left');
   }
 });
+
+// ── a --pidfile or --state that is not nserve's is never replaced (nor deleted at stop) ─────────────────
+
+/** What each refusal looks like: the flags, the file that must survive as it was, the message. */
+function notOursCases(dir: string): { name: string; args: string[]; keep: string; message: RegExp }[] {
+  const data = path.join(dir, 'data.txt');
+  const db = path.join(dir, 'db.json');
+  const pidLike = path.join(dir, 'pid-like.json');
+  const log = path.join(dir, 'out.log');
+  const shared = path.join(dir, 'shared');
+  const notRegular =
+    /: it is a (directory|FIFO|socket), not a regular file: name a file in an existing, writable directory$/;
+  const notOurs = (flag: string, file: string, kind: string): RegExp =>
+    new RegExp(
+      `^nserve: error: invalid ${flag} ${file}: it exists and is not ${kind}: refusing to overwrite it; remove it or name another file$`,
+    );
+  return [
+    {
+      name: '--pidfile on a data file',
+      args: ['--pidfile', data],
+      keep: data,
+      message: notOurs('--pidfile', data, 'a pidfile \\(no PID in it\\)'),
+    },
+    {
+      name: '--state on a JSON database',
+      args: ['--state', db],
+      keep: db,
+      message: notOurs('--state', db, 'an nserve state file'),
+    },
+    {
+      name: '--state on JSON that has a pid but is not a state file',
+      args: ['--state', pidLike],
+      keep: pidLike,
+      message: notOurs('--state', pidLike, 'an nserve state file'),
+    },
+    {
+      name: '--pidfile on the --redirect-stdout log',
+      args: ['--pidfile', log, '--redirect-stdout', log],
+      keep: log,
+      message: new RegExp(
+        `^nserve: error: invalid --pidfile ${log}: it is the same file as --redirect-stdout ${log}: `,
+      ),
+    },
+    {
+      name: '--state on the --redirect-stderr log',
+      args: ['--state', log, '--redirect-stderr', log],
+      keep: log,
+      message: new RegExp(
+        `^nserve: error: invalid --state ${log}: it is the same file as --redirect-stderr ${log}: `,
+      ),
+    },
+    {
+      name: '--pidfile and --state on one file',
+      args: ['--pidfile', shared, '--state', shared],
+      keep: shared,
+      message: new RegExp(
+        `^nserve: error: invalid --pidfile ${shared}: it is the same file as --state ${shared}: `,
+      ),
+    },
+    { name: '--pidfile on a directory', args: ['--pidfile', dir], keep: data, message: notRegular },
+    {
+      name: '--state on a directory',
+      args: ['--state', path.join(dir, 'subdir')],
+      keep: data,
+      message: notRegular,
+    },
+    {
+      name: '--pidfile on a FIFO',
+      args: ['--pidfile', path.join(dir, 'fifo')],
+      keep: data,
+      message: notRegular,
+    },
+    { name: '--state on a FIFO', args: ['--state', path.join(dir, 'fifo')], keep: data, message: notRegular },
+  ];
+}
+
+for (const workers of ['0', '2']) {
+  test(`a --pidfile or --state that is not nserve's, or not a regular file, is refused before binding (-w ${workers})`, async (t) => {
+    const dir = tmpDir(t);
+    const sock = path.join(dir, 'app.sock');
+    const contents: Record<string, string> = {
+      'data.txt': 'DATA\n',
+      'db.json': '{"users":[1,2,3]}\n',
+      'pid-like.json': `{"pid":${process.pid}}\n`,
+      'out.log': 'yesterday\n',
+      shared: '',
+    };
+    for (const [name, text] of Object.entries(contents)) fs.writeFileSync(path.join(dir, name), text);
+    fs.mkdirSync(path.join(dir, 'subdir'));
+    assert.equal(spawnSync('mkfifo', [path.join(dir, 'fifo')]).status, 0, 'mkfifo');
+    for (const c of notOursCases(dir)) {
+      const r = await runNserve([
+        'start',
+        'examples/hello.mjs',
+        '-w',
+        workers,
+        '--bind',
+        `unix://${sock}`,
+        ...c.args,
+      ]);
+      assert.equal(r.code, 2, `${c.name}: exit code; stderr=${r.stderr}`);
+      const lines = r.stderr.trim().split('\n');
+      assert.equal(lines.length, 1, `${c.name}: one line: ${r.stderr}`);
+      assert.match(lines[0] ?? '', c.message, c.name);
+      assert.ok(!fs.existsSync(sock), `${c.name}: refused before binding`);
+      assert.equal(
+        fs.readFileSync(c.keep, 'utf8'),
+        contents[path.basename(c.keep)],
+        `${c.name}: ${c.keep} unchanged`,
+      );
+    }
+    assert.ok(fs.statSync(path.join(dir, 'subdir')).isDirectory());
+    assert.ok(fs.lstatSync(path.join(dir, 'fifo')).isFIFO());
+  });
+}
+
+test('an empty --pidfile and --state are taken over, and removed at stop', async (t) => {
+  const dir = tmpDir(t);
+  const pidfile = path.join(dir, 'nserve.pid');
+  const state = path.join(dir, 'nserve.state');
+  fs.writeFileSync(pidfile, '');
+  fs.writeFileSync(state, '');
+  const srv = await startWithFiles(t, dir, 'app');
+  assert.equal(fs.readFileSync(pidfile, 'utf8'), `${srv.pid}\n`);
+  await until('state file written', () => fs.statSync(state).size > 0);
+  srv.signal('SIGTERM');
+  assert.equal((await srv.waitExit()).code, 0);
+  assert.ok(!fs.existsSync(pidfile) && !fs.existsSync(state));
+});

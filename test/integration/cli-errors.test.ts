@@ -97,6 +97,22 @@ test('bad shutdown timeout', () =>
     /invalid --shutdown-timeout: "soon": expected a number of seconds/,
   ));
 
+for (const [flag, value, valid] of [
+  [
+    '--worker-boot-timeout',
+    '0',
+    /expected a number of seconds from 1 to 86400 \(a worker, or new code, needs time to boot/,
+  ],
+  ['--worker-timeout', '0', /expected a number of seconds from 2 to 86400 \(workers check in every 1 s: /],
+  ['--worker-timeout', '1', /expected a number of seconds from 2 to 86400/],
+] as const) {
+  test(`${flag} ${value} is refused (it could never work: boots failed, healthy workers were killed)`, () =>
+    expectUsageError(
+      ['start', 'examples/hello.mjs', '-w', '1', '--bind', 'tcp://127.0.0.1:0', flag, value],
+      new RegExp(`^nserve: error: invalid ${flag}: "${value}": ${valid.source}`),
+    ));
+}
+
 test('directory that does not exist', () =>
   expectUsageError(
     ['start', 'examples/hello.mjs', '--directory', '/nonexistent/dir'],

@@ -209,7 +209,7 @@ test('a worker whose event loop is blocked past --worker-timeout is killed and r
   const { srv, port } = await serveApp(t, 'app.mjs', {
     directory: dir,
     workers: 2,
-    args: ['--worker-timeout', '1.5'],
+    args: ['--worker-timeout', '2'],
   });
   const before = childPids(srv.pid);
   void getJson(port, '/block').catch(() => {});

@@ -32,8 +32,25 @@ const BAD: [keyof UserConfig & keyof CliOptions, unknown, string, RegExp][] = [
   ['backlog', 1.5, '1.5', /expected an integer from 1 to 65535/],
   ['shutdownTimeout', 'soon', 'soon', /expected a number of seconds from 0 to 86400/],
   ['workerTimeout', -3, '-3', /expected a number of seconds/],
-  ['workerBootTimeout', 1e9, '1e9', /expected a number of seconds/],
+  // Workers check in every second: 0 (or 1.5) killed healthy workers every few ms.
+  ['workerTimeout', 0, '0', /expected a number of seconds from 2 to 86400 \(workers check in every 1 s: /],
+  ['workerTimeout', 1.5, '1.5', /expected a number of seconds from 2 to 86400 \(/],
+  ['workerBootTimeout', 1e9, '1e9', /expected a number of seconds from 1 to 86400/],
+  // 0 made every boot fail: "did not boot within 0 ms".
+  [
+    'workerBootTimeout',
+    0,
+    '0',
+    /expected a number of seconds from 1 to 86400 \(a worker, or new code, needs time to boot/,
+  ],
   ['hookTimeout', 'x', 'x', /expected a number of seconds/],
+  [
+    'hookTimeout',
+    0,
+    '0',
+    /expected a number of seconds above 0, up to 86400 \(with 0 every async hook times out\)/,
+  ],
+  ['readyProbeTimeout', 0, '0', /expected a number of seconds above 0, up to 86400 \(/],
   ['drainGrace', '2s', '2s', /expected a number of seconds/],
   ['logLevel', 'loud', 'loud', /expected one of fatal, error, warn, info, debug, trace, silent/],
   ['leakPolicy', 'ignore', 'ignore', /expected one of close, warn, refuse/],
@@ -185,4 +202,32 @@ test('the remaining keys: app, directory, control, state and redirection, each n
     /--control-url .*token|token.*--control-url|--control-token/,
   );
   rejects(() => build({}, { controlToken: 42 as unknown as string }), /controlToken: expected a string/);
+});
+
+test('timeouts: 0 where it means "none" or "at once"; the least that works where 0 cannot', () => {
+  const zero = build(
+    {},
+    {
+      shutdownTimeout: 0,
+      drainGrace: 0,
+      longLivedGrace: 0,
+      shutdownDelay: 0,
+      keepAliveTimeout: 0,
+      headersTimeout: 0,
+      requestTimeout: 0,
+    },
+  );
+  assert.equal(zero.shutdownTimeoutMs, 0);
+  assert.equal(zero.drainGraceMs, 0);
+  assert.equal(zero.longLivedGraceMs, 0);
+  const least = build({
+    workerTimeout: '2',
+    workerBootTimeout: '1',
+    hookTimeout: '0.1',
+    readyProbeTimeout: '0.1',
+  });
+  assert.equal(least.workerTimeoutMs, 2000);
+  assert.equal(least.workerBootTimeoutMs, 1000);
+  assert.equal(least.hookTimeoutMs, 100);
+  assert.equal(least.readyProbeTimeoutMs, 100);
 });
