@@ -210,6 +210,13 @@ function bindOne(spec: BindSpec, port: number, options: OpenOptions): number {
       backlog: options.backlog,
     });
   } catch (err) {
+    if (errorCode(err) === 'EADDRINUSE' && spec.kind === 'unix' && !isSocket(spec.path)) {
+      throw usageError(
+        'ERR_NSERVE_BIND',
+        `cannot bind ${spec.uri}: ${spec.path} exists and is not a socket: remove it or choose another --bind`,
+        err,
+      );
+    }
     if (errorCode(err) === 'EADDRINUSE') {
       throw usageError(
         'ERR_NSERVE_ADDRESS_IN_USE',
@@ -245,6 +252,14 @@ export function probeNewBinds(specs: readonly BindSpec[], current: readonly List
     }
     if (spec.port === 0) continue; // any free port
     native.close(bindOne(spec, spec.port, { slots: 1, reusePort: false, backlog: 1, inherited: [] }));
+  }
+}
+
+function isSocket(file: string): boolean {
+  try {
+    return fs.lstatSync(file).isSocket();
+  } catch {
+    return true; // gone meanwhile: say what the kernel said
   }
 }
 

@@ -20,12 +20,18 @@ export interface EnvFileChange {
   removed: string[];
 }
 
-/** Read `file` (relative to `directory`) and apply it to `env`; throws a usage error if it cannot be read. */
-export function applyEnvFile(
+/** A name a dotenv line may set (what shells and dotenv accept). */
+const NAME = /^[A-Za-z_][A-Za-z0-9_.-]*$/;
+
+/**
+ * The variables of `file` (relative to `directory`); throws a usage error if it cannot be read, or if a
+ * line does not read as NAME=value (Node's parser would make a name of `FOO\n` out of `FOO` followed by
+ * `=bar`). Also what a hot restart checks before its exec (restart/prepare.ts).
+ */
+export function readEnvFile(
   file: string,
   directory: string,
-  env: NodeJS.ProcessEnv = process.env,
-): EnvFileChange {
+): { resolved: string; vars: NodeJS.Dict<string> } {
   const resolved = path.resolve(directory, file);
   let text: string;
   try {
@@ -38,6 +44,22 @@ export function applyEnvFile(
     );
   }
   const vars = parseEnv(text);
+  const bad = Object.keys(vars).find((k) => !NAME.test(k));
+  if (bad !== undefined)
+    throw usageError(
+      'ERR_NSERVE_INVALID_CONFIG',
+      `invalid env file ${resolved} (--dotenv / envFile): ${JSON.stringify(bad)} is not a variable name (each line must be NAME=value)`,
+    );
+  return { resolved, vars };
+}
+
+/** Read `file` (relative to `directory`) and apply it to `env`; throws a usage error if it cannot be read. */
+export function applyEnvFile(
+  file: string,
+  directory: string,
+  env: NodeJS.ProcessEnv = process.env,
+): EnvFileChange {
+  const { resolved, vars } = readEnvFile(file, directory);
   const previous = (env[ENV_FILE_KEYS] ?? '').split(',').filter((k) => k !== '');
   const changed: string[] = [];
   const removed: string[] = [];

@@ -53,6 +53,17 @@ export function describeConfigSource(config: Pick<Config, 'configFile' | 'config
 
 export async function readConfigFile(file: string, fresh = false): Promise<UserConfig> {
   let value: unknown;
+  let isFile = true;
+  try {
+    isFile = fs.statSync(file).isFile();
+  } catch {
+    // missing or unreadable: the load below says which
+  }
+  if (!isFile)
+    throw usageError(
+      'ERR_NSERVE_CONFIG_FILE',
+      `config file ${file} is not a file: -C takes a config file (nserve.config.mjs, .js, .cjs or .json)`,
+    );
   try {
     if (file.endsWith('.json')) value = JSON.parse(fs.readFileSync(file, 'utf8'));
     else {

@@ -170,7 +170,8 @@ export async function prepareExec(
  * way back reads the same config and files): checked before the exec, in both modes. The config as the
  * new image would read it now, and its app file (in `pinned` for a rollback); a config file the server
  * was started with that has gone (the new image would start with defaults: other binds, no control
- * server); new binds it could not open; a pidfile or state file it could not write.
+ * server); an env file (--dotenv) it could not read; new binds it could not open; a pidfile or state
+ * file it could not write.
  */
 export async function newConfigProblem(
   ctx: RunContext,
@@ -181,7 +182,9 @@ export async function newConfigProblem(
     const fresh = await loadConfig(ctx.appArg, ctx.cliOptions, ctx.launchCwd, process.env, { fresh: true });
     if (ctx.config.configFile !== undefined && fresh.configFile === undefined)
       return `the config file ${ctx.config.configFile}, read at start, is gone: restore it (a new image would start with the defaults)`;
-    resolveAppFile(fresh.app, pinned ?? fs.realpathSync(fresh.directory));
+    const release = pinned ?? fs.realpathSync(fresh.directory);
+    resolveAppFile(fresh.app, release);
+    if (fresh.envFile !== undefined) (await import('../env-file.js')).readEnvFile(fresh.envFile, release);
     probeNewBinds(fresh.binds, listeners);
     for (const [flag, file] of [
       ['--pidfile', fresh.pidfile],

@@ -151,3 +151,33 @@ test('a second cluster on a port a cluster already serves: address in use, not a
     new RegExp(`address already in use: tcp://127\\.0\\.0\\.1:${port}`),
   );
 });
+
+test('a unix bind path that is a regular file: named as such, and the file is left alone', async (t) => {
+  const dir = tmpDir(t);
+  const file = path.join(dir, 'data.sock');
+  fs.writeFileSync(file, 'keep me');
+  await expectUsageError(
+    ['start', 'examples/hello.mjs', '--bind', `unix://${file}`],
+    new RegExp(
+      `cannot bind unix://${file}: ${file} exists and is not a socket: remove it or choose another --bind`,
+    ),
+  );
+  assert.equal(fs.readFileSync(file, 'utf8'), 'keep me');
+});
+
+test('-C naming a directory: the config file must be a file', async (t) => {
+  const dir = tmpDir(t);
+  await expectUsageError(
+    ['start', 'examples/hello.mjs', '-C', dir],
+    /config file .* is not a file: -C takes a config file \(nserve\.config\.mjs, \.js, \.cjs or \.json\)/,
+  );
+});
+
+test('a dotenv line that is not NAME=value is refused, not turned into a variable named "FOO\\n"', async (t) => {
+  const dir = tmpDir(t);
+  fs.writeFileSync(path.join(dir, '.env'), 'FOO\n=bar\nGOOD=1\n');
+  await expectUsageError(
+    ['start', 'examples/hello.mjs', '--port', '0', '--dotenv', path.join(dir, '.env')],
+    /invalid env file .*\.env \(--dotenv \/ envFile\): "FOO\\n" is not a variable name \(each line must be NAME=value\)/,
+  );
+});

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { assertNoFailedRequests, getJson, Load } from '../helpers/load.js';
 import { now } from '../helpers/logged-process.js';
-import { makeReleases, writeRelease } from '../helpers/releases.js';
+import { makeReleases, switchRelease, writeRelease } from '../helpers/releases.js';
 import { signalRestart } from '../helpers/restart.js';
 import {
   childPids,
@@ -178,4 +178,19 @@ test('-w 2, `current` pointing nowhere: a crashed worker is still replaced, from
     },
     10_000,
   );
+});
+
+test('single mode: a release without the --dotenv file is abandoned before the exec, named as such', async (t) => {
+  t.after(killAll);
+  const root = makeReleases(t, { v1: {}, v2: {} }, 'v1');
+  fs.writeFileSync(path.join(root, 'releases', 'v1', '.env'), 'GREETING=hello\n');
+  const { srv, port } = await serveCurrent(t, root, { args: ['--dotenv', '.env'] });
+  switchRelease(root, 'v2');
+  const res = await abandonedUnderLoad(
+    srv,
+    port,
+    /cannot read the env file .*releases\/v2\/\.env \(--dotenv \/ envFile\)/,
+    [],
+  );
+  assert.equal(res.body.version, 'v1');
 });
