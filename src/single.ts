@@ -136,13 +136,19 @@ export async function runSingle(ctx: RunContext): Promise<void> {
   native.notify(`READY=1\nSTATUS=single: serving, ${ctx.restart.count} hot restarts`);
   // As in a cluster's master: once the server first serves, not after each hot restart.
   if (ctx.restart.count === 0) {
-    const workerOnly = (['onWorkerBoot', 'onWorkerShutdown', 'beforeSpawn'] as const).filter(
-      (h) => config.hooks[h].length > 0,
-    );
+    const workerOnly = [
+      ...(['onWorkerBoot', 'onWorkerShutdown', 'beforeSpawn'] as const).filter(
+        (h) => config.hooks[h].length > 0,
+      ),
+      // Settings of the workers and their slots, given but with nothing to act on here.
+      ...['slots', 'balance', 'workerMaxMemory', 'workerTimeout'].filter(
+        (k) => (config.sources[k] ?? 'default') !== 'default',
+      ),
+    ];
     if (workerOnly.length > 0)
       log.warn(
-        { hooks: workerOnly },
-        `${workerOnly.join(', ')} configured: ${workerOnly.length === 1 ? 'it runs' : 'they run'} in cluster mode only (-w N), not in single mode`,
+        { settings: workerOnly },
+        `${workerOnly.join(', ')} configured: ${workerOnly.length === 1 ? 'it applies' : 'they apply'} in cluster mode only (-w N), not in single mode`,
       );
     void runHooks('onBooted', config.hooks.onBooted, {}, config.hookTimeoutMs, log);
   }

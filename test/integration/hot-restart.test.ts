@@ -79,7 +79,7 @@ export default {
   assert.equal(fs.readFileSync(marks, 'utf8'), `booted ${srv.pid}\n`, 'onBooted ran once, onWorkerBoot not');
   assert.ok(
     srv.lines.some(
-      (l) => l.msg === 'onWorkerBoot configured: it runs in cluster mode only (-w N), not in single mode',
+      (l) => l.msg === 'onWorkerBoot configured: it applies in cluster mode only (-w N), not in single mode',
     ),
     'the worker hook is named in a warning',
   );
