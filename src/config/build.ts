@@ -118,6 +118,7 @@ export function buildConfig(
   const stateFile = state === undefined ? undefined : path.resolve(cwd, state);
   const control = controlConfig(take, stateFile);
   const metricsUrl = metricsAddress(take('metricsUrl'));
+  distinctAddresses(binds, control, metricsUrl, sources);
   const redirectStdout = str('redirectStdout', take('redirectStdout'));
   const redirectStderr = str('redirectStderr', take('redirectStderr'));
   const slotsOpt = take('slots');
@@ -214,6 +215,50 @@ export function buildConfig(
  * name once the directory's symlinks are resolved; a symlink at the name itself is replaced, never followed
  * (atomic-file.ts), so it does not make two names one. stdout and stderr may share a file.
  */
+/**
+ * The control server and the metrics listener each need an address of their own: one that is also a bind
+ * (or each other's) would fail at bind time as "in use (another server?)", which it is not.
+ */
+function distinctAddresses(
+  binds: readonly BindSpec[],
+  control: ControlConfig | undefined,
+  metrics: MetricsAddress | undefined,
+  sources: Record<string, Source>,
+): void {
+  type Tcp = { host: string; port: number };
+  const wildcard = (h: string): boolean => h === '0.0.0.0' || h === '::';
+  const clash = (a: Tcp, b: Tcp): boolean =>
+    a.port !== 0 && a.port === b.port && (a.host === b.host || wildcard(a.host) || wildcard(b.host));
+  const taken: { what: string; tcp?: Tcp; path?: string }[] = binds.map((b) =>
+    b.kind === 'tcp'
+      ? { what: `the --bind ${b.uri}`, tcp: { host: b.host, port: b.port } }
+      : { what: `the --bind ${b.uri}`, path: b.path },
+  );
+  const check = (key: string, value: string, tcp: Tcp | undefined, file: string | undefined): void => {
+    const hit = taken.find(
+      (t) =>
+        (tcp !== undefined && t.tcp !== undefined && clash(tcp, t.tcp)) ||
+        (file !== undefined && t.path === file),
+    );
+    if (hit !== undefined)
+      throw invalid(key, value, sources[key] ?? 'flag', `an address of its own: ${hit.what} is there`);
+    taken.push({
+      what: `--${key === 'controlUrl' ? 'control-url' : 'metrics-url'} ${value}`,
+      tcp,
+      path: file,
+    });
+  };
+  if (control !== undefined && !control.auto) {
+    const a = control.address;
+    const host = a.kind === 'tcp' && a.family === 'tcp6' ? `[${a.host}]` : a.kind === 'tcp' ? a.host : '';
+    if (a.kind === 'tcp')
+      check('controlUrl', `tcp://${host}:${a.port}`, { host: a.host, port: a.port }, undefined);
+    else check('controlUrl', `unix://${a.path}`, undefined, a.path);
+  }
+  if (metrics !== undefined)
+    check('metricsUrl', metrics.uri, { host: metrics.host, port: metrics.port }, undefined);
+}
+
 function distinctFiles(files: [string, string | undefined][], sources: Record<string, Source>): void {
   const name = (file: string): string => {
     try {

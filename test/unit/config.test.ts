@@ -231,3 +231,32 @@ test('timeouts: 0 where it means "none" or "at once"; the least that works where
   assert.equal(least.hookTimeoutMs, 100);
   assert.equal(least.readyProbeTimeoutMs, 100);
 });
+
+test('the control server and the metrics listener each need an address of their own', () => {
+  assert.throws(
+    () => build({ port: '40500', controlUrl: 'tcp://127.0.0.1:40500', controlToken: 'x' }),
+    /invalid --control-url: "tcp:\/\/127\.0\.0\.1:40500": expected an address of its own: the --bind tcp:\/\/0\.0\.0\.0:40500 is there/,
+  );
+  assert.throws(
+    () => build({ bind: ['unix:///tmp/nserve-x.sock'], controlUrl: 'unix:///tmp/nserve-x.sock' }),
+    /invalid --control-url: "unix:\/\/\/tmp\/nserve-x\.sock": expected an address of its own/,
+  );
+  assert.throws(
+    () =>
+      build({
+        port: '40501',
+        controlUrl: 'tcp://127.0.0.1:40502',
+        controlToken: 'x',
+        metricsUrl: 'tcp://127.0.0.1:40502',
+      }),
+    /invalid --metrics-url: "tcp:\/\/127\.0\.0\.1:40502": expected an address of its own: --control-url tcp:\/\/127\.0\.0\.1:40502 is there/,
+  );
+  // Different ports, or port 0 (any free port): fine.
+  build({
+    port: '40501',
+    controlUrl: 'tcp://127.0.0.1:40502',
+    controlToken: 'x',
+    metricsUrl: 'tcp://127.0.0.1:40503',
+  });
+  build({ port: '0', metricsUrl: 'tcp://127.0.0.1:0' });
+});
