@@ -6,7 +6,7 @@ import { fileIdentity, fileKind, readRegularFile, writeFileAtomic } from './atom
 import { errorCode, usageError } from './errors.js';
 import type { Logger } from './logger.js';
 import { procEntry } from './proc.js';
-import { isNserveTitle } from './title.js';
+import { isNserveTitle, titleRole } from './title.js';
 
 /** The pidfile this process wrote (device + inode), so a stop never removes a newer server's file. */
 let written: { file: string; dev: number; ino: number } | undefined;
@@ -87,7 +87,9 @@ export function holderOf(pid: number): Holder {
   }
   // Its title (`nserve master app.mjs gen 2`, title.ts: Node writes it over argv), or the program:
   // `nserve …` (argv[0]) or `node [node options] …/nserve(.js) …` (the first non-option).
-  if (isNserveTitle(cmdline[0] ?? '')) return 'live-nserve';
+  // titleRole reads a title cut short too: Node cuts process.title to the length of the original
+  // command line (`nserve start` with everything in the config file: `nserve master main-applicatio`).
+  if (isNserveTitle(cmdline[0] ?? '') || titleRole(cmdline[0] ?? '') !== undefined) return 'live-nserve';
   const script = cmdline.slice(1).find((arg) => !arg.startsWith('-'));
   const isNserve = (arg: string | undefined): boolean =>
     arg !== undefined && /^nserve(\.[cm]?js)?$/.test(path.basename(arg));

@@ -469,3 +469,29 @@ test('nserve fds --pid of a process whose descriptors cannot be read: one line, 
     /^nserve: error: cannot read the descriptors of pid 1: (EACCES|EPERM) \(not your process: run as its user or root\)\n$/,
   );
 });
+
+test('a server started with a short command line (everything in its config file) is still known as nserve: its title is cut short', {
+  timeout: 60_000,
+}, async (t) => {
+  t.after(killAll);
+  const dir = tmpDir(t);
+  writeRelease(dir, 'v1');
+  const pidfile = path.join(dir, 's.pid');
+  fs.writeFileSync(
+    path.join(dir, 'nserve.config.json'),
+    JSON.stringify({ app: 'releases/v1/app.mjs', workers: 1, bind: ['tcp://127.0.0.1:0'], pidfile }),
+  );
+  // `node n start` (n: a link to nserve's bin, as `nserve start` through PATH): Node cuts process.title
+  // to the length of this command line.
+  fs.symlinkSync(CLI, path.join(dir, 'n'));
+  const srv = startCommand(process.execPath, ['n', 'start'], { cwd: dir });
+  t.after(() => srv.kill());
+  await srv.port(20_000);
+  await until('the pidfile', () => fs.existsSync(pidfile));
+  const title = fs.readFileSync(`/proc/${srv.pid}/cmdline`, 'utf8').split('\0')[0] ?? '';
+  t.diagnostic(`title: ${JSON.stringify(title)}`);
+  assert.ok(title.length < 'nserve master releases/v1/app.mjs gen 0'.length, 'the title is cut short');
+  const r = await ctl(['status', '-P', pidfile]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, new RegExp(`running: pid ${srv.pid}`));
+});
