@@ -231,35 +231,59 @@ function bindOne(spec: BindSpec, port: number, options: OpenOptions): number {
 /**
  * Before a hot restart's exec: can the new image bind what the current one does not hold? The new image
  * binds after the exec, where a failure would find no old image to come back to (the way back reads the
- * same config, and fails the same way). A new TCP address is bound and closed at once (no client expects
- * it yet); a new unix socket's directory must exist and be writable. Throws the error the new image would.
+ * same config, and fails the same way). It adopts a handed-over socket only under the same bind URI
+ * (socket activation: by address), so an address the server holds under another URI (`localhost` for
+ * `127.0.0.1`, a unix socket's `?mode=`, an ssl:// bind's certificate) is refused here, with what to keep.
+ * Throws the error the new image would.
  */
 export function probeNewBinds(specs: readonly BindSpec[], current: readonly Listener[]): void {
   for (const spec of specs) {
-    if (current.some((l) => l.spec.uri === spec.uri || sameAddress(spec, formatAddress(l.address)))) continue;
-    if (spec.kind === 'unix') {
-      const dir = path.dirname(spec.path);
-      try {
-        fs.accessSync(dir, fs.constants.W_OK);
-      } catch (err) {
-        throw usageError(
-          'ERR_NSERVE_BIND',
-          `cannot bind ${spec.uri}: cannot create a socket in ${dir} (${errorCode(err) ?? errorMessage(err)})`,
-          err,
-        );
-      }
-      continue;
-    }
-    if (spec.port === 0) continue; // any free port
-    native.close(bindOne(spec, spec.port, { slots: 1, reusePort: false, backlog: 1, inherited: [] }));
+    if (current.some((l) => l.spec.uri === spec.uri)) continue;
+    const held = current.find((l) => sameAddress(spec, formatAddress(l.address)));
+    if (held?.activated) continue;
+    if (held !== undefined)
+      throw usageError(
+        'ERR_NSERVE_BIND',
+        `cannot bind ${spec.uri}: the server holds that address as ${held.spec.uri}, and a restarted image adopts a socket only under the same bind URI: keep ${held.spec.uri}, or stop and start the server`,
+      );
+    probeAddress(spec);
   }
 }
 
+/**
+ * Could this process bind `spec` now (nothing of ours holds it)? A TCP address is bound and closed at once
+ * (no client expects it yet; port 0: any free port will do); a unix socket needs a writable directory and
+ * no file of another kind at its path. Throws the error a bind would.
+ */
+export function probeAddress(spec: BindSpec): void {
+  if (spec.kind === 'unix') {
+    const dir = path.dirname(spec.path);
+    try {
+      fs.accessSync(dir, fs.constants.W_OK);
+    } catch (err) {
+      throw usageError(
+        'ERR_NSERVE_BIND',
+        `cannot bind ${spec.uri}: cannot create a socket in ${dir} (${errorCode(err) ?? errorMessage(err)})`,
+        err,
+      );
+    }
+    if (!isSocket(spec.path))
+      throw usageError(
+        'ERR_NSERVE_BIND',
+        `cannot bind ${spec.uri}: ${spec.path} exists and is not a socket: remove it or choose another --bind`,
+      );
+    return;
+  }
+  if (spec.port === 0) return;
+  native.close(bindOne(spec, spec.port, { slots: 1, reusePort: false, backlog: 1, inherited: [] }));
+}
+
+/** Nothing at `file`, or a socket (stale or live: the bind says which). */
 function isSocket(file: string): boolean {
   try {
     return fs.lstatSync(file).isSocket();
   } catch {
-    return true; // gone meanwhile: say what the kernel said
+    return true; // nothing there (or gone meanwhile: the bind says what the kernel said)
   }
 }
 

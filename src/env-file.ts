@@ -43,13 +43,19 @@ export function readEnvFile(
       err,
     );
   }
-  const vars = parseEnv(text);
-  const bad = Object.keys(vars).find((k) => !NAME.test(k));
-  if (bad !== undefined)
-    throw usageError(
-      'ERR_NSERVE_INVALID_CONFIG',
-      `invalid env file ${resolved} (--dotenv / envFile): ${JSON.stringify(bad)} is not a variable name (each line must be NAME=value)`,
-    );
+  // Node 20's parser keeps a byte-order mark, leading blanks and the blanks after `export` in a name,
+  // which dotenv tools accept: dropped before the name is checked.
+  const parsed = parseEnv(text.replace(/^\uFEFF/, ''));
+  const vars: NodeJS.Dict<string> = {};
+  for (const [raw, value] of Object.entries(parsed)) {
+    const name = raw.trim().replace(/^export\s+/, '');
+    if (!NAME.test(name))
+      throw usageError(
+        'ERR_NSERVE_INVALID_CONFIG',
+        `invalid env file ${resolved} (--dotenv / envFile): ${JSON.stringify(raw)} is not a variable name (each line must be NAME=value)`,
+      );
+    vars[name] = value;
+  }
   return { resolved, vars };
 }
 

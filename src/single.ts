@@ -134,8 +134,9 @@ export async function runSingle(ctx: RunContext): Promise<void> {
       : `nserve booted after hot restart #${ctx.restart.count}${since === undefined ? '' : ` in ${since} ms`}`,
   );
   native.notify(`READY=1\nSTATUS=single: serving, ${ctx.restart.count} hot restarts`);
-  // As in a cluster's master: once the server first serves, not after each hot restart.
-  if (ctx.restart.count === 0) {
+  // As in a cluster's master: once the server first serves, not after a hot restart (nor after coming
+  // back from one that failed, whose count is 0 again).
+  if (ctx.handoff === undefined) {
     const workerOnly = [
       ...(['onWorkerBoot', 'onWorkerShutdown', 'beforeSpawn'] as const).filter(
         (h) => config.hooks[h].length > 0,
@@ -197,7 +198,11 @@ export async function runSingle(ctx: RunContext): Promise<void> {
     // boot (restart/guard.ts). With --boot-check: boot it in a separate process first. So too when the
     // restart targets the directory that serves (an app edited in place, no release layout): the way
     // back would load the same files, so there is no old code on disk to come back to.
-    const inPlace = (pinned ?? realpathOr(config.directory)) === directory;
+    // An explicit `bootCheck: false` keeps the optimistic exec even then (an app that holds a port or a
+    // lock while it loads cannot pass a check that runs beside the old code).
+    const inPlace =
+      (pinned ?? realpathOr(config.directory)) === directory &&
+      (config.sources.bootCheck ?? 'default') === 'default';
     const optimistic = !config.bootCheck && !inPlace;
     log.info(
       { directory: config.directory, optimistic },

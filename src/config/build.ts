@@ -225,13 +225,17 @@ function distinctAddresses(
   metrics: MetricsAddress | undefined,
   sources: Record<string, Source>,
 ): void {
-  type Tcp = { host: string; port: number };
+  // nserve's IPv6 sockets are IPV6_V6ONLY: [::]:P and 127.0.0.1:P can both be bound.
+  type Tcp = { family: 'tcp4' | 'tcp6'; host: string; port: number };
   const wildcard = (h: string): boolean => h === '0.0.0.0' || h === '::';
   const clash = (a: Tcp, b: Tcp): boolean =>
-    a.port !== 0 && a.port === b.port && (a.host === b.host || wildcard(a.host) || wildcard(b.host));
+    a.port !== 0 &&
+    a.port === b.port &&
+    a.family === b.family &&
+    (a.host === b.host || wildcard(a.host) || wildcard(b.host));
   const taken: { what: string; tcp?: Tcp; path?: string }[] = binds.map((b) =>
     b.kind === 'tcp'
-      ? { what: `the --bind ${b.uri}`, tcp: { host: b.host, port: b.port } }
+      ? { what: `the --bind ${b.uri}`, tcp: { family: b.family, host: b.host, port: b.port } }
       : { what: `the --bind ${b.uri}`, path: b.path },
   );
   const check = (key: string, value: string, tcp: Tcp | undefined, file: string | undefined): void => {
@@ -252,11 +256,21 @@ function distinctAddresses(
     const a = control.address;
     const host = a.kind === 'tcp' && a.family === 'tcp6' ? `[${a.host}]` : a.kind === 'tcp' ? a.host : '';
     if (a.kind === 'tcp')
-      check('controlUrl', `tcp://${host}:${a.port}`, { host: a.host, port: a.port }, undefined);
+      check(
+        'controlUrl',
+        `tcp://${host}:${a.port}`,
+        { family: a.family, host: a.host, port: a.port },
+        undefined,
+      );
     else check('controlUrl', `unix://${a.path}`, undefined, a.path);
   }
   if (metrics !== undefined)
-    check('metricsUrl', metrics.uri, { host: metrics.host, port: metrics.port }, undefined);
+    check(
+      'metricsUrl',
+      metrics.uri,
+      { family: metrics.family, host: metrics.host, port: metrics.port },
+      undefined,
+    );
 }
 
 function distinctFiles(files: [string, string | undefined][], sources: Record<string, Source>): void {

@@ -5,8 +5,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { resolveAppFile } from '../app.js';
-import { type Listener, probeNewBinds } from '../binder.js';
+import { type Listener, parseBindUri, probeAddress, probeNewBinds } from '../binder.js';
 import { type Config, loadConfig } from '../config.js';
+import type { ControlAddress } from '../control/api.js';
 import { errorCode, errorMessage, type NserveErrorCode } from '../errors.js';
 import { checkLeaks, type LeakCheck, leakCandidates } from '../fds.js';
 import { runHooks } from '../hooks.js';
@@ -124,6 +125,9 @@ export async function prepareExec(
   await plan.afterCheck?.(check);
   await plan.before?.();
   if (plan.signal.aborted) return stopped();
+  // A reason known already (cluster: a new worker failed, the new config cannot serve): no hooks run.
+  const early = plan.veto?.();
+  if (early !== undefined) return early;
   const keepFds = plan.keepFds();
   const keep = new Set(keepFds);
   const candidates = ops.leakCandidates(keep);
@@ -186,6 +190,12 @@ export async function newConfigProblem(
     resolveAppFile(fresh.app, release);
     if (fresh.envFile !== undefined) (await import('../env-file.js')).readEnvFile(fresh.envFile, release);
     probeNewBinds(fresh.binds, listeners);
+    // The control server and the metrics listener are bound again by the new image when they moved.
+    const control = fresh.control?.auto === false ? controlUri(fresh.control.address) : undefined;
+    if (control !== undefined && control !== controlUri(ctx.config.control?.address))
+      probeAddress(parseBindUri(control));
+    if (fresh.metricsUrl !== undefined && fresh.metricsUrl.uri !== ctx.config.metricsUrl?.uri)
+      probeAddress(parseBindUri(fresh.metricsUrl.uri));
     for (const [flag, file] of [
       ['--pidfile', fresh.pidfile],
       ['--state', fresh.stateFile],
@@ -202,4 +212,11 @@ export async function newConfigProblem(
   } catch (err) {
     return errorMessage(err);
   }
+}
+
+/** A control address as a bind URI (to probe it), or undefined for none. */
+function controlUri(a: ControlAddress | undefined): string | undefined {
+  if (a === undefined) return undefined;
+  if (a.kind === 'unix') return `unix://${a.path}`;
+  return `tcp://${a.family === 'tcp6' ? `[${a.host}]` : a.host}:${a.port}`;
 }

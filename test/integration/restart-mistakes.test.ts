@@ -108,6 +108,34 @@ for (const workers of [0, 2]) {
     );
   });
 
+  test(`${mode}: a held address spelled differently (localhost for 127.0.0.1), a control URL moved to a missing directory: abandoned`, async (t) => {
+    t.after(killAll);
+    const dir = tmpDir(t);
+    writeRelease(dir, 'v1');
+    fs.cpSync(path.join(dir, 'releases', 'v1', 'app.mjs'), path.join(dir, 'app.mjs'));
+    const port = await freePort();
+    writeConfig(dir, { bind: [`tcp://127.0.0.1:${port}`] });
+    const srv = await startWithConfig(t, dir, port, wArgs);
+    const workers = childPids(srv.pid);
+    writeConfig(dir, { bind: [`tcp://localhost:${port}`] });
+    await abandonedUnderLoad(
+      srv,
+      port,
+      new RegExp(
+        `the server holds that address as tcp://127\\.0\\.0\\.1:${port}, .*keep tcp://127\\.0\\.0\\.1:${port}`,
+      ),
+      workers,
+    );
+    const missing = path.join(dir, 'gone', 'ctl.sock');
+    writeConfig(dir, { bind: [`tcp://127.0.0.1:${port}`], controlUrl: `unix://${missing}` });
+    await abandonedUnderLoad(
+      srv,
+      port,
+      new RegExp(`cannot bind unix://${missing}: cannot create a socket in ${path.dirname(missing)}`),
+      workers,
+    );
+  });
+
   test(`${mode}: the pidfile's directory removed before a hot restart: abandoned, still serving`, async (t) => {
     t.after(killAll);
     const root = makeReleases(t, { v1: {} }, 'v1');
@@ -193,4 +221,24 @@ test('single mode: a release without the --dotenv file is abandoned before the e
     [],
   );
   assert.equal(res.body.version, 'v1');
+});
+
+test('single mode: onBooted runs once, not again when a failed hot restart comes back to the old code', async (t) => {
+  t.after(killAll);
+  const root = makeReleases(t, { v1: {}, v2: { throwAtLoad: true } }, 'v1');
+  const marks = path.join(root, 'booted.log');
+  const config = path.join(root, 'hooks.mjs');
+  fs.writeFileSync(
+    config,
+    `import * as fs from 'node:fs';\nexport default { onBooted: [() => fs.appendFileSync(${JSON.stringify(marks)}, 'booted\\n')] };\n`,
+  );
+  const { srv, port } = await serveCurrent(t, root, { args: ['-C', config] });
+  await until('onBooted ran', () => fs.existsSync(marks), 5000);
+  switchRelease(root, 'v2');
+  const outcome = await signalRestart(srv, 'hot');
+  assert.equal(outcome.ok, false, String(outcome.line.msg));
+  assert.equal((await getJson(port)).body.version, 'v1');
+  // The way back is a new image too (its restart count back at 0): it must not run onBooted again.
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.equal(fs.readFileSync(marks, 'utf8'), 'booted\n');
 });

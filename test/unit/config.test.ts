@@ -251,7 +251,8 @@ test('the control server and the metrics listener each need an address of their 
       }),
     /invalid --metrics-url: "tcp:\/\/127\.0\.0\.1:40502": expected an address of its own: --control-url tcp:\/\/127\.0\.0\.1:40502 is there/,
   );
-  // Different ports, or port 0 (any free port): fine.
+  // IPv6 sockets are IPV6_V6ONLY: [::]:P beside 127.0.0.1:P is fine; so are different ports, or port 0.
+  build({ bind: ['tcp://[::]:40504'], controlUrl: 'tcp://127.0.0.1:40504', controlToken: 'x' });
   build({
     port: '40501',
     controlUrl: 'tcp://127.0.0.1:40502',
