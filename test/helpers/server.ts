@@ -1,5 +1,6 @@
 // Start the real nserve CLI, read its JSON log lines, and make sure it dies with the test.
 import { type ChildProcess, spawn } from 'node:child_process';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { listFds, setCloexec } from '../../src/native.js';
@@ -209,4 +210,13 @@ export function serveCurrent(
   options: Omit<AppOptions, 'directory'> = {},
 ): Promise<{ srv: ServerProcess; port: number }> {
   return serveApp(t, 'app.mjs', { ...options, directory: path.join(root, 'current') });
+}
+
+/** A loopback TCP port nobody listens on now (it may be taken again before it is used: tests only). */
+export async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
 }

@@ -14,6 +14,7 @@ import {
   CLI,
   childPids,
   FIXTURES,
+  freePort,
   killAll,
   replacedWorkers,
   runNserve,
@@ -258,14 +259,6 @@ test('--balance ip-hash with fewer slots than workers: one line, exit 2', () =>
     ['start', 'examples/hello.mjs', '-w', '3', '--slots', '2', '--balance', 'ip-hash'],
     /invalid --balance ip-hash: --slots 2 for 3 workers/,
   ));
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 test('--balance ip-hash with a socket-activated socket: one line, exit 2', {
   skip: !fs.existsSync('/usr/bin/systemd-socket-activate') && 'systemd-socket-activate is not installed',

@@ -13,6 +13,7 @@ import { makeReleases, switchRelease, writeRelease } from '../helpers/releases.j
 import { signalRestart } from '../helpers/restart.js';
 import {
   childPids,
+  freePort,
   killAll,
   processAlive,
   type ServerProcess,
@@ -23,15 +24,6 @@ import {
   until,
 } from '../helpers/server.js';
 
-/** A loopback port nobody listens on now. */
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
-
 /** Another program listening on a loopback port (closed after the test). */
 async function occupied(t: TestContext): Promise<number> {
   const s = net.createServer((c) => c.destroy());
@@ -40,12 +32,20 @@ async function occupied(t: TestContext): Promise<number> {
   return (s.address() as net.AddressInfo).port;
 }
 
-/** `nserve start app.mjs` in `dir`, its nserve.config.mjs found there; returns once it serves `port`. */
-async function startWithConfig(t: TestContext, dir: string, port: number, args: string[] = []) {
+/**
+ * `nserve start app.mjs` in a new directory holding the app and an nserve.config.mjs (found there) that
+ * binds a free loopback port; returns once it serves that port.
+ */
+async function startWithConfig(t: TestContext, args: string[]) {
+  const dir = tmpDir(t);
+  writeRelease(dir, 'v1');
+  fs.cpSync(path.join(dir, 'releases', 'v1', 'app.mjs'), path.join(dir, 'app.mjs'));
+  const port = await freePort();
+  writeConfig(dir, { bind: [`tcp://127.0.0.1:${port}`] });
   const srv = startNserve(['start', 'app.mjs', ...args], { cwd: dir });
   t.after(() => srv.kill());
   assert.equal(await srv.port(20_000), port);
-  return srv;
+  return { dir, port, srv };
 }
 
 function writeConfig(dir: string, config: Record<string, unknown>): void {
@@ -75,12 +75,7 @@ for (const workers of [0, 2]) {
 
   test(`${mode}: the config file removed before a hot restart: abandoned, not restarted with the defaults`, async (t) => {
     t.after(killAll);
-    const dir = tmpDir(t);
-    writeRelease(dir, 'v1');
-    fs.cpSync(path.join(dir, 'releases', 'v1', 'app.mjs'), path.join(dir, 'app.mjs'));
-    const port = await freePort();
-    writeConfig(dir, { bind: [`tcp://127.0.0.1:${port}`] });
-    const srv = await startWithConfig(t, dir, port, wArgs);
+    const { dir, port, srv } = await startWithConfig(t, wArgs);
     fs.renameSync(path.join(dir, 'nserve.config.mjs'), path.join(dir, 'nserve.config.mjs.moved'));
     await abandonedUnderLoad(
       srv,
@@ -92,12 +87,7 @@ for (const workers of [0, 2]) {
 
   test(`${mode}: a new bind on a port another program holds: the hot restart is abandoned before the exec`, async (t) => {
     t.after(killAll);
-    const dir = tmpDir(t);
-    writeRelease(dir, 'v1');
-    fs.cpSync(path.join(dir, 'releases', 'v1', 'app.mjs'), path.join(dir, 'app.mjs'));
-    const port = await freePort();
-    writeConfig(dir, { bind: [`tcp://127.0.0.1:${port}`] });
-    const srv = await startWithConfig(t, dir, port, wArgs);
+    const { dir, port, srv } = await startWithConfig(t, wArgs);
     const busy = await occupied(t);
     writeConfig(dir, { bind: [`tcp://127.0.0.1:${port}`, `tcp://127.0.0.1:${busy}`] });
     await abandonedUnderLoad(
@@ -110,12 +100,7 @@ for (const workers of [0, 2]) {
 
   test(`${mode}: a held address spelled differently (localhost for 127.0.0.1), a control URL moved to a missing directory: abandoned`, async (t) => {
     t.after(killAll);
-    const dir = tmpDir(t);
-    writeRelease(dir, 'v1');
-    fs.cpSync(path.join(dir, 'releases', 'v1', 'app.mjs'), path.join(dir, 'app.mjs'));
-    const port = await freePort();
-    writeConfig(dir, { bind: [`tcp://127.0.0.1:${port}`] });
-    const srv = await startWithConfig(t, dir, port, wArgs);
+    const { dir, port, srv } = await startWithConfig(t, wArgs);
     const workers = childPids(srv.pid);
     writeConfig(dir, { bind: [`tcp://localhost:${port}`] });
     await abandonedUnderLoad(

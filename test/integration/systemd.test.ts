@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
 import { childProcesses } from '../../src/proc.js';
@@ -13,6 +12,7 @@ import { restart } from '../helpers/restart.js';
 import {
   CLI,
   childPids,
+  freePort,
   killAll,
   ROOT,
   type ServerProcess,
@@ -24,14 +24,6 @@ import {
 } from '../helpers/server.js';
 
 after(killAll);
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 /** Once systemd-socket-activate listens (it says so on stderr), the first request starts the service. */
 async function firstResponse(srv: ServerProcess, port: number): Promise<Awaited<ReturnType<typeof getJson>>> {
