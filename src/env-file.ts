@@ -48,7 +48,8 @@ export function readEnvFile(
   const parsed = parseEnv(text.replace(/^\uFEFF/, ''));
   const vars: NodeJS.Dict<string> = {};
   for (const [raw, value] of Object.entries(parsed)) {
-    const name = raw.trim().replace(/^export\s+/, '');
+    // Blanks only: a name with a line break in it (`FOO` then `=bar`) stays refused.
+    const name = raw.replace(/^[ \t]+|[ \t]+$/g, '').replace(/^export[ \t]+/, '');
     if (!NAME.test(name))
       throw usageError(
         'ERR_NSERVE_INVALID_CONFIG',

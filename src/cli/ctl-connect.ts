@@ -113,14 +113,9 @@ export function connect(opts: CtlOptions): Connection {
         'ERR_NSERVE_USAGE',
         `no state file at ${file}: is nserve running with --state ${opts.state}?`,
       );
-    if (state.controlUrl === undefined) {
-      const mode = checkServerPid(state.pid, `state file ${file}`, 'state file');
+    const mode = checkServerPid(state.pid, `state file ${file}`, 'state file');
+    if (state.controlUrl === undefined)
       return { kind: 'signals', pid: state.pid, source: `state file ${file}`, mode };
-    }
-    // Through the control server, its answers prove what it is (the x-nserve-control header): only a
-    // state file whose process is gone is refused here.
-    if (!processAlive(state.pid))
-      throw usageError('ERR_NSERVE_USAGE', `stale state file ${file}: process ${state.pid} is not running`);
     return {
       kind: 'control',
       target: {
