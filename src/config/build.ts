@@ -7,7 +7,7 @@ import { BALANCES, type Balance, type BindSpec, parseBindUri } from '../binder.j
 import { HEARTBEAT_INTERVAL_MS } from '../cluster/protocol.js';
 import type { CliOptions, Config, UserConfig } from '../config.js';
 import { type ControlConfig, resolveControl } from '../control/api.js';
-import { usageError } from '../errors.js';
+import { NserveError, usageError } from '../errors.js';
 import { LEAK_POLICIES, type LeakPolicy } from '../fds.js';
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat } from '../logger.js';
 import { readStateFile } from '../statefile.js';
@@ -84,7 +84,13 @@ export function buildConfig(
   for (const b of bindUris) {
     if (typeof b.value !== 'string')
       throw invalid('bind', b.value, b.source, 'a bind URI string like tcp://127.0.0.1:3000');
-    const spec = parseBindUri(b.value);
+    let spec: BindSpec;
+    try {
+      spec = parseBindUri(b.value);
+    } catch (err) {
+      if (b.source !== 'file' || !(err instanceof NserveError)) throw err;
+      throw usageError(err.code, `invalid config key bind: ${err.message}`, err);
+    }
     if (binds.some((x) => x.uri === spec.uri)) continue;
     binds.push(spec);
   }

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { type CliOptions, type Config, HOOK_NAMES, type UserConfig } from '../config.js';
-import { errorMessage, usageError } from '../errors.js';
+import { errorMessage, NserveError, usageError } from '../errors.js';
 import { checkTlsBinds } from '../tls.js';
 import { type BuildOptions, buildConfig } from './build.js';
 
@@ -150,7 +150,19 @@ export async function loadConfig(
 ): Promise<Config> {
   const found = findConfigFile(cwd, cli.config, env);
   const file = found === undefined ? {} : await readConfigFile(found.file, options.fresh === true);
-  const config = buildConfig(appArg, cli, file, cwd, found, env, options);
+  let config: Config;
+  try {
+    config = buildConfig(appArg, cli, file, cwd, found, env, options);
+  } catch (err) {
+    // A value from the file: say which file (`invalid config key bind (in /srv/app/nserve.config.json): …`).
+    if (found === undefined || !(err instanceof NserveError) || !err.message.includes('config key '))
+      throw err;
+    throw usageError(
+      err.code,
+      err.message.replace(/config key (\w+)/, `config key $1 (in ${found.file})`),
+      err,
+    );
+  }
   // ssl:// binds: unreadable files, a key that is not the certificate's → one line, before any bind.
   checkTlsBinds(config.binds);
   return Object.freeze(config);

@@ -181,3 +181,20 @@ test('a dotenv line that is not NAME=value is refused, not turned into a variabl
     /invalid env file .*\.env \(--dotenv \/ envFile\): "FOO\\n" is not a variable name \(each line must be NAME=value\)/,
   );
 });
+
+test('a bad value in a config file names the file', async (t) => {
+  const dir = tmpDir(t);
+  const file = path.join(dir, 'bind.json');
+  fs.writeFileSync(file, JSON.stringify({ bind: ['tcp://127.0.0.1:99999'] }));
+  await expectUsageError(
+    ['start', 'examples/hello.mjs', '-C', file],
+    new RegExp(
+      `invalid config key bind \\(in ${file}\\): invalid bind URI "tcp://127\\.0\\.0\\.1:99999": port 99999 is out of range`,
+    ),
+  );
+  fs.writeFileSync(file, JSON.stringify({ workers: 'x' }));
+  await expectUsageError(
+    ['start', 'examples/hello.mjs', '-C', file],
+    new RegExp(`invalid config key workers \\(in ${file}\\): "x": expected an integer from 0 to 256`),
+  );
+});
