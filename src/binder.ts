@@ -224,6 +224,12 @@ function bindOne(spec: BindSpec, port: number, options: OpenOptions): number {
         err,
       );
     }
+    if (errorCode(err) === 'ENOENT' && spec.kind === 'unix')
+      throw usageError(
+        'ERR_NSERVE_BIND',
+        `cannot bind ${spec.uri}: the directory ${path.dirname(spec.path)} does not exist`,
+        err,
+      );
     throw usageError('ERR_NSERVE_BIND', `cannot bind ${spec.uri}: ${errorMessage(err)}`, err);
   }
 }
@@ -251,31 +257,16 @@ export function probeNewBinds(specs: readonly BindSpec[], current: readonly List
 }
 
 /**
- * Could this process bind `spec` now (nothing of ours holds it)? A TCP address is bound and closed at once
- * (no client expects it yet; port 0: any free port will do); a unix socket needs a writable directory and
- * no file of another kind at its path. Throws the error a bind would.
+ * Could this process bind `spec` now (nothing of ours holds it)? It is bound and closed at once, as the
+ * new image would bind it (no client expects it yet): a TCP address (port 0: any free port will do), or
+ * a unix socket, whose file is then removed (a stale one from a dead server is removed, as a bind would;
+ * one another process listens on, or a file of another kind, is refused). Throws the error a bind would.
  */
 export function probeAddress(spec: BindSpec): void {
-  if (spec.kind === 'unix') {
-    const dir = path.dirname(spec.path);
-    try {
-      fs.accessSync(dir, fs.constants.W_OK);
-    } catch (err) {
-      throw usageError(
-        'ERR_NSERVE_BIND',
-        `cannot bind ${spec.uri}: cannot create a socket in ${dir} (${errorCode(err) ?? errorMessage(err)})`,
-        err,
-      );
-    }
-    if (!isSocket(spec.path))
-      throw usageError(
-        'ERR_NSERVE_BIND',
-        `cannot bind ${spec.uri}: ${spec.path} exists and is not a socket: remove it or choose another --bind`,
-      );
-    return;
-  }
-  if (spec.port === 0) return;
-  native.close(bindOne(spec, spec.port, { slots: 1, reusePort: false, backlog: 1, inherited: [] }));
+  if (spec.kind === 'tcp' && spec.port === 0) return;
+  const port = spec.kind === 'tcp' ? spec.port : 0;
+  native.close(bindOne(spec, port, { slots: 1, reusePort: false, backlog: 1, inherited: [] }));
+  unlinkSocket(spec);
 }
 
 /** Nothing at `file`, or a socket (stale or live: the bind says which). */

@@ -116,9 +116,17 @@ for (const workers of [0, 2]) {
     await abandonedUnderLoad(
       srv,
       port,
-      new RegExp(`cannot bind unix://${missing}: cannot create a socket in ${path.dirname(missing)}`),
+      new RegExp(`cannot bind unix://${missing}: the directory ${path.dirname(missing)} does not exist`),
       workers,
     );
+    // A new unix bind at a socket another program listens on.
+    const theirs = path.join(dir, 'theirs.sock');
+    const other = net.createServer((c) => c.destroy());
+    await new Promise<void>((resolve) => other.listen(theirs, resolve));
+    t.after(() => other.close());
+    writeConfig(dir, { bind: [`tcp://127.0.0.1:${port}`, `unix://${theirs}`] });
+    await abandonedUnderLoad(srv, port, new RegExp(`address already in use: unix://${theirs}`), workers);
+    assert.ok(fs.lstatSync(theirs).isSocket(), 'their socket file is left alone');
   });
 
   test(`${mode}: the pidfile's directory removed before a hot restart: abandoned, still serving`, async (t) => {
