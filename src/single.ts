@@ -192,7 +192,9 @@ export async function runSingle(ctx: RunContext): Promise<void> {
     lifecycle.to('restarting', 'hot restart requested');
     restartAbort = new AbortController();
     const record = history.begin('hot');
-    history.deploys.target(record, pinned ?? realpathOr(config.directory), pinned !== undefined);
+    // The release this restart loads: a rollback's, else --directory re-resolved.
+    const target = pinned ?? realpathOr(config.directory);
+    history.deploys.target(record, target, pinned !== undefined);
     native.notify(`RELOADING=1\nMONOTONIC_USEC=${process.hrtime.bigint() / 1000n}`);
     // Optimistic (the default): exec at once; the new image comes back here if the new code fails to
     // boot (restart/guard.ts). With --boot-check: boot it in a separate process first. So too when the
@@ -200,9 +202,7 @@ export async function runSingle(ctx: RunContext): Promise<void> {
     // back would load the same files, so there is no old code on disk to come back to.
     // An explicit `bootCheck: false` keeps the optimistic exec even then (an app that holds a port or a
     // lock while it loads cannot pass a check that runs beside the old code).
-    const inPlace =
-      (pinned ?? realpathOr(config.directory)) === directory &&
-      (config.sources.bootCheck ?? 'default') === 'default';
+    const inPlace = target === directory && (config.sources.bootCheck ?? 'default') === 'default';
     const optimistic = !config.bootCheck && !inPlace;
     log.info(
       { directory: config.directory, optimistic },

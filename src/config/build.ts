@@ -6,7 +6,7 @@ import type { LevelWithSilent } from 'pino';
 import { BALANCES, type Balance, type BindSpec, parseBindUri } from '../binder.js';
 import { HEARTBEAT_INTERVAL_MS } from '../cluster/protocol.js';
 import type { CliOptions, Config, UserConfig } from '../config.js';
-import { type ControlConfig, resolveControl } from '../control/api.js';
+import { type ControlConfig, formatControlUrl, resolveControl } from '../control/api.js';
 import { NserveError, usageError } from '../errors.js';
 import { LEAK_POLICIES, type LeakPolicy } from '../fds.js';
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat } from '../logger.js';
@@ -119,14 +119,15 @@ export function buildConfig(
   if (!options.directoryMayBeGone && (!fs.existsSync(directory) || !fs.statSync(directory).isDirectory())) {
     throw usageError('ERR_NSERVE_INVALID_CONFIG', `invalid --directory: ${directory} is not a directory`);
   }
-  const pidfile = str('pidfile', take('pidfile'));
-  const state = str('state', take('state'));
-  const stateFile = state === undefined ? undefined : path.resolve(cwd, state);
+  const resolved = (file: string | undefined): string | undefined =>
+    file === undefined ? undefined : path.resolve(cwd, file);
+  const pidfile = resolved(str('pidfile', take('pidfile')));
+  const stateFile = resolved(str('state', take('state')));
   const control = controlConfig(take, stateFile);
   const metricsUrl = metricsAddress(take('metricsUrl'));
   distinctAddresses(binds, control, metricsUrl, sources);
-  const redirectStdout = str('redirectStdout', take('redirectStdout'));
-  const redirectStderr = str('redirectStderr', take('redirectStderr'));
+  const redirectStdout = resolved(str('redirectStdout', take('redirectStdout')));
+  const redirectStderr = resolved(str('redirectStderr', take('redirectStderr')));
   const slotsOpt = take('slots');
   const slots = slotCount(slotsOpt, binds, workers);
   const balance = balanceMode(take('balance'), binds, workers, slots, slotsOpt?.source ?? 'default');
@@ -148,10 +149,10 @@ export function buildConfig(
   }
   distinctFiles(
     [
-      ['pidfile', pidfile === undefined ? undefined : path.resolve(cwd, pidfile)],
+      ['pidfile', pidfile],
       ['state', stateFile],
-      ['redirectStdout', redirectStdout === undefined ? undefined : path.resolve(cwd, redirectStdout)],
-      ['redirectStderr', redirectStderr === undefined ? undefined : path.resolve(cwd, redirectStderr)],
+      ['redirectStdout', redirectStdout],
+      ['redirectStderr', redirectStderr],
     ],
     sources,
   );
@@ -163,7 +164,7 @@ export function buildConfig(
     slots,
     balance,
     directory,
-    pidfile: pidfile === undefined ? undefined : path.resolve(cwd, pidfile),
+    pidfile,
     environment: str('environment', take('environment')),
     shutdownTimeoutMs: seconds('shutdownTimeout', take('shutdownTimeout'), 30),
     workerTimeoutMs: seconds('workerTimeout', take('workerTimeout'), 60, {
@@ -194,8 +195,8 @@ export function buildConfig(
     metricsUrl,
     metrics: metricsUrl !== undefined || control !== undefined,
     stateFile,
-    redirectStdout: redirectStdout === undefined ? undefined : path.resolve(cwd, redirectStdout),
-    redirectStderr: redirectStderr === undefined ? undefined : path.resolve(cwd, redirectStderr),
+    redirectStdout,
+    redirectStderr,
     accessLog: bool('accessLog', take('accessLog')),
     bootCheck: bool('bootCheck', take('bootCheck')),
     healthPath: healthPath(take('healthPath')),
@@ -215,12 +216,6 @@ export function buildConfig(
   };
 }
 
-/**
- * The pidfile and the state file are replaced whole and removed at stop: neither may be the other, nor a
- * file nserve redirects output to (the log would be overwritten, then deleted). The same file is the same
- * name once the directory's symlinks are resolved; a symlink at the name itself is replaced, never followed
- * (atomic-file.ts), so it does not make two names one. stdout and stderr may share a file.
- */
 /**
  * The control server and the metrics listener each need an address of their own: one that is also a bind
  * (or each other's) would fail at bind time as "in use (another server?)", which it is not.
@@ -260,15 +255,10 @@ function distinctAddresses(
   };
   if (control !== undefined && !control.auto) {
     const a = control.address;
-    const host = a.kind === 'tcp' && a.family === 'tcp6' ? `[${a.host}]` : a.kind === 'tcp' ? a.host : '';
+    const url = formatControlUrl(a);
     if (a.kind === 'tcp')
-      check(
-        'controlUrl',
-        `tcp://${host}:${a.port}`,
-        { family: a.family, host: a.host, port: a.port },
-        undefined,
-      );
-    else check('controlUrl', `unix://${a.path}`, undefined, a.path);
+      check('controlUrl', url, { family: a.family, host: a.host, port: a.port }, undefined);
+    else check('controlUrl', url, undefined, a.path);
   }
   if (metrics !== undefined)
     check(
@@ -279,6 +269,12 @@ function distinctAddresses(
     );
 }
 
+/**
+ * The pidfile and the state file are replaced whole and removed at stop: neither may be the other, nor a
+ * file nserve redirects output to (the log would be overwritten, then deleted). The same file is the same
+ * name once the directory's symlinks are resolved; a symlink at the name itself is replaced, never followed
+ * (atomic-file.ts), so it does not make two names one. stdout and stderr may share a file.
+ */
 function distinctFiles(files: [string, string | undefined][], sources: Record<string, Source>): void {
   const name = (file: string): string => {
     try {

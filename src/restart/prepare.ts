@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { resolveAppFile } from '../app.js';
 import { type Listener, parseBindUri, probeAddress, probeNewBinds } from '../binder.js';
 import { type Config, loadConfig } from '../config.js';
-import type { ControlAddress } from '../control/api.js';
+import { formatControlUrl } from '../control/api.js';
 import { errorCode, errorMessage, type NserveErrorCode } from '../errors.js';
 import { checkLeaks, type LeakCheck, leakCandidates } from '../fds.js';
 import { runHooks } from '../hooks.js';
@@ -191,9 +191,10 @@ export async function newConfigProblem(
     if (fresh.envFile !== undefined) (await import('../env-file.js')).readEnvFile(fresh.envFile, release);
     probeNewBinds(fresh.binds, listeners);
     // The control server and the metrics listener are bound again by the new image when they moved.
-    const control = fresh.control?.auto === false ? controlUri(fresh.control.address) : undefined;
-    if (control !== undefined && control !== controlUri(ctx.config.control?.address))
-      probeAddress(parseBindUri(control));
+    const control = fresh.control?.auto === false ? formatControlUrl(fresh.control.address) : undefined;
+    const current =
+      ctx.config.control === undefined ? undefined : formatControlUrl(ctx.config.control.address);
+    if (control !== undefined && control !== current) probeAddress(parseBindUri(control));
     if (fresh.metricsUrl !== undefined && fresh.metricsUrl.uri !== ctx.config.metricsUrl?.uri)
       probeAddress(parseBindUri(fresh.metricsUrl.uri));
     for (const [flag, file] of [
@@ -201,7 +202,7 @@ export async function newConfigProblem(
       ['--state', fresh.stateFile],
     ] as const) {
       if (file === undefined) continue;
-      const dir = path.dirname(path.resolve(ctx.launchCwd, file));
+      const dir = path.dirname(file); // resolved by the config
       try {
         fs.accessSync(dir, fs.constants.W_OK);
       } catch (err) {
@@ -212,11 +213,4 @@ export async function newConfigProblem(
   } catch (err) {
     return errorMessage(err);
   }
-}
-
-/** A control address as a bind URI (to probe it), or undefined for none. */
-function controlUri(a: ControlAddress | undefined): string | undefined {
-  if (a === undefined) return undefined;
-  if (a.kind === 'unix') return `unix://${a.path}`;
-  return `tcp://${a.family === 'tcp6' ? `[${a.host}]` : a.host}:${a.port}`;
 }
