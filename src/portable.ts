@@ -1,20 +1,56 @@
 // Single mode without the native addon: macOS and Windows (where developers install an app's
 // dependencies too), or a Linux where no prebuild fits and nothing can compile one. Node binds and
 // serves; what needs the addon (hot and phased restarts, cluster mode, descriptor listings, the
-// systemd protocol) is refused in one line. Production is Linux, with the addon: docs/install.md.
+// systemd protocol, the control server) is refused in one line. Production is Linux, with the addon:
+// docs/install.md.
+//
+// What single mode does around serving, portable mode does too: it binds exactly the bind's host (or
+// the unix socket's path and mode), runs the ready probe before it serves, writes and removes the
+// pidfile, runs onBooted, serves on through --shutdown-delay, and drains at a stop.
 import * as fs from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { compatPorts, listenWaitMs, loadApp, publishPorts, resolveAppFile } from './app.js';
+import { type BindSpec, formatAddress } from './bind-uri.js';
+import type { Config } from './config.js';
+import { formatControlUrl } from './control/api.js';
+import { errorCode, errorMessage, NserveError, usageError } from './errors.js';
+import { runHooks } from './hooks.js';
 import { Lifecycle, SERVER_TRANSITIONS, type ServerState } from './lifecycle.js';
 import * as native from './native.js';
+import { recordPid, removePidfile } from './pidfile.js';
+import { readyProbe } from './probe.js';
 import type { RunContext } from './run-context.js';
 import { AppServer } from './server.js';
 import { installSignalHandlers } from './signals.js';
 import { type ControlAction, type ControlAnswer, lifetimeView, type Stats } from './status.js';
 import { VERSION } from './version.js';
 
+/** Why a feature cannot run here, in the words every refusal uses. */
+export function noAddonReason(): string {
+  return `needs nserve's native addon, which is unavailable: ${native.unavailableReason ?? 'unknown'}`;
+}
+
+/**
+ * What portable mode cannot do, refused in one line before anything binds: cluster mode, and the
+ * control server and metrics listener (the addon binds them, so that they survive a hot restart).
+ */
+export function refuseWithoutAddon(config: Config): void {
+  const refuse = (what: string, instead: string): never => {
+    throw usageError('ERR_NSERVE_NO_ADDON', `${what} ${noAddonReason()}; ${instead}`);
+  };
+  if (config.workers > 0) refuse(`cluster mode (-w ${config.workers})`, 'run single mode (-w 0)');
+  if (config.control !== undefined)
+    refuse(
+      `the control server (--control-url ${formatControlUrl(config.control.address)})`,
+      'stop the server with SIGTERM (or SIGINT) instead',
+    );
+  if (config.metricsUrl !== undefined)
+    refuse(`the metrics listener (--metrics-url)`, 'leave --metrics-url unset');
+}
+
 export async function runPortable(ctx: RunContext): Promise<void> {
   const { config, log, history } = ctx;
-  const why = `needs nserve's native addon, which is unavailable: ${native.unavailableReason ?? 'unknown'}`;
+  const why = noAddonReason();
   const directory = fs.realpathSync(config.directory);
   resolveAppFile(config.app, directory);
   const lifecycle = new Lifecycle<ServerState>('server', 'booting', SERVER_TRANSITIONS, log);
@@ -27,20 +63,14 @@ export async function runPortable(ctx: RunContext): Promise<void> {
     listenWaitMs: listenWaitMs(config),
   });
   const server = AppServer.forApp(app, config, log);
-  const binds: string[] = [];
-  for (const spec of config.binds) {
-    const address = await server.listenOn(
-      spec.uri,
-      spec.kind === 'tcp' ? { host: spec.host, port: spec.port } : { path: spec.path },
-    );
-    if (typeof address === 'string') binds.push(`unix://${address}`);
-    else if (address !== null)
-      binds.push(
-        address.family === 'IPv6'
-          ? `tcp://[${address.address}]:${address.port}`
-          : `tcp://${address.address}:${address.port}`,
-      );
+  if (config.readyProbe !== undefined) {
+    // One real request through the app, privately, before any client reaches it (as single mode does).
+    const failed = await readyProbe(server, config.readyProbe, config.readyProbeTimeoutMs);
+    if (failed !== undefined) throw new NserveError('ERR_NSERVE_READY_PROBE', failed, { usage: true });
   }
+  const binds: string[] = [];
+  for (const spec of config.binds) binds.push(await listenPortable(server, spec));
+  if (config.pidfile !== undefined) recordPid(config.pidfile, log);
   lifecycle.to('running', 'the app serves');
   log.warn(
     { code: 'ERR_NSERVE_NO_ADDON' },
@@ -50,13 +80,25 @@ export async function runPortable(ctx: RunContext): Promise<void> {
     { version: VERSION, mode: 'single', app: app.file, directory, binds, addon: false },
     'nserve booted',
   );
+  void runHooks('onBooted', config.hooks.onBooted, {}, config.hookTimeoutMs, log);
 
   const stop = async (reason: string, timeoutMs: number): Promise<void> => {
     lifecycle.to('stopping', reason);
-    log.info({ reason }, 'graceful stop: draining');
+    if (timeoutMs > 0 && config.shutdownDelayMs > 0) {
+      // Kubernetes keeps routing to a pod for a while after SIGTERM: serve on, health answering 503.
+      server.unready();
+      log.info(
+        { delayMs: config.shutdownDelayMs },
+        `graceful stop: serving ${config.shutdownDelayMs} ms more (--shutdown-delay)`,
+      );
+      await sleep(config.shutdownDelayMs);
+    }
+    log.info({ reason, inFlight: server.inFlight }, 'graceful stop: draining');
     server.beginDraining();
+    // Closing Node's listener also removes a unix socket's file.
     server.stopAccepting();
     await server.drain(timeoutMs, config.longLivedGraceMs, 'stop');
+    if (config.pidfile !== undefined) removePidfile(config.pidfile);
     log.info({ requests: server.requests }, 'stopped');
     process.exit(0);
   };
@@ -97,4 +139,36 @@ export async function runPortable(ctx: RunContext): Promise<void> {
     if (!answer.accepted) log.warn({ signal }, `${signal} ignored: ${answer.reason}`);
   }, log);
   await ctx.onServing?.({ stats, perform });
+}
+
+/** Bind one bind URI with Node's own listener, exactly where it says; returns what was really bound. */
+async function listenPortable(server: AppServer, spec: BindSpec): Promise<string> {
+  let address: Awaited<ReturnType<AppServer['listenOn']>>;
+  try {
+    if (spec.kind === 'tcp') {
+      address = await server.listenOn(spec.uri, {
+        host: spec.host,
+        port: spec.port,
+        ipv6Only: spec.family === 'tcp6',
+      });
+    } else {
+      // The socket file is created by bind(), inside listen(), synchronously: a umask for that call
+      // gives it the bind's mode from the start (a chmod after would leave a window with the default).
+      const umask = spec.mode === undefined ? undefined : process.umask(0o777 & ~spec.mode);
+      const listening = server.listenOn(spec.uri, { path: spec.path });
+      if (umask !== undefined) process.umask(umask);
+      address = await listening;
+    }
+  } catch (err) {
+    if (errorCode(err) === 'EADDRINUSE')
+      throw usageError('ERR_NSERVE_ADDRESS_IN_USE', `bind ${spec.uri} is in use (another server?)`, err);
+    throw usageError('ERR_NSERVE_BIND', `cannot listen on ${spec.uri}: ${errorMessage(err)}`, err);
+  }
+  if (typeof address === 'string') return `unix://${address}`;
+  if (address === null) return spec.uri;
+  return formatAddress({
+    family: address.family === 'IPv6' ? 'IPv6' : 'IPv4',
+    address: address.address,
+    port: address.port,
+  });
 }

@@ -21,6 +21,7 @@
 import type * as http from 'node:http';
 import type { Socket } from 'node:net';
 import * as net from 'node:net';
+import { listenUncaptured } from './app/listen-compat.js';
 import type { LoadedApp } from './app.js';
 import type { Config } from './config.js';
 import { announceDrain, type DrainInfo, retractDrain } from './drain.js';
@@ -143,7 +144,9 @@ export class AppServer {
     this.servers.set(key, server);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen({ ...options, backlog: this.options.backlog }, () => {
+      // Not server.listen: after the app loaded, listen-compat's capture of the app's own listen() is
+      // still in place, and would take this server for the app's (nothing bound, 0.0.0.0 reported).
+      listenUncaptured(server, { ...options, backlog: this.options.backlog }, () => {
         server.off('error', reject);
         resolve();
       });

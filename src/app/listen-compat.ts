@@ -5,6 +5,17 @@ import * as net from 'node:net';
 import type * as tls from 'node:tls';
 import { isTlsServer } from '../tls.js';
 
+/**
+ * Node's own listen, as it was before any capture: nserve's own servers (portable mode binds with Node)
+ * must bind where they were told, never be mistaken for the app's server by the capture below.
+ */
+const NODE_LISTEN = net.Server.prototype.listen;
+
+/** Listen with Node's own net.Server.listen, whatever listen-compat has patched since. */
+export function listenUncaptured(server: net.Server, options: net.ListenOptions, callback: () => void): void {
+  NODE_LISTEN.call(server, options, callback);
+}
+
 /** An app's server that listen-compat captures: http, or https/http2 (TLS terminated by the app). */
 type AppHttpServer = http.Server | tls.Server;
 

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { type CliOptions, type Config, loadConfig } from '../config.js';
 import type { ControlPlane } from '../control/plane.js';
-import { errorMessage, NserveError, usageError } from '../errors.js';
+import { errorMessage, NserveError } from '../errors.js';
 import { noteStartupFds } from '../fds.js';
 import {
   createLogger,
@@ -169,6 +169,8 @@ export async function start(appArg: string | undefined, opts: CliOptions): Promi
     history.finish(history.current(), 'failed', rejected);
   }
   const startedAt = handoff?.startedAt ?? new Date().toISOString();
+  // Without the addon (portable mode): what needs it is refused now, before anything binds.
+  if (!native.available) (await import('../portable.js')).refuseWithoutAddon(config);
   // The control server (master or single only, never a worker) binds now, so a bad address fails first.
   const control = await openControlPlane(config, log, startedAt);
   // Metrics (docs/metrics.md): the dedicated listener binds now too, and answers from the start.
@@ -206,21 +208,16 @@ export async function start(appArg: string | undefined, opts: CliOptions): Promi
       ? { role: 'master', app: config.app, generation: handoff?.generation ?? 0 }
       : { role: 'single', app: config.app },
   );
-  if (!native.available) {
-    // Single mode serves without the addon (macOS, Windows): everything else needs it.
-    if (config.workers > 0)
-      throw usageError(
-        'ERR_NSERVE_NO_ADDON',
-        `cluster mode (-w ${config.workers}) needs nserve's native addon (Linux), which is unavailable: ${native.unavailableReason ?? 'unknown'}`,
-      );
-    const { runPortable } = await import('../portable.js');
-    return runPortable(ctx);
-  }
   if (config.workers > 0) {
     const { runMaster } = await import('../cluster/master.js');
     return runMaster(ctx);
   }
   if (config.tagOutput) await tagAppOutput({ role: 'single' });
+  if (!native.available) {
+    // Single mode serves without the addon (macOS, Windows): refuseWithoutAddon refused the rest.
+    const { runPortable } = await import('../portable.js');
+    return runPortable(ctx);
+  }
   const { runSingle } = await import('../single.js');
   return runSingle(ctx);
 }

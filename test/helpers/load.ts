@@ -252,14 +252,15 @@ export class Load {
 export function getJson(
   port: number,
   path = '/',
-  options: { host?: string; timeoutMs?: number; ca?: (string | Buffer)[] } = {},
+  options: { host?: string; socketPath?: string; timeoutMs?: number; ca?: (string | Buffer)[] } = {},
 ): Promise<{ status: number; body: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
     const get = options.ca === undefined ? http.get : https.get;
     const req = get(
       {
-        host: options.host ?? '127.0.0.1',
-        port,
+        ...(options.socketPath === undefined
+          ? { host: options.host ?? '127.0.0.1', port }
+          : { socketPath: options.socketPath }),
         path,
         agent: false,
         timeout: options.timeoutMs ?? 10_000,
