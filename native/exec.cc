@@ -1,4 +1,6 @@
-// Process-level calls: execve (replace the running image) and waitpid.
+// Process-level calls: execve (replace the running image), waitpid, and the
+// signal mask and early signals of the image a hot restart execs.
+#include <dlfcn.h>
 #include <errno.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -50,11 +52,12 @@ class SignalState {
     }
   }
 
-  // The new image starts with no signal blocked.
-  void UnblockAll() {
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
+  // The new image starts with only `block` blocked (the mask survives execve).
+  void BlockOnly(const std::vector<int>& block) {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int s : block) sigaddset(&set, s);
+    sigprocmask(SIG_SETMASK, &set, nullptr);
   }
 
   // Handlers first, with everything blocked, then the original mask.
@@ -74,23 +77,32 @@ class SignalState {
   bool changed_[NSIG] = {};
 };
 
-// execve(path: string, argv: string[], env: string[], ignore: number[]):
-// never returns normally.
+// execve(path: string, argv: string[], env: string[], ignore: number[],
+// block: number[]): never returns normally.
 //
-// Between UnblockAll() and execve a signal still pending or arriving is
+// Between BlockOnly() and execve a signal still pending or arriving is
 // handled by its default action, as in the new image: this is the same trade
-// node-pty makes, and the reason for `ignore`.
+// node-pty makes, and the reason for `ignore`. A signal in `block` (and
+// ignored) stays pending through the exec instead: only pass those when the
+// new image installs a handler before it unblocks them (nserve_signals.so).
+//
+// Threads: the handlers are reset process-wide, but the mask is the calling
+// thread's only. Another thread of this process (libuv's pool, V8's workers)
+// may still take a signal between the reset and the exec, and then runs its
+// default action: the reason the restart signals are set to ignored here
+// rather than only blocked.
 Napi::Value Execve(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string path = StringArg(info, 0);
   std::vector<std::string> argv = StringArrayArg(info, 1);
   std::vector<std::string> envp = StringArrayArg(info, 2);
   std::vector<int> ignore = IntArrayArg(info, 3, 1, NSIG - 1);
+  std::vector<int> block = IntArrayArg(info, 4, 1, NSIG - 1);
   std::vector<char*> argv_ptrs = NullTerminated(argv);
   std::vector<char*> envp_ptrs = NullTerminated(envp);
 
   SignalState signals(ignore);
-  signals.UnblockAll();
+  signals.BlockOnly(block);
   execve(path.c_str(), argv_ptrs.data(), envp_ptrs.data());
   int err = errno;
   signals.Restore();
@@ -122,11 +134,44 @@ Napi::Value WaitPid(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// unblockSignals(signals: number[]): unblock them on the calling (main)
+// thread, so that one held pending (SIGUSR1 under Node's --disable-sigusr1,
+// which keeps it blocked for the life of the process) is delivered now.
+Napi::Value UnblockSignals(const Napi::CallbackInfo& info) {
+  std::vector<int> sigs = IntArrayArg(info, 0, 1, NSIG - 1);
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : sigs) sigaddset(&set, s);
+  // sigprocmask, as above: pthread_sigmask is a GLIBC_2.32 symbol.
+  if (sigprocmask(SIG_UNBLOCK, &set, nullptr) != 0)
+    ThrowErrno(info.Env(), "sigprocmask");
+  return info.Env().Undefined();
+}
+
+// takeEarlySignals(signals: number[]): number[] | null. How many times each
+// signal reached nserve_signals.so's recorder since the last call; null when
+// that object is not loaded in this process.
+Napi::Value TakeEarlySignals(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::vector<int> sigs = IntArrayArg(info, 0, 1, NSIG - 1);
+  using Take = int (*)(int);
+  Take take =
+      reinterpret_cast<Take>(dlsym(RTLD_DEFAULT, "nserve_early_signal_take"));
+  if (take == nullptr) return env.Null();
+  Napi::Array out = Napi::Array::New(env, sigs.size());
+  for (uint32_t i = 0; i < sigs.size(); i++) out.Set(i, take(sigs[i]));
+  return out;
+}
+
 }  // namespace
 
 void InitExec(Napi::Env env, Napi::Object exports) {
   exports.Set("execve", Napi::Function::New(env, Execve, "execve"));
   exports.Set("waitpid", Napi::Function::New(env, WaitPid, "waitpid"));
+  exports.Set("unblockSignals",
+              Napi::Function::New(env, UnblockSignals, "unblockSignals"));
+  exports.Set("takeEarlySignals",
+              Napi::Function::New(env, TakeEarlySignals, "takeEarlySignals"));
 }
 
 }  // namespace nserve

@@ -55,6 +55,12 @@ Napi::Value SetNonblock(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// getNonblock(fd: number): boolean
+Napi::Value GetNonblock(const Napi::CallbackInfo& info) {
+  int flags = Fcntl(info.Env(), FdArg(info, 0), F_GETFL);
+  return Napi::Boolean::New(info.Env(), (flags & O_NONBLOCK) != 0);
+}
+
 // dup(fd: number): number. The copy is close-on-exec and never lands on
 // 0-2, which a closed stdio slot would otherwise hand out.
 Napi::Value Dup(const Napi::CallbackInfo& info) {
@@ -192,6 +198,8 @@ void InitFds(Napi::Env env, Napi::Object exports) {
   exports.Set("getCloexec", Napi::Function::New(env, GetCloexec, "getCloexec"));
   exports.Set("setNonblock",
               Napi::Function::New(env, SetNonblock, "setNonblock"));
+  exports.Set("getNonblock",
+              Napi::Function::New(env, GetNonblock, "getNonblock"));
   exports.Set("dup", Napi::Function::New(env, Dup, "dup"));
   exports.Set("dup2", Napi::Function::New(env, Dup2, "dup2"));
   exports.Set("close", Napi::Function::New(env, Close, "close"));

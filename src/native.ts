@@ -94,11 +94,20 @@ export interface Addon {
   sendFds(sock: number, fds: readonly number[], payload: Buffer): void;
   recvFds(sock: number): { data: Buffer; fds: number[] } | null;
   Watcher: new (fd: number, onEvent: WatchCallback) => Watcher;
-  execve(path: string, argv: readonly string[], env: readonly string[], ignore: readonly number[]): never;
+  execve(
+    path: string,
+    argv: readonly string[],
+    env: readonly string[],
+    ignore: readonly number[],
+    block: readonly number[],
+  ): never;
+  unblockSignals(signals: readonly number[]): void;
+  takeEarlySignals(signals: readonly number[]): number[] | null;
   waitpid(pid: number): { pid: number; code: number | null; signal: number | null } | null;
   setCloexec(fd: number, on: boolean): void;
   getCloexec(fd: number): boolean;
   setNonblock(fd: number, on: boolean): void;
+  getNonblock(fd: number): boolean;
   dup(fd: number): number;
   dup2(oldfd: number, newfd: number): void;
   close(fd: number): void;
@@ -123,7 +132,12 @@ function packageRoot(): string | undefined {
 /** The environment variable that forces the no-addon path (as on macOS or Windows), for tests and for users. */
 export const NO_ADDON_ENV = 'NSERVE_NO_ADDON';
 
-export type AddonState = { addon: Addon; reason?: undefined } | { addon?: undefined; reason: string };
+export type AddonState =
+  | { addon: Addon; reason?: undefined; preload?: string | undefined }
+  | { addon?: undefined; reason: string; preload?: undefined };
+
+/** The object preloaded into a hot restart's image (native/early_signals.cc), beside the addon. */
+const PRELOAD_FILE = 'nserve_signals.so';
 
 type NodeGypBuild = { (dir: string): unknown; path(dir: string): string };
 
@@ -153,7 +167,9 @@ export function loadAddon(
     };
   }
   try {
-    return { addon: require(file) as Addon };
+    const addon = require(file) as Addon;
+    const preload = join(dirname(file), PRELOAD_FILE);
+    return { addon, preload: existsSync(preload) ? preload : undefined };
   } catch (err) {
     // e.g. "/lib/x86_64-linux-gnu/libc.so.6: version `GLIBC_2.28' not found (required by …)"
     return { reason: `the addon ${relative(root, file)} failed to load: ${firstLine(err)}` };
@@ -171,6 +187,11 @@ const state = loadAddon(packageRoot());
 export const available: boolean = state.addon !== undefined;
 /** Why the addon is unavailable, in one line; undefined when it loaded. */
 export const unavailableReason: string | undefined = state.reason;
+/**
+ * The shared object a hot restart preloads into its new image (LD_PRELOAD) so that a restart signal
+ * during Node's start-up is recorded instead of fatal (native/early_signals.cc); undefined if absent.
+ */
+export const signalPreload: string | undefined = state.preload;
 
 function noAddon(what: string): Error {
   return Object.assign(

@@ -1,4 +1,5 @@
 import { type Logger, reopenRedirectedStdio } from './logger.js';
+import * as native from './native.js';
 
 // One table maps each command to its signal and control-server path; the CLI, the control server and
 // docs/signals.md are fed from it.
@@ -54,9 +55,10 @@ interface EarlySignals {
 }
 
 /**
- * Signals set to ignored (not defaulted) across the re-exec. This only covers the first milliseconds:
- * Node resets ignored signals to their default action at start-up, so bin/nserve.js installs catching
- * handlers before anything else loads. What remains exposed is Node's own start-up (~40 ms measured).
+ * The restart signals, ignored and blocked across the re-exec (restart/exec.ts). Node resets ignored
+ * signals to their default action at start-up, so the new image is started with a preloaded recorder
+ * that Node leaves in place (native/early_signals.cc) until bin/nserve.js installs catching handlers.
+ * SIGTERM and SIGINT are not among them: Node installs its own handlers for those (docs/restarts.md).
  */
 export const IGNORED_ACROSS_EXEC: readonly NodeJS.Signals[] = [
   'SIGUSR1',
@@ -95,9 +97,18 @@ export function installSignalHandlers(
   };
   process.on('SIGHUP', hup);
   installed.push(['SIGHUP', hup]);
+  if (native.available) {
+    // Node's --disable-sigusr1 (how nserve starts the images it execs, exec.ts) keeps SIGUSR1 blocked for
+    // the life of the process, handler or not: unblock it now that ours is in place. One that arrived
+    // while booting was held pending, and is delivered to our handler now.
+    native.unblockSignals(['SIGUSR1']);
+  }
   if (early !== undefined) {
     early.uninstall();
-    const got = early.received.splice(0);
+    // Before bin/nserve.js ran, the restart signals reached the recorder preloaded into a hot restart's
+    // image (native/early_signals.cc), if any.
+    const recorded = native.available ? (native.takeEarlySignals(IGNORED_ACROSS_EXEC) ?? []) : [];
+    const got = [...recorded, ...early.received.splice(0)];
     const stop = got.find((sig) => sig === 'SIGTERM' || sig === 'SIGINT');
     const ignored = got.filter((sig) => sig !== 'SIGTERM' && sig !== 'SIGINT');
     if (ignored.length > 0) log.warn({ signals: ignored }, 'signals received while booting were ignored');

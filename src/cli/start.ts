@@ -25,9 +25,11 @@ import {
   decodeHandoff,
   HANDOFF_ENV,
   type Handoff,
+  PRELOAD_ENV,
   readBootCheckDirectory,
   readBootCheckEnv,
   readWorkerEnv,
+  withoutPreload,
 } from '../restart/handoff.js';
 import type { RunContext } from '../run-context.js';
 import type { Controller } from '../status.js';
@@ -61,6 +63,12 @@ export async function start(appArg: string | undefined, opts: CliOptions): Promi
   noteStartupFds();
   const env = { ...process.env };
   for (const k of CONSUMED_ENV) delete process.env[k];
+  // A hot restart's image: the recorder preloaded for Node's start-up is not for the app or its children.
+  if (native.signalPreload !== undefined) {
+    const rest = withoutPreload(process.env[PRELOAD_ENV], native.signalPreload);
+    if (rest === undefined) delete process.env[PRELOAD_ENV];
+    else process.env[PRELOAD_ENV] = rest;
+  }
   const bootCheck = readBootCheckEnv(env);
   if (bootCheck !== undefined) {
     const { bootCheckChild } = await import('./boot-check.js');

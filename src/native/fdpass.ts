@@ -86,6 +86,10 @@ export function setNonblock(fd: number, on: boolean): void {
   addon.setNonblock(validateFd('fd', fd), validateBoolean('on', on));
 }
 
+export function getNonblock(fd: number): boolean {
+  return addon.getNonblock(validateFd('fd', fd));
+}
+
 /** fcntl(F_DUPFD_CLOEXEC, 3): a close-on-exec copy, never numbered 0-2. */
 export function dup(fd: number): number {
   return addon.dup(validateFd('fd', fd));

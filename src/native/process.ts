@@ -31,14 +31,43 @@ export function execve(
   path: string,
   argv: readonly string[],
   env: readonly string[],
-  options: { ignoreSignals?: readonly NodeJS.Signals[] } = {},
+  options: { ignoreSignals?: readonly NodeJS.Signals[]; blockSignals?: readonly NodeJS.Signals[] } = {},
 ): never {
   validateString('path', path);
   const args = validateStrings('argv', argv);
   const envs = validateStrings('env', env);
-  const names = options.ignoreSignals ?? [];
-  if (!Array.isArray(names)) throw invalidType('options.ignoreSignals', 'an array of signal names', names);
-  return addon.execve(path, args, envs, names.map(signalNumber));
+  return addon.execve(
+    path,
+    args,
+    envs,
+    signalNumbers('options.ignoreSignals', options.ignoreSignals),
+    signalNumbers('options.blockSignals', options.blockSignals),
+  );
+}
+
+function signalNumbers(what: string, names: readonly NodeJS.Signals[] | undefined): number[] {
+  if (names === undefined) return [];
+  if (!Array.isArray(names)) throw invalidType(what, 'an array of signal names', names);
+  return names.map(signalNumber);
+}
+
+/**
+ * Unblock these signals on the calling (main) thread: one held pending while blocked is delivered now.
+ * Node's `--disable-sigusr1` keeps SIGUSR1 blocked for the life of the process, JS handler or not.
+ */
+export function unblockSignals(names: readonly NodeJS.Signals[]): void {
+  addon.unblockSignals(signalNumbers('signals', names));
+}
+
+/**
+ * The signals that reached the recorder preloaded into this image (native/early_signals.cc) before
+ * nserve's handlers were installed, each as often as it arrived, and forgotten there; undefined when
+ * this image was started without it.
+ */
+export function takeEarlySignals(names: readonly NodeJS.Signals[]): NodeJS.Signals[] | undefined {
+  const counts = addon.takeEarlySignals(signalNumbers('signals', names));
+  if (counts === null) return undefined;
+  return names.flatMap((name, i) => Array<NodeJS.Signals>(counts[i] ?? 0).fill(name));
 }
 
 /**

@@ -6,8 +6,10 @@
 // (the AbortSignal) cancels it at the next step, and the caller then stops gracefully.
 //
 // The exec (see handoff.ts for what crosses it): the kept descriptors and stdio have FD_CLOEXEC cleared
-// right before execve; SIGUSR1/SIGUSR2/SIGHUP/SIGTTIN/SIGTTOU are ignored across it, so one sent while the
-// new image starts is dropped instead of killing the process (bin/nserve.js catches them once JS runs).
+// right before execve; SIGUSR1/SIGUSR2/SIGHUP/SIGTTIN/SIGTTOU are ignored across it and, with
+// nserve_signals.so preloaded into the new image (handoff.ts), blocked: one sent while the new image starts
+// stays pending until the preloaded recorder is in place, and is logged once nserve's JS runs, instead of
+// killing the process (native/early_signals.cc; bin/nserve.js catches them once JS runs).
 import { spawn } from 'node:child_process';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -20,6 +22,8 @@ import {
   encodeHandoff,
   HANDOFF_ENV,
   type Handoff,
+  PRELOAD_ENV,
+  withPreload,
 } from './handoff.js';
 
 export interface RestartInfo {
@@ -172,31 +176,45 @@ export function execSelf(options: ExecOptions): never {
   );
   options.log.info({ keepFds: options.keepFds, restart: options.restart.count + 1 }, 'hot restart: exec');
   options.log.flush?.();
-  const stdioState = [0, 1, 2].map((fd) => safeCloexec(fd));
+  const stdioState = [0, 1, 2].map((fd) => stdioFlags(fd));
   for (const fd of [0, 1, 2]) clearStdioFlags(fd);
   for (const fd of options.keepFds) native.setCloexec(fd, false);
   const runningIn = process.cwd();
   try {
     process.chdir(options.cwd);
-    return native.execve(
-      file,
-      [file, ...args],
-      Object.entries(env).map(([k, v]) => `${k}=${v}`),
-      { ignoreSignals: IGNORED_ACROSS_EXEC },
-    );
+    return execImage(file, [file, ...args], env);
   } catch (err) {
     process.chdir(runningIn);
     for (const fd of options.keepFds) native.setCloexec(fd, true);
+    // What Node set on stdio (close-on-exec, and O_NONBLOCK on pipes), as it was.
     stdioState.forEach((was, fd) => {
-      if (was !== undefined) native.setCloexec(fd, was);
+      if (was === undefined) return;
+      native.setCloexec(fd, was.cloexec);
+      if (was.nonblock) native.setNonblock(fd, true);
     });
     throw err;
   }
 }
 
-function safeCloexec(fd: number): boolean | undefined {
+/**
+ * execve with the restart signals ignored across it, and (when nserve_signals.so is there to record
+ * them in the new image) blocked, so that one arriving meanwhile waits for the recorder.
+ */
+function execImage(file: string, argv: string[], env: Record<string, string | undefined>): never {
+  const preload = native.signalPreload;
+  const vars: Record<string, string | undefined> =
+    preload === undefined ? env : { ...env, [PRELOAD_ENV]: withPreload(env[PRELOAD_ENV], preload) };
+  const list: string[] = [];
+  for (const [k, v] of Object.entries(vars)) if (v !== undefined) list.push(`${k}=${v}`);
+  return native.execve(file, argv, list, {
+    ignoreSignals: IGNORED_ACROSS_EXEC,
+    blockSignals: preload === undefined ? [] : IGNORED_ACROSS_EXEC,
+  });
+}
+
+function stdioFlags(fd: number): { cloexec: boolean; nonblock: boolean } | undefined {
   try {
-    return native.getCloexec(fd);
+    return { cloexec: native.getCloexec(fd), nonblock: native.getNonblock(fd) };
   } catch {
     return undefined;
   }
@@ -208,13 +226,10 @@ export function execBack(
   reason: string,
   env: NodeJS.ProcessEnv,
 ): never {
-  const vars: string[] = [];
-  for (const [k, v] of Object.entries({ ...env, [HANDOFF_ENV.rejected]: reason }))
-    if (v !== undefined) vars.push(`${k}=${v}`);
   for (const fd of [0, 1, 2]) clearStdioFlags(fd);
   for (const fd of back.fds) native.setCloexec(fd, false);
   process.chdir(back.cwd);
-  return native.execve(back.file, [back.file, ...back.args], vars, { ignoreSignals: IGNORED_ACROSS_EXEC });
+  return execImage(back.file, [back.file, ...back.args], { ...env, [HANDOFF_ENV.rejected]: reason });
 }
 
 function clearStdioFlags(fd: number): void {

@@ -24,6 +24,11 @@
 //                                 the shape; an image without it starts a new record), and `pinned`: the
 //                                 release a rollback restarts onto, instead of re-resolving --directory
 //   stdio                         FD_CLOEXEC and O_NONBLOCK cleared on 0-2 (see exec.ts)
+//   restart signals at start-up   LD_PRELOAD names nserve_signals.so (native/early_signals.cc), and the
+//                                 restart signals are ignored and blocked across the execve: one that
+//                                 arrives while Node starts is recorded, never fatal. The new image takes
+//                                 its entry out of LD_PRELOAD first thing (the app and its children never
+//                                 see it) and logs what was recorded (signals.ts)
 //
 // All of it travels in one variable, NSERVE_HANDOFF, as JSON with a version. An image that does not
 // understand the version (a release that ships an older or newer nserve) reads only `back`, which every
@@ -48,6 +53,22 @@ export const HANDOFF_ENV = {
  * the exec, so a key removed from the file is removed from the environment too (env-file.ts).
  */
 export const ENV_FILE_KEYS = 'NSERVE_ENV_FILE_KEYS';
+
+/** The dynamic loader's preload list (space- or colon-separated), which carries nserve_signals.so. */
+export const PRELOAD_ENV = 'LD_PRELOAD';
+
+/** `list` without any nserve_signals.so entry; undefined when nothing else is left. */
+export function withoutPreload(list: string | undefined, file: string): string | undefined {
+  const name = file.slice(file.lastIndexOf('/') + 1);
+  const rest = (list ?? '').split(/[: ]+/).filter((e) => e !== '' && !e.endsWith(`/${name}`) && e !== name);
+  return rest.length === 0 ? undefined : rest.join(' ');
+}
+
+/** `list` with `file` first (once), for the image an exec starts. */
+export function withPreload(list: string | undefined, file: string): string {
+  const rest = withoutPreload(list, file);
+  return rest === undefined ? file : `${file} ${rest}`;
+}
 
 /** Variables from the master (or a server) to the processes it spawns. */
 export const CHILD_ENV = {
