@@ -28,10 +28,19 @@ if (process.argv[2] === 'start') {
   if (!sigusr1Safe && !process.execArgv.some((a) => a.startsWith('--inspect'))) {
     // getBuiltinModule: synchronous, no trip through the ESM loader (start-up time).
     const inspector = process.getBuiltinModule('node:inspector');
-    if (inspector.url() !== undefined) {
+    const closeStray = () => {
+      if (inspector.url() === undefined) return;
       inspector.close();
       process.stderr.write('nserve: closed the inspector a SIGUSR1 during start-up had opened\n');
-    }
+    };
+    closeStray();
+    // The inspector opens on a thread of its own, so it may not be open yet; and on Node 22+ a signal
+    // taken before this line can open it a second time once the event loop turns (measured on 26: after
+    // this close, as the server booted). Look again every 10 ms for the first 5 s; later SIGUSR1s reach
+    // nserve's handlers, never the inspector.
+    const watch = setInterval(closeStray, 10);
+    watch.unref();
+    setTimeout(() => clearInterval(watch), 5000).unref();
   }
 }
 // `start` (every server process: single, master, workers) reads its command line without commander

@@ -1,5 +1,6 @@
 // Start the real nserve CLI, read its JSON log lines, and make sure it dies with the test.
 import { type ChildProcess, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -128,6 +129,34 @@ export async function runNserve(args: string[], options: StartOptions & { timeou
 export function processAlive(pid: number): boolean {
   const entry = procEntry(pid);
   return entry !== undefined && entry.state !== 'Z';
+}
+
+/** Local ports of the TCP sockets in LISTEN state that `pid` holds. */
+export function listeningPorts(pid: number): number[] {
+  const inodes = new Set<string>();
+  let fds: string[];
+  try {
+    fds = fs.readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return []; // the process is gone (a worker that has just exited)
+  }
+  for (const fd of fds) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m !== null) inodes.add(m[1]!);
+    } catch {
+      // closed meanwhile
+    }
+  }
+  const ports: number[] = [];
+  for (const table of ['tcp', 'tcp6']) {
+    for (const line of fs.readFileSync(`/proc/${pid}/net/${table}`, 'utf8').split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      if (cols[3] === '0A' && cols[9] !== undefined && inodes.has(cols[9]))
+        ports.push(Number.parseInt(cols[1]!.split(':')[1]!, 16));
+    }
+  }
+  return ports;
 }
 
 /** Zombie (exited, not reaped) direct children of `pid`. */
