@@ -5,6 +5,15 @@
 // exec) must not kill the server: catch them before anything else loads. nserve installs its real
 // handlers once booted; restart signals that arrived before are logged and ignored, a stop is carried
 // out then (see src/signals.ts). Other commands (ctl, fds, config) keep Node's defaults.
+// The supported lines (package.json's engines): 22, 24 and 26, and 20.17+ while it stays tested. An older
+// Node would fail somewhere inside with a message about a missing API: say so in one line instead.
+const [nodeMajor = 0, nodeMinor = 0] = process.versions.node.split('.').map(Number);
+if (nodeMajor < 20 || (nodeMajor === 20 && nodeMinor < 17)) {
+  process.stderr.write(
+    `nserve: error: Node.js ${process.version} is not supported: use Node.js 22, 24 or 26 (or 20.17+, past its end of life)\n`,
+  );
+  process.exit(2);
+}
 if (process.argv[2] === 'start') {
   const received = [];
   const handlers = ['SIGUSR1', 'SIGUSR2', 'SIGHUP', 'SIGTTIN', 'SIGTTOU', 'SIGTERM', 'SIGINT'].map((sig) => {

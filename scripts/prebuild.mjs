@@ -26,6 +26,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const GLIBC_FLOOR = '2.28';
+/** Built beside the addon from binding.gyp's second target; shipped beside it. */
+const PRELOAD = 'nserve_signals.so';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -112,11 +114,23 @@ function build(arch) {
     if (versionAbove(glibc, GLIBC_FLOOR))
       fail(`${file} needs GLIBC_${glibc}, above the floor ${GLIBC_FLOOR}`);
 
+    // The object a hot restart preloads into its new image (native/early_signals.cc), built by the same
+    // node-gyp run; it lives beside the addon, where src/native.ts looks for it.
+    const preload = join(work, 'build', 'Release', PRELOAD);
+    if (!existsSync(preload)) fail(`${preload} was not built`);
+    if (readFileSync(preload).readUInt16LE(18) !== TARGETS[arch].machine)
+      fail(`${preload} is not an ELF object for ${arch}`);
+    const preloadGlibc = newestGlibc(preload, tools.objdump);
+    if (versionAbove(preloadGlibc, GLIBC_FLOOR))
+      fail(`${preload} needs GLIBC_${preloadGlibc}, above the floor ${GLIBC_FLOOR}`);
+    spawnSync(tools.strip, [preload], { stdio: 'inherit' });
+
     const out = join(root, 'prebuilds', `linux-${arch}`);
     rmSync(out, { recursive: true, force: true });
     mkdirSync(out, { recursive: true });
     cpSync(file, join(out, files[0]));
-    console.error(`prebuild: prebuilds/linux-${arch}/${files[0]} (needs GLIBC_${glibc})`);
+    cpSync(preload, join(out, PRELOAD));
+    console.error(`prebuild: prebuilds/linux-${arch}/${files[0]} and ${PRELOAD} (needs GLIBC_${glibc})`);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

@@ -4,7 +4,7 @@ import { after, test } from 'node:test';
 import { controlRequest } from '../helpers/control.js';
 import { getJson, Load, stopWithoutFailures } from '../helpers/load.js';
 import { now } from '../helpers/logged-process.js';
-import { promtoolCheck, type Scrape, samples, scrape, total } from '../helpers/metrics.js';
+import { type Scrape, samples, scrape, total } from '../helpers/metrics.js';
 import { restart } from '../helpers/restart.js';
 import {
   childPids,
@@ -26,14 +26,14 @@ async function metricsPort(srv: ServerProcess): Promise<number> {
   return Number(url.slice(url.lastIndexOf(':') + 1));
 }
 
+/** Prometheus' own parser (promtool) checks the same scrapes in `npm run test:tools` (test/tools/). */
 function assertFormat(s: Scrape): void {
   assert.equal(s.status, 200, s.text.slice(0, 200));
   assert.match(s.contentType, /^text\/plain; version=0\.0\.4/);
-  const check = promtoolCheck(s.text);
-  assert.ok(check.ok, `promtool check metrics: ${check.output}`);
+  assert.ok(samples(s.text).size > 0, 'samples parse');
 }
 
-test('-w 2 under load: /metrics parses (promtool), on the dedicated listener and the control server; request counters count every request', async (t) => {
+test('-w 2 under load: /metrics answers on the dedicated listener and the control server; request counters count every request', async (t) => {
   const dir = tmpDir(t);
   const socket = path.join(dir, 'ctl.sock');
   const { srv, port } = await serveApp(t, 'examples/hello.mjs', {
