@@ -14,8 +14,7 @@
       ],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra"],
-      "defines": ["NAPI_VERSION=8"],
-      "libraries": ["-ldl"]
+      "defines": ["NAPI_VERSION=8"]
     },
     {
       "target_name": "nserve_signals",

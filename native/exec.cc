@@ -1,6 +1,5 @@
 // Process-level calls: execve (replace the running image), waitpid, and the
 // signal mask and early signals of the image a hot restart execs.
-#include <dlfcn.h>
 #include <errno.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -12,6 +11,12 @@
 #include "addon.h"
 #include "args.h"
 #include "errors.h"
+
+// Defined by nserve_signals.so (early_signals.cc) when it is preloaded. A weak
+// reference, resolved by the dynamic loader when the addon loads, and null
+// without it: dlsym would need glibc 2.34's symbol version, above the floor of
+// the prebuilds (docs/install.md).
+extern "C" int nserve_early_signal_take(int sig) __attribute__((weak));
 
 namespace nserve {
 namespace {
@@ -154,12 +159,11 @@ Napi::Value UnblockSignals(const Napi::CallbackInfo& info) {
 Napi::Value TakeEarlySignals(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::vector<int> sigs = IntArrayArg(info, 0, 1, NSIG - 1);
-  using Take = int (*)(int);
-  Take take =
-      reinterpret_cast<Take>(dlsym(RTLD_DEFAULT, "nserve_early_signal_take"));
-  if (take == nullptr) return env.Null();
+  if (&nserve_early_signal_take == nullptr) return env.Null();
   Napi::Array out = Napi::Array::New(env, sigs.size());
-  for (uint32_t i = 0; i < sigs.size(); i++) out.Set(i, take(sigs[i]));
+  for (uint32_t i = 0; i < sigs.size(); i++) {
+    out.Set(i, nserve_early_signal_take(sigs[i]));
+  }
   return out;
 }
 
