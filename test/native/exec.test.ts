@@ -55,6 +55,15 @@ describe('execve', () => {
     },
   );
 
+  test('blockSignals: the new image starts with exactly those blocked', T, async (t) => {
+    const child = nodeFixture(t, 'exec.mjs', ['signals-blocked']);
+    assert.deepEqual(await child.exited(), { code: 0, signal: null });
+    const field = (name: string) => new RegExp(`^${name}:\\s*(\\w+)$`, 'm').exec(child.stdout)?.[1] ?? '';
+    const usr2 = 1n << BigInt(constants.signals.SIGUSR2 - 1);
+    assert.equal(BigInt(`0x${field('SigBlk')}`), usr2, 'only SIGUSR2 blocked');
+    assert.equal(BigInt(`0x${field('SigIgn')}`), usr2, 'and ignored');
+  });
+
   test('a failed execve throws ENOENT and leaves handlers and mask as they were', T, async () => {
     let fired = 0;
     const onUsr2 = () => fired++;

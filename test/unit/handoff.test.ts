@@ -10,6 +10,8 @@ import {
   type Handoff,
   PROTOCOL_VERSION,
   readWorkerEnv,
+  withoutPreload,
+  withPreload,
   workerEnv,
   workerIndexFromEnviron,
 } from '../../src/restart/handoff.js';
@@ -174,4 +176,20 @@ test('a rollback pins its release in the hand-off; the deploy record is opaque a
   }
   // A deploy record of a shape this image does not know is no reason to refuse the hand-off.
   assert.equal(decodeHandoff(encodeHandoff({ ...sample(), releases: 'x' })).kind, 'ok');
+});
+
+test('LD_PRELOAD: nserve_signals.so goes first for the exec, once, and comes out for the app', () => {
+  const so = '/srv/app/node_modules/nserve/prebuilds/linux-x64/nserve_signals.so';
+  assert.equal(withPreload(undefined, so), so);
+  assert.equal(withPreload('/usr/lib/libjemalloc.so', so), `${so} /usr/lib/libjemalloc.so`);
+  assert.equal(withPreload(`${so} /usr/lib/libjemalloc.so`, so), `${so} /usr/lib/libjemalloc.so`, 'once');
+  assert.equal(withoutPreload(so, so), undefined);
+  assert.equal(
+    withoutPreload(`${so}:/usr/lib/libjemalloc.so`, so),
+    '/usr/lib/libjemalloc.so',
+    'colon-separated',
+  );
+  // Another release's copy of the object (a hot restart onto a new install) comes out too.
+  assert.equal(withoutPreload('/old/release/nserve_signals.so /x.so', so), '/x.so');
+  assert.equal(withoutPreload('', so), undefined);
 });
