@@ -43,6 +43,13 @@ export function readEnvFile(
       err,
     );
   }
+  // Node 26's parser skips a line with no `=` (Node 20 glued it to the next line's name): find it first.
+  const stray = strayLine(text.replace(/^\uFEFF/, ''));
+  if (stray !== undefined)
+    throw usageError(
+      'ERR_NSERVE_INVALID_CONFIG',
+      `invalid env file ${resolved} (--dotenv / envFile): ${JSON.stringify(stray)} is not a variable name (each line must be NAME=value)`,
+    );
   // Node 20's parser keeps a byte-order mark, leading blanks and the blanks after `export` in a name,
   // which dotenv tools accept: dropped before the name is checked.
   const parsed = parseEnv(text.replace(/^\uFEFF/, ''));
@@ -58,6 +65,25 @@ export function readEnvFile(
     vars[name] = value;
   }
   return { resolved, vars };
+}
+
+/** The first line that is not blank, a comment, NAME=value or the continuation of a quoted value. */
+function strayLine(text: string): string | undefined {
+  let quote: string | undefined;
+  for (const line of text.split(/\r?\n/)) {
+    if (quote !== undefined) {
+      if (line.includes(quote)) quote = undefined;
+      continue;
+    }
+    const t = line.trim();
+    if (t === '' || t.startsWith('#')) continue;
+    const eq = t.indexOf('=');
+    if (eq <= 0) return t;
+    const value = t.slice(eq + 1).trimStart();
+    const q = value[0];
+    if ((q === '"' || q === "'" || q === '`') && !value.includes(q, 1)) quote = q;
+  }
+  return undefined;
 }
 
 /** Read `file` (relative to `directory`) and apply it to `env`; throws a usage error if it cannot be read. */

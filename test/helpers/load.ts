@@ -62,6 +62,9 @@ interface RoundWaiter {
   resolve: () => void;
 }
 
+/** Loads not stopped yet: killAll (helpers/server.ts) halts them, so a failed test's load cannot keep its file running. */
+export const liveLoads = new Set<Load>();
+
 export class Load {
   private running = true;
   private readonly loops: Promise<void>[] = [];
@@ -76,6 +79,7 @@ export class Load {
   private versionWaiters: { version: string; after: number; resolve: (d: Done) => void }[] = [];
 
   constructor(private readonly options: LoadOptions) {
+    liveLoads.add(this);
     for (let i = 0; i < (options.keepAlive ?? 0); i++) {
       const agent =
         options.tls === undefined
@@ -226,8 +230,14 @@ export class Load {
     });
   }
 
-  async stop(): Promise<LoadResult> {
+  /** Stop sending (the requests in flight end by themselves). */
+  halt(): void {
     this.running = false;
+    liveLoads.delete(this);
+  }
+
+  async stop(): Promise<LoadResult> {
+    this.halt();
     this.stoppedAt = now();
     await Promise.all(this.loops);
     for (const a of this.agents) a.destroy();

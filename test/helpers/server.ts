@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { listFds, setCloexec } from '../../src/native.js';
 import { childProcesses, procEntry } from '../../src/proc.js';
+import { liveLoads } from './load.js';
 import { LoggedProcess } from './logged-process.js';
 import type { Cleanup } from './tmp.js';
 
@@ -27,6 +28,7 @@ for (const f of listFds()) if (f.fd > 2 && !f.cloexec) setCloexec(f.fd, true);
 
 /** Kill every process group we started; called from t.after and at process exit. */
 export function killAll(): void {
+  for (const load of liveLoads) load.halt();
   for (const srv of started) killGroup(srv.pid);
   started.clear();
 }

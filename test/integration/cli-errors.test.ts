@@ -178,7 +178,7 @@ test('a dotenv line that is not NAME=value is refused, not turned into a variabl
   fs.writeFileSync(path.join(dir, '.env'), 'FOO\n=bar\nGOOD=1\n');
   await expectUsageError(
     ['start', 'examples/hello.mjs', '--port', '0', '--dotenv', path.join(dir, '.env')],
-    /invalid env file .*\.env \(--dotenv \/ envFile\): "FOO\\n" is not a variable name \(each line must be NAME=value\)/,
+    /invalid env file .*\.env \(--dotenv \/ envFile\): "FOO" is not a variable name \(each line must be NAME=value\)/,
   );
 });
 

@@ -490,7 +490,9 @@ test('a server started with a short command line (everything in its config file)
   await until('the pidfile', () => fs.existsSync(pidfile));
   const title = fs.readFileSync(`/proc/${srv.pid}/cmdline`, 'utf8').split('\0')[0] ?? '';
   t.diagnostic(`title: ${JSON.stringify(title)}`);
-  assert.ok(title.length < 'nserve master releases/v1/app.mjs gen 0'.length, 'the title is cut short');
+  // Node 20 cuts process.title to the length of the command line; Node 26 does not (then there is
+  // nothing cut short to check, and ctl must know the server all the same).
+  t.diagnostic(`cut short: ${title.length < 'nserve master releases/v1/app.mjs gen 0'.length}`);
   const r = await ctl(['status', '-P', pidfile]);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, new RegExp(`running: pid ${srv.pid}`));

@@ -97,6 +97,10 @@ test('-w 2: 8 WebSockets, 2 event streams and HTTP load through 2 hot restarts a
   await allOn(clients, 'v1');
   const load = new Load({ port, keepAlive: 2, newConnection: 2 });
   const prober = new Prober(port);
+  t.after(async () => {
+    await prober.stop();
+    await load.stop();
+  });
   let current = 'v1';
   for (const [kind, next] of [
     ['hot', 'v2'],

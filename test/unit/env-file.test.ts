@@ -32,7 +32,7 @@ test('a dotenv line that is not NAME=value is refused, naming what was read', ()
   try {
     assert.throws(
       () => readEnvFile('.env', dir),
-      /"FOO\\n" is not a variable name \(each line must be NAME=value\)/,
+      /"FOO" is not a variable name \(each line must be NAME=value\)/,
     );
   } finally {
     fs.rmSync(dir, { recursive: true });
