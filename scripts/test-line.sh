@@ -21,4 +21,4 @@ export PATH="$bin:$PATH"
 echo "test-line: $(node --version) ($bin/node)" >&2
 [ -d dist/test ] || npm run build >&2
 [ $# -gt 0 ] || set -- dist/test/unit dist/test/native dist/test/integration
-exec node --test --test-concurrency=1 --test-timeout=180000 "$@"
+exec node scripts/run-tests.mjs --test-concurrency=1 --test-timeout=600000 "$@"
