@@ -11,6 +11,7 @@ import { pathToFileURL } from 'node:url';
 import { fetchListener } from './app/fetch.js';
 import { captureListen } from './app/listen-compat.js';
 import { describeLoadFailure } from './app/load-failure.js';
+import { holdAppStopListeners } from './app/stop-signals.js';
 import type { Config } from './config.js';
 import { type NserveErrorCode, usageError } from './errors.js';
 import { isTlsServer } from './tls.js';
@@ -79,6 +80,8 @@ export async function loadApp(
   options: LoadOptions = { ports: [], listenWaitMs: 0 },
 ): Promise<LoadedApp> {
   const file = resolveAppFile(app, directory);
+  // The app's own SIGTERM/SIGINT listeners wait for nserve's drain (app/stop-signals.ts).
+  holdAppStopListeners();
   const capture = captureListen(options.ports);
   let mod: Record<string, unknown>;
   try {

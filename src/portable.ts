@@ -9,6 +9,7 @@
 // pidfile, runs onBooted, serves on through --shutdown-delay, and drains at a stop.
 import * as fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { runHeldStopListeners } from './app/stop-signals.js';
 import { compatPorts, listenWaitMs, loadApp, publishPorts, resolveAppFile } from './app.js';
 import { type BindSpec, formatAddress } from './bind-uri.js';
 import type { Config } from './config.js';
@@ -100,6 +101,8 @@ export async function runPortable(ctx: RunContext): Promise<void> {
     await server.drain(timeoutMs, config.longLivedGraceMs, 'stop');
     if (config.pidfile !== undefined) removePidfile(config.pidfile);
     log.info({ requests: server.requests }, 'stopped');
+    // A stop signal the app listens for itself (Next.js exits at once on it): its listeners run now.
+    await runHeldStopListeners(config.hookTimeoutMs);
     process.exit(0);
   };
   const perform = (action: ControlAction): ControlAnswer => {

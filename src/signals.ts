@@ -1,3 +1,4 @@
+import { addOwnSignalListener, removeOwnSignalListener } from './app/stop-signals.js';
 import { type Logger, reopenRedirectedStdio } from './logger.js';
 import * as native from './native.js';
 
@@ -84,7 +85,7 @@ export function installSignalHandlers(
   for (const cmd of SIGNAL_COMMANDS) {
     if (cmd.signal === 'SIGHUP') continue; // below: SIGHUP has more than one meaning
     const handler = (): void => dispatch(cmd.action, cmd.signal);
-    process.on(cmd.signal, handler);
+    addOwnSignalListener(cmd.signal, handler);
     installed.push([cmd.signal, handler]);
   }
   // SIGHUP: with --redirect-stdout/--redirect-stderr, reopen those files (logrotate's postrotate); with
@@ -95,7 +96,7 @@ export function installSignalHandlers(
     if (options.certs === true) dispatch('reload-certs', 'SIGHUP');
     else if (!reopened) dispatch('stop', 'SIGHUP');
   };
-  process.on('SIGHUP', hup);
+  addOwnSignalListener('SIGHUP', hup);
   installed.push(['SIGHUP', hup]);
   if (native.available) {
     // Node's --disable-sigusr1 (how nserve starts the images it execs, exec.ts) keeps SIGUSR1 blocked for
@@ -116,7 +117,7 @@ export function installSignalHandlers(
     if (stop !== undefined) dispatch('stop', stop as NodeJS.Signals);
   }
   return () => {
-    for (const [sig, h] of installed) process.off(sig, h);
+    for (const [sig, h] of installed) removeOwnSignalListener(sig, h);
   };
 }
 
@@ -149,7 +150,20 @@ re-reads their certificates and keys (\`reload-certs\`: an ACME client's deploy 
 redirected output nor \`ssl://\` binds, \`SIGHUP\` means the terminal went away: graceful stop, as
 \`SIGTERM\`.
 
-Workers ignore these signals, except \`SIGTERM\`, which makes a worker drain: the master coordinates.
+Workers ignore these signals, except \`SIGTERM\`: the master coordinates. A \`SIGTERM\` sent to one worker
+alone asks the master to replace it (its slots move first); one that reaches the master as well (a
+group's) is the master's stop, which drains that worker.
+
+**Stops sent to the whole group.** A terminal's Ctrl-C sends \`SIGINT\` to every process of the foreground
+group, \`kill -TERM -PGID\` to every process of the group, and systemd's default \`KillMode=control-group\`
+to every process of the unit. Each drains exactly like a \`SIGTERM\` to the master: every request in flight
+completes, nothing is replaced, exit status 0. The rule that makes it so: **the app's own \`SIGTERM\` and
+\`SIGINT\` listeners run only after nserve's drain**, in workers and in single mode. A listener the app adds
+for either is held; once the stop's drain is done, the listeners of each stop signal the process received
+run (an app's cleanup gets up to 2 s, or \`--hook-timeout\` if shorter), then the process exits. So an app
+that exits at once on a stop signal (Next.js's server does; \`NEXT_MANUAL_SIG_HANDLE=1\` turns its handlers
+off) can no longer cut requests short. The shipped systemd unit uses \`KillMode=mixed\` anyway: the stop
+signal goes to the master alone.
 
 \`nserve ctl -P PIDFILE\` sends these signals only to a PID that is a running nserve server (a stale
 pidfile is refused), never \`SIGHUP\` (\`reload-certs\` needs the control server: from outside, ctl cannot

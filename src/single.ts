@@ -6,6 +6,7 @@
 // servers accept on dups of them, so stopping accepting never closes a socket and never drops its queue.
 import * as fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { runHeldStopListeners } from './app/stop-signals.js';
 import { compatPorts, listenWaitMs, loadApp, publishPorts, resolveAppFile } from './app.js';
 import {
   closeLeftovers,
@@ -182,6 +183,8 @@ export async function runSingle(ctx: RunContext): Promise<void> {
     removeSocketFiles(listeners);
     if (config.pidfile !== undefined) removePidfile(config.pidfile);
     log.info({ requests: server.requests }, 'stopped');
+    // A stop signal the app listens for itself (Next.js exits at once on it): its listeners run now.
+    await runHeldStopListeners(config.hookTimeoutMs);
     process.exit(0);
   };
   const stopFor = (action: 'stop' | 'halt'): Promise<void> =>

@@ -1,6 +1,7 @@
 // The worker side of cluster mode: load the app, tell the master, serve the slots it lends, check in,
 // drain when told. A worker never binds: every listening socket it has was lent by the master.
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { runHeldStopListeners } from '../app/stop-signals.js';
 import { compatPorts, listenWaitMs, loadApp, resolveAppFile } from '../app.js';
 import type { Config } from '../config.js';
 import { errorCode, errorMessage, NserveError } from '../errors.js';
@@ -21,6 +22,13 @@ import {
   METRICS_MAX_PARTS,
   type ToWorker,
 } from './protocol.js';
+
+/**
+ * How long a worker that got SIGTERM waits for its master's word before it asks to be replaced: a
+ * group's SIGTERM (systemd's KillMode=control-group, kill -TERM -PGID) reaches the master at the same
+ * moment, and then the master's stop drains this worker instead.
+ */
+const GROUP_SIGNAL_GRACE_MS = 300;
 
 export interface WorkerContext {
   config: Config;
@@ -208,15 +216,22 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     // A message waiting for room (EAGAIN: the master has not read a send buffer's worth yet, a scrape's
     // answer being up to 16 chunks of 20 KB) would die with us: `drained` and the last totals lost.
     await channel.flush(1000);
+    // A stop signal that reached this worker too (a group's): the app's own listeners run now, drained.
+    await runHeldStopListeners(config.hookTimeoutMs);
     process.exit(0);
   };
 
   // SIGTERM/SIGINT to a worker (e.g. Ctrl-C reaching the whole process group): the master coordinates
   // the stop; a worker only drains when the master says so, or when the master is gone. A SIGTERM sent
-  // to this worker alone asks the master to replace it (its slots move first, so none goes unserved).
+  // to this worker alone asks the master to replace it (its slots move first, so none goes unserved),
+  // but only once the master had time to say it is stopping: a group's SIGTERM reaches the master at the
+  // same moment, and a worker that announced it was leaving would be replaced during the stop.
   process.on('SIGTERM', () => {
     if (channel.isClosed) void drain(config.longLivedGraceMs, 'stop');
-    else send({ t: 'leaving', reason: 'received SIGTERM' });
+    else
+      setTimeout(() => {
+        if (!draining && !channel.isClosed) send({ t: 'leaving', reason: 'received SIGTERM' });
+      }, GROUP_SIGNAL_GRACE_MS).unref();
   });
   process.on('SIGINT', () => {});
   for (const sig of ['SIGUSR1', 'SIGUSR2', 'SIGTTIN', 'SIGTTOU', 'SIGHUP'] as const)

@@ -1,0 +1,114 @@
+// The app's own SIGTERM and SIGINT listeners wait for nserve's drain.
+//
+// Stops reach more than the process they are meant for: a terminal's Ctrl-C signals the whole process
+// group, systemd's default KillMode=control-group signals every process of the unit, `kill -TERM -PGID`
+// every process of the group. Apps install their own listeners for these (Next.js's server calls
+// process.exit on either), which would end a worker or a single-mode server with requests in flight.
+// So a listener the app adds for SIGTERM or SIGINT is held here, not registered: nserve's own handlers
+// alone decide (a worker leaves the stop to its master, single mode drains). Once the drain of a stop is
+// done, the held listeners of every stop signal the process received run, in the order they were added,
+// and the process exits when they exit it or after a bound.
+import { EventEmitter } from 'node:events';
+
+export type StopSignal = 'SIGTERM' | 'SIGINT';
+const STOP_SIGNALS: readonly StopSignal[] = ['SIGTERM', 'SIGINT'];
+
+type Listener = (...args: unknown[]) => unknown;
+interface Held {
+  listener: Listener;
+  once: boolean;
+}
+
+const held = new Map<StopSignal, Held[]>(STOP_SIGNALS.map((s) => [s, []]));
+const received = new Set<StopSignal>();
+let installed = false;
+
+function isStopSignal(event: string | symbol): event is StopSignal {
+  return event === 'SIGTERM' || event === 'SIGINT';
+}
+
+/**
+ * nserve's own listener for a signal, registered past the hold (EventEmitter's own method: Node starts
+ * watching the signal from its 'newListener' event either way).
+ */
+export function addOwnSignalListener(signal: NodeJS.Signals, listener: () => void): void {
+  EventEmitter.prototype.on.call(process, signal, listener);
+}
+
+export function removeOwnSignalListener(signal: NodeJS.Signals, listener: () => void): void {
+  EventEmitter.prototype.off.call(process, signal, listener);
+}
+
+/** Remember that the process got `signal`, for the held listeners. */
+function noteReceived(signal: StopSignal): void {
+  EventEmitter.prototype.on.call(process, signal, () => received.add(signal));
+}
+
+/**
+ * From now on the app's SIGTERM/SIGINT listeners are held (idempotent). Called before the app loads, in
+ * every process that runs it (worker, single, portable, the boot check).
+ */
+export function holdAppStopListeners(): void {
+  if (installed) return;
+  installed = true;
+  for (const s of STOP_SIGNALS) noteReceived(s);
+  const proto = EventEmitter.prototype;
+  const hold =
+    (method: 'on' | 'addListener' | 'prependListener' | 'once' | 'prependOnceListener') =>
+    (event: string | symbol, listener: Listener): NodeJS.Process => {
+      if (!isStopSignal(event)) return proto[method].call(process, event, listener) as NodeJS.Process;
+      const list = held.get(event)!;
+      const entry = { listener, once: method === 'once' || method === 'prependOnceListener' };
+      if (method.startsWith('prepend')) list.unshift(entry);
+      else list.push(entry);
+      return process;
+    };
+  const release =
+    (method: 'off' | 'removeListener') =>
+    (event: string | symbol, listener: Listener): NodeJS.Process => {
+      if (!isStopSignal(event)) return proto[method].call(process, event, listener) as NodeJS.Process;
+      const list = held.get(event)!;
+      const i = list.findIndex((h) => h.listener === listener);
+      if (i !== -1) list.splice(i, 1);
+      return process;
+    };
+  const target = process as unknown as Record<string, unknown>;
+  target.on = hold('on');
+  target.addListener = hold('addListener');
+  target.prependListener = hold('prependListener');
+  target.once = hold('once');
+  target.prependOnceListener = hold('prependOnceListener');
+  target.off = release('off');
+  target.removeListener = release('removeListener');
+}
+
+/** How many app listeners are held for each stop signal (for the log). */
+export function heldStopListeners(): Record<StopSignal, number> {
+  return { SIGTERM: held.get('SIGTERM')!.length, SIGINT: held.get('SIGINT')!.length };
+}
+
+/** The most an app's held listeners get for their async cleanup before the process exits. */
+const HELD_LISTENERS_MAX_MS = 2000;
+
+/**
+ * After the drain of a stop: run the held listeners of each stop signal the process received. Returns
+ * once they have run and min(hookTimeoutMs, 2 s) has passed without one of them exiting the process (an
+ * app's async cleanup gets that long), at once when nothing was held or received.
+ */
+export async function runHeldStopListeners(hookTimeoutMs: number): Promise<number> {
+  const boundMs = Math.min(hookTimeoutMs, HELD_LISTENERS_MAX_MS);
+  let ran = 0;
+  for (const signal of STOP_SIGNALS) {
+    if (!received.has(signal)) continue;
+    for (const h of held.get(signal)!.splice(0)) {
+      ran++;
+      try {
+        await h.listener(signal);
+      } catch {
+        // the app's cleanup failed: the stop goes on
+      }
+    }
+  }
+  if (ran > 0 && boundMs > 0) await new Promise((r) => setTimeout(r, boundMs).unref());
+  return ran;
+}
