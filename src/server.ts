@@ -32,6 +32,7 @@ import * as native from './native.js';
 import {
   Connections,
   ConnState,
+  markUpgraded,
   onResponseClose,
   onSocketClose,
   STATE,
@@ -79,10 +80,9 @@ export class AppServer {
       external.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => this.handle(req, res));
       this.instrument(external, undefined);
       // The app's 'upgrade' listeners answer upgrades themselves: only mark the connection long-lived.
-      external.prependListener('upgrade', (_req: http.IncomingMessage, sock: Tracked<Socket>) => {
-        const st = sock[STATE];
-        if (st !== undefined) st.upgraded = true;
-      });
+      external.prependListener('upgrade', (req: http.IncomingMessage, sock: Tracked<Socket>) =>
+        markUpgraded(req, sock),
+      );
     }
   }
 

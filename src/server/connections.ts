@@ -9,6 +9,7 @@ import type * as tls from 'node:tls';
 import { CLASS, type MarkedClass } from '../drain.js';
 import type { AppServer } from '../server.js';
 import { isTlsServer, refusesPeer, type TlsBindOptions } from '../tls.js';
+import { type WebSocketWatch, watchWebSocket } from './websocket-close.js';
 
 /**
  * One tracked connection, kept on the socket itself (`sock[STATE]`): one object per connection, and it
@@ -18,6 +19,8 @@ export class ConnState {
   active = 0;
   /** Upgraded (WebSocket): no longer HTTP; long-lived. */
   upgraded = false;
+  /** An `Upgrade: websocket` connection: the app's frames, followed for a clean 1012 close. */
+  ws: WebSocketWatch | undefined = undefined;
   prev: ConnState | null = null;
   next: ConnState | null = null;
   /** In a ConnList (unlinked once, when the connection closes). */
@@ -35,6 +38,14 @@ export class ConnState {
     readonly socket: Socket,
     public idleSince: number,
   ) {}
+}
+
+/** Mark an upgraded connection long-lived (and follow its frames when it is a WebSocket). */
+export function markUpgraded(req: http.IncomingMessage, sock: Tracked<Socket>): void {
+  const st = sock[STATE];
+  if (st === undefined) return;
+  st.upgraded = true;
+  if (st.ws === undefined && req.headers.upgrade?.toLowerCase() === 'websocket') st.ws = watchWebSocket(sock);
 }
 
 // Per-connection and per-response state rides on the objects themselves, and the 'close' handlers are

@@ -9,7 +9,7 @@ import type { Config } from '../config.js';
 import { usageError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { type TlsBindOptions, TlsBinds } from '../tls.js';
-import { STATE, type Tracked } from './connections.js';
+import { markUpgraded, type Tracked } from './connections.js';
 
 /** The bind URI of a slot key (`<uri>#<slot>`). */
 export function bindOf(key: string): string {
@@ -95,8 +95,7 @@ export function createBindServer(key: string, options: AppServerOptions, hooks: 
   const upgrade = options.upgrade;
   if (upgrade !== undefined) {
     server.on('upgrade', (req: http.IncomingMessage, sock: Tracked<Socket>, head: Buffer) => {
-      const st = sock[STATE];
-      if (st !== undefined) st.upgraded = true;
+      markUpgraded(req, sock);
       upgrade(req, sock, head);
     });
   }

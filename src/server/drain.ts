@@ -5,6 +5,7 @@ import type * as http from 'node:http';
 import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Connections, connectionOf, h2StreamOf, isH2, responseClass, STATE } from './connections.js';
+import { endWebSocket } from './websocket-close.js';
 
 /** What a drain did with long-lived connections, in words (one log line; the same in both modes). */
 export function describeLongLived(l: Pick<DrainResult, 'asked' | 'closedThemselves' | 'ended'>): string {
@@ -89,7 +90,8 @@ export function drainConnections(
         if (sock[STATE]?.upgraded !== true || ended.has(sock)) continue;
         ended.add(sock);
         endedCount++;
-        sock.end(); // FIN after the pending writes; never a reset with unread data
+        // A WebSocket gets a 1012 close frame first (websocket-close.ts); then FIN, never a reset.
+        endWebSocket(sock, sock[STATE]?.ws);
         setTimeout(() => sock.destroy(), 2000).unref();
       }
     };

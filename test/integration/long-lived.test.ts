@@ -126,6 +126,8 @@ test('-w 2: 8 WebSockets, 2 event streams and HTTP load through 2 hot restarts a
   for (const w of clients.ws) {
     assert.deepEqual(w.errors, [], 'WebSocket clients see closes, never a reset or error');
     assert.ok(w.closes.length >= 3, `each WebSocket client was closed at each restart (${w.closes})`);
+    // An unmodified ws app: nserve's own close frame, 1012 (service restart), never 1006 (no frame).
+    assert.deepEqual([...new Set(w.closes)], [1012], `every close says "service restart": ${w.closes}`);
   }
   for (const s of clients.sse) assert.deepEqual(s.errors, [], 'event streams end cleanly, never reset');
 });
