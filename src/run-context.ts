@@ -30,12 +30,12 @@ export interface RunContext {
   /** When this server (PID) first started, across hot restarts. */
   startedAt: string;
   env: NodeJS.ProcessEnv;
-  /**
-   * Descriptors of the control server's listening socket and of the server's lock files (labelled
-   * `control` by `nserve fds`).
-   */
+  /** Descriptors of the control server's listening socket (labelled `control` by `nserve fds`). */
   controlFds?: readonly number[];
-  /** The lock files beside --pidfile and --state, held for the server's life (control/lock.ts). */
+  /**
+   * The lock files beside --pidfile and --state, held for the server's life (control/lock.ts; labelled
+   * `lock` by `nserve fds`).
+   */
   locks?: readonly HandedLock[];
   /** Metrics (a control server or --metrics-url is configured): the store and the dedicated listener. */
   metrics?: MetricsPlane;

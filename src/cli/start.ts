@@ -201,10 +201,7 @@ export async function start(appArg: string | undefined, opts: CliOptions): Promi
     history,
     startedAt,
     launchCwd: cwd,
-    controlFds: [
-      ...(control.server === undefined ? [] : [control.server.fd]),
-      ...control.locks.map((l) => l.fd),
-    ],
+    ...(control.server === undefined ? {} : { controlFds: [control.server.fd] }),
     locks: control.locks,
     ...(metrics === undefined ? {} : { metrics }),
     onServing: async (controller) => {
