@@ -10,7 +10,8 @@
         "native/exec.cc",
         "native/fds.cc",
         "native/notify.cc",
-        "native/reuseport.cc"
+        "native/reuseport.cc",
+        "native/lock.cc"
       ],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra"],

@@ -10,6 +10,7 @@ static Napi::Object InitNserve(Napi::Env env, Napi::Object exports) {
   nserve::InitFds(env, exports);
   nserve::InitNotify(env, exports);
   nserve::InitReuseport(env, exports);
+  nserve::InitLock(env, exports);
   return exports;
 }
 

@@ -12,6 +12,7 @@ void InitExec(Napi::Env env, Napi::Object exports);       // exec.cc
 void InitFds(Napi::Env env, Napi::Object exports);        // fds.cc
 void InitNotify(Napi::Env env, Napi::Object exports);     // notify.cc
 void InitReuseport(Napi::Env env, Napi::Object exports);  // reuseport.cc
+void InitLock(Napi::Env env, Napi::Object exports);       // lock.cc
 
 }  // namespace nserve
 

@@ -10,9 +10,10 @@ import * as native from './native.js';
  *   /dev/null): hidden by `nserve fds` unless `--all`;
  * - `inherited`: open when this process image started, from whatever launched it (a shell, a supervisor,
  *   or the previous image of a hot restart): the launcher's business, not the app's;
+ * - `lock`: the lock file beside --pidfile or --state, held for the server's life (control/lock.ts);
  * - `app`: opened since, by the app or its libraries.
  */
-export type FdRole = 'stdio' | 'listener' | 'control' | 'channel' | 'node' | 'inherited' | 'app';
+export type FdRole = 'stdio' | 'listener' | 'control' | 'lock' | 'channel' | 'node' | 'inherited' | 'app';
 
 // ── what was open at start-up ──────────────────────────────────────────────────────────────────────────
 // Taken first thing in `nserve start` (cli/start.ts), before nserve or the app opens anything: what is
@@ -119,6 +120,35 @@ export interface KnownFds {
   /** Worker channels (master side, or fd 3 in a worker). */
   channels?: readonly number[];
   control?: readonly number[];
+  /** The server's lock files (control/lock.ts); read from outside, told by the flock they hold. */
+  locks?: readonly number[];
+}
+
+/**
+ * Read from outside (`nserve fds --pid`): the descriptors of `pid` that are a `*.lock` file on which it
+ * holds a flock write lock (/proc/locks names the locker's PID and the inode), i.e. the server's locks.
+ */
+function heldLockFds(pid: number, infos: readonly native.FdInfo[]): number[] {
+  const inodes = new Set<number>();
+  try {
+    for (const line of fs.readFileSync('/proc/locks', 'utf8').split('\n')) {
+      const cols = line.trim().split(/\s+/);
+      if (cols[1] === 'FLOCK' && cols[3] === 'WRITE' && Number(cols[4]) === pid)
+        inodes.add(Number((cols[5] ?? '').split(':')[2]));
+    }
+  } catch {
+    return [];
+  }
+  return infos
+    .filter((f) => f.kind === 'file' && f.target.endsWith('.lock'))
+    .filter((f) => {
+      try {
+        return inodes.has(fs.statSync(`/proc/${pid}/fd/${f.fd}`).ino);
+      } catch {
+        return false; // closed meanwhile
+      }
+    })
+    .map((f) => f.fd);
 }
 
 export function inspect(pid: number, role: ProcessFds['role'], known: KnownFds, index?: number): ProcessFds {
@@ -130,6 +160,7 @@ export function inspect(pid: number, role: ProcessFds['role'], known: KnownFds, 
   const controlTargets = new Set(infos.filter((f) => known.control?.includes(f.fd)).map(describe));
   // Read from outside (`nserve fds --pid`), the master's channels are told by their socket type.
   const seqpacket = known.channels === undefined ? seqpacketInodes(pid) : undefined;
+  const locks = known.locks ?? (self ? [] : heldLockFds(pid, infos));
   const pipeEnds = new Map<number, number>();
   for (const f of infos)
     if (f.kind === 'pipe' && f.inode !== undefined) pipeEnds.set(f.inode, (pipeEnds.get(f.inode) ?? 0) + 1);
@@ -140,6 +171,7 @@ export function inspect(pid: number, role: ProcessFds['role'], known: KnownFds, 
     else if (known.listeners?.includes(info.fd)) r = 'listener';
     else if (known.channels?.includes(info.fd)) r = 'channel';
     else if (known.control?.includes(info.fd)) r = 'control';
+    else if (locks.includes(info.fd)) r = 'lock';
     else if (info.inode !== undefined && listening.has(info.inode)) r = 'listener';
     else if (info.kind === 'socket' && controlTargets.has(describe(info))) r = 'control';
     else if (seqpacket !== undefined && info.inode !== undefined && seqpacket.has(info.inode)) r = 'channel';

@@ -5,7 +5,7 @@
  * in the package.
  *
  * The checked functions live by syscall family in src/native/ (sockets.ts,
- * reuseport.ts, fdpass.ts, process.ts, fdlist.ts, systemd.ts, with the argument
+ * reuseport.ts, fdpass.ts, process.ts, fdlist.ts, systemd.ts, lock.ts, with the argument
  * checks in validate.ts) and are re-exported here: callers import this module.
  *
  * Importing this module never throws. Where the addon cannot load (not Linux,
@@ -115,6 +115,7 @@ export interface Addon {
   sdNotify(socketPath: string, state: string): void;
   attachReuseportCbpf(fd: number, groupSize: number): void;
   detachReuseportBpf(fd: number): boolean;
+  lockFile(path: string): number;
 }
 
 // The package root is the nearest directory up from this file holding
@@ -233,6 +234,7 @@ export const addon: Addon =
 
 export * from './native/fdlist.js';
 export * from './native/fdpass.js';
+export * from './native/lock.js';
 export * from './native/process.js';
 export * from './native/reuseport.js';
 export * from './native/sockets.js';

@@ -1,5 +1,7 @@
 // The pidfile (`--pidfile FILE`), and the check that keeps a second server from taking over a live
-// server's pidfile or state file.
+// server's pidfile or state file. The check is not a lock (two servers started together can both pass
+// it): with the addon, control/lock.ts holds the lock, and this check still refuses a file that names a
+// server which holds none (portable mode, an older nserve).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileIdentity, fileKind, readRegularFile, writeFileAtomic } from './atomic-file.js';
@@ -108,15 +110,8 @@ export interface ServerFile {
   maxBytes: number;
 }
 
-/**
- * Before anything binds: the file's directory must exist and be writable, and the file, if there is one,
- * must be one nserve may replace: a regular file (or a symlink, which is replaced and never followed), empty
- * or of its kind (a pidfile holds a PID; a state file is nserve's JSON), that does not name a live nserve (a
- * second server would take it over, and delete it when it stops). A file that names a dead process (a
- * crashed server) is taken over, with a log line. Anything else is refused: replacing it would lose a file
- * that is not nserve's (a log, a database), or fail later (a directory).
- */
-export function claimServerFile({ flag, file, kind, pidIn, maxBytes }: ServerFile, log: Logger): void {
+/** The file's directory must exist and be writable (before the lock beside the file is taken, too). */
+export function checkServerFileDirectory({ flag, file }: Pick<ServerFile, 'flag' | 'file'>): void {
   const dir = path.dirname(file);
   try {
     fs.accessSync(dir, fs.constants.W_OK);
@@ -126,6 +121,18 @@ export function claimServerFile({ flag, file, kind, pidIn, maxBytes }: ServerFil
       `invalid ${flag} ${file}: cannot write in ${dir} (${errorCode(err) ?? 'error'}): it must name a file in an existing, writable directory`,
     );
   }
+}
+
+/**
+ * Before anything binds: the file's directory must exist and be writable, and the file, if there is one,
+ * must be one nserve may replace: a regular file (or a symlink, which is replaced and never followed), empty
+ * or of its kind (a pidfile holds a PID; a state file is nserve's JSON), that does not name a live nserve (a
+ * second server would take it over, and delete it when it stops). A file that names a dead process (a
+ * crashed server) is taken over, with a log line. Anything else is refused: replacing it would lose a file
+ * that is not nserve's (a log, a database), or fail later (a directory).
+ */
+export function claimServerFile({ flag, file, kind, pidIn, maxBytes }: ServerFile, log: Logger): void {
+  checkServerFileDirectory({ flag, file });
   const refuse = (why: string): Error =>
     usageError(
       'ERR_NSERVE_INVALID_CONFIG',

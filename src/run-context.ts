@@ -3,7 +3,7 @@ import type { CliOptions, Config } from './config.js';
 import type { Logger } from './logger.js';
 import type { MetricsPlane } from './metrics/plane.js';
 import type { RestartInfo } from './restart/exec.js';
-import type { Handoff } from './restart/handoff.js';
+import type { HandedLock, Handoff } from './restart/handoff.js';
 import type { Controller, RestartHistory } from './status.js';
 
 export interface RunContext {
@@ -32,6 +32,11 @@ export interface RunContext {
   env: NodeJS.ProcessEnv;
   /** Descriptors of the control server's listening socket (labelled `control` by `nserve fds`). */
   controlFds?: readonly number[];
+  /**
+   * The lock files beside --pidfile and --state, held for the server's life (control/lock.ts; labelled
+   * `lock` by `nserve fds`).
+   */
+  locks?: readonly HandedLock[];
   /** Metrics (a control server or --metrics-url is configured): the store and the dedicated listener. */
   metrics?: MetricsPlane;
   /** Called once the server serves, with what the control server needs. */

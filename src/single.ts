@@ -365,6 +365,7 @@ export async function runSingle(ctx: RunContext): Promise<void> {
       ...inspect(process.pid, 'single', {
         listeners: listeners.map((l) => l.fd),
         control: ctx.controlFds ?? [],
+        locks: ctx.locks?.map((l) => l.fd) ?? [],
       }),
       history: history.fdCounts(),
     },

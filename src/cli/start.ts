@@ -180,7 +180,8 @@ export async function start(appArg: string | undefined, opts: CliOptions): Promi
   // Without the addon (portable mode): what needs it is refused now, before anything binds.
   if (!native.available) (await import('../portable.js')).refuseWithoutAddon(config);
   // The control server (master or single only, never a worker) binds now, so a bad address fails first.
-  const control = await openControlPlane(config, log, startedAt);
+  // So are the locks beside --pidfile and --state: a second server is refused before it binds anything.
+  const control = await openControlPlane(config, log, startedAt, handoff?.locks);
   // Metrics (docs/metrics.md): the dedicated listener binds now too, and answers from the start.
   const metrics = config.metrics
     ? (await import('../metrics/plane.js')).MetricsPlane.open(config, log, history, handoff?.metrics)
@@ -201,6 +202,7 @@ export async function start(appArg: string | undefined, opts: CliOptions): Promi
     startedAt,
     launchCwd: cwd,
     ...(control.server === undefined ? {} : { controlFds: [control.server.fd] }),
+    locks: control.locks,
     ...(metrics === undefined ? {} : { metrics }),
     onServing: async (controller) => {
       if (config.workers > 0) onStdioReopened(() => signalWorkers(controller, 'SIGHUP'));
@@ -245,11 +247,16 @@ async function tagAppOutput(base: Record<string, unknown>): Promise<void> {
 /**
  * The control server, state file and pidfile; none of their modules is loaded for a server that has none.
  */
-async function openControlPlane(config: Config, log: Logger, startedAt: string): Promise<ControlPlane> {
+async function openControlPlane(
+  config: Config,
+  log: Logger,
+  startedAt: string,
+  handedLocks: Handoff['locks'],
+): Promise<ControlPlane> {
   if (config.control === undefined && config.stateFile === undefined && config.pidfile === undefined)
-    return { server: undefined, serve: async () => {} };
+    return { server: undefined, locks: [], serve: async () => {} };
   const plane = await import('../control/plane.js');
-  return plane.openControlPlane(config, log, startedAt);
+  return plane.openControlPlane(config, log, startedAt, handedLocks);
 }
 
 /** The release an image serves: the resolved --directory (after an exec back: the one it served before). */

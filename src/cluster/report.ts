@@ -61,6 +61,7 @@ export function clusterFds(m: Master): ProcessFds[] {
       listeners: m.listeners.map((l) => l.fd),
       channels: alive.map((w) => w.channel.fd),
       control: m.ctx.controlFds ?? [],
+      locks: m.ctx.locks?.map((l) => l.fd) ?? [],
     }),
     history: m.history.fdCounts(),
   };

@@ -1,16 +1,21 @@
 // The control plane of one server process: control server + state file (+ pidfile).
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
-import { claimServerFile, pidIn, removePidfile } from '../pidfile.js';
-import { removeStateFile, STATE_FILE_MAX_BYTES, statePidIn, writeStateFile } from '../statefile.js';
+import * as native from '../native.js';
+import { checkServerFileDirectory, claimServerFile, removePidfile } from '../pidfile.js';
+import type { HandedLock } from '../restart/handoff.js';
+import { removeStateFile, writeStateFile } from '../statefile.js';
 import type { Controller } from '../status.js';
 import { VERSION } from '../version.js';
 import type { ControlConfig } from './api.js';
+import { lockServerFiles, serverFiles } from './lock.js';
 import { ControlServer } from './server.js';
 
 export interface ControlPlane {
   /** The bound control server, if `--control-url` is set. */
   readonly server: ControlServer | undefined;
+  /** The locks beside --pidfile and --state (control/lock.ts), carried across every hot restart. */
+  readonly locks: readonly HandedLock[];
   /** Serve the control API and write the state file; called once the server serves (RunContext.onServing). */
   serve(controller: Controller): Promise<void>;
 }
@@ -20,28 +25,22 @@ export interface ControlPlane {
  * server serves, and write the state file then. Both are removed when the process exits (a stop, a fatal
  * error); a hot restart's exec runs no exit handler, so the new image finds and replaces them.
  */
-export function openControlPlane(config: Config, log: Logger, startedAt: string): ControlPlane {
+export function openControlPlane(
+  config: Config,
+  log: Logger,
+  startedAt: string,
+  /** The locks a hot restart's previous image handed over. */
+  handedLocks?: readonly HandedLock[],
+): ControlPlane {
   const control: ControlConfig | undefined = config.control;
   const stateFile = config.stateFile;
-  // Fail now, before anything binds or the app boots: a directory that is not there, a file that is not
-  // nserve's (replacing it would lose it), or a file that names a live server (a second server would take
-  // it over, and delete it at its stop).
-  if (config.pidfile !== undefined)
-    claimServerFile(
-      { flag: '--pidfile', file: config.pidfile, kind: 'a pidfile (no PID in it)', pidIn, maxBytes: 64 },
-      log,
-    );
-  if (stateFile !== undefined)
-    claimServerFile(
-      {
-        flag: '--state',
-        file: stateFile,
-        kind: 'an nserve state file',
-        pidIn: statePidIn,
-        maxBytes: STATE_FILE_MAX_BYTES,
-      },
-      log,
-    );
+  const files = serverFiles(config);
+  // Fail now, before anything binds or the app boots: a directory that is not there, a running server
+  // that holds the lock beside a file (control/lock.ts), a file that is not nserve's (replacing it would
+  // lose it), or a file that names a live server holding no lock (portable mode, an older nserve).
+  for (const f of files) checkServerFileDirectory(f);
+  const locks = native.available ? lockServerFiles(files, handedLocks, log) : [];
+  for (const f of files) claimServerFile(f, log);
   const server =
     control === undefined
       ? undefined
@@ -54,6 +53,7 @@ export function openControlPlane(config: Config, log: Logger, startedAt: string)
   });
   return {
     server,
+    locks,
     async serve(controller: Controller): Promise<void> {
       if (server !== undefined) await server.serve(controller);
       if (stateFile !== undefined) {

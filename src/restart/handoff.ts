@@ -17,6 +17,9 @@
 //   leaks let through (warn)      `leaked` (the new image names them again)
 //   metrics                       `metrics`: the --metrics-url listener (fd kept like `listeners`) and the
 //                                 counter totals (metrics/store.ts owns their shape), so none goes back
+//   the server's locks            `locks`: the flock'ed lock files beside --pidfile and --state (fd kept
+//                                 like `listeners`): the lock belongs to the open file, so it is never let
+//                                 go between the images and no second server can take it (control/lock.ts)
 //   the way back                  `back`: the exact command line, cwd and kept fds of the old image, and
 //                                 `directory` and `configFile`: the release and config it served (served
 //                                 again after an exec back); `optimistic`: the new image guards its boot
@@ -122,6 +125,13 @@ export interface HandedWorker {
   protocol: number;
 }
 
+/** A lock file held for the server's life (control/lock.ts), kept open across the exec. */
+export interface HandedLock {
+  /** The lock file's path. */
+  file: string;
+  fd: number;
+}
+
 export interface ReturnPath {
   file: string;
   args: string[];
@@ -147,6 +157,8 @@ export interface Handoff {
   directory: string;
   /** The metrics listener (FD_CLOEXEC cleared) and counter totals (opaque here: metrics/store.ts). */
   metrics?: { listener?: { fd: number; uri: string }; totals: unknown };
+  /** The lock files the old image held (FD_CLOEXEC cleared), by path: adopted, never re-taken. */
+  locks?: HandedLock[];
   /** The config file the old image read (resolved): what it reads again after an exec back. */
   configFile: string | null;
   /**
@@ -218,6 +230,7 @@ function shapeProblem(o: Record<string, unknown>): string | undefined {
   if (!Array.isArray(o.leaked)) return 'leaked';
   if (typeof o.directory !== 'string') return 'directory';
   if (o.metrics !== undefined && !isMetrics(o.metrics)) return 'metrics';
+  if (o.locks !== undefined && !(Array.isArray(o.locks) && o.locks.every(isLock))) return 'locks';
   if (o.configFile !== null && typeof o.configFile !== 'string') return 'configFile';
   if (typeof o.optimistic !== 'boolean') return 'optimistic';
   if (o.pinned !== undefined && (typeof o.pinned !== 'string' || !o.pinned.startsWith('/'))) return 'pinned';
@@ -259,6 +272,10 @@ function isWorker(v: unknown): v is HandedWorker {
     typeof v.booted === 'boolean' &&
     typeof v.protocol === 'number'
   );
+}
+
+function isLock(v: unknown): v is HandedLock {
+  return isObject(v) && isFd(v.fd) && typeof v.file === 'string';
 }
 
 function isMetrics(v: unknown): boolean {

@@ -8,6 +8,7 @@ import { resolveAppFile } from '../app.js';
 import { type Listener, parseBindUri, probeAddress, probeNewBinds } from '../binder.js';
 import { type Config, loadConfig } from '../config.js';
 import { formatControlUrl } from '../control/api.js';
+import { lockProblem, serverFiles } from '../control/lock.js';
 import { errorCode, errorMessage, type NserveErrorCode } from '../errors.js';
 import { checkLeaks, type LeakCheck, leakCandidates } from '../fds.js';
 import { runHooks } from '../hooks.js';
@@ -15,7 +16,7 @@ import type { Logger } from '../logger.js';
 import type * as native from '../native.js';
 import type { RunContext } from '../run-context.js';
 import { type BootCheckResult, bootCheck, type ExecOptions, execSelf, type RestartInfo } from './exec.js';
-import type { BootCheckWhat, Handoff } from './handoff.js';
+import type { BootCheckWhat, HandedLock, Handoff } from './handoff.js';
 
 /** The operating system as prepareExec sees it: real by default, faked in unit tests. */
 export interface RestartOps {
@@ -32,6 +33,8 @@ export interface ExecContext {
   log: Logger;
   launchCwd: string;
   restart: RestartInfo;
+  /** The lock files held for the server's life (control/lock.ts): carried across every exec. */
+  locks?: readonly HandedLock[];
   /** What else crosses the exec: the metrics listener and counter totals (metrics/plane.ts). */
   metrics?: {
     pause(): Promise<number[]>;
@@ -150,12 +153,15 @@ export async function prepareExec(
   // Asked again: a worker that exited since (a previous restart's old worker ending its drain) has closed
   // its channel, whose number must be neither named to the exec (fcntl EBADF) nor handed over.
   const kept = plan.keepFds();
+  // The locks cross too: closing them, even for the instant of the exec, would let a second server in.
+  const locks = ctx.locks ?? [];
   try {
     return ops.exec({
-      keepFds: [...kept, ...carried],
+      keepFds: [...kept, ...carried, ...locks.map((l) => l.fd)],
       handoff: {
         ...plan.handoff(ctx.config.leakPolicy === 'warn' ? leaks.leaks : []),
         ...(ctx.metrics === undefined ? {} : { metrics: ctx.metrics.handoff() }),
+        ...(locks.length === 0 ? {} : { locks: [...locks] }),
       },
       restart: ctx.restart,
       requestedAt: plan.requestedAt,
@@ -197,17 +203,17 @@ export async function newConfigProblem(
     if (control !== undefined && control !== current) probeAddress(parseBindUri(control));
     if (fresh.metricsUrl !== undefined && fresh.metricsUrl.uri !== ctx.config.metricsUrl?.uri)
       probeAddress(parseBindUri(fresh.metricsUrl.uri));
-    for (const [flag, file] of [
-      ['--pidfile', fresh.pidfile],
-      ['--state', fresh.stateFile],
-    ] as const) {
-      if (file === undefined) continue;
+    for (const target of serverFiles(fresh)) {
+      const { flag, file } = target;
       const dir = path.dirname(file); // resolved by the config
       try {
         fs.accessSync(dir, fs.constants.W_OK);
       } catch (err) {
         return `cannot write ${flag} ${file}: ${dir} is gone or not writable (${errorCode(err) ?? errorMessage(err)})`;
       }
+      // A --pidfile or --state this server does not hold yet: another server may hold its lock.
+      const locked = ctx.locks === undefined ? undefined : lockProblem(target, ctx.locks);
+      if (locked !== undefined) return locked;
     }
     return undefined;
   } catch (err) {

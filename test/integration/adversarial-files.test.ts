@@ -279,7 +279,9 @@ test('a second server on the same --pidfile or --state is refused (exit 2, one l
     assert.equal(lines.length, 1, r.stderr);
     assert.match(
       lines[0] ?? '',
-      new RegExp(`^nserve: error: ${flag} .* names a running nserve \\(pid ${first.pid}\\): stop it first`),
+      new RegExp(
+        `^nserve: error: ${flag} .* is held by a running server \\(PID ${first.pid}\\): stop it first`,
+      ),
     );
     assert.ok(!fs.existsSync(second), 'refused before binding');
   }
@@ -308,12 +310,12 @@ test('a -w 2 cluster is refused the same way, and a hot restart keeps its own fi
     pidfile,
   ]);
   assert.equal(r.code, 2, r.stderr);
-  assert.match(r.stderr, /names a running nserve/);
+  assert.match(r.stderr, /is held by a running server \(PID \d+\)/);
   // The same PID after its exec: its own files are not "another server".
   const mark = first.lines.length;
   first.signal('SIGUSR2');
   await first.waitForMsg(/^hot restart: done/, 30000, mark);
-  assert.ok(!first.lines.slice(mark).some((l) => /stale|names a running/.test(String(l.msg))));
+  assert.ok(!first.lines.slice(mark).some((l) => /stale|names a running|held by/.test(String(l.msg))));
   assert.equal(fs.readFileSync(pidfile, 'utf8'), `${first.pid}\n`);
 });
 

@@ -22,6 +22,11 @@ test("cluster, -P pidfile: the master's worker channels are channels; Node's own
   const procs = parse(await runNserve(['fds', '-P', pidfile, '--json']));
   const master = procs.find((p) => p.role === 'master')!;
   const channels = master.fds.filter((f) => f.role === 'channel');
+  // The lock beside the pidfile, told from outside by the flock the master holds on it.
+  assert.deepEqual(
+    master.fds.filter((f) => f.role === 'lock').map((f) => f.target),
+    [`${pidfile}.lock`],
+  );
   assert.equal(channels.length, 2, JSON.stringify(master.fds));
   assert.ok(channels.every((f) => f.target.startsWith('unnamed unix socket')));
   assert.ok(

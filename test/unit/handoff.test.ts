@@ -159,6 +159,16 @@ test('the hand-off carries the metrics listener and totals; a malformed metrics 
   }
 });
 
+test('the hand-off names the lock files kept open; a malformed locks field is refused', () => {
+  const locks = [{ file: '/run/app.pid.lock', fd: 13 }];
+  const ok = decodeHandoff(encodeHandoff({ ...sample(), locks }));
+  assert.deepEqual(ok.kind === 'ok' ? ok.handoff.locks : undefined, locks);
+  for (const bad of [[{ file: '/x', fd: 2 }], [{ fd: 13 }], { file: '/x', fd: 13 }, 'x']) {
+    const out = decodeHandoff(encodeHandoff({ ...sample(), locks: bad } as unknown as Omit<Handoff, 'v'>));
+    assert.match(out.kind === 'foreign' ? out.reason : '', /malformed hand-off: locks/, JSON.stringify(bad));
+  }
+});
+
 test('a rollback pins its release in the hand-off; the deploy record is opaque and optional', () => {
   const withPin = {
     ...sample(),

@@ -136,6 +136,26 @@ test('exec failure undoes beforeExec (cluster: channels watched again)', async (
   assert.deepEqual(seen, ['detach', 'reattach']);
 });
 
+test("the server's locks cross every exec: kept open (FD_CLOEXEC cleared) and named in the hand-off", async () => {
+  let seen: ExecOptions | undefined;
+  const locks = [
+    { file: '/run/app.pid.lock', fd: 21 },
+    { file: '/run/app.state.lock', fd: 22 },
+  ];
+  await prepareExec(
+    { ...ctx, locks },
+    plan(),
+    fakeOps({
+      exec: (o: ExecOptions): never => {
+        seen = o;
+        throw new Error('exec refused by the fake');
+      },
+    }),
+  );
+  assert.deepEqual(seen?.keepFds, [5, 6, 21, 22]);
+  assert.deepEqual(seen?.handoff.locks, locks);
+});
+
 test('the server lifecycle allows only its transitions, and logs each with from/to/reason', () => {
   const lines: unknown[] = [];
   const fakeLog = { info: (o: unknown) => lines.push(o), debug: () => {} };
