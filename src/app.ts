@@ -13,7 +13,7 @@ import { captureListen } from './app/listen-compat.js';
 import { describeLoadFailure } from './app/load-failure.js';
 import { holdAppStopListeners } from './app/stop-signals.js';
 import type { Config } from './config.js';
-import { type NserveErrorCode, usageError } from './errors.js';
+import { NserveError, type NserveErrorCode, usageError } from './errors.js';
 import { isTlsServer } from './tls.js';
 
 export { fetchListener } from './app/fetch.js';
@@ -40,6 +40,40 @@ export interface LoadedApp {
   tlsServer?: tls.Server;
 }
 
+/**
+ * While the app's module loads, `process.exit()` does not exit: it throws, which ends the module's code as
+ * an exit would, and the load fails as a failed start (ERR_NSERVE_APP_EXIT), the same in every mode.
+ * A real exit there would end a single-mode server silently (exit 0, nothing said, the pidfile and
+ * socket files of a half-started server left behind), and a cluster worker's boot with only an exit code.
+ * Whatever was installed before (an optimistic hot restart's boot guard) is put back afterwards.
+ */
+function interceptExit(): { code: number | string | undefined; restore(): void } {
+  const before = process.exit;
+  const calls: { code: number | string | undefined; restore(): void } = {
+    code: undefined,
+    restore: () => {
+      process.exit = before;
+    },
+  };
+  process.exit = ((code?: number | string | null) => {
+    calls.code ??= code ?? process.exitCode ?? 0;
+    throw new AppExitCalled(calls.code);
+  }) as typeof process.exit;
+  return calls;
+}
+
+class AppExitCalled extends Error {
+  constructor(code: number | string) {
+    super(`process.exit(${code}) called while the app was loading`);
+    this.name = 'AppExitCalled';
+  }
+}
+
+/** Exit status 1, as a cluster worker that exits while booting made its master exit before. */
+function appExited(file: string, code: number | string): NserveError {
+  return appFailure('ERR_NSERVE_APP_EXIT', `app ${file} called process.exit(${code}) while loading`);
+}
+
 export type UpgradeListener = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
 
 /** Codes of an app that cannot start as given (bad input, exit 2): a worker's boot error with one is the app's. */
@@ -47,7 +81,16 @@ export const APP_FAILURE_CODES: ReadonlySet<string> = new Set<NserveErrorCode>([
   'ERR_NSERVE_APP_LOAD',
   'ERR_NSERVE_APP_EXPORT',
   'ERR_NSERVE_APP_MISSING',
+  'ERR_NSERVE_APP_EXIT',
 ]);
+
+/** A worker's report of an app failure (a code of APP_FAILURE_CODES) as the error single mode raises. */
+export function appFailure(code: NserveErrorCode, message: string): NserveError {
+  return new NserveError(code, message, {
+    usage: true,
+    ...(code === 'ERR_NSERVE_APP_EXIT' ? { exitCode: 1 } : {}),
+  });
+}
 
 const USABLE = 'default-export a (req, res) request listener or an object with a fetch(request) method';
 
@@ -84,12 +127,18 @@ export async function loadApp(
   holdAppStopListeners();
   const capture = captureListen(options.ports);
   let mod: Record<string, unknown>;
+  const exitCalls = interceptExit();
   try {
     // import() also awaits the module's top-level await, so the app is ready when this resolves.
     mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
   } catch (err) {
+    if (exitCalls.code !== undefined) throw appExited(file, exitCalls.code);
     throw usageError('ERR_NSERVE_APP_LOAD', describeLoadFailure(err, file, directory), err);
+  } finally {
+    exitCalls.restore();
   }
+  // An exit the app's own code caught (try/catch around it) still means it wanted to stop.
+  if (exitCalls.code !== undefined) throw appExited(file, exitCalls.code);
   const handler = pickExport(mod);
   const server =
     capture.server ?? (handler === undefined ? await capture.wait(options.listenWaitMs) : undefined);

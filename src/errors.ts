@@ -9,6 +9,7 @@ export type NserveErrorCode =
   | 'ERR_NSERVE_APP_MISSING'
   | 'ERR_NSERVE_APP_LOAD'
   | 'ERR_NSERVE_APP_EXPORT'
+  | 'ERR_NSERVE_APP_EXIT'
   | 'ERR_NSERVE_ADDRESS_IN_USE'
   | 'ERR_NSERVE_ALREADY_RUNNING'
   | 'ERR_NSERVE_BIND'
@@ -26,14 +27,21 @@ export type NserveErrorCode =
 
 export class NserveError extends Error {
   readonly code: NserveErrorCode;
-  /** Bad input from the user: the CLI prints the message on one line and exits 2. */
+  /** Bad input from the user: the CLI prints the message on one line and exits 2 (or `exitCode`). */
   readonly usage: boolean;
+  /** The CLI's exit status for a usage error, when not 2. */
+  readonly exitCode: number | undefined;
 
-  constructor(code: NserveErrorCode, message: string, options: { usage?: boolean; cause?: unknown } = {}) {
+  constructor(
+    code: NserveErrorCode,
+    message: string,
+    options: { usage?: boolean; cause?: unknown; exitCode?: number } = {},
+  ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'NserveError';
     this.code = code;
     this.usage = options.usage ?? false;
+    this.exitCode = options.exitCode;
   }
 }
 

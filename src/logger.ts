@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { type LevelWithSilent, type Logger, pino } from 'pino';
 import { errorCode, errorMessage, usageError } from './errors.js';
+import { escapeControl, escapeJsonLine } from './log-escape.js';
 import * as native from './native.js';
 
 export type { Logger } from 'pino';
@@ -63,9 +64,15 @@ export function createLogger(options: LoggerOptions): Logger {
   return log;
 }
 
-/** Turns one pino JSON line into the chosen format (undefined: keep the JSON). */
-export function lineFormatter(format: LogFormat): ((line: string) => string) | undefined {
-  if (format === 'json') return undefined;
+/**
+ * Turns one pino JSON line into the chosen format. Every format keeps one event on one line and lets no
+ * control character from app text (an exception's message, a leaving reason, a request path) through
+ * raw: JSON escapes C0 itself and DEL, C1 and U+2028/2029 are escaped on top; logfmt and pretty escape
+ * them all in the values (log-escape.ts). The one exception is the app's own output under --tag-output
+ * (a `stream` field): its bytes, colours included, are the app's, already cut into lines.
+ */
+export function lineFormatter(format: LogFormat): (line: string) => string {
+  if (format === 'json') return escapeJsonLine;
   const require = createRequire(import.meta.url);
   if (format === 'logfmt') {
     const logfmt = require('logfmt') as typeof import('logfmt');
@@ -81,7 +88,23 @@ export function lineFormatter(format: LogFormat): ((line: string) => string) | u
     translateTime: 'SYS:HH:MM:ss.l',
     ignore: 'pid,hostname',
   });
-  return (line) => prettify(prettyFields(JSON.parse(line) as Record<string, unknown>));
+  // pino-pretty writes the message as it is and the other fields as JSON (C0 escaped, C1 not): the
+  // message is escaped first and C1 afterwards (its colours are ESC + ASCII, never C1).
+  return (line) => {
+    const log = JSON.parse(line) as Record<string, unknown>;
+    if (!isAppOutput(log)) return escapeJsonLine(prettify(prettyFields(log)));
+    // pino-pretty strips control characters from a message, colours included: the app's line goes in
+    // after it, in place of a private-use placeholder (the first one: time and level come before it).
+    const text = String(log.msg ?? '');
+    return escapeJsonLine(prettify(prettyFields({ ...log, msg: APP_TEXT }))).replace(APP_TEXT, () => text);
+  };
+}
+
+const APP_TEXT = '\ue000';
+
+/** A tagged line of the app's own output (tag-output.ts): its text is kept as the app wrote it. */
+function isAppOutput(log: Record<string, unknown>): boolean {
+  return log.stream === 'stdout' || log.stream === 'stderr';
 }
 
 /**
@@ -97,7 +120,8 @@ function prettyFields(log: Record<string, unknown>): Record<string, unknown> {
     delete out.worker;
     delete out.phase;
   }
-  out.msg = `${who}: ${String(msg ?? '')}`;
+  const text = String(msg ?? '');
+  out.msg = `${who}: ${isAppOutput(log) ? text : escapeControl(text)}`;
   if (out.err !== undefined) out.err = errorLine(out.err) ?? out.err;
   return out;
 }
@@ -110,20 +134,24 @@ function errorLine(err: unknown): string | undefined {
     typeof e.stack === 'string' ? /^\s+at (?:.*\()?(.+?:\d+:\d+)\)?$/m.exec(e.stack)?.[1] : undefined;
   const type = typeof e.type === 'string' ? e.type : 'Error';
   const firstLine = String(e.message ?? '').split('\n')[0];
-  return `${type}: ${firstLine}${frame === undefined ? '' : ` (at ${frame})`}`;
+  return escapeControl(`${type}: ${firstLine}${frame === undefined ? '' : ` (at ${frame})`}`);
 }
 
 const LEVEL_LABELS: Record<number, string> = pino.levels.labels;
 
-/** The fields of a logfmt line: time, level, role, worker, msg first; nested values as JSON; no newlines. */
+/**
+ * The fields of a logfmt line: time, level, role, worker, msg first; nested values as JSON; control
+ * characters escaped (`\n`, `\x1b`), except in a tagged line of the app's own output (its CR and LF
+ * are line breaks already cut by tag-output.ts, its colours kept).
+ */
 export function logfmtFields(log: Record<string, unknown>): Record<string, string | number | boolean> {
   const { time, level, role, worker, msg, ...rest } = log;
   const out: Record<string, string | number | boolean> = {};
   const put = (k: string, v: unknown): void => {
     if (v === undefined || v === null) return;
     if (typeof v === 'number' || typeof v === 'boolean') out[k] = v;
-    else if (typeof v === 'string') out[k] = v.replace(/\r?\n/g, '\\n');
-    else out[k] = JSON.stringify(v);
+    else if (typeof v === 'string') out[k] = k === 'msg' && isAppOutput(log) ? v : escapeControl(v);
+    else out[k] = escapeJsonLine(JSON.stringify(v));
   };
   put('time', time);
   put('level', typeof level === 'number' ? (LEVEL_LABELS[level] ?? level) : level);
@@ -178,7 +206,8 @@ export class SafeDestination {
       try {
         data = this.format(line);
       } catch {
-        // keep the JSON line
+        // keep the JSON line (its control characters escaped as JSON's)
+        data = escapeJsonLine(line);
       }
     }
     const failed = this.writeAll(typeof data === 'string' ? Buffer.from(data, 'utf8') : data);

@@ -5,6 +5,10 @@
 // Done inside the process that runs the app, by wrapping process.stdout/stderr.write: the master stays
 // out of the data path (no pipes to read, nothing to hand over across its exec). What it does not see:
 // output written to descriptors 1 and 2 directly (fs.writeSync(1), a child process with inherited stdio).
+//
+// A line ends at LF, CR or CRLF: a bare CR (a progress bar) takes a terminal back to column 0, and the text
+// after it would overwrite the tag, so it gets a tagged line of its own. The bytes in a line are the
+// app's, colours included: kept as written (logger.ts does not escape a line with a `stream` field).
 import type { Logger } from './logger.js';
 
 /** Longest partial line kept while waiting for its newline; longer ones are logged as they are. */
@@ -19,6 +23,7 @@ export function tagOutput(loggers: { stdout: Logger; stderr: Logger }): void {
   ] as const;
   for (const [stream, log, name] of streams) {
     let pending = '';
+    // (A CR can end a line only when output stops after it: at exit, or a very long line.)
     const emit = (line: string): void =>
       log.info({ stream: name }, line.endsWith('\r') ? line.slice(0, -1) : line);
     const write = (chunk: unknown, encoding?: unknown, callback?: unknown): boolean => {
@@ -29,9 +34,9 @@ export function tagOutput(loggers: { stdout: Logger; stderr: Logger }): void {
               typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8',
             );
       pending += text;
-      for (let nl = pending.indexOf('\n'); nl !== -1; nl = pending.indexOf('\n')) {
-        emit(pending.slice(0, nl));
-        pending = pending.slice(nl + 1);
+      for (let end = lineEnd(pending); end !== undefined; end = lineEnd(pending)) {
+        emit(pending.slice(0, end.at));
+        pending = pending.slice(end.next);
       }
       if (pending.length > MAX_PENDING) {
         emit(pending);
@@ -48,4 +53,13 @@ export function tagOutput(loggers: { stdout: Logger; stderr: Logger }): void {
       pending = '';
     });
   }
+}
+
+/**
+ * Where the first line of `text` ends (LF, CRLF or a bare CR) and where the next one starts; undefined
+ * when no line is complete yet (a CR at the very end may be the first half of a CRLF split across writes).
+ */
+export function lineEnd(text: string): { at: number; next: number } | undefined {
+  const m = /\r\n|\r(?!$)|\n/.exec(text);
+  return m === null ? undefined : { at: m.index, next: m.index + m[0].length };
 }

@@ -2,6 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { escapeControl } from '../log-escape.js';
 
 // An app that throws at import is reported with the first stack frame inside the app (file:line:column,
 // skipping node_modules and Node's internals) and a short code frame, in single and cluster mode alike.
@@ -16,7 +17,8 @@ export interface SourceLocation {
 export function describeLoadFailure(err: unknown, file: string, directory: string): string {
   const e = err instanceof Error ? err : new Error(String(err));
   const type = e.name === 'Error' || e.name === '' ? '' : `${e.name}: `;
-  const first = e.message.split('\n')[0] ?? '';
+  // The app's text: control characters escaped (a CR or an ESC in it must not reach a terminal raw).
+  const first = escapeControl(e.message.split('\n')[0] ?? '');
   const at =
     appFrame(e.stack ?? '', directory) ??
     (e.name === 'SyntaxError' ? syntaxErrorAt(file, directory) : undefined);
@@ -89,7 +91,7 @@ export function codeFrame(at: SourceLocation): string | undefined {
   const width = String(to).length;
   const out: string[] = [];
   for (let n = from; n <= to; n++) {
-    const text = (lines[n - 1] ?? '').replace(/\t/g, '  ').slice(0, 160);
+    const text = escapeControl((lines[n - 1] ?? '').replace(/\t/g, '  ').slice(0, 160));
     out.push(`${n === at.line ? '>' : ' '} ${String(n).padStart(width)} | ${text}`.trimEnd());
     if (n === at.line) out.push(`  ${' '.repeat(width)} | ${' '.repeat(Math.max(0, at.column - 1))}^`);
   }

@@ -3,6 +3,7 @@
 // `start` entry (start-entry.ts), so both end the same way.
 import * as fs from 'node:fs';
 import { NserveError } from '../errors.js';
+import { escapeLines } from '../log-escape.js';
 
 export const EXIT_USAGE = 2;
 
@@ -15,11 +16,18 @@ export function writeStderr(text: string): void {
   }
 }
 
+/**
+ * A message may carry the app's text (a load error's message, a worker's boot error): its control
+ * characters are escaped and its continuation lines (a code frame, a stack) indented, so that nothing
+ * in it can pass for a line of its own or drive the terminal (log-escape.ts).
+ */
 export function reportFailure(err: unknown): never {
   if (err instanceof NserveError && err.usage) {
-    writeStderr(`nserve: error: ${err.message}\n`);
-    process.exit(EXIT_USAGE);
+    writeStderr(`nserve: error: ${escapeLines(err.message)}\n`);
+    process.exit(err.exitCode ?? EXIT_USAGE);
   }
-  writeStderr(`nserve: fatal: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  writeStderr(
+    `nserve: fatal: ${escapeLines(err instanceof Error ? (err.stack ?? err.message) : String(err))}\n`,
+  );
   process.exit(1);
 }

@@ -223,6 +223,7 @@ export async function start(appArg: string | undefined, opts: CliOptions): Promi
     return runMaster(ctx);
   }
   if (config.tagOutput) await tagAppOutput({ role: 'single' });
+  stopOnUncaught(log);
   if (!native.available) {
     // Single mode serves without the addon (macOS, Windows): refuseWithoutAddon refused the rest.
     const { runPortable } = await import('../portable.js');
@@ -230,6 +231,28 @@ export async function start(appArg: string | undefined, opts: CliOptions): Promi
   }
   const { runSingle } = await import('../single.js');
   return runSingle(ctx);
+}
+
+/**
+ * Single and portable mode: an uncaught exception (the app's, mostly) is logged as one event, its message
+ * escaped like every field nserve logs (Node's own report would write the app's text raw to stderr, a
+ * forged line or a terminal escape included), and the server exits 1 as Node would. There is no one to
+ * replace the process, and an app in an unknown state must not go on serving. (An optimistic hot
+ * restart's boot guard, installed before this, takes the new code back to the old one instead.)
+ */
+function stopOnUncaught(log: Logger): void {
+  const exit = process.exit.bind(process);
+  process.on('uncaughtException', (err) => {
+    try {
+      log.fatal(
+        { err, code: 'ERR_NSERVE_UNCAUGHT' },
+        `uncaught exception: the server stops: ${errorMessage(err)}`,
+      );
+    } catch {
+      // logging failed (a full disk, a closed stdout): the exit status still says it
+    }
+    exit(1);
+  });
 }
 
 /**

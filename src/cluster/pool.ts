@@ -1,9 +1,9 @@
 // The master's workers: the current generation by worker index, the retiring ones (older generations
 // still draining), spawning, waiting for boot, draining, reaping.
 import { spawn } from 'node:child_process';
-import { APP_FAILURE_CODES } from '../app.js';
+import { APP_FAILURE_CODES, appFailure } from '../app.js';
 import type { Config } from '../config.js';
-import { errorMessage, type NserveErrorCode, usageError } from '../errors.js';
+import { errorMessage, type NserveErrorCode } from '../errors.js';
 import { runHooks } from '../hooks.js';
 import type { Logger } from '../logger.js';
 import * as native from '../native.js';
@@ -142,7 +142,7 @@ export class WorkerPool {
       if (msg.t === 'boot-error') {
         // The app's own failure (load error, no usable export) keeps its message and code: bad input.
         if (msg.code !== undefined && APP_FAILURE_CODES.has(msg.code))
-          throw usageError(msg.code as NserveErrorCode, msg.error);
+          throw appFailure(msg.code as NserveErrorCode, msg.error);
         throw new Error(`worker ${w.index} failed to boot: ${msg.error}`);
       }
       if (msg.t === 'exit')

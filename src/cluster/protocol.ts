@@ -1,6 +1,7 @@
 // The message vocabulary between the master and its workers. Master and worker share only this file,
 // channel.ts, the hand-off names (restart/handoff.ts: the worker's environment), the logger, the errors
 // and the addon face. The vocabulary's version is PROTOCOL_VERSION in handoff.ts.
+import { TOTALS_LENGTH, TOTALS_SUM_INDEX } from '../metrics/requests.js';
 import type { CertInfo, CertVerdict } from '../tls.js';
 //
 // Transport: one AF_UNIX SOCK_SEQPACKET socketpair per worker, made by the addon. The worker's end is
@@ -137,20 +138,84 @@ export const METRICS_MAX_PARTS = 16;
 const TOTALS_MAX = 64;
 
 /**
- * A worker's message, checked for shape (the worker runs app code: anything may arrive). Returns the
- * message, or why it is not one. Order and state are checked by the master's worker handle.
+ * A report (`heartbeat`, `drained`) of the right shape whose figures cannot be true: a counter at 1e308,
+ * negative, not an integer, NaN or Infinity (JSON's null). The master drops it and says so (rate-limited,
+ * worker-handle.ts) but does not replace the worker for it: a figure is not a protocol break, and a bad
+ * one must never reach stats, metrics or the restart decisions that read them.
  */
-export function parseFromWorker(value: unknown): FromWorker | string {
+export interface Implausible {
+  t: 'implausible';
+  report: 'heartbeat' | 'drained';
+  reason: string;
+}
+
+/** Connections one process can hold (far above any descriptor limit). */
+const MAX_CONNECTIONS = 2 ** 24;
+/** An event loop's p99 delay over one heartbeat interval: a day is already a hung process. */
+const MAX_DELAY_MS = 86_400_000;
+
+/** Why `v` is not a plausible figure (undefined: it is one). */
+function figureProblem(
+  v: number | null,
+  kind: 'count' | 'connections' | 'ms' | 'seconds',
+): string | undefined {
+  if (v === null || !Number.isFinite(v)) return 'is not a finite number';
+  if (v < 0) return 'is negative';
+  if (kind === 'ms' || kind === 'seconds') {
+    const max = kind === 'ms' ? MAX_DELAY_MS : Number.MAX_SAFE_INTEGER;
+    return v <= max ? undefined : `is above ${max}`;
+  }
+  if (!Number.isSafeInteger(v)) return 'is not an integer (or above 2^53)';
+  return kind === 'connections' && v > MAX_CONNECTIONS ? `is above ${MAX_CONNECTIONS}` : undefined;
+}
+
+const HEARTBEAT_FIGURES = {
+  requests: 'count',
+  inFlight: 'connections',
+  eventLoopDelayMs: 'ms',
+  rss: 'count',
+  longLived: 'connections',
+} as const;
+const DRAINED_FIGURES = { forced: 'count', requests: 'count' } as const;
+
+/** Why the figures of a well-shaped report are implausible (undefined: all are plausible). */
+function implausible(
+  m: Record<string, unknown>,
+  figures: Readonly<Record<string, 'count' | 'connections' | 'ms' | 'seconds'>>,
+): string | undefined {
+  const show = (v: unknown): string => JSON.stringify(v)?.slice(0, 40) ?? String(v);
+  for (const [k, kind] of Object.entries(figures)) {
+    const why = figureProblem(m[k] as number | null, kind);
+    if (why !== undefined) return `${k} ${show(m[k])} ${why}`;
+  }
+  if (m.totals === undefined) return undefined;
+  const totals = m.totals as (number | null)[];
+  if (totals.length !== TOTALS_LENGTH) return `totals has ${totals.length} entries, not ${TOTALS_LENGTH}`;
+  for (const [i, v] of totals.entries()) {
+    const why = figureProblem(v, i === TOTALS_SUM_INDEX ? 'seconds' : 'count');
+    if (why !== undefined) return `totals[${i}] ${show(v)} ${why}`;
+  }
+  return undefined;
+}
+
+/**
+ * A worker's message, checked for shape (the worker runs app code: anything may arrive). Returns the
+ * message, a report whose figures are implausible (dropped, not a violation), or why it is not a
+ * message. Order and state are checked by the master's worker handle.
+ */
+export function parseFromWorker(value: unknown): FromWorker | Implausible | string {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'not an object';
   const m = value as Record<string, unknown>;
   const text = (k: string): boolean => typeof m[k] === 'string' && (m[k] as string).length <= MAX_TEXT;
   const count = (k: string): boolean =>
     typeof m[k] === 'number' && Number.isFinite(m[k]) && (m[k] as number) >= 0;
+  // A report's figures: the shape is a number (null is JSON's NaN or Infinity); its range is checked
+  // apart (implausible), so a bad figure drops the report without condemning the worker.
+  const figure = (v: unknown): boolean => typeof v === 'number' || v === null;
+  const figures = (keys: readonly string[]): boolean => keys.every((k) => figure(m[k]));
   const totals = (): boolean =>
     m.totals === undefined ||
-    (Array.isArray(m.totals) &&
-      m.totals.length <= TOTALS_MAX &&
-      m.totals.every((n) => typeof n === 'number' && Number.isFinite(n) && n >= 0));
+    (Array.isArray(m.totals) && m.totals.length <= TOTALS_MAX && m.totals.every(figure));
   const withTotals = (): { totals?: number[] } =>
     m.totals === undefined ? {} : { totals: m.totals as number[] };
   const keys = (): boolean =>
@@ -175,14 +240,13 @@ export function parseFromWorker(value: unknown): FromWorker | string {
     case 'accepting':
     case 'released':
       return keys() ? { t: m.t, keys: m.keys as string[] } : `${m.t}: keys must be an array of slot keys`;
-    case 'heartbeat':
-      return count('requests') &&
-        count('inFlight') &&
-        count('eventLoopDelayMs') &&
-        count('rss') &&
-        count('longLived') &&
-        totals()
-        ? {
+    case 'heartbeat': {
+      if (!figures(Object.keys(HEARTBEAT_FIGURES)) || !totals())
+        return 'heartbeat: counters must be numbers (and totals an array of numbers)';
+      const why = implausible(m, HEARTBEAT_FIGURES);
+      return why !== undefined
+        ? { t: 'implausible', report: 'heartbeat', reason: why }
+        : {
             t: 'heartbeat',
             requests: m.requests as number,
             inFlight: m.inFlight as number,
@@ -190,16 +254,21 @@ export function parseFromWorker(value: unknown): FromWorker | string {
             rss: m.rss as number,
             longLived: m.longLived as number,
             ...withTotals(),
-          }
-        : 'heartbeat: counters must be non-negative numbers';
+          };
+    }
     case 'quiet':
       return count('open')
         ? { t: 'quiet', open: m.open as number }
         : 'quiet: open must be a non-negative number';
-    case 'drained':
-      return count('forced') && count('requests') && totals()
-        ? { t: 'drained', forced: m.forced as number, requests: m.requests as number, ...withTotals() }
-        : 'drained: forced and requests must be non-negative numbers';
+    case 'drained': {
+      if (!figures(Object.keys(DRAINED_FIGURES)) || !totals())
+        return 'drained: forced and requests must be numbers (and totals an array of numbers)';
+      // (Dropped, the master waits for the worker's exit instead, which comes right after it.)
+      const why = implausible(m, DRAINED_FIGURES);
+      return why !== undefined
+        ? { t: 'implausible', report: 'drained', reason: why }
+        : { t: 'drained', forced: m.forced as number, requests: m.requests as number, ...withTotals() };
+    }
     case 'metrics': {
       const int = (k: string): boolean => Number.isSafeInteger(m[k]) && (m[k] as number) >= 0;
       if (!int('id') || !int('part') || !int('parts')) return 'metrics: id, part and parts must be integers';

@@ -5,12 +5,14 @@ import type { Logger } from '../logger.js';
 import type { WorkerReply } from '../metrics/json.js';
 import * as native from '../native.js';
 import { Channel } from './channel.js';
-import { type FromWorker, parseFromWorker, type ToWorker } from './protocol.js';
+import { type FromWorker, type Implausible, parseFromWorker, type ToWorker } from './protocol.js';
 import { MetricsScrape } from './worker-metrics.js';
 
 /** Messages a worker may send in a burst, and per second after it (heartbeats come once a second). */
 const BURST = 400;
 const PER_SECOND = 100;
+/** Implausible reports (protocol.ts) are logged at most once per this, with how many were dropped. */
+const IMPLAUSIBLE_LOG_EVERY_MS = 60_000;
 
 /** booting → booted (may be lent slots) → draining (never again) → exited. */
 export type WorkerState = 'booting' | 'booted' | 'draining' | 'exited';
@@ -72,7 +74,7 @@ export class WorkerHandle {
   file: string | undefined;
   directory: string;
   exit: { code: number | null; signal: string | null } | undefined;
-  readonly channel: Channel<FromWorker, ToWorker>;
+  readonly channel: Channel<FromWorker | Implausible, ToWorker>;
   private readonly listeners = new Set<Listener>();
   /** Slot keys sent to the worker and not yet confirmed: the only keys it may say it accepts on. */
   private readonly offered = new Set<string>();
@@ -85,8 +87,14 @@ export class WorkerHandle {
   private refilledAt = Date.now();
   /** Metrics requests to this worker and their chunked answers (worker-metrics.ts). */
   private readonly scrape = new MetricsScrape();
+  /** Implausible reports dropped (all of them) and since the last log line, and when that was. */
+  implausibleDropped = 0;
+  private implausibleUnlogged = 0;
+  private implausibleLoggedAt = 0;
+  private readonly log: Logger;
 
   constructor(spec: WorkerSpec, log: Logger) {
+    this.log = log;
     this.index = spec.index;
     this.generation = spec.generation;
     this.pid = spec.pid;
@@ -109,7 +117,7 @@ export class WorkerHandle {
       for (const k of spec.adopted.offered) this.offered.add(k);
       for (const k of spec.adopted.keys) this.keys.add(k);
     }
-    this.channel = new Channel<FromWorker, ToWorker>(spec.channelFd, {
+    this.channel = new Channel<FromWorker | Implausible, ToWorker>(spec.channelFd, {
       parse: parseFromWorker,
       message: (msg, fds) => this.onMessage(msg, fds),
       invalid: (reason) => this.onViolation(reason),
@@ -202,7 +210,7 @@ export class WorkerHandle {
   }
 
   /** Why the message breaks the protocol: descriptors, a flood, out of state or order. */
-  private refuse(msg: FromWorker, fdCount: number): string | undefined {
+  private refuse(msg: FromWorker | Implausible, fdCount: number): string | undefined {
     if (fdCount > 0) return `sent ${fdCount} descriptor(s)`;
     // The chunks of an answer the master is waiting for are bounded by the request (METRICS_MAX_PARTS):
     // they do not count against the rate, so scrapes can never make an honest worker look like a flood.
@@ -211,10 +219,34 @@ export class WorkerHandle {
     this.tokens = Math.min(BURST, this.tokens + ((now - this.refilledAt) / 1000) * PER_SECOND);
     this.refilledAt = now;
     if (--this.tokens < 0) return `more than ${PER_SECOND} messages a second`;
-    return this.outOfOrder(msg);
+    return msg.t === 'implausible' ? undefined : this.outOfOrder(msg);
   }
 
-  private onMessage(msg: FromWorker, fds: number[]): void {
+  /**
+   * A report with figures that cannot be true (protocol.ts Implausible): none of it is believed, the
+   * worker is not replaced for it (it still checked in), and the log says so once a minute at most.
+   */
+  private dropImplausible(msg: Implausible): void {
+    this.implausibleDropped++;
+    this.implausibleUnlogged++;
+    const now = Date.now();
+    if (this.implausibleLoggedAt !== 0 && now - this.implausibleLoggedAt < IMPLAUSIBLE_LOG_EVERY_MS) return;
+    this.log.warn(
+      {
+        event: 'worker.report.implausible',
+        worker: this.index,
+        workerPid: this.pid,
+        report: msg.report,
+        reason: msg.reason,
+        dropped: this.implausibleUnlogged,
+      },
+      `worker ${this.index} sent a ${msg.report} with implausible figures (${msg.reason}): dropped, the worker keeps serving${this.implausibleUnlogged > 1 ? ` (${this.implausibleUnlogged} dropped since the last report)` : ''}; at most one such line a minute`,
+    );
+    this.implausibleLoggedAt = now;
+    this.implausibleUnlogged = 0;
+  }
+
+  private onMessage(msg: FromWorker | Implausible, fds: number[]): void {
     // A worker never sends descriptors: close whatever came, so none can pile up in the master.
     for (const fd of fds) {
       try {
@@ -229,6 +261,11 @@ export class WorkerHandle {
     const wrong = this.refuse(msg, fds.length);
     if (wrong !== undefined) {
       this.onViolation(wrong);
+      return;
+    }
+    if (msg.t === 'implausible') {
+      this.lastCheckin = Date.now();
+      this.dropImplausible(msg);
       return;
     }
     if (msg.t === 'metrics') {

@@ -41,6 +41,8 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
   const { index, generation: phase, channelFd } = ctx.identity;
   const directory = ctx.identity.directory ?? config.directory;
   const log = createLogger({ level: config.logLevel, base: { role: 'worker', worker: index, phase } });
+  // nserve's own exits: while the app loads, process.exit() is the app's, and throws (app.ts).
+  const exit = process.exit.bind(process);
   // libuv handed us the channel without close-on-exec; a child the app spawns must not inherit it.
   native.setCloexec(channelFd, true);
   const workerHooks = (name: 'onWorkerBoot' | 'onWorkerShutdown') =>
@@ -61,7 +63,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
         server.stopAccepting();
         await server.drain(500, 0, 'stop');
       }
-      process.exit(1);
+      exit(1);
     };
     void stopNow();
   };
@@ -218,7 +220,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     await channel.flush(1000);
     // A stop signal that reached this worker too (a group's): the app's own listeners run now, drained.
     await runHeldStopListeners(config.hookTimeoutMs);
-    process.exit(0);
+    exit(0);
   };
 
   // SIGTERM/SIGINT to a worker (e.g. Ctrl-C reaching the whole process group): the master coordinates
@@ -246,7 +248,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     } catch {
       // logging failed (disk full, a broken stdout): the hand-over below matters more
     }
-    if (server === undefined) process.exit(1);
+    if (server === undefined) exit(1);
     if (failing) return;
     failing = true;
     send({ t: 'leaving', reason: clip(`uncaught exception: ${errorMessage(err)}`) });
@@ -257,7 +259,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     send({ t: 'configured' });
   } catch (err) {
     send({ t: 'boot-error', error: clip(errorMessage(err)) });
-    process.exit(1);
+    exit(1);
   }
 
   if (ctx.identity.protocol !== PROTOCOL_VERSION) {
@@ -265,7 +267,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     const error = `the master speaks protocol ${ctx.identity.protocol}, this worker's nserve speaks ${PROTOCOL_VERSION}`;
     log.error({ code: 'ERR_NSERVE_WORKER_BOOT' }, `worker cannot boot: ${error}`);
     send({ t: 'boot-error', error });
-    process.exit(1);
+    exit(1);
   }
 
   // The histogram records whole timer intervals (≥ the resolution): the delay is what exceeds it.
@@ -317,7 +319,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     const code = errorCode(err);
     send({ t: 'boot-error', error: clip(errorMessage(err)), ...(code === undefined ? {} : { code }) });
     await channel.flush(1000);
-    process.exit(1);
+    exit(1);
   }
 }
 

@@ -15,6 +15,8 @@ const CLASSES = 5;
 const BUCKETS = DURATION_BUCKETS.length + 1;
 export const TOTALS_LENGTH = CLASSES + BUCKETS + 1;
 const SUM = CLASSES + BUCKETS;
+/** The one entry of the totals that is not a count: the sum of the durations, in seconds. */
+export const TOTALS_SUM_INDEX = SUM;
 
 export type RequestTotals = number[];
 

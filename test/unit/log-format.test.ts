@@ -14,7 +14,7 @@ const err = {
 };
 
 test('pretty: one line per event with role, worker, message and fields; errors reduced to their first frame', () => {
-  const pretty = lineFormatter('pretty')!;
+  const pretty = lineFormatter('pretty');
   const done = pretty(
     line({ role: 'master', msg: 'hot restart: done in 492 ms, pause 13 ms', generation: 3, pauseMs: 13 }),
   );
@@ -34,7 +34,7 @@ test('pretty: one line per event with role, worker, message and fields; errors r
 });
 
 test('logfmt: one parseable line, level as a label, nested values as JSON, no raw newline', () => {
-  const fmt = lineFormatter('logfmt')!;
+  const fmt = lineFormatter('logfmt');
   const out = fmt(line({ role: 'worker', worker: 2, msg: 'worker booted', binds: ['tcp://a:1'], err }));
   assert.equal(out.trimEnd().split('\n').length, 1, out);
   assert.ok(
@@ -48,6 +48,12 @@ test('logfmt: one parseable line, level as a label, nested values as JSON, no ra
   assert.equal(logfmtFields({ msg: 'a\nb' }).msg, 'a\\nb');
 });
 
-test('json: the line is left as pino wrote it', () => {
-  assert.equal(lineFormatter('json'), undefined);
+test('json: the line is left as pino wrote it, but for DEL, C1 and U+2028/2029 escaped as JSON', () => {
+  const json = lineFormatter('json');
+  const plain = line({ msg: 'a\\nb "quoted"' });
+  assert.equal(json(plain), plain);
+  const c1 = line({ msg: 'x\u009b31my\u007fz\u2028w' });
+  const out = json(c1);
+  assert.doesNotMatch(out, /[\u007f-\u009f\u2028]/);
+  assert.deepEqual(JSON.parse(out), JSON.parse(c1));
 });

@@ -20,7 +20,7 @@ test('parseFromWorker: metrics chunks are bounded and well-formed', () => {
     { t: 'metrics', id: -1, part: 0, parts: 1, text: '' },
     { t: 'metrics', id: 5, part: 0, parts: 1, text: 'x'.repeat(METRICS_CHUNK + 1) },
     { t: 'metrics', id: 5, part: 0, parts: 1 },
-    { t: 'heartbeat', requests: 0, inFlight: 0, eventLoopDelayMs: 0, rss: 0, longLived: 0, totals: [-1] },
+    { t: 'heartbeat', requests: 0, inFlight: 0, eventLoopDelayMs: 0, rss: 0, longLived: 0, totals: ['-1'] },
     { t: 'drained', forced: 0, requests: 0, totals: 'x' },
   ])
     assert.equal(typeof parseFromWorker(bad), 'string', JSON.stringify(bad).slice(0, 80));
