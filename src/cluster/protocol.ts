@@ -60,6 +60,8 @@ export type FromWorker =
       rss: number;
       /** Long-lived connections open (WebSockets, event streams). */
       longLived: number;
+      /** Connections open (absent from a worker of an nserve that did not report them). */
+      connections?: number;
       /** Request totals (metrics/requests.ts), when metrics are on. */
       totals?: number[];
     }
@@ -181,6 +183,7 @@ export function parseFromWorker(value: unknown): FromWorker | string {
         count('eventLoopDelayMs') &&
         count('rss') &&
         count('longLived') &&
+        (m.connections === undefined || count('connections')) &&
         totals()
         ? {
             t: 'heartbeat',
@@ -189,6 +192,7 @@ export function parseFromWorker(value: unknown): FromWorker | string {
             eventLoopDelayMs: m.eventLoopDelayMs as number,
             rss: m.rss as number,
             longLived: m.longLived as number,
+            ...(m.connections === undefined ? {} : { connections: m.connections as number }),
             ...withTotals(),
           }
         : 'heartbeat: counters must be non-negative numbers';
