@@ -238,6 +238,11 @@ export class AppServer {
     return this.live.longLivedOpen();
   }
 
+  /** Open connections (and TLS handshakes in progress): what a kill would reset. */
+  connectionCount(): number {
+    return this.live.conns.size + this.live.handshakes.size;
+  }
+
   /** Open connections by kind, for metrics: serving a request, idle keep-alive, long-lived. */
   connectionCounts(): { request: number; idle: number; longLived: number } {
     return this.live.counts();

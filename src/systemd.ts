@@ -3,6 +3,7 @@
 import type { Logger } from './logger.js';
 import * as native from './native.js';
 import { childProcesses } from './proc.js';
+import { isWatched } from './reaper.js';
 
 /**
  * WATCHDOG=1 at half of WATCHDOG_USEC, from this process's event loop: a master whose loop is stuck
@@ -42,7 +43,8 @@ export function reapOrphansAsInit(log: Logger): void {
     scheduled = true;
     setTimeout(() => {
       scheduled = false;
-      for (const pid of zombieChildren()) {
+      // Adopted workers are reaped by their own watch, which reports how they died (reaper.ts).
+      for (const pid of zombieChildren().filter((p) => !isWatched(p))) {
         try {
           const status = native.waitpid(pid);
           if (status !== null)

@@ -215,31 +215,4 @@ export class WorkerPool {
   killAll(): void {
     for (const w of this.tracked()) w.kill('SIGKILL');
   }
-
-  /**
-   * Workers adopted from a previous image are not libuv's children: reap them ourselves, by PID (never
-   * waitpid(-1), which would steal exits from libuv). The channel closes just before the process becomes
-   * a zombie, so poll briefly.
-   */
-  reap(w: WorkerHandle): void {
-    if (w.child !== undefined) return;
-    const deadline = Date.now() + 10_000;
-    const attempt = (): void => {
-      let status: native.ExitStatus | null;
-      try {
-        status = native.waitpid(w.pid);
-      } catch {
-        return; // not our child, or already reaped
-      }
-      if (status !== null) {
-        this.log.debug(
-          { worker: w.index, workerPid: w.pid, code: status.code, signal: status.signal },
-          'reaped',
-        );
-        return;
-      }
-      if (Date.now() < deadline) setTimeout(attempt, 20).unref();
-    };
-    attempt();
-  }
 }

@@ -61,6 +61,8 @@ export type FromWorker =
       rss: number;
       /** Long-lived connections open (WebSockets, event streams). */
       longLived: number;
+      /** Connections open (absent from a worker of an nserve that did not report them). */
+      connections?: number;
       /** Request totals (metrics/requests.ts), when metrics are on. */
       totals?: number[];
     }
@@ -243,7 +245,12 @@ export function parseFromWorker(value: unknown): FromWorker | Implausible | stri
     case 'heartbeat': {
       if (!figures(Object.keys(HEARTBEAT_FIGURES)) || !totals())
         return 'heartbeat: counters must be numbers (and totals an array of numbers)';
-      const why = implausible(m, HEARTBEAT_FIGURES);
+      // `connections` came later: optional, so a worker of an older nserve still checks in.
+      if (m.connections !== undefined && !figures(['connections']))
+        return 'heartbeat: connections must be a number';
+      const why =
+        implausible(m, HEARTBEAT_FIGURES) ??
+        (m.connections === undefined ? undefined : implausible(m, { connections: 'connections' }));
       return why !== undefined
         ? { t: 'implausible', report: 'heartbeat', reason: why }
         : {
@@ -253,6 +260,7 @@ export function parseFromWorker(value: unknown): FromWorker | Implausible | stri
             eventLoopDelayMs: m.eventLoopDelayMs as number,
             rss: m.rss as number,
             longLived: m.longLived as number,
+            ...(m.connections === undefined ? {} : { connections: m.connections as number }),
             ...withTotals(),
           };
     }

@@ -98,7 +98,6 @@ export class Recovery {
 
   private onExit(w: WorkerHandle, exit: { code: number | null; signal: string | null }): void {
     const m = this.m;
-    m.pool.reap(w);
     if (m.pool.forget(w)) return;
     const current = m.pool.workers[w.index] === w;
     if (!current || m.isStopping() || w.bootedAt === undefined) return;
@@ -199,9 +198,19 @@ export class Recovery {
         );
         w.kill('SIGKILL');
       } else if (w.state === 'booted' && now - w.lastCheckin > m.config.workerTimeoutMs) {
+        // What the kill resets, as of its last check-in: operators learn what their users lost.
+        const { inFlight, connections, longLived } = w.stats;
         m.log.error(
-          { worker: w.index, workerPid: w.pid, silentMs: now - w.lastCheckin },
-          `worker ${w.index} stopped checking in: killing it`,
+          {
+            worker: w.index,
+            workerPid: w.pid,
+            code: 'ERR_NSERVE_WORKER_TIMEOUT',
+            silentMs: now - w.lastCheckin,
+            inFlight,
+            connections,
+            longLived,
+          },
+          `worker ${w.index} stopped checking in: killing it (at its last check-in: ${inFlight} request(s) in flight, ${connections} connection(s) open)`,
         );
         w.kill('SIGKILL');
       }

@@ -4,6 +4,7 @@ import { Lifecycle, type Transitions } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
 import type { WorkerReply } from '../metrics/json.js';
 import * as native from '../native.js';
+import { watchExit } from '../reaper.js';
 import { Channel } from './channel.js';
 import { type FromWorker, type Implausible, parseFromWorker, type ToWorker } from './protocol.js';
 import { MetricsScrape } from './worker-metrics.js';
@@ -13,6 +14,13 @@ const BURST = 400;
 const PER_SECOND = 100;
 /** Implausible reports (protocol.ts) are logged at most once per this, with how many were dropped. */
 const IMPLAUSIBLE_LOG_EVERY_MS = 60_000;
+
+/**
+ * A worker's channel closes as it exits, a moment before its exit is reported. One still running this
+ * long after its channel closed has lost it (its app closed the descriptor): it can no longer be told to
+ * drain, so it is killed, and replaced as a crash.
+ */
+const CHANNEL_LOST_GRACE_MS = 2000;
 
 /** booting → booted (may be lent slots) → draining (never again) → exited. */
 export type WorkerState = 'booting' | 'booted' | 'draining' | 'exited';
@@ -30,6 +38,8 @@ export interface WorkerStats {
   eventLoopDelayMs: number;
   rss: number;
   longLived: number;
+  /** Open connections (0 from a worker whose nserve does not report them). */
+  connections: number;
 }
 
 export type WorkerEvent =
@@ -70,7 +80,14 @@ export class WorkerHandle {
   /** When it reported its config read (before loading the app). */
   configuredAt: number | undefined;
   lastCheckin = Date.now();
-  stats: WorkerStats = { requests: 0, inFlight: 0, eventLoopDelayMs: 0, rss: 0, longLived: 0 };
+  stats: WorkerStats = {
+    requests: 0,
+    inFlight: 0,
+    eventLoopDelayMs: 0,
+    rss: 0,
+    longLived: 0,
+    connections: 0,
+  };
   file: string | undefined;
   directory: string;
   exit: { code: number | null; signal: string | null } | undefined;
@@ -92,6 +109,8 @@ export class WorkerHandle {
   private implausibleUnlogged = 0;
   private implausibleLoggedAt = 0;
   private readonly log: Logger;
+  /** Armed when the channel closed: kills a worker that goes on running without it. */
+  private channelLost: NodeJS.Timeout | undefined;
 
   constructor(spec: WorkerSpec, log: Logger) {
     this.log = log;
@@ -100,6 +119,7 @@ export class WorkerHandle {
     this.pid = spec.pid;
     this.child = spec.child;
     this.directory = spec.directory;
+    this.log = log;
     this.lifecycle = new Lifecycle<WorkerState>(`worker ${spec.index}`, 'booting', WORKER_TRANSITIONS, log, {
       fields: { worker: spec.index, workerPid: spec.pid, generation: spec.generation },
       level: 'debug',
@@ -123,7 +143,10 @@ export class WorkerHandle {
       invalid: (reason) => this.onViolation(reason),
       close: () => this.onChannelClosed(),
     });
-    spec.child?.once('exit', (code, signal) => this.onGone(code, signal));
+    // Liveness is the process's, never the channel's: libuv reports the exit of a child it spawned; a
+    // worker adopted across a hot restart is watched by PID (reaper.ts), whoever holds its channel.
+    if (spec.child !== undefined) spec.child.once('exit', (code, signal) => this.onGone(code, signal));
+    else watchExit(spec.pid, (status) => this.onGone(status?.code ?? null, status?.signal ?? null));
   }
 
   /** Slot keys sent to the worker and not confirmed yet (handed over across a hot restart). */
@@ -307,6 +330,7 @@ export class WorkerHandle {
           eventLoopDelayMs: msg.eventLoopDelayMs,
           rss: msg.rss,
           longLived: msg.longLived,
+          connections: msg.connections ?? 0,
         };
         break;
       default:
@@ -342,55 +366,33 @@ export class WorkerHandle {
   }
 
   /**
-   * The channel closes as the process exits, a moment before libuv reports the exit status. For a child
-   * of ours, wait briefly for that status so logs can say how the worker died; an adopted worker (not
-   * libuv's child) has no status to wait for.
+   * The channel closes as the process exits, a moment before its exit is reported (by libuv, or by the
+   * PID watch for an adopted worker): that report, not the channel, says the worker is gone. One that is
+   * still running after the grace lost its channel (its app closed it): kill it, its exit follows.
    */
   private onChannelClosed(): void {
-    const child = this.child;
-    if (child === undefined) {
-      this.reapAdopted(Date.now() + 500);
-      return;
-    }
-    if (child.exitCode !== null || child.signalCode !== null) {
-      this.onGone(child?.exitCode ?? null, child?.signalCode ?? null);
-      return;
-    }
-    const timer = setTimeout(() => this.onGone(null, null), 200);
-    child.once('exit', () => clearTimeout(timer));
-  }
-
-  /**
-   * A worker adopted across a hot restart (or spawned by the previous image) is not libuv's child: reap
-   * it by PID (never waitpid(-1)) to learn how it died, polling briefly, as the channel closes a moment
-   * before the process becomes a zombie. (A crash must be told from a clean exit.)
-   */
-  private reapAdopted(deadline: number): void {
-    let status: native.ExitStatus | null;
-    try {
-      status = native.waitpid(this.pid);
-    } catch {
-      this.onGone(null, null); // not ours to reap, or reaped already
-      return;
-    }
-    if (status !== null) this.onGone(status.code, status.signal);
-    else if (Date.now() >= deadline) this.onGone(null, null);
-    else setTimeout(() => this.reapAdopted(deadline), 10);
+    if (this.exit !== undefined) return;
+    this.channelLost = setTimeout(() => {
+      if (!this.alive) return;
+      this.log.error(
+        { worker: this.index, workerPid: this.pid, code: 'ERR_NSERVE_PROTOCOL', reason: 'channel closed' },
+        `worker ${this.index} closed its channel but is still running: killing it`,
+      );
+      this.kill('SIGKILL');
+    }, CHANNEL_LOST_GRACE_MS);
+    this.channelLost.unref();
   }
 
   private onGone(code: number | null, signal: string | null): void {
-    if (this.exit !== undefined) {
-      // The channel usually closes first; keep the real exit status when it arrives.
-      if (code !== null || signal !== null) this.exit = { code, signal };
-      return;
-    }
+    if (this.exit !== undefined) return;
     this.exit = { code, signal };
+    clearTimeout(this.channelLost);
     // libuv may report the exit before the channel's last datagrams were read (a `drained` with the
     // worker's final request totals): read them while the worker still counts as alive.
     this.channel.readPending();
     this.lifecycle.to(
       'exited',
-      signal !== null ? `signal ${signal}` : code !== null ? `exit code ${code}` : 'channel closed',
+      signal !== null ? `signal ${signal}` : code !== null ? `exit code ${code}` : 'exit status unknown',
     );
     this.keys.clear();
     this.scrape.cancel();

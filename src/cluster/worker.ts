@@ -288,6 +288,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
       eventLoopDelayMs: Math.round(Math.max(0, eld.percentile(99) - ELD_RESOLUTION_MS * 1e6) / 1e4) / 100,
       rss,
       longLived: server?.longLivedOpen() ?? 0,
+      connections: server?.connectionCount() ?? 0,
       ...totals(),
     });
     eld.reset();

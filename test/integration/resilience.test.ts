@@ -1,10 +1,12 @@
 // Restarts and worker events that go wrong must never take the site down (cases found in review).
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
 import { assertNoFailedRequests, getJson, Load } from '../helpers/load.js';
-import { now } from '../helpers/logged-process.js';
+import { type LogLine, now } from '../helpers/logged-process.js';
 import { makeReleases } from '../helpers/releases.js';
 import { restart } from '../helpers/restart.js';
 import {
@@ -120,4 +122,53 @@ test('SIGTERM while a single-mode server is still booting: it stops once booted,
   assert.ok(at('fixture: boot ends') < at('nserve booted'), 'the boot had not finished');
   assert.ok(at('nserve booted') < at('graceful stop: draining'), 'the stop was carried out once booted');
   assert.ok(at('graceful stop: draining') < at('stopped'));
+});
+
+test('a frozen worker (SIGSTOP) killed for --worker-timeout: the log says what it held at its last check-in', async (t) => {
+  const dir = tmpDir(t);
+  // /slow sends its headers (so the client knows it is in flight) and never ends.
+  fs.writeFileSync(
+    path.join(dir, 'app.mjs'),
+    `export default (req, res) => {
+  if (req.url === '/slow') { res.writeHead(200); res.flushHeaders(); return; }
+  res.end(JSON.stringify({ pid: process.pid }));
+};
+`,
+  );
+  const { srv, port } = await serveApp(t, 'app.mjs', {
+    directory: dir,
+    workers: 1,
+    args: ['--worker-timeout', '2'],
+  });
+  const [frozen] = childPids(srv.pid);
+  const clients: (http.ClientRequest | net.Socket)[] = [];
+  t.after(() => {
+    for (const c of clients) c.destroy();
+  });
+  const inFlight = (): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const req = http.get({ host: '127.0.0.1', port, path: '/slow', agent: false }, () => resolve());
+      req.on('error', () => {}); // reset when the worker is killed: expected
+      req.setTimeout(5000, () => reject(new Error('/slow sent no headers within 5 s')));
+      clients.push(req);
+    });
+  await Promise.all([inFlight(), inFlight()]);
+  // And one connection that sends nothing (idle): three connections, two requests in flight.
+  const idle = net.connect(port, '127.0.0.1');
+  idle.on('error', () => {});
+  clients.push(idle);
+  await new Promise((resolve) => idle.once('connect', resolve));
+  // Workers check in once a second: let one check-in carry these counts.
+  await new Promise((r) => setTimeout(r, 1500));
+  const mark = srv.lines.length;
+  process.kill(frozen!, 'SIGSTOP');
+  const line: LogLine = await srv.waitForMsg(/^worker 0 stopped checking in: killing it/, 10_000, mark);
+  assert.equal(line.workerPid, frozen);
+  assert.equal(line.code, 'ERR_NSERVE_WORKER_TIMEOUT');
+  assert.equal(line.inFlight, 2);
+  assert.equal(line.connections, 3);
+  assert.match(String(line.msg), /2 request\(s\) in flight, 3 connection\(s\) open/);
+  await srv.waitForMsg(/^worker 0 replaced/, 10_000, mark);
+  assert.equal((await getJson(port)).status, 200);
+  assert.ok(!processAlive(frozen!));
 });
