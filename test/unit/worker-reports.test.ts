@@ -1,6 +1,7 @@
 // A worker's heartbeat and drained reports are checked for plausible figures: an implausible one is
 // dropped and logged (rate-limited), and the worker is not replaced for it; a wrong shape still is.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { test } from 'node:test';
 import { pino } from 'pino';
 import { parseFromWorker } from '../../src/cluster/protocol.js';
@@ -68,13 +69,15 @@ test('a wrong shape is still a protocol violation', () => {
 
 test('the master drops implausible reports, logs them once a minute at most, and keeps the worker', async () => {
   const [ours, peer] = native.socketpair();
+  // An adopted worker is watched by PID (a reaper): a live process of ours stands in for it.
+  const stand = spawn('sleep', ['30'], { stdio: 'ignore' });
   const lines: Record<string, unknown>[] = [];
   const log = pino({ level: 'info' }, { write: (s: string) => lines.push(JSON.parse(s)) });
   const w = new WorkerHandle(
     {
       index: 3,
       generation: 0,
-      pid: process.pid,
+      pid: stand.pid!,
       channelFd: ours,
       directory: '/',
       child: undefined,
@@ -106,5 +109,6 @@ test('the master drops implausible reports, logs them once a minute at most, and
   } finally {
     w.channel.close();
     native.close(peer);
+    stand.kill('SIGKILL');
   }
 });
