@@ -64,6 +64,12 @@ export interface UserConfig {
   requestTimeout?: number;
   /** Seconds long-lived connections (WebSocket, event streams) get to close at a drain (default 2). */
   longLivedGrace?: number;
+  /**
+   * Seconds a drain waits for long-polls (engine.io's polling transport, responses marked with
+   * markLongPoll) before they stop holding it: a cluster hot restart switches, they finish on old code;
+   * elsewhere they are answered 503 and the client polls again (default 1).
+   */
+  switchTimeout?: number;
   /** Seconds a stop keeps serving, with the health path answering 503, before it stops accepting. */
   shutdownDelay?: number;
   /** A worker whose RSS stays above this (bytes, or '512MB') for 3 check-ins is replaced, surge-first. */
@@ -142,6 +148,7 @@ export interface Config {
   headersTimeoutMs: number | undefined;
   requestTimeoutMs: number | undefined;
   longLivedGraceMs: number;
+  switchTimeoutMs: number;
   shutdownDelayMs: number;
   /** Bytes; undefined: no limit. */
   workerMaxMemory: number | undefined;
@@ -204,6 +211,7 @@ export interface CliOptions {
   headersTimeout?: string;
   requestTimeout?: string;
   longLivedGrace?: string;
+  switchTimeout?: string;
   shutdownDelay?: string;
   workerMaxMemory?: string;
   backlog?: string;

@@ -8,7 +8,10 @@
 //   with `markLongLived`: at a drain the app is told (`onDrain`, `drainSignal`), and whatever is still
 //   open after --long-lived-grace is ended by nserve with a clean close (FIN);
 // - may finish on old code (`finishOnOldCode`): in cluster mode such a response completes on its old
-//   worker while new workers already accept; in single mode it must end before the exec, like a request.
+//   worker while new workers already accept; in single mode it must end before the exec, like a request;
+// - long-polls (engine.io's `transport=polling` GETs, or `markLongPoll`): a drain waits for them like
+//   requests, but at most --switch-timeout; then they finish on old code (cluster hot restart) or their
+//   connection is ended for the client to poll again (single mode, stops).
 import type { ServerResponse } from 'node:http';
 
 export interface DrainInfo {
@@ -30,7 +33,7 @@ const REGISTRY = Symbol.for('nserve.drain');
 /** The class a response was marked with (see `connectionClass`). */
 export const CLASS = Symbol.for('nserve.connection-class');
 
-export type MarkedClass = 'long-lived' | 'finish-on-old';
+export type MarkedClass = 'long-lived' | 'finish-on-old' | 'long-poll';
 
 function registry(): DrainRegistry {
   const g = globalThis as { [REGISTRY]?: DrainRegistry };
@@ -72,6 +75,16 @@ export function markLongLived(res: ServerResponse): void {
  */
 export function finishOnOldCode(res: ServerResponse): void {
   (res as { [CLASS]?: MarkedClass })[CLASS] = 'finish-on-old';
+}
+
+/**
+ * A long-poll: a request held open until there is something to say (socket.io's polling transport is
+ * recognised without this). A drain waits for it at most --switch-timeout; then, in a cluster hot
+ * restart, it finishes on its old worker while new code already serves; elsewhere its connection is
+ * ended (FIN) and the client polls again.
+ */
+export function markLongPoll(res: ServerResponse): void {
+  (res as { [CLASS]?: MarkedClass })[CLASS] = 'long-poll';
 }
 
 /** nserve side: tell the app. Once per process; listener errors are the app's, never nserve's. */

@@ -13,6 +13,7 @@ export {
   drainSignal,
   finishOnOldCode,
   markLongLived,
+  markLongPoll,
   onDrain,
 } from './drain.js';
 export { VERSION } from './version.js';

@@ -98,7 +98,10 @@ export async function runPortable(ctx: RunContext): Promise<void> {
     server.beginDraining();
     // Closing Node's listener also removes a unix socket's file.
     server.stopAccepting();
-    await server.drain(timeoutMs, config.longLivedGraceMs, 'stop');
+    await server.drain(timeoutMs, config.longLivedGraceMs, 'stop', {
+      afterMs: config.switchTimeoutMs,
+      after: 'end',
+    });
     if (config.pidfile !== undefined) removePidfile(config.pidfile);
     log.info({ requests: server.requests }, 'stopped');
     // A stop signal the app listens for itself (Next.js exits at once on it): its listeners run now.

@@ -39,7 +39,13 @@ import {
   type Tracked,
 } from './server/connections.js';
 import { type AppServerOptions, appServerOptions, bindOf, createBindServer } from './server/create.js';
-import { type DrainResult, drainConnections, finishOnOld, waitLongLived } from './server/drain.js';
+import {
+  type DrainResult,
+  drainConnections,
+  finishOnOld,
+  type LongPollPolicy,
+  waitLongLived,
+} from './server/drain.js';
 import { type CertVerdict, isTlsServer, type TlsBindOptions, type TlsBinds } from './tls.js';
 
 export type { AppServerOptions } from './server/create.js';
@@ -273,6 +279,8 @@ export class AppServer {
     timeoutMs: number,
     longLivedGraceMs: number,
     reason: DrainInfo['reason'],
+    /** Long-polls: how long they hold the drain, and what then (server/drain.ts). */
+    longPolls?: LongPollPolicy,
   ): Promise<DrainResult> {
     this.beginDraining();
     this.announce({ reason, graceMs: longLivedGraceMs });
@@ -282,6 +290,7 @@ export class AppServer {
       longLivedGraceMs,
       drainGraceMs: this.options.drainGraceMs,
       asked: this.askedLongLived,
+      longPolls,
     });
   }
 

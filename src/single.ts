@@ -177,7 +177,10 @@ export async function runSingle(ctx: RunContext): Promise<void> {
     server.beginDraining();
     if (graceful) server.closeListenersServingQueued(listeners.map((l) => l.fd));
     else closeListeners(listeners, { unlink: false });
-    const { forced, ...longLived } = await server.drain(timeoutMs, config.longLivedGraceMs, 'stop');
+    const { forced, ...longLived } = await server.drain(timeoutMs, config.longLivedGraceMs, 'stop', {
+      afterMs: config.switchTimeoutMs,
+      after: 'end',
+    });
     if (longLived.asked > 0) log.info({ longLived }, `drained: ${describeLongLived(longLived)}`);
     if (forced > 0) log.warn({ forced }, `shutdown timeout reached: closed ${forced} open connection(s)`);
     removeSocketFiles(listeners);
@@ -235,9 +238,12 @@ export async function runSingle(ctx: RunContext): Promise<void> {
               record.pausedAt = Date.now();
               drained = true;
               // In single mode nothing may finish on old code: those responses end before the exec too.
-              const { forced, ...longLived } = await server.drain(config.shutdownTimeoutMs, 0, 'restart');
+              const { forced, ...longLived } = await server.drain(config.shutdownTimeoutMs, 0, 'restart', {
+                afterMs: config.switchTimeoutMs,
+                after: 'end',
+              });
               const cut = await server.finishOnOld(config.shutdownTimeoutMs);
-              if (longLived.asked > 0 || cut > 0)
+              if (longLived.asked > 0 || longLived.longPolls > 0 || cut > 0)
                 log.info({ longLived, cut }, `drained: ${describeLongLived(longLived)}`);
               if (forced > 0)
                 log.warn(

@@ -67,6 +67,11 @@ export const START_OPTIONS: readonly StartOption[] = [
       'on stop, keep serving this long with the health path answering 503 (Kubernetes endpoints; default 0)',
   },
   {
+    flags: '--switch-timeout <s>',
+    description:
+      'seconds a hot restart waits for long-polls (socket.io polling, markLongPoll) before switching: then they finish on old code (default 1)',
+  },
+  {
     flags: '--long-lived-grace <s>',
     description:
       'seconds WebSockets and event streams get to close at a drain before nserve ends them (default 2)',

@@ -186,7 +186,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     clearInterval(heartbeat);
     const s = server;
     const started = Date.now();
-    let result = { forced: 0, asked: 0, closedThemselves: 0, ended: 0 };
+    let result = { forced: 0, asked: 0, closedThemselves: 0, ended: 0, longPolls: 0 };
     if (s !== undefined) {
       s.beginDraining();
       // A stop: the master has closed its copies of the slots; we take over what is queued on ours and
@@ -194,7 +194,11 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
       // slots live on (with the master and the other workers): stop accepting at once.
       if (reason === 'stop') s.closeListenersServingQueued();
       else s.stopAccepting();
-      result = await s.drain(config.shutdownTimeoutMs, longLivedGraceMs, reason);
+      // A stop has no new code to switch to: its long-polls are answered for the client to poll again.
+      result = await s.drain(config.shutdownTimeoutMs, longLivedGraceMs, reason, {
+        afterMs: config.switchTimeoutMs,
+        after: reason === 'stop' ? 'end' : 'finish-on-old',
+      });
     }
     // Tell the master first: we will never serve again, and it may hand over (cluster hot restart)
     // while responses that may finish on old code, and our shutdown hooks, still run.
@@ -204,6 +208,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
         requests: s?.requests ?? 0,
         ...result,
         longLived: { asked: result.asked, closedThemselves: result.closedThemselves, ended: result.ended },
+        longPolls: result.longPolls,
       },
       `worker drained: ${describeLongLived(result)}`,
     );

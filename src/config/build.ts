@@ -185,6 +185,7 @@ export function buildConfig(
     headersTimeoutMs,
     requestTimeoutMs,
     longLivedGraceMs: seconds('longLivedGrace', take('longLivedGrace'), 2),
+    switchTimeoutMs: seconds('switchTimeout', take('switchTimeout'), 1),
     shutdownDelayMs: seconds('shutdownDelay', take('shutdownDelay'), 0),
     workerMaxMemory: byteSize('workerMaxMemory', take('workerMaxMemory')),
     backlog: integer('backlog', take('backlog'), 1, 65535, 1024),

@@ -35,6 +35,7 @@ export function describeConfig(
     ['headersTimeoutMs', 'headersTimeout', (v: number | undefined) => (v === undefined ? null : v / 1000)],
     ['requestTimeoutMs', 'requestTimeout', (v: number | undefined) => (v === undefined ? null : v / 1000)],
     ['longLivedGraceMs', 'longLivedGrace', (v: number) => v / 1000],
+    ['switchTimeoutMs', 'switchTimeout', (v: number) => v / 1000],
     ['shutdownDelayMs', 'shutdownDelay', (v: number) => v / 1000],
     ['workerMaxMemory', 'workerMaxMemory', (v: number | undefined) => v ?? null],
     ['backlog', 'backlog', (v: number) => v],

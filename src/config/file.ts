@@ -107,6 +107,7 @@ export async function readConfigFile(file: string, fresh = false): Promise<UserC
     'headersTimeout',
     'requestTimeout',
     'longLivedGrace',
+    'switchTimeout',
     'shutdownDelay',
     'workerMaxMemory',
     'backlog',

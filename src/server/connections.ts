@@ -116,10 +116,26 @@ export function isH2(sock: Socket): boolean {
 export function responseClass(res: http.ServerResponse): 'request' | MarkedClass {
   const marked = (res as { [CLASS]?: MarkedClass })[CLASS];
   if (marked !== undefined) return marked;
+  if (isEnginePoll(res)) return 'long-poll';
   const type = res.getHeader('content-type') ?? headerFromRaw(res, 'content-type');
   return typeof type === 'string' && type.toLowerCase().startsWith('text/event-stream')
     ? 'long-lived'
     : 'request';
+}
+
+/**
+ * engine.io's (socket.io's) polling transport: a GET held open until the server has packets, up to its
+ * pingInterval (25 s by default). Known by its query (`EIO=4&transport=polling&sid=…`).
+ */
+function isEnginePoll(res: http.ServerResponse): boolean {
+  const req = (res as { req?: http.IncomingMessage }).req;
+  const url = req?.url;
+  return (
+    req?.method === 'GET' &&
+    url !== undefined &&
+    /[?&]transport=polling(&|$)/.test(url) &&
+    /[?&]EIO=/.test(url)
+  );
 }
 
 /** A header passed straight to writeHead() is only in the serialized head (getHeader() misses it). */

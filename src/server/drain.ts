@@ -4,12 +4,19 @@
 import type * as http from 'node:http';
 import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { finishOnOldCode } from '../drain.js';
 import { type Connections, connectionOf, h2StreamOf, isH2, responseClass, STATE } from './connections.js';
 import { endWebSocket } from './websocket-close.js';
 
 /** What a drain did with long-lived connections, in words (one log line; the same in both modes). */
-export function describeLongLived(l: Pick<DrainResult, 'asked' | 'closedThemselves' | 'ended'>): string {
-  return `${l.asked} long-lived connection(s) asked to close, ${l.closedThemselves} closed themselves, ${l.ended} ended by nserve`;
+export function describeLongLived(
+  l: Pick<DrainResult, 'asked' | 'closedThemselves' | 'ended'> & { longPolls?: number },
+): string {
+  const polls =
+    (l.longPolls ?? 0) > 0
+      ? `; ${l.longPolls} long-poll(s) still open at --switch-timeout, not waited for`
+      : '';
+  return `${l.asked} long-lived connection(s) asked to close, ${l.closedThemselves} closed themselves, ${l.ended} ended by nserve${polls}`;
 }
 
 export interface DrainResult {
@@ -21,6 +28,19 @@ export interface DrainResult {
   closedThemselves: number;
   /** Ended by nserve after the grace, with a clean close. */
   ended: number;
+  /** Long-polls still open at --switch-timeout: left to finish on old code, or answered 503. */
+  longPolls: number;
+}
+
+/**
+ * What a drain does with long-polls still open after `afterMs`: `finish-on-old` stops waiting for them
+ * (a cluster hot restart switches; they complete on the old worker), `end` ends their connections, so
+ * the client polls again (single mode, where no old process stays; stops).
+ */
+export interface LongPollPolicy {
+  afterMs: number;
+  /** What becomes of them then. */
+  after: 'finish-on-old' | 'end';
 }
 
 /**
@@ -30,25 +50,58 @@ export interface DrainResult {
  */
 export function drainConnections(
   live: Connections,
-  o: { started: number; timeoutMs: number; longLivedGraceMs: number; drainGraceMs: number; asked: number },
+  o: {
+    started: number;
+    timeoutMs: number;
+    longLivedGraceMs: number;
+    drainGraceMs: number;
+    asked: number;
+    longPolls?: LongPollPolicy | undefined;
+  },
 ): Promise<DrainResult> {
   const { started, longLivedGraceMs, drainGraceMs, asked } = o;
   const deadline = started + o.timeoutMs;
   const ended = new Set<Socket | http.ServerResponse>();
   let endedCount = 0;
+  let longPolls = 0;
   return new Promise<DrainResult>((resolve) => {
     let timer: NodeJS.Timeout | undefined;
     const finish = (forced: number): void => {
       clearInterval(timer);
       live.onClosed = undefined;
-      resolve({ forced, asked, ended: endedCount, closedThemselves: Math.max(0, asked - endedCount) });
+      resolve({
+        forced,
+        asked,
+        ended: endedCount,
+        closedThemselves: Math.max(0, asked - endedCount),
+        longPolls,
+      });
+    };
+    // Past --switch-timeout, long-polls stop holding the drain (without a policy they are requests).
+    const switchLongPolls = (): void => {
+      for (const res of live.responses()) {
+        if (responseClass(res) !== 'long-poll' || ended.has(res)) continue;
+        longPolls++;
+        if (o.longPolls?.after === 'finish-on-old') {
+          finishOnOldCode(res); // no longer holds the drain; finishOnOld waits for it
+          continue;
+        }
+        // Its connection ends (FIN): the client's poll fails and it polls again, reconnecting. Never
+        // answered here: the app still holds the response and would write to it (engine.io does).
+        ended.add(res);
+        const sock = connectionOf(res);
+        if (sock !== null) {
+          sock.end();
+          setTimeout(() => sock.destroy(), 1000).unref();
+        }
+      }
     };
     const blocking = (): Set<Socket> => {
       const out = new Set<Socket>();
       for (const res of live.responses()) {
         const cls = responseClass(res);
         const sock = connectionOf(res);
-        if (cls === 'request' && sock !== null) out.add(sock);
+        if ((cls === 'request' || cls === 'long-poll') && sock !== null) out.add(sock);
         else if (cls === 'long-lived' && !ended.has(res) && sock !== null) out.add(sock);
       }
       for (const raw of live.handshakes.keys()) out.add(raw);
@@ -100,6 +153,7 @@ export function drainConnections(
     // the deadline.
     const tick = (): void => {
       const now = Date.now();
+      if (o.longPolls !== undefined && now - started >= o.longPolls.afterMs) switchLongPolls();
       if (now - started >= longLivedGraceMs) endLongLived();
       for (const sock of live.conns) {
         const st = sock[STATE];
