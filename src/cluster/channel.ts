@@ -127,8 +127,17 @@ export class Channel<In, Out> {
       const next = this.pending.shift()!;
       try {
         this.trySend(next.data, next.fds);
-      } catch {
-        // Runs from a timer: an unexpected send error must not escape; the peer is unreachable.
+      } catch (err) {
+        // Runs from a timer: an unexpected send error must not escape. EBADF names a descriptor that is
+        // not open: one attached to the message (it cannot be sent, ever: dropped, the peer asks again for
+        // what it misses) or our own end (gone: closed without closing its number again).
+        if (errorCode(err) === 'EBADF') {
+          if (!isOpen(this.fd)) {
+            this.onClosed({ descriptor: 'gone' });
+            return;
+          }
+          continue;
+        }
         this.peerGone('now');
         return;
       }
@@ -175,7 +184,13 @@ export class Channel<In, Out> {
           reset = true;
           continue;
         }
-        if (code === 'ECONNRESET' || code === 'ENOTCONN' || code === 'EBADF') {
+        if (code === 'EBADF') {
+          // Our descriptor is not open any more. Closing its number again would close whatever took
+          // that number since (another worker's channel, a slot): end the channel without a close.
+          this.onClosed({ descriptor: 'gone' });
+          return;
+        }
+        if (code === 'ECONNRESET' || code === 'ENOTCONN') {
           this.onClosed();
           return;
         }
@@ -214,17 +229,20 @@ export class Channel<In, Out> {
     if (this.gone) this.onClosed();
   }
 
-  private onClosed(): void {
-    if (this.shutdown()) this.handlers.close();
+  private onClosed(how: { descriptor: 'open' | 'gone' } = { descriptor: 'open' }): void {
+    if (this.shutdown(how)) this.handlers.close();
   }
 
-  /** Stop watching and close our end; true the first time. */
-  private shutdown(): boolean {
+  /**
+   * Stop watching (before the close: libuv must not poll a closed number), then close our end, once;
+   * true the first time. `gone`: the descriptor is known closed already, and is not closed again.
+   */
+  private shutdown(how: { descriptor: 'open' | 'gone' } = { descriptor: 'open' }): boolean {
     this.stopWatching();
     clearTimeout(this.retryTimer);
     if (this.closed) return false;
     this.closed = true;
-    native.close(this.fd);
+    if (how.descriptor === 'open') native.close(this.fd);
     this.notifyFlushed();
     return true;
   }
@@ -252,6 +270,15 @@ export class Channel<In, Out> {
   /** Watch again after `detach` (the hand-off did not happen). */
   reattach(): void {
     if (!this.closed && this.watcher === undefined) this.watch();
+  }
+}
+
+function isOpen(fd: number): boolean {
+  try {
+    native.getCloexec(fd);
+    return true;
+  } catch {
+    return false;
   }
 }
 

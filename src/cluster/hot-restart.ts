@@ -134,6 +134,7 @@ export async function completeHotRestart(m: Master, handoff: Handoff): Promise<v
   const signal = m.beginRestart('adopting the workers of the previous image', { notify: false });
   reportInheritedLeaks(handoff.leaked, log);
   const adopted = pool.adopt(handoff.workers);
+  m.ctx.metrics?.store.adopted(adopted.map((w) => w.pid));
   // Workers of the next generation were spawned by the previous image before its exec.
   const early = adopted.filter((w) => w.generation > handoff.generation);
   const old = adopted.filter((w) => w.generation <= handoff.generation);

@@ -105,7 +105,7 @@ export class Master implements Controller {
     this.lifecycle = new Lifecycle<ServerState>('master', 'booting', SERVER_TRANSITIONS, ctx.log);
     this.pool = new WorkerPool(ctx.config, ctx.log, (w, msg) => {
       countWorkerEvent(this.history, w, msg);
-      if (ctx.metrics !== undefined) onWorkerEvent(ctx.metrics.store, w, msg);
+      if (ctx.metrics !== undefined) onWorkerEvent(ctx.metrics.store, w, msg, ctx.log);
       this.recovery.onWorkerEvent(w, msg);
     });
     this.slots = new Rebalancer({
@@ -166,6 +166,8 @@ export class Master implements Controller {
       this.healthTimer = setInterval(() => this.onHealthTick(), 1000);
       return;
     }
+    // A hand-off without workers: whatever the previous image reported on is gone.
+    if (handoff !== undefined) ctx.metrics?.store.adopted([]);
     const directory = this.resolveDirectory();
     // Booted afresh (a hand-off without workers): a rollback's pin, if any, has served its purpose.
     this.history.deploys.pinned = undefined;
@@ -361,7 +363,11 @@ export class Master implements Controller {
       removeSocketFiles(this.listeners);
     }
     if (this.config.pidfile !== undefined) removePidfile(this.config.pidfile);
-    this.log.info('stopped');
+    // Every worker has exited (or was killed past the timeout) and its channel was read to the end: the
+    // requests answered over the server's life, each worker's last report included.
+    // (A halt kills the workers: their last reports never come, and no total is claimed.)
+    const answered = reason === 'stop' ? this.ctx.metrics?.store.answered() : undefined;
+    this.log.info(answered === undefined ? {} : { requests: answered }, 'stopped');
     process.exit(0);
   }
 }

@@ -65,6 +65,12 @@ export type FromWorker =
       connections?: number;
       /** Request totals (metrics/requests.ts), when metrics are on. */
       totals?: number[];
+      /**
+       * The last report: sent once, after the worker's last response ended and right before it exits.
+       * The master counts these totals as those of a process gone (metrics/store.ts). An optional field,
+       * not a message of its own, so that a master of the previous protocol takes it as a heartbeat.
+       */
+      final?: true;
     }
   /** After `notice`: long-lived connections still open (0 unless the grace ran out). */
   | { t: 'quiet'; open: number }
@@ -262,6 +268,7 @@ export function parseFromWorker(value: unknown): FromWorker | Implausible | stri
             longLived: m.longLived as number,
             ...(m.connections === undefined ? {} : { connections: m.connections as number }),
             ...withTotals(),
+            ...(m.final === true ? { final: true as const } : {}),
           };
     }
     case 'quiet':

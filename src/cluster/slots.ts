@@ -99,6 +99,9 @@ export class Rebalancer {
 
   private async pass(): Promise<void> {
     const { log, slotFds } = this.deps;
+    // A stop closes the master's copies of the slots: a pass queued before it must not lend them (the
+    // descriptors are gone: sendmsg would fail with EBADF, or send whatever took their numbers since).
+    if (this.deps.stopping()) return;
     const serving = this.deps.current().filter((w) => w.serving);
     const plan = planSlots(this.deps.groups(), serving, this.deps.count());
     for (const { key, to } of plan.lent) log.info({ key, worker: to }, `slot ${key} lent to worker ${to}`);

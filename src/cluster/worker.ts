@@ -218,8 +218,9 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
         log.warn({ cut }, `shutdown timeout: ${cut} response(s) marked to finish on old code were cut`);
     }
     await workerHooks('onWorkerShutdown');
-    // The last word on our request totals: a response whose 'close' came after `drained` is counted too.
-    if (REQUESTS.on) beat();
+    // The last report, once every response has ended (those that closed after `drained` included): the
+    // master counts it as the totals of a process gone, and tells an exit without it (a crash) apart.
+    beat({ final: true });
     // A message waiting for room (EAGAIN: the master has not read a send buffer's worth yet, a scrape's
     // answer being up to 16 chunks of 20 KB) would die with us: `drained` and the last totals lost.
     await channel.flush(1000);
@@ -280,7 +281,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
   const eld = monitorEventLoopDelay({ resolution: ELD_RESOLUTION_MS });
   eld.enable();
   let rss = 0;
-  const beat = (): void => {
+  const beat = (options: { final?: true } = {}): void => {
     try {
       rss = process.memoryUsage.rss();
     } catch {
@@ -295,10 +296,11 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
       longLived: server?.longLivedOpen() ?? 0,
       connections: server?.connectionCount() ?? 0,
       ...totals(),
+      ...options,
     });
     eld.reset();
   };
-  const heartbeat = setInterval(beat, HEARTBEAT_INTERVAL_MS);
+  const heartbeat = setInterval(() => beat(), HEARTBEAT_INTERVAL_MS);
 
   try {
     process.chdir(directory);

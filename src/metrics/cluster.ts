@@ -4,9 +4,10 @@
 // the totals of a worker that exits are kept.
 import type { Master } from '../cluster/master.js';
 import type { WorkerEvent, WorkerHandle } from '../cluster/worker-handle.js';
+import type { Logger } from '../logger.js';
 import { gauge, type MetricJson, withLabels } from './json.js';
 import type { MetricsSource } from './plane.js';
-import { isTotals } from './requests.js';
+import { answered, isTotals } from './requests.js';
 import type { MetricsStore } from './store.js';
 
 const STATES = ['booting', 'booted', 'draining'] as const;
@@ -88,7 +89,7 @@ function clusterGauges(m: Master, alive: readonly WorkerHandle[], unanswered: nu
 }
 
 /** Worker events the store keeps (called for every worker, spawned or adopted). */
-export function onWorkerEvent(store: MetricsStore, w: WorkerHandle, msg: WorkerEvent): void {
+export function onWorkerEvent(store: MetricsStore, w: WorkerHandle, msg: WorkerEvent, log: Logger): void {
   const worker = String(w.index);
   switch (msg.t) {
     case 'booted':
@@ -102,14 +103,45 @@ export function onWorkerEvent(store: MetricsStore, w: WorkerHandle, msg: WorkerE
       if (isTotals(msg.totals)) store.workerSeen(w.pid, worker, msg.totals);
       break;
     case 'heartbeat':
-      if (isTotals(msg.totals)) store.workerSeen(w.pid, worker, msg.totals);
+      if (!isTotals(msg.totals)) break;
+      if (msg.final === true) store.workerFinal(w.pid, worker, msg.totals);
+      else store.workerSeen(w.pid, worker, msg.totals);
       break;
-    case 'exit':
-      store.workerExited(w.pid, exitReason(w, msg));
+    case 'exit': {
+      const account = store.workerExited(w.pid, exitReason(w, msg));
+      if (!account.final && w.bootedAt !== undefined) reportShortfall(log, w, msg, account.totals);
       break;
+    }
     default:
       break;
   }
+}
+
+/**
+ * A worker that served went without its last report (killed, crashed, or a worker of an nserve that does
+ * not send one): what it answered after its last report (a heartbeat, at most one interval before) is not
+ * in the request counters. Say how much, as far as the master can know: the requests it had begun and
+ * not answered at that report, and how long before its exit the report came.
+ */
+function reportShortfall(
+  log: Logger,
+  w: WorkerHandle,
+  exit: { code: number | null; signal: string | null },
+  totals: readonly number[] | undefined,
+): void {
+  const sinceReportMs = Math.max(0, Date.now() - w.lastCheckin);
+  const unanswered = Math.max(0, w.stats.requests - (totals === undefined ? 0 : answered(totals)));
+  log.warn(
+    {
+      worker: w.index,
+      workerPid: w.pid,
+      code: exit.code,
+      signal: exit.signal,
+      sinceReportMs,
+      unansweredAtReport: unanswered,
+    },
+    `worker ${w.index} (pid ${w.pid}) exited without its last report: requests it answered in its last ${sinceReportMs} ms are not in nserve_http_requests_total (${unanswered} were in flight at its last report)`,
+  );
 }
 
 /** Workers that said `drained` to this image. */

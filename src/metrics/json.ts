@@ -72,7 +72,7 @@ function metricProblem(m: unknown): string | undefined {
     return `${m.name}: unknown aggregator`;
   if (!Array.isArray(m.values)) return `${m.name}: values is not an array`;
   for (const v of m.values) {
-    // JSON has no NaN (a gauge not measured yet): it arrives as null.
+    // JSON has no NaN (a gauge not measured yet): it arrives as null, and is left out (withoutNaN).
     if (isObject(v) && v.value === null) v.value = Number.NaN;
     if (!isObject(v) || typeof v.value !== 'number') return `${m.name}: a value is not a number`;
     if (v.metricName !== undefined && (typeof v.metricName !== 'string' || !NAME.test(v.metricName)))
@@ -98,6 +98,13 @@ export function withLabels(metrics: readonly MetricJson[], labels: Record<string
     aggregator: m.aggregator ?? 'sum',
     values: m.values.map((v) => ({ ...v, labels: { ...v.labels, ...labels } })),
   }));
+}
+
+/** The metric without its samples that are NaN (not measured): no sample, rather than `Nan`. */
+export function withoutNaN(m: MetricJson): MetricJson {
+  return m.values.some((v) => Number.isNaN(v.value))
+    ? { ...m, values: m.values.filter((v) => !Number.isNaN(v.value)) }
+    : m;
 }
 
 export function gauge(

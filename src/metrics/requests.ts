@@ -36,6 +36,13 @@ export function isTotals(v: unknown): v is RequestTotals {
   );
 }
 
+/** Requests answered (every status class) in a totals vector. */
+export function answered(t: readonly number[]): number {
+  let n = 0;
+  for (let c = 0; c < CLASSES; c++) n += t[c] ?? 0;
+  return n;
+}
+
 /** a += b, element by element. */
 export function addTotals(a: RequestTotals, b: readonly number[]): RequestTotals {
   for (let i = 0; i < TOTALS_LENGTH; i++) a[i] = (a[i] ?? 0) + (b[i] ?? 0);

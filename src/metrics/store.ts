@@ -5,7 +5,7 @@
 // loads no prom-client.
 import type { RestartRecord } from '../status.js';
 import { type Aggregator, counter, type MetricJson } from './json.js';
-import { addTotals, emptyTotals, isTotals, maxTotals, type RequestTotals } from './requests.js';
+import { addTotals, answered, emptyTotals, isTotals, maxTotals, type RequestTotals } from './requests.js';
 
 export type RestartResult = 'ok' | 'abandoned' | 'refused';
 
@@ -25,13 +25,31 @@ export interface StoreState {
   leaks: Record<string, number>;
   /** worker label → request totals of its processes that are gone. */
   retired: Record<string, RequestTotals>;
-  /** The last request totals seen from each live worker process. */
-  live: { pid: number; worker: string; totals: RequestTotals }[];
+  /**
+   * The last request totals seen from each live worker process. `final`: the process sent its last
+   * report, whose totals are in `retired` already; nothing it says any more is counted.
+   */
+  live: LiveEntry[];
+}
+
+interface LiveEntry {
+  pid: number;
+  worker: string;
+  totals: RequestTotals;
+  final?: true;
+}
+
+/** What the store knew of a worker process when it exited. */
+export interface ExitAccount {
+  /** Its last report (sent after its last response) was counted: nothing it answered is missing. */
+  final: boolean;
+  /** Totals of its last report seen, if any: what was counted for it. */
+  totals: RequestTotals | undefined;
 }
 
 export class MetricsStore {
   private readonly s: StoreState;
-  private readonly live = new Map<number, { worker: string; totals: RequestTotals }>();
+  private readonly live = new Map<number, Omit<LiveEntry, 'pid'>>();
 
   constructor(state?: StoreState) {
     this.s = state ?? {
@@ -43,7 +61,7 @@ export class MetricsStore {
       retired: {},
       live: [],
     };
-    for (const l of this.s.live) this.live.set(l.pid, { worker: l.worker, totals: l.totals });
+    for (const { pid, ...l } of this.s.live) this.live.set(pid, l);
   }
 
   /** What the previous image handed over; anything of an unknown shape starts from zero. */
@@ -58,7 +76,7 @@ export class MetricsStore {
     return {
       ...this.s,
       retired,
-      live: [...this.live].map(([pid, l]) => ({ pid, worker: l.worker, totals: l.totals })),
+      live: [...this.live].map(([pid, l]) => ({ pid, ...l })),
     };
   }
 
@@ -88,16 +106,48 @@ export class MetricsStore {
   /** A live worker's request totals (heartbeat, drained, scrape reply): they only grow. */
   workerSeen(pid: number, worker: string, totals: readonly number[]): void {
     const prev = this.live.get(pid);
+    // After its last report, a scrape's answer sent before it (read after) must not count it twice.
+    if (prev?.final === true) return;
     this.live.set(pid, { worker, totals: prev === undefined ? [...totals] : maxTotals(prev.totals, totals) });
   }
 
-  /** A worker process is gone: its last totals join the totals of its worker label. */
-  workerExited(pid: number, reason: string): void {
+  /**
+   * A worker's last report (after its last response, before its exit): its totals join those of the
+   * processes gone now, whoever sees its exit (this image, or the next one after a hot restart's exec).
+   */
+  workerFinal(pid: number, worker: string, totals: readonly number[]): void {
+    this.workerSeen(pid, worker, totals);
+    const l = this.live.get(pid);
+    if (l === undefined || l.final === true) return;
+    this.retire(l.worker, l.totals);
+    l.final = true;
+  }
+
+  /** A worker process is gone: its last totals join the totals of its worker label (once). */
+  workerExited(pid: number, reason: string): ExitAccount {
     bump(this.s.exits, reason);
     const l = this.live.get(pid);
-    if (l === undefined) return;
+    if (l === undefined) return { final: false, totals: undefined };
     this.live.delete(pid);
-    this.s.retired[l.worker] = addTotals(this.s.retired[l.worker] ?? emptyTotals(), l.totals);
+    if (l.final !== true) this.retire(l.worker, l.totals);
+    return { final: l.final === true, totals: l.totals };
+  }
+
+  /**
+   * After a hot restart's exec: the workers this image adopted. A process the previous image reported on
+   * but did not hand over had exited (its channel closed before the exec): it is gone, not live.
+   */
+  adopted(pids: readonly number[]): void {
+    const kept = new Set(pids);
+    for (const [pid, l] of this.live) {
+      if (kept.has(pid)) continue;
+      this.live.delete(pid);
+      if (l.final !== true) this.retire(l.worker, l.totals);
+    }
+  }
+
+  private retire(worker: string, totals: readonly number[]): void {
+    this.s.retired[worker] = addTotals(this.s.retired[worker] ?? emptyTotals(), totals);
   }
 
   /**
@@ -110,9 +160,16 @@ export class MetricsStore {
       out.set(worker, addTotals(out.get(worker) ?? emptyTotals(), t));
     };
     for (const [worker, t] of Object.entries(this.s.retired)) add(worker, t);
-    for (const l of this.live.values()) add(l.worker, l.totals);
+    for (const l of this.live.values()) if (l.final !== true) add(l.worker, l.totals);
     for (const [worker, t] of fresh) add(worker, t);
     return out;
+  }
+
+  /** Requests answered in all, by every worker process this server had (gone or live). */
+  answered(): number {
+    let n = 0;
+    for (const t of this.requestTotals().values()) n += answered(t);
+    return n;
   }
 
   /** The store's own counters as metrics. */
@@ -191,7 +248,8 @@ function readState(v: unknown): StoreState | undefined {
         typeof l.pid === 'number' &&
         Number.isSafeInteger(l.pid) &&
         typeof l.worker === 'string' &&
-        isTotals(l.totals),
+        isTotals(l.totals) &&
+        (l.final === undefined || l.final === true),
     )
   )
     return undefined;

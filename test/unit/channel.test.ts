@@ -83,3 +83,17 @@ test('flush waits until messages held back by a full peer queue have left', asyn
     'in order',
   );
 });
+
+test('a descriptor closed behind the channel (recv says EBADF): the channel ends once, without closing the number again', async () => {
+  const { ours, peer, closed } = channelPair();
+  try {
+    native.close(ours.fd); // someone else closed our number
+    // Closing it again would throw EBADF here, or close whatever took the number since.
+    ours.readPending();
+    assert.equal(await closed, 1);
+    assert.ok(ours.isClosed);
+    ours.close();
+  } finally {
+    native.close(peer);
+  }
+});

@@ -125,3 +125,59 @@ test('the store: an exited worker keeps its totals, and the counters cross a han
   // A hand-off of an unknown shape starts from zero rather than failing.
   assert.equal(MetricsStore.fromHandoff({ restarts: 'x' }).requestTotals().size, 0);
 });
+
+test("the store: a worker's last report counts once, whichever image sees its exit; what is not adopted is gone", () => {
+  const t = (n: number) => {
+    const v = emptyTotals();
+    v[1] = n;
+    return v;
+  };
+  const store = new MetricsStore();
+  store.workerSeen(200, '1', t(10));
+  store.workerFinal(200, '1', t(12));
+  assert.equal(store.answered(), 12);
+  // A scrape's answer sent before the last report and read after it: not counted again.
+  store.workerSeen(200, '1', t(11));
+  store.workerFinal(200, '1', t(12));
+  assert.equal(store.answered(), 12);
+  // The exit comes after a hot restart's exec: the next image knows the report was counted.
+  store.workerSeen(201, '0', t(4)); // adopted by the next image
+  store.workerSeen(202, '0', t(3)); // its channel closed before the exec: not handed over
+  const next = MetricsStore.fromHandoff(JSON.parse(JSON.stringify(store.toHandoff())));
+  assert.equal(next.answered(), 19);
+  next.adopted([200, 201]);
+  assert.equal(next.answered(), 19, 'the process not adopted keeps its share');
+  assert.deepEqual(next.workerExited(200, 'drained'), { final: true, totals: t(12) });
+  assert.equal(next.answered(), 19);
+  // An exit without a last report (a crash) keeps the last totals seen, and says so.
+  assert.deepEqual(next.workerExited(201, 'signal'), { final: false, totals: t(4) });
+  assert.equal(next.answered(), 19);
+  assert.equal(next.requestTotals().get('1')![1], 12);
+});
+
+test('no NaN sample: the event-loop lag gauges are left out until the monitor has sampled', async () => {
+  const { processMetrics, render } = await import('../../src/metrics/expose.js');
+  // The first collection: prom-client's histogram was created by it and has no sample yet.
+  const first = await processMetrics();
+  const mean = first.find((m) => m.name === 'nodejs_eventloop_lag_mean_seconds');
+  assert.deepEqual(mean?.values, []);
+  assert.deepEqual(first.find((m) => m.name === 'nodejs_eventloop_lag_min_seconds')?.values, []);
+  await new Promise((r) => setTimeout(r, 100));
+  const later = await processMetrics();
+  const sampled = later.find((m) => m.name === 'nodejs_eventloop_lag_mean_seconds')!.values;
+  assert.equal(sampled.length, 1);
+  assert.ok(Number.isFinite(sampled[0]!.value));
+  // A NaN from anywhere (a worker's reply carries it as null) is no sample, not `Nan`.
+  const reply = parseWorkerReply(
+    JSON.stringify({
+      metrics: [
+        { name: 'g', help: 'h', type: 'gauge', values: [{ value: null, labels: {} }] },
+        { name: 'k', help: 'h', type: 'gauge', values: [{ value: 2, labels: {} }] },
+      ],
+    }),
+  );
+  assert.ok(typeof reply !== 'string');
+  const { text } = await render([withLabels(reply.metrics, { worker: '0' })]);
+  assert.doesNotMatch(text, /nan/i);
+  assert.match(text, /^k\{worker="0"\} 2$/m);
+});
