@@ -1,5 +1,6 @@
 // Entry point: `npm run bench -- <suite> [options]` (= npm run build && node dist/bench/run.js ...).
 // See bench/README.md.
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { footprintSuite } from './footprint.js';
@@ -8,9 +9,16 @@ import { cleanupAll, installCleanupHandlers, ROOT } from './lib/proc.js';
 import { LONGLIVED_SYSTEMS, longLivedSuite } from './longlived.js';
 import { metricsSuite } from './metrics.js';
 import { DEFAULT_RESTART_SYSTEMS, RESTART_SYSTEMS, restartSuite } from './restart.js';
+import {
+  DEFAULT_WINDOW_DELAYS,
+  DEFAULT_WINDOW_SIGNALS,
+  SIGNAL_WINDOW_MODES,
+  type SignalWindowMode,
+  signalWindowSuite,
+} from './signal-window.js';
 import { DEFAULT_THROUGHPUT_SYSTEMS, THROUGHPUT_SYSTEMS, throughputSuite } from './throughput.js';
 
-const USAGE = `usage: node dist/bench/run.js <restart|throughput|longlived|footprint|metrics|all> [options]
+const USAGE = `usage: node dist/bench/run.js <restart|throughput|longlived|footprint|metrics|signal-window|all> [options]
 
 common:
   --rounds N         interleaved rounds, every system once per round (default 2; --quick: 1)
@@ -48,6 +56,13 @@ metrics (issue 19: keep-alive throughput and CPU per request, metrics off/on/scr
   --workers N        0 = single mode (default 2)
   --modes a,b        off, on (never scraped), Ns (scraped every N s) (default off,on,1s,15s);
                      base:<mode> runs <mode> with the checkout given by --base DIR (before/after)
+
+signal-window (SIGTERM/SIGINT/USR2/HUP right after a hot restart's exec: fatal or not; not part of "all"):
+  --nodes a,b        paths of node binaries to run nserve with (default: the node running the bench)
+  --signals a,b      (default ${DEFAULT_WINDOW_SIGNALS.join(',')})
+  --delays a,b       ms after the 'hot restart: exec' log line (default ${DEFAULT_WINDOW_DELAYS[0]} to ${DEFAULT_WINDOW_DELAYS.at(-1)} in 10 ms steps)
+  --modes a,b        single, cluster (= -w 2) (default both)
+  --rounds N         (default 2)
 
 throughput:
   --duration S       seconds per measurement (default 4; --quick: 2)
@@ -91,6 +106,9 @@ async function main(): Promise<void> {
       workers: { type: 'string' },
       modes: { type: 'string' },
       base: { type: 'string' },
+      nodes: { type: 'string' },
+      signals: { type: 'string' },
+      delays: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -98,7 +116,7 @@ async function main(): Promise<void> {
   if (
     values.help ||
     suite === undefined ||
-    !['restart', 'throughput', 'longlived', 'footprint', 'metrics', 'all'].includes(suite)
+    !['restart', 'throughput', 'longlived', 'footprint', 'metrics', 'signal-window', 'all'].includes(suite)
   ) {
     process.stdout.write(USAGE);
     process.exitCode = values.help ? 0 : 2;
@@ -159,6 +177,25 @@ async function main(): Promise<void> {
       modes: list(values.modes, ['off', 'on', '1s', '15s']),
       base: values.base === undefined ? undefined : path.resolve(INVOKED_FROM, values.base),
       out: outFor('metrics'),
+    });
+  }
+  if (suite === 'signal-window') {
+    const modes = list(values.modes, [...SIGNAL_WINDOW_MODES]);
+    for (const mode of modes)
+      if (!(SIGNAL_WINDOW_MODES as readonly string[]).includes(mode))
+        throw new Error(`--modes: expected ${SIGNAL_WINDOW_MODES.join(' or ')}, got ${JSON.stringify(mode)}`);
+    const signals = list(values.signals, [...DEFAULT_WINDOW_SIGNALS]).map((s) =>
+      s.toUpperCase().startsWith('SIG') ? s.toUpperCase() : `SIG${s.toUpperCase()}`,
+    );
+    for (const sig of signals)
+      if (!(sig in os.constants.signals)) throw new Error(`--signals: unknown signal ${JSON.stringify(sig)}`);
+    await signalWindowSuite({
+      nodes: list(values.nodes, [process.execPath]).map((n) => path.resolve(INVOKED_FROM, n)),
+      signals: signals as NodeJS.Signals[],
+      delays: list(values.delays, DEFAULT_WINDOW_DELAYS.map(String)).map((d) => num('delays', d, 0)),
+      modes: modes as SignalWindowMode[],
+      rounds: num('rounds', values.rounds, 2),
+      out: outFor('signal-window'),
     });
   }
   if (suite === 'longlived') {
