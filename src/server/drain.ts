@@ -82,18 +82,19 @@ export function drainConnections(
       for (const res of live.responses()) {
         if (responseClass(res) !== 'long-poll' || ended.has(res)) continue;
         longPolls++;
+        ended.add(res);
+        const sock = connectionOf(res);
         if (o.longPolls?.after === 'finish-on-old') {
-          finishOnOldCode(res); // no longer holds the drain; finishOnOld waits for it
+          // No longer holds the drain: it may still be answered on old code, for as long as a
+          // long-lived connection's grace. Past that its session has no future here (its next poll
+          // reaches new code), so its connection ends and the client reconnects at once.
+          finishOnOldCode(res);
+          if (sock !== null) setTimeout(() => endConnection(sock), longLivedGraceMs).unref();
           continue;
         }
         // Its connection ends (FIN): the client's poll fails and it polls again, reconnecting. Never
         // answered here: the app still holds the response and would write to it (engine.io does).
-        ended.add(res);
-        const sock = connectionOf(res);
-        if (sock !== null) {
-          sock.end();
-          setTimeout(() => sock.destroy(), 1000).unref();
-        }
+        if (sock !== null) endConnection(sock);
       }
     };
     const blocking = (): Set<Socket> => {
@@ -176,6 +177,13 @@ export function drainConnections(
     timer = setInterval(tick, 20);
     tick();
   });
+}
+
+/** FIN after the pending writes, and a destroy if the peer does not close within a second. */
+function endConnection(sock: Socket): void {
+  if (sock.destroyed) return;
+  sock.end();
+  setTimeout(() => sock.destroy(), 1000).unref();
 }
 
 /**
