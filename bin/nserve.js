@@ -21,10 +21,13 @@ if (process.argv[2] === 'start') {
     process.on(sig, handler);
     return [sig, handler];
   });
+  // EventEmitter's own off, taken now: by the time this runs, the app has loaded, and process.off no
+  // longer reaches SIGTERM/SIGINT listeners (the app's are held until the drain: src/app/stop-signals.ts).
+  const off = process.off;
   globalThis.__nserveEarlySignals = {
     received,
     uninstall: () => {
-      for (const [sig, handler] of handlers) process.off(sig, handler);
+      for (const [sig, handler] of handlers) off.call(process, sig, handler);
     },
   };
   // A SIGUSR1 that arrived before this line (Node's own start-up) opened Node's inspector on

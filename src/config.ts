@@ -67,7 +67,7 @@ export interface UserConfig {
   /**
    * Seconds a drain waits for long-polls (engine.io's polling transport, responses marked with
    * markLongPoll) before they stop holding it: a cluster hot restart switches, they finish on old code;
-   * elsewhere they are answered 503 and the client polls again (default 1).
+   * elsewhere their connections end and the client polls again (default 1).
    */
   switchTimeout?: number;
   /** Seconds a stop keeps serving, with the health path answering 503, before it stops accepting. */

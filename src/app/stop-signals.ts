@@ -80,6 +80,22 @@ export function holdAppStopListeners(): void {
   target.prependOnceListener = hold('prependOnceListener');
   target.off = release('off');
   target.removeListener = release('removeListener');
+  // removeAllListeners('SIGTERM') would also remove nserve's own handlers: then the next SIGTERM ends
+  // the process with no drain. For a stop signal it clears what the app added, held here, only.
+  target.removeAllListeners = (event?: string | symbol): NodeJS.Process => {
+    if (event !== undefined && isStopSignal(event)) {
+      held.get(event)!.length = 0;
+      return process;
+    }
+    if (event === undefined) {
+      for (const list of held.values()) list.length = 0;
+      // Everything else, as Node would; the stop signals' own listeners (nserve's) stay.
+      for (const name of process.eventNames())
+        if (!isStopSignal(name)) proto.removeAllListeners.call(process, name);
+      return process;
+    }
+    return proto.removeAllListeners.call(process, event) as NodeJS.Process;
+  };
 }
 
 /** How many app listeners are held for each stop signal (for the log). */
@@ -88,7 +104,7 @@ export function heldStopListeners(): Record<StopSignal, number> {
 }
 
 /** The most an app's held listeners get for their async cleanup before the process exits. */
-const HELD_LISTENERS_MAX_MS = 2000;
+export const HELD_LISTENERS_MAX_MS = 2000;
 
 /**
  * After the drain of a stop: run the held listeners of each stop signal the process received. Returns
@@ -97,18 +113,18 @@ const HELD_LISTENERS_MAX_MS = 2000;
  */
 export async function runHeldStopListeners(hookTimeoutMs: number): Promise<number> {
   const boundMs = Math.min(hookTimeoutMs, HELD_LISTENERS_MAX_MS);
-  let ran = 0;
+  const run: Promise<unknown>[] = [];
   for (const signal of STOP_SIGNALS) {
     if (!received.has(signal)) continue;
     for (const h of held.get(signal)!.splice(0)) {
-      ran++;
-      try {
-        await h.listener(signal);
-      } catch {
-        // the app's cleanup failed: the stop goes on
-      }
+      // Called in order, as Node would; an async one is not awaited before the next (Node does not).
+      run.push(Promise.resolve().then(() => h.listener(signal)));
     }
   }
-  if (ran > 0 && boundMs > 0) await new Promise((r) => setTimeout(r, boundMs).unref());
-  return ran;
+  if (run.length === 0) return 0;
+  // One deadline for all of them: an app's cleanup that never settles must not keep a stopped server
+  // (its listeners closed, its pidfile gone, its lock held) from exiting.
+  const all = Promise.allSettled(run);
+  await Promise.race([all, new Promise((r) => setTimeout(r, boundMs).unref())]);
+  return run.length;
 }

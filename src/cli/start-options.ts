@@ -69,7 +69,7 @@ export const START_OPTIONS: readonly StartOption[] = [
   {
     flags: '--switch-timeout <s>',
     description:
-      'seconds a hot restart waits for long-polls (socket.io polling, markLongPoll) before switching: then they finish on old code (default 1)',
+      'seconds a drain waits for long-polls (socket.io polling, markLongPoll): then a cluster hot restart switches without them, elsewhere they end (default 1)',
   },
   {
     flags: '--long-lived-grace <s>',

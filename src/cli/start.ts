@@ -47,6 +47,13 @@ const DEFAULT_BOOT_TIMEOUT_MS = 60_000;
  * directory (so `cd /var/www/current && nserve start app.mjs` keeps following the `current` symlink
  * across restarts), else the resolved cwd.
  */
+/**
+ * Node's own process.exit, taken when this module loads: before an optimistic hot restart's boot guard
+ * or the app's load replace it with stubs (restart/guard.ts, app.ts). An uncaught exception long after
+ * the guard was disarmed must exit, not exec back to the previous release through a stale stub.
+ */
+const NODE_EXIT = process.exit.bind(process);
+
 export function launchCwd(): string {
   const cwd = process.cwd();
   const pwd = process.env.PWD;
@@ -241,7 +248,7 @@ export async function start(appArg: string | undefined, opts: CliOptions): Promi
  * restart's boot guard, installed before this, takes the new code back to the old one instead.)
  */
 function stopOnUncaught(log: Logger): void {
-  const exit = process.exit.bind(process);
+  const exit = NODE_EXIT;
   process.on('uncaughtException', (err) => {
     try {
       log.fatal(

@@ -8,7 +8,9 @@
 // A stop that arrives during a restart (SIGTERM, `ctl stop`) cancels the restart at its next step (new
 // workers still booting are killed; old ones never stopped serving), then stops gracefully. `halt` is
 // immediate. Single mode follows the same rule.
+
 import { setTimeout as sleep } from 'node:timers/promises';
+import { HELD_LISTENERS_MAX_MS } from '../app/stop-signals.js';
 import { publishPorts, resolveAppFile } from '../app.js';
 import {
   closeLeftovers,
@@ -359,7 +361,14 @@ export class Master implements Controller {
       // The workers' copies of the slots are then the last: each closes its own once its accept queue
       // is empty, so queued connections are served and later ones refused, never reset.
       closeListeners(this.listeners, { unlink: false });
-      await this.pool.stopAll(this.config.shutdownTimeoutMs + this.config.hookTimeoutMs + 2000);
+      // A worker's budget: its drain, its hooks, then the app's own stop listeners (held until then, up to
+      // HELD_LISTENERS_MAX_MS: app/stop-signals.ts), and a margin for its last report.
+      await this.pool.stopAll(
+        this.config.shutdownTimeoutMs +
+          this.config.hookTimeoutMs +
+          Math.min(this.config.hookTimeoutMs, HELD_LISTENERS_MAX_MS) +
+          2000,
+      );
       removeSocketFiles(this.listeners);
     }
     if (this.config.pidfile !== undefined) removePidfile(this.config.pidfile);

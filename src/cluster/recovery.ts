@@ -80,7 +80,9 @@ export class Recovery {
 
   private onLeaving(w: WorkerHandle, reason: string): void {
     const m = this.m;
-    if (!w.serving || w.replacing || m.isStopping()) return;
+    // A stop requested during a restart (pendingStop) is a stop too: a group's SIGTERM reached the
+    // workers as well, and each asks to leave; none is replaced only to be stopped.
+    if (!w.serving || w.replacing || m.isStopping() || m.pendingStop !== undefined) return;
     w.replacing = true;
     m.log.error(
       { worker: w.index, workerPid: w.pid, reason },

@@ -198,6 +198,8 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
       result = await s.drain(config.shutdownTimeoutMs, longLivedGraceMs, reason, {
         afterMs: config.switchTimeoutMs,
         after: reason === 'stop' ? 'end' : 'finish-on-old',
+        // Not the drain message's grace (0 in a cluster hot restart: long-lived connections had theirs).
+        finishMs: config.longLivedGraceMs,
       });
     }
     // Tell the master first: we will never serve again, and it may hand over (cluster hot restart)

@@ -11,6 +11,7 @@
 // stays pending until the preloaded recorder is in place, and is logged once nserve's JS runs, instead of
 // killing the process (native/early_signals.cc; bin/nserve.js catches them once JS runs).
 import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import * as native from '../native.js';
@@ -201,7 +202,7 @@ export function execSelf(options: ExecOptions): never {
  * them in the new image) blocked, so that one arriving meanwhile waits for the recorder.
  */
 function execImage(file: string, argv: string[], env: Record<string, string | undefined>): never {
-  const preload = native.signalPreload;
+  const preload = usablePreload(native.signalPreload);
   const vars: Record<string, string | undefined> =
     preload === undefined ? env : { ...env, [PRELOAD_ENV]: withPreload(env[PRELOAD_ENV], preload) };
   const list: string[] = [];
@@ -210,6 +211,16 @@ function execImage(file: string, argv: string[], env: Record<string, string | un
     ignoreSignals: IGNORED_ACROSS_EXEC,
     blockSignals: preload === undefined ? [] : IGNORED_ACROSS_EXEC,
   });
+}
+
+/**
+ * The recorder, if the new image can load it: the dynamic loader splits LD_PRELOAD on blanks and colons
+ * (an install path with one would preload a fragment, and leave it to the app), and a deploy may have
+ * pruned the release it came from since this image started. Without it the restart signals are only
+ * ignored across the exec, not blocked: never fatal before Node starts, only during its start-up.
+ */
+function usablePreload(file: string | undefined): string | undefined {
+  return file !== undefined && !/[\s:]/.test(file) && fs.existsSync(file) ? file : undefined;
 }
 
 function stdioFlags(fd: number): { cloexec: boolean; nonblock: boolean } | undefined {

@@ -28,7 +28,7 @@ export interface DrainResult {
   closedThemselves: number;
   /** Ended by nserve after the grace, with a clean close. */
   ended: number;
-  /** Long-polls still open at --switch-timeout: left to finish on old code, or answered 503. */
+  /** Long-polls still open at --switch-timeout: left to finish on old code, or ended. */
   longPolls: number;
 }
 
@@ -41,6 +41,8 @@ export interface LongPollPolicy {
   afterMs: number;
   /** What becomes of them then. */
   after: 'finish-on-old' | 'end';
+  /** finish-on-old: how long they may still be answered on old code before their connection ends. */
+  finishMs?: number;
 }
 
 /**
@@ -83,18 +85,17 @@ export function drainConnections(
         if (responseClass(res) !== 'long-poll' || ended.has(res)) continue;
         longPolls++;
         ended.add(res);
-        const sock = connectionOf(res);
         if (o.longPolls?.after === 'finish-on-old') {
-          // No longer holds the drain: it may still be answered on old code, for as long as a
-          // long-lived connection's grace. Past that its session has no future here (its next poll
-          // reaches new code), so its connection ends and the client reconnects at once.
+          // No longer holds the drain: it may still be answered on old code, for `finishMs` (a
+          // long-lived connection's grace). Past that its session has no future here (its next poll
+          // reaches new code), so it ends and the client reconnects at once.
           finishOnOldCode(res);
-          if (sock !== null) setTimeout(() => endConnection(sock), longLivedGraceMs).unref();
+          setTimeout(() => endLongPoll(res), o.longPolls.finishMs ?? 0).unref();
           continue;
         }
-        // Its connection ends (FIN): the client's poll fails and it polls again, reconnecting. Never
-        // answered here: the app still holds the response and would write to it (engine.io does).
-        if (sock !== null) endConnection(sock);
+        // It ends: the client's poll fails and it polls again, reconnecting. Never answered here: the
+        // app still holds the response and would write to it (engine.io does).
+        endLongPoll(res);
       }
     };
     const blocking = (): Set<Socket> => {
@@ -179,9 +180,20 @@ export function drainConnections(
   });
 }
 
-/** FIN after the pending writes, and a destroy if the peer does not close within a second. */
-function endConnection(sock: Socket): void {
-  if (sock.destroyed) return;
+/**
+ * End a long-poll that is still open: its HTTP/2 stream alone (the connection carries other streams,
+ * requests among them: the session's GOAWAY closes it once they are done), or its HTTP/1 connection
+ * (FIN after the pending writes, destroyed if the peer does not close within a second).
+ */
+function endLongPoll(res: http.ServerResponse): void {
+  if (res.writableFinished) return;
+  const stream = h2StreamOf(res);
+  if (stream !== undefined) {
+    if (!stream.closed) stream.close(0x8); // RST_STREAM(CANCEL): the poll gets no answer, only this one
+    return;
+  }
+  const sock = connectionOf(res);
+  if (sock === null || sock.destroyed) return;
   sock.end();
   setTimeout(() => sock.destroy(), 1000).unref();
 }

@@ -111,7 +111,8 @@ export function watchWebSocket(sock: Socket): WebSocketWatch {
     else if (chunk instanceof Uint8Array) watch.follow(chunk);
     return (write as (...args: unknown[]) => boolean).call(this, chunk, ...rest);
   } as Socket['write'];
-  // What `write` bypasses: nothing else writes to a net.Socket (end(data) goes through write).
+  // end(data) bypasses write (Writable calls _write): after the upgrade nothing ends a socket with data
+  // but ws's close path, whose close frame went out through write first.
   return watch;
 }
 

@@ -51,3 +51,15 @@ for (const workers of [undefined, 2] as const) {
     });
   }
 }
+
+test('single mode: an app stop listener whose cleanup never settles does not keep the stopped server alive', {
+  timeout: 30_000,
+}, async (t) => {
+  const marker = path.join(tmpDir(t), 'exits');
+  const { srv } = await serveApp(t, APP, { env: { EXIT_MARKER: marker, HANG_ON_STOP: '1' } });
+  const started = Date.now();
+  srv.signal('SIGTERM');
+  assert.deepEqual(await srv.waitExit(10_000), { code: 0, signal: null });
+  assert.match(fs.readFileSync(marker, 'utf8'), / SIGTERM open=0\n$/, "the app's listener ran");
+  assert.ok(Date.now() - started < 6000, `exited ${Date.now() - started} ms after the signal (bound: 2 s)`);
+});

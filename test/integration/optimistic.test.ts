@@ -88,3 +88,35 @@ test('a good release through an optimistic hot restart: one boot, no boot-check 
   assert.ok(!outcome.lines.some((l) => l.msg === 'boot check started'), 'no separate boot check');
   assert.equal((await getJson(port)).body.version, 'v2');
 });
+
+test('an uncaught exception long after an optimistic hot restart stops the server (exit 1); it never execs back', {
+  timeout: 60_000,
+}, async (t) => {
+  const root = tmpDir(t);
+  writeRelease(root, 'v1');
+  const v2 = path.join(root, 'releases', 'v2');
+  fs.mkdirSync(v2, { recursive: true });
+  fs.writeFileSync(
+    path.join(v2, 'app.mjs'),
+    `export default (req, res) => {
+  if (req.url === '/crash') setImmediate(() => { throw new Error('boom after boot'); });
+  res.setHeader('content-type', 'application/json');
+  res.end(JSON.stringify({ version: 'v2', pid: process.pid }));
+};
+`,
+  );
+  fs.symlinkSync(path.join(root, 'releases', 'v1'), path.join(root, 'current'));
+  const { srv, port } = await serveApp(t, 'app.mjs', { directory: path.join(root, 'current') });
+  fs.rmSync(path.join(root, 'current'));
+  fs.symlinkSync(v2, path.join(root, 'current'));
+  const outcome = await signalRestart(srv, 'hot');
+  assert.ok(outcome.ok, String(outcome.line.msg));
+  assert.equal((await getJson(port)).body.version, 'v2');
+  await getJson(port, '/crash');
+  assert.deepEqual(await srv.waitExit(10_000), { code: 1, signal: null });
+  assert.ok(
+    srv.lines.some((l) => l.code === 'ERR_NSERVE_UNCAUGHT'),
+    'logged as the uncaught exception it is',
+  );
+  assert.doesNotMatch(srv.stderr, /back to the previous release/);
+});
