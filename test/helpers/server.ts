@@ -152,7 +152,13 @@ export function listeningPorts(pid: number): number[] {
   }
   const ports: number[] = [];
   for (const table of ['tcp', 'tcp6']) {
-    for (const line of fs.readFileSync(`/proc/${pid}/net/${table}`, 'utf8').split('\n').slice(1)) {
+    let text: string;
+    try {
+      text = fs.readFileSync(`/proc/${pid}/net/${table}`, 'utf8');
+    } catch {
+      return []; // the process is gone since its descriptors were read
+    }
+    for (const line of text.split('\n').slice(1)) {
       const cols = line.trim().split(/\s+/);
       if (cols[3] === '0A' && cols[9] !== undefined && inodes.has(cols[9]))
         ports.push(Number.parseInt(cols[1]!.split(':')[1]!, 16));
