@@ -140,10 +140,10 @@ test('mixed-version alarm: at once over accepting workers, later over every live
     info: (_: unknown, msg: string) => logged.push({ level: 'info', msg }),
   } as unknown as Watched['log'];
   const current = [
-    { alive: true, directory: '/r/v2' },
-    { alive: true, directory: '/r/v2' },
+    { alive: true, directory: '/r/v2', generation: 1 },
+    { alive: true, directory: '/r/v2', generation: 1 },
   ];
-  const retiring = [{ alive: true, directory: '/r/v1' }];
+  const retiring = [{ alive: true, directory: '/r/v1', generation: 0 }];
   const watch = new MixedVersionWatch(
     {
       history,
@@ -176,6 +176,7 @@ test('mixed-version alarm: at once over accepting workers, later over every live
   // A phased restart that stopped midway: mixed among the accepting workers, raised at once.
   retiring[0]!.alive = false;
   current[1]!.directory = '/r/v1';
+  current[1]!.generation = 0;
   const phased = history.begin('phased');
   history.finish(phased, 'failed', 'worker 1 failed to boot');
   watch.restartEnded();
@@ -189,6 +190,7 @@ test('mixed-version alarm: at once over accepting workers, later over every live
   assert.equal(history.deploys.view().rollbackTo?.directory, '/r/v2');
   // One release again: cleared, with a line.
   current[1]!.directory = '/r/v2';
+  current[1]!.generation = 1;
   watch.restartEnded();
   watch.cancel();
   assert.equal(mixed(), undefined);
