@@ -270,7 +270,7 @@ export class Deploys {
         return { refused: `nothing to roll back to: ${this.noWayBack.message}` };
       if (this.reloadedInPlace && this.serving !== undefined)
         return {
-          refused: `nothing to roll back to: the last restart reloaded ${this.serving.directory} in place (no other release on disk: the code before it is gone)`,
+          refused: `nothing to roll back to: the last restart reloaded ${this.serving.directory} itself (edited in place, or restarted as it was): no other release is on disk`,
         };
       return { refused: 'nothing to roll back to: no restart has changed the release yet' };
     }
