@@ -10,7 +10,11 @@
 // - A rollback restarts onto `previous` (pinned: `current` is not re-resolved). It is a restart like
 //   any other, so once it succeeds `previous` is the release rolled back from: two rollbacks toggle.
 // - While the workers that accept run two releases (the alarm is raised: a phased restart that stopped
-//   midway), a rollback returns to `serving`: the release every worker ran before.
+//   midway), a rollback returns to `serving`: the release every worker ran before, unless that directory
+//   was edited in place (it now holds the new code: the release before is not on disk).
+// - `noWayBack`: a failed canary could not bring the previous release back from disk (edited in place,
+//   or removed). The old workers run it from memory; a new worker would load the failed release, so none
+//   is spawned until the next restart that succeeds (which clears it). Never claimed as serving again.
 import * as fs from 'node:fs';
 import { errorCode, errorMessage } from './errors.js';
 import { describeRelease, type ReleaseRef, readReleaseRef, releaseOf } from './release.js';
@@ -29,8 +33,35 @@ export interface MixedVersions {
    * workers outlived the drain bound, while the accepting ones run one release.
    */
   accepting: boolean;
-  /** Each release live workers run, with how many. */
-  releases: (ReleaseRef & { workers: number })[];
+  /**
+   * Each release live workers run, with how many, by code generation: one directory edited in place
+   * between two generations is two codes.
+   */
+  releases: (ReleaseRef & { workers: number; generation: number })[];
+  message: string;
+}
+
+/**
+ * A failed canary whose previous release is not on disk any more: the old workers run it from memory,
+ * and a new worker would load the release whose canary failed (cluster/phased-restart.ts).
+ */
+export interface NoWayBack {
+  code: 'ERR_NSERVE_NO_WAY_BACK';
+  since: string;
+  /** The phased restart whose canary failed. */
+  restart: number | null;
+  /** `in-place`: the previous release's directory now holds the failed one; `removed`: it is gone. */
+  cause: 'in-place' | 'removed';
+  /** What the old workers run, from memory (the directory as it was). */
+  running: ReleaseRef | null;
+  /** The release whose canary failed: what a new worker would load. */
+  failed: ReleaseRef;
+  /** The configured worker count. */
+  workers: number;
+  /** Worker indexes left without a worker (one less each): a replacement would load `failed`. */
+  withheld: number[];
+  /** No worker of the previous release was left, so one of `failed` serves (never zero workers). */
+  failedServes: boolean;
   message: string;
 }
 
@@ -38,6 +69,58 @@ export interface MixedVersions {
 export interface DeployHandoff {
   serving: ReleaseRef | null;
   previous: ReleaseRef | null;
+  noWayBack: NoWayBack | null;
+  reloadedInPlace: boolean;
+}
+
+/** Why the previous release cannot be loaded again, as a phrase. */
+function causeText(n: Pick<NoWayBack, 'cause' | 'running' | 'failed'>): string {
+  const dir = n.running?.directory ?? n.failed.directory;
+  return n.cause === 'in-place'
+    ? `${dir} was edited in place and now holds the failed release`
+    : `${dir} was removed`;
+}
+
+/** The one line the log, `ctl status` and /stats give for `n`. */
+export function noWayBackMessage(n: Omit<NoWayBack, 'message'>): string {
+  const running = n.running === null ? 'the previous release' : describeRelease(n.running);
+  const serving = n.workers - n.withheld.length;
+  if (n.failedServes)
+    return `the failed release ${describeRelease(n.failed)} serves: no worker of ${running} was left, and it is not on disk (${causeText(n)}); deploy a fixed release`;
+  const count =
+    n.withheld.length === 0
+      ? `all ${n.workers} workers run it from memory`
+      : `running with ${serving} of ${n.workers} workers (one less per worker that could not be brought back: ${n.withheld.join(', ')}), from memory`;
+  return `the previous release ${running} could not be brought back: it is not on disk (${causeText(n)}); ${count}, until the next good deploy (a new worker would load ${describeRelease(n.failed)}, whose canary failed)`;
+}
+
+function readNoWayBack(v: unknown): NoWayBack | undefined {
+  if (typeof v !== 'object' || v === null) return undefined;
+  const o = v as Record<string, unknown>;
+  const failed = readReleaseRef(o.failed);
+  if (failed === undefined || (o.cause !== 'in-place' && o.cause !== 'removed')) return undefined;
+  const count = (x: unknown): number | undefined =>
+    typeof x === 'number' && Number.isSafeInteger(x) && x >= 0 ? x : undefined;
+  const workers = count(o.workers);
+  if (workers === undefined) return undefined;
+  const withheld = Array.isArray(o.withheld)
+    ? o.withheld.flatMap((i) => {
+        const n = count(i);
+        return n !== undefined && n < workers ? [n] : [];
+      })
+    : [];
+  const n: Omit<NoWayBack, 'message'> = {
+    code: 'ERR_NSERVE_NO_WAY_BACK',
+    since: typeof o.since === 'string' ? o.since : new Date().toISOString(),
+    restart: count(o.restart) ?? null,
+    cause: o.cause,
+    running: readReleaseRef(o.running) ?? null,
+    failed,
+    workers,
+    withheld: [...new Set(withheld)].sort((a, b) => a - b),
+    failedServes: o.failedServes === true,
+  };
+  return { ...n, message: noWayBackMessage(n) };
 }
 
 /** The fields of a restart record the deploy record fills in (structural: no import cycle with status.ts). */
@@ -71,6 +154,9 @@ export class Deploys {
   /** The directory the restart in progress uses instead of re-resolving --directory (a rollback). */
   pinned: string | undefined;
   mixed: MixedVersions | undefined;
+  noWayBack: NoWayBack | undefined;
+  /** The last restart that succeeded loaded the directory that served before (an app edited in place). */
+  reloadedInPlace = false;
   /** Versions read per directory: each release's files are read once. */
   private readonly known = new Map<string, ReleaseRef>();
 
@@ -84,6 +170,8 @@ export class Deploys {
       const o = handed as Record<string, unknown>;
       d.serving = readReleaseRef(o.serving);
       d.previous = readReleaseRef(o.previous);
+      d.noWayBack = readNoWayBack(o.noWayBack);
+      d.reloadedInPlace = o.reloadedInPlace === true;
     }
     if (d.serving === undefined && servedBefore !== undefined && servedBefore !== '')
       d.serving = d.release(servedBefore);
@@ -91,7 +179,12 @@ export class Deploys {
   }
 
   toHandoff(): DeployHandoff {
-    return { serving: this.serving ?? null, previous: this.previous ?? null };
+    return {
+      serving: this.serving ?? null,
+      previous: this.previous ?? null,
+      noWayBack: this.noWayBack ?? null,
+      reloadedInPlace: this.reloadedInPlace,
+    };
   }
 
   /** The release at `directory`, its version read once. */
@@ -122,19 +215,65 @@ export class Deploys {
     if (rollback) record.rollback = true;
   }
 
-  /** A restart finished: one that succeeded onto another release makes the one before it `previous`. */
+  /**
+   * A restart finished: one that succeeded onto another release makes the one before it `previous`.
+   * Any that succeeded is the good deploy that ends `noWayBack`: every worker runs what is on disk.
+   */
   settle(record: TargetedRecord): void {
     if (record.outcome !== 'ok' || record.release === undefined) return;
+    this.reloadedInPlace = this.serving?.directory === record.release.directory;
     if (this.serving !== undefined && this.serving.directory !== record.release.directory)
       this.previous = this.serving;
     this.serving = record.release;
+    this.noWayBack = undefined;
+  }
+
+  /** A failed canary could not bring the previous release back from disk (see NoWayBack). */
+  holdBack(n: Omit<NoWayBack, 'code' | 'since' | 'message' | 'withheld' | 'failedServes'>): NoWayBack {
+    const fields = {
+      code: 'ERR_NSERVE_NO_WAY_BACK' as const,
+      since: this.noWayBack?.since ?? new Date().toISOString(),
+      withheld: [],
+      failedServes: false,
+      ...n,
+    };
+    this.noWayBack = { ...fields, message: noWayBackMessage(fields) };
+    return this.noWayBack;
+  }
+
+  /** Worker `index` is left without a worker (true), or one of the failed release serves (false). */
+  withhold(index: number, withheld: boolean): NoWayBack | undefined {
+    const n = this.noWayBack;
+    if (n === undefined) return undefined;
+    const fields = withheld
+      ? { ...n, withheld: [...new Set([...n.withheld, index])].sort((a, b) => a - b) }
+      : { ...n, withheld: n.withheld.filter((i) => i !== index), failedServes: true };
+    this.noWayBack = { ...fields, message: noWayBackMessage(fields) };
+    return this.noWayBack;
   }
 
   /** Where a rollback goes now, or why there is nowhere to go (one line). */
   rollbackTarget(): { release: ReleaseRef } | { refused: string } {
-    const release = this.mixed?.accepting === true ? this.serving : this.previous;
-    if (release === undefined)
+    const mixed = this.mixed?.accepting === true ? this.mixed : undefined;
+    const release = mixed !== undefined ? this.serving : this.previous;
+    // Two generations of one directory: it was edited in place, the code the old workers run is gone.
+    if (
+      mixed !== undefined &&
+      release !== undefined &&
+      mixed.releases.filter((r) => r.directory === release.directory).length > 1
+    )
+      return {
+        refused: `cannot roll back: the workers run two generations of ${release.directory}, edited in place: the code before the edit is not on disk`,
+      };
+    if (release === undefined) {
+      if (this.noWayBack !== undefined)
+        return { refused: `nothing to roll back to: ${this.noWayBack.message}` };
+      if (this.reloadedInPlace && this.serving !== undefined)
+        return {
+          refused: `nothing to roll back to: the last restart reloaded ${this.serving.directory} itself (edited in place, or restarted as it was): no other release is on disk`,
+        };
       return { refused: 'nothing to roll back to: no restart has changed the release yet' };
+    }
     try {
       if (!fs.statSync(release.directory).isDirectory()) throw new Error('not a directory');
     } catch (err) {
@@ -146,8 +285,21 @@ export class Deploys {
   }
 
   /** For /stats. */
-  view(): { release: ReleaseRef | null; rollbackTo: ReleaseRef | null; mixedVersions: MixedVersions | null } {
-    const target = this.mixed?.accepting === true ? this.serving : this.previous;
-    return { release: this.serving ?? null, rollbackTo: target ?? null, mixedVersions: this.mixed ?? null };
+  view(): {
+    release: ReleaseRef | null;
+    rollbackTo: ReleaseRef | null;
+    mixedVersions: MixedVersions | null;
+    noWayBack: NoWayBack | null;
+  } {
+    const mixed = this.mixed?.accepting === true ? this.mixed : undefined;
+    const target = mixed !== undefined ? this.serving : this.previous;
+    const editedInPlace =
+      mixed !== undefined && mixed.releases.filter((r) => r.directory === target?.directory).length > 1;
+    return {
+      release: this.serving ?? null,
+      rollbackTo: editedInPlace ? null : (target ?? null),
+      mixedVersions: this.mixed ?? null,
+      noWayBack: this.noWayBack ?? null,
+    };
   }
 }

@@ -2,7 +2,7 @@
 // history, which survives hot restarts (handed to the new image: restart/handoff.ts).
 import * as fs from 'node:fs';
 import { formatAddress, type Listener } from './binder.js';
-import { Deploys, type MixedVersions, readTargetFields } from './deploy.js';
+import { Deploys, type MixedVersions, type NoWayBack, readTargetFields } from './deploy.js';
 import type { ProcessFds } from './fds.js';
 import type { ReleaseRef } from './release.js';
 import type { Action } from './signals.js';
@@ -326,6 +326,11 @@ export interface Stats {
   rollbackTo?: ReleaseRef | null;
   /** Two releases serve side by side for longer than a restart explains (cluster mode). */
   mixedVersions?: MixedVersions | null;
+  /**
+   * A failed canary could not bring the previous release back from disk (edited in place, removed): the
+   * workers run it from memory, with indexes left empty rather than loading the failed release.
+   */
+  noWayBack?: NoWayBack | null;
 }
 
 export type ControlAction = Action | 'halt' | 'reload-worker-directory' | 'rollback';

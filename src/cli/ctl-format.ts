@@ -40,6 +40,7 @@ function releaseLines(s: Stats, label: (name: string) => string): string[] {
     lines.push(`${label('version')}${s.release?.version ?? '-'} · rollback ${to}`);
   }
   if (s.mixedVersions != null) lines.push(`${label('WARNING')}${s.mixedVersions.message}`);
+  if (s.noWayBack != null) lines.push(`${label('WARNING')}${s.noWayBack.message}`);
   return lines;
 }
 
@@ -92,6 +93,7 @@ export function statusSummary(s: Stats): Record<string, unknown> {
     release: s.release ?? null,
     rollbackTo: s.rollbackTo ?? null,
     mixedVersions: s.mixedVersions ?? null,
+    noWayBack: s.noWayBack ?? null,
     requests: s.requests,
     inFlight: s.inFlight,
     lifetime: s.lifetime,

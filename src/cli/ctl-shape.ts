@@ -97,6 +97,7 @@ const STATS: Shape = {
   release: OPTIONAL_RELEASE,
   rollbackTo: OPTIONAL_RELEASE,
   mixedVersions: 'undefined|null|object',
+  noWayBack: 'undefined|null|object',
 };
 
 const FDS: Spec = {
@@ -152,7 +153,12 @@ function releasesOf(s: Record<string, unknown>): string | undefined {
     if (bad !== undefined) return bad;
   }
   const mixed = s.mixedVersions;
-  if (mixed !== undefined && mixed !== null) return mismatch(mixed, { message: 'string' }, 'mixedVersions');
+  if (mixed !== undefined && mixed !== null) {
+    const bad = mismatch(mixed, { message: 'string' }, 'mixedVersions');
+    if (bad !== undefined) return bad;
+  }
+  const held = s.noWayBack;
+  if (held !== undefined && held !== null) return mismatch(held, { message: 'string' }, 'noWayBack');
   return undefined;
 }
 

@@ -74,6 +74,13 @@ export function performAction(master: Master, action: ControlAction, options?: A
     }
     case 'workers+1': {
       const from = master.count; // resize() changes it synchronously
+      const held = master.history.deploys.noWayBack;
+      if (held !== undefined)
+        return {
+          accepted: false,
+          status: 409,
+          reason: `a new worker would load ${describeRelease(held.failed)}, whose canary failed: deploy a fixed release first`,
+        };
       if (master.config.balance === 'ip-hash' && from + 1 > master.config.slots) {
         // Two workers on one slot would split its clients between them: ip-hash would stop being sticky.
         return {

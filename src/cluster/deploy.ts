@@ -8,6 +8,8 @@
 //   draining or finishing responses on old code included): any of another release is still there
 //   although every drain should have ended by then (skipped during a later restart, which checks when
 //   it ends).
+// A release is a directory and the generation that loaded it: a directory edited in place between two
+// generations holds two codes, and the alarm must see them (no "one release serves" while two do).
 // Raised: one warning line (`ERR_NSERVE_MIXED_VERSIONS`, how many workers run each release) and
 // `mixedVersions` in /stats; cleared (info line) by the next check that finds one release.
 import * as fs from 'node:fs';
@@ -56,6 +58,7 @@ export interface Watched {
 interface Worker {
   alive: boolean;
   directory: string;
+  generation: number;
 }
 
 export class MixedVersionWatch {
@@ -89,25 +92,42 @@ export class MixedVersionWatch {
   /** `lateMs`: how long after the restart the old workers should all have been gone. */
   private check(workers: readonly Worker[], lateMs: number | undefined): void {
     const deploys = this.m.history.deploys;
-    const byDirectory = new Map<string, number>();
-    for (const w of workers) byDirectory.set(w.directory, (byDirectory.get(w.directory) ?? 0) + 1);
-    if (byDirectory.size <= 1) {
+    const byCode = new Map<string, { directory: string; generation: number; workers: number }>();
+    for (const w of workers) {
+      const key = `${w.generation}\0${w.directory}`;
+      const seen = byCode.get(key) ?? { directory: w.directory, generation: w.generation, workers: 0 };
+      seen.workers++;
+      byCode.set(key, seen);
+    }
+    if (byCode.size <= 1) {
       if (deploys.mixed !== undefined) {
         this.m.log.info({ code: deploys.mixed.code }, 'mixed versions: resolved, one release serves');
         deploys.mixed = undefined;
       }
       return;
     }
-    const releases = [...byDirectory]
-      .map(([directory, n]) => ({ ...deploys.release(directory), workers: n }))
-      .sort((a, b) => b.workers - a.workers);
+    const releases = [...byCode.values()]
+      .map(({ directory, generation, workers: n }) => ({
+        ...deploys.release(directory),
+        workers: n,
+        generation,
+      }))
+      .sort((a, b) => b.workers - a.workers || b.generation - a.generation);
+    // A directory met under two generations was edited in place: name the generation with it.
+    const inPlace = (r: { directory: string }): boolean =>
+      releases.filter((o) => o.directory === r.directory).length > 1;
     const same =
       deploys.mixed !== undefined && JSON.stringify(deploys.mixed.releases) === JSON.stringify(releases);
     if (same) return;
     const last = this.m.history.records.at(-1);
     const after =
       last === undefined ? 'at start' : `after ${last.kind} restart #${last.id} (${last.outcome})`;
-    const counts = releases.map((r) => `${r.workers} worker(s) on ${describeRelease(r)}`).join(' and ');
+    const counts = releases
+      .map(
+        (r) =>
+          `${r.workers} worker(s) on ${describeRelease(r)}${inPlace(r) ? ` as loaded by generation ${r.generation}` : ''}`,
+      )
+      .join(' and ');
     const message =
       lateMs === undefined
         ? `mixed versions ${after}: ${counts} serve side by side`

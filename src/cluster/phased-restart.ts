@@ -2,14 +2,39 @@
 // time, default one) or added surge-first, so some worker always accepts on every slot. Old and new code
 // serve side by side for a while (schema changes must be backwards-compatible: docs/restarts.md). With
 // --canary the first replacement serves alone for a while and is judged first (canary.ts).
+//
+// A failed canary is withdrawn and its index goes back to the previous release, loaded again from its
+// directory. When that directory holds the failed release (an app edited in place: --directory is the
+// directory that serves) or is gone, there is no previous release on disk: the old workers run it from
+// memory only. Then the canary's old worker is kept serving beside it through the window, a worker that
+// leaves is not replaced (`noWayBack`, deploy.ts), and nothing claims that the previous release serves
+// again when a new worker would load the failed one.
 import { errorMessage } from '../errors.js';
 import { unlessAborted } from '../lifecycle.js';
+import { isDirectory } from '../release.js';
+import type { RestartRecord } from '../status.js';
 import { type CanaryVerdict, canaryRecord, watchCanary } from './canary.js';
 import type { Master } from './master.js';
 import type { WorkerHandle } from './worker-handle.js';
 
-/** The canary judged the new release worse: the rollout stopped and the previous release serves again. */
-class CanaryFailed extends Error {}
+/** The canary judged the new release worse: the rollout stopped; `outcome` says what serves now. */
+class CanaryFailed extends Error {
+  constructor(
+    summary: string,
+    readonly outcome: string,
+  ) {
+    super(summary);
+  }
+}
+
+/**
+ * Why the previous release (`previous`, what the old workers were loaded from) cannot be loaded again
+ * for a restart onto `target`; undefined when it can.
+ */
+export function lostRelease(previous: string, target: string): 'in-place' | 'removed' | undefined {
+  if (previous === target) return 'in-place';
+  return isDirectory(previous) ? undefined : 'removed';
+}
 
 /** Worker indexes in the order they are replaced: the canary alone first, then `concurrency` at a time. */
 export function phases(count: number, concurrency: number, canary: boolean): number[][] {
@@ -49,9 +74,9 @@ export async function phasedRestart(m: Master): Promise<void> {
       const canary = p === 0 && canaryMs !== undefined;
       const { fresh, old, acceptedAt } = await surge(m, indexes, generation, directory, signal, canary);
       if (canary) {
-        const verdict = await canaryPhase(m, fresh[0]!, old[0], canaryMs, signal);
+        const { verdict, outcome } = await canaryPhase(m, record, fresh[0]!, old[0], canaryMs, signal);
         record.canary = canaryRecord(verdict);
-        if (!verdict.ok) throw new CanaryFailed(verdict.summary);
+        if (!verdict.ok) throw new CanaryFailed(verdict.summary, outcome);
       } else {
         await Promise.all(
           old.map((w) =>
@@ -84,11 +109,17 @@ export async function phasedRestart(m: Master): Promise<void> {
     );
   } catch (err) {
     if (replaced > 0) m.generation = generation;
-    m.history.finish(record, 'failed', errorMessage(err));
+    const held = err instanceof CanaryFailed ? m.history.deploys.noWayBack : undefined;
+    // Said where `ctl phased-restart --wait` and `ctl stats` show it: the verdict, then what serves.
+    m.history.finish(
+      record,
+      'failed',
+      `${errorMessage(err)}${held === undefined ? '' : `; ${held.message}`}`,
+    );
     if (err instanceof CanaryFailed) {
       log.error(
-        { code: 'ERR_NSERVE_CANARY', replaced },
-        `phased restart stopped after the canary, the previous release serves again: ${err.message}`,
+        { code: 'ERR_NSERVE_CANARY', replaced, noWayBack: held !== undefined },
+        `phased restart stopped after the canary, ${err.outcome}: ${err.message}`,
       );
     } else {
       log.error(
@@ -132,31 +163,38 @@ async function surge(
   return { fresh, old, acceptedAt: Date.now() };
 }
 
+type Verdict = CanaryVerdict | { ok: false; summary: string };
+
 /**
  * The canary serves its share (its old worker drains, as in any phase) while the others keep the old
- * code; with a single worker the old one keeps serving beside it, as the baseline. A worse canary is
- * withdrawn: its slots go to old workers at once, then a worker of the previous release takes its index.
+ * code; with a single worker the old one keeps serving beside it, as the baseline. So it does when the
+ * previous release is not on disk (edited in place, removed): a failed canary then leaves every index
+ * with its old worker, since none could be loaded again. A worse canary is withdrawn: its slots go to
+ * old workers at once, then a worker of the previous release takes its index.
  */
 async function canaryPhase(
   m: Master,
+  record: RestartRecord,
   canary: WorkerHandle,
   old: WorkerHandle | undefined,
   canaryMs: number,
   signal: AbortSignal,
-): Promise<CanaryVerdict | { ok: false; summary: string }> {
+): Promise<{ verdict: Verdict; outcome: string }> {
   const { log, pool } = m;
   const others = pool.current().filter((w) => w !== canary && w.serving);
-  const beside = others.length === 0 && old?.alive === true ? old : undefined;
+  const noWayBack = lostRelease(m.directory, canary.directory) !== undefined;
+  const beside = (others.length === 0 || noWayBack) && old?.alive === true ? old : undefined;
   // It stops accepting at once; its in-flight requests finish while the canary is watched.
   const draining =
     beside === undefined && old?.alive === true
       ? pool.drain(old, 'phased restart: replaced', { why: 'restart' })
       : Promise.resolve();
   log.info(
-    { worker: canary.index, workerPid: canary.pid, canaryMs },
-    `phased restart: canary worker ${canary.index} serves for ${canaryMs} ms`,
+    { worker: canary.index, workerPid: canary.pid, canaryMs, oldBeside: beside !== undefined },
+    `phased restart: canary worker ${canary.index} serves for ${canaryMs} ms${noWayBack && beside !== undefined ? ` beside its old worker (the previous release is not on disk: ${m.directory})` : ''}`,
   );
-  const watched = await watchCanary(canary, beside === undefined ? others : [beside], canaryMs, signal);
+  const baseline = beside === undefined ? others : [...others, beside];
+  const watched = await watchCanary(canary, baseline, canaryMs, signal);
   await draining;
   const verdict = 'failed' in watched ? { ok: false as const, summary: watched.failed } : watched;
   if (verdict.ok) {
@@ -165,24 +203,52 @@ async function canaryPhase(
     else log.info({ canary: verdict }, `phased restart: ${verdict.summary}`);
     canary.replacing = false;
     if (beside?.alive) await pool.drain(beside, 'phased restart: replaced', { why: 'restart' });
-    return verdict;
+    return { verdict, outcome: 'going on' };
   }
   log.error({ canary: verdict, code: 'ERR_NSERVE_CANARY' }, `phased restart: ${verdict.summary}`);
   // The old worker it served beside takes its slots back, if it is still there (else a new one of the
   // previous release does).
-  await withdraw(m, canary, beside?.alive ? beside : undefined, signal);
-  return verdict;
+  const outcome = await withdraw(m, record, canary, beside?.alive ? beside : undefined, signal);
+  return { verdict, outcome };
 }
 
-/** Take a failed canary out of service and give its index back to the previous release. */
+/**
+ * Take a failed canary out of service and give its index back to the previous release: its old worker,
+ * else a new one loaded from the previous directory, else (not on disk) nobody. Returns what serves now.
+ */
 async function withdraw(
   m: Master,
+  record: RestartRecord,
   canary: WorkerHandle,
   beside: WorkerHandle | undefined,
   signal: AbortSignal,
-): Promise<void> {
+): Promise<string> {
   const { log, pool } = m;
   const index = canary.index;
+  const deploys = m.history.deploys;
+  // Looked at again now: the previous release may have been removed during the window.
+  const lost = lostRelease(m.directory, canary.directory);
+  const othersServe = pool.current().some((w) => w !== canary && w.serving);
+  if (lost !== undefined) {
+    const held = deploys.holdBack({
+      restart: record.id,
+      cause: lost,
+      running: deploys.serving ?? null,
+      failed: record.release ?? deploys.release(canary.directory),
+      workers: m.count,
+    });
+    if (beside === undefined && !othersServe) {
+      // Never zero workers: the canary is the only one left (its old worker died meanwhile) and nothing
+      // else could be loaded. A release failing some of its requests beats refusing all of them.
+      canary.replacing = false;
+      const n = deploys.withhold(index, false) ?? held;
+      log.error(
+        { worker: index, workerPid: canary.pid, code: 'ERR_NSERVE_NO_WAY_BACK', noWayBack: n },
+        n.message,
+      );
+      return 'the canary keeps serving: no worker of the previous release was left, and it is not on disk';
+    }
+  }
   canary.markDraining('the canary failed');
   if (beside !== undefined) {
     pool.install(beside); // the old worker it served beside is current again; the canary retires
@@ -194,25 +260,34 @@ async function withdraw(
   // Its slots are lent to old workers before it stops accepting: none goes without an acceptor.
   await m.slots.rebalance();
   if (canary.alive) await pool.drain(canary, 'the canary failed', { why: 'replace' });
+  if (lost !== undefined) {
+    // Its index stays empty when its old worker is gone: a new worker would load the failed release.
+    const n = (beside === undefined ? deploys.withhold(index, true) : undefined) ?? deploys.noWayBack;
+    if (n !== undefined)
+      log.error({ worker: index, code: 'ERR_NSERVE_NO_WAY_BACK', noWayBack: n }, n.message);
+    const serving = m.count - (n?.withheld.length ?? 0);
+    return `the previous release could not be brought back (it is not on disk): ${serving} of ${m.count} workers run it from memory${serving < m.count ? ` (${m.count - serving} worker${m.count - serving > 1 ? 's' : ''} less)` : ''}`;
+  }
   // A stop asked for meanwhile (it aborts `signal`) needs no worker booted only to be drained.
-  if (beside !== undefined || signal.aborted || m.isStopping()) return;
+  if (beside !== undefined) return 'the previous release serves again';
+  if (signal.aborted || m.isStopping()) return 'the server is stopping';
   let back: WorkerHandle | undefined;
   try {
     back = await pool.spawn(index, m.generation, m.directory);
     await unlessAborted(pool.waitBooted(back), signal);
   } catch (err) {
     back?.kill('SIGKILL');
-    if (signal.aborted) return;
+    if (signal.aborted) return 'the server is stopping';
     // The index stays empty: it is replaced (with back-off) once the restart has ended.
     log.error(
       { worker: index, err },
       `worker ${index} of the previous release failed to boot: ${errorMessage(err)}`,
     );
-    return;
+    return `the previous release serves on the other workers (worker ${index} of it failed to boot and is replaced with back-off)`;
   }
   if (m.isStopping()) {
     back.kill('SIGKILL');
-    return;
+    return 'the server is stopping';
   }
   pool.install(back);
   await m.slots.rebalance();
@@ -220,6 +295,7 @@ async function withdraw(
     { worker: index, workerPid: back.pid, generation: m.generation, directory: m.directory },
     `phased restart: worker ${index} runs the previous release again`,
   );
+  return 'the previous release serves again';
 }
 
 /** Change the worker count: a new worker boots before it gets slots; removed ones hand theirs over first. */

@@ -4,6 +4,10 @@
 // A serving worker that dies has its slots lent to a live worker at once (slots.ts) and is replaced;
 // a worker that asks to leave (uncaught exception, SIGTERM sent to it) is replaced surge-first: its
 // replacement accepts on its slots before it drains, unless another worker can take them meanwhile.
+//
+// After a failed canary whose previous release is not on disk (`noWayBack`, deploy.ts), a replacement
+// would load the failed release: a worker that leaves is not replaced while another one serves (the
+// server runs with one worker less and says so), and is when none is left (never zero workers).
 import { errorMessage } from '../errors.js';
 import type { Master } from './master.js';
 import type { WorkerEvent, WorkerHandle } from './worker-handle.js';
@@ -66,6 +70,8 @@ export class Recovery {
   private checkMemory(w: WorkerHandle, rss: number): void {
     const limit = this.m.config.workerMaxMemory;
     if (limit === undefined || !w.serving || w.replacing || !this.m.lifecycle.is('running')) return;
+    // Its replacement would load the failed release (noWayBack): a leak is the lesser harm.
+    if (this.m.history.deploys.noWayBack !== undefined) return;
     w.overMemory = rss > limit ? w.overMemory + 1 : 0;
     if (w.overMemory < OVER_MEMORY_CHECKINS) return;
     this.m.history.totals.memoryReplacements++;
@@ -118,7 +124,7 @@ export class Recovery {
   }
 
   scheduleReplacement(index: number): void {
-    if (this.pending.has(index)) return;
+    if (this.pending.has(index) || this.withheld(index)) return;
     const { delayMs, crashes } = this.backoff.next(Date.now());
     if (delayMs > 0) {
       this.m.log.warn(
@@ -136,6 +142,32 @@ export class Recovery {
       m.background(this.replace(index));
     }, delayMs);
     this.timers.add(timer);
+  }
+
+  /**
+   * While only the failed release is on disk (noWayBack): true if index `index` stays empty because
+   * another worker serves; false, said loudly, if it must be replaced from the failed release anyway.
+   */
+  private withheld(index: number): boolean {
+    const { history, log, pool } = this.m;
+    const deploys = history.deploys;
+    if (deploys.noWayBack === undefined) return false;
+    if (pool.current().some((w) => w.index !== index && w.alive && w.serving)) {
+      if (!deploys.noWayBack.withheld.includes(index)) {
+        const n = deploys.withhold(index, true);
+        log.error(
+          { worker: index, code: 'ERR_NSERVE_NO_WAY_BACK', noWayBack: n },
+          `worker ${index} is not replaced: ${n?.message}`,
+        );
+      }
+      return true;
+    }
+    const n = deploys.withhold(index, false);
+    log.error(
+      { worker: index, code: 'ERR_NSERVE_NO_WAY_BACK', noWayBack: n },
+      `no worker is left: worker ${index} is replaced from the failed release (never zero workers): ${n?.message}`,
+    );
+    return false;
   }
 
   /** Forget every scheduled replacement (the server is stopping). */
@@ -166,6 +198,8 @@ export class Recovery {
   /** Replace a serving worker surge-first: its replacement accepts on its slots before it drains. */
   private async surgeReplace(old: WorkerHandle): Promise<void> {
     const m = this.m;
+    // Only for a worker no other can stand in for: with noWayBack, the failed release serves from now.
+    if (m.history.deploys.noWayBack !== undefined) this.withheld(old.index);
     let fresh: WorkerHandle | undefined;
     try {
       fresh = await m.pool.spawn(old.index, m.generation, m.directory);

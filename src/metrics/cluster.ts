@@ -85,6 +85,16 @@ function clusterGauges(m: Master, alive: readonly WorkerHandle[], unanswered: nu
     gauge('nserve_mixed_versions', '1 while two code versions serve at once', [
       { value: generations.size > 1 ? 1 : 0 },
     ]),
+    gauge(
+      'nserve_previous_release_missing',
+      '1 while the workers run a release no longer on disk after a failed canary (a new worker would load the failed release)',
+      [{ value: m.history.deploys.noWayBack === undefined ? 0 : 1 }],
+    ),
+    gauge(
+      'nserve_workers_withheld',
+      'Worker indexes left without a worker until the next good deploy (only the failed release is on disk)',
+      [{ value: m.history.deploys.noWayBack?.withheld.length ?? 0 }],
+    ),
   ];
 }
 

@@ -140,10 +140,10 @@ test('mixed-version alarm: at once over accepting workers, later over every live
     info: (_: unknown, msg: string) => logged.push({ level: 'info', msg }),
   } as unknown as Watched['log'];
   const current = [
-    { alive: true, directory: '/r/v2' },
-    { alive: true, directory: '/r/v2' },
+    { alive: true, directory: '/r/v2', generation: 1 },
+    { alive: true, directory: '/r/v2', generation: 1 },
   ];
-  const retiring = [{ alive: true, directory: '/r/v1' }];
+  const retiring = [{ alive: true, directory: '/r/v1', generation: 0 }];
   const watch = new MixedVersionWatch(
     {
       history,
@@ -176,6 +176,7 @@ test('mixed-version alarm: at once over accepting workers, later over every live
   // A phased restart that stopped midway: mixed among the accepting workers, raised at once.
   retiring[0]!.alive = false;
   current[1]!.directory = '/r/v1';
+  current[1]!.generation = 0;
   const phased = history.begin('phased');
   history.finish(phased, 'failed', 'worker 1 failed to boot');
   watch.restartEnded();
@@ -189,8 +190,88 @@ test('mixed-version alarm: at once over accepting workers, later over every live
   assert.equal(history.deploys.view().rollbackTo?.directory, '/r/v2');
   // One release again: cleared, with a line.
   current[1]!.directory = '/r/v2';
+  current[1]!.generation = 1;
   watch.restartEnded();
   watch.cancel();
   assert.equal(mixed(), undefined);
   assert.equal(logged.at(-1)?.msg, 'mixed versions: resolved, one release serves');
+});
+
+test('no way back: said honestly, withheld indexes counted, crosses an exec, cleared by the next good deploy; rollback refuses', () => {
+  const history = new RestartHistory();
+  const d = history.deploys;
+  d.serve('/srv/app');
+  const record = history.begin('phased');
+  d.target(record, '/srv/app');
+  const held = d.holdBack({
+    restart: record.id,
+    cause: 'in-place',
+    running: d.serving ?? null,
+    failed: record.release!,
+    workers: 3,
+  });
+  assert.match(
+    held.message,
+    /^the previous release \/srv\/app could not be brought back: it is not on disk \(\/srv\/app was edited in place and now holds the failed release\); all 3 workers run it from memory, until the next good deploy/,
+  );
+  history.finish(record, 'failed', 'canary failed');
+  assert.ok(d.noWayBack !== undefined, 'a failed restart keeps it');
+  assert.match(d.withhold(2, true)?.message ?? '', /running with 2 of 3 workers .*: 2\), from memory/);
+  // The hand-off keeps it (an abandoned hot restart must not forget it), malformed parts dropped.
+  const again = Deploys.fromHandoff(JSON.parse(JSON.stringify(d.toHandoff())));
+  assert.deepEqual(again.noWayBack, d.noWayBack);
+  assert.equal(
+    Deploys.fromHandoff({ noWayBack: { cause: 'lost', failed: { directory: '/x' }, workers: 2 } }).noWayBack,
+    undefined,
+  );
+  const withheld = Deploys.fromHandoff({
+    noWayBack: { cause: 'removed', failed: { directory: '/x' }, workers: 2, withheld: [1, 1, 7, -1, 'a'] },
+  }).noWayBack;
+  assert.deepEqual(withheld?.withheld, [1]);
+  // Rollback: nowhere to go, and why.
+  const target = d.rollbackTarget();
+  assert.match('refused' in target ? target.refused : '', /^nothing to roll back to: the previous release/);
+  // Never zero workers: the failed release serving is said as such.
+  assert.match(d.withhold(2, false)?.message ?? '', /^the failed release \/srv\/app serves: no worker of/);
+  // The next good deploy, in place too: cleared; a rollback then names the in-place reload.
+  const good = history.begin('phased');
+  d.target(good, '/srv/app');
+  history.finish(good, 'ok');
+  assert.equal(d.noWayBack, undefined);
+  assert.equal(d.view().noWayBack, null);
+  const after = d.rollbackTarget();
+  assert.match(
+    'refused' in after ? after.refused : '',
+    /^nothing to roll back to: the last restart reloaded \/srv\/app itself \(edited in place/,
+  );
+});
+
+test('mixed-version alarm: one directory under two generations (edited in place) is two codes; rollback refuses', () => {
+  const history = new RestartHistory();
+  const log = { warn: () => {}, info: () => {} } as unknown as Watched['log'];
+  const current = [
+    { alive: true, directory: '/srv/app', generation: 1 },
+    { alive: true, directory: '/srv/app', generation: 0 },
+  ];
+  const watch = new MixedVersionWatch({
+    history,
+    log,
+    config: { shutdownTimeoutMs: 60_000, longLivedGraceMs: 0 },
+    pool: { current: () => current, alive: () => current },
+    lifecycle: { is: () => false },
+  });
+  history.deploys.serving = { directory: '/srv/app', version: null };
+  history.finish(history.begin('phased'), 'failed', 'worker 1 failed to boot');
+  watch.restartEnded();
+  watch.cancel();
+  assert.match(
+    history.deploys.mixed?.message ?? '',
+    /^mixed versions after phased restart #1 \(failed\): 1 worker\(s\) on \/srv\/app as loaded by generation 1 and 1 worker\(s\) on \/srv\/app as loaded by generation 0 serve side by side$/,
+  );
+  const target = history.deploys.rollbackTarget();
+  assert.match(
+    'refused' in target ? target.refused : '',
+    /^cannot roll back: the workers run two generations of \/srv\/app, edited in place/,
+  );
+  assert.equal(history.deploys.view().rollbackTo, null);
 });
