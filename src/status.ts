@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import { formatAddress, type Listener } from './binder.js';
 import { Deploys, type MixedVersions, readTargetFields } from './deploy.js';
 import type { ProcessFds } from './fds.js';
+import type { MemoryView } from './memory/index.js';
 import type { ReleaseRef } from './release.js';
 import type { Action } from './signals.js';
 import type { CertReload, TlsStats } from './tls.js';
@@ -262,6 +263,11 @@ export interface WorkerView {
   eventLoopDelayP99Ms: number | null;
   /** Bytes; null until the first check-in. */
   rss: number | null;
+  /**
+   * Anonymous memory (RssAnon, bytes), read by the master from /proc: what another worker like it would
+   * need (RSS also counts shared pages); null when it could not be read. Absent from an older nserve.
+   */
+  anon?: number | null;
   /** Crashes of this worker index over the server's life. */
   crashes: number;
   directory: string;
@@ -326,6 +332,8 @@ export interface Stats {
   rollbackTo?: ReleaseRef | null;
   /** Two releases serve side by side for longer than a restart explains (cluster mode). */
   mixedVersions?: MixedVersions | null;
+  /** The cgroup's memory limit, working set and headroom (memory/cgroup.ts); absent from an older nserve. */
+  memory?: MemoryView;
 }
 
 export type ControlAction = Action | 'halt' | 'reload-worker-directory' | 'rollback';
