@@ -76,6 +76,11 @@ export interface LifetimeTotals {
   restarts: Record<RestartKind, number>;
   /** Workers replaced for staying over --worker-max-memory. */
   memoryReplacements: number;
+  /**
+   * The cgroup's OOM-kill count as far as the master has explained it (memory/oom.ts): handed over, so
+   * that a kill during a hot restart's exec is still told apart from the kills before it.
+   */
+  cgroupOomKillsSeen?: number;
 }
 
 function emptyTotals(): LifetimeTotals {
@@ -97,6 +102,7 @@ export function readTotals(v: unknown): LifetimeTotals {
   out.requests = count(o.requests);
   out.crashes = count(o.crashes);
   out.memoryReplacements = count(o.memoryReplacements);
+  if (typeof o.cgroupOomKillsSeen === 'number') out.cgroupOomKillsSeen = count(o.cgroupOomKillsSeen);
   if (typeof o.crashesByWorker === 'object' && o.crashesByWorker !== null)
     for (const [k, n] of Object.entries(o.crashesByWorker))
       if (/^\d+$/.test(k)) out.crashesByWorker[k] = count(n);

@@ -106,7 +106,12 @@ export class Master implements Controller {
     // A rollback: the new generation loads the release the hand-off pins.
     if (ctx.rejected === undefined) this.history.deploys.pinned = ctx.handoff?.pinned;
     this.lifecycle = new Lifecycle<ServerState>('master', 'booting', SERVER_TRANSITIONS, ctx.log);
-    this.oom = new OomAim(ctx.log);
+    this.oom = new OomAim(ctx.log, {
+      ...(ctx.handoff === undefined ? {} : { seen: this.history.totals.cgroupOomKillsSeen }),
+      onSeen: (n) => {
+        this.history.totals.cgroupOomKillsSeen = n;
+      },
+    });
     this.pool = new WorkerPool(
       ctx.config,
       ctx.log,

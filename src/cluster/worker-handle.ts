@@ -2,7 +2,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { Lifecycle, type Transitions } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
-import { describeOomKill, type OomVerdict } from '../memory/oom.js';
+import { type OomVerdict, oomKillEvidence } from '../memory/oom.js';
 import type { WorkerReply } from '../metrics/json.js';
 import * as native from '../native.js';
 import { watchExit } from '../reaper.js';
@@ -439,6 +439,7 @@ export function bootExitReason(
   w: WorkerHandle,
   exit: { code: number | null; signal: string | null },
 ): string {
-  if (w.oomKill?.oom === true) return `worker ${w.index} was ${describeOomKill(w.oomKill)} while booting`;
+  if (w.oomKill?.oom === true)
+    return `worker ${w.index} was killed by the OOM killer while booting (${oomKillEvidence(w.oomKill)})`;
   return `worker ${w.index} exited while booting (${exit.signal ?? `code ${exit.code}`})`;
 }

@@ -53,14 +53,25 @@ export class OomAim {
   private warnedWrite = false;
   readonly budget: MemoryBudget;
 
+  /**
+   * `seen`: the count the previous image had explained (a hot restart's exec: a kill while it ran is
+   * still a worker's), else the count now (kills before nserve started are nobody's). `onSeen` keeps it
+   * for the next image.
+   */
   constructor(
     private readonly log: Logger,
-    private readonly roots: CgroupRoots = SYSTEM_ROOTS,
+    options: { seen?: number; onSeen?: (n: number) => void; roots?: CgroupRoots } = {},
   ) {
-    this.scores = oomScores(readOomScoreAdj('self', roots) ?? 0);
-    this.budget = readMemoryBudget(roots);
-    this.seen = this.budget.oomKills;
+    this.roots = options.roots ?? SYSTEM_ROOTS;
+    this.onSeen = options.onSeen;
+    this.scores = oomScores(readOomScoreAdj('self', this.roots) ?? 0);
+    this.budget = readMemoryBudget(this.roots);
+    this.seen = options.seen ?? this.budget.oomKills;
+    if (this.seen !== null) this.onSeen?.(this.seen);
   }
+
+  private readonly roots: CgroupRoots;
+  private readonly onSeen: ((n: number) => void) | undefined;
 
   /**
    * Said once, at start: where the kernel cannot be aimed (memory.oom.group=1 kills the whole cgroup, so
@@ -110,9 +121,11 @@ export class OomAim {
     const before = this.seen ?? after;
     if (after <= before) {
       this.seen = after;
+      this.onSeen?.(after);
       return { oom: false };
     }
     this.seen = before + 1;
+    this.onSeen?.(this.seen);
     const file = now.cgroup === 'v1' ? 'memory.oom_control' : 'memory.events';
     return { oom: true, before, after, file };
   }
@@ -120,7 +133,12 @@ export class OomAim {
 
 /** The words of a verdict: `killed by the OOM killer (SIGKILL; oom_kill 3 → 4 in memory.oom_control)`. */
 export function describeOomKill(v: OomVerdict): string {
-  return `killed by the OOM killer (SIGKILL; oom_kill ${v.before} → ${v.after} in the cgroup's ${v.file})`;
+  return `killed by the OOM killer (${oomKillEvidence(v)})`;
+}
+
+/** What shows it: `SIGKILL; oom_kill 3 → 4 in the cgroup's memory.oom_control`. */
+export function oomKillEvidence(v: OomVerdict): string {
+  return `SIGKILL; oom_kill ${v.before} → ${v.after} in the cgroup's ${v.file}`;
 }
 
 export function mb(n: number): string {

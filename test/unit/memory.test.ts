@@ -201,7 +201,7 @@ test('a SIGKILL is an OOM kill only when the cgroup counted one more; each count
   const log = { warn: (...a: unknown[]) => logged.push(a) } as unknown as ConstructorParameters<
     typeof OomAim
   >[0];
-  const aim = new OomAim(log, roots);
+  const aim = new OomAim(log, { roots });
   assert.equal(aim.judgeExit('SIGKILL').oom, false, 'a kill counted before nserve looked is not ours');
   fs.writeFileSync(events, 'oom_kill 3\n');
   assert.equal(aim.judgeExit('SIGTERM').oom, false);
@@ -209,6 +209,9 @@ test('a SIGKILL is an OOM kill only when the cgroup counted one more; each count
   assert.deepEqual(first, { oom: true, before: 1, after: 3, file: 'memory.events' });
   assert.equal(aim.judgeExit('SIGKILL').oom, true, 'two kills explain two deaths');
   assert.equal(aim.judgeExit('SIGKILL').oom, false, "a third SIGKILL is nserve's own");
+  // After a hot restart's exec: the count the previous image had explained, not the one found now.
+  const handed = new OomAim(log, { roots, seen: 2 });
+  assert.equal(handed.judgeExit('SIGKILL').oom, true, "a kill during the exec is still a worker's");
   aim.announce();
   assert.equal(logged.length, 0, 'no oom.group: nothing to say');
 });
