@@ -17,6 +17,8 @@ import {
   CLI,
   childPids,
   killAll,
+  processAlive,
+  ROOT,
   type ServerProcess,
   startCommand,
   tmpDir,
@@ -205,4 +207,46 @@ test('a hot restart whose new workers run the cgroup out of memory: a booting wo
     old,
   );
   assert.equal((await getJson(port)).body.version, 'v1');
+});
+
+test('a serving worker that runs the cgroup out of memory is logged as killed by the OOM killer, not as a crash, and replaced', {
+  skip: NO_CGROUPS,
+}, async (t) => {
+  const cgroup = makeCgroup(t, 1024 * MB);
+  const app = tmpDir(t);
+  fs.copyFileSync(path.join(ROOT, 'test/fixtures/memory/grow.mjs'), path.join(app, 'app.mjs'));
+  const { srv } = startInCgroup(t, cgroup, app);
+  const port = await srv.port(20_000);
+  setLimit(cgroup, readNumber(path.join(cgroup, 'memory.usage_in_bytes')) + 100 * MB);
+  const [victim] = childPids(srv.pid);
+  // 40 MB at a time, until the cgroup runs out: the kernel kills the worker that grew (or the request fails).
+  const killed = (): boolean => srv.lines.some((l) => l.event === 'worker.oom-killed');
+  for (let i = 0; i < 40 && !killed(); i++) {
+    try {
+      await getJson(port, `/grow?pid=${victim}`);
+    } catch {
+      // the worker holding this connection was killed
+    }
+  }
+  const line = await srv.waitForMsg(/was killed by the OOM killer/, 10_000);
+  assert.equal(line.event, 'worker.oom-killed');
+  assert.equal(line.workerPid, victim);
+  assert.match(
+    String(line.msg),
+    /^worker \d \(pid \d+\) was killed by the OOM killer \(SIGKILL; oom_kill 0 → 1 in the cgroup's memory\.oom_control\)/,
+  );
+  assert.equal(
+    srv.lines.some((l) => /exited unexpectedly/.test(String(l.msg))),
+    false,
+    'not logged as a crash',
+  );
+  assert.ok(processAlive(srv.pid), 'the master lives on');
+  await until(
+    'a replacement for the killed worker',
+    () => {
+      const pids = childPids(srv.pid);
+      return pids.length === 2 && !pids.includes(victim!);
+    },
+    15_000,
+  );
 });
