@@ -393,6 +393,8 @@ export function lifetimeView(history: RestartHistory, servingNow: number): Stats
 interface CountedWorker {
   index: number;
   bootedAt: number | undefined;
+  /** Killed by the OOM killer: the cgroup ran out, the app did not crash. */
+  oomKill?: { oom: boolean } | undefined;
   stats: { requests: number };
 }
 interface CountedEvent {
@@ -420,7 +422,7 @@ export function countWorkerEvent(history: RestartHistory, w: CountedWorker, msg:
     history.workerGone(
       w.index,
       Math.max(finalRequests.get(w) ?? 0, w.stats.requests),
-      died && w.bootedAt !== undefined,
+      died && w.bootedAt !== undefined && w.oomKill?.oom !== true,
     );
   }
 }
