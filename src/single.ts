@@ -25,6 +25,7 @@ import { errorMessage, NserveError } from './errors.js';
 import { inspect, reportInheritedLeaks, warnOnGrowth } from './fds.js';
 import { runHooks } from './hooks.js';
 import { Lifecycle, SERVER_TRANSITIONS, type ServerState } from './lifecycle.js';
+import { memoryView } from './memory/index.js';
 import { singleSource } from './metrics/single-source.js';
 import * as native from './native.js';
 import { recordPid, removePidfile } from './pidfile.js';
@@ -362,6 +363,7 @@ export async function runSingle(ctx: RunContext): Promise<void> {
     restarts: history.records,
     listeners: listenerViews(listeners),
     fdCount: fs.readdirSync('/proc/self/fd').length,
+    memory: memoryView(),
     ...certs.statsField(),
     ...history.deploys.view(),
   });

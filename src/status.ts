@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import { formatAddress, type Listener } from './binder.js';
 import { Deploys, type MixedVersions, type NoWayBack, readTargetFields } from './deploy.js';
 import type { ProcessFds } from './fds.js';
+import type { MemoryView } from './memory/index.js';
 import type { ReleaseRef } from './release.js';
 import type { Action } from './signals.js';
 import type { CertReload, TlsStats } from './tls.js';
@@ -75,6 +76,11 @@ export interface LifetimeTotals {
   restarts: Record<RestartKind, number>;
   /** Workers replaced for staying over --worker-max-memory. */
   memoryReplacements: number;
+  /**
+   * The cgroup's OOM-kill count as far as the master has explained it (memory/oom.ts): handed over, so
+   * that a kill during a hot restart's exec is still told apart from the kills before it.
+   */
+  cgroupOomKillsSeen?: number;
 }
 
 function emptyTotals(): LifetimeTotals {
@@ -96,6 +102,7 @@ export function readTotals(v: unknown): LifetimeTotals {
   out.requests = count(o.requests);
   out.crashes = count(o.crashes);
   out.memoryReplacements = count(o.memoryReplacements);
+  if (typeof o.cgroupOomKillsSeen === 'number') out.cgroupOomKillsSeen = count(o.cgroupOomKillsSeen);
   if (typeof o.crashesByWorker === 'object' && o.crashesByWorker !== null)
     for (const [k, n] of Object.entries(o.crashesByWorker))
       if (/^\d+$/.test(k)) out.crashesByWorker[k] = count(n);
@@ -262,6 +269,11 @@ export interface WorkerView {
   eventLoopDelayP99Ms: number | null;
   /** Bytes; null until the first check-in. */
   rss: number | null;
+  /**
+   * Anonymous memory (RssAnon, bytes), read by the master from /proc: what another worker like it would
+   * need (RSS also counts shared pages); null when it could not be read. Absent from an older nserve.
+   */
+  anon?: number | null;
   /** Crashes of this worker index over the server's life. */
   crashes: number;
   directory: string;
@@ -331,6 +343,8 @@ export interface Stats {
    * workers run it from memory, with indexes left empty rather than loading the failed release.
    */
   noWayBack?: NoWayBack | null;
+  /** The cgroup's memory limit, working set and headroom (memory/cgroup.ts); absent from an older nserve. */
+  memory?: MemoryView;
 }
 
 export type ControlAction = Action | 'halt' | 'reload-worker-directory' | 'rollback';
@@ -384,6 +398,8 @@ export function lifetimeView(history: RestartHistory, servingNow: number): Stats
 interface CountedWorker {
   index: number;
   bootedAt: number | undefined;
+  /** Killed by the OOM killer: the cgroup ran out, the app did not crash. */
+  oomKill?: { oom: boolean } | undefined;
   stats: { requests: number };
 }
 interface CountedEvent {
@@ -411,7 +427,7 @@ export function countWorkerEvent(history: RestartHistory, w: CountedWorker, msg:
     history.workerGone(
       w.index,
       Math.max(finalRequests.get(w) ?? 0, w.stats.requests),
-      died && w.bootedAt !== undefined,
+      died && w.bootedAt !== undefined && w.oomKill?.oom !== true,
     );
   }
 }

@@ -1,4 +1,6 @@
 // How `nserve ctl` prints a server's status and stats (tables for people; --json prints the raw data).
+
+import type { MemoryView } from '../memory/index.js';
 import { describeRelease, type ReleaseRef } from '../release.js';
 import type { RestartRecord, Stats, WorkerView } from '../status.js';
 
@@ -57,6 +59,24 @@ function lifetimeLine(s: Stats): string {
   return `restarts ${l.restarts.hot} hot, ${l.restarts.phased} phased · worker crashes ${l.workerCrashes}`;
 }
 
+/**
+ * The memory line: the working set against the limit (the cgroup's, or the host's memory), the headroom,
+ * and in cluster mode whether a hot restart's new workers would fit in it.
+ */
+export function memoryLine(m: MemoryView): string {
+  const of = m.limited
+    ? `${bytes(m.limit)} limit (cgroup ${m.cgroup})`
+    : `${bytes(m.limit)} (host memory, no cgroup limit)`;
+  const parts = [`working set ${bytes(m.workingSet)} of ${of}`, `headroom ${bytes(m.headroom)}`];
+  if (m.hotRestartNeed != null)
+    parts.push(
+      `hot restart needs ~${bytes(m.hotRestartNeed)}: ${m.hotRestartFits === true ? 'fits' : 'does NOT fit'}`,
+    );
+  if (m.oomKills !== null && m.oomKills > 0) parts.push(`OOM kills ${m.oomKills}`);
+  if (m.oomGroup) parts.push('memory.oom.group=1 (an OOM kill ends every process)');
+  return parts.join(' · ');
+}
+
 function bytes(n: number): string {
   if (n >= 1024 ** 3) return `${(n / 1024 ** 3).toFixed(1)} GB`;
   if (n >= 1024 ** 2) return `${Math.round(n / 1024 ** 2)} MB`;
@@ -97,6 +117,7 @@ export function statusSummary(s: Stats): Record<string, unknown> {
     requests: s.requests,
     inFlight: s.inFlight,
     lifetime: s.lifetime,
+    memory: s.memory ?? null,
     lastRestart: last ?? null,
   };
 }
@@ -111,6 +132,7 @@ export function formatStatus(s: Stats, now = Date.now()): string {
     s.mode === 'cluster' ? `workers ${s.workers.length} (${serving(s.workers)} serving) · ${counts}` : counts,
   );
   lines.push(lifetimeLine(s));
+  if (s.memory !== undefined) lines.push(`memory ${memoryLine(s.memory)}`);
   const last = s.restarts.at(-1);
   if (last !== undefined) {
     lines.push(
@@ -134,6 +156,7 @@ export function formatStats(s: Stats, now = Date.now()): string {
     `listening  ${[...listening].map(([a, n]) => (n > 1 ? `${a} (${n} slots)` : a)).join(', ') || '-'}`,
     `fds        ${s.fdCount}`,
   ];
+  if (s.memory !== undefined) parts.push(`memory     ${memoryLine(s.memory)}`);
   if (s.workers.length > 0) {
     parts.push(
       '',
@@ -149,6 +172,7 @@ export function formatStats(s: Stats, now = Date.now()): string {
           'IN FLIGHT',
           'ELD P99',
           'RSS',
+          'ANON',
           'CRASHES',
           'SLOTS',
           'DIRECTORY',
@@ -164,6 +188,7 @@ export function formatStats(s: Stats, now = Date.now()): string {
           String(w.inFlight),
           w.eventLoopDelayP99Ms === null ? UNKNOWN : `${w.eventLoopDelayP99Ms} ms`,
           w.rss === null ? UNKNOWN : bytes(w.rss),
+          w.anon == null ? UNKNOWN : bytes(w.anon),
           String(w.crashes),
           String(w.slots.length),
           w.directory,

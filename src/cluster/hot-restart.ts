@@ -10,7 +10,7 @@ import { unlessAborted } from '../lifecycle.js';
 import type { Handoff } from '../restart/handoff.js';
 import { type Abandoned, logAbandoned, newConfigProblem, prepareExec } from '../restart/prepare.js';
 import type { Master } from './master.js';
-import type { WorkerHandle } from './worker-handle.js';
+import { bootExitReason, type WorkerHandle } from './worker-handle.js';
 
 /**
  * Old image side. The new generation is spawned at once, from the re-resolved directory: its workers
@@ -25,6 +25,7 @@ export async function hotRestart(m: Master, requestedAt: number): Promise<void> 
   const record = m.history.begin('hot');
   const generation = m.generation + 1;
   log.info({ generation }, 'hot restart: started');
+  m.warnIfHotRestartCannotFit('before this hot restart');
   const fresh: WorkerHandle[] = [];
   let bootFailure: string | undefined;
   const killFresh = (): void => {
@@ -49,8 +50,7 @@ export async function hotRestart(m: Master, requestedAt: number): Promise<void> 
       // A new worker that fails before the exec vetoes it (after the exec, the new image sees it).
       w.on((msg) => {
         if (msg.t === 'boot-error') bootFailure ??= `worker ${w.index} failed to boot: ${msg.error}`;
-        else if (msg.t === 'exit' && w.bootedAt === undefined)
-          bootFailure ??= `worker ${w.index} exited while booting (${msg.signal ?? `code ${msg.code}`})`;
+        else if (msg.t === 'exit' && w.bootedAt === undefined) bootFailure ??= bootExitReason(w, msg);
       });
     }
   })().catch((err: unknown) => {

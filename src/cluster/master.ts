@@ -28,6 +28,7 @@ import { errorMessage, NserveError } from '../errors.js';
 import type { ProcessFds } from '../fds.js';
 import { runHooks } from '../hooks.js';
 import { Lifecycle, SERVER_TRANSITIONS, type ServerState } from '../lifecycle.js';
+import { mb, memoryView, OomAim } from '../memory/index.js';
 import { clusterSource, onWorkerEvent } from '../metrics/cluster.js';
 import * as native from '../native.js';
 import { recordPid, removePidfile } from '../pidfile.js';
@@ -52,7 +53,7 @@ import { MixedVersionWatch, resolveRelease } from './deploy.js';
 import { completeHotRestart } from './hot-restart.js';
 import { WorkerPool } from './pool.js';
 import { Recovery } from './recovery.js';
-import { clusterFds, clusterStats } from './report.js';
+import { clusterFds, clusterStats, servingPids } from './report.js';
 import { Rebalancer, type SlotGroups } from './slots.js';
 import type { WorkerHandle } from './worker-handle.js';
 
@@ -94,6 +95,8 @@ export class Master implements Controller {
   /** A stop asked for during a restart: it runs once the restart has given up. */
   pendingStop: 'stop' | undefined;
   private healthTimer: NodeJS.Timeout | undefined;
+  /** Booting workers are the OOM killer's first choice, the master its last (memory/oom.ts). */
+  readonly oom: OomAim;
   /** Raises the mixed-version alarm when two releases serve past a restart (deploy.ts). */
   readonly mixedVersions = new MixedVersionWatch(this);
 
@@ -105,11 +108,22 @@ export class Master implements Controller {
     // A rollback: the new generation loads the release the hand-off pins.
     if (ctx.rejected === undefined) this.history.deploys.pinned = ctx.handoff?.pinned;
     this.lifecycle = new Lifecycle<ServerState>('master', 'booting', SERVER_TRANSITIONS, ctx.log);
-    this.pool = new WorkerPool(ctx.config, ctx.log, (w, msg) => {
-      countWorkerEvent(this.history, w, msg);
-      if (ctx.metrics !== undefined) onWorkerEvent(ctx.metrics.store, w, msg, ctx.log);
-      this.recovery.onWorkerEvent(w, msg);
+    this.oom = new OomAim(ctx.log, {
+      ...(ctx.handoff === undefined ? {} : { seen: this.history.totals.cgroupOomKillsSeen }),
+      onSeen: (n) => {
+        this.history.totals.cgroupOomKillsSeen = n;
+      },
     });
+    this.pool = new WorkerPool(
+      ctx.config,
+      ctx.log,
+      (w, msg) => {
+        countWorkerEvent(this.history, w, msg);
+        if (ctx.metrics !== undefined) onWorkerEvent(ctx.metrics.store, w, msg, ctx.log);
+        this.recovery.onWorkerEvent(w, msg);
+      },
+      this.oom,
+    );
     this.slots = new Rebalancer({
       log: ctx.log,
       slotFds: this.slotFds,
@@ -161,6 +175,8 @@ export class Master implements Controller {
       { certs: this.certs.configured },
     );
     const handoff = ctx.handoff;
+    // Once per server, not per image: a hot restart's exec changes nothing about the cgroup.
+    if (handoff === undefined) this.oom.announce();
     if (handoff !== undefined && handoff.workers.length > 0) {
       this.generation = handoff.generation;
       await completeHotRestart(this, handoff);
@@ -212,6 +228,7 @@ export class Master implements Controller {
       'nserve booted',
     );
     this.lifecycle.to('running', 'workers booted');
+    this.warnIfHotRestartCannotFit('at start');
     this.notifyReady();
     await runHooks('onBooted', config.hooks.onBooted, {}, config.hookTimeoutMs, log);
   }
@@ -240,6 +257,26 @@ export class Master implements Controller {
 
   isStopping(): boolean {
     return this.lifecycle.is('stopping');
+  }
+
+  /**
+   * Say when a cluster hot restart would not fit in the memory budget (at start, and before each one):
+   * the OOM killer then kills new workers as they boot (they are its first choice) and the restart is
+   * abandoned, the old code still serving.
+   */
+  warnIfHotRestartCannotFit(when: 'at start' | 'before this hot restart'): void {
+    const v = memoryView(servingPids(this));
+    if (v.hotRestartFits !== false || v.hotRestartNeed == null) return;
+    this.log.warn(
+      {
+        event: 'memory.hot-restart-tight',
+        need: v.hotRestartNeed,
+        headroom: v.headroom,
+        limit: v.limit,
+        workingSet: v.workingSet,
+      },
+      `${when}: a hot restart may not fit in memory: its ${this.count} new workers need ~${mb(v.hotRestartNeed)} beside the old ones, the headroom is ${mb(v.headroom)} (limit ${mb(v.limit)}, working set ${mb(v.workingSet)}); if the cgroup runs out, the OOM killer kills booting workers first and the restart is abandoned (a phased restart, USR1, needs one worker at a time)`,
+    );
   }
 
   /** Begin a restart: returns the signal a stop aborts. */

@@ -6,11 +6,12 @@ import type { Config } from '../config.js';
 import { errorMessage, type NserveErrorCode } from '../errors.js';
 import { runHooks } from '../hooks.js';
 import type { Logger } from '../logger.js';
+import type { OomAim } from '../memory/index.js';
 import * as native from '../native.js';
 import { ownCommandLine } from '../restart/exec.js';
 import { type HandedWorker, PROTOCOL_VERSION, workerEnv } from '../restart/handoff.js';
 import { MAIN_PROCESS_ENV } from '../systemd.js';
-import { type WorkerEvent, WorkerHandle } from './worker-handle.js';
+import { bootExitReason, type WorkerEvent, WorkerHandle } from './worker-handle.js';
 
 export class WorkerPool {
   /** The current generation, by worker index (may have holes). */
@@ -22,7 +23,21 @@ export class WorkerPool {
     private readonly config: Config,
     private readonly log: Logger,
     private readonly onEvent: (w: WorkerHandle, msg: WorkerEvent) => void,
+    /** Aims the OOM killer at booting workers and tells its kills from crashes (cluster/master.ts). */
+    private readonly oom?: OomAim,
   ) {}
+
+  /** Every worker's first listener: its OOM score follows its state; an exit is judged before anyone hears of it. */
+  private listen(w: WorkerHandle): void {
+    w.on((msg) => {
+      if (msg.t === 'booted') this.oom?.serving(w.pid);
+      else if (msg.t === 'exit' && this.oom !== undefined) {
+        const verdict = this.oom.judgeExit(msg.signal);
+        if (verdict.oom) w.oomKill = verdict;
+      }
+      this.onEvent(w, msg);
+    });
+  }
 
   /** The current generation (without holes). */
   current(): WorkerHandle[] {
@@ -93,7 +108,9 @@ export class WorkerPool {
       { index, generation, pid: child.pid, channelFd: masterEnd, directory, child },
       log,
     );
-    w.on((msg) => this.onEvent(w, msg));
+    // The OOM killer's first choice until it booted: a failed boot costs no serving process.
+    this.oom?.booting(w.pid);
+    this.listen(w);
     log.info({ worker: index, workerPid: w.pid, generation }, `worker ${index} spawned`);
     return w;
   }
@@ -114,7 +131,7 @@ export class WorkerPool {
         },
         this.log,
       );
-      w.on((msg) => this.onEvent(w, msg));
+      this.listen(w);
       return w;
     });
   }
@@ -145,8 +162,7 @@ export class WorkerPool {
           throw appFailure(msg.code as NserveErrorCode, msg.error);
         throw new Error(`worker ${w.index} failed to boot: ${msg.error}`);
       }
-      if (msg.t === 'exit')
-        throw new Error(`worker ${w.index} exited while booting (${msg.signal ?? `code ${msg.code}`})`);
+      if (msg.t === 'exit') throw new Error(bootExitReason(w, msg));
       return undefined;
     });
   }

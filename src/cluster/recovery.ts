@@ -9,6 +9,7 @@
 // would load the failed release: a worker that leaves is not replaced while another one serves (the
 // server runs with one worker less and says so), and is when none is left (never zero workers).
 import { errorMessage } from '../errors.js';
+import { describeOomKill } from '../memory/index.js';
 import type { Master } from './master.js';
 import type { WorkerEvent, WorkerHandle } from './worker-handle.js';
 
@@ -106,6 +107,21 @@ export class Recovery {
 
   private onExit(w: WorkerHandle, exit: { code: number | null; signal: string | null }): void {
     const m = this.m;
+    const oom = w.oomKill?.oom === true;
+    // Not a crash of the app: the cgroup ran out of memory and the kernel chose this process.
+    if (oom && w.bootedAt !== undefined && !m.isStopping())
+      m.log.error(
+        {
+          event: 'worker.oom-killed',
+          code: 'ERR_NSERVE_WORKER_OOM',
+          worker: w.index,
+          workerPid: w.pid,
+          state: w.toldToDrain ? 'draining' : 'serving',
+          signal: exit.signal,
+          oomKills: w.oomKill?.after,
+        },
+        `worker ${w.index} (pid ${w.pid}) was ${describeOomKill(w.oomKill!)}: the cgroup ran out of memory`,
+      );
     if (m.pool.forget(w)) return;
     const current = m.pool.workers[w.index] === w;
     if (!current || m.isStopping() || w.bootedAt === undefined) return;
@@ -113,12 +129,12 @@ export class Recovery {
     if (m.lifecycle.is('restarting')) {
       // The restart in progress decides who serves; a worker of the current generation still missing
       // when it ends is replaced then (endRestart). Its slots are lent now.
-      m.log.error(fields, `worker ${w.index} exited during a restart`);
+      if (!oom) m.log.error(fields, `worker ${w.index} exited during a restart`);
       void m.slots.rebalance();
       return;
     }
     // Unexpected exit of a serving worker: lend its slots at once, replace it (with back-off in a loop).
-    m.log.error(fields, `worker ${w.index} exited unexpectedly`);
+    if (!oom) m.log.error(fields, `worker ${w.index} exited unexpectedly`);
     void m.slots.rebalance();
     this.scheduleReplacement(w.index);
   }

@@ -2,6 +2,7 @@
 // (`nserve fds`).
 import * as fs from 'node:fs';
 import { inspect, type ProcessFds } from '../fds.js';
+import { memoryView, readRssAnon } from '../memory/index.js';
 import { lifetimeView, listenerViews, processStartedAt, type Stats } from '../status.js';
 import type { TlsStats } from '../tls.js';
 import { VERSION } from '../version.js';
@@ -38,6 +39,7 @@ export function clusterStats(m: Master): Stats {
       // A heartbeat always carries the RSS: 0 means none came yet (unknown, not zero).
       eventLoopDelayP99Ms: w.stats.rss > 0 ? w.stats.eventLoopDelayMs : null,
       rss: w.stats.rss > 0 ? w.stats.rss : null,
+      anon: readRssAnon(w.pid) ?? null,
       crashes: m.history.totals.crashesByWorker[w.index] ?? 0,
       directory: w.directory,
       slots: [...w.keys],
@@ -45,8 +47,17 @@ export function clusterStats(m: Master): Stats {
     restarts: m.history.records,
     listeners: listenerViews(m.listeners),
     fdCount: fs.readdirSync('/proc/self/fd').length,
+    memory: memoryView(servingPids(m)),
     ...tlsField(m),
   };
+}
+
+/** The current generation's booted workers: what a hot restart would boot again. */
+export function servingPids(m: Master): number[] {
+  return m.pool
+    .current()
+    .filter((w) => w.serving)
+    .map((w) => w.pid);
 }
 
 function tlsField(m: Master): { tls?: TlsStats } {

@@ -2,6 +2,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { Lifecycle, type Transitions } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
+import { type OomVerdict, oomKillEvidence } from '../memory/oom.js';
 import type { WorkerReply } from '../metrics/json.js';
 import * as native from '../native.js';
 import { watchExit } from '../reaper.js';
@@ -91,6 +92,8 @@ export class WorkerHandle {
   file: string | undefined;
   directory: string;
   exit: { code: number | null; signal: string | null } | undefined;
+  /** Set at its exit when the OOM killer killed it (memory/oom.ts), before any listener hears of it. */
+  oomKill: OomVerdict | undefined;
   readonly channel: Channel<FromWorker | Implausible, ToWorker>;
   private readonly listeners = new Set<Listener>();
   /** Slot keys sent to the worker and not yet confirmed: the only keys it may say it accepts on. */
@@ -429,4 +432,14 @@ export class WorkerHandle {
       });
     });
   }
+}
+
+/** Why a worker that never booted is gone: the sentence of a failed boot's verdict. */
+export function bootExitReason(
+  w: WorkerHandle,
+  exit: { code: number | null; signal: string | null },
+): string {
+  if (w.oomKill?.oom === true)
+    return `worker ${w.index} was killed by the OOM killer while booting (${oomKillEvidence(w.oomKill)})`;
+  return `worker ${w.index} exited while booting (${exit.signal ?? `code ${exit.code}`})`;
 }

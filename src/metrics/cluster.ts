@@ -3,9 +3,12 @@
 // events feed the store: boots, exits, and each worker's request totals (heartbeat, drained), so that
 // the totals of a worker that exits are kept.
 import type { Master } from '../cluster/master.js';
+import { servingPids } from '../cluster/report.js';
 import type { WorkerEvent, WorkerHandle } from '../cluster/worker-handle.js';
 import type { Logger } from '../logger.js';
+import { memoryView, readRssAnon } from '../memory/index.js';
 import { gauge, type MetricJson, withLabels } from './json.js';
+import { memoryMetrics } from './memory.js';
 import type { MetricsSource } from './plane.js';
 import { answered, isTotals } from './requests.js';
 import type { MetricsStore } from './store.js';
@@ -41,7 +44,7 @@ async function collect(m: Master, store: MetricsStore, deadlineMs: number): Prom
     const proc = reply.metrics.filter((x) => !x.name.startsWith('nserve_'));
     out.push(withLabels(own, { worker }), withLabels(proc, { worker, pid: String(w.pid) }));
   });
-  out.push(clusterGauges(m, workers, unanswered));
+  out.push(clusterGauges(m, workers, unanswered), memoryMetrics(memoryView(servingPids(m))));
   return out;
 }
 
@@ -76,6 +79,16 @@ function clusterGauges(m: Master, alive: readonly WorkerHandle[], unanswered: nu
         },
         value: 1,
       })),
+    ),
+    gauge(
+      'nserve_worker_anon_memory_bytes',
+      "Each live worker's anonymous memory (RssAnon): what another worker like it needs",
+      alive.flatMap((w) => {
+        const anon = readRssAnon(w.pid);
+        return anon === undefined
+          ? []
+          : [{ labels: { worker: String(w.index), pid: String(w.pid) }, value: anon }];
+      }),
     ),
     gauge(
       'nserve_versions_serving',
@@ -157,9 +170,13 @@ function reportShortfall(
 /** Workers that said `drained` to this image. */
 const drained = new WeakSet<WorkerHandle>();
 
-/** drained (told to go, and went), protocol (broke it), boot (never booted), signal, exit (code 0), crash. */
+/**
+ * drained (told to go, and went), protocol (broke it), oom (the OOM killer), boot (never booted), signal,
+ * exit (code 0), crash.
+ */
 function exitReason(w: WorkerHandle, exit: { code: number | null; signal: string | null }): string {
   if (w.violation !== undefined) return 'protocol';
+  if (w.oomKill?.oom === true) return 'oom';
   if (w.bootedAt === undefined) return 'boot';
   // A worker exits 0 only at the end of a drain; its `drained` may have gone to the previous master image
   // (told to drain before a hot restart's exec, gone after it).

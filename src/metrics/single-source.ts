@@ -1,7 +1,9 @@
 // What single mode adds to a scrape: its serving gauges and its own request totals (labelled `single`).
 import type { Listener } from '../binder.js';
+import { memoryView } from '../memory/index.js';
 import type { AppServer } from '../server.js';
 import { withLabels } from './json.js';
+import { memoryMetrics } from './memory.js';
 import type { MetricsSource } from './plane.js';
 import { REQUESTS } from './requests.js';
 
@@ -11,7 +13,7 @@ export function singleSource(server: AppServer, listeners: readonly Listener[]):
     listeners: () => listeners,
     collect: async () => {
       const { servingGauges } = await import('./worker.js');
-      return [withLabels(servingGauges(server), { worker: 'single' })];
+      return [withLabels(servingGauges(server), { worker: 'single' }), memoryMetrics(memoryView())];
     },
     // This image's totals (the store keeps those of the images before it, handed over).
     ownTotals: () => new Map([['single', REQUESTS.snapshot()]]),

@@ -199,6 +199,7 @@ const sample: Stats = {
       longLived: 0,
       eventLoopDelayP99Ms: 1.5,
       rss: 50 * 1024 * 1024,
+      anon: 30 * 1024 * 1024,
       crashes: 2,
       directory: '/srv/releases/v2',
       slots: ['tcp://127.0.0.1:3000#0'],
@@ -246,10 +247,10 @@ test('ctl tables: stats and status are readable', () => {
   assert.match(stats, /^WORKER +PID +PHASE/m);
   assert.match(
     stats,
-    /^0 +101 +2 +booted +30\.0 s +500 ms ago +12 +1 +1\.5 ms +50 MB +2 +1 +\/srv\/releases\/v2$/m,
+    /^0 +101 +2 +booted +30\.0 s +500 ms ago +12 +1 +1\.5 ms +50 MB +30 MB +2 +1 +\/srv\/releases\/v2$/m,
   );
   // Not checked in yet: unknown, not zero.
-  assert.match(stats, /^1 +102 +2 +booting +— +100 ms ago +0 +0 +— +— +1 +0 +\/srv\/releases\/v2$/m);
+  assert.match(stats, /^1 +102 +2 +booting +— +100 ms ago +0 +0 +— +— +— +1 +0 +\/srv\/releases\/v2$/m);
   // A multi-line error stays one row.
   assert.match(
     stats,

@@ -1,0 +1,36 @@
+// The memory budget (cgroup.ts) and the OOM killer's aim (oom.ts), and what status and metrics show of
+// them.
+import { type MemoryBudget, readMemoryBudget, readRssAnon } from './cgroup.js';
+
+export { type CgroupRoots, type MemoryBudget, readMemoryBudget, readRssAnon } from './cgroup.js';
+export { describeOomKill, mb, OomAim, type OomVerdict, oomScores, readOomScoreAdj } from './oom.js';
+
+/**
+ * A cluster hot restart keeps every old worker while a new one boots for each: it needs, on top of
+ * today's working set, one more worker's anonymous memory per worker, plus this margin (a booting app
+ * peaks above what it settles at).
+ */
+export const HOT_RESTART_MARGIN = 1.1;
+
+export type MemoryView = Omit<MemoryBudget, 'dir'> & {
+  /** Cluster: what a hot restart would add (the workers' RssAnon, with the margin); null if unknown. */
+  hotRestartNeed?: number | null;
+  /** Cluster: the hot restart's need fits in the headroom. */
+  hotRestartFits?: boolean | null;
+};
+
+/** The budget now; with `workers` (the current generation's pids), a hot restart's estimated need. */
+export function memoryView(workers?: readonly number[]): MemoryView {
+  const { dir: _dir, ...budget } = readMemoryBudget();
+  if (workers === undefined) return budget;
+  const need = hotRestartNeed(workers);
+  return { ...budget, hotRestartNeed: need, hotRestartFits: need === null ? null : need <= budget.headroom };
+}
+
+/** The anonymous memory of each of `pids`, once more, with the margin; null when none could be read. */
+export function hotRestartNeed(pids: readonly number[]): number | null {
+  const anon = pids.map((p) => readRssAnon(p)).filter((n): n is number => n !== undefined);
+  if (anon.length === 0) return null;
+  const mean = anon.reduce((a, b) => a + b, 0) / anon.length;
+  return Math.round(mean * pids.length * HOT_RESTART_MARGIN);
+}

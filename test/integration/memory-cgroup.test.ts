@@ -1,0 +1,252 @@
+// nserve -w 2 inside a real cgroup v1 memory cgroup made by the test: the budget it reads, the OOM scores
+// of each role, and a hot restart whose new workers run the cgroup out of memory.
+//
+// Needs a writable cgroup v1 memory hierarchy (/sys/fs/cgroup/memory, as root): skipped, with the
+// reason, where there is none. Each cgroup is emptied (processes moved to its parent) and removed at the
+// end of its test, even when the test fails.
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { after, type TestContext, test } from 'node:test';
+import { ctl } from '../helpers/control.js';
+import { getJson, Load, stopWithoutFailures } from '../helpers/load.js';
+import { now } from '../helpers/logged-process.js';
+import { makeReleases, switchRelease } from '../helpers/releases.js';
+import { signalRestart } from '../helpers/restart.js';
+import {
+  CLI,
+  childPids,
+  killAll,
+  processAlive,
+  ROOT,
+  type ServerProcess,
+  startCommand,
+  tmpDir,
+  until,
+} from '../helpers/server.js';
+
+after(killAll);
+
+const MOUNT = '/sys/fs/cgroup/memory';
+const MB = 1024 ** 2;
+
+/** Our own memory cgroup's directory (children go under it, so the machine's own limits still apply). */
+function ownCgroupDir(): string | undefined {
+  const line = fs
+    .readFileSync('/proc/self/cgroup', 'utf8')
+    .split('\n')
+    .find((l) => l.split(':')[1]?.split(',').includes('memory'));
+  if (line === undefined) return undefined;
+  const dir = path.join(MOUNT, line.slice(line.indexOf(':', line.indexOf(':') + 1) + 1));
+  return fs.existsSync(dir) ? dir : undefined;
+}
+
+/** Why cgroups cannot be made here (the test is skipped with it), or undefined. */
+function whyNoCgroups(): string | undefined {
+  if (!fs.existsSync(path.join(MOUNT, 'memory.limit_in_bytes')))
+    return `no cgroup v1 memory controller at ${MOUNT}`;
+  const parent = ownCgroupDir();
+  if (parent === undefined) return 'this process is in no v1 memory cgroup that is mounted';
+  try {
+    fs.accessSync(parent, fs.constants.W_OK);
+  } catch {
+    return `${parent} is not writable (needs root)`;
+  }
+  return undefined;
+}
+const NO_CGROUPS = whyNoCgroups();
+
+let made = 0;
+
+/** A child memory cgroup with `limit` bytes; emptied and removed when `t` ends. */
+function makeCgroup(t: TestContext, limit: number): string {
+  const parent = ownCgroupDir()!;
+  const dir = path.join(parent, `nserve-test-${process.pid}-${++made}`);
+  fs.mkdirSync(dir);
+  t.after(async () => {
+    // Whatever still runs in it goes back to the parent (the server's own after hook kills it too).
+    for (let i = 0; i < 50 && fs.existsSync(dir); i++) {
+      for (const pid of fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) {
+        try {
+          fs.writeFileSync(path.join(parent, 'cgroup.procs'), pid);
+        } catch {
+          // gone meanwhile
+        }
+      }
+      try {
+        fs.rmdirSync(dir);
+      } catch {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  });
+  setLimit(dir, limit);
+  return dir;
+}
+
+function setLimit(dir: string, limit: number): void {
+  fs.writeFileSync(path.join(dir, 'memory.limit_in_bytes'), String(limit));
+}
+
+function readNumber(file: string): number {
+  return Number(fs.readFileSync(file, 'utf8').trim());
+}
+
+const oomScoreAdj = (pid: number): number => readNumber(`/proc/${pid}/oom_score_adj`);
+
+/** `nserve start` -w 2 with a control server, moved into `cgroup` before Node starts (same PID: exec). */
+function startInCgroup(
+  t: TestContext,
+  cgroup: string,
+  directory: string,
+): { srv: ServerProcess; sock: string } {
+  const sock = path.join(tmpDir(t), 'control.sock');
+  const srv = startCommand('/bin/sh', [
+    '-c',
+    `echo $$ > ${cgroup}/cgroup.procs && exec "$@"`,
+    'sh',
+    process.execPath,
+    CLI,
+    'start',
+    'app.mjs',
+    '--directory',
+    directory,
+    '-w',
+    '2',
+    '--bind',
+    'tcp://127.0.0.1:0',
+    '--control-url',
+    `unix://${sock}`,
+  ]);
+  t.after(() => srv.kill());
+  return { srv, sock };
+}
+
+test("nserve -w 2 in a memory cgroup: ctl stats shows its limit; booting workers are the OOM killer's first choice, the master its last", {
+  skip: NO_CGROUPS,
+}, async (t) => {
+  const cgroup = makeCgroup(t, 1024 * MB);
+  const root = makeReleases(t, { v1: { bootMs: 2000 } }, 'v1');
+  const { srv, sock } = startInCgroup(t, cgroup, path.join(root, 'current'));
+  await until(
+    'the server in the test cgroup',
+    () => fs.readFileSync(`/proc/${srv.pid}/cgroup`, 'utf8').includes(path.basename(cgroup)),
+    5000,
+  );
+  const master = oomScoreAdj(srv.pid);
+  // While they boot (2 s), the workers stand first in the OOM killer's line.
+  const booting = await until(
+    '2 booting workers',
+    () => {
+      const pids = childPids(srv.pid);
+      return pids.length === 2 ? pids : undefined;
+    },
+    5000,
+  );
+  await until(
+    'booting workers at oom_score_adj 1000',
+    () => booting.every((p) => oomScoreAdj(p) === 1000),
+    1000,
+  );
+  await srv.port(20_000);
+  const serving = booting.map(oomScoreAdj);
+  assert.deepEqual(serving, [master + 100, master + 100], 'serving workers between the master and a boot');
+  assert.equal(oomScoreAdj(srv.pid), master, 'the master keeps its own score');
+  const stats = await ctl(['stats', '--control-url', `unix://${sock}`]);
+  assert.equal(stats.code, 0, stats.stderr);
+  assert.match(
+    stats.stdout,
+    /^memory +working set \d+ MB of 1\.0 GB limit \(cgroup v1\) · headroom \d+ MB · hot restart needs ~\d+ MB: fits/m,
+  );
+  assert.match(stats.stdout, /\bANON\b/);
+  const json = JSON.parse((await ctl(['stats', '--json', '--control-url', `unix://${sock}`])).stdout) as {
+    memory: { limit: number; limited: boolean; workingSet: number; headroom: number; oomKills: number };
+    workers: { anon: number; rss: number }[];
+  };
+  assert.equal(json.memory.limit, 1024 * MB);
+  assert.equal(json.memory.limited, true);
+  assert.equal(json.memory.headroom, json.memory.limit - json.memory.workingSet);
+  assert.equal(json.memory.oomKills, 0);
+  for (const w of json.workers) assert.ok(w.anon > 0 && w.anon < w.rss, `anon ${w.anon} < rss ${w.rss}`);
+  const status = await ctl(['status', '--control-url', `unix://${sock}`]);
+  assert.match(status.stdout, /^memory working set .* of 1\.0 GB limit \(cgroup v1\)/m);
+});
+
+test('a hot restart whose new workers run the cgroup out of memory: a booting worker is OOM-killed, the restart abandoned, 0 failed requests', {
+  skip: NO_CGROUPS,
+}, async (t) => {
+  const cgroup = makeCgroup(t, 1024 * MB);
+  const root = makeReleases(t, { v1: {}, v2: { bootMs: 10_000 } }, 'v1');
+  // v2 takes 300 MB of anonymous memory as it loads, then keeps booting.
+  const v2 = path.join(root, 'releases/v2/app.mjs');
+  fs.writeFileSync(v2, `globalThis.hog = Buffer.alloc(${300 * MB}, 1);\n${fs.readFileSync(v2, 'utf8')}`);
+  const { srv } = startInCgroup(t, cgroup, path.join(root, 'current'));
+  const port = await srv.port(20_000);
+  const old = childPids(srv.pid);
+  // Room for the old code and some, not for a 300 MB boot.
+  const workingSet = readNumber(path.join(cgroup, 'memory.usage_in_bytes'));
+  setLimit(cgroup, workingSet + 150 * MB);
+  const load = new Load({ port, keepAlive: 3, newConnection: 2 });
+  await load.roundsSince(now(), 2);
+  switchRelease(root, 'v2');
+  const outcome = await signalRestart(srv, 'hot', { deadlineMs: 30_000 });
+  await load.roundsSince(now(), 3);
+  await stopWithoutFailures(load, t);
+  assert.equal(outcome.ok, false, `the restart ended with: ${String(outcome.line.msg)}`);
+  assert.match(
+    String(outcome.line.msg),
+    /^hot restart abandoned, old workers keep serving: worker \d was killed by the OOM killer while booting \(SIGKILL; oom_kill 0 → [12] in the cgroup's memory\.oom_control\)/,
+  );
+  const kills = Number(
+    /^oom_kill (\d+)$/m.exec(fs.readFileSync(path.join(cgroup, 'memory.oom_control'), 'utf8'))?.[1],
+  );
+  assert.ok(kills >= 1, `the kernel counted the kill (oom_kill ${kills})`);
+  // The old workers served throughout, and still do, on the old code.
+  assert.deepEqual(
+    childPids(srv.pid).filter((p) => old.includes(p)),
+    old,
+  );
+  assert.equal((await getJson(port)).body.version, 'v1');
+});
+
+test('a serving worker that runs the cgroup out of memory is logged as killed by the OOM killer, not as a crash, and replaced', {
+  skip: NO_CGROUPS,
+}, async (t) => {
+  const cgroup = makeCgroup(t, 1024 * MB);
+  const app = tmpDir(t);
+  fs.copyFileSync(path.join(ROOT, 'test/fixtures/memory/grow.mjs'), path.join(app, 'app.mjs'));
+  const { srv } = startInCgroup(t, cgroup, app);
+  const port = await srv.port(20_000);
+  setLimit(cgroup, readNumber(path.join(cgroup, 'memory.usage_in_bytes')) + 100 * MB);
+  const [victim] = childPids(srv.pid);
+  // 40 MB at a time, until the cgroup runs out: the kernel kills the worker that grew (or the request fails).
+  const killed = (): boolean => srv.lines.some((l) => l.event === 'worker.oom-killed');
+  for (let i = 0; i < 40 && !killed(); i++) {
+    try {
+      await getJson(port, `/grow?pid=${victim}`);
+    } catch {
+      // the worker holding this connection was killed
+    }
+  }
+  const line = await srv.waitForMsg(/was killed by the OOM killer/, 10_000);
+  assert.equal(line.event, 'worker.oom-killed');
+  assert.equal(line.workerPid, victim);
+  assert.match(
+    String(line.msg),
+    /^worker \d \(pid \d+\) was killed by the OOM killer \(SIGKILL; oom_kill 0 → 1 in the cgroup's memory\.oom_control\)/,
+  );
+  assert.equal(
+    srv.lines.some((l) => /exited unexpectedly/.test(String(l.msg))),
+    false,
+    'not logged as a crash',
+  );
+  assert.ok(processAlive(srv.pid), 'the master lives on');
+  await until(
+    'a replacement for the killed worker',
+    () => {
+      const pids = childPids(srv.pid);
+      return pids.length === 2 && !pids.includes(victim!);
+    },
+    15_000,
+  );
+});
