@@ -115,6 +115,8 @@ export interface LoadOptions {
   ports: readonly number[];
   /** How long to wait for an app without a usable export to call listen() (it may connect to a DB first). */
   listenWaitMs: number;
+  /** The app's arguments (config args, `-- ARGS`): process.argv becomes [node, file, ...args]. */
+  args?: readonly string[];
 }
 
 export async function loadApp(
@@ -123,6 +125,10 @@ export async function loadApp(
   options: LoadOptions = { ports: [], listenWaitMs: 0 },
 ): Promise<LoadedApp> {
   const file = resolveAppFile(app, directory);
+  // The app reads its command line as if Node had run it (`node APP ARGS…`): a CLI such as Next.js's
+  // parses process.argv.slice(2), and nserve's own options there would be unknown to it. nserve's own
+  // command line, which workers and a hot restart run again, was kept before (restart/handoff.ts).
+  process.argv = [process.argv[0] ?? process.execPath, file, ...(options.args ?? [])];
   // The app's own SIGTERM/SIGINT listeners wait for nserve's drain (app/stop-signals.ts).
   holdAppStopListeners();
   const capture = captureListen(options.ports);
