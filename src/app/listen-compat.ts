@@ -88,11 +88,25 @@ export function captureListen(ports: readonly number[]): ListenCapture {
     if (callback !== undefined) this.once('listening', callback);
     const address: net.AddressInfo = { address: '0.0.0.0', family: 'IPv4', port: ports[0]! };
     this.address = () => address;
+    closesUnbound(this);
     process.nextTick(() => this.emit('listening'));
     for (const w of capture.waiters.splice(0)) w(this);
     return this;
   };
   return capture;
+}
+
+/**
+ * A captured server was never bound, so Node's close() would answer ERR_SERVER_NOT_RUNNING: an app that
+ * closes its server at a stop (Next.js's `next start` does, and prints the error) gets the close it expects.
+ */
+function closesUnbound(server: net.Server): void {
+  const close = (callback?: (err?: Error) => void): net.Server => {
+    if (callback !== undefined) server.once('close', () => callback());
+    process.nextTick(() => server.emit('close'));
+    return server;
+  };
+  Object.defineProperty(server, 'close', { value: close, writable: true, configurable: true });
 }
 
 function requestedPort(args: unknown[]): number | undefined {
