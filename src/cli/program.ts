@@ -48,7 +48,16 @@ export function buildProgram(options: ProgramOptions = {}): Command {
     .configureOutput({
       // commander's own errors are one line ("error: unknown option '--x'"); keep them so, named, and
       // without a usage hint on a line of its own (every usage error is one line).
-      writeErr: (s) => process.stderr.write(s.startsWith('error:') ? `nserve: ${s.trimEnd()}\n` : s),
+      writeErr: (s) => {
+        if (!s.startsWith('error:')) return process.stderr.write(s);
+        // `nserve start app.js start`: the second argument was meant for the app.
+        const line = s.trimEnd();
+        if (/too many arguments for '(start|config)'/.test(line))
+          return process.stderr.write(
+            `nserve: ${line.replace(/\.$/, '')} (the app's own arguments go after --: nserve start APP [options] -- ARGS)\n`,
+          );
+        return process.stderr.write(`nserve: ${line}\n`);
+      },
     });
   withStartOptions(
     program

@@ -84,3 +84,12 @@ test('a config file whose args is not an array of strings: one line naming the k
     );
   }
 });
+
+test('a second argument without --: one line pointing to -- ARGS, exit 2', async () => {
+  const r = await runNserve(['start', APP, 'start']);
+  assert.equal(r.code, 2, r.stderr);
+  assert.equal(
+    r.stderr,
+    "nserve: error: too many arguments for 'start'. Expected 1 argument but got 2 (the app's own arguments go after --: nserve start APP [options] -- ARGS)\n",
+  );
+});
