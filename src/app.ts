@@ -115,6 +115,8 @@ export interface LoadOptions {
   ports: readonly number[];
   /** How long to wait for an app without a usable export to call listen() (it may connect to a DB first). */
   listenWaitMs: number;
+  /** The app's arguments (config args, `-- ARGS`): process.argv becomes [node, file, ...args]. */
+  args?: readonly string[];
 }
 
 export async function loadApp(
@@ -123,6 +125,10 @@ export async function loadApp(
   options: LoadOptions = { ports: [], listenWaitMs: 0 },
 ): Promise<LoadedApp> {
   const file = resolveAppFile(app, directory);
+  // The app reads its command line as if Node had run it (`node APP ARGS…`): a CLI such as Next.js's
+  // parses process.argv.slice(2), and nserve's own options there would be unknown to it. nserve's own
+  // command line, which workers and a hot restart run again, was kept before (restart/handoff.ts).
+  process.argv = [process.argv[0] ?? process.execPath, file, ...(options.args ?? [])];
   // The app's own SIGTERM/SIGINT listeners wait for nserve's drain (app/stop-signals.ts).
   holdAppStopListeners();
   const capture = captureListen(options.ports);
@@ -140,8 +146,16 @@ export async function loadApp(
   // An exit the app's own code caught (try/catch around it) still means it wanted to stop.
   if (exitCalls.code !== undefined) throw appExited(file, exitCalls.code);
   const handler = pickExport(mod);
-  const server =
-    capture.server ?? (handler === undefined ? await capture.wait(options.listenWaitMs) : undefined);
+  let server: http.Server | tls.Server | undefined;
+  try {
+    server = capture.server ?? (handler === undefined ? await capture.wait(options.listenWaitMs) : undefined);
+    // A listen's error is emitted on a later tick: let one on a hard-coded port arrive before deciding.
+    if (capture.elsewhere.length > 0) await new Promise((resolve) => setImmediate(resolve));
+  } finally {
+    capture.release();
+  }
+  const failed = capture.failed[0];
+  if (failed !== undefined) throw listenFailed(file, failed, server ?? handler, options.ports[0]);
   if (isTlsServer(server)) {
     return {
       file,
@@ -180,6 +194,33 @@ export async function loadApp(
   if (typeof handler === 'function')
     return { file, kind: 'listener', listener: handler as RequestListener, ...extra };
   return { file, kind: 'fetch', listener: fetchListener(handler.fetch.bind(handler)), ...extra };
+}
+
+/**
+ * The app's own server failed to listen on a port nserve does not serve, and the app had no 'error'
+ * listener (it would have been an uncaught exception). In cluster mode that is the usual end of a
+ * hard-coded port: the first worker binds it, the next gets EADDRINUSE. Said as single mode says it.
+ */
+function listenFailed(
+  file: string,
+  failed: { port: number; err: Error & { code?: string } },
+  served: unknown,
+  port: number | undefined,
+): NserveError {
+  const why =
+    failed.err.code === 'EADDRINUSE'
+      ? `${failed.err.message} (in cluster mode every worker runs the app: a port it hard-codes can be bound by one worker only)`
+      : failed.err.message;
+  const ours = port === undefined ? '' : ` (${port}, the port nserve serves)`;
+  if (served === undefined)
+    return usageError(
+      'ERR_NSERVE_APP_EXPORT',
+      `app ${file} listened on port ${failed.port} instead of $PORT${ours}, and that failed: ${why}: listen on process.env.PORT, or ${USABLE}`,
+    );
+  return usageError(
+    'ERR_NSERVE_APP_LOAD',
+    `app ${file} started a server of its own on port ${failed.port}, and that failed: ${why}: give it a port per process, or handle its 'error' event`,
+  );
 }
 
 type Exported = RequestListener | { fetch: FetchHandler };

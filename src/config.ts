@@ -45,6 +45,8 @@ export const HOOK_NAMES: readonly HookName[] = [
 /** What a config file may export (all optional; CLI flags override it). Durations are in seconds. */
 export interface UserConfig {
   app?: string;
+  /** The app's arguments: it sees process.argv = [node, APP, ...args] (`nserve start APP -- ARGS` wins). */
+  args?: string[];
   bind?: string | string[];
   port?: number;
   workers?: number;
@@ -119,6 +121,8 @@ export function defineConfig(config: UserConfig): UserConfig {
 
 export interface Config {
   app: string;
+  /** The app's arguments (after `--`, or config key args): its process.argv is [node, APP file, ...args]. */
+  args: readonly string[];
   binds: readonly BindSpec[];
   /** 0 = single mode. */
   workers: number;
@@ -194,6 +198,8 @@ export interface Config {
 
 /** The `start` command's flags as commander parsed them (strings, before validation). */
 export interface CliOptions {
+  /** What followed `--` on the command line (cli/start-options.ts splitAppArgs). */
+  args?: string[];
   bind?: string[];
   port?: string;
   workers?: string;

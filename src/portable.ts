@@ -62,6 +62,7 @@ export async function runPortable(ctx: RunContext): Promise<void> {
   const app = await loadApp(config.app, directory, {
     ports: compatPorts(ports, process.env),
     listenWaitMs: listenWaitMs(config),
+    args: config.args,
   });
   const server = AppServer.forApp(app, config, log);
   if (config.readyProbe !== undefined) {

@@ -32,6 +32,7 @@ import * as native from './native.js';
 import {
   Connections,
   ConnState,
+  isEngineHandshake,
   markUpgraded,
   onResponseClose,
   onSocketClose,
@@ -66,6 +67,7 @@ export class AppServer {
   /** Serve connections adopted at a graceful stop, per bind (its listening servers are closed by then). */
   private readonly spares = new Map<string, net.Server>();
   private askedLongLived = 0;
+  private warnedPolling = false;
   private readonly responseStarted = new WeakMap<http.ServerResponse, bigint>();
   private readonly listener: http.RequestListener;
 
@@ -358,11 +360,25 @@ export class AppServer {
     }
   }
 
+  /**
+   * Once per process: with the kernel's hash each new connection lands on any worker, and the polls after
+   * a socket.io handshake answer `400 Session ID unknown` elsewhere. The request is served as usual.
+   */
+  private warnPolling(req: http.IncomingMessage): void {
+    this.warnedPolling = true;
+    this.options.log.warn(
+      { event: 'balance.polling-handshake', path: req.url?.split('?')[0] },
+      "socket.io's polling handshake was seen in cluster mode with --balance kernel: its later requests reach other workers, which do not know the session (400 Session ID unknown); start with --balance ip-hash (docs/balancing.md)",
+    );
+  }
+
   private handle(req: http.IncomingMessage, res: Tracked<http.ServerResponse> & Timed): void {
     if (this.options.healthPath !== undefined && req.url?.split('?')[0] === this.options.healthPath) {
       this.health(res);
       return;
     }
+    if (this.options.warnPollingHandshake === true && !this.warnedPolling && isEngineHandshake(req))
+      this.warnPolling(req);
     const st = (req.socket as Tracked<Socket>)[STATE];
     this.requests++;
     if (st !== undefined) {

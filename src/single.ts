@@ -80,6 +80,7 @@ export async function runSingle(ctx: RunContext): Promise<void> {
     app = await loadApp(config.app, directory, {
       ports: compatPorts(tcpPorts(listeners), process.env),
       listenWaitMs: listenWaitMs(config),
+      args: config.args,
     });
   } catch (err) {
     // An optimistic hot restart's new code that cannot load: back to the previous release (never

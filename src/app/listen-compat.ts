@@ -23,7 +23,15 @@ export interface ListenCapture {
   server: AppHttpServer | undefined;
   /** Ports of the app's HTTP listens that were not nserve's (left alone). */
   elsewhere: number[];
+  /**
+   * Those listens that failed (EADDRINUSE: in cluster mode every worker runs the app, so a port it
+   * hard-codes is bound by the first worker only) while the app loads, with no 'error' listener of the
+   * app's own: recorded for loadApp's one-line error instead of an uncaught exception.
+   */
+  failed: { port: number; err: Error & { code?: string } }[];
   wait(ms: number): Promise<AppHttpServer | undefined>;
+  /** The app has loaded: its servers' later errors are its own again. */
+  release(): void;
 }
 
 /**
@@ -33,12 +41,14 @@ export interface ListenCapture {
  * Listens on other ports are left alone.
  */
 export function captureListen(ports: readonly number[]): ListenCapture {
-  const capture: ListenCapture & { waiters: ((s: AppHttpServer) => void)[] } = {
+  const watched: [net.Server, (err: Error) => void][] = [];
+  const capture: ListenCapture & { waiters: ((s: AppHttpServer | undefined) => void)[] } = {
     server: undefined,
     elsewhere: [],
+    failed: [],
     waiters: [],
     wait(ms) {
-      if (this.server !== undefined || ms <= 0) return Promise.resolve(this.server);
+      if (this.server !== undefined || this.failed.length > 0 || ms <= 0) return Promise.resolve(this.server);
       return new Promise((resolve) => {
         const timer = setTimeout(() => resolve(undefined), ms);
         this.waiters.push((server) => {
@@ -46,6 +56,9 @@ export function captureListen(ports: readonly number[]): ListenCapture {
           resolve(server);
         });
       });
+    },
+    release() {
+      for (const [server, onError] of watched.splice(0)) server.off('error', onError);
     },
   };
   if (ports.length === 0) return capture;
@@ -57,7 +70,17 @@ export function captureListen(ports: readonly number[]): ListenCapture {
     // node:http by getBuiltinModule: this module is loaded by the master too, which serves no HTTP.
     const httpish = this instanceof process.getBuiltinModule('node:http').Server || isTlsServer(this);
     if (!httpish || port === undefined || !ports.includes(port)) {
-      if (httpish && port !== undefined) capture.elsewhere.push(port);
+      if (httpish && port !== undefined) {
+        capture.elsewhere.push(port);
+        // Ours is a listener too: the error is the app's to handle when it has one of its own.
+        const onError = (err: Error): void => {
+          if (this.listenerCount('error') > 1) return;
+          capture.failed.push({ port, err });
+          for (const w of capture.waiters.splice(0)) w(undefined);
+        };
+        this.once('error', onError);
+        watched.push([this, onError]);
+      }
       return original.apply(this, args as Parameters<typeof original>);
     }
     capture.server ??= this;
@@ -65,11 +88,25 @@ export function captureListen(ports: readonly number[]): ListenCapture {
     if (callback !== undefined) this.once('listening', callback);
     const address: net.AddressInfo = { address: '0.0.0.0', family: 'IPv4', port: ports[0]! };
     this.address = () => address;
+    closesUnbound(this);
     process.nextTick(() => this.emit('listening'));
     for (const w of capture.waiters.splice(0)) w(this);
     return this;
   };
   return capture;
+}
+
+/**
+ * A captured server was never bound, so Node's close() would answer ERR_SERVER_NOT_RUNNING: an app that
+ * closes its server at a stop (Next.js's `next start` does, and prints the error) gets the close it expects.
+ */
+function closesUnbound(server: net.Server): void {
+  const close = (callback?: (err?: Error) => void): net.Server => {
+    if (callback !== undefined) server.once('close', () => callback());
+    process.nextTick(() => server.emit('close'));
+    return server;
+  };
+  Object.defineProperty(server, 'close', { value: close, writable: true, configurable: true });
 }
 
 function requestedPort(args: unknown[]): number | undefined {

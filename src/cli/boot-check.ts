@@ -38,6 +38,7 @@ export async function bootCheckChild(
     const loaded = await loadApp(config.app, dir, {
       ports: compatPorts(configured, process.env),
       listenWaitMs: listenWaitMs(config),
+      args: config.args,
     });
     if (config.readyProbe !== undefined) {
       const { AppServer } = await import('../server.js');

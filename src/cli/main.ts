@@ -5,11 +5,17 @@
 import { CommanderError } from 'commander';
 import { EXIT_USAGE, reportFailure } from './exit.js';
 import { buildProgram } from './program.js';
+import { splitAppArgs } from './start-options.js';
 
 export async function main(argv: string[]): Promise<void> {
-  const program = buildProgram();
+  // `start` and `config`: what follows `--` is the app's, never read as nserve's options.
+  const split =
+    argv[2] === 'start' || argv[2] === 'config'
+      ? splitAppArgs(argv.slice(3))
+      : { own: argv.slice(3), app: undefined };
+  const program = buildProgram({ appArgs: split.app });
   try {
-    await program.parseAsync(argv);
+    await program.parseAsync([...argv.slice(0, 3), ...split.own]);
   } catch (err) {
     if (err instanceof CommanderError) {
       process.exit(err.exitCode === 0 ? 0 : EXIT_USAGE);

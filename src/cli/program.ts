@@ -9,6 +9,11 @@ import { registerFdsCommand } from './fds.js';
 import { launchCwd, start } from './start.js';
 import { START_OPTIONS } from './start-options.js';
 
+/** What follows `--` on a `start` or `config` command line (cli/start-options.ts splitAppArgs). */
+export interface ProgramOptions {
+  appArgs?: string[];
+}
+
 function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
 }
@@ -26,8 +31,15 @@ function withStartOptions(cmd: Command): Command {
   return cmd;
 }
 
-export function buildProgram(): Command {
+export function buildProgram(options: ProgramOptions = {}): Command {
   const program = new Command();
+  // The app's arguments reach the action as the `args` option, as parseStartArgs gives them.
+  if (options.appArgs !== undefined) {
+    const appArgs = options.appArgs;
+    program.hook('preAction', (_program, action) => {
+      action.setOptionValue('args', appArgs);
+    });
+  }
   program
     .name('nserve')
     .description('Production application server and process manager for Node.js')
@@ -36,12 +48,24 @@ export function buildProgram(): Command {
     .configureOutput({
       // commander's own errors are one line ("error: unknown option '--x'"); keep them so, named, and
       // without a usage hint on a line of its own (every usage error is one line).
-      writeErr: (s) => process.stderr.write(s.startsWith('error:') ? `nserve: ${s.trimEnd()}\n` : s),
+      writeErr: (s) => {
+        if (!s.startsWith('error:')) return process.stderr.write(s);
+        // `nserve start app.js start`: the second argument was meant for the app.
+        const line = s.trimEnd();
+        if (/too many arguments for '(start|config)'/.test(line))
+          return process.stderr.write(
+            `nserve: ${line.replace(/\.$/, '')} (the app's own arguments go after --: nserve start APP [options] -- ARGS)\n`,
+          );
+        return process.stderr.write(`nserve: ${line}\n`);
+      },
     });
   withStartOptions(
     program
       .command('start')
-      .description('serve an HTTP app module (single mode, or cluster mode with -w N)')
+      .description(
+        'serve an HTTP app module (single mode, or cluster mode with -w N); after --, the arguments the app gets (process.argv[2…])',
+      )
+      .usage('[options] [app] [-- app arguments…]')
       .argument('[app]', APP_HELP),
   ).action(async (app: string | undefined, opts: CliOptions) => start(app, opts));
   withStartOptions(

@@ -5,8 +5,12 @@
 // command line, and commander costs each ~2 MB and several ms of start-up. `parseStartArgs` accepts only
 // what it reads exactly as commander would (`--opt value`, `--opt=value`, `-o value`, `-ovalue`, flags,
 // one app argument); for anything else (help, version, an unknown option, a bad choice, a missing value,
-// `--`, a second argument) it returns undefined and the caller hands the command line to commander, which
+// a second argument) it returns undefined and the caller hands the command line to commander, which
 // answers it as it always has. test/unit/start-options.test.ts compares both readings.
+//
+// `--` ends nserve's command line: what follows is the app's (`nserve start next -w 2 -- start`, PM2's
+// convention), given to it as process.argv[2…]. Both readings split there first (splitAppArgs): commander
+// drops a `--` from its operands, so it could not tell `start app x` (an error) from `start app -- x`.
 import type { CliOptions } from '../config.js';
 import { LEAK_POLICIES } from '../fds.js';
 import { LOG_FORMATS, LOG_LEVELS } from '../logger.js';
@@ -196,11 +200,23 @@ export interface StartArgs {
 }
 
 /**
+ * nserve's part of a `start` command line and the app's: everything after the first `--` (undefined
+ * without one; `[]` for a `--` with nothing after it, which gives the app no arguments even when the
+ * config file has `args`). A `--` is never an option's value here: `--control-token=--` is.
+ */
+export function splitAppArgs(args: readonly string[]): { own: string[]; app: string[] | undefined } {
+  const at = args.indexOf('--');
+  return at === -1 ? { own: [...args], app: undefined } : { own: args.slice(0, at), app: args.slice(at + 1) };
+}
+
+/**
  * The app and options of `nserve start ARGS` as commander would read them, or undefined when commander
  * must read them itself (help, errors, anything unusual). `args` is what follows `start`.
  */
-export function parseStartArgs(args: readonly string[]): StartArgs | undefined {
+export function parseStartArgs(all: readonly string[]): StartArgs | undefined {
+  const { own: args, app: appArgs } = splitAppArgs(all);
   const opts: Record<string, string | string[] | boolean> = {};
+  if (appArgs !== undefined) opts.args = appArgs;
   let app: string | undefined;
   for (let i = 0; i < args.length; i++) {
     const arg = args[i] as string;

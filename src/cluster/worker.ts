@@ -310,6 +310,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     const app = await loadApp(config.app, directory, {
       ports: compatPorts(configured, env),
       listenWaitMs: listenWaitMs(config),
+      args: config.args,
     });
     server = AppServer.forApp(app, config, log);
     await workerHooks('onWorkerBoot');

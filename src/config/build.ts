@@ -63,6 +63,7 @@ export function buildConfig(
       'missing APP: name the app module to serve (nserve start app.mjs) or set "app" in the config file',
     );
   }
+  const args = appArgs(take('args'));
   const bindUris: { value: unknown; source: Source }[] = [];
   const bindOpt = take('bind');
   if (bindOpt !== undefined) {
@@ -158,6 +159,7 @@ export function buildConfig(
   );
   return {
     app,
+    args,
     // The binder reads the balance of each TCP bind from its spec.
     binds: balance === 'kernel' ? binds : binds.map((b) => (b.kind === 'tcp' ? { ...b, balance } : b)),
     workers,
@@ -215,6 +217,17 @@ export function buildConfig(
     hooks: hooks(file),
     sources,
   };
+}
+
+/**
+ * The app's arguments: strings, as a command line has them. From the command line they are strings
+ * already; a config file could hold anything (`args: "start"`, numbers), said in one line.
+ */
+function appArgs(v: Picked): readonly string[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v.value) || !v.value.every((a) => typeof a === 'string'))
+    throw invalid('args', v.value, v.source, 'an array of strings, like ["start", "--hostname", "0.0.0.0"]');
+  return Object.freeze([...(v.value as string[])]);
 }
 
 /**

@@ -11,6 +11,7 @@ export function describeConfig(
   const out: Record<string, { value: unknown; source: Source | 'cwd' | 'none' }> = {};
   const source = (key: string): Source => config.sources[key] ?? 'default';
   out.app = { value: config.app, source: source('app') };
+  out.args = { value: config.args, source: source('args') };
   out.bind = {
     value: config.binds.map((b) => b.uri),
     source: config.sources.bind !== 'default' ? source('bind') : source('port'),

@@ -90,6 +90,7 @@ export async function readConfigFile(file: string, fresh = false): Promise<UserC
   }
   const known = new Set<string>([
     'app',
+    'args',
     'bind',
     'port',
     'workers',

@@ -23,6 +23,7 @@ import {
   encodeHandoff,
   HANDOFF_ENV,
   type Handoff,
+  NSERVE_ARGV,
   PRELOAD_ENV,
   withPreload,
 } from './handoff.js';
@@ -43,7 +44,8 @@ export interface RestartInfo {
 export function ownCommandLine(): { file: string; args: string[] } {
   return {
     file: process.execPath,
-    args: [...withoutSigusr1Inspector(process.execArgv), ...process.argv.slice(1)],
+    // Not process.argv: the app was given its own (handoff.ts NSERVE_ARGV).
+    args: [...withoutSigusr1Inspector(process.execArgv), ...NSERVE_ARGV.slice(1)],
   };
 }
 

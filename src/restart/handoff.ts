@@ -26,6 +26,8 @@
 //   the deploy record             `releases`: the release serving and the previous one (deploy.ts owns
 //                                 the shape; an image without it starts a new record), and `pinned`: the
 //                                 release a rollback restarts onto, instead of re-resolving --directory
+//   the app's arguments           the command line itself (`-- ARGS`), as this image was started with it:
+//                                 `NSERVE_ARGV`, kept before the app is given its own process.argv
 //   stdio                         FD_CLOEXEC and O_NONBLOCK cleared on 0-2 (see exec.ts)
 //   restart signals at start-up   LD_PRELOAD names nserve_signals.so (native/early_signals.cc), and the
 //                                 restart signals are ignored and blocked across the execve: one that
@@ -38,6 +40,13 @@
 // version keeps in the same shape, and execs back into the image that wrote it with
 // NSERVE_HANDOFF_REJECTED set: the old code goes on serving and logs why the restart was abandoned.
 import { NserveError } from '../errors.js';
+
+/**
+ * nserve's own command line (`node nserve.js start APP [options] [-- ARGS]`), kept as this module loads,
+ * before any app does: loadApp gives the app `[node, APP, ...ARGS]` as process.argv, and workers, boot
+ * checks and a hot restart's exec must run nserve's command line again, `-- ARGS` included.
+ */
+export const NSERVE_ARGV: readonly string[] = Object.freeze([...process.argv]);
 
 /** Bumped whenever the hand-off's shape changes incompatibly. */
 export const HANDOFF_VERSION = 1;

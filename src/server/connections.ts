@@ -138,6 +138,21 @@ function isEnginePoll(res: http.ServerResponse): boolean {
   );
 }
 
+/**
+ * engine.io's handshake: its first polling GET, before the server has given it a session (no `sid`).
+ * The requests after it carry the `sid`, which lives in the memory of the process that answered this one.
+ */
+export function isEngineHandshake(req: http.IncomingMessage): boolean {
+  const url = req.url;
+  return (
+    req.method === 'GET' &&
+    url !== undefined &&
+    /[?&]transport=polling(&|$)/.test(url) &&
+    /[?&]EIO=/.test(url) &&
+    !/[?&]sid=/.test(url)
+  );
+}
+
 /** A header passed straight to writeHead() is only in the serialized head (getHeader() misses it). */
 function headerFromRaw(res: http.ServerResponse, name: string): string | undefined {
   const head = (res as { _header?: unknown })._header;

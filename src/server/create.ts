@@ -36,6 +36,11 @@ export interface AppServerOptions {
   tls?: TlsBinds | undefined;
   /** Listen-compat with an app's own TLS server (https/http2): it terminates TLS, nserve feeds it. */
   external?: tls.Server | undefined;
+  /**
+   * Cluster mode with `--balance kernel`: a socket.io (engine.io) polling handshake means clients whose
+   * next requests land on other workers (docs/balancing.md): warn once, naming --balance ip-hash.
+   */
+  warnPollingHandshake?: boolean;
 }
 
 /** The options of the server for a loaded app, as the configuration says. */
@@ -57,6 +62,7 @@ export function appServerOptions(app: LoadedApp, config: Config, log: Logger): A
     ...httpTimeouts(app, config),
     tls: tlsBinds,
     external: app.tlsServer,
+    warnPollingHandshake: config.workers > 0 && config.balance === 'kernel',
   };
 }
 

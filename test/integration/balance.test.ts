@@ -293,3 +293,66 @@ test('--balance ip-hash with a socket-activated socket: one line, exit 2', {
     /invalid --balance ip-hash: tcp:\/\/127\.0\.0\.1:\d+ is a socket-activated socket/,
   );
 });
+
+/** socket.io's first request: a polling GET without a session id. Resolves with status and body. */
+function pollingHandshake(port: number): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(
+      { host: '127.0.0.1', port, path: '/socket.io/?EIO=4&transport=polling', agent: false, timeout: 5000 },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => {
+          body += c;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('handshake timed out')));
+    req.on('error', reject);
+  });
+}
+
+const POLLING_WARNING =
+  /^socket\.io's polling handshake was seen in cluster mode with --balance kernel: .*--balance ip-hash/;
+
+test(
+  'socket.io polling handshakes in cluster mode with --balance kernel: one warning per worker at most, naming ip-hash; served as usual',
+  T,
+  async (t) => {
+    const { srv, port } = await serveApp(t, SOCKETIO_APP, { workers: 2 });
+    for (let i = 0; i < 12; i++) {
+      const r = await pollingHandshake(port);
+      assert.equal(r.status, 200, r.body);
+      assert.match(r.body, /^0\{"sid":/, 'the handshake is answered by socket.io');
+    }
+    const warnings = await until('a polling-handshake warning', () => {
+      const w = srv.lines.filter((l) => POLLING_WARNING.test(String(l.msg ?? '')));
+      return w.length > 0 ? w : undefined;
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    const again = srv.lines.filter((l) => POLLING_WARNING.test(String(l.msg ?? '')));
+    const perPid = new Map<unknown, number>();
+    for (const l of again) perPid.set(l.pid, (perPid.get(l.pid) ?? 0) + 1);
+    assert.ok(
+      [...perPid.values()].every((n) => n === 1),
+      `once per worker, not per request: ${JSON.stringify([...perPid])}`,
+    );
+    assert.equal(warnings[0]!.event, 'balance.polling-handshake');
+    assert.equal(warnings[0]!.level, 40, 'a warning');
+  },
+);
+
+test('no polling-handshake warning with --balance ip-hash, nor in single mode', T, async (t) => {
+  for (const options of [{ workers: 2, args: ['--balance', 'ip-hash'] }, {}]) {
+    const { srv, port } = await serveApp(t, SOCKETIO_APP, options);
+    for (let i = 0; i < 4; i++) assert.equal((await pollingHandshake(port)).status, 200);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.ok(
+      !srv.lines.some((l) => POLLING_WARNING.test(String(l.msg ?? ''))),
+      `no warning with ${JSON.stringify(options)}`,
+    );
+    await srv.kill();
+  }
+});

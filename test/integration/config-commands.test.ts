@@ -68,6 +68,47 @@ for (const command of ['restart', 'stop', 'status', 'stats']) {
   });
 }
 
+/** The one stderr line of a server that refused an app listening on HARDCODED_PORT, and its exit code. */
+async function hardcodedPortFailure(port: number, args: string[]): Promise<string> {
+  const r = await runNserve(
+    ['start', path.join(FIXTURES, 'operator/hardcoded-port.mjs'), '--bind', 'tcp://127.0.0.1:0', ...args],
+    { env: { HARDCODED_PORT: String(port) } },
+  );
+  assert.equal(r.code, 2, r.stderr);
+  const lines = r.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, r.stderr);
+  return lines[0]!;
+}
+
+test('cluster mode names a hard-coded port as single mode does: one line, exit 2, not a raw EADDRINUSE', async () => {
+  const probe = net.createServer();
+  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+  const hardcoded = (probe.address() as net.AddressInfo).port;
+  await new Promise((r) => probe.close(r));
+  // The first worker binds the port, the second gets EADDRINUSE (an uncaught exception before).
+  const line = await hardcodedPortFailure(hardcoded, ['-w', '2', '--worker-boot-timeout', '20']);
+  assert.match(
+    line,
+    new RegExp(
+      `^nserve: error: app \\S+ listened on port ${hardcoded} instead of \\$PORT \\(\\d+, the port nserve serves\\), and that failed: listen EADDRINUSE: .*\\(in cluster mode every worker runs the app: a port it hard-codes can be bound by one worker only\\): listen on process\\.env\\.PORT`,
+    ),
+  );
+});
+
+test('single mode, a hard-coded port another program holds: the same line, not an uncaught exception', async (t) => {
+  const holder = net.createServer();
+  await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
+  t.after(() => holder.close());
+  const taken = (holder.address() as net.AddressInfo).port;
+  const line = await hardcodedPortFailure(taken, []);
+  assert.match(
+    line,
+    new RegExp(
+      `^nserve: error: app \\S+ listened on port ${taken} instead of \\$PORT \\(\\d+, the port nserve serves\\), and that failed: listen EADDRINUSE`,
+    ),
+  );
+});
+
 test('an app listening on a hard-coded port: the error names $PORT, the port nserve serves and the one it tried', async () => {
   const probe = net.createServer();
   await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));

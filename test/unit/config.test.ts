@@ -164,6 +164,19 @@ test('the environment: PORT and WEB_CONCURRENCY, bad values named', () => {
   );
 });
 
+test("args: the app's arguments, flag (after --) over file, an array of strings or one line saying so", () => {
+  assert.deepEqual(build().args, []);
+  assert.deepEqual(build({}, { args: ['start', '-p', '1'] }).args, ['start', '-p', '1']);
+  const c = build({ args: [] }, { args: ['start'] });
+  assert.deepEqual(c.args, [], 'a bare -- gives the app no arguments');
+  assert.deepEqual(describeConfig(c).args, { value: [], source: 'flag' });
+  for (const bad of ['start', ['start', 1], { a: 1 }])
+    rejects(
+      () => build({}, { args: bad as unknown as string[] }),
+      /^invalid config key args: .*: expected an array of strings, like \["start", "--hostname", "0\.0\.0\.0"\]$/,
+    );
+});
+
 test('precedence and sources: flag over file over environment over default', () => {
   const c = build(
     { workers: '4' },

@@ -4,11 +4,12 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Command } from 'commander';
 import { buildProgram } from '../../src/cli/program.js';
-import { parseStartArgs } from '../../src/cli/start-options.js';
+import { parseStartArgs, splitAppArgs } from '../../src/cli/start-options.js';
 
-/** What commander's `start` action receives for `nserve start ...args`. */
-function viaCommander(args: string[]): { app: string | undefined; opts: Record<string, unknown> } {
-  const program = buildProgram();
+/** What commander's `start` action receives for `nserve start ...args` (split at `--` as main.ts does). */
+function viaCommander(all: string[]): { app: string | undefined; opts: Record<string, unknown> } {
+  const { own: args, app: appArgs } = splitAppArgs(all);
+  const program = buildProgram({ appArgs });
   const startCmd = program.commands.find((c) => c.name() === 'start') as Command;
   let got: { app: string | undefined; opts: Record<string, unknown> } | undefined;
   startCmd.action((app: string | undefined, opts: Record<string, unknown>) => {
@@ -38,6 +39,10 @@ const READ: string[][] = [
   ],
   ['--shutdown-timeout', '5', '--worker-max-memory', '512MB', '--bind='],
   ['--workers', '1', '--workers', '3'],
+  // After `--`: the app's arguments, whatever they look like.
+  ['app.mjs', '-w', '2', '--', 'start', '--port', '9', '--', '-x'],
+  ['app.mjs', '--'],
+  ['--', 'app.mjs'],
 ];
 
 for (const args of READ) {
@@ -59,7 +64,7 @@ const LEFT_TO_COMMANDER: string[][] = [
   ['-w'],
   ['--port', '-1'],
   ['--tag-output=yes'],
-  ['--', 'app.mjs'],
+  ['--port', '--', '3000'],
 ];
 
 for (const args of LEFT_TO_COMMANDER) {
@@ -67,3 +72,13 @@ for (const args of LEFT_TO_COMMANDER) {
     assert.equal(parseStartArgs(args), undefined);
   });
 }
+
+test("-- ends nserve's options: what follows is the app's (no --: undefined; a bare --: none)", () => {
+  assert.deepEqual(parseStartArgs(['app.mjs', '-w', '2', '--', 'start', '-w', '3'])?.opts, {
+    workers: '2',
+    args: ['start', '-w', '3'],
+  });
+  assert.deepEqual(parseStartArgs(['app.mjs', '--'])?.opts, { args: [] });
+  assert.equal(parseStartArgs(['app.mjs'])?.opts.args, undefined);
+  assert.deepEqual(splitAppArgs(['a', '--', '--']), { own: ['a'], app: ['--'] });
+});
