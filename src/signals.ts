@@ -160,7 +160,9 @@ to every process of the unit. Each drains exactly like a \`SIGTERM\` to the mast
 completes, nothing is replaced, exit status 0. The rule that makes it so: **the app's own \`SIGTERM\` and
 \`SIGINT\` listeners run only after nserve's drain**, in workers and in single mode. A listener the app adds
 for either is held; once the stop's drain is done, the listeners of each stop signal the process received
-run (an app's cleanup gets up to 2 s, or \`--hook-timeout\` if shorter), then the process exits. So an app
+run (an app's cleanup gets up to 2 s, or \`--hook-timeout\` if shorter), then the process exits with the
+stop's status, 0 (a listener's own \`process.exit(143)\`, as Next.js's, ends its cleanup, not the stop's
+verdict). So an app
 that exits at once on a stop signal (Next.js's server does; \`NEXT_MANUAL_SIG_HANDLE=1\` turns its handlers
 off) can no longer cut requests short. The shipped systemd unit uses \`KillMode=mixed\` anyway: the stop
 signal goes to the master alone.

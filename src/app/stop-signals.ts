@@ -118,13 +118,46 @@ export async function runHeldStopListeners(hookTimeoutMs: number): Promise<numbe
     if (!received.has(signal)) continue;
     for (const h of held.get(signal)!.splice(0)) {
       // Called in order, as Node would; an async one is not awaited before the next (Node does not).
-      run.push(Promise.resolve().then(() => h.listener(signal)));
+      run.push(
+        Promise.resolve().then(() => {
+          const restore = exitMeansDone();
+          try {
+            return h.listener(signal);
+          } finally {
+            restore();
+          }
+        }),
+      );
     }
   }
   if (run.length === 0) return 0;
   // One deadline for all of them: an app's cleanup that never settles must not keep a stopped server
   // (its listeners closed, its pidfile gone, its lock held) from exiting.
   const all = Promise.allSettled(run);
-  await Promise.race([all, new Promise((r) => setTimeout(r, boundMs).unref())]);
+  await Promise.race([all, exited, new Promise((r) => setTimeout(r, boundMs).unref())]);
   return run.length;
 }
+
+/**
+ * While the held listeners run, their process.exit() means "my cleanup is done": the caller then exits
+ * with the stop's own status (0 for a drained stop), not the app's (Next.js exits 143 on SIGTERM, which a
+ * supervisor would read as a failure of a stop that lost nothing).
+ */
+let markExited: () => void = () => {};
+const exited = new Promise<void>((resolve) => {
+  markExited = resolve;
+});
+
+function exitMeansDone(): () => void {
+  const before = process.exit;
+  process.exit = (() => {
+    markExited();
+    // Ends the listener's synchronous code, as an exit would; the caller exits.
+    throw new HeldListenerExited();
+  }) as typeof process.exit;
+  return () => {
+    process.exit = before;
+  };
+}
+
+class HeldListenerExited extends Error {}
