@@ -107,57 +107,32 @@ export function heldStopListeners(): Record<StopSignal, number> {
 export const HELD_LISTENERS_MAX_MS = 2000;
 
 /**
- * After the drain of a stop: run the held listeners of each stop signal the process received. Returns
- * once they have run and min(hookTimeoutMs, 2 s) has passed without one of them exiting the process (an
- * app's async cleanup gets that long), at once when nothing was held or received.
+ * After the drain of a stop: run the held listeners of each stop signal the process received, in the
+ * order they were added, as Node would have. Returns once min(hookTimeoutMs, 2 s) has passed (an app's
+ * cleanup, often callback-based, gets that long), at once when nothing was held or received. A
+ * listener's process.exit() ends the process there, with the stop's status, 0: the drain already lost
+ * nothing (Next.js exits 143 on SIGTERM, which a supervisor would read as a failed stop).
  */
 export async function runHeldStopListeners(hookTimeoutMs: number): Promise<number> {
   const boundMs = Math.min(hookTimeoutMs, HELD_LISTENERS_MAX_MS);
-  const run: Promise<unknown>[] = [];
+  const due: [StopSignal, Held][] = [];
   for (const signal of STOP_SIGNALS) {
-    if (!received.has(signal)) continue;
-    for (const h of held.get(signal)!.splice(0)) {
-      // Called in order, as Node would; an async one is not awaited before the next (Node does not).
-      run.push(
-        Promise.resolve().then(() => {
-          const restore = exitMeansDone();
-          try {
-            return h.listener(signal);
-          } finally {
-            restore();
-          }
-        }),
-      );
+    if (received.has(signal)) for (const h of held.get(signal)!.splice(0)) due.push([signal, h]);
+  }
+  if (due.length === 0) return 0;
+  const exit = process.exit;
+  process.exit = (() => exit(0)) as typeof process.exit;
+  for (const [signal, h] of due) {
+    try {
+      const result = h.listener(signal);
+      // An async listener's rejection is its own: it must not become an unhandled rejection here.
+      if (result instanceof Promise) result.catch(() => {});
+    } catch {
+      // the app's cleanup failed: the stop goes on
     }
   }
-  if (run.length === 0) return 0;
-  // One deadline for all of them: an app's cleanup that never settles must not keep a stopped server
-  // (its listeners closed, its pidfile gone, its lock held) from exiting.
-  const all = Promise.allSettled(run);
-  await Promise.race([all, exited, new Promise((r) => setTimeout(r, boundMs).unref())]);
-  return run.length;
+  // Bounded: a cleanup that never settles must not keep a stopped server (its listeners closed, its
+  // pidfile gone, its lock held) from exiting.
+  await new Promise((r) => setTimeout(r, boundMs));
+  return due.length;
 }
-
-/**
- * While the held listeners run, their process.exit() means "my cleanup is done": the caller then exits
- * with the stop's own status (0 for a drained stop), not the app's (Next.js exits 143 on SIGTERM, which a
- * supervisor would read as a failure of a stop that lost nothing).
- */
-let markExited: () => void = () => {};
-const exited = new Promise<void>((resolve) => {
-  markExited = resolve;
-});
-
-function exitMeansDone(): () => void {
-  const before = process.exit;
-  process.exit = (() => {
-    markExited();
-    // Ends the listener's synchronous code, as an exit would; the caller exits.
-    throw new HeldListenerExited();
-  }) as typeof process.exit;
-  return () => {
-    process.exit = before;
-  };
-}
-
-class HeldListenerExited extends Error {}
