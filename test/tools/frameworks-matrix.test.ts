@@ -9,11 +9,13 @@
 // The rest of the matrix runs in `npm test` already (docs/frameworks.md lists it): Express, Fastify, Koa
 // and Hono in test/integration/frameworks.test.ts; socket.io polling clients through a hot restart in
 // long-poll.test.ts; group stops of an exit-at-once app in group-stop.test.ts; the in-place canary in
-// canary-no-way-back.test.ts.
+// canary-no-way-back.test.ts. socket.io with the drain API (`onDrain(() => io.close())`, the recipe of
+// docs/frameworks.md) is here.
 import assert from 'node:assert/strict';
 import * as http from 'node:http';
 import * as path from 'node:path';
 import { after, before, type TestContext, test } from 'node:test';
+import { io, type Socket } from 'socket.io-client';
 import {
   assertMatrixInstalled,
   buildNestRelease,
@@ -28,7 +30,7 @@ import { getJson, Load, type LoadResult } from '../helpers/load.js';
 import { now } from '../helpers/logged-process.js';
 import { switchRelease } from '../helpers/releases.js';
 import { restart } from '../helpers/restart.js';
-import { killAll, type ServerProcess, serveApp } from '../helpers/server.js';
+import { FIXTURES, killAll, type ServerProcess, serveApp, until } from '../helpers/server.js';
 
 after(killAll);
 before(assertMatrixInstalled);
@@ -215,3 +217,64 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     },
   );
 }
+
+test(
+  'socket.io with onDrain(() => io.close()), -w 2 --balance ip-hash: WebSocket and polling clients through a hot restart; the app closes them all itself, HTTP waits < 2 s, none fails, all reconnect',
+  TIMEOUT,
+  async (t) => {
+    const { srv, port } = await serveApp(t, path.join(FIXTURES, 'socketio/app-drain.mjs'), {
+      workers: 2,
+      args: ['--balance', 'ip-hash'],
+    });
+    const clients = ['websocket', 'polling', 'websocket', 'polling', 'websocket', 'polling'].map((kind) => {
+      // The default client (polling, then the upgrade to a WebSocket), or polling only (behind proxies).
+      const socket: Socket = io(`http://127.0.0.1:${port}`, {
+        ...(kind === 'polling' ? { transports: ['polling'] } : {}),
+        reconnectionDelay: 200,
+      });
+      const c = { kind, socket, connects: 0 };
+      socket.on('connect', () => {
+        c.connects++;
+      });
+      t.after(() => socket.close());
+      return c;
+    });
+    await until('every client connected', () => clients.every((c) => c.socket.connected), 15_000);
+    await until(
+      'the default clients upgraded to WebSocket',
+      () => clients.every((c) => c.kind === 'polling' || c.socket.io.engine.transport.name === 'websocket'),
+      15_000,
+    );
+    await new Promise((r) => setTimeout(r, 500)); // every polling client in its held GET
+    const load = new Load({ port, keepAlive: 2, newConnection: 2 });
+    let result: LoadResult | undefined;
+    let drained: Record<string, unknown>[] = [];
+    try {
+      await load.roundsSince(now(), 3);
+      const outcome = await restart(srv, 'hot', { deadlineMs: 20_000 });
+      drained = outcome.lines.filter((l) => /^worker drained/.test(String(l.msg)));
+      await load.roundsSince(now(), 3);
+    } finally {
+      result = await load.stop();
+      t.diagnostic(`load: ${figures(result)}`);
+    }
+    assert.equal(result.failed, 0, `failed requests: ${JSON.stringify(result.failures.slice(0, 5))}`);
+    assert.ok(result.maxMs < 2000, `the longest HTTP wait was ${Math.round(result.maxMs)} ms`);
+    t.diagnostic(`drains: ${drained.map((l) => String(l.msg)).join(' | ')}`);
+    assert.equal(drained.length, 2, 'both old workers drained');
+    for (const l of drained) {
+      const longLived = l.longLived as { asked: number; ended: number };
+      assert.equal(longLived.ended, 0, `nserve had to end nothing: ${String(l.msg)}`);
+      assert.equal(l.longPolls, 0, `no long-poll left for --switch-timeout: ${String(l.msg)}`);
+    }
+    await until(
+      'every client connected again',
+      () => clients.every((c) => c.connects >= 2 && c.socket.connected),
+      20_000,
+    );
+    for (const c of clients) {
+      const reply = (await c.socket.timeout(5000).emitWithAck('whoami', 'after')) as { text: string };
+      assert.equal(reply.text, 'after');
+    }
+  },
+);
