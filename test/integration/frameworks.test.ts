@@ -6,7 +6,7 @@ import { after, test } from 'node:test';
 import { assertNoFailedRequests, getJson, Load } from '../helpers/load.js';
 import { now } from '../helpers/logged-process.js';
 import { restart } from '../helpers/restart.js';
-import { childPids, FIXTURES, killAll, serveApp, until } from '../helpers/server.js';
+import { childPids, FIXTURES, killAll, ROOT, serveApp, until } from '../helpers/server.js';
 
 after(killAll);
 
@@ -68,3 +68,9 @@ for (const workers of ['0', '2']) {
     await until('the echo', () => got.endsWith('ping over the upgraded connection'), 5000);
   });
 }
+
+test('express, the app exported instead of listening (examples/express-app.mjs), -w 2: its routes answer', async (t) => {
+  const { port } = await serveApp(t, path.join(ROOT, 'examples/express-app.mjs'), { workers: 2 });
+  assert.deepEqual((await getJson(port, '/users/42')).body, { id: '42' });
+  assert.equal((await getJson(port, '/')).body.hello, 'express');
+});
