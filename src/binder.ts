@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { type BindSpec, formatAddress, parseBindUri } from './bind-uri.js';
 import { errorCode, errorMessage, usageError } from './errors.js';
 import type { Logger } from './logger.js';
-import * as native from './native.js';
+import * as native from './native/index.js';
 import type { HandedListener } from './restart/handoff.js';
 
 export {

@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import { formatAddress } from './binder.js';
 import type { Logger } from './logger.js';
-import * as native from './native.js';
+import * as native from './native/index.js';
 
 /**
  * - `node`: Node's and libuv's own (epoll, eventfd, the self-pipes of signals and async wake-ups,

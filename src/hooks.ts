@@ -1,4 +1,4 @@
-import type { HookContext, HookFn, HookName } from './config.js';
+import type { HookContext, HookFn, HookName } from './config/index.js';
 import type { Logger } from './logger.js';
 
 /**

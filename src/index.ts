@@ -6,7 +6,7 @@ export {
   type HookFn,
   type HookName,
   type UserConfig,
-} from './config.js';
+} from './config/index.js';
 export {
   type DrainInfo,
   type DrainListener,

@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import { type LevelWithSilent, type Logger, pino } from 'pino';
 import { errorCode, errorMessage, usageError } from './errors.js';
 import { escapeControl, escapeJsonLine } from './log-escape.js';
-import * as native from './native.js';
+import * as native from './native/index.js';
 
 export type { Logger } from 'pino';
 

@@ -3,7 +3,7 @@
 // it cannot. Single mode (single.ts) and the master (cluster/control.ts) then run an ordinary restart
 // with that directory pinned, so a rollback has the same zero-failure machinery and verdicts as any
 // restart.
-import { resolveAppFile } from './app.js';
+import { resolveAppFile } from './app/index.js';
 import { errorMessage } from './errors.js';
 import type { Logger } from './logger.js';
 import { describeRelease, type ReleaseRef } from './release.js';

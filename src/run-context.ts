@@ -1,5 +1,5 @@
 // What the command line hands to the role it picked (single server or cluster master).
-import type { CliOptions, Config } from './config.js';
+import type { CliOptions, Config } from './config/index.js';
 import type { Logger } from './logger.js';
 import type { MetricsPlane } from './metrics/plane.js';
 import type { RestartInfo } from './restart/exec.js';

@@ -1,6 +1,6 @@
 import { addOwnSignalListener, removeOwnSignalListener } from './app/stop-signals.js';
 import { type Logger, reopenRedirectedStdio } from './logger.js';
-import * as native from './native.js';
+import * as native from './native/index.js';
 
 // One table maps each command to its signal and control-server path; the CLI, the control server and
 // docs/signals.md are fed from it.

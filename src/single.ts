@@ -6,8 +6,8 @@
 // servers accept on dups of them, so stopping accepting never closes a socket and never drops its queue.
 import * as fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { compatPorts, listenWaitMs, loadApp, publishPorts, resolveAppFile } from './app/index.js';
 import { runHeldStopListeners } from './app/stop-signals.js';
-import { compatPorts, listenWaitMs, loadApp, publishPorts, resolveAppFile } from './app.js';
 import {
   closeLeftovers,
   closeListeners,
@@ -20,14 +20,14 @@ import {
   removeSocketFiles,
   tcpPorts,
 } from './binder.js';
-import { describeConfigSource } from './config.js';
+import { describeConfigSource } from './config/index.js';
 import { errorMessage, NserveError } from './errors.js';
 import { inspect, reportInheritedLeaks, warnOnGrowth } from './fds.js';
 import { runHooks } from './hooks.js';
 import { Lifecycle, SERVER_TRANSITIONS, type ServerState } from './lifecycle.js';
 import { memoryView } from './memory/index.js';
 import { singleSource } from './metrics/single-source.js';
-import * as native from './native.js';
+import * as native from './native/index.js';
 import { recordPid, removePidfile } from './pidfile.js';
 import { readyProbe } from './probe.js';
 import { describeRelease, realpathOr } from './release.js';
@@ -35,7 +35,7 @@ import { logAbandoned, newConfigProblem, prepareExec } from './restart/prepare.j
 import { logRollback, planRollback, type RollbackPlan } from './rollback.js';
 import type { RunContext } from './run-context.js';
 import { describeLongLived } from './server/drain.js';
-import { AppServer } from './server.js';
+import { AppServer } from './server/index.js';
 import { installSignalHandlers } from './signals.js';
 import {
   type ActionOptions,

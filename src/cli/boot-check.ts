@@ -1,8 +1,8 @@
 // The boot-check child (NSERVE_BOOT_CHECK=app|config): loads the new release's config (and app) in a
 // separate process before a hot restart execs into it, and reports ok or the error to its parent.
 import * as fs from 'node:fs';
-import { compatPorts, listenWaitMs, loadApp, resolveAppFile } from '../app.js';
-import type { Config } from '../config.js';
+import { compatPorts, listenWaitMs, loadApp, resolveAppFile } from '../app/index.js';
+import type { Config } from '../config/index.js';
 import { applyEnvFile } from '../env-file.js';
 import { errorMessage, NserveError } from '../errors.js';
 import { createLogger } from '../logger.js';
@@ -41,7 +41,7 @@ export async function bootCheckChild(
       args: config.args,
     });
     if (config.readyProbe !== undefined) {
-      const { AppServer } = await import('../server.js');
+      const { AppServer } = await import('../server/index.js');
       const { readyProbe } = await import('../probe.js');
       const server = AppServer.forApp(loaded, config, createLogger({ level: 'silent', base: {} }));
       const failed = await readyProbe(server, config.readyProbe, config.readyProbeTimeoutMs);

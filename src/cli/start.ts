@@ -3,7 +3,7 @@
 // restart's exec reads the hand-off here first.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { type CliOptions, type Config, loadConfig } from '../config.js';
+import { type CliOptions, type Config, loadConfig } from '../config/index.js';
 import type { ControlPlane } from '../control/plane.js';
 import { errorMessage, NserveError } from '../errors.js';
 import { noteStartupFds } from '../fds.js';
@@ -17,7 +17,7 @@ import {
   stdioRedirected,
 } from '../logger.js';
 import { REQUESTS } from '../metrics/requests.js';
-import * as native from '../native.js';
+import * as native from '../native/index.js';
 import { realpathOr } from '../release.js';
 import type { BootGuard } from '../restart/guard.js';
 import {

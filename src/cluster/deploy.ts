@@ -13,7 +13,7 @@
 // Raised: one warning line (`ERR_NSERVE_MIXED_VERSIONS`, how many workers run each release) and
 // `mixedVersions` in /stats; cleared (info line) by the next check that finds one release.
 import * as fs from 'node:fs';
-import type { Config } from '../config.js';
+import type { Config } from '../config/index.js';
 import { errorMessage, NserveError } from '../errors.js';
 import type { Lifecycle, ServerState } from '../lifecycle.js';
 import type { Logger } from '../logger.js';

@@ -10,8 +10,8 @@
 // immediate. Single mode follows the same rule.
 
 import { setTimeout as sleep } from 'node:timers/promises';
+import { publishPorts, resolveAppFile } from '../app/index.js';
 import { HELD_LISTENERS_MAX_MS } from '../app/stop-signals.js';
-import { publishPorts, resolveAppFile } from '../app.js';
 import {
   closeLeftovers,
   closeListeners,
@@ -23,14 +23,14 @@ import {
   removeSocketFiles,
   tcpPorts,
 } from '../binder.js';
-import { describeConfigSource } from '../config.js';
+import { describeConfigSource } from '../config/index.js';
 import { errorMessage, NserveError } from '../errors.js';
 import type { ProcessFds } from '../fds.js';
 import { runHooks } from '../hooks.js';
 import { Lifecycle, SERVER_TRANSITIONS, type ServerState } from '../lifecycle.js';
 import { mb, memoryView, OomAim } from '../memory/index.js';
 import { clusterSource, onWorkerEvent } from '../metrics/cluster.js';
-import * as native from '../native.js';
+import * as native from '../native/index.js';
 import { recordPid, removePidfile } from '../pidfile.js';
 import type { Handoff } from '../restart/handoff.js';
 import type { RunContext } from '../run-context.js';

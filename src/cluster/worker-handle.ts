@@ -4,7 +4,7 @@ import { Lifecycle, type Transitions } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
 import { type OomVerdict, oomKillEvidence } from '../memory/oom.js';
 import type { WorkerReply } from '../metrics/json.js';
-import * as native from '../native.js';
+import * as native from '../native/index.js';
 import { watchExit } from '../reaper.js';
 import { Channel } from './channel.js';
 import { type FromWorker, type Implausible, parseFromWorker, type ToWorker } from './protocol.js';

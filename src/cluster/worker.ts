@@ -1,18 +1,18 @@
 // The worker side of cluster mode: load the app, tell the master, serve the slots it lends, check in,
 // drain when told. A worker never binds: every listening socket it has was lent by the master.
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { compatPorts, listenWaitMs, loadApp, resolveAppFile } from '../app/index.js';
 import { runHeldStopListeners } from '../app/stop-signals.js';
-import { compatPorts, listenWaitMs, loadApp, resolveAppFile } from '../app.js';
-import type { Config } from '../config.js';
+import type { Config } from '../config/index.js';
 import { errorCode, errorMessage, NserveError } from '../errors.js';
 import { runHooks } from '../hooks.js';
 import { createLogger } from '../logger.js';
 import { REQUESTS } from '../metrics/requests.js';
-import * as native from '../native.js';
+import * as native from '../native/index.js';
 import { readyProbe } from '../probe.js';
 import { PROTOCOL_VERSION, type WorkerIdentity } from '../restart/handoff.js';
 import { describeLongLived } from '../server/drain.js';
-import { AppServer } from '../server.js';
+import { AppServer } from '../server/index.js';
 import { Channel } from './channel.js';
 import {
   clip,

@@ -19,7 +19,7 @@
 import * as fs from 'node:fs';
 import { errorCode, errorMessage, usageError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import * as native from '../native.js';
+import * as native from '../native/index.js';
 import { pidIn, type ServerFile } from '../pidfile.js';
 import type { HandedLock } from '../restart/handoff.js';
 import { STATE_FILE_MAX_BYTES, statePidIn } from '../statefile.js';

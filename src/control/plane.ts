@@ -1,7 +1,7 @@
 // The control plane of one server process: control server + state file (+ pidfile).
-import type { Config } from '../config.js';
+import type { Config } from '../config/index.js';
 import type { Logger } from '../logger.js';
-import * as native from '../native.js';
+import * as native from '../native/index.js';
 import { checkServerFileDirectory, claimServerFile, removePidfile } from '../pidfile.js';
 import type { HandedLock } from '../restart/handoff.js';
 import { removeStateFile, writeStateFile } from '../statefile.js';

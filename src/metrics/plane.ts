@@ -9,10 +9,10 @@
 import * as http from 'node:http';
 import * as net from 'node:net';
 import { formatAddress, type Listener } from '../binder.js';
-import type { Config } from '../config.js';
+import type { Config } from '../config/index.js';
 import { errorCode, errorMessage, usageError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import * as native from '../native.js';
+import * as native from '../native/index.js';
 import type { Handoff } from '../restart/handoff.js';
 import type { RestartHistory } from '../status.js';
 import { VERSION } from '../version.js';

@@ -1,7 +1,7 @@
 // What single mode adds to a scrape: its serving gauges and its own request totals (labelled `single`).
 import type { Listener } from '../binder.js';
 import { memoryView } from '../memory/index.js';
-import type { AppServer } from '../server.js';
+import type { AppServer } from '../server/index.js';
 import { withLabels } from './json.js';
 import { memoryMetrics } from './memory.js';
 import type { MetricsSource } from './plane.js';

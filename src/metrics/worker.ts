@@ -1,7 +1,7 @@
 // A worker's answer to a scrape (imported lazily, on the master's first `metrics` request): its default
 // process metrics, its gauges and its request totals, as JSON cut into chunks that each fit a datagram.
 // The master adds the `worker` label itself: a worker's word on who it is is not believed.
-import type { AppServer } from '../server.js';
+import type { AppServer } from '../server/index.js';
 import { processMetrics } from './expose.js';
 import { gauge, type MetricJson, type WorkerReply } from './json.js';
 import { REQUESTS } from './requests.js';

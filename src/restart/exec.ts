@@ -14,7 +14,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
-import * as native from '../native.js';
+import * as native from '../native/index.js';
 import { IGNORED_ACROSS_EXEC } from '../signals.js';
 import {
   type BootCheckWhat,

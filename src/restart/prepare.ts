@@ -4,16 +4,16 @@
 // The OS is reached through `RestartOps`, so the decisions are unit-tested with a fake.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { resolveAppFile } from '../app.js';
+import { resolveAppFile } from '../app/index.js';
 import { type Listener, parseBindUri, probeAddress, probeNewBinds } from '../binder.js';
-import { type Config, loadConfig } from '../config.js';
+import { type Config, loadConfig } from '../config/index.js';
 import { formatControlUrl } from '../control/api.js';
 import { lockProblem, serverFiles } from '../control/lock.js';
 import { errorCode, errorMessage, type NserveErrorCode } from '../errors.js';
 import { checkLeaks, type LeakCheck, leakCandidates } from '../fds.js';
 import { runHooks } from '../hooks.js';
 import type { Logger } from '../logger.js';
-import type * as native from '../native.js';
+import type * as native from '../native/index.js';
 import type { RunContext } from '../run-context.js';
 import { type BootCheckResult, bootCheck, type ExecOptions, execSelf, type RestartInfo } from './exec.js';
 import type { BootCheckWhat, HandedLock, Handoff } from './handoff.js';

@@ -7,8 +7,8 @@ import type { Socket } from 'node:net';
 import * as net from 'node:net';
 import type * as tls from 'node:tls';
 import { CLASS, type MarkedClass } from '../drain.js';
-import type { AppServer } from '../server.js';
 import { isTlsServer, refusesPeer, type TlsBindOptions } from '../tls.js';
+import type { AppServer } from './index.js';
 import { type WebSocketWatch, watchWebSocket } from './websocket-close.js';
 
 /**

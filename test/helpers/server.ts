@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { listFds, setCloexec } from '../../src/native.js';
+import { listFds, setCloexec } from '../../src/native/index.js';
 import { childProcesses, procEntry } from '../../src/proc.js';
 import { liveLoads } from './load.js';
 import { LoggedProcess } from './logged-process.js';

@@ -10,8 +10,8 @@ import {
   type Listener,
   openListeners,
 } from '../../src/binder.js';
-import { buildConfig, type CliOptions, describeConfig, type UserConfig } from '../../src/config.js';
-import * as native from '../../src/native.js';
+import { buildConfig, type CliOptions, describeConfig, type UserConfig } from '../../src/config/index.js';
+import * as native from '../../src/native/index.js';
 
 const cwd = os.tmpdir();
 const build = (cli: CliOptions = {}, file: UserConfig = {}) =>

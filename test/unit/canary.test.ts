@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import { test } from 'node:test';
 import { canaryRecord, judgeCanary, MIN_REQUESTS, sampleOf } from '../../src/cluster/canary.js';
 import { phases } from '../../src/cluster/phased-restart.js';
-import { buildConfig, type CliOptions, describeConfig, type UserConfig } from '../../src/config.js';
+import { buildConfig, type CliOptions, describeConfig, type UserConfig } from '../../src/config/index.js';
 import { RestartHistory } from '../../src/status.js';
 
 const build = (cli: CliOptions, file: UserConfig = {}) =>

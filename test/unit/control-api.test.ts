@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { formatStats, formatStatus, table } from '../../src/cli/ctl-format.js';
-import { buildConfig, type UserConfig } from '../../src/config.js';
+import { buildConfig, type UserConfig } from '../../src/config/index.js';
 import {
   parseControlUrl,
   parseRestartKind,

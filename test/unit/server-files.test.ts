@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { deviceOf, lockHolder, lockProblem, lockServerFiles, serverFiles } from '../../src/control/lock.js';
 import { createLogger } from '../../src/logger.js';
-import * as native from '../../src/native.js';
+import * as native from '../../src/native/index.js';
 import { pidIn } from '../../src/pidfile.js';
 import { statePidIn } from '../../src/statefile.js';
 

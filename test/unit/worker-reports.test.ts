@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import { parseFromWorker } from '../../src/cluster/protocol.js';
 import { type WorkerEvent, WorkerHandle } from '../../src/cluster/worker-handle.js';
 import { TOTALS_LENGTH } from '../../src/metrics/requests.js';
-import * as native from '../../src/native.js';
+import * as native from '../../src/native/index.js';
 
 const beat = {
   t: 'heartbeat',

@@ -1,5 +1,5 @@
 // Advisory locks: flock on a lock file, held for a server's life (src/control/lock.ts).
-import { addon } from '../native.js';
+import { addon } from './index.js';
 import { typeError, validateString } from './validate.js';
 
 /**

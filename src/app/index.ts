@@ -8,17 +8,17 @@ import * as path from 'node:path';
 import type { Duplex } from 'node:stream';
 import type * as tls from 'node:tls';
 import { pathToFileURL } from 'node:url';
-import { fetchListener } from './app/fetch.js';
-import { captureListen } from './app/listen-compat.js';
-import { describeLoadFailure } from './app/load-failure.js';
-import { holdAppStopListeners } from './app/stop-signals.js';
-import type { Config } from './config.js';
-import { NserveError, type NserveErrorCode, usageError } from './errors.js';
-import { isTlsServer } from './tls.js';
+import type { Config } from '../config/index.js';
+import { NserveError, type NserveErrorCode, usageError } from '../errors.js';
+import { isTlsServer } from '../tls.js';
+import { fetchListener } from './fetch.js';
+import { captureListen } from './listen-compat.js';
+import { describeLoadFailure } from './load-failure.js';
+import { holdAppStopListeners } from './stop-signals.js';
 
-export { fetchListener } from './app/fetch.js';
-export { compatPorts, listenWaitMs, publishPorts } from './app/listen-compat.js';
-export { appFrame, codeFrame, describeLoadFailure, type SourceLocation } from './app/load-failure.js';
+export { fetchListener } from './fetch.js';
+export { compatPorts, listenWaitMs, publishPorts } from './listen-compat.js';
+export { appFrame, codeFrame, describeLoadFailure, type SourceLocation } from './load-failure.js';
 
 export type FetchHandler = (request: Request) => Response | Promise<Response>;
 

@@ -21,14 +21,15 @@
 import type * as http from 'node:http';
 import type { Socket } from 'node:net';
 import * as net from 'node:net';
-import { listenUncaptured } from './app/listen-compat.js';
-import type { LoadedApp } from './app.js';
-import type { Config } from './config.js';
-import { announceDrain, type DrainInfo, retractDrain } from './drain.js';
-import { errorMessage } from './errors.js';
-import type { Logger } from './logger.js';
-import { REQUESTS, STARTED, type Timed } from './metrics/requests.js';
-import * as native from './native.js';
+import type { LoadedApp } from '../app/index.js';
+import { listenUncaptured } from '../app/listen-compat.js';
+import type { Config } from '../config/index.js';
+import { announceDrain, type DrainInfo, retractDrain } from '../drain.js';
+import { errorMessage } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { REQUESTS, STARTED, type Timed } from '../metrics/requests.js';
+import * as native from '../native/index.js';
+import { type CertVerdict, isTlsServer, type TlsBindOptions, type TlsBinds } from '../tls.js';
 import {
   Connections,
   ConnState,
@@ -38,19 +39,18 @@ import {
   onSocketClose,
   STATE,
   type Tracked,
-} from './server/connections.js';
-import { type AppServerOptions, appServerOptions, bindOf, createBindServer } from './server/create.js';
+} from './connections.js';
+import { type AppServerOptions, appServerOptions, bindOf, createBindServer } from './create.js';
 import {
   type DrainResult,
   drainConnections,
   finishOnOld,
   type LongPollPolicy,
   waitLongLived,
-} from './server/drain.js';
-import { type CertVerdict, isTlsServer, type TlsBindOptions, type TlsBinds } from './tls.js';
+} from './drain.js';
 
-export type { AppServerOptions } from './server/create.js';
-export type { DrainResult } from './server/drain.js';
+export type { AppServerOptions } from './create.js';
+export type { DrainResult } from './drain.js';
 
 export class AppServer {
   requests = 0;

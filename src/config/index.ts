@@ -3,16 +3,16 @@
 // The work is split by role under config/: values.ts (parsing one setting), build.ts (all settings →
 // Config), file.ts (finding and loading the config file), describe.ts (`nserve config --print`).
 import type { LevelWithSilent } from 'pino';
-import type { Balance, BindSpec } from './binder.js';
-import type { MetricsAddress } from './config/build.js';
-import type { ConfigFileSource } from './config/file.js';
-import type { Source } from './config/values.js';
-import type { ControlConfig } from './control/api.js';
-import type { LeakPolicy } from './fds.js';
-import type { LogFormat } from './logger.js';
+import type { Balance, BindSpec } from '../binder.js';
+import type { ControlConfig } from '../control/api.js';
+import type { LeakPolicy } from '../fds.js';
+import type { LogFormat } from '../logger.js';
+import type { MetricsAddress } from './build.js';
+import type { ConfigFileSource } from './file.js';
+import type { Source } from './values.js';
 
-export { buildConfig, MAX_SOCKETS_PER_WORKER, type MetricsAddress } from './config/build.js';
-export { describeConfig, formatConfig } from './config/describe.js';
+export { buildConfig, MAX_SOCKETS_PER_WORKER, type MetricsAddress } from './build.js';
+export { describeConfig, formatConfig } from './describe.js';
 export {
   CONFIG_ENV,
   type ConfigFileSource,
@@ -21,8 +21,8 @@ export {
   findConfigFile,
   loadConfig,
   readConfigFile,
-} from './config/file.js';
-export type { Source } from './config/values.js';
+} from './file.js';
+export type { Source } from './values.js';
 
 export interface HookContext {
   /** Which hook is running, e.g. 'onRestart'. */

@@ -119,7 +119,7 @@ export interface Addon {
 }
 
 // The package root is the nearest directory up from this file holding
-// binding.gyp: dist/src/native.js when compiled, src/native.ts from source.
+// binding.gyp: dist/src/native/index.js when compiled, src/native/index.ts from source.
 function packageRoot(): string | undefined {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (;;) {
@@ -232,10 +232,10 @@ export const addon: Addon =
     },
   ) as Addon);
 
-export * from './native/fdlist.js';
-export * from './native/fdpass.js';
-export * from './native/lock.js';
-export * from './native/process.js';
-export * from './native/reuseport.js';
-export * from './native/sockets.js';
-export * from './native/systemd.js';
+export * from './fdlist.js';
+export * from './fdpass.js';
+export * from './flock.js';
+export * from './notify.js';
+export * from './process.js';
+export * from './reuseport.js';
+export * from './sockets.js';
