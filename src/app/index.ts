@@ -10,7 +10,7 @@ import type * as tls from 'node:tls';
 import { pathToFileURL } from 'node:url';
 import type { Config } from '../config/index.js';
 import { NserveError, type NserveErrorCode, usageError } from '../errors.js';
-import { isTlsServer } from '../tls.js';
+import { isTlsServer } from '../listen/tls.js';
 import { fetchListener } from './fetch.js';
 import { captureListen } from './listen-compat.js';
 import { describeLoadFailure } from './load-failure.js';

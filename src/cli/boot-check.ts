@@ -2,10 +2,10 @@
 // separate process before a hot restart execs into it, and reports ok or the error to its parent.
 import * as fs from 'node:fs';
 import { compatPorts, listenWaitMs, loadApp, resolveAppFile } from '../app/index.js';
+import { applyEnvFile } from '../config/env-file.js';
 import type { Config } from '../config/index.js';
-import { applyEnvFile } from '../env-file.js';
 import { errorMessage, NserveError } from '../errors.js';
-import { createLogger } from '../logger.js';
+import { createLogger } from '../log/logger.js';
 import type { BootCheckWhat } from '../restart/handoff.js';
 
 export async function bootCheckChild(
@@ -42,7 +42,7 @@ export async function bootCheckChild(
     });
     if (config.readyProbe !== undefined) {
       const { AppServer } = await import('../server/index.js');
-      const { readyProbe } = await import('../probe.js');
+      const { readyProbe } = await import('../app/probe.js');
       const server = AppServer.forApp(loaded, config, createLogger({ level: 'silent', base: {} }));
       const failed = await readyProbe(server, config.readyProbe, config.readyProbeTimeoutMs);
       if (failed !== undefined) throw new NserveError('ERR_NSERVE_READY_PROBE', failed);

@@ -3,7 +3,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { formatControlUrl } from '../control/api.js';
 import { ControlError, call } from '../control/client.js';
-import type { RestartRecord, Stats } from '../status.js';
+import type { RestartRecord, Stats } from '../control/status.js';
 import { type Connection, processAlive, refresh } from './ctl-connect.js';
 import { asStats } from './ctl-shape.js';
 

@@ -8,11 +8,11 @@
 import { Argument, type Command } from 'commander';
 import { formatControlUrl, routeForAction } from '../control/api.js';
 import { ControlError, call } from '../control/client.js';
+import { SIGNAL_COMMANDS } from '../control/signals.js';
+import type { ControlAction } from '../control/status.js';
 import { errorCode, NserveError, usageError } from '../errors.js';
-import { formatFdTable, type ProcessFds, withoutNodeFds } from '../fds.js';
-import { SIGNAL_COMMANDS } from '../signals.js';
-import type { ControlAction } from '../status.js';
-import { describeReload } from '../tls.js';
+import { describeReload } from '../listen/tls.js';
+import { formatFdTable, type ProcessFds, withoutNodeFds } from '../os/descriptors.js';
 import { type Connection, connect, isLocal, processAlive } from './ctl-connect.js';
 import { describeRestartDone, formatStats, formatStatus, oneLine, statusSummary } from './ctl-format.js';
 import { asCertReload, asFds, asStats } from './ctl-shape.js';

@@ -3,7 +3,7 @@
 // `start` entry (start-entry.ts), so both end the same way.
 import * as fs from 'node:fs';
 import { NserveError } from '../errors.js';
-import { escapeLines } from '../log-escape.js';
+import { escapeLines } from '../log/escape.js';
 
 export const EXIT_USAGE = 2;
 

@@ -12,8 +12,8 @@
 // convention), given to it as process.argv[2…]. Both readings split there first (splitAppArgs): commander
 // drops a `--` from its operands, so it could not tell `start app x` (an error) from `start app -- x`.
 import type { CliOptions } from '../config/index.js';
-import { LEAK_POLICIES } from '../fds.js';
-import { LOG_FORMATS, LOG_LEVELS } from '../logger.js';
+import { LOG_FORMATS, LOG_LEVELS } from '../log/logger.js';
+import { LEAK_POLICIES } from '../os/descriptors.js';
 
 export interface StartOption {
   /** commander's flags: `-b, --bind <uri>`, `--tag-output`. */

@@ -10,8 +10,20 @@
 // immediate. Single mode follows the same rule.
 
 import { setTimeout as sleep } from 'node:timers/promises';
+import { runHooks } from '../app/hooks.js';
 import { publishPorts, resolveAppFile } from '../app/index.js';
 import { HELD_LISTENERS_MAX_MS } from '../app/stop-signals.js';
+import { describeConfigSource } from '../config/index.js';
+import { installSignalHandlers } from '../control/signals.js';
+import {
+  type ActionOptions,
+  type ControlAction,
+  type ControlAnswer,
+  type Controller,
+  countWorkerEvent,
+  type Stats,
+} from '../control/status.js';
+import { errorMessage, NserveError } from '../errors.js';
 import {
   closeLeftovers,
   closeListeners,
@@ -22,37 +34,25 @@ import {
   readSocketActivation,
   removeSocketFiles,
   tcpPorts,
-} from '../binder.js';
-import { describeConfigSource } from '../config/index.js';
-import { errorMessage, NserveError } from '../errors.js';
-import type { ProcessFds } from '../fds.js';
-import { runHooks } from '../hooks.js';
-import { Lifecycle, SERVER_TRANSITIONS, type ServerState } from '../lifecycle.js';
+} from '../listen/binder.js';
+import type { CertReload } from '../listen/tls.js';
 import { mb, memoryView, OomAim } from '../memory/index.js';
 import { clusterSource, onWorkerEvent } from '../metrics/cluster.js';
+import { Lifecycle, SERVER_TRANSITIONS, type ServerState } from '../modes/lifecycle.js';
+import type { RunContext } from '../modes/run-context.js';
 import * as native from '../native/index.js';
-import { recordPid, removePidfile } from '../pidfile.js';
+import type { ProcessFds } from '../os/descriptors.js';
+import { recordPid, removePidfile } from '../os/pidfile.js';
+import { reapOrphansAsInit, startWatchdog } from '../os/systemd.js';
+import { setProcessTitle } from '../os/title.js';
 import type { Handoff } from '../restart/handoff.js';
-import type { RunContext } from '../run-context.js';
-import { installSignalHandlers } from '../signals.js';
-import {
-  type ActionOptions,
-  type ControlAction,
-  type ControlAnswer,
-  type Controller,
-  countWorkerEvent,
-  type Stats,
-} from '../status.js';
-import { reapOrphansAsInit, startWatchdog } from '../systemd.js';
-import { setProcessTitle } from '../title.js';
-import type { CertReload } from '../tls.js';
 import { VERSION } from '../version.js';
 import { ClusterCerts } from './certs.js';
 import { performAction, reloadCerts } from './control.js';
-import { MixedVersionWatch, resolveRelease } from './deploy.js';
 import { completeHotRestart } from './hot-restart.js';
 import { WorkerPool } from './pool.js';
 import { Recovery } from './recovery.js';
+import { MixedVersionWatch, resolveRelease } from './releases.js';
 import { clusterFds, clusterStats, servingPids } from './report.js';
 import { Rebalancer, type SlotGroups } from './slots.js';
 import type { WorkerHandle } from './worker-handle.js';

@@ -7,7 +7,7 @@
 // `planSlots` is the pure decision (unit-tested without processes); `Rebalancer` carries it out over the
 // worker channels, one pass at a time.
 import { errorMessage } from '../errors.js';
-import type { Logger } from '../logger.js';
+import type { Logger } from '../log/logger.js';
 import type { WorkerHandle } from './worker-handle.js';
 
 /** The slot keys of one bind, in slot order (`<bind URI>#<slot>`). */

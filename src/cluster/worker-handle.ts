@@ -1,11 +1,11 @@
 // The master's view of one worker process. Its metrics scrapes are worker-metrics.ts.
 import type { ChildProcess } from 'node:child_process';
-import { Lifecycle, type Transitions } from '../lifecycle.js';
-import type { Logger } from '../logger.js';
+import type { Logger } from '../log/logger.js';
 import { type OomVerdict, oomKillEvidence } from '../memory/oom.js';
 import type { WorkerReply } from '../metrics/json.js';
+import { Lifecycle, type Transitions } from '../modes/lifecycle.js';
 import * as native from '../native/index.js';
-import { watchExit } from '../reaper.js';
+import { watchExit } from '../os/reaper.js';
 import { Channel } from './channel.js';
 import { type FromWorker, type Implausible, parseFromWorker, type ToWorker } from './protocol.js';
 import { MetricsScrape } from './worker-metrics.js';

@@ -3,13 +3,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { LevelWithSilent } from 'pino';
-import { BALANCES, type Balance, type BindSpec, parseBindUri } from '../binder.js';
 import { HEARTBEAT_INTERVAL_MS } from '../cluster/protocol.js';
 import { type ControlConfig, formatControlUrl, resolveControl } from '../control/api.js';
 import { NserveError, usageError } from '../errors.js';
-import { LEAK_POLICIES, type LeakPolicy } from '../fds.js';
-import { LOG_FORMATS, LOG_LEVELS, type LogFormat } from '../logger.js';
-import { readStateFile } from '../statefile.js';
+import { BALANCES, type Balance, type BindSpec, parseBindUri } from '../listen/binder.js';
+import { LOG_FORMATS, LOG_LEVELS, type LogFormat } from '../log/logger.js';
+import { LEAK_POLICIES, type LeakPolicy } from '../os/descriptors.js';
+import { readStateFile } from '../os/state-file.js';
 import type { FoundConfigFile } from './file.js';
 import type { CliOptions, Config, UserConfig } from './index.js';
 import {

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { errorMessage, NserveError, usageError } from '../errors.js';
-import { checkTlsBinds } from '../tls.js';
+import { checkTlsBinds } from '../listen/tls.js';
 import { type BuildOptions, buildConfig } from './build.js';
 import { type CliOptions, type Config, HOOK_NAMES, type UserConfig } from './index.js';
 

@@ -3,10 +3,10 @@
 // The work is split by role under config/: values.ts (parsing one setting), build.ts (all settings →
 // Config), file.ts (finding and loading the config file), describe.ts (`nserve config --print`).
 import type { LevelWithSilent } from 'pino';
-import type { Balance, BindSpec } from '../binder.js';
 import type { ControlConfig } from '../control/api.js';
-import type { LeakPolicy } from '../fds.js';
-import type { LogFormat } from '../logger.js';
+import type { Balance, BindSpec } from '../listen/binder.js';
+import type { LogFormat } from '../log/logger.js';
+import type { LeakPolicy } from '../os/descriptors.js';
 import type { MetricsAddress } from './build.js';
 import type { ConfigFileSource } from './file.js';
 import type { Source } from './values.js';

@@ -2,10 +2,10 @@
 // docs/control.md: where a control server listens, and its routes. The routes that have a signal come
 // from the one signal table (SIGNAL_COMMANDS in signals.ts); the rest exist only here.
 import * as path from 'node:path';
-import { parseBindUri } from '../binder.js';
 import { errorMessage, usageError } from '../errors.js';
-import { type Action, SIGNAL_COMMANDS } from '../signals.js';
-import type { ControlAction } from '../status.js';
+import { parseBindUri } from '../listen/binder.js';
+import { type Action, SIGNAL_COMMANDS } from './signals.js';
+import type { ControlAction } from './status.js';
 
 export type ControlAddress =
   | { kind: 'unix'; path: string; mode: number }

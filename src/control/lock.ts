@@ -18,11 +18,11 @@
 //   start can pass twice.
 import * as fs from 'node:fs';
 import { errorCode, errorMessage, usageError } from '../errors.js';
-import type { Logger } from '../logger.js';
+import type { Logger } from '../log/logger.js';
 import * as native from '../native/index.js';
-import { pidIn, type ServerFile } from '../pidfile.js';
+import { pidIn, type ServerFile } from '../os/pidfile.js';
+import { STATE_FILE_MAX_BYTES, statePidIn } from '../os/state-file.js';
 import type { HandedLock } from '../restart/handoff.js';
-import { STATE_FILE_MAX_BYTES, statePidIn } from '../statefile.js';
 
 /** The pidfile and the state file, as the checks and the lock name them. */
 export function serverFiles(config: {

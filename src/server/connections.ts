@@ -6,8 +6,8 @@ import type * as http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import * as net from 'node:net';
 import type * as tls from 'node:tls';
-import { CLASS, type MarkedClass } from '../drain.js';
-import { isTlsServer, refusesPeer, type TlsBindOptions } from '../tls.js';
+import { CLASS, type MarkedClass } from '../app/drain-api.js';
+import { isTlsServer, refusesPeer, type TlsBindOptions } from '../listen/tls.js';
 import type { AppServer } from './index.js';
 import { type WebSocketWatch, watchWebSocket } from './websocket-close.js';
 

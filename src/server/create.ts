@@ -7,8 +7,8 @@ import type * as tls from 'node:tls';
 import { httpTimeouts, type LoadedApp, type UpgradeListener } from '../app/index.js';
 import type { Config } from '../config/index.js';
 import { usageError } from '../errors.js';
-import type { Logger } from '../logger.js';
-import { type TlsBindOptions, TlsBinds } from '../tls.js';
+import { type TlsBindOptions, TlsBinds } from '../listen/tls.js';
+import type { Logger } from '../log/logger.js';
 import { markUpgraded, type Tracked } from './connections.js';
 
 /** The bind URI of a slot key (`<uri>#<slot>`). */

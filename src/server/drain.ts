@@ -4,7 +4,7 @@
 import type * as http from 'node:http';
 import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { finishOnOldCode } from '../drain.js';
+import { finishOnOldCode } from '../app/drain-api.js';
 import { type Connections, connectionOf, h2StreamOf, isH2, responseClass, STATE } from './connections.js';
 import { endWebSocket } from './websocket-close.js';
 

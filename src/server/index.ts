@@ -21,15 +21,15 @@
 import type * as http from 'node:http';
 import type { Socket } from 'node:net';
 import * as net from 'node:net';
+import { announceDrain, type DrainInfo, retractDrain } from '../app/drain-api.js';
 import type { LoadedApp } from '../app/index.js';
 import { listenUncaptured } from '../app/listen-compat.js';
 import type { Config } from '../config/index.js';
-import { announceDrain, type DrainInfo, retractDrain } from '../drain.js';
 import { errorMessage } from '../errors.js';
-import type { Logger } from '../logger.js';
+import { type CertVerdict, isTlsServer, type TlsBindOptions, type TlsBinds } from '../listen/tls.js';
+import type { Logger } from '../log/logger.js';
 import { REQUESTS, STARTED, type Timed } from '../metrics/requests.js';
 import * as native from '../native/index.js';
-import { type CertVerdict, isTlsServer, type TlsBindOptions, type TlsBinds } from '../tls.js';
 import {
   Connections,
   ConnState,

@@ -5,7 +5,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { listFds, setCloexec } from '../../src/native/index.js';
-import { childProcesses, procEntry } from '../../src/proc.js';
+import { childProcesses, procEntry } from '../../src/os/proc.js';
 import { liveLoads } from './load.js';
 import { LoggedProcess } from './logged-process.js';
 import type { Cleanup } from './tmp.js';

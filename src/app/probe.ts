@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { AppServer } from './server/index.js';
+import type { AppServer } from '../server/index.js';
 
 /** Why the probe failed, or undefined when the app answered it with a 2xx. */
 export async function readyProbe(

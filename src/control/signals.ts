@@ -1,6 +1,6 @@
-import { addOwnSignalListener, removeOwnSignalListener } from './app/stop-signals.js';
-import { type Logger, reopenRedirectedStdio } from './logger.js';
-import * as native from './native/index.js';
+import { addOwnSignalListener, removeOwnSignalListener } from '../app/stop-signals.js';
+import { type Logger, reopenRedirectedStdio } from '../log/logger.js';
+import * as native from '../native/index.js';
 
 // One table maps each command to its signal and control-server path; the CLI, the control server and
 // docs/signals.md are fed from it.
@@ -128,8 +128,8 @@ export function renderSignalsDoc(): string {
   );
   return `# Signals
 
-nserve reacts to these signals. This page is generated from \`src/signals.ts\`, the one table that maps
-signals to actions and control-server paths (\`node -e "import('./dist/src/signals.js').then(m => process.stdout.write(m.renderSignalsDoc()))" > docs/signals.md\`).
+nserve reacts to these signals. This page is generated from \`src/control/signals.ts\`, the one table that maps
+signals to actions and control-server paths (\`node -e "import('./dist/src/control/signals.js').then(m => process.stdout.write(m.renderSignalsDoc()))" > docs/signals.md\`).
 
 | signal | action | control path | what it does |
 |---|---|---|---|

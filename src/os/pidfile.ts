@@ -4,9 +4,9 @@
 // server which holds none (portable mode, an older nserve).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { errorCode, usageError } from '../errors.js';
+import type { Logger } from '../log/logger.js';
 import { fileIdentity, fileKind, readRegularFile, writeFileAtomic } from './atomic-file.js';
-import { errorCode, usageError } from './errors.js';
-import type { Logger } from './logger.js';
 import { procEntry } from './proc.js';
 import { isNserveTitle, titleRole } from './title.js';
 

@@ -3,11 +3,11 @@
 // it cannot. Single mode (single.ts) and the master (cluster/control.ts) then run an ordinary restart
 // with that directory pinned, so a rollback has the same zero-failure machinery and verdicts as any
 // restart.
-import { resolveAppFile } from './app/index.js';
-import { errorMessage } from './errors.js';
-import type { Logger } from './logger.js';
+import { resolveAppFile } from '../app/index.js';
+import type { ActionOptions, RestartHistory, RestartKind } from '../control/status.js';
+import { errorMessage } from '../errors.js';
+import type { Logger } from '../log/logger.js';
 import { describeRelease, type ReleaseRef } from './release.js';
-import type { ActionOptions, RestartHistory, RestartKind } from './status.js';
 
 export interface RollbackPlan {
   release: ReleaseRef;

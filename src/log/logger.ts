@@ -1,9 +1,9 @@
 import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { type LevelWithSilent, type Logger, pino } from 'pino';
-import { errorCode, errorMessage, usageError } from './errors.js';
-import { escapeControl, escapeJsonLine } from './log-escape.js';
-import * as native from './native/index.js';
+import { errorCode, errorMessage, usageError } from '../errors.js';
+import * as native from '../native/index.js';
+import { escapeControl, escapeJsonLine } from './escape.js';
 
 export type { Logger } from 'pino';
 

@@ -1,6 +1,6 @@
 // An explicit state machine: the states a process (or a worker, seen from the master) goes through, the
 // transitions allowed between them, and the one function that changes state and logs it.
-import type { Logger } from './logger.js';
+import type { Logger } from '../log/logger.js';
 
 export type Transitions<S extends string> = { readonly [K in S]: readonly S[] };
 

@@ -1,13 +1,13 @@
 // What a running server reports about itself (control server /stats, `nserve ctl`), and the restart
 // history, which survives hot restarts (handed to the new image: restart/handoff.ts).
 import * as fs from 'node:fs';
-import { formatAddress, type Listener } from './binder.js';
-import { Deploys, type MixedVersions, type NoWayBack, readTargetFields } from './deploy.js';
-import type { ProcessFds } from './fds.js';
-import type { MemoryView } from './memory/index.js';
-import type { ReleaseRef } from './release.js';
+import { Deploys, type MixedVersions, type NoWayBack, readTargetFields } from '../deploy/record.js';
+import type { ReleaseRef } from '../deploy/release.js';
+import { formatAddress, type Listener } from '../listen/binder.js';
+import type { CertReload, TlsStats } from '../listen/tls.js';
+import type { MemoryView } from '../memory/index.js';
+import type { ProcessFds } from '../os/descriptors.js';
 import type { Action } from './signals.js';
-import type { CertReload, TlsStats } from './tls.js';
 
 export type RestartKind = 'hot' | 'phased';
 export type RestartOutcome = 'in-progress' | 'ok' | 'failed';

@@ -1,7 +1,7 @@
 // Bind URIs: tcp://HOST:PORT, tcp://[IPV6]:PORT, ssl://HOST:PORT?cert=…&key=… (Puma's parameters) and
 // unix:///path[?mode=0660], parsed into the specs the binder opens; and socket addresses back to URIs.
-import { type NserveError, usageError } from './errors.js';
-import type * as native from './native/index.js';
+import { type NserveError, usageError } from '../errors.js';
+import type * as native from '../native/index.js';
 import {
   ALPNS,
   type Alpn,

@@ -9,8 +9,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseEnv } from 'node:util';
-import { errorMessage, usageError } from './errors.js';
-import { ENV_FILE_KEYS } from './restart/handoff.js';
+import { errorMessage, usageError } from '../errors.js';
+import { ENV_FILE_KEYS } from '../restart/handoff.js';
 
 export interface EnvFileChange {
   file: string;

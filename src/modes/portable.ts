@@ -9,22 +9,22 @@
 // pidfile, runs onBooted, serves on through --shutdown-delay, and drains at a stop.
 import * as fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { compatPorts, listenWaitMs, loadApp, publishPorts, resolveAppFile } from './app/index.js';
-import { runHeldStopListeners } from './app/stop-signals.js';
-import { type BindSpec, formatAddress } from './bind-uri.js';
-import type { Config } from './config/index.js';
-import { formatControlUrl } from './control/api.js';
-import { errorCode, errorMessage, NserveError, usageError } from './errors.js';
-import { runHooks } from './hooks.js';
+import { runHooks } from '../app/hooks.js';
+import { compatPorts, listenWaitMs, loadApp, publishPorts, resolveAppFile } from '../app/index.js';
+import { readyProbe } from '../app/probe.js';
+import { runHeldStopListeners } from '../app/stop-signals.js';
+import type { Config } from '../config/index.js';
+import { formatControlUrl } from '../control/api.js';
+import { installSignalHandlers } from '../control/signals.js';
+import { type ControlAction, type ControlAnswer, lifetimeView, type Stats } from '../control/status.js';
+import { errorCode, errorMessage, NserveError, usageError } from '../errors.js';
+import { type BindSpec, formatAddress } from '../listen/bind-uri.js';
+import * as native from '../native/index.js';
+import { recordPid, removePidfile } from '../os/pidfile.js';
+import { AppServer } from '../server/index.js';
+import { VERSION } from '../version.js';
 import { Lifecycle, SERVER_TRANSITIONS, type ServerState } from './lifecycle.js';
-import * as native from './native/index.js';
-import { recordPid, removePidfile } from './pidfile.js';
-import { readyProbe } from './probe.js';
 import type { RunContext } from './run-context.js';
-import { AppServer } from './server/index.js';
-import { installSignalHandlers } from './signals.js';
-import { type ControlAction, type ControlAnswer, lifetimeView, type Stats } from './status.js';
-import { VERSION } from './version.js';
 
 /** Why a feature cannot run here, in the words every refusal uses. */
 export function noAddonReason(): string {

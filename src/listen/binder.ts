@@ -4,11 +4,11 @@
 // it has booted. Parsing the URIs themselves is bind-uri.ts.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { errorCode, errorMessage, usageError } from '../errors.js';
+import type { Logger } from '../log/logger.js';
+import * as native from '../native/index.js';
+import type { HandedListener } from '../restart/handoff.js';
 import { type BindSpec, formatAddress, parseBindUri } from './bind-uri.js';
-import { errorCode, errorMessage, usageError } from './errors.js';
-import type { Logger } from './logger.js';
-import * as native from './native/index.js';
-import type { HandedListener } from './restart/handoff.js';
 
 export {
   BALANCES,

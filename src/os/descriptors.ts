@@ -1,9 +1,9 @@
 // Descriptor inspection and leak analysis: which descriptors would survive a hot restart's execve,
 // and what they are. Policy (close / warn / refuse) is applied by the restart code with these results.
 import * as fs from 'node:fs';
-import { formatAddress } from './binder.js';
-import type { Logger } from './logger.js';
-import * as native from './native/index.js';
+import { formatAddress } from '../listen/binder.js';
+import type { Logger } from '../log/logger.js';
+import * as native from '../native/index.js';
 
 /**
  * - `node`: Node's and libuv's own (epoll, eventfd, the self-pipes of signals and async wake-ups,

@@ -1,7 +1,7 @@
 // systemd integration beyond single notifications: the watchdog, and orphan reaping when nserve is
 // PID 1 (in a container).
-import type { Logger } from './logger.js';
-import * as native from './native/index.js';
+import type { Logger } from '../log/logger.js';
+import * as native from '../native/index.js';
 import { childProcesses } from './proc.js';
 import { isWatched } from './reaper.js';
 

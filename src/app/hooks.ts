@@ -1,5 +1,5 @@
-import type { HookContext, HookFn, HookName } from './config/index.js';
-import type { Logger } from './logger.js';
+import type { HookContext, HookFn, HookName } from '../config/index.js';
+import type { Logger } from '../log/logger.js';
 
 /**
  * Run the user's hooks one after the other, each bounded by `timeoutMs`. A hook that throws or times out

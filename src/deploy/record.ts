@@ -16,7 +16,7 @@
 //   or removed). The old workers run it from memory; a new worker would load the failed release, so none
 //   is spawned until the next restart that succeeds (which clears it). Never claimed as serving again.
 import * as fs from 'node:fs';
-import { errorCode, errorMessage } from './errors.js';
+import { errorCode, errorMessage } from '../errors.js';
 import { describeRelease, type ReleaseRef, readReleaseRef, releaseOf } from './release.js';
 
 export type { ReleaseRef } from './release.js';

@@ -4,8 +4,8 @@
 // of it, keeping it open after the worker died), so they are watched by PID: on every SIGCHLD, and on a
 // slow timer in case a SIGCHLD came before anyone listened, each watched PID is reaped with
 // waitpid(pid, WNOHANG). Never waitpid(-1): it would steal the exits of libuv's own children.
-import type { ExitStatus } from './native/index.js';
-import * as native from './native/index.js';
+import type { ExitStatus } from '../native/index.js';
+import * as native from '../native/index.js';
 
 /** The fallback poll: a SIGCHLD is what normally reports a death, within milliseconds. */
 const POLL_MS = 1000;

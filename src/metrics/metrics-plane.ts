@@ -8,13 +8,13 @@
 // says `Connection: close`, so no idle keep-alive connection is cut by the exec either.
 import * as http from 'node:http';
 import * as net from 'node:net';
-import { formatAddress, type Listener } from '../binder.js';
 import type { Config } from '../config/index.js';
+import type { RestartHistory } from '../control/status.js';
 import { errorCode, errorMessage, usageError } from '../errors.js';
-import type { Logger } from '../logger.js';
+import { formatAddress, type Listener } from '../listen/binder.js';
+import type { Logger } from '../log/logger.js';
 import * as native from '../native/index.js';
 import type { Handoff } from '../restart/handoff.js';
-import type { RestartHistory } from '../status.js';
 import { VERSION } from '../version.js';
 import { gauge, type MetricJson, withLabels } from './json.js';
 import { QueueSampler } from './queue.js';

@@ -9,8 +9,8 @@ import type { KeyObject, X509Certificate } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import type * as tls from 'node:tls';
-import { errorCode, errorMessage, type NserveError, usageError } from './errors.js';
-import type { Logger } from './logger.js';
+import { errorCode, errorMessage, type NserveError, usageError } from '../errors.js';
+import type { Logger } from '../log/logger.js';
 
 // node:crypto and node:tls are loaded by the first ssl:// bind, not by every process: a server without
 // TLS binds never needs them, and they cost each process memory and start-up time (issue 17).

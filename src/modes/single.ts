@@ -6,8 +6,23 @@
 // servers accept on dups of them, so stopping accepting never closes a socket and never drops its queue.
 import * as fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { compatPorts, listenWaitMs, loadApp, publishPorts, resolveAppFile } from './app/index.js';
-import { runHeldStopListeners } from './app/stop-signals.js';
+import { runHooks } from '../app/hooks.js';
+import { compatPorts, listenWaitMs, loadApp, publishPorts, resolveAppFile } from '../app/index.js';
+import { readyProbe } from '../app/probe.js';
+import { runHeldStopListeners } from '../app/stop-signals.js';
+import { describeConfigSource } from '../config/index.js';
+import { installSignalHandlers } from '../control/signals.js';
+import {
+  type ActionOptions,
+  type ControlAction,
+  type ControlAnswer,
+  lifetimeView,
+  listenerViews,
+  type Stats,
+} from '../control/status.js';
+import { describeRelease, realpathOr } from '../deploy/release.js';
+import { logRollback, planRollback, type RollbackPlan } from '../deploy/rollback.js';
+import { errorMessage, NserveError } from '../errors.js';
 import {
   closeLeftovers,
   closeListeners,
@@ -19,35 +34,20 @@ import {
   readSocketActivation,
   removeSocketFiles,
   tcpPorts,
-} from './binder.js';
-import { describeConfigSource } from './config/index.js';
-import { errorMessage, NserveError } from './errors.js';
-import { inspect, reportInheritedLeaks, warnOnGrowth } from './fds.js';
-import { runHooks } from './hooks.js';
+} from '../listen/binder.js';
+import { LocalCerts } from '../listen/tls.js';
+import { memoryView } from '../memory/index.js';
+import { singleSource } from '../metrics/single-source.js';
+import * as native from '../native/index.js';
+import { inspect, reportInheritedLeaks, warnOnGrowth } from '../os/descriptors.js';
+import { recordPid, removePidfile } from '../os/pidfile.js';
+import { reapOrphansAsInit, startWatchdog } from '../os/systemd.js';
+import { logAbandoned, newConfigProblem, prepareExec } from '../restart/prepare.js';
+import { describeLongLived } from '../server/drain.js';
+import { AppServer } from '../server/index.js';
+import { VERSION } from '../version.js';
 import { Lifecycle, SERVER_TRANSITIONS, type ServerState } from './lifecycle.js';
-import { memoryView } from './memory/index.js';
-import { singleSource } from './metrics/single-source.js';
-import * as native from './native/index.js';
-import { recordPid, removePidfile } from './pidfile.js';
-import { readyProbe } from './probe.js';
-import { describeRelease, realpathOr } from './release.js';
-import { logAbandoned, newConfigProblem, prepareExec } from './restart/prepare.js';
-import { logRollback, planRollback, type RollbackPlan } from './rollback.js';
 import type { RunContext } from './run-context.js';
-import { describeLongLived } from './server/drain.js';
-import { AppServer } from './server/index.js';
-import { installSignalHandlers } from './signals.js';
-import {
-  type ActionOptions,
-  type ControlAction,
-  type ControlAnswer,
-  lifetimeView,
-  listenerViews,
-  type Stats,
-} from './status.js';
-import { reapOrphansAsInit, startWatchdog } from './systemd.js';
-import { LocalCerts } from './tls.js';
-import { VERSION } from './version.js';
 
 export async function runSingle(ctx: RunContext): Promise<void> {
   const { config, log, history } = ctx;
