@@ -1,5 +1,5 @@
 // Advisory locks: flock on a lock file, held for a server's life (src/control/lock.ts).
-import { addon } from './index.js';
+import { addon } from './addon.js';
 import { typeError, validateString } from './validate.js';
 
 /**

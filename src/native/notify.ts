@@ -1,5 +1,5 @@
 // systemd: sd_notify datagrams.
-import { addon } from './index.js';
+import { addon } from './addon.js';
 import { typeError, validateString } from './validate.js';
 
 /** One datagram to a sd_notify socket ('@name': abstract). Throws on failure, e.g. ECONNREFUSED. */
