@@ -11,7 +11,7 @@ import { LOG_FORMATS, LOG_LEVELS, type LogFormat } from '../log/logger.js';
 import { LEAK_POLICIES, type LeakPolicy } from '../os/descriptors.js';
 import { readStateFile } from '../os/state-file.js';
 import type { FoundConfigFile } from './file.js';
-import type { CliOptions, Config, UserConfig } from './index.js';
+import type { CliOptions, Config, UserConfig } from './types.js';
 import {
   bool,
   byteSize,

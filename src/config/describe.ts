@@ -2,7 +2,7 @@
 
 import { formatControlUrl } from '../control/api.js';
 import { CONFIG_ENV } from './file.js';
-import { type Config, HOOK_NAMES } from './index.js';
+import { type Config, HOOK_NAMES } from './types.js';
 import type { Source } from './values.js';
 
 /** The configuration as `nserve config --print` shows it: values (secrets redacted) and their sources. */

@@ -5,7 +5,7 @@ import { pathToFileURL } from 'node:url';
 import { errorMessage, NserveError, usageError } from '../errors.js';
 import { checkTlsBinds } from '../listen/tls.js';
 import { type BuildOptions, buildConfig } from './build.js';
-import { type CliOptions, type Config, HOOK_NAMES, type UserConfig } from './index.js';
+import { type CliOptions, type Config, HOOK_NAMES, type UserConfig } from './types.js';
 
 const CONFIG_NAMES = ['nserve.config.mjs', 'nserve.config.js', 'nserve.config.cjs', 'nserve.config.json'];
 /** The environment variable that names the config file (below -C, above the working directory). */
