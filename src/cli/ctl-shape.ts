@@ -5,7 +5,7 @@
 import type { Stats } from '../control/status.js';
 import type { CertReload } from '../listen/tls.js';
 import type { ProcessFds } from '../os/descriptors.js';
-import { CtlFailure, EXIT_USAGE } from './ctl-wait.js';
+import { CtlFailure, EXIT_USAGE } from './ctl-failure.js';
 
 /** A field's expected type: a JSON type name, alternatives joined by `|`, or a nested shape. */
 type Spec = string | Shape | { each: Spec };

@@ -14,16 +14,10 @@ import { errorCode, NserveError, usageError } from '../errors.js';
 import { describeReload } from '../listen/tls.js';
 import { formatFdTable, type ProcessFds, withoutNodeFds } from '../os/descriptors.js';
 import { type Connection, connect, isLocal, processAlive } from './ctl-connect.js';
+import { CtlFailure, EXIT_FAILED, EXIT_USAGE } from './ctl-failure.js';
 import { describeRestartDone, formatStats, formatStatus, oneLine, statusSummary } from './ctl-format.js';
 import { asCertReload, asFds, asStats } from './ctl-shape.js';
-import {
-  CtlFailure,
-  EXIT_FAILED,
-  EXIT_USAGE,
-  REQUEST_TIMEOUT_MS,
-  waitForExit,
-  waitForRestart,
-} from './ctl-wait.js';
+import { REQUEST_TIMEOUT_MS, waitForExit, waitForRestart } from './ctl-wait.js';
 import { fdsFromProc } from './fds.js';
 
 export { processAlive };
