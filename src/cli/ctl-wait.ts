@@ -3,7 +3,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { formatControlUrl } from '../control/api.js';
 import { ControlError, call } from '../control/client.js';
-import type { RestartRecord, Stats } from '../control/status.js';
+import type { Stats } from '../control/status.js';
+import type { RestartRecord } from '../restart/history.js';
 import { type Connection, processAlive, refresh } from './ctl-connect.js';
 import { CtlFailure, EXIT_FAILED } from './ctl-failure.js';
 import { asStats } from './ctl-shape.js';

@@ -167,7 +167,7 @@ export async function start(appArg: string | undefined, opts: CliOptions): Promi
     if (said !== undefined)
       log.info({ envFile: change.file, changed: change.changed, removed: change.removed }, said);
   }
-  const { RestartHistory } = await import('../control/status.js');
+  const { RestartHistory } = await import('../restart/history.js');
   const history = RestartHistory.fromHandoff(
     handoff?.history,
     handoff?.totals,

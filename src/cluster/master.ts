@@ -15,14 +15,7 @@ import { publishPorts, resolveAppFile } from '../app/index.js';
 import { HELD_LISTENERS_MAX_MS } from '../app/stop-signals.js';
 import { describeConfigSource } from '../config/index.js';
 import { installSignalHandlers } from '../control/signals.js';
-import {
-  type ActionOptions,
-  type ControlAction,
-  type ControlAnswer,
-  type Controller,
-  countWorkerEvent,
-  type Stats,
-} from '../control/status.js';
+import type { ActionOptions, ControlAction, ControlAnswer, Controller, Stats } from '../control/status.js';
 import { errorMessage, NserveError } from '../errors.js';
 import {
   closeLeftovers,
@@ -46,6 +39,7 @@ import { recordPid, removePidfile } from '../os/pidfile.js';
 import { reapOrphansAsInit, startWatchdog } from '../os/systemd.js';
 import { setProcessTitle } from '../os/title.js';
 import type { Handoff } from '../restart/handoff.js';
+import { countWorkerEvent } from '../restart/history.js';
 import { VERSION } from '../version.js';
 import { ClusterCerts } from './certs.js';
 import { performAction, reloadCerts } from './control.js';

@@ -10,10 +10,10 @@
 // leaves is not replaced (`noWayBack`, deploy.ts), and nothing claims that the previous release serves
 // again when a new worker would load the failed one.
 
-import type { RestartRecord } from '../control/status.js';
 import { isDirectory } from '../deploy/release.js';
 import { errorMessage } from '../errors.js';
 import { unlessAborted } from '../modes/lifecycle.js';
+import type { RestartRecord } from '../restart/history.js';
 import { type CanaryVerdict, canaryRecord, watchCanary } from './canary.js';
 import type { Master } from './master.js';
 import type { WorkerHandle } from './worker-handle.js';

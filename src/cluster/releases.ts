@@ -14,11 +14,11 @@
 // `mixedVersions` in /stats; cleared (info line) by the next check that finds one release.
 import * as fs from 'node:fs';
 import type { Config } from '../config/index.js';
-import type { RestartHistory } from '../control/status.js';
 import { describeRelease, isDirectory } from '../deploy/release.js';
 import { errorMessage, NserveError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { Lifecycle, ServerState } from '../modes/lifecycle.js';
+import type { RestartHistory } from '../restart/history.js';
 import type { Master } from './master.js';
 
 /** Added to the drain bounds before old workers still alive count as mixed versions. */

@@ -4,9 +4,10 @@
 // with that directory pinned, so a rollback has the same zero-failure machinery and verdicts as any
 // restart.
 import { resolveAppFile } from '../app/index.js';
-import type { ActionOptions, RestartHistory, RestartKind } from '../control/status.js';
+import type { ActionOptions } from '../control/status.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log/logger.js';
+import type { RestartHistory, RestartKind } from '../restart/history.js';
 import { describeRelease, type ReleaseRef } from './release.js';
 
 export interface RollbackPlan {

@@ -9,12 +9,12 @@
 import * as http from 'node:http';
 import * as net from 'node:net';
 import type { Config } from '../config/index.js';
-import type { RestartHistory } from '../control/status.js';
 import { errorCode, errorMessage, usageError } from '../errors.js';
 import { formatAddress, type Listener } from '../listen/binder.js';
 import type { Logger } from '../log/logger.js';
 import * as native from '../native/index.js';
 import type { Handoff } from '../restart/handoff.js';
+import type { RestartHistory } from '../restart/history.js';
 import { VERSION } from '../version.js';
 import { gauge, type MetricJson, withLabels } from './json.js';
 import { QueueSampler } from './queue.js';

@@ -1,10 +1,11 @@
 // What the command line hands to the role it picked (single server or cluster master).
 import type { CliOptions, Config } from '../config/index.js';
-import type { Controller, RestartHistory } from '../control/status.js';
+import type { Controller } from '../control/status.js';
 import type { Logger } from '../log/logger.js';
 import type { MetricsPlane } from '../metrics/metrics-plane.js';
 import type { RestartInfo } from '../restart/exec.js';
 import type { HandedLock, Handoff } from '../restart/handoff.js';
+import type { RestartHistory } from '../restart/history.js';
 
 export interface RunContext {
   config: Config;

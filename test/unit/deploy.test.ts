@@ -6,9 +6,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { MixedVersionWatch, type Watched } from '../../src/cluster/releases.js';
-import { RestartHistory } from '../../src/control/status.js';
 import { Deploys, type TargetedRecord } from '../../src/deploy/record.js';
 import { readReleaseRef, readReleaseVersion, VERSION_MAX_CHARS } from '../../src/deploy/release.js';
+import { RestartHistory } from '../../src/restart/history.js';
 import { until } from '../helpers/logged-process.js';
 import { tmpDir } from '../helpers/tmp.js';
 
