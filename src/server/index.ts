@@ -17,7 +17,8 @@
 // connections it accepts and serves the requests that come out of it.
 //
 // By role: connection classification and tracking (server/connections.ts), draining (server/drain.ts),
-// creating the server object for a bind, TLS or not (server/create.ts); this module serves.
+// creating the server object for a bind, TLS or not (server/create.ts), the health answer, access log and
+// polling-handshake warning (server/per-request.ts); this module serves.
 import type * as http from 'node:http';
 import type { Socket } from 'node:net';
 import * as net from 'node:net';
@@ -48,6 +49,7 @@ import {
   type LongPollPolicy,
   waitLongLived,
 } from './drain.js';
+import { answerHealth, logAccess, warnPollingHandshake } from './per-request.js';
 
 export type { AppServerOptions } from './create.js';
 export type { DrainResult } from './drain.js';
@@ -314,10 +316,7 @@ export class AppServer {
   }
 
   private health(res: http.ServerResponse): void {
-    const down = this.draining || this.notReady;
-    if (this.draining) res.shouldKeepAlive = false;
-    res.writeHead(down ? 503 : 200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-    res.end(JSON.stringify({ status: down ? 'draining' : 'ok', pid: process.pid }));
+    answerHealth(res, { draining: this.draining, notReady: this.notReady });
   }
 
   private track(sock: Tracked<Socket>): void {
@@ -344,32 +343,13 @@ export class AppServer {
     st.idleSince = Date.now();
     if (this.options.accessLog !== true) return;
     const started = this.responseStarted.get(res);
-    if (started !== undefined) {
-      const ms = Number(process.hrtime.bigint() - started) / 1e6;
-      const req = res.req;
-      this.options.log.info(
-        {
-          method: req.method,
-          path: req.url,
-          status: res.statusCode,
-          ms: Math.round(ms * 100) / 100,
-          finished: res.writableFinished,
-        },
-        'request',
-      );
-    }
+    if (started !== undefined) logAccess(this.options.log, res, started);
   }
 
-  /**
-   * Once per process: with the kernel's hash each new connection lands on any worker, and the polls after
-   * a socket.io handshake answer `400 Session ID unknown` elsewhere. The request is served as usual.
-   */
+  /** Once per process (warnPollingHandshake in per-request.ts says why). The request is served as usual. */
   private warnPolling(req: http.IncomingMessage): void {
     this.warnedPolling = true;
-    this.options.log.warn(
-      { event: 'balance.polling-handshake', path: req.url?.split('?')[0] },
-      "socket.io's polling handshake was seen in cluster mode with --balance kernel: its later requests reach other workers, which do not know the session (400 Session ID unknown); start with --balance ip-hash (docs/balancing.md)",
-    );
+    warnPollingHandshake(this.options.log, req);
   }
 
   private handle(req: http.IncomingMessage, res: Tracked<http.ServerResponse> & Timed): void {
