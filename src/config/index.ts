@@ -5,7 +5,8 @@
 // The types live in types.ts, the leaf the modules of this folder import.
 import type { UserConfig } from './types.js';
 
-export { buildConfig, MAX_SOCKETS_PER_WORKER, type MetricsAddress } from './build.js';
+export { buildConfig } from './build.js';
+export { MAX_SOCKETS_PER_WORKER, type MetricsAddress } from './derive.js';
 export { describeConfig, formatConfig } from './describe.js';
 export {
   CONFIG_ENV,

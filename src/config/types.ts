@@ -5,7 +5,7 @@ import type { ControlConfig } from '../control/api.js';
 import type { Balance, BindSpec } from '../listen/binder.js';
 import type { LogFormat } from '../log/logger.js';
 import type { LeakPolicy } from '../os/descriptors.js';
-import type { MetricsAddress } from './build.js';
+import type { MetricsAddress } from './derive.js';
 import type { ConfigFileSource } from './file.js';
 import type { Source } from './values.js';
 export interface HookContext {
