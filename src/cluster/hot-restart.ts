@@ -10,7 +10,8 @@ import { reportInheritedLeaks, warnOnGrowth } from '../os/descriptors.js';
 import type { Handoff } from '../restart/handoff.js';
 import { type Abandoned, logAbandoned, newConfigProblem, prepareExec } from '../restart/prepare.js';
 import type { Master } from './master.js';
-import { bootExitReason, type WorkerHandle } from './worker-handle.js';
+import type { WorkerHandle } from './worker-handle.js';
+import { bootExitReason } from './worker-states.js';
 
 /**
  * Old image side. The new generation is spawned at once, from the re-resolved directory: its workers

@@ -11,7 +11,8 @@ import * as native from '../native/index.js';
 import { MAIN_PROCESS_ENV } from '../os/systemd.js';
 import { ownCommandLine } from '../restart/exec.js';
 import { type HandedWorker, PROTOCOL_VERSION, workerEnv } from '../restart/handoff.js';
-import { bootExitReason, type WorkerEvent, WorkerHandle } from './worker-handle.js';
+import { WorkerHandle } from './worker-handle.js';
+import { bootExitReason, type WorkerEvent } from './worker-states.js';
 
 export class WorkerPool {
   /** The current generation, by worker index (may have holes). */

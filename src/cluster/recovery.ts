@@ -11,7 +11,8 @@
 import { errorMessage } from '../errors.js';
 import { describeOomKill } from '../memory/index.js';
 import type { Master } from './master.js';
-import type { WorkerEvent, WorkerHandle } from './worker-handle.js';
+import type { WorkerHandle } from './worker-handle.js';
+import type { WorkerEvent } from './worker-states.js';
 
 const CRASH_WINDOW_MS = 10_000;
 const MAX_BACKOFF_MS = 30_000;
