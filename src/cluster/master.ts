@@ -29,7 +29,7 @@ import {
   tcpPorts,
 } from '../listen/binder.js';
 import type { CertReload } from '../listen/tls.js';
-import { mb, memoryView, OomAim } from '../memory/index.js';
+import { OomAim, warnIfHotRestartCannotFit } from '../memory/index.js';
 import { clusterSource, onWorkerEvent } from '../metrics/cluster.js';
 import { Lifecycle, SERVER_TRANSITIONS, type ServerState } from '../modes/lifecycle.js';
 import type { RunContext } from '../modes/run-context.js';
@@ -48,7 +48,7 @@ import { WorkerPool } from './pool.js';
 import { Recovery } from './recovery.js';
 import { MixedVersionWatch, resolveRelease } from './releases.js';
 import { clusterFds, clusterStats, servingPids } from './report.js';
-import { Rebalancer, type SlotGroups } from './slots.js';
+import { Rebalancer, slotGroups, slotKey } from './slots.js';
 import type { WorkerHandle } from './worker-handle.js';
 
 export async function runMaster(ctx: RunContext): Promise<void> {
@@ -121,7 +121,7 @@ export class Master implements Controller {
     this.slots = new Rebalancer({
       log: ctx.log,
       slotFds: this.slotFds,
-      groups: () => this.slotGroups(),
+      groups: () => slotGroups(this.listeners),
       current: () => this.pool.current(),
       count: () => this.count,
       acceptTimeoutMs: ctx.config.workerBootTimeoutMs,
@@ -253,24 +253,9 @@ export class Master implements Controller {
     return this.lifecycle.is('stopping');
   }
 
-  /**
-   * Say when a cluster hot restart would not fit in the memory budget (at start, and before each one):
-   * the OOM killer then kills new workers as they boot (they are its first choice) and the restart is
-   * abandoned, the old code still serving.
-   */
+  /** Say when a cluster hot restart would not fit in the memory budget (at start, and before each one). */
   warnIfHotRestartCannotFit(when: 'at start' | 'before this hot restart'): void {
-    const v = memoryView(servingPids(this));
-    if (v.hotRestartFits !== false || v.hotRestartNeed == null) return;
-    this.log.warn(
-      {
-        event: 'memory.hot-restart-tight',
-        need: v.hotRestartNeed,
-        headroom: v.headroom,
-        limit: v.limit,
-        workingSet: v.workingSet,
-      },
-      `${when}: a hot restart may not fit in memory: its ${this.count} new workers need ~${mb(v.hotRestartNeed)} beside the old ones, the headroom is ${mb(v.headroom)} (limit ${mb(v.limit)}, working set ${mb(v.workingSet)}); if the cgroup runs out, the OOM killer kills booting workers first and the restart is abandoned (a phased restart, USR1, needs one worker at a time)`,
-    );
+    warnIfHotRestartCannotFit(this.log, servingPids(this), this.count, when);
   }
 
   /** Begin a restart: returns the signal a stop aborts. */
@@ -345,13 +330,6 @@ export class Master implements Controller {
     return this.directory;
   }
 
-  /** The slot keys of each bind, in slot order. */
-  private slotGroups(): SlotGroups {
-    const byBind = new Map<string, string[]>();
-    for (const l of this.listeners) byBind.set(l.spec.uri, [...(byBind.get(l.spec.uri) ?? []), slotKey(l)]);
-    return [...byBind.values()];
-  }
-
   /** Handed to the next image: the parts of the hand-off the master owns. */
   handoffFor(workers: readonly WorkerHandle[]): Pick<Handoff, 'workers' | 'generation'> {
     return { workers: this.pool.handOver(workers), generation: this.generation };
@@ -410,8 +388,4 @@ export class Master implements Controller {
     this.log.info(answered === undefined ? {} : { requests: answered }, 'stopped');
     process.exit(0);
   }
-}
-
-function slotKey(l: Listener): string {
-  return `${l.spec.uri}#${l.slot}`;
 }
