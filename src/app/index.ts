@@ -35,7 +35,7 @@ export interface LoadedApp {
   /**
    * Listen-compat with the app's own TLS server (`https.createServer(opts, app)`, http2's
    * createSecureServer): it keeps its TLS options and handshakes; nserve feeds it the connections it
-   * accepts and wraps its request listeners (server.ts).
+   * accepts and wraps its request listeners (server/index.ts).
    */
   tlsServer?: tls.Server;
 }

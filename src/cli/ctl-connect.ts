@@ -23,7 +23,7 @@ export type Connection =
       kind: 'signals';
       pid: number;
       source: string;
-      /** From its process title (title.ts); undefined when it has none (yet) or it cannot be read. */
+      /** From its process title (os/title.ts); undefined when it has none (yet) or it cannot be read. */
       mode: 'cluster' | 'single' | undefined;
     };
 

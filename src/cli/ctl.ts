@@ -1,6 +1,6 @@
 // `nserve ctl COMMAND`: drive a running server through its control server (found with -S STATE, or given
 // with --control-url/--control-token), or with signals when only a pidfile is known (-P). The signal for
-// each command comes from the one table in signals.ts.
+// each command comes from the one table in control/signals.ts.
 //
 // Exit status: 0 done; 1 the restart or stop waited for (--wait) failed or did not finish in time;
 // 2 it could not be asked (bad usage, no server at that address, stale state file or pidfile, wrong

@@ -49,7 +49,7 @@ const DEFAULT_BOOT_TIMEOUT_MS = 60_000;
  */
 /**
  * Node's own process.exit, taken when this module loads: before an optimistic hot restart's boot guard
- * or the app's load replace it with stubs (restart/guard.ts, app.ts). An uncaught exception long after
+ * or the app's load replace it with stubs (restart/guard.ts, app/index.ts). An uncaught exception long after
  * the guard was disarmed must exit, not exec back to the previous release through a stale stub.
  */
 const NODE_EXIT = process.exit.bind(process);
@@ -144,7 +144,7 @@ export async function start(appArg: string | undefined, opts: CliOptions): Promi
         );
     }
     if (stdioRedirected()) {
-      // The master passes SIGHUP on: reopen our own descriptors 1 and 2 (worker.ts ignores SIGHUP otherwise).
+      // The master passes SIGHUP on: reopen our own descriptors 1 and 2 (cluster/worker.ts ignores SIGHUP otherwise).
       const hupLog = createLogger({
         level: config.logLevel,
         base: { role: 'worker', worker: identity.index },

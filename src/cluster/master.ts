@@ -91,7 +91,7 @@ export class Master implements Controller {
   private healthTimer: NodeJS.Timeout | undefined;
   /** Booting workers are the OOM killer's first choice, the master its last (memory/oom.ts). */
   readonly oom: OomAim;
-  /** Raises the mixed-version alarm when two releases serve past a restart (deploy.ts). */
+  /** Raises the mixed-version alarm when two releases serve past a restart (releases.ts). */
   readonly mixedVersions = new MixedVersionWatch(this);
 
   constructor(readonly ctx: RunContext) {
@@ -317,7 +317,7 @@ export class Master implements Controller {
 
   /**
    * Resolve `directory` (a symlinked release) for a new generation, or the release a rollback pins; a
-   * restart records it as its target (deploy.ts). `this.directory`, what replacements of crashed workers
+   * restart records it as its target (releases.ts). `this.directory`, what replacements of crashed workers
    * load, changes only once that generation serves (or on reload-worker-directory).
    */
   resolveNewDirectory(): string {

@@ -24,7 +24,7 @@ export type ToWorker =
   /** Stop accepting on these slots (lent slots handed back, or re-spread). */
   | { t: 'release'; keys: string[] }
   /**
-   * Tell the app this worker will drain soon (drain.ts) while it still serves; answer `quiet` once no
+   * Tell the app this worker will drain soon (app/drain-api.ts) while it still serves; answer `quiet` once no
    * long-lived connection is open, or after `graceMs` (a cluster hot restart, once new workers booted).
    */
   | { t: 'notice'; graceMs: number }

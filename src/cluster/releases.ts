@@ -1,4 +1,4 @@
-// The master's side of the deploy record (src/deploy.ts): which directory a new generation loads (the
+// The master's side of the deploy record (src/deploy/record.ts): which directory a new generation loads (the
 // re-resolved --directory, or the release a rollback pins), and the mixed-version alarm.
 //
 // The alarm, one rule checked at two moments after every restart ends (ok, failed or stopped):

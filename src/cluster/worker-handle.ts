@@ -108,7 +108,7 @@ export class WorkerHandle {
       close: () => this.onChannelClosed(),
     });
     // Liveness is the process's, never the channel's: libuv reports the exit of a child it spawned; a
-    // worker adopted across a hot restart is watched by PID (reaper.ts), whoever holds its channel.
+    // worker adopted across a hot restart is watched by PID (os/reaper.ts), whoever holds its channel.
     if (spec.child !== undefined) spec.child.once('exit', (code, signal) => this.onGone(code, signal));
     else watchExit(spec.pid, (status) => this.onGone(status?.code ?? null, status?.signal ?? null));
   }

@@ -41,7 +41,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
   const { index, generation: phase, channelFd } = ctx.identity;
   const directory = ctx.identity.directory ?? config.directory;
   const log = createLogger({ level: config.logLevel, base: { role: 'worker', worker: index, phase } });
-  // nserve's own exits: while the app loads, process.exit() is the app's, and throws (app.ts).
+  // nserve's own exits: while the app loads, process.exit() is the app's, and throws (app/index.ts).
   const exit = process.exit.bind(process);
   // libuv handed us the channel without close-on-exec; a child the app spawns must not inherit it.
   native.setCloexec(channelFd, true);

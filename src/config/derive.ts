@@ -73,7 +73,7 @@ export function distinctAddresses(
  * The pidfile and the state file are replaced whole and removed at stop: neither may be the other, nor a
  * file nserve redirects output to (the log would be overwritten, then deleted). The same file is the same
  * name once the directory's symlinks are resolved; a symlink at the name itself is replaced, never followed
- * (atomic-file.ts), so it does not make two names one. stdout and stderr may share a file.
+ * (os/atomic-file.ts), so it does not make two names one. stdout and stderr may share a file.
  */
 export function distinctFiles(files: [string, string | undefined][], sources: Record<string, Source>): void {
   const name = (file: string): string => {
@@ -118,7 +118,7 @@ export function phasedRollout(
 }
 
 /**
- * Descriptors one channel message can carry (native.ts MAX_FDS, fdpass.cc kMaxFds). The master sends a
+ * Descriptors one channel message can carry (native/addon.ts MAX_FDS, fdpass.cc kMaxFds). The master sends a
  * worker the slots it adds in one message, and while other workers are down (crash, boot) one worker may be
  * lent every slot of every bind: so the listening sockets of all binds together must fit in one message.
  * Past that, the server used to report booted and READY while no worker could take its slots.

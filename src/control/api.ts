@@ -25,7 +25,7 @@ const VALID = 'unix:///absolute/path, tcp://HOST:PORT (with --control-token) or 
 
 /**
  * `unix:///path[?mode=0660]` or `tcp://HOST:PORT` (numeric host, `localhost` allowed; port 0 picks a free
- * one, recorded in the state file). `auto` is resolved by config.ts, not here.
+ * one, recorded in the state file). `auto` is resolved by config/derive.ts, not here.
  */
 export function parseControlUrl(url: string, flag = '--control-url'): ControlAddress {
   if (!url.startsWith('unix://') && !url.startsWith('tcp://'))

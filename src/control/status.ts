@@ -95,7 +95,7 @@ export interface Stats {
   fdCount: number;
   /** With ssl:// binds: each bind's certificate (subject, expiry) and the last reload-certs. */
   tls?: TlsStats;
-  /** The release that serves (directory and version: deploy.ts); absent from an older nserve. */
+  /** The release that serves (directory and version: deploy/record.ts); absent from an older nserve. */
   release?: ReleaseRef | null;
   /** Where `ctl rollback` would go now (null: nowhere). */
   rollbackTo?: ReleaseRef | null;
@@ -132,7 +132,7 @@ export interface Controller {
    * start (no ssl:// bind, a restart in progress).
    */
   reloadCerts?(): Promise<CertReload> | { refused: string };
-  /** GET /metrics: the Prometheus text format and its content type (metrics/plane.ts). */
+  /** GET /metrics: the Prometheus text format and its content type (metrics/metrics-plane.ts). */
   metrics?(): Promise<{ text: string; contentType: string }>;
 }
 

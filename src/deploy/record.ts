@@ -1,4 +1,4 @@
-// The deploy record: which release each restart targeted (restart history, status.ts), which release
+// The deploy record: which release each restart targeted (restart history, restart/history.ts), which release
 // serves now, which one a rollback returns to, and the mixed-version alarm. Single mode and the master
 // keep one `Deploys` each, inside their RestartHistory; it crosses hot restarts in the hand-off
 // (`releases`, restart/handoff.ts), so a rollback still knows where to go after any number of execs.
@@ -123,7 +123,7 @@ function readNoWayBack(v: unknown): NoWayBack | undefined {
   return { ...n, message: noWayBackMessage(n) };
 }
 
-/** The fields of a restart record the deploy record fills in (structural: no import cycle with status.ts). */
+/** The fields of a restart record the deploy record fills in (structural: no import cycle with restart/history.ts). */
 export interface TargetedRecord {
   id: number;
   outcome: string;

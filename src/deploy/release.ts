@@ -1,4 +1,4 @@
-// What a release directory says about itself: its version, for the deploy record (deploy.ts). Read from
+// What a release directory says about itself: its version, for the deploy record (record.ts). Read from
 // files in the release (a `REVISION` file's first line, else package.json's `version`), never from the
 // environment: the environment is the server's, and would name the same version for every release.
 // Both files are untrusted input (written by a build, a deploy tool, a person): each is read up to a

@@ -1,6 +1,6 @@
 // `nserve ctl rollback` / `POST /rollback`, the part both modes share: where a rollback goes (the
-// deploy record's previous release, pinned: deploy.ts) and how (hot or phased), or one line saying why
-// it cannot. Single mode (single.ts) and the master (cluster/control.ts) then run an ordinary restart
+// deploy record's previous release, pinned: record.ts) and how (hot or phased), or one line saying why
+// it cannot. Single mode (modes/single.ts) and the master (cluster/control.ts) then run an ordinary restart
 // with that directory pinned, so a rollback has the same zero-failure machinery and verdicts as any
 // restart.
 import { resolveAppFile } from '../app/index.js';

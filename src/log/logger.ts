@@ -68,7 +68,7 @@ export function createLogger(options: LoggerOptions): Logger {
  * Turns one pino JSON line into the chosen format. Every format keeps one event on one line and lets no
  * control character from app text (an exception's message, a leaving reason, a request path) through
  * raw: JSON escapes C0 itself and DEL, C1 and U+2028/2029 are escaped on top; logfmt and pretty escape
- * them all in the values (log-escape.ts). The one exception is the app's own output under --tag-output
+ * them all in the values (escape.ts). The one exception is the app's own output under --tag-output
  * (a `stream` field): its bytes, colours included, are the app's, already cut into lines.
  */
 export function lineFormatter(format: LogFormat): (line: string) => string {

@@ -20,7 +20,7 @@ export interface RestartRecord {
   /** Hot restart: when no code accepted any more (single mode: before the exec), and for how long. */
   pausedAt?: number;
   pauseMs?: number;
-  /** The release the restart targeted (resolved directory and the version it names: deploy.ts). */
+  /** The release the restart targeted (resolved directory and the version it names: deploy/record.ts). */
   release?: ReleaseRef;
   /** The release that served when it began. */
   previous?: ReleaseRef;

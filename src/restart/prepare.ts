@@ -35,7 +35,7 @@ export interface ExecContext {
   restart: RestartInfo;
   /** The lock files held for the server's life (control/lock.ts): carried across every exec. */
   locks?: readonly HandedLock[];
-  /** What else crosses the exec: the metrics listener and counter totals (metrics/plane.ts). */
+  /** What else crosses the exec: the metrics listener and counter totals (metrics/metrics-plane.ts). */
   metrics?: {
     pause(): Promise<number[]>;
     resume(): void;

@@ -1,5 +1,5 @@
 // Connection classification: which open connections and responses are requests, idle keep-alive, or
-// long-lived (upgraded sockets, event streams, responses the app marked: see drain.ts), and the
+// long-lived (upgraded sockets, event streams, responses the app marked: see app/drain-api.ts), and the
 // structures a server tracks them in (TLS: handshaking until the handshake is done, then the TLS socket).
 import type * as http from 'node:http';
 import type * as http2 from 'node:http2';

@@ -1,5 +1,5 @@
 // Creating the server object for one bind: http, https, or http2 with an HTTP/1.1 fallback (`ssl://`
-// binds: tls.ts), or a feed into the app's own TLS server (listen-compat with https.createServer).
+// binds: listen/tls.ts), or a feed into the app's own TLS server (listen-compat with https.createServer).
 import * as http from 'node:http';
 import type { Socket } from 'node:net';
 import * as net from 'node:net';

@@ -1,4 +1,4 @@
-// Draining one server's connections without failing a request (the measurements behind it: server.ts).
+// Draining one server's connections without failing a request (the measurements behind it: index.ts).
 // A drain waits for requests only; long-lived connections are ended after their grace with a clean close
 // (FIN after pending writes, never a reset); what is left at the deadline is destroyed.
 import type * as http from 'node:http';

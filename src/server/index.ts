@@ -6,11 +6,11 @@
 // idle for a grace period.
 //
 // A drain waits for requests only. Long-lived connections (upgraded sockets, event streams, responses
-// the app marked: see drain.ts) are told to go (`announce`) and, after their grace, ended with a clean
+// the app marked: see app/drain-api.ts) are told to go (`announce`) and, after their grace, ended with a clean
 // close (FIN after pending writes, never a reset). Responses marked "finish on old code" are waited for
 // separately (`finishOnOld`), after the drain, so that a cluster hand-over does not wait for them.
 //
-// TLS (`ssl://` binds: tls.ts) only changes which server object is made for a bind (https, or http2 with
+// TLS (`ssl://` binds: listen/tls.ts) only changes which server object is made for a bind (https, or http2 with
 // an HTTP/1.1 fallback) and what is tracked: a connection is tracked as its TLS socket once the
 // handshake is done, and counted as "handshaking" until then, so a drain waits for it. An app that
 // terminates TLS itself (listen-compat with an https.Server) keeps its own server: nserve hands it the
@@ -258,7 +258,7 @@ export class AppServer {
     return this.live.counts();
   }
 
-  /** Tell the app this process drains (drain.ts): it may close its long-lived connections its own way. */
+  /** Tell the app this process drains (app/drain-api.ts): it may close its long-lived connections its own way. */
   announce(info: DrainInfo): void {
     if (this.announced) return;
     this.announced = true;
