@@ -24,7 +24,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { procEntry } from '../src/proc.js';
+import { procEntry } from '../src/os/proc.js';
 import { commandLine, formatForRepo, machine, writeResult } from './lib/machine.js';
 import {
   childPids,

@@ -115,7 +115,7 @@ function build(arch) {
       fail(`${file} needs GLIBC_${glibc}, above the floor ${GLIBC_FLOOR}`);
 
     // The object a hot restart preloads into its new image (native/early_signals.cc), built by the same
-    // node-gyp run; it lives beside the addon, where src/native.ts looks for it.
+    // node-gyp run; it lives beside the addon, where src/native/addon.ts looks for it.
     const preload = join(work, 'build', 'Release', PRELOAD);
     if (!existsSync(preload)) fail(`${preload} was not built`);
     if (readFileSync(preload).readUInt16LE(18) !== TARGETS[arch].machine)

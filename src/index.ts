@@ -1,12 +1,5 @@
 // The package's public API: typed config for nserve.config.{mjs,js}.
-export {
-  type Config,
-  defineConfig,
-  type HookContext,
-  type HookFn,
-  type HookName,
-  type UserConfig,
-} from './config.js';
+
 export {
   type DrainInfo,
   type DrainListener,
@@ -15,5 +8,13 @@ export {
   markLongLived,
   markLongPoll,
   onDrain,
-} from './drain.js';
+} from './app/drain-api.js';
+export {
+  type Config,
+  defineConfig,
+  type HookContext,
+  type HookFn,
+  type HookName,
+  type UserConfig,
+} from './config/index.js';
 export { VERSION } from './version.js';

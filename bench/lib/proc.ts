@@ -7,7 +7,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { childProcesses } from '../../src/proc.js';
+import { childProcesses } from '../../src/os/proc.js';
 import { LoggedProcess, now } from '../../test/helpers/logged-process.js';
 
 function findRoot(): string {

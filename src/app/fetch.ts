@@ -1,7 +1,7 @@
 // Web-standard fetch handlers (`export default { fetch(request) }`: Hono, itty, …) served as Node's (req, res).
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
-import type { FetchHandler } from '../app.js';
+import type { FetchHandler } from './index.js';
 
 /** Adapt a web-standard fetch handler to Node's (req, res). */
 export function fetchListener(fetch: FetchHandler): RequestListener {

@@ -3,7 +3,7 @@
 import type * as http from 'node:http';
 import * as net from 'node:net';
 import type * as tls from 'node:tls';
-import { isTlsServer } from '../tls.js';
+import { isTlsServer } from '../listen/tls.js';
 
 /**
  * Node's own listen, as it was before any capture: nserve's own servers (portable mode binds with Node)

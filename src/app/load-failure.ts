@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { escapeControl } from '../log-escape.js';
+import { escapeControl } from '../log/escape.js';
 
 // An app that throws at import is reported with the first stack frame inside the app (file:line:column,
 // skipping node_modules and Node's internals) and a short code frame, in single and cluster mode alike.

@@ -1,11 +1,11 @@
 // The boot-check child (NSERVE_BOOT_CHECK=app|config): loads the new release's config (and app) in a
 // separate process before a hot restart execs into it, and reports ok or the error to its parent.
 import * as fs from 'node:fs';
-import { compatPorts, listenWaitMs, loadApp, resolveAppFile } from '../app.js';
-import type { Config } from '../config.js';
-import { applyEnvFile } from '../env-file.js';
+import { compatPorts, listenWaitMs, loadApp, resolveAppFile } from '../app/index.js';
+import { applyEnvFile } from '../config/env-file.js';
+import type { Config } from '../config/index.js';
 import { errorMessage, NserveError } from '../errors.js';
-import { createLogger } from '../logger.js';
+import { createLogger } from '../log/logger.js';
 import type { BootCheckWhat } from '../restart/handoff.js';
 
 export async function bootCheckChild(
@@ -41,8 +41,8 @@ export async function bootCheckChild(
       args: config.args,
     });
     if (config.readyProbe !== undefined) {
-      const { AppServer } = await import('../server.js');
-      const { readyProbe } = await import('../probe.js');
+      const { AppServer } = await import('../server/index.js');
+      const { readyProbe } = await import('../app/probe.js');
       const server = AppServer.forApp(loaded, config, createLogger({ level: 'silent', base: {} }));
       const failed = await readyProbe(server, config.readyProbe, config.readyProbeTimeoutMs);
       if (failed !== undefined) throw new NserveError('ERR_NSERVE_READY_PROBE', failed);

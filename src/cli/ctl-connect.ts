@@ -5,10 +5,10 @@ import * as path from 'node:path';
 import { type ControlAddress, parseControlUrl } from '../control/api.js';
 import type { ControlTarget } from '../control/client.js';
 import { errorMessage, usageError } from '../errors.js';
-import { holderOf } from '../pidfile.js';
-import { procEntry } from '../proc.js';
-import { readStateFile } from '../statefile.js';
-import { titleRole } from '../title.js';
+import { holderOf } from '../os/pidfile.js';
+import { procEntry } from '../os/proc.js';
+import { readStateFile } from '../os/state-file.js';
+import { titleRole } from '../os/title.js';
 import type { CtlOptions } from './ctl.js';
 
 export type Connection =
@@ -23,7 +23,7 @@ export type Connection =
       kind: 'signals';
       pid: number;
       source: string;
-      /** From its process title (title.ts); undefined when it has none (yet) or it cannot be read. */
+      /** From its process title (os/title.ts); undefined when it has none (yet) or it cannot be read. */
       mode: 'cluster' | 'single' | undefined;
     };
 

@@ -1,8 +1,9 @@
 // How `nserve ctl` prints a server's status and stats (tables for people; --json prints the raw data).
 
+import type { Stats, WorkerView } from '../control/status.js';
+import { describeRelease, type ReleaseRef } from '../deploy/release.js';
 import type { MemoryView } from '../memory/index.js';
-import { describeRelease, type ReleaseRef } from '../release.js';
-import type { RestartRecord, Stats, WorkerView } from '../status.js';
+import type { RestartRecord } from '../restart/history.js';
 
 /** The last line of `ctl restart --wait` (and rollback): what finished, how long it took, what serves. */
 export function describeRestartDone(r: RestartRecord): string {

@@ -1,10 +1,11 @@
 // What `nserve ctl` reads from a control server is checked for the shape it prints before it is printed:
 // a server that answers with something else (another version, a bug, a proxy in between) gets one line
 // naming what is missing, never a TypeError and its stack.
-import type { ProcessFds } from '../fds.js';
-import type { Stats } from '../status.js';
-import type { CertReload } from '../tls.js';
-import { CtlFailure, EXIT_USAGE } from './ctl-wait.js';
+
+import type { Stats } from '../control/status.js';
+import type { CertReload } from '../listen/tls.js';
+import type { ProcessFds } from '../os/descriptors.js';
+import { CtlFailure, EXIT_USAGE } from './ctl-failure.js';
 
 /** A field's expected type: a JSON type name, alternatives joined by `|`, or a nested shape. */
 type Spec = string | Shape | { each: Spec };

@@ -3,27 +3,17 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { formatControlUrl } from '../control/api.js';
 import { ControlError, call } from '../control/client.js';
-import type { RestartRecord, Stats } from '../status.js';
+import type { Stats } from '../control/status.js';
+import type { RestartRecord } from '../restart/history.js';
 import { type Connection, processAlive, refresh } from './ctl-connect.js';
+import { CtlFailure, EXIT_FAILED } from './ctl-failure.js';
 import { asStats } from './ctl-shape.js';
 
-export const EXIT_FAILED = 1;
-export const EXIT_USAGE = 2;
 /** One request never waits longer than this for its answer. */
 export const REQUEST_TIMEOUT_MS = 10_000;
 /** --wait without a known PID: how long the server may stay unreachable (the exec window) before we give up. */
 const UNREACHABLE_GRACE_MS = 15_000;
 const POLL_MS = 150;
-
-/** A failure with the exit status it maps to. */
-export class CtlFailure extends Error {
-  constructor(
-    message: string,
-    readonly exitCode: number,
-  ) {
-    super(message);
-  }
-}
 
 /**
  * Poll /stats until restart `id` is no longer in progress. The server may be unreachable meanwhile (a hot

@@ -1,6 +1,6 @@
 // `nserve ctl COMMAND`: drive a running server through its control server (found with -S STATE, or given
 // with --control-url/--control-token), or with signals when only a pidfile is known (-P). The signal for
-// each command comes from the one table in signals.ts.
+// each command comes from the one table in control/signals.ts.
 //
 // Exit status: 0 done; 1 the restart or stop waited for (--wait) failed or did not finish in time;
 // 2 it could not be asked (bad usage, no server at that address, stale state file or pidfile, wrong
@@ -8,22 +8,16 @@
 import { Argument, type Command } from 'commander';
 import { formatControlUrl, routeForAction } from '../control/api.js';
 import { ControlError, call } from '../control/client.js';
+import { SIGNAL_COMMANDS } from '../control/signals.js';
+import type { ControlAction } from '../control/status.js';
 import { errorCode, NserveError, usageError } from '../errors.js';
-import { formatFdTable, type ProcessFds, withoutNodeFds } from '../fds.js';
-import { SIGNAL_COMMANDS } from '../signals.js';
-import type { ControlAction } from '../status.js';
-import { describeReload } from '../tls.js';
+import { describeReload } from '../listen/tls.js';
+import { formatFdTable, type ProcessFds, withoutNodeFds } from '../os/descriptors.js';
 import { type Connection, connect, isLocal, processAlive } from './ctl-connect.js';
+import { CtlFailure, EXIT_FAILED, EXIT_USAGE } from './ctl-failure.js';
 import { describeRestartDone, formatStats, formatStatus, oneLine, statusSummary } from './ctl-format.js';
 import { asCertReload, asFds, asStats } from './ctl-shape.js';
-import {
-  CtlFailure,
-  EXIT_FAILED,
-  EXIT_USAGE,
-  REQUEST_TIMEOUT_MS,
-  waitForExit,
-  waitForRestart,
-} from './ctl-wait.js';
+import { REQUEST_TIMEOUT_MS, waitForExit, waitForRestart } from './ctl-wait.js';
 import { fdsFromProc } from './fds.js';
 
 export { processAlive };

@@ -3,7 +3,7 @@
 // `start` entry (start-entry.ts), so both end the same way.
 import * as fs from 'node:fs';
 import { NserveError } from '../errors.js';
-import { escapeLines } from '../log-escape.js';
+import { escapeLines } from '../log/escape.js';
 
 export const EXIT_USAGE = 2;
 
@@ -19,7 +19,7 @@ export function writeStderr(text: string): void {
 /**
  * A message may carry the app's text (a load error's message, a worker's boot error): its control
  * characters are escaped and its continuation lines (a code frame, a stack) indented, so that nothing
- * in it can pass for a line of its own or drive the terminal (log-escape.ts).
+ * in it can pass for a line of its own or drive the terminal (log/escape.ts).
  */
 export function reportFailure(err: unknown): never {
   if (err instanceof NserveError && err.usage) {

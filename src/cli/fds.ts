@@ -2,8 +2,8 @@
 import * as fs from 'node:fs';
 import type { Command } from 'commander';
 import { errorCode, usageError } from '../errors.js';
-import { formatFdTable, inspect, type ProcessFds, withoutNodeFds } from '../fds.js';
-import { childProcesses } from '../proc.js';
+import { formatFdTable, inspect, type ProcessFds, withoutNodeFds } from '../os/descriptors.js';
+import { childProcesses } from '../os/proc.js';
 import { workerIndexFromEnviron } from '../restart/handoff.js';
 
 function workerIndex(pid: number): number | undefined {

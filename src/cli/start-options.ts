@@ -11,9 +11,9 @@
 // `--` ends nserve's command line: what follows is the app's (`nserve start next -w 2 -- start`, PM2's
 // convention), given to it as process.argv[2…]. Both readings split there first (splitAppArgs): commander
 // drops a `--` from its operands, so it could not tell `start app x` (an error) from `start app -- x`.
-import type { CliOptions } from '../config.js';
-import { LEAK_POLICIES } from '../fds.js';
-import { LOG_FORMATS, LOG_LEVELS } from '../logger.js';
+import type { CliOptions } from '../config/index.js';
+import { LOG_FORMATS, LOG_LEVELS } from '../log/logger.js';
+import { LEAK_POLICIES } from '../os/descriptors.js';
 
 export interface StartOption {
   /** commander's flags: `-b, --bind <uri>`, `--tag-output`. */

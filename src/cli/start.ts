@@ -3,10 +3,11 @@
 // restart's exec reads the hand-off here first.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { type CliOptions, type Config, loadConfig } from '../config.js';
+import { type CliOptions, type Config, loadConfig } from '../config/index.js';
 import type { ControlPlane } from '../control/plane.js';
+import type { Controller } from '../control/status.js';
+import { realpathOr } from '../deploy/release.js';
 import { errorMessage, NserveError } from '../errors.js';
-import { noteStartupFds } from '../fds.js';
 import {
   createLogger,
   type Logger,
@@ -15,10 +16,12 @@ import {
   reopenRedirectedStdio,
   setDefaultLogFormat,
   stdioRedirected,
-} from '../logger.js';
+} from '../log/logger.js';
 import { REQUESTS } from '../metrics/requests.js';
-import * as native from '../native.js';
-import { realpathOr } from '../release.js';
+import type { RunContext } from '../modes/run-context.js';
+import * as native from '../native/index.js';
+import { noteStartupFds } from '../os/descriptors.js';
+import { setProcessTitle } from '../os/title.js';
 import type { BootGuard } from '../restart/guard.js';
 import {
   CONSUMED_ENV,
@@ -31,9 +34,6 @@ import {
   readWorkerEnv,
   withoutPreload,
 } from '../restart/handoff.js';
-import type { RunContext } from '../run-context.js';
-import type { Controller } from '../status.js';
-import { setProcessTitle } from '../title.js';
 
 // Each role loads only what it runs (`await import`): a worker never loads the master, the control
 // server, the metrics listener or the restart machinery, and none of them is loaded when not configured.
@@ -49,7 +49,7 @@ const DEFAULT_BOOT_TIMEOUT_MS = 60_000;
  */
 /**
  * Node's own process.exit, taken when this module loads: before an optimistic hot restart's boot guard
- * or the app's load replace it with stubs (restart/guard.ts, app.ts). An uncaught exception long after
+ * or the app's load replace it with stubs (restart/guard.ts, app/index.ts). An uncaught exception long after
  * the guard was disarmed must exit, not exec back to the previous release through a stale stub.
  */
 const NODE_EXIT = process.exit.bind(process);
@@ -134,7 +134,7 @@ export async function start(appArg: string | undefined, opts: CliOptions): Promi
     const { runWorker } = await import('../cluster/worker.js');
     if (config.envFile !== undefined) {
       // From the release this worker's generation serves (re-resolved by the master for each restart).
-      const { applyEnvFile, describeEnvChange } = await import('../env-file.js');
+      const { applyEnvFile, describeEnvChange } = await import('../config/env-file.js');
       const change = applyEnvFile(config.envFile, identity.directory ?? fs.realpathSync(config.directory));
       const said = describeEnvChange(change);
       if (said !== undefined)
@@ -144,7 +144,7 @@ export async function start(appArg: string | undefined, opts: CliOptions): Promi
         );
     }
     if (stdioRedirected()) {
-      // The master passes SIGHUP on: reopen our own descriptors 1 and 2 (worker.ts ignores SIGHUP otherwise).
+      // The master passes SIGHUP on: reopen our own descriptors 1 and 2 (cluster/worker.ts ignores SIGHUP otherwise).
       const hupLog = createLogger({
         level: config.logLevel,
         base: { role: 'worker', worker: identity.index },
@@ -161,13 +161,13 @@ export async function start(appArg: string | undefined, opts: CliOptions): Promi
   });
   if (config.envFile !== undefined) {
     // Read again by every image (a hot restart's exec) from the release it serves.
-    const { applyEnvFile, describeEnvChange } = await import('../env-file.js');
+    const { applyEnvFile, describeEnvChange } = await import('../config/env-file.js');
     const change = applyEnvFile(config.envFile, releaseDirectory(config, handoff, env));
     const said = describeEnvChange(change);
     if (said !== undefined)
       log.info({ envFile: change.file, changed: change.changed, removed: change.removed }, said);
   }
-  const { RestartHistory } = await import('../status.js');
+  const { RestartHistory } = await import('../restart/history.js');
   const history = RestartHistory.fromHandoff(
     handoff?.history,
     handoff?.totals,
@@ -185,13 +185,13 @@ export async function start(appArg: string | undefined, opts: CliOptions): Promi
   }
   const startedAt = handoff?.startedAt ?? new Date().toISOString();
   // Without the addon (portable mode): what needs it is refused now, before anything binds.
-  if (!native.available) (await import('../portable.js')).refuseWithoutAddon(config);
+  if (!native.available) (await import('../modes/portable.js')).refuseWithoutAddon(config);
   // The control server (master or single only, never a worker) binds now, so a bad address fails first.
   // So are the locks beside --pidfile and --state: a second server is refused before it binds anything.
   const control = await openControlPlane(config, log, startedAt, handoff?.locks);
   // Metrics (docs/metrics.md): the dedicated listener binds now too, and answers from the start.
   const metrics = config.metrics
-    ? (await import('../metrics/plane.js')).MetricsPlane.open(config, log, history, handoff?.metrics)
+    ? (await import('../metrics/metrics-plane.js')).MetricsPlane.open(config, log, history, handoff?.metrics)
     : undefined;
   REQUESTS.on = config.metrics && config.workers === 0;
   const ctx: RunContext = {
@@ -233,10 +233,10 @@ export async function start(appArg: string | undefined, opts: CliOptions): Promi
   stopOnUncaught(log);
   if (!native.available) {
     // Single mode serves without the addon (macOS, Windows): refuseWithoutAddon refused the rest.
-    const { runPortable } = await import('../portable.js');
+    const { runPortable } = await import('../modes/portable.js');
     return runPortable(ctx);
   }
-  const { runSingle } = await import('../single.js');
+  const { runSingle } = await import('../modes/single.js');
   return runSingle(ctx);
 }
 
@@ -267,7 +267,7 @@ function stopOnUncaught(log: Logger): void {
  * app's output is not nserve's to filter.
  */
 async function tagAppOutput(base: Record<string, unknown>): Promise<void> {
-  const { tagOutput } = await import('../tag-output.js');
+  const { tagOutput } = await import('../log/tag-output.js');
   tagOutput({
     stdout: createLogger({ level: 'info', base }),
     stderr: createLogger({ level: 'info', base, fd: 2 }),

@@ -6,7 +6,7 @@
 //
 // One reload at a time, and none during a restart (which reads the files afresh anyway): a verdict that
 // arrived after a hot restart's exec would be unasked in the new image, which treats that as a violation.
-import type { Logger } from '../logger.js';
+
 import {
   type CertInfo,
   type CertReload,
@@ -17,7 +17,8 @@ import {
   type TlsBindOptions,
   type TlsStats,
   tlsStats,
-} from '../tls.js';
+} from '../listen/tls.js';
+import type { Logger } from '../log/logger.js';
 import type { WorkerHandle } from './worker-handle.js';
 
 /** How long a worker may take to re-read its files and answer. */

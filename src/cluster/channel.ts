@@ -10,7 +10,7 @@
 // (the peer exited with our datagrams unread, e.g. a metrics request: libuv reports that POLLERR as
 // EBADF). A worker's last words are its `drained` and its final request totals.
 import { errorCode, errorMessage, NserveError } from '../errors.js';
-import * as native from '../native.js';
+import * as native from '../native/index.js';
 
 export interface ChannelHandlers<In> {
   /** Turn a received JSON value into a message, or say why it is not one. */

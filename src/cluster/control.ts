@@ -1,10 +1,11 @@
 // The master's control face: what each control action (signal, `nserve ctl`, control API) does in
 // cluster mode, and when it is refused (a stop or a restart in progress).
+
+import type { ActionOptions, ControlAction, ControlAnswer } from '../control/status.js';
+import { describeRelease } from '../deploy/release.js';
+import { logRollback, planRollback } from '../deploy/rollback.js';
 import { errorMessage } from '../errors.js';
-import { describeRelease } from '../release.js';
-import { logRollback, planRollback } from '../rollback.js';
-import type { ActionOptions, ControlAction, ControlAnswer } from '../status.js';
-import type { CertReload } from '../tls.js';
+import type { CertReload } from '../listen/tls.js';
 import { hotRestart } from './hot-restart.js';
 import type { Master } from './master.js';
 import { phasedRestart, resize } from './phased-restart.js';

@@ -3,14 +3,15 @@
 // then drains the old workers and only when all have drained lets the new ones accept. Old and new code
 // never serve side by side; connections arriving in between wait in the slots' accept queues.
 import * as fs from 'node:fs';
-import { handedListeners } from '../binder.js';
 import { errorMessage } from '../errors.js';
-import { reportInheritedLeaks, warnOnGrowth } from '../fds.js';
-import { unlessAborted } from '../lifecycle.js';
+import { handedListeners } from '../listen/binder.js';
+import { unlessAborted } from '../modes/lifecycle.js';
+import { reportInheritedLeaks, warnOnGrowth } from '../os/descriptors.js';
 import type { Handoff } from '../restart/handoff.js';
 import { type Abandoned, logAbandoned, newConfigProblem, prepareExec } from '../restart/prepare.js';
 import type { Master } from './master.js';
-import { bootExitReason, type WorkerHandle } from './worker-handle.js';
+import type { WorkerHandle } from './worker-handle.js';
+import { bootExitReason } from './worker-states.js';
 
 /**
  * Old image side. The new generation is spawned at once, from the re-resolved directory: its workers

@@ -10,8 +10,13 @@
 // immediate. Single mode follows the same rule.
 
 import { setTimeout as sleep } from 'node:timers/promises';
+import { runHooks } from '../app/hooks.js';
+import { publishPorts, resolveAppFile } from '../app/index.js';
 import { HELD_LISTENERS_MAX_MS } from '../app/stop-signals.js';
-import { publishPorts, resolveAppFile } from '../app.js';
+import { describeConfigSource } from '../config/index.js';
+import { installSignalHandlers } from '../control/signals.js';
+import type { ActionOptions, ControlAction, ControlAnswer, Controller, Stats } from '../control/status.js';
+import { errorMessage, NserveError } from '../errors.js';
 import {
   closeLeftovers,
   closeListeners,
@@ -22,39 +27,28 @@ import {
   readSocketActivation,
   removeSocketFiles,
   tcpPorts,
-} from '../binder.js';
-import { describeConfigSource } from '../config.js';
-import { errorMessage, NserveError } from '../errors.js';
-import type { ProcessFds } from '../fds.js';
-import { runHooks } from '../hooks.js';
-import { Lifecycle, SERVER_TRANSITIONS, type ServerState } from '../lifecycle.js';
-import { mb, memoryView, OomAim } from '../memory/index.js';
+} from '../listen/binder.js';
+import type { CertReload } from '../listen/tls.js';
+import { OomAim, warnIfHotRestartCannotFit } from '../memory/index.js';
 import { clusterSource, onWorkerEvent } from '../metrics/cluster.js';
-import * as native from '../native.js';
-import { recordPid, removePidfile } from '../pidfile.js';
+import { Lifecycle, SERVER_TRANSITIONS, type ServerState } from '../modes/lifecycle.js';
+import type { RunContext } from '../modes/run-context.js';
+import * as native from '../native/index.js';
+import type { ProcessFds } from '../os/descriptors.js';
+import { recordPid, removePidfile } from '../os/pidfile.js';
+import { reapOrphansAsInit, startWatchdog } from '../os/systemd.js';
+import { setProcessTitle } from '../os/title.js';
 import type { Handoff } from '../restart/handoff.js';
-import type { RunContext } from '../run-context.js';
-import { installSignalHandlers } from '../signals.js';
-import {
-  type ActionOptions,
-  type ControlAction,
-  type ControlAnswer,
-  type Controller,
-  countWorkerEvent,
-  type Stats,
-} from '../status.js';
-import { reapOrphansAsInit, startWatchdog } from '../systemd.js';
-import { setProcessTitle } from '../title.js';
-import type { CertReload } from '../tls.js';
+import { countWorkerEvent } from '../restart/history.js';
 import { VERSION } from '../version.js';
 import { ClusterCerts } from './certs.js';
 import { performAction, reloadCerts } from './control.js';
-import { MixedVersionWatch, resolveRelease } from './deploy.js';
 import { completeHotRestart } from './hot-restart.js';
 import { WorkerPool } from './pool.js';
 import { Recovery } from './recovery.js';
+import { MixedVersionWatch, resolveRelease } from './releases.js';
 import { clusterFds, clusterStats, servingPids } from './report.js';
-import { Rebalancer, type SlotGroups } from './slots.js';
+import { Rebalancer, slotGroups, slotKey } from './slots.js';
 import type { WorkerHandle } from './worker-handle.js';
 
 export async function runMaster(ctx: RunContext): Promise<void> {
@@ -97,7 +91,7 @@ export class Master implements Controller {
   private healthTimer: NodeJS.Timeout | undefined;
   /** Booting workers are the OOM killer's first choice, the master its last (memory/oom.ts). */
   readonly oom: OomAim;
-  /** Raises the mixed-version alarm when two releases serve past a restart (deploy.ts). */
+  /** Raises the mixed-version alarm when two releases serve past a restart (releases.ts). */
   readonly mixedVersions = new MixedVersionWatch(this);
 
   constructor(readonly ctx: RunContext) {
@@ -127,7 +121,7 @@ export class Master implements Controller {
     this.slots = new Rebalancer({
       log: ctx.log,
       slotFds: this.slotFds,
-      groups: () => this.slotGroups(),
+      groups: () => slotGroups(this.listeners),
       current: () => this.pool.current(),
       count: () => this.count,
       acceptTimeoutMs: ctx.config.workerBootTimeoutMs,
@@ -259,24 +253,9 @@ export class Master implements Controller {
     return this.lifecycle.is('stopping');
   }
 
-  /**
-   * Say when a cluster hot restart would not fit in the memory budget (at start, and before each one):
-   * the OOM killer then kills new workers as they boot (they are its first choice) and the restart is
-   * abandoned, the old code still serving.
-   */
+  /** Say when a cluster hot restart would not fit in the memory budget (at start, and before each one). */
   warnIfHotRestartCannotFit(when: 'at start' | 'before this hot restart'): void {
-    const v = memoryView(servingPids(this));
-    if (v.hotRestartFits !== false || v.hotRestartNeed == null) return;
-    this.log.warn(
-      {
-        event: 'memory.hot-restart-tight',
-        need: v.hotRestartNeed,
-        headroom: v.headroom,
-        limit: v.limit,
-        workingSet: v.workingSet,
-      },
-      `${when}: a hot restart may not fit in memory: its ${this.count} new workers need ~${mb(v.hotRestartNeed)} beside the old ones, the headroom is ${mb(v.headroom)} (limit ${mb(v.limit)}, working set ${mb(v.workingSet)}); if the cgroup runs out, the OOM killer kills booting workers first and the restart is abandoned (a phased restart, USR1, needs one worker at a time)`,
-    );
+    warnIfHotRestartCannotFit(this.log, servingPids(this), this.count, when);
   }
 
   /** Begin a restart: returns the signal a stop aborts. */
@@ -338,7 +317,7 @@ export class Master implements Controller {
 
   /**
    * Resolve `directory` (a symlinked release) for a new generation, or the release a rollback pins; a
-   * restart records it as its target (deploy.ts). `this.directory`, what replacements of crashed workers
+   * restart records it as its target (releases.ts). `this.directory`, what replacements of crashed workers
    * load, changes only once that generation serves (or on reload-worker-directory).
    */
   resolveNewDirectory(): string {
@@ -349,13 +328,6 @@ export class Master implements Controller {
   resolveDirectory(): string {
     this.directory = this.resolveNewDirectory();
     return this.directory;
-  }
-
-  /** The slot keys of each bind, in slot order. */
-  private slotGroups(): SlotGroups {
-    const byBind = new Map<string, string[]>();
-    for (const l of this.listeners) byBind.set(l.spec.uri, [...(byBind.get(l.spec.uri) ?? []), slotKey(l)]);
-    return [...byBind.values()];
   }
 
   /** Handed to the next image: the parts of the hand-off the master owns. */
@@ -416,8 +388,4 @@ export class Master implements Controller {
     this.log.info(answered === undefined ? {} : { requests: answered }, 'stopped');
     process.exit(0);
   }
-}
-
-function slotKey(l: Listener): string {
-  return `${l.spec.uri}#${l.slot}`;
 }

@@ -7,12 +7,13 @@
 // directory. When that directory holds the failed release (an app edited in place: --directory is the
 // directory that serves) or is gone, there is no previous release on disk: the old workers run it from
 // memory only. Then the canary's old worker is kept serving beside it through the window, a worker that
-// leaves is not replaced (`noWayBack`, deploy.ts), and nothing claims that the previous release serves
+// leaves is not replaced (`noWayBack`, deploy/record.ts), and nothing claims that the previous release serves
 // again when a new worker would load the failed one.
+
+import { isDirectory } from '../deploy/release.js';
 import { errorMessage } from '../errors.js';
-import { unlessAborted } from '../lifecycle.js';
-import { isDirectory } from '../release.js';
-import type { RestartRecord } from '../status.js';
+import { unlessAborted } from '../modes/lifecycle.js';
+import type { RestartRecord } from '../restart/history.js';
 import { type CanaryVerdict, canaryRecord, watchCanary } from './canary.js';
 import type { Master } from './master.js';
 import type { WorkerHandle } from './worker-handle.js';

@@ -1,17 +1,18 @@
 // The master's workers: the current generation by worker index, the retiring ones (older generations
 // still draining), spawning, waiting for boot, draining, reaping.
 import { spawn } from 'node:child_process';
-import { APP_FAILURE_CODES, appFailure } from '../app.js';
-import type { Config } from '../config.js';
+import { runHooks } from '../app/hooks.js';
+import { APP_FAILURE_CODES, appFailure } from '../app/index.js';
+import type { Config } from '../config/index.js';
 import { errorMessage, type NserveErrorCode } from '../errors.js';
-import { runHooks } from '../hooks.js';
-import type { Logger } from '../logger.js';
+import type { Logger } from '../log/logger.js';
 import type { OomAim } from '../memory/index.js';
-import * as native from '../native.js';
+import * as native from '../native/index.js';
+import { MAIN_PROCESS_ENV } from '../os/systemd.js';
 import { ownCommandLine } from '../restart/exec.js';
 import { type HandedWorker, PROTOCOL_VERSION, workerEnv } from '../restart/handoff.js';
-import { MAIN_PROCESS_ENV } from '../systemd.js';
-import { bootExitReason, type WorkerEvent, WorkerHandle } from './worker-handle.js';
+import { WorkerHandle } from './worker-handle.js';
+import { bootExitReason, type WorkerEvent } from './worker-states.js';
 
 export class WorkerPool {
   /** The current generation, by worker index (may have holes). */

@@ -1,8 +1,9 @@
 // The message vocabulary between the master and its workers. Master and worker share only this file,
 // channel.ts, the hand-off names (restart/handoff.ts: the worker's environment), the logger, the errors
 // and the addon face. The vocabulary's version is PROTOCOL_VERSION in handoff.ts.
+
+import type { CertInfo, CertVerdict } from '../listen/tls.js';
 import { TOTALS_LENGTH, TOTALS_SUM_INDEX } from '../metrics/requests.js';
-import type { CertInfo, CertVerdict } from '../tls.js';
 //
 // Transport: one AF_UNIX SOCK_SEQPACKET socketpair per worker, made by the addon. The worker's end is
 // its fd 3 (see CHILD_ENV in handoff.ts). Each message is one datagram of JSON; slot descriptors ride along with
@@ -23,7 +24,7 @@ export type ToWorker =
   /** Stop accepting on these slots (lent slots handed back, or re-spread). */
   | { t: 'release'; keys: string[] }
   /**
-   * Tell the app this worker will drain soon (drain.ts) while it still serves; answer `quiet` once no
+   * Tell the app this worker will drain soon (app/drain-api.ts) while it still serves; answer `quiet` once no
    * long-lived connection is open, or after `graceMs` (a cluster hot restart, once new workers booted).
    */
   | { t: 'notice'; graceMs: number }

@@ -5,13 +5,14 @@
 // a worker that asks to leave (uncaught exception, SIGTERM sent to it) is replaced surge-first: its
 // replacement accepts on its slots before it drains, unless another worker can take them meanwhile.
 //
-// After a failed canary whose previous release is not on disk (`noWayBack`, deploy.ts), a replacement
+// After a failed canary whose previous release is not on disk (`noWayBack`, deploy/record.ts), a replacement
 // would load the failed release: a worker that leaves is not replaced while another one serves (the
 // server runs with one worker less and says so), and is when none is left (never zero workers).
 import { errorMessage } from '../errors.js';
 import { describeOomKill } from '../memory/index.js';
 import type { Master } from './master.js';
-import type { WorkerEvent, WorkerHandle } from './worker-handle.js';
+import type { WorkerHandle } from './worker-handle.js';
+import type { WorkerEvent } from './worker-states.js';
 
 const CRASH_WINDOW_MS = 10_000;
 const MAX_BACKOFF_MS = 30_000;

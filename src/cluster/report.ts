@@ -1,10 +1,10 @@
 // What the master reports about the cluster: stats (control server, `nserve ctl`) and descriptors
 // (`nserve fds`).
 import * as fs from 'node:fs';
-import { inspect, type ProcessFds } from '../fds.js';
+import { lifetimeView, listenerViews, processStartedAt, type Stats } from '../control/status.js';
+import type { TlsStats } from '../listen/tls.js';
 import { memoryView, readRssAnon } from '../memory/index.js';
-import { lifetimeView, listenerViews, processStartedAt, type Stats } from '../status.js';
-import type { TlsStats } from '../tls.js';
+import { inspect, type ProcessFds } from '../os/descriptors.js';
 import { VERSION } from '../version.js';
 import type { Master } from './master.js';
 

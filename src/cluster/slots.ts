@@ -7,11 +7,24 @@
 // `planSlots` is the pure decision (unit-tested without processes); `Rebalancer` carries it out over the
 // worker channels, one pass at a time.
 import { errorMessage } from '../errors.js';
-import type { Logger } from '../logger.js';
+import type { Listener } from '../listen/binder.js';
+import type { Logger } from '../log/logger.js';
 import type { WorkerHandle } from './worker-handle.js';
 
 /** The slot keys of one bind, in slot order (`<bind URI>#<slot>`). */
 export type SlotGroups = readonly (readonly string[])[];
+
+/** The key of one slot socket: `<bind URI>#<slot>`. */
+export function slotKey(l: Listener): string {
+  return `${l.spec.uri}#${l.slot}`;
+}
+
+/** The slot keys of each bind, in slot order. */
+export function slotGroups(listeners: readonly Listener[]): SlotGroups {
+  const byBind = new Map<string, string[]>();
+  for (const l of listeners) byBind.set(l.spec.uri, [...(byBind.get(l.spec.uri) ?? []), slotKey(l)]);
+  return [...byBind.values()];
+}
 
 /** The slot keys worker `index` should serve when there are `count` workers. */
 export function assignment(groups: SlotGroups, index: number, count: number): string[] {

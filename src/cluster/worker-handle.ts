@@ -1,66 +1,28 @@
-// The master's view of one worker process. Its metrics scrapes are worker-metrics.ts.
+// The master's view of one worker process. Its states, stats and events are worker-states.ts; its metrics
+// scrapes are worker-metrics.ts.
 import type { ChildProcess } from 'node:child_process';
-import { Lifecycle, type Transitions } from '../lifecycle.js';
-import type { Logger } from '../logger.js';
-import { type OomVerdict, oomKillEvidence } from '../memory/oom.js';
+import type { Logger } from '../log/logger.js';
+import type { OomVerdict } from '../memory/oom.js';
 import type { WorkerReply } from '../metrics/json.js';
-import * as native from '../native.js';
-import { watchExit } from '../reaper.js';
+import { Lifecycle } from '../modes/lifecycle.js';
+import * as native from '../native/index.js';
+import { watchExit } from '../os/reaper.js';
 import { Channel } from './channel.js';
 import { type FromWorker, type Implausible, parseFromWorker, type ToWorker } from './protocol.js';
 import { MetricsScrape } from './worker-metrics.js';
+import {
+  CHANNEL_LOST_GRACE_MS,
+  IMPLAUSIBLE_LOG_EVERY_MS,
+  MESSAGES_PER_SECOND,
+  MessageRate,
+  WORKER_TRANSITIONS,
+  type WorkerEvent,
+  type WorkerSpec,
+  type WorkerState,
+  type WorkerStats,
+} from './worker-states.js';
 
-/** Messages a worker may send in a burst, and per second after it (heartbeats come once a second). */
-const BURST = 400;
-const PER_SECOND = 100;
-/** Implausible reports (protocol.ts) are logged at most once per this, with how many were dropped. */
-const IMPLAUSIBLE_LOG_EVERY_MS = 60_000;
-
-/**
- * A worker's channel closes as it exits, a moment before its exit is reported. One still running this
- * long after its channel closed has lost it (its app closed the descriptor): it can no longer be told to
- * drain, so it is killed, and replaced as a crash.
- */
-const CHANNEL_LOST_GRACE_MS = 2000;
-
-/** booting → booted (may be lent slots) → draining (never again) → exited. */
-export type WorkerState = 'booting' | 'booted' | 'draining' | 'exited';
-
-const WORKER_TRANSITIONS: Transitions<WorkerState> = {
-  booting: ['booted', 'draining', 'exited'],
-  booted: ['draining', 'exited'],
-  draining: ['exited'],
-  exited: [],
-};
-
-export interface WorkerStats {
-  requests: number;
-  inFlight: number;
-  eventLoopDelayMs: number;
-  rss: number;
-  longLived: number;
-  /** Open connections (0 from a worker whose nserve does not report them). */
-  connections: number;
-}
-
-export type WorkerEvent =
-  | FromWorker
-  | { t: 'exit'; code: number | null; signal: string | null }
-  /** The worker broke the protocol (garbage, wrong order, a flood): it is no longer trusted. */
-  | { t: 'violation'; reason: string };
 type Listener = (msg: WorkerEvent) => void;
-
-export interface WorkerSpec {
-  index: number;
-  generation: number;
-  pid: number;
-  channelFd: number;
-  directory: string;
-  /** libuv's child (spawned by this image), or undefined for a worker adopted across a hot restart. */
-  child: ChildProcess | undefined;
-  /** A worker adopted from the previous master image: booted, serving these slots (or draining). */
-  adopted?: { keys: readonly string[]; offered: readonly string[]; draining: boolean; booted: boolean };
-}
 
 export class WorkerHandle {
   readonly index: number;
@@ -103,8 +65,7 @@ export class WorkerHandle {
   private readonly certsAsked = new Set<number>();
   /** Set once the worker broke the protocol: nothing it says is believed any more. */
   violation: string | undefined;
-  private tokens = BURST;
-  private refilledAt = Date.now();
+  private readonly rate = new MessageRate();
   /** Metrics requests to this worker and their chunked answers (worker-metrics.ts). */
   private readonly scrape = new MetricsScrape();
   /** Implausible reports dropped (all of them) and since the last log line, and when that was. */
@@ -147,7 +108,7 @@ export class WorkerHandle {
       close: () => this.onChannelClosed(),
     });
     // Liveness is the process's, never the channel's: libuv reports the exit of a child it spawned; a
-    // worker adopted across a hot restart is watched by PID (reaper.ts), whoever holds its channel.
+    // worker adopted across a hot restart is watched by PID (os/reaper.ts), whoever holds its channel.
     if (spec.child !== undefined) spec.child.once('exit', (code, signal) => this.onGone(code, signal));
     else watchExit(spec.pid, (status) => this.onGone(status?.code ?? null, status?.signal ?? null));
   }
@@ -241,10 +202,7 @@ export class WorkerHandle {
     // The chunks of an answer the master is waiting for are bounded by the request (METRICS_MAX_PARTS):
     // they do not count against the rate, so scrapes can never make an honest worker look like a flood.
     if (msg.t === 'metrics' && this.scrape.answering(msg.id)) return this.outOfOrder(msg);
-    const now = Date.now();
-    this.tokens = Math.min(BURST, this.tokens + ((now - this.refilledAt) / 1000) * PER_SECOND);
-    this.refilledAt = now;
-    if (--this.tokens < 0) return `more than ${PER_SECOND} messages a second`;
+    if (!this.rate.take()) return `more than ${MESSAGES_PER_SECOND} messages a second`;
     return msg.t === 'implausible' ? undefined : this.outOfOrder(msg);
   }
 
@@ -432,14 +390,4 @@ export class WorkerHandle {
       });
     });
   }
-}
-
-/** Why a worker that never booted is gone: the sentence of a failed boot's verdict. */
-export function bootExitReason(
-  w: WorkerHandle,
-  exit: { code: number | null; signal: string | null },
-): string {
-  if (w.oomKill?.oom === true)
-    return `worker ${w.index} was killed by the OOM killer while booting (${oomKillEvidence(w.oomKill)})`;
-  return `worker ${w.index} exited while booting (${exit.signal ?? `code ${exit.code}`})`;
 }

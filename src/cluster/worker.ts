@@ -1,18 +1,18 @@
 // The worker side of cluster mode: load the app, tell the master, serve the slots it lends, check in,
 // drain when told. A worker never binds: every listening socket it has was lent by the master.
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { runHooks } from '../app/hooks.js';
+import { compatPorts, listenWaitMs, loadApp, resolveAppFile } from '../app/index.js';
+import { readyProbe } from '../app/probe.js';
 import { runHeldStopListeners } from '../app/stop-signals.js';
-import { compatPorts, listenWaitMs, loadApp, resolveAppFile } from '../app.js';
-import type { Config } from '../config.js';
+import type { Config } from '../config/index.js';
 import { errorCode, errorMessage, NserveError } from '../errors.js';
-import { runHooks } from '../hooks.js';
-import { createLogger } from '../logger.js';
+import { createLogger } from '../log/logger.js';
 import { REQUESTS } from '../metrics/requests.js';
-import * as native from '../native.js';
-import { readyProbe } from '../probe.js';
+import * as native from '../native/index.js';
 import { PROTOCOL_VERSION, type WorkerIdentity } from '../restart/handoff.js';
 import { describeLongLived } from '../server/drain.js';
-import { AppServer } from '../server.js';
+import { AppServer } from '../server/index.js';
 import { Channel } from './channel.js';
 import {
   clip,
@@ -41,7 +41,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
   const { index, generation: phase, channelFd } = ctx.identity;
   const directory = ctx.identity.directory ?? config.directory;
   const log = createLogger({ level: config.logLevel, base: { role: 'worker', worker: index, phase } });
-  // nserve's own exits: while the app loads, process.exit() is the app's, and throws (app.ts).
+  // nserve's own exits: while the app loads, process.exit() is the app's, and throws (app/index.ts).
   const exit = process.exit.bind(process);
   // libuv handed us the channel without close-on-exec; a child the app spawns must not inherit it.
   native.setCloexec(channelFd, true);
@@ -153,7 +153,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
   /** A scrape: prom-client is loaded on the first one (a worker nobody scrapes never pays for it). */
   const answerMetrics = async (id: number): Promise<void> => {
     try {
-      const { chunked, workerReply } = await import('../metrics/worker.js');
+      const { chunked, workerReply } = await import('../metrics/worker-reply.js');
       const parts = chunked(await workerReply(server), METRICS_CHUNK, METRICS_MAX_PARTS);
       parts.forEach((text, part) => {
         send({ t: 'metrics', id, part, parts: parts.length, text });

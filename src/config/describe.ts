@@ -1,7 +1,8 @@
 // The configuration as `nserve config --print` shows it.
-import { type Config, HOOK_NAMES } from '../config.js';
+
 import { formatControlUrl } from '../control/api.js';
 import { CONFIG_ENV } from './file.js';
+import { type Config, HOOK_NAMES } from './types.js';
 import type { Source } from './values.js';
 
 /** The configuration as `nserve config --print` shows it: values (secrets redacted) and their sources. */

@@ -2,10 +2,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { type CliOptions, type Config, HOOK_NAMES, type UserConfig } from '../config.js';
 import { errorMessage, NserveError, usageError } from '../errors.js';
-import { checkTlsBinds } from '../tls.js';
+import { checkTlsBinds } from '../listen/tls.js';
 import { type BuildOptions, buildConfig } from './build.js';
+import { type CliOptions, type Config, HOOK_NAMES, type UserConfig } from './types.js';
 
 const CONFIG_NAMES = ['nserve.config.mjs', 'nserve.config.js', 'nserve.config.cjs', 'nserve.config.json'];
 /** The environment variable that names the config file (below -C, above the working directory). */

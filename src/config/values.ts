@@ -1,6 +1,7 @@
 // Parsing and validating one setting: where it came from (flag, config file, environment) and its value.
-import { type CliOptions, HOOK_NAMES, type HookFn, type HookName, type UserConfig } from '../config.js';
+
 import { usageError } from '../errors.js';
+import { type CliOptions, HOOK_NAMES, type HookFn, type HookName, type UserConfig } from './types.js';
 
 /** Where a setting came from: its default, the config file, a command-line flag, or the environment. */
 export type Source = 'default' | 'file' | 'flag' | 'env';

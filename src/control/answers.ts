@@ -3,9 +3,9 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type * as http from 'node:http';
 import { errorMessage } from '../errors.js';
-import type { Logger } from '../logger.js';
-import type { ActionOptions, ControlAnswer, Controller } from '../status.js';
+import type { Logger } from '../log/logger.js';
 import { parseRestartKind, type Route, routeFor } from './api.js';
+import type { ActionOptions, ControlAnswer, Controller } from './status.js';
 
 /** Compare a presented token with the expected one in constant time (hashes: equal lengths, no length leak). */
 export function tokenMatches(expected: string, given: string | undefined): boolean {

@@ -2,10 +2,10 @@
 // docs/control.md: where a control server listens, and its routes. The routes that have a signal come
 // from the one signal table (SIGNAL_COMMANDS in signals.ts); the rest exist only here.
 import * as path from 'node:path';
-import { parseBindUri } from '../binder.js';
 import { errorMessage, usageError } from '../errors.js';
-import { type Action, SIGNAL_COMMANDS } from '../signals.js';
-import type { ControlAction } from '../status.js';
+import { parseBindUri } from '../listen/binder.js';
+import { type Action, SIGNAL_COMMANDS } from './signals.js';
+import type { ControlAction } from './status.js';
 
 export type ControlAddress =
   | { kind: 'unix'; path: string; mode: number }
@@ -25,7 +25,7 @@ const VALID = 'unix:///absolute/path, tcp://HOST:PORT (with --control-token) or 
 
 /**
  * `unix:///path[?mode=0660]` or `tcp://HOST:PORT` (numeric host, `localhost` allowed; port 0 picks a free
- * one, recorded in the state file). `auto` is resolved by config.ts, not here.
+ * one, recorded in the state file). `auto` is resolved by config/derive.ts, not here.
  */
 export function parseControlUrl(url: string, flag = '--control-url'): ControlAddress {
   if (!url.startsWith('unix://') && !url.startsWith('tcp://'))

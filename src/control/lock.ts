@@ -1,6 +1,6 @@
 // The server's lock: one flock(LOCK_EX | LOCK_NB) per file beside --pidfile and --state (`<file>.lock`),
 // taken before anything binds and held for the server's life, so that two servers never share a pidfile
-// or a state file, even when started at the same instant. The check in pidfile.ts (does the file name a
+// or a state file, even when started at the same instant. The check in os/pidfile.ts (does the file name a
 // live nserve?) cannot see a server that has not written its file yet; the kernel's lock can.
 //
 // - The lock belongs to the open file description: it lasts while the descriptor is open, across every
@@ -14,15 +14,15 @@
 // - The lock file may sit in a directory others can write (/tmp): it is opened without following a
 //   symbolic link, anything but a regular file is refused, and nothing is ever written to it (so a hard
 //   link planted there to someone's file loses nothing).
-// - Without the addon (portable mode) there is no lock: only pidfile.ts's check, which a simultaneous
+// - Without the addon (portable mode) there is no lock: only os/pidfile.ts's check, which a simultaneous
 //   start can pass twice.
 import * as fs from 'node:fs';
 import { errorCode, errorMessage, usageError } from '../errors.js';
-import type { Logger } from '../logger.js';
-import * as native from '../native.js';
-import { pidIn, type ServerFile } from '../pidfile.js';
+import type { Logger } from '../log/logger.js';
+import * as native from '../native/index.js';
+import { pidIn, type ServerFile } from '../os/pidfile.js';
+import { STATE_FILE_MAX_BYTES, statePidIn } from '../os/state-file.js';
 import type { HandedLock } from '../restart/handoff.js';
-import { STATE_FILE_MAX_BYTES, statePidIn } from '../statefile.js';
 
 /** The pidfile and the state file, as the checks and the lock name them. */
 export function serverFiles(config: {

@@ -1,15 +1,15 @@
 // The control plane of one server process: control server + state file (+ pidfile).
-import type { Config } from '../config.js';
-import type { Logger } from '../logger.js';
-import * as native from '../native.js';
-import { checkServerFileDirectory, claimServerFile, removePidfile } from '../pidfile.js';
+import type { Config } from '../config/index.js';
+import type { Logger } from '../log/logger.js';
+import * as native from '../native/index.js';
+import { checkServerFileDirectory, claimServerFile, removePidfile } from '../os/pidfile.js';
+import { removeStateFile, writeStateFile } from '../os/state-file.js';
 import type { HandedLock } from '../restart/handoff.js';
-import { removeStateFile, writeStateFile } from '../statefile.js';
-import type { Controller } from '../status.js';
 import { VERSION } from '../version.js';
 import type { ControlConfig } from './api.js';
 import { lockServerFiles, serverFiles } from './lock.js';
 import { ControlServer } from './server.js';
+import type { Controller } from './status.js';
 
 export interface ControlPlane {
   /** The bound control server, if `--control-url` is set. */

@@ -13,11 +13,11 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { Socket } from 'node:net';
 import { errorCode, errorMessage, usageError } from '../errors.js';
-import type { Logger } from '../logger.js';
-import * as native from '../native.js';
-import type { Controller } from '../status.js';
+import type { Logger } from '../log/logger.js';
+import * as native from '../native/index.js';
 import { answerRoute, badRequest, checkRequest, type Reply, send } from './answers.js';
 import { CONTROL_HEADER, CONTROL_PROTOCOL, type ControlAddress, formatControlUrl, routeFor } from './api.js';
+import type { Controller } from './status.js';
 
 export { presentedToken, tokenMatches } from './answers.js';
 

@@ -1,6 +1,8 @@
 // The memory budget (cgroup.ts) and the OOM killer's aim (oom.ts), and what status and metrics show of
 // them.
+import type { Logger } from '../log/logger.js';
 import { type MemoryBudget, readMemoryBudget, readRssAnon } from './cgroup.js';
+import { mb } from './oom.js';
 
 export { type CgroupRoots, type MemoryBudget, readMemoryBudget, readRssAnon } from './cgroup.js';
 export { describeOomKill, mb, OomAim, type OomVerdict, oomScores, readOomScoreAdj } from './oom.js';
@@ -33,4 +35,29 @@ export function hotRestartNeed(pids: readonly number[]): number | null {
   if (anon.length === 0) return null;
   const mean = anon.reduce((a, b) => a + b, 0) / anon.length;
   return Math.round(mean * pids.length * HOT_RESTART_MARGIN);
+}
+
+/**
+ * Say when a cluster hot restart of `workers` workers would not fit in the memory budget (at start, and
+ * before each one): the OOM killer then kills new workers as they boot (they are its first choice) and
+ * the restart is abandoned, the old code still serving. `pids`: the workers serving now.
+ */
+export function warnIfHotRestartCannotFit(
+  log: Logger,
+  pids: readonly number[],
+  workers: number,
+  when: 'at start' | 'before this hot restart',
+): void {
+  const v = memoryView(pids);
+  if (v.hotRestartFits !== false || v.hotRestartNeed == null) return;
+  log.warn(
+    {
+      event: 'memory.hot-restart-tight',
+      need: v.hotRestartNeed,
+      headroom: v.headroom,
+      limit: v.limit,
+      workingSet: v.workingSet,
+    },
+    `${when}: a hot restart may not fit in memory: its ${workers} new workers need ~${mb(v.hotRestartNeed)} beside the old ones, the headroom is ${mb(v.headroom)} (limit ${mb(v.limit)}, working set ${mb(v.workingSet)}); if the cgroup runs out, the OOM killer kills booting workers first and the restart is abandoned (a phased restart, USR1, needs one worker at a time)`,
+  );
 }

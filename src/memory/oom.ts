@@ -11,7 +11,7 @@
 // A worker that dies of SIGKILL while the cgroup's OOM-kill count went up was killed by the OOM killer
 // (nserve's own SIGKILLs, at a boot timeout say, do not move that count).
 import * as fs from 'node:fs';
-import type { Logger } from '../logger.js';
+import type { Logger } from '../log/logger.js';
 import { type CgroupRoots, type MemoryBudget, readMemoryBudget, SYSTEM_ROOTS } from './cgroup.js';
 
 export const OOM_SCORE_BOOTING = 1000;

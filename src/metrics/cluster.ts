@@ -4,12 +4,13 @@
 // the totals of a worker that exits are kept.
 import type { Master } from '../cluster/master.js';
 import { servingPids } from '../cluster/report.js';
-import type { WorkerEvent, WorkerHandle } from '../cluster/worker-handle.js';
-import type { Logger } from '../logger.js';
+import type { WorkerHandle } from '../cluster/worker-handle.js';
+import type { WorkerEvent } from '../cluster/worker-states.js';
+import type { Logger } from '../log/logger.js';
 import { memoryView, readRssAnon } from '../memory/index.js';
 import { gauge, type MetricJson, withLabels } from './json.js';
 import { memoryMetrics } from './memory.js';
-import type { MetricsSource } from './plane.js';
+import type { MetricsSource } from './metrics-plane.js';
 import { answered, isTotals } from './requests.js';
 import type { MetricsStore } from './store.js';
 

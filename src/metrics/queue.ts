@@ -6,7 +6,7 @@
 // the host to produce the file (a host with 56k sockets in TIME_WAIT: 5-20 ms per read of an empty
 // /proc/net/tcp6), and sampling every 100 ms took 64% of a single-mode server's CPU under load (bench
 // `metrics`, docs/benchmarks.md).
-import * as native from '../native.js';
+import * as native from '../native/index.js';
 
 export interface QueueSocket {
   bind: string;

@@ -3,7 +3,7 @@
 // that exited (and the last totals seen from each live one, so its share is kept when it exits). It is
 // plain data, handed to the next image across a hot restart (`metrics.totals` in the hand-off), and
 // loads no prom-client.
-import type { RestartRecord } from '../status.js';
+import type { RestartRecord } from '../restart/history.js';
 import { type Aggregator, counter, type MetricJson } from './json.js';
 import { addTotals, answered, emptyTotals, isTotals, maxTotals, type RequestTotals } from './requests.js';
 

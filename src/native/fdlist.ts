@@ -1,7 +1,7 @@
 // Descriptor listing: /proc/PID/fd and fdinfo through the addon, classified, with socket addresses.
 import { readFileSync, statSync } from 'node:fs';
 import net from 'node:net';
-import { addon, type FdInfo, type FdKind, type RawFd, type SocketAddress } from '../native.js';
+import { addon, type FdInfo, type FdKind, type RawFd, type SocketAddress } from './addon.js';
 import { validateInt } from './validate.js';
 
 /**

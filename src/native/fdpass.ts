@@ -1,5 +1,5 @@
 // Descriptor passing (SCM_RIGHTS on a SEQPACKET socketpair), readiness watching, and descriptor flags.
-import { addon, MAX_FDS, MAX_PAYLOAD, type Watcher } from '../native.js';
+import { addon, MAX_FDS, MAX_PAYLOAD, type Watcher } from './addon.js';
 import { invalidType, validateBoolean, validateFd } from './validate.js';
 
 /**

@@ -1,6 +1,6 @@
 // Processes: execve (signals reset for the new image) and waitpid for children inherited across an exec.
 import { constants as osConstants } from 'node:os';
-import { addon, type ExitStatus } from '../native.js';
+import { addon, type ExitStatus } from './addon.js';
 import { invalidType, typeError, validateInt, validateString, validateStrings } from './validate.js';
 
 function signalNumber(name: string): number {

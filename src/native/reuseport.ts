@@ -1,6 +1,6 @@
 // Reuseport balancing: the ip-hash BPF program on a SO_REUSEPORT group, and the slot it picks.
 import net from 'node:net';
-import { addon } from '../native.js';
+import { addon } from './addon.js';
 import { describe, typeError, validateFd, validateInt, validateString } from './validate.js';
 
 /** The largest group attachReuseportCbpf accepts (the kernel grows a group to at most 65535 sockets). */

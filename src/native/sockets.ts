@@ -1,6 +1,6 @@
 // Sockets: listen (TCP, unix, abstract), local address, accept queue, accept-and-close.
 import net from 'node:net';
-import { addon, type ListenOptions, type ListenQueue, type SocketAddress } from '../native.js';
+import { addon, type ListenOptions, type ListenQueue, type SocketAddress } from './addon.js';
 import {
   describe,
   invalidType,

@@ -12,10 +12,10 @@
 // killing the process (native/early_signals.cc; bin/nserve.js catches them once JS runs).
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import { IGNORED_ACROSS_EXEC } from '../control/signals.js';
 import { errorMessage } from '../errors.js';
-import type { Logger } from '../logger.js';
-import * as native from '../native.js';
-import { IGNORED_ACROSS_EXEC } from '../signals.js';
+import type { Logger } from '../log/logger.js';
+import * as native from '../native/index.js';
 import {
   type BootCheckWhat,
   CHILD_ENV,

@@ -23,7 +23,7 @@
 //   the way back                  `back`: the exact command line, cwd and kept fds of the old image, and
 //                                 `directory` and `configFile`: the release and config it served (served
 //                                 again after an exec back); `optimistic`: the new image guards its boot
-//   the deploy record             `releases`: the release serving and the previous one (deploy.ts owns
+//   the deploy record             `releases`: the release serving and the previous one (deploy/record.ts owns
 //                                 the shape; an image without it starts a new record), and `pinned`: the
 //                                 release a rollback restarts onto, instead of re-resolving --directory
 //   the app's arguments           the command line itself (`-- ARGS`), as this image was started with it:
@@ -33,7 +33,7 @@
 //                                 restart signals are ignored and blocked across the execve: one that
 //                                 arrives while Node starts is recorded, never fatal. The new image takes
 //                                 its entry out of LD_PRELOAD first thing (the app and its children never
-//                                 see it) and logs what was recorded (signals.ts)
+//                                 see it) and logs what was recorded (control/signals.ts)
 //
 // All of it travels in one variable, NSERVE_HANDOFF, as JSON with a version. An image that does not
 // understand the version (a release that ships an older or newer nserve) reads only `back`, which every
@@ -62,7 +62,7 @@ export const HANDOFF_ENV = {
 
 /**
  * The names an --env-file set (values stay in the environment itself): inherited by workers and across
- * the exec, so a key removed from the file is removed from the environment too (env-file.ts).
+ * the exec, so a key removed from the file is removed from the environment too (config/env-file.ts).
  */
 export const ENV_FILE_KEYS = 'NSERVE_ENV_FILE_KEYS';
 
@@ -156,9 +156,9 @@ export interface Handoff {
   workers: HandedWorker[];
   generation: number;
   restart: { count: number; requestedAt: number };
-  /** The restart history (opaque here: status.ts owns its shape). */
+  /** The restart history (opaque here: history.ts owns its shape). */
   history: unknown[];
-  /** Lifetime totals (status.ts owns the shape; an image without them counts from zero). */
+  /** Lifetime totals (history.ts owns the shape; an image without them counts from zero). */
   totals?: unknown;
   startedAt: string;
   leaked: { fd: number; kind: string; target: string }[];
@@ -175,7 +175,7 @@ export interface Handoff {
    * the new image execs back on failure (guard.ts).
    */
   optimistic: boolean;
-  /** The deploy record: serving and previous release (opaque here: deploy.ts; absent from older images). */
+  /** The deploy record: serving and previous release (opaque here: deploy/record.ts; absent from older images). */
   releases?: unknown;
   /**
    * A rollback: the resolved release directory the new image (and its workers) serve, instead of

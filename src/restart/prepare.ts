@@ -4,17 +4,17 @@
 // The OS is reached through `RestartOps`, so the decisions are unit-tested with a fake.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { resolveAppFile } from '../app.js';
-import { type Listener, parseBindUri, probeAddress, probeNewBinds } from '../binder.js';
-import { type Config, loadConfig } from '../config.js';
+import { runHooks } from '../app/hooks.js';
+import { resolveAppFile } from '../app/index.js';
+import { type Config, loadConfig } from '../config/index.js';
 import { formatControlUrl } from '../control/api.js';
 import { lockProblem, serverFiles } from '../control/lock.js';
 import { errorCode, errorMessage, type NserveErrorCode } from '../errors.js';
-import { checkLeaks, type LeakCheck, leakCandidates } from '../fds.js';
-import { runHooks } from '../hooks.js';
-import type { Logger } from '../logger.js';
-import type * as native from '../native.js';
-import type { RunContext } from '../run-context.js';
+import { type Listener, parseBindUri, probeAddress, probeNewBinds } from '../listen/binder.js';
+import type { Logger } from '../log/logger.js';
+import type { RunContext } from '../modes/run-context.js';
+import type * as native from '../native/index.js';
+import { checkLeaks, type LeakCheck, leakCandidates } from '../os/descriptors.js';
 import { type BootCheckResult, bootCheck, type ExecOptions, execSelf, type RestartInfo } from './exec.js';
 import type { BootCheckWhat, HandedLock, Handoff } from './handoff.js';
 
@@ -35,7 +35,7 @@ export interface ExecContext {
   restart: RestartInfo;
   /** The lock files held for the server's life (control/lock.ts): carried across every exec. */
   locks?: readonly HandedLock[];
-  /** What else crosses the exec: the metrics listener and counter totals (metrics/plane.ts). */
+  /** What else crosses the exec: the metrics listener and counter totals (metrics/metrics-plane.ts). */
   metrics?: {
     pause(): Promise<number[]>;
     resume(): void;
@@ -194,7 +194,8 @@ export async function newConfigProblem(
       return `the config file ${ctx.config.configFile}, read at start, is gone: restore it (a new image would start with the defaults)`;
     const release = pinned ?? fs.realpathSync(fresh.directory);
     resolveAppFile(fresh.app, release);
-    if (fresh.envFile !== undefined) (await import('../env-file.js')).readEnvFile(fresh.envFile, release);
+    if (fresh.envFile !== undefined)
+      (await import('../config/env-file.js')).readEnvFile(fresh.envFile, release);
     probeNewBinds(fresh.binds, listeners);
     // The control server and the metrics listener are bound again by the new image when they moved.
     const control = fresh.control?.auto === false ? formatControlUrl(fresh.control.address) : undefined;

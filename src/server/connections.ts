@@ -1,14 +1,14 @@
 // Connection classification: which open connections and responses are requests, idle keep-alive, or
-// long-lived (upgraded sockets, event streams, responses the app marked: see drain.ts), and the
+// long-lived (upgraded sockets, event streams, responses the app marked: see app/drain-api.ts), and the
 // structures a server tracks them in (TLS: handshaking until the handshake is done, then the TLS socket).
 import type * as http from 'node:http';
 import type * as http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import * as net from 'node:net';
 import type * as tls from 'node:tls';
-import { CLASS, type MarkedClass } from '../drain.js';
-import type { AppServer } from '../server.js';
-import { isTlsServer, refusesPeer, type TlsBindOptions } from '../tls.js';
+import { CLASS, type MarkedClass } from '../app/drain-api.js';
+import { isTlsServer, refusesPeer, type TlsBindOptions } from '../listen/tls.js';
+import type { AppServer } from './index.js';
 import { type WebSocketWatch, watchWebSocket } from './websocket-close.js';
 
 /**

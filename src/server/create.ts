@@ -1,14 +1,14 @@
 // Creating the server object for one bind: http, https, or http2 with an HTTP/1.1 fallback (`ssl://`
-// binds: tls.ts), or a feed into the app's own TLS server (listen-compat with https.createServer).
+// binds: listen/tls.ts), or a feed into the app's own TLS server (listen-compat with https.createServer).
 import * as http from 'node:http';
 import type { Socket } from 'node:net';
 import * as net from 'node:net';
 import type * as tls from 'node:tls';
-import { httpTimeouts, type LoadedApp, type UpgradeListener } from '../app.js';
-import type { Config } from '../config.js';
+import { httpTimeouts, type LoadedApp, type UpgradeListener } from '../app/index.js';
+import type { Config } from '../config/index.js';
 import { usageError } from '../errors.js';
-import type { Logger } from '../logger.js';
-import { type TlsBindOptions, TlsBinds } from '../tls.js';
+import { type TlsBindOptions, TlsBinds } from '../listen/tls.js';
+import type { Logger } from '../log/logger.js';
 import { markUpgraded, type Tracked } from './connections.js';
 
 /** The bind URI of a slot key (`<uri>#<slot>`). */

@@ -1,10 +1,10 @@
-// Draining one server's connections without failing a request (the measurements behind it: server.ts).
+// Draining one server's connections without failing a request (the measurements behind it: index.ts).
 // A drain waits for requests only; long-lived connections are ended after their grace with a clean close
 // (FIN after pending writes, never a reset); what is left at the deadline is destroyed.
 import type * as http from 'node:http';
 import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { finishOnOldCode } from '../drain.js';
+import { finishOnOldCode } from '../app/drain-api.js';
 import { type Connections, connectionOf, h2StreamOf, isH2, responseClass, STATE } from './connections.js';
 import { endWebSocket } from './websocket-close.js';
 

@@ -15,7 +15,7 @@ const ADDON = path.join(ROOT, 'build/Release/nserve.node');
 const OWN_CLI = process.argv[1] === path.join(ROOT, 'bin/nserve.js');
 
 if (process.env.NODE_V8_COVERAGE !== undefined && OWN_CLI && existsSync(ADDON)) {
-  // The same module object src/native.ts gets: require caches a .node file by its path.
+  // The same module object src/native/addon.ts gets: require caches a .node file by its path.
   const addon = createRequire(import.meta.url)(ADDON) as { execve: (...args: unknown[]) => never };
   const execve = addon.execve;
   addon.execve = (...args: unknown[]): never => {

@@ -8,7 +8,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { after, type TestContext, test } from 'node:test';
 import { io, type Socket } from 'socket.io-client';
-import { reuseportSlot } from '../../src/native.js';
+import { reuseportSlot } from '../../src/native/index.js';
 import { restart } from '../helpers/restart.js';
 import {
   CLI,

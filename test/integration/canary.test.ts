@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { type TestContext, test } from 'node:test';
-import type { Stats } from '../../src/status.js';
+import type { Stats } from '../../src/control/status.js';
 import { ctl, startControlled } from '../helpers/control.js';
 import { assertNoFailedRequests, getJson, Load, type LoadOptions } from '../helpers/load.js';
 import { makeReleases, switchRelease } from '../helpers/releases.js';

@@ -7,7 +7,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
-import { procEntry } from '../../src/proc.js';
+import { procEntry } from '../../src/os/proc.js';
 import { ctl, startControlled } from '../helpers/control.js';
 import { writeRelease } from '../helpers/releases.js';
 import {

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
-import { listFds } from '../../src/native.js';
+import { listFds } from '../../src/native/index.js';
 import { getJson } from '../helpers/load.js';
 import { restart, signalRestart } from '../helpers/restart.js';
 import {

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
-import type { ProcessFds } from '../../src/fds.js';
+import type { ProcessFds } from '../../src/os/descriptors.js';
 import { CLI, killAll, runNserve, serveApp, startCommand, tmpDir } from '../helpers/server.js';
 
 after(killAll);

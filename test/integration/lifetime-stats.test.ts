@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
-import type { Stats } from '../../src/status.js';
+import type { Stats } from '../../src/control/status.js';
 import { ctl, startControlled } from '../helpers/control.js';
 import { getJson } from '../helpers/load.js';
 import { restart } from '../helpers/restart.js';

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
-import { childProcesses } from '../../src/proc.js';
+import { childProcesses } from '../../src/os/proc.js';
 import { assertNoFailedRequests, getJson, Load } from '../helpers/load.js';
 import { now } from '../helpers/logged-process.js';
 import { NotifyReceiver } from '../helpers/notify.js';

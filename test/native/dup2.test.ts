@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import * as native from '../../src/native.js';
+import * as native from '../../src/native/index.js';
 import { tempDir } from './helpers.js';
 
 const T = { timeout: 10_000 };

@@ -3,7 +3,7 @@
 // which Node's --disable-sigusr1 keeps blocked for good, is delivered once unblocked.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import * as native from '../../src/native.js';
+import * as native from '../../src/native/index.js';
 import { Child, fixture, nodeFixture } from './helpers.js';
 
 const T = { timeout: 30_000 };

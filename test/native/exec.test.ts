@@ -3,7 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import * as native from '../../src/native.js';
+import * as native from '../../src/native/index.js';
 import { killPid, nodeFixture, tempDir, until } from './helpers.js';
 
 const T = { timeout: 30_000 };

@@ -3,7 +3,7 @@ import { closeSync, fstatSync, openSync, readSync, writeFileSync } from 'node:fs
 import http from 'node:http';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import * as native from '../../src/native.js';
+import * as native from '../../src/native/index.js';
 import { Child, deadline, fixture, nodeFixture, openFds, receive, tempDir } from './helpers.js';
 
 const O_NONBLOCK = 0o4000;

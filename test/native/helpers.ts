@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import * as native from '../../src/native.js';
+import * as native from '../../src/native/index.js';
 
 function findRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));

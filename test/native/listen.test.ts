@@ -3,7 +3,7 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import * as native from '../../src/native.js';
+import * as native from '../../src/native/index.js';
 import { Child, deadline, tempDir } from './helpers.js';
 
 const O_NONBLOCK = 0o4000;

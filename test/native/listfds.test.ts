@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { closeSync, openSync, readSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import * as native from '../../src/native.js';
+import * as native from '../../src/native/index.js';
 import { Child, fixture, receive, tempDir } from './helpers.js';
 
 const T = { timeout: 20_000 };

@@ -12,11 +12,11 @@ import {
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { pathToFileURL } from 'node:url';
-import * as native from '../../src/native.js';
+import * as native from '../../src/native/index.js';
 import { ROOT, tempDir } from './helpers.js';
 
 const T = { timeout: 10_000 };
-const NATIVE_JS = pathToFileURL(join(ROOT, 'dist', 'src', 'native.js')).href;
+const NATIVE_JS = pathToFileURL(join(ROOT, 'dist', 'src', 'native', 'index.js')).href;
 
 /** Try the lock from another process: 'locked', or the error code it got. */
 function lockFromAnotherProcess(path: string): string {

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { describe, test } from 'node:test';
-import * as native from '../../src/native.js';
+import * as native from '../../src/native/index.js';
 import { deadline } from './helpers.js';
 
 const T = { timeout: 30_000 };

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import * as native from '../../src/native.js';
+import * as native from '../../src/native/index.js';
 import { deadline, nodeFixture } from './helpers.js';
 
 const T = { timeout: 20_000 };

@@ -3,15 +3,15 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import * as os from 'node:os';
 import { test } from 'node:test';
+import { buildConfig, type CliOptions, describeConfig, type UserConfig } from '../../src/config/index.js';
 import {
   type BindSpec,
   closeListeners,
   handedListeners,
   type Listener,
   openListeners,
-} from '../../src/binder.js';
-import { buildConfig, type CliOptions, describeConfig, type UserConfig } from '../../src/config.js';
-import * as native from '../../src/native.js';
+} from '../../src/listen/binder.js';
+import * as native from '../../src/native/index.js';
 
 const cwd = os.tmpdir();
 const build = (cli: CliOptions = {}, file: UserConfig = {}) =>

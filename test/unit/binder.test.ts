@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseBindUri } from '../../src/binder.js';
+import { parseBindUri } from '../../src/listen/binder.js';
 
 test('parseBindUri accepts tcp IPv4, IPv6, localhost and unix with mode', () => {
   assert.deepEqual(parseBindUri('tcp://127.0.0.1:3000'), {

@@ -3,8 +3,8 @@ import * as os from 'node:os';
 import { test } from 'node:test';
 import { canaryRecord, judgeCanary, MIN_REQUESTS, sampleOf } from '../../src/cluster/canary.js';
 import { phases } from '../../src/cluster/phased-restart.js';
-import { buildConfig, type CliOptions, describeConfig, type UserConfig } from '../../src/config.js';
-import { RestartHistory } from '../../src/status.js';
+import { buildConfig, type CliOptions, describeConfig, type UserConfig } from '../../src/config/index.js';
+import { RestartHistory } from '../../src/restart/history.js';
 
 const build = (cli: CliOptions, file: UserConfig = {}) =>
   buildConfig('app.mjs', cli, file, os.tmpdir(), undefined);

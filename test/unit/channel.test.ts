@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Channel } from '../../src/cluster/channel.js';
-import * as native from '../../src/native.js';
+import * as native from '../../src/native/index.js';
 
 type Msg = { n: number; pad?: string };
 

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import * as os from 'node:os';
 import { test } from 'node:test';
-import { buildConfig, type CliOptions, describeConfig, type UserConfig } from '../../src/config.js';
-import { RestartHistory, readTotals } from '../../src/status.js';
+import { buildConfig, type CliOptions, describeConfig, type UserConfig } from '../../src/config/index.js';
+import { RestartHistory, readTotals } from '../../src/restart/history.js';
 
 const cwd = os.tmpdir();
 const build = (cli: CliOptions = {}, file: UserConfig = {}, env: NodeJS.ProcessEnv = {}) =>

@@ -5,7 +5,7 @@ import type * as http from 'node:http';
 import type { Socket } from 'node:net';
 import { test } from 'node:test';
 import { Connections, ConnList, ConnState, STATE, type Tracked } from '../../src/server/connections.js';
-import type { AppServer } from '../../src/server.js';
+import type { AppServer } from '../../src/server/index.js';
 
 const server = {} as AppServer;
 const conn = (name: string): ConnState => new ConnState(server, { name } as unknown as Socket, 0);

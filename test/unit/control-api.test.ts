@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { formatStats, formatStatus, table } from '../../src/cli/ctl-format.js';
-import { buildConfig, type UserConfig } from '../../src/config.js';
+import { buildConfig, type UserConfig } from '../../src/config/index.js';
 import {
   parseControlUrl,
   parseRestartKind,
@@ -14,9 +14,9 @@ import {
   routeFor,
 } from '../../src/control/api.js';
 import { presentedToken, tokenMatches } from '../../src/control/server.js';
-import { SIGNAL_COMMANDS } from '../../src/signals.js';
-import { readStateFile, removeStateFile, writeStateFile } from '../../src/statefile.js';
-import type { Stats } from '../../src/status.js';
+import { SIGNAL_COMMANDS } from '../../src/control/signals.js';
+import type { Stats } from '../../src/control/status.js';
+import { readStateFile, removeStateFile, writeStateFile } from '../../src/os/state-file.js';
 import { ROOT } from '../helpers/server.js';
 
 const names = { urlName: '--control-url', tokenName: '--control-token' };

@@ -5,10 +5,10 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { MixedVersionWatch, type Watched } from '../../src/cluster/deploy.js';
-import { Deploys, type TargetedRecord } from '../../src/deploy.js';
-import { readReleaseRef, readReleaseVersion, VERSION_MAX_CHARS } from '../../src/release.js';
-import { RestartHistory } from '../../src/status.js';
+import { MixedVersionWatch, type Watched } from '../../src/cluster/releases.js';
+import { Deploys, type TargetedRecord } from '../../src/deploy/record.js';
+import { readReleaseRef, readReleaseVersion, VERSION_MAX_CHARS } from '../../src/deploy/release.js';
+import { RestartHistory } from '../../src/restart/history.js';
 import { until } from '../helpers/logged-process.js';
 import { tmpDir } from '../helpers/tmp.js';
 

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { readEnvFile } from '../../src/env-file.js';
+import { readEnvFile } from '../../src/config/env-file.js';
 
 function envFile(text: string): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nserve-env-'));

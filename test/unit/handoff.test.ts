@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { handedListeners, type Listener, parseBindUri } from '../../src/binder.js';
+import { handedListeners, type Listener, parseBindUri } from '../../src/listen/binder.js';
 import {
   CONSUMED_ENV,
   decodeHandoff,

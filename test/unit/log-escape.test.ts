@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import logfmt from 'logfmt';
-import { escapeControl, escapeJsonLine, escapeLines } from '../../src/log-escape.js';
-import { lineFormatter, logfmtFields } from '../../src/logger.js';
-import { lineEnd } from '../../src/tag-output.js';
+import { escapeControl, escapeJsonLine, escapeLines } from '../../src/log/escape.js';
+import { lineFormatter, logfmtFields } from '../../src/log/logger.js';
+import { lineEnd } from '../../src/log/tag-output.js';
 
 // What an app can put in an exception's message to forge a line or drive the operator's terminal.
 const HOSTILE = 'boom\nlevel=info msg="FORGED LINE"\r\x1b[2J\x1b]0;title\x07\x00\x7f\u009b31m\u2028end';

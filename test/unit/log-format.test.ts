@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import logfmt from 'logfmt';
-import { lineFormatter, logfmtFields } from '../../src/logger.js';
+import { lineFormatter, logfmtFields } from '../../src/log/logger.js';
 
 const line = (o: Record<string, unknown>): string =>
   `${JSON.stringify({ level: 30, time: '2026-12-01T10:00:00.000Z', pid: 7, hostname: 'h', ...o })}\n`;

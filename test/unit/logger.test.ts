@@ -4,8 +4,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { droppedLogLines, SafeDestination } from '../../src/logger.js';
-import { dup2 } from '../../src/native.js';
+import { droppedLogLines, SafeDestination } from '../../src/log/logger.js';
+import { dup2 } from '../../src/native/index.js';
 
 test('SafeDestination drops and counts lines on ENOSPC (/dev/full) instead of throwing, and recovers', () => {
   const fd = fs.openSync('/dev/full', 'a');

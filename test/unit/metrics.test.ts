@@ -4,7 +4,7 @@ import { METRICS_CHUNK, METRICS_MAX_PARTS, parseFromWorker } from '../../src/clu
 import { parseWorkerReply, withLabels } from '../../src/metrics/json.js';
 import { emptyTotals, REQUESTS, TOTALS_LENGTH, totalsMetrics } from '../../src/metrics/requests.js';
 import { MetricsStore } from '../../src/metrics/store.js';
-import { chunked } from '../../src/metrics/worker.js';
+import { chunked } from '../../src/metrics/worker-reply.js';
 
 test('parseFromWorker: metrics chunks are bounded and well-formed', () => {
   assert.deepEqual(parseFromWorker({ t: 'metrics', id: 5, part: 0, parts: 2, text: 'ab' }), {

@@ -1,4 +1,4 @@
-// src/native.ts without the addon: importing never throws; `available`, `unavailableReason` (one line)
+// src/native/index.ts without the addon: importing never throws; `available`, `unavailableReason` (one line)
 // and ERR_NSERVE_NO_ADDON tell the rest of nserve, for every way the addon can be missing.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
-import { loadAddon, NO_ADDON_ENV } from '../../src/native.js';
+import { loadAddon, NO_ADDON_ENV } from '../../src/native/index.js';
 import { ROOT, tmpDir } from '../helpers/server.js';
 
 const work = tmpDir({ after }, 'nserve-loader-');
@@ -69,7 +69,7 @@ test('a prebuild that fails to load (dlopen): one line naming the file and the l
 });
 
 test(`importing native.js with ${NO_ADDON_ENV}=1: no throw; calls and requireAddon give ERR_NSERVE_NO_ADDON`, () => {
-  const url = pathToFileURL(path.join(ROOT, 'dist', 'src', 'native.js')).href;
+  const url = pathToFileURL(path.join(ROOT, 'dist', 'src', 'native', 'index.js')).href;
   const script = `
     const native = await import(${JSON.stringify(url)});
     const errorOf = (fn) => { try { fn(); return null; } catch (e) { return { code: e.code, message: e.message }; } };

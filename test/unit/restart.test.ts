@@ -3,10 +3,10 @@
 import assert from 'node:assert/strict';
 import * as os from 'node:os';
 import { test } from 'node:test';
-import { buildConfig } from '../../src/config.js';
-import { Lifecycle, SERVER_TRANSITIONS, type ServerState, unlessAborted } from '../../src/lifecycle.js';
-import { createLogger } from '../../src/logger.js';
-import type { FdInfo } from '../../src/native.js';
+import { buildConfig } from '../../src/config/index.js';
+import { createLogger } from '../../src/log/logger.js';
+import { Lifecycle, SERVER_TRANSITIONS, type ServerState, unlessAborted } from '../../src/modes/lifecycle.js';
+import type { FdInfo } from '../../src/native/index.js';
 import type { ExecOptions } from '../../src/restart/exec.js';
 import { type ExecPlan, prepareExec, type RestartOps } from '../../src/restart/prepare.js';
 

@@ -6,10 +6,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { deviceOf, lockHolder, lockProblem, lockServerFiles, serverFiles } from '../../src/control/lock.js';
-import { createLogger } from '../../src/logger.js';
-import * as native from '../../src/native.js';
-import { pidIn } from '../../src/pidfile.js';
-import { statePidIn } from '../../src/statefile.js';
+import { createLogger } from '../../src/log/logger.js';
+import * as native from '../../src/native/index.js';
+import { pidIn } from '../../src/os/pidfile.js';
+import { statePidIn } from '../../src/os/state-file.js';
 
 test('a pidfile holds a PID and nothing else', () => {
   assert.equal(pidIn('1234\n'), 1234);

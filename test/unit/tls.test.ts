@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseBindUri } from '../../src/binder.js';
 import { parseFromWorker } from '../../src/cluster/protocol.js';
-import { type CertReload, describeReload, mergeVerdicts, tlsStats } from '../../src/tls.js';
+import { parseBindUri } from '../../src/listen/binder.js';
+import { type CertReload, describeReload, mergeVerdicts, tlsStats } from '../../src/listen/tls.js';
 
 test('parseBindUri reads ssl:// with Puma parameters, min_version and alpn (defaults: none, TLSv1.2, http/1.1)', () => {
   assert.deepEqual(parseBindUri('ssl://127.0.0.1:8443?cert=/c.pem&key=/k.pem'), {

@@ -5,9 +5,10 @@ import { spawn } from 'node:child_process';
 import { test } from 'node:test';
 import { pino } from 'pino';
 import { parseFromWorker } from '../../src/cluster/protocol.js';
-import { type WorkerEvent, WorkerHandle } from '../../src/cluster/worker-handle.js';
+import { WorkerHandle } from '../../src/cluster/worker-handle.js';
+import type { WorkerEvent } from '../../src/cluster/worker-states.js';
 import { TOTALS_LENGTH } from '../../src/metrics/requests.js';
-import * as native from '../../src/native.js';
+import * as native from '../../src/native/index.js';
 
 const beat = {
   t: 'heartbeat',
