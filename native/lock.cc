@@ -37,9 +37,13 @@ Napi::Value LockFile(const Napi::CallbackInfo& info) {
              0644));
   } while (!fd && errno == EINTR);
   if (!fd) ThrowErrno(env, "open", context);
-  struct stat st;
-  if (fstat(fd.get(), &st) != 0) ThrowErrno(env, "fstat", context);
-  if (!S_ISREG(st.st_mode)) throw ErrnoError(env, EINVAL, "open", context);
+  // statx, not fstat: glibc 2.33 made fstat a symbol of its own
+  // (fstat64@GLIBC_2.33), above the prebuilds' glibc floor (2.28, where statx
+  // came in).
+  struct statx st;
+  if (statx(fd.get(), "", AT_EMPTY_PATH, STATX_TYPE, &st) != 0)
+    ThrowErrno(env, "statx", context);
+  if (!S_ISREG(st.stx_mode)) throw ErrnoError(env, EINVAL, "open", context);
   int rc;
   do {
     rc = flock(fd.get(), LOCK_EX | LOCK_NB);
