@@ -139,18 +139,28 @@ Napi::Value WaitPid(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// unblockSignals(signals: number[]): unblock them on the calling (main)
-// thread, so that one held pending (SIGUSR1 under Node's --disable-sigusr1,
-// which keeps it blocked for the life of the process) is delivered now.
+// unblockSignals(signals: number[]): number[]. Unblock them on the calling
+// (main) thread, so that one held pending (SIGUSR1 under Node's
+// --disable-sigusr1, which keeps it blocked for the life of the process) is
+// delivered now; returns those of them that were pending, so the caller knows
+// the delivery that follows is an old one.
 Napi::Value UnblockSignals(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
   std::vector<int> sigs = IntArrayArg(info, 0, 1, NSIG - 1);
   sigset_t set;
   sigemptyset(&set);
   for (int s : sigs) sigaddset(&set, s);
+  sigset_t pending;
+  if (sigpending(&pending) != 0) ThrowErrno(env, "sigpending");
   // sigprocmask, as above: pthread_sigmask is a GLIBC_2.32 symbol.
   if (sigprocmask(SIG_UNBLOCK, &set, nullptr) != 0)
-    ThrowErrno(info.Env(), "sigprocmask");
-  return info.Env().Undefined();
+    ThrowErrno(env, "sigprocmask");
+  Napi::Array out = Napi::Array::New(env);
+  uint32_t n = 0;
+  for (int s : sigs) {
+    if (sigismember(&pending, s) == 1) out.Set(n++, s);
+  }
+  return out;
 }
 
 // takeEarlySignals(signals: number[]): number[] | null. How many times each

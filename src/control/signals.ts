@@ -82,9 +82,18 @@ export function installSignalHandlers(
   // default, fatal, action at start-up); what arrived while booting is coalesced into "ignored".
   const early = (globalThis as { __nserveEarlySignals?: EarlySignals }).__nserveEarlySignals;
   const installed: [NodeJS.Signals, () => void][] = [];
+  // A SIGUSR1 that was held pending while booting (below) is delivered once unblocked: one of its
+  // kind, like every restart signal that arrived while booting, is ignored, not carried out.
+  let heldUsr1 = 0;
   for (const cmd of SIGNAL_COMMANDS) {
     if (cmd.signal === 'SIGHUP') continue; // below: SIGHUP has more than one meaning
-    const handler = (): void => dispatch(cmd.action, cmd.signal);
+    const handler = (): void => {
+      if (cmd.signal === 'SIGUSR1' && heldUsr1 > 0) {
+        heldUsr1--;
+        return;
+      }
+      dispatch(cmd.action, cmd.signal);
+    };
     addOwnSignalListener(cmd.signal, handler);
     installed.push([cmd.signal, handler]);
   }
@@ -98,18 +107,17 @@ export function installSignalHandlers(
   };
   addOwnSignalListener('SIGHUP', hup);
   installed.push(['SIGHUP', hup]);
-  if (native.available) {
-    // Node's --disable-sigusr1 (how nserve starts the images it execs, exec.ts) keeps SIGUSR1 blocked for
-    // the life of the process, handler or not: unblock it now that ours is in place. One that arrived
-    // while booting was held pending, and is delivered to our handler now.
-    native.unblockSignals(['SIGUSR1']);
-  }
-  if (early !== undefined) {
-    early.uninstall();
+  // Node's --disable-sigusr1 (how nserve starts the images it execs, exec.ts) keeps SIGUSR1 blocked for
+  // the life of the process, handler or not: unblock it now that ours is in place. One that arrived while
+  // booting was held pending: its delivery (next loop turn) is skipped and logged with the others.
+  const held = native.available ? native.unblockSignals(['SIGUSR1']) : [];
+  heldUsr1 = held.length;
+  if (early !== undefined || held.length > 0) {
+    early?.uninstall();
     // Before bin/nserve.js ran, the restart signals reached the recorder preloaded into a hot restart's
     // image (native/early_signals.cc), if any.
     const recorded = native.available ? (native.takeEarlySignals(IGNORED_ACROSS_EXEC) ?? []) : [];
-    const got = [...recorded, ...early.received.splice(0)];
+    const got = [...held, ...recorded, ...(early?.received.splice(0) ?? [])];
     const stop = got.find((sig) => sig === 'SIGTERM' || sig === 'SIGINT');
     const ignored = got.filter((sig) => sig !== 'SIGTERM' && sig !== 'SIGINT');
     if (ignored.length > 0) log.warn({ signals: ignored }, 'signals received while booting were ignored');

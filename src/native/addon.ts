@@ -71,7 +71,7 @@ export interface Addon {
     ignore: readonly number[],
     block: readonly number[],
   ): never;
-  unblockSignals(signals: readonly number[]): void;
+  unblockSignals(signals: readonly number[]): number[];
   takeEarlySignals(signals: readonly number[]): number[] | null;
   waitpid(pid: number): { pid: number; code: number | null; signal: number | null } | null;
   setCloexec(fd: number, on: boolean): void;

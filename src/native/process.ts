@@ -54,9 +54,10 @@ function signalNumbers(what: string, names: readonly NodeJS.Signals[] | undefine
 /**
  * Unblock these signals on the calling (main) thread: one held pending while blocked is delivered now.
  * Node's `--disable-sigusr1` keeps SIGUSR1 blocked for the life of the process, JS handler or not.
+ * Returns those that were pending (their delivery, on the next loop turn, is from before the call).
  */
-export function unblockSignals(names: readonly NodeJS.Signals[]): void {
-  addon.unblockSignals(signalNumbers('signals', names));
+export function unblockSignals(names: readonly NodeJS.Signals[]): NodeJS.Signals[] {
+  return addon.unblockSignals(signalNumbers('signals', names)).map(signalName);
 }
 
 /**
