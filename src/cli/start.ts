@@ -18,7 +18,7 @@ import {
   stdioRedirected,
 } from '../log/logger.js';
 import { REQUESTS } from '../metrics/requests.js';
-import type { RunContext } from '../modes/run-context.js';
+import type { RunContext } from '../launcher/run-context.js';
 import * as native from '../native/index.js';
 import { noteStartupFds } from '../os/descriptors.js';
 import { setProcessTitle } from '../os/title.js';

@@ -7,7 +7,7 @@
 // exit fails the canary at once. `judgeCanary` is the decision, pure and unit-tested; `watchCanary` reads
 // the window. The rule is documented in docs/restarts.md (Canary).
 import { setTimeout as sleep } from 'node:timers/promises';
-import { unlessAborted } from '../modes/lifecycle.js';
+import { unlessAborted } from '../launcher/lifecycle.js';
 import type { CanaryCounts, CanaryRecord } from '../restart/history.js';
 import { HEARTBEAT_INTERVAL_MS } from './protocol.js';
 import type { WorkerHandle } from './worker-handle.js';

@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import { errorMessage } from '../errors.js';
 import { handedListeners } from '../listen/binder.js';
-import { unlessAborted } from '../modes/lifecycle.js';
+import { unlessAborted } from '../launcher/lifecycle.js';
 import { reportInheritedLeaks, warnOnGrowth } from '../os/descriptors.js';
 import type { Handoff } from '../restart/handoff.js';
 import { type Abandoned, logAbandoned, newConfigProblem, prepareExec } from '../restart/prepare.js';

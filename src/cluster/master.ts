@@ -31,8 +31,8 @@ import {
 import type { CertReload } from '../listen/tls.js';
 import { OomAim, warnIfHotRestartCannotFit } from '../memory/index.js';
 import { clusterSource, onWorkerEvent } from '../metrics/cluster.js';
-import { Lifecycle, SERVER_TRANSITIONS, type ServerState } from '../modes/lifecycle.js';
-import type { RunContext } from '../modes/run-context.js';
+import { Lifecycle, SERVER_TRANSITIONS, type ServerState } from '../launcher/lifecycle.js';
+import type { RunContext } from '../launcher/run-context.js';
 import * as native from '../native/index.js';
 import type { ProcessFds } from '../os/descriptors.js';
 import { recordPid, removePidfile } from '../os/pidfile.js';

@@ -12,7 +12,7 @@
 
 import { isDirectory } from '../deploy/release.js';
 import { errorMessage } from '../errors.js';
-import { unlessAborted } from '../modes/lifecycle.js';
+import { unlessAborted } from '../launcher/lifecycle.js';
 import type { RestartRecord } from '../restart/history.js';
 import { type CanaryVerdict, canaryRecord, watchCanary } from './canary.js';
 import type { Master } from './master.js';

@@ -17,7 +17,7 @@ import type { Config } from '../config/index.js';
 import { describeRelease, isDirectory } from '../deploy/release.js';
 import { errorMessage, NserveError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
-import type { Lifecycle, ServerState } from '../modes/lifecycle.js';
+import type { Lifecycle, ServerState } from '../launcher/lifecycle.js';
 import type { RestartHistory } from '../restart/history.js';
 import type { Master } from './master.js';
 

@@ -4,7 +4,7 @@ import type { ChildProcess } from 'node:child_process';
 import type { Logger } from '../log/logger.js';
 import type { OomVerdict } from '../memory/oom.js';
 import type { WorkerReply } from '../metrics/json.js';
-import { Lifecycle } from '../modes/lifecycle.js';
+import { Lifecycle } from '../launcher/lifecycle.js';
 import * as native from '../native/index.js';
 import { watchExit } from '../os/reaper.js';
 import { Channel } from './channel.js';

@@ -3,7 +3,7 @@
 // and the verdict of a failed boot.
 import type { ChildProcess } from 'node:child_process';
 import { oomKillEvidence } from '../memory/oom.js';
-import type { Transitions } from '../modes/lifecycle.js';
+import type { Transitions } from '../launcher/lifecycle.js';
 import type { FromWorker } from './protocol.js';
 import type { WorkerHandle } from './worker-handle.js';
 

@@ -23,8 +23,8 @@ import * as native from '../native/index.js';
 import { recordPid, removePidfile } from '../os/pidfile.js';
 import { AppServer } from '../server/index.js';
 import { VERSION } from '../version.js';
-import { Lifecycle, SERVER_TRANSITIONS, type ServerState } from './lifecycle.js';
-import type { RunContext } from './run-context.js';
+import { Lifecycle, SERVER_TRANSITIONS, type ServerState } from '../launcher/lifecycle.js';
+import type { RunContext } from '../launcher/run-context.js';
 
 /** Why a feature cannot run here, in the words every refusal uses. */
 export function noAddonReason(): string {

@@ -46,8 +46,8 @@ import { logAbandoned, newConfigProblem, prepareExec } from '../restart/prepare.
 import { describeLongLived } from '../server/drain.js';
 import { AppServer } from '../server/index.js';
 import { VERSION } from '../version.js';
-import { Lifecycle, SERVER_TRANSITIONS, type ServerState } from './lifecycle.js';
-import type { RunContext } from './run-context.js';
+import { Lifecycle, SERVER_TRANSITIONS, type ServerState } from '../launcher/lifecycle.js';
+import type { RunContext } from '../launcher/run-context.js';
 
 export async function runSingle(ctx: RunContext): Promise<void> {
   const { config, log, history } = ctx;

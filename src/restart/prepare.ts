@@ -12,7 +12,7 @@ import { lockProblem, serverFiles } from '../control/lock.js';
 import { errorCode, errorMessage, type NserveErrorCode } from '../errors.js';
 import { type Listener, parseBindUri, probeAddress, probeNewBinds } from '../listen/binder.js';
 import type { Logger } from '../log/logger.js';
-import type { RunContext } from '../modes/run-context.js';
+import type { RunContext } from '../launcher/run-context.js';
 import type * as native from '../native/index.js';
 import { checkLeaks, type LeakCheck, leakCandidates } from '../os/descriptors.js';
 import { type BootCheckResult, bootCheck, type ExecOptions, execSelf, type RestartInfo } from './exec.js';
