@@ -8,6 +8,7 @@ import type { ControlPlane } from '../control/plane.js';
 import type { Controller } from '../control/status.js';
 import { realpathOr } from '../deploy/release.js';
 import { errorMessage, NserveError } from '../errors.js';
+import type { RunContext } from '../launcher/run-context.js';
 import {
   createLogger,
   type Logger,
@@ -18,7 +19,6 @@ import {
   stdioRedirected,
 } from '../log/logger.js';
 import { REQUESTS } from '../metrics/requests.js';
-import type { RunContext } from '../launcher/run-context.js';
 import * as native from '../native/index.js';
 import { noteStartupFds } from '../os/descriptors.js';
 import { setProcessTitle } from '../os/title.js';

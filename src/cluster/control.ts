@@ -1,33 +1,17 @@
 // The master's control face: what each control action (signal, `nserve ctl`, control API) does in
-// cluster mode, and when it is refused (a stop or a restart in progress).
+// cluster mode, once the launcher allowed it (launcher/refusals.ts: a stop or a restart in progress).
 
-import type { ActionOptions, ControlAction, ControlAnswer } from '../control/status.js';
+import type { ActionOptions, ControlAnswer } from '../control/status.js';
 import { describeRelease } from '../deploy/release.js';
 import { logRollback, planRollback } from '../deploy/rollback.js';
 import { errorMessage } from '../errors.js';
+import type { RunnerAction } from '../launcher/index.js';
 import type { CertReload } from '../listen/tls.js';
 import { hotRestart } from './hot-restart.js';
 import type { Master } from './master.js';
 import { phasedRestart, resize } from './phased-restart.js';
 
-export function performAction(master: Master, action: ControlAction, options?: ActionOptions): ControlAnswer {
-  const state = master.lifecycle.state;
-  if (action === 'halt') {
-    master.background(master.stop('halt'));
-    return { accepted: true };
-  }
-  if (action === 'stop') {
-    if (state === 'stopping' || master.pendingStop !== undefined)
-      return { accepted: false, status: 409, reason: 'already stopping' };
-    if (state !== 'restarting') {
-      master.background(master.stop('stop'));
-    } else {
-      master.pendingStop = 'stop';
-      master.restartAbort?.abort();
-      master.log.info('stop requested during a restart: cancelling the restart, then stopping');
-    }
-    return { accepted: true };
-  }
+export function performAction(master: Master, action: RunnerAction, options?: ActionOptions): ControlAnswer {
   if (action === 'reload-worker-directory') {
     try {
       const directory = master.resolveDirectory();
@@ -44,13 +28,6 @@ export function performAction(master: Master, action: ControlAction, options?: A
   }
   if (master.certs.reloading)
     return { accepted: false, status: 409, reason: 'a certificate reload is in progress (a few ms)' };
-  if (state !== 'running' || master.pendingStop !== undefined) {
-    return {
-      accepted: false,
-      status: 409,
-      reason: state === 'restarting' ? `a restart is in progress (${state})` : state,
-    };
-  }
   const nextRestart = (master.history.records.at(-1)?.id ?? 0) + 1;
   switch (action) {
     case 'phased-restart':
@@ -102,15 +79,7 @@ export function performAction(master: Master, action: ControlAction, options?: A
   }
 }
 
+/** The launcher allowed it (an ssl:// bind, the server running): every worker re-reads its files. */
 export function reloadCerts(master: Master): Promise<CertReload> | { refused: string } {
-  if (!master.certs.configured) return { refused: 'no ssl:// bind: no certificate to reload' };
-  const state = master.lifecycle.state;
-  if (state !== 'running' || master.pendingStop !== undefined)
-    return {
-      refused:
-        state === 'restarting'
-          ? 'a restart is in progress (its new workers read the certificates afresh)'
-          : state,
-    };
   return master.certs.reload();
 }

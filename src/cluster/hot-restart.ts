@@ -4,8 +4,8 @@
 // never serve side by side; connections arriving in between wait in the slots' accept queues.
 import * as fs from 'node:fs';
 import { errorMessage } from '../errors.js';
-import { handedListeners } from '../listen/binder.js';
 import { unlessAborted } from '../launcher/lifecycle.js';
+import { handedListeners } from '../listen/binder.js';
 import { reportInheritedLeaks, warnOnGrowth } from '../os/descriptors.js';
 import type { Handoff } from '../restart/handoff.js';
 import { type Abandoned, logAbandoned, newConfigProblem, prepareExec } from '../restart/prepare.js';

@@ -1,22 +1,22 @@
 // Cluster mode: the master holds every listening socket for its whole life, never accepts and never
 // loads the app. Workers borrow slots over SCM_RIGHTS (slots.ts).
 //
-// This module is the master's lifecycle (booting → running ⇄ restarting → stopping), its control face
-// (perform, stats, fds: what each action does is control.ts), health checks and stop. The workers are in pool.ts, crash recovery in
-// recovery.ts, the restarts in hot-restart.ts and phased-restart.ts.
+// This module is the cluster's runner (launcher/index.ts owns the lifecycle, the control refusals, the
+// announce and the stop): boot, health checks, what each allowed control action does (control.ts), and
+// stopping the workers. The workers are in pool.ts, crash recovery in recovery.ts, the restarts in
+// hot-restart.ts and phased-restart.ts.
 //
 // A stop that arrives during a restart (SIGTERM, `ctl stop`) cancels the restart at its next step (new
-// workers still booting are killed; old ones never stopped serving), then stops gracefully. `halt` is
-// immediate. Single mode follows the same rule.
+// workers still booting are killed; old ones never stopped serving), then stops gracefully.
 
-import { setTimeout as sleep } from 'node:timers/promises';
-import { runHooks } from '../app/hooks.js';
 import { publishPorts, resolveAppFile } from '../app/index.js';
 import { HELD_LISTENERS_MAX_MS } from '../app/stop-signals.js';
 import { describeConfigSource } from '../config/index.js';
-import { installSignalHandlers } from '../control/signals.js';
-import type { ActionOptions, ControlAction, ControlAnswer, Controller, Stats } from '../control/status.js';
+import type { ActionOptions, ControlAnswer, Stats } from '../control/status.js';
 import { errorMessage, NserveError } from '../errors.js';
+import { type Capabilities, Launcher, type Runner, type RunnerAction } from '../launcher/index.js';
+import type { Lifecycle, ServerState } from '../launcher/lifecycle.js';
+import type { RunContext } from '../launcher/run-context.js';
 import {
   closeLeftovers,
   closeListeners,
@@ -31,16 +31,12 @@ import {
 import type { CertReload } from '../listen/tls.js';
 import { OomAim, warnIfHotRestartCannotFit } from '../memory/index.js';
 import { clusterSource, onWorkerEvent } from '../metrics/cluster.js';
-import { Lifecycle, SERVER_TRANSITIONS, type ServerState } from '../launcher/lifecycle.js';
-import type { RunContext } from '../launcher/run-context.js';
 import * as native from '../native/index.js';
 import type { ProcessFds } from '../os/descriptors.js';
-import { recordPid, removePidfile } from '../os/pidfile.js';
 import { reapOrphansAsInit, startWatchdog } from '../os/systemd.js';
 import { setProcessTitle } from '../os/title.js';
 import type { Handoff } from '../restart/handoff.js';
 import { countWorkerEvent } from '../restart/history.js';
-import { VERSION } from '../version.js';
 import { ClusterCerts } from './certs.js';
 import { performAction, reloadCerts } from './control.js';
 import { completeHotRestart } from './hot-restart.js';
@@ -52,21 +48,22 @@ import { Rebalancer, slotGroups, slotKey } from './slots.js';
 import type { WorkerHandle } from './worker-handle.js';
 
 export async function runMaster(ctx: RunContext): Promise<void> {
-  const master = new Master(ctx);
+  const launcher = new Launcher(ctx, 'master');
+  const master = new Master(ctx, launcher);
   if (ctx.handoff === undefined) {
     await master.start();
-    await ctx.onServing?.(master);
+    await ctx.onServing?.(launcher);
     return;
   }
   // After a hot restart's exec the control server comes back as soon as the old workers are adopted, not
   // once the new ones booted, so `nserve ctl restart --wait` can follow the restart to its end.
   const starting = master.start();
   starting.catch(() => {}); // awaited below; don't let a rejection go unhandled meanwhile
-  await ctx.onServing?.(master);
+  await ctx.onServing?.(launcher);
   await starting;
 }
 
-export class Master implements Controller {
+export class Master implements Runner {
   readonly config;
   readonly log;
   readonly history;
@@ -83,25 +80,23 @@ export class Master implements Controller {
   directory = '';
   /** The code generation that serves (bumped by each restart that replaced a worker). */
   generation = 0;
-  readonly lifecycle: Lifecycle<ServerState>;
-  /** Aborted by a stop: the restart in progress gives up at its next step. */
-  restartAbort: AbortController | undefined;
-  /** A stop asked for during a restart: it runs once the restart has given up. */
-  pendingStop: 'stop' | undefined;
+  readonly capabilities: Capabilities;
   private healthTimer: NodeJS.Timeout | undefined;
   /** Booting workers are the OOM killer's first choice, the master its last (memory/oom.ts). */
   readonly oom: OomAim;
   /** Raises the mixed-version alarm when two releases serve past a restart (releases.ts). */
   readonly mixedVersions = new MixedVersionWatch(this);
 
-  constructor(readonly ctx: RunContext) {
+  constructor(
+    readonly ctx: RunContext,
+    private readonly launcher: Launcher,
+  ) {
     this.config = ctx.config;
     this.log = ctx.log;
     this.count = ctx.config.workers;
     this.history = ctx.history;
     // A rollback: the new generation loads the release the hand-off pins.
     if (ctx.rejected === undefined) this.history.deploys.pinned = ctx.handoff?.pinned;
-    this.lifecycle = new Lifecycle<ServerState>('master', 'booting', SERVER_TRANSITIONS, ctx.log);
     this.oom = new OomAim(ctx.log, {
       ...(ctx.handoff === undefined ? {} : { seen: this.history.totals.cgroupOomKillsSeen }),
       onSeen: (n) => {
@@ -134,6 +129,26 @@ export class Master implements Controller {
       binds: ctx.config.binds,
     });
     ctx.metrics?.attach(clusterSource(this));
+    this.capabilities = {
+      has: new Set([
+        'hot-restart',
+        'phased-restart',
+        'resize',
+        'worker-directory',
+        ...(this.certs.configured ? (['certs'] as const) : []),
+      ]),
+      why: () => 'needs an ssl:// bind (none is configured)',
+    };
+  }
+
+  /** The server's lifecycle (the launcher's: only it and the restarts below change it). */
+  get lifecycle(): Lifecycle<ServerState> {
+    return this.launcher.lifecycle;
+  }
+
+  /** A stop asked for during a restart: it runs once the restart has given up. */
+  get pendingStop(): boolean {
+    return this.launcher.pendingStop;
   }
 
   async start(): Promise<void> {
@@ -159,15 +174,7 @@ export class Master implements Controller {
     // is at worst a restart that does not finish, which an operator can see (`ctl stats`) and redo.
     process.on('uncaughtException', (err) => this.onBug(err));
     process.on('unhandledRejection', (err) => this.onBug(err));
-    installSignalHandlers(
-      (action, signal) => {
-        const answer = this.perform(action);
-        if (!answer.accepted)
-          log.warn({ signal, state: this.lifecycle.state }, `${signal} ignored: ${answer.reason}`);
-      },
-      log,
-      { certs: this.certs.configured },
-    );
+    this.launcher.attach(this);
     const handoff = ctx.handoff;
     // Once per server, not per image: a hot restart's exec changes nothing about the cgroup.
     if (handoff === undefined) this.oom.announce();
@@ -206,11 +213,9 @@ export class Master implements Controller {
     if (this.isStopping()) return;
     this.history.deploys.serve(directory);
     closeLeftovers(opened.leftovers);
-    if (config.pidfile !== undefined) recordPid(config.pidfile, log);
     this.healthTimer = setInterval(() => this.onHealthTick(), 1000);
-    log.info(
+    this.launcher.announce(
       {
-        version: VERSION,
         mode: 'cluster',
         workers: this.count,
         slots: config.slots,
@@ -220,11 +225,10 @@ export class Master implements Controller {
         config: describeConfigSource(config),
       },
       'nserve booted',
+      'workers booted',
+      this.statusLine(),
     );
-    this.lifecycle.to('running', 'workers booted');
     this.warnIfHotRestartCannotFit('at start');
-    this.notifyReady();
-    await runHooks('onBooted', config.hooks.onBooted, {}, config.hookTimeoutMs, log);
   }
 
   /**
@@ -232,8 +236,7 @@ export class Master implements Controller {
    * logged here instead of becoming an unhandled rejection that would take the master (and the site) down.
    */
   background(action: Promise<unknown>): void {
-    action.catch((err: unknown) => {
-      this.log.error({ err }, `unexpected error in the master: ${errorMessage(err)}`);
+    this.launcher.background(action, () => {
       if (this.lifecycle.is('restarting')) this.endRestart('an unexpected error');
     });
   }
@@ -241,7 +244,7 @@ export class Master implements Controller {
   private onBug(err: unknown): void {
     try {
       this.log.error(
-        { code: 'ERR_NSERVE_MASTER_BUG', err },
+        { event: 'server.bug', code: 'ERR_NSERVE_MASTER_BUG', err },
         `bug in the master, slots kept open: ${errorMessage(err)}`,
       );
     } catch {
@@ -250,7 +253,7 @@ export class Master implements Controller {
   }
 
   isStopping(): boolean {
-    return this.lifecycle.is('stopping');
+    return this.launcher.isStopping();
   }
 
   /** Say when a cluster hot restart would not fit in the memory budget (at start, and before each one). */
@@ -260,10 +263,7 @@ export class Master implements Controller {
 
   /** Begin a restart: returns the signal a stop aborts. */
   beginRestart(reason: string, options: { notify: boolean } = { notify: true }): AbortSignal {
-    this.lifecycle.to('restarting', reason);
-    this.restartAbort = new AbortController();
-    if (options.notify) native.notify(`RELOADING=1\nMONOTONIC_USEC=${process.hrtime.bigint() / 1000n}`);
-    return this.restartAbort.signal;
+    return this.launcher.beginRestart(reason, options);
   }
 
   /**
@@ -272,34 +272,24 @@ export class Master implements Controller {
    * replaced.
    */
   endRestart(reason: string): void {
-    this.restartAbort = undefined;
     this.history.deploys.pinned = undefined;
-    if (this.isStopping()) return;
+    if (!this.launcher.restartEnded()) return;
     this.mixedVersions.restartEnded();
-    if (this.pendingStop !== undefined) {
-      this.background(this.stop(this.pendingStop));
-      return;
-    }
-    this.lifecycle.to('running', reason);
+    this.launcher.running(reason, this.statusLine());
     for (let i = 0; i < this.count; i++) {
       const w = this.pool.workers[i];
       if (w === undefined || !w.alive) this.recovery.scheduleReplacement(i);
     }
-    this.notifyReady();
-  }
-
-  private notifyReady(): void {
-    native.notify(`READY=1\n${this.statusLine()}`);
   }
 
   /** A STATUS= line a person can read in `systemctl status`. */
   private statusLine(): string {
     const serving = this.pool.current().filter((w) => w.serving).length;
     const requests = this.pool.tracked().reduce((n, w) => n + w.stats.requests, 0);
-    return `STATUS=cluster: ${serving}/${this.count} workers, phase ${this.generation}, ${requests} requests`;
+    return `cluster: ${serving}/${this.count} workers, phase ${this.generation}, ${requests} requests`;
   }
 
-  perform(action: ControlAction, options?: ActionOptions): ControlAnswer {
+  perform(action: RunnerAction, options?: ActionOptions): ControlAnswer {
     return performAction(this, action, options);
   }
 
@@ -339,53 +329,49 @@ export class Master implements Controller {
 
   private onHealthTick(): void {
     setProcessTitle({ role: 'master', app: this.config.app, generation: this.generation });
-    if (this.lifecycle.is('running')) native.notify(this.statusLine());
+    if (this.lifecycle.is('running')) native.notify(`STATUS=${this.statusLine()}`);
     this.recovery.checkHealth(Date.now());
   }
 
-  async stop(reason: 'stop' | 'halt'): Promise<void> {
-    if (this.isStopping()) return;
-    this.lifecycle.to('stopping', reason === 'halt' ? 'halt requested' : 'stop requested');
-    this.restartAbort?.abort();
+  /** The stop began (before --shutdown-delay): nothing is replaced or rebalanced from now on. */
+  beginStop(): void {
     clearInterval(this.healthTimer);
     this.recovery.cancel();
     this.mixedVersions.cancel();
-    if (reason === 'halt') {
-      native.notify('STOPPING=1');
-      this.log.warn('halt: killing workers without draining');
+  }
+
+  unready(): void {
+    for (const w of this.pool.alive()) w.send({ t: 'unready' });
+  }
+
+  async stopServing(how: 'stop' | 'halt'): Promise<{ requests?: number | undefined }> {
+    if (how === 'halt') {
+      this.log.warn({ event: 'stop.halt' }, 'halt: killing workers without draining');
       this.pool.killAll();
       closeListeners(this.listeners, { unlink: true });
-    } else {
-      if (this.config.shutdownDelayMs > 0) {
-        // Kubernetes keeps routing to a pod for a while after SIGTERM: serve on, health answering 503.
-        for (const w of this.pool.alive()) w.send({ t: 'unready' });
-        this.log.info(
-          { delayMs: this.config.shutdownDelayMs },
-          `graceful stop: serving ${this.config.shutdownDelayMs} ms more (--shutdown-delay)`,
-        );
-        await sleep(this.config.shutdownDelayMs);
-      }
-      native.notify('STOPPING=1');
-      this.log.info({ reason }, 'graceful stop: draining workers');
-      // The workers' copies of the slots are then the last: each closes its own once its accept queue
-      // is empty, so queued connections are served and later ones refused, never reset.
-      closeListeners(this.listeners, { unlink: false });
-      // A worker's budget: its drain, its hooks, then the app's own stop listeners (held until then, up to
-      // HELD_LISTENERS_MAX_MS: app/stop-signals.ts), and a margin for its last report.
-      await this.pool.stopAll(
-        this.config.shutdownTimeoutMs +
-          this.config.hookTimeoutMs +
-          Math.min(this.config.hookTimeoutMs, HELD_LISTENERS_MAX_MS) +
-          2000,
-      );
-      removeSocketFiles(this.listeners);
+      // A halt kills the workers: their last reports never come, and no total is claimed.
+      return {};
     }
-    if (this.config.pidfile !== undefined) removePidfile(this.config.pidfile);
+    this.log.info({ event: 'stop.draining', reason: how }, 'graceful stop: draining workers');
+    // The workers' copies of the slots are then the last: each closes its own once its accept queue
+    // is empty, so queued connections are served and later ones refused, never reset.
+    closeListeners(this.listeners, { unlink: false });
+    // A worker's budget: its drain, its hooks, then the app's own stop listeners (held until then, up to
+    // HELD_LISTENERS_MAX_MS: app/stop-signals.ts), and a margin for its last report.
+    await this.pool.stopAll(
+      this.config.shutdownTimeoutMs +
+        this.config.hookTimeoutMs +
+        Math.min(this.config.hookTimeoutMs, HELD_LISTENERS_MAX_MS) +
+        2000,
+    );
+    removeSocketFiles(this.listeners);
     // Every worker has exited (or was killed past the timeout) and its channel was read to the end: the
     // requests answered over the server's life, each worker's last report included.
-    // (A halt kills the workers: their last reports never come, and no total is claimed.)
-    const answered = reason === 'stop' ? this.ctx.metrics?.store.answered() : undefined;
-    this.log.info(answered === undefined ? {} : { requests: answered }, 'stopped');
-    process.exit(0);
+    return { requests: this.ctx.metrics?.store.answered() };
+  }
+
+  /** A halt during a graceful stop: the workers still draining are killed (the listeners are closed). */
+  hurry(): void {
+    this.pool.killAll();
   }
 }

@@ -90,7 +90,7 @@ export class Recovery {
     const m = this.m;
     // A stop requested during a restart (pendingStop) is a stop too: a group's SIGTERM reached the
     // workers as well, and each asks to leave; none is replaced only to be stopped.
-    if (!w.serving || w.replacing || m.isStopping() || m.pendingStop !== undefined) return;
+    if (!w.serving || w.replacing || m.isStopping() || m.pendingStop) return;
     w.replacing = true;
     m.log.error(
       { worker: w.index, workerPid: w.pid, reason },

@@ -16,8 +16,8 @@ import * as fs from 'node:fs';
 import type { Config } from '../config/index.js';
 import { describeRelease, isDirectory } from '../deploy/release.js';
 import { errorMessage, NserveError } from '../errors.js';
-import type { Logger } from '../log/logger.js';
 import type { Lifecycle, ServerState } from '../launcher/lifecycle.js';
+import type { Logger } from '../log/logger.js';
 import type { RestartHistory } from '../restart/history.js';
 import type { Master } from './master.js';
 

@@ -1,10 +1,10 @@
 // The master's view of one worker process. Its states, stats and events are worker-states.ts; its metrics
 // scrapes are worker-metrics.ts.
 import type { ChildProcess } from 'node:child_process';
+import { Lifecycle } from '../launcher/lifecycle.js';
 import type { Logger } from '../log/logger.js';
 import type { OomVerdict } from '../memory/oom.js';
 import type { WorkerReply } from '../metrics/json.js';
-import { Lifecycle } from '../launcher/lifecycle.js';
 import * as native from '../native/index.js';
 import { watchExit } from '../os/reaper.js';
 import { Channel } from './channel.js';

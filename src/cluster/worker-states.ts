@@ -2,8 +2,8 @@
 // handle (worker-handle.ts) emits, what spawning or adopting one takes, the rate and timings it is held to,
 // and the verdict of a failed boot.
 import type { ChildProcess } from 'node:child_process';
-import { oomKillEvidence } from '../memory/oom.js';
 import type { Transitions } from '../launcher/lifecycle.js';
+import { oomKillEvidence } from '../memory/oom.js';
 import type { FromWorker } from './protocol.js';
 import type { WorkerHandle } from './worker-handle.js';
 

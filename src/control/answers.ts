@@ -120,7 +120,8 @@ export function answerRoute(
     const action = route.action;
     if (action === 'stop' || action === 'halt') {
       // A stop may end the process before this answer is written: answer first, act once it is sent.
-      if (controller.stats().state === 'stopping') return refused('already stopping');
+      const no = controller.refuses(action);
+      if (no !== undefined) return refused(no);
       log.info({ path: url.pathname }, `control: ${action} requested`);
       return {
         status: 202,

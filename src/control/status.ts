@@ -125,6 +125,8 @@ export type ControlAnswer =
 export interface Controller {
   stats(): Stats;
   perform(action: ControlAction, options?: ActionOptions): ControlAnswer;
+  /** Why `action` would be refused now (launcher/refusals.ts), without doing anything. */
+  refuses(action: ControlAction): string | undefined;
   /** Every descriptor of the server and its workers, with roles and leak flags (GET /fds, nserve fds). */
   fds?(): ProcessFds[];
   /**

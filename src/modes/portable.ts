@@ -8,23 +8,18 @@
 // the unix socket's path and mode), runs the ready probe before it serves, writes and removes the
 // pidfile, runs onBooted, serves on through --shutdown-delay, and drains at a stop.
 import * as fs from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { runHooks } from '../app/hooks.js';
 import { compatPorts, listenWaitMs, loadApp, publishPorts, resolveAppFile } from '../app/index.js';
 import { readyProbe } from '../app/probe.js';
-import { runHeldStopListeners } from '../app/stop-signals.js';
 import type { Config } from '../config/index.js';
 import { formatControlUrl } from '../control/api.js';
-import { installSignalHandlers } from '../control/signals.js';
-import { type ControlAction, type ControlAnswer, lifetimeView, type Stats } from '../control/status.js';
+import { type ControlAnswer, lifetimeView, type Stats } from '../control/status.js';
 import { errorCode, errorMessage, NserveError, usageError } from '../errors.js';
+import { type Capabilities, Launcher, type Runner, type RunnerAction } from '../launcher/index.js';
+import type { RunContext } from '../launcher/run-context.js';
 import { type BindSpec, formatAddress } from '../listen/bind-uri.js';
 import * as native from '../native/index.js';
-import { recordPid, removePidfile } from '../os/pidfile.js';
 import { AppServer } from '../server/index.js';
 import { VERSION } from '../version.js';
-import { Lifecycle, SERVER_TRANSITIONS, type ServerState } from '../launcher/lifecycle.js';
-import type { RunContext } from '../launcher/run-context.js';
 
 /** Why a feature cannot run here, in the words every refusal uses. */
 export function noAddonReason(): string {
@@ -50,11 +45,10 @@ export function refuseWithoutAddon(config: Config): void {
 }
 
 export async function runPortable(ctx: RunContext): Promise<void> {
-  const { config, log, history } = ctx;
-  const why = noAddonReason();
+  const { config, log } = ctx;
+  const launcher = new Launcher(ctx, 'server');
   const directory = fs.realpathSync(config.directory);
   resolveAppFile(config.app, directory);
-  const lifecycle = new Lifecycle<ServerState>('server', 'booting', SERVER_TRANSITIONS, log);
   process.chdir(directory);
   // Node binds after the app loaded: an ephemeral port (0) is not known to the app as $PORT here.
   const ports = config.binds.flatMap((b) => (b.kind === 'tcp' && b.port > 0 ? [b.port] : []));
@@ -72,80 +66,79 @@ export async function runPortable(ctx: RunContext): Promise<void> {
   }
   const binds: string[] = [];
   for (const spec of config.binds) binds.push(await listenPortable(server, spec));
-  if (config.pidfile !== undefined) recordPid(config.pidfile, log);
-  lifecycle.to('running', 'the app serves');
   log.warn(
-    { code: 'ERR_NSERVE_NO_ADDON' },
-    `serving without the native addon: hot and phased restarts ${why}`,
+    { event: 'server.no-addon', code: 'ERR_NSERVE_NO_ADDON' },
+    `serving without the native addon: hot and phased restarts ${noAddonReason()}`,
   );
-  log.info(
-    { version: VERSION, mode: 'single', app: app.file, directory, binds, addon: false },
+  launcher.announce(
+    { mode: 'single', app: app.file, directory, binds, addon: false },
     'nserve booted',
+    'the app serves',
+    'single (portable): serving',
   );
-  void runHooks('onBooted', config.hooks.onBooted, {}, config.hookTimeoutMs, log);
+  const runner = new PortableRunner(ctx, launcher, server, directory);
+  launcher.attach(runner);
+  await ctx.onServing?.(launcher);
+}
 
-  const stop = async (reason: string, timeoutMs: number): Promise<void> => {
-    lifecycle.to('stopping', reason);
-    if (timeoutMs > 0 && config.shutdownDelayMs > 0) {
-      // Kubernetes keeps routing to a pod for a while after SIGTERM: serve on, health answering 503.
-      server.unready();
-      log.info(
-        { delayMs: config.shutdownDelayMs },
-        `graceful stop: serving ${config.shutdownDelayMs} ms more (--shutdown-delay)`,
-      );
-      await sleep(config.shutdownDelayMs);
-    }
-    log.info({ reason, inFlight: server.inFlight }, 'graceful stop: draining');
+/** Serving with Node's own listeners: no restarts, no workers; stops drain as single mode's do. */
+class PortableRunner implements Runner {
+  readonly capabilities: Capabilities = { has: new Set(), why: () => noAddonReason() };
+
+  constructor(
+    private readonly ctx: RunContext,
+    private readonly launcher: Launcher,
+    private readonly server: AppServer,
+    private readonly directory: string,
+  ) {}
+
+  perform(action: RunnerAction): ControlAnswer {
+    // Every runner action needs a capability portable mode lacks: the launcher refused it already.
+    return { accepted: false, status: 409, reason: `${action} ${noAddonReason()}` };
+  }
+
+  unready(): void {
+    this.server.unready();
+  }
+
+  async stopServing(how: 'stop' | 'halt'): Promise<{ requests: number }> {
+    const { config, log } = this.ctx;
+    const server = this.server;
+    log.info({ event: 'stop.draining', reason: how, inFlight: server.inFlight }, 'graceful stop: draining');
     server.beginDraining();
     // Closing Node's listener also removes a unix socket's file.
     server.stopAccepting();
-    await server.drain(timeoutMs, config.longLivedGraceMs, 'stop', {
+    await server.drain(how === 'halt' ? 0 : config.shutdownTimeoutMs, config.longLivedGraceMs, 'stop', {
       afterMs: config.switchTimeoutMs,
       after: 'end',
     });
-    if (config.pidfile !== undefined) removePidfile(config.pidfile);
-    log.info({ requests: server.requests }, 'stopped');
-    // A stop signal the app listens for itself (Next.js exits at once on it): its listeners run now.
-    await runHeldStopListeners(config.hookTimeoutMs);
-    process.exit(0);
-  };
-  const perform = (action: ControlAction): ControlAnswer => {
-    switch (action) {
-      case 'stop':
-      case 'halt':
-        if (!lifecycle.is('running')) return { accepted: false, status: 409, reason: 'already stopping' };
-        void stop(action, action === 'halt' ? 0 : config.shutdownTimeoutMs);
-        return { accepted: true };
-      case 'restart':
-      case 'phased-restart':
-      case 'rollback':
-        return { accepted: false, status: 409, reason: `a hot restart ${why}` };
-      default:
-        return { accepted: false, status: 409, reason: `${action} needs cluster mode, which ${why}` };
-    }
-  };
-  const stats = (): Stats => ({
-    version: VERSION,
-    mode: 'single',
-    pid: process.pid,
-    startedAt: ctx.startedAt,
-    phase: 0,
-    state: lifecycle.state,
-    requests: server.requests,
-    inFlight: server.inFlight,
-    longLived: server.longLivedOpen(),
-    workers: [],
-    restarts: history.records,
-    lifetime: lifetimeView(history, server.requests),
-    directory,
-    listeners: [],
-    fdCount: 0,
-  });
-  installSignalHandlers((action, signal) => {
-    const answer = perform(action);
-    if (!answer.accepted) log.warn({ signal }, `${signal} ignored: ${answer.reason}`);
-  }, log);
-  await ctx.onServing?.({ stats, perform });
+    return { requests: server.requests };
+  }
+
+  hurry(): void {
+    void this.server.drain(0, 0, 'stop', { afterMs: 0, after: 'end' });
+  }
+
+  stats(): Stats {
+    const { ctx, server } = this;
+    return {
+      version: VERSION,
+      mode: 'single',
+      pid: process.pid,
+      startedAt: ctx.startedAt,
+      phase: 0,
+      state: this.launcher.state,
+      requests: server.requests,
+      inFlight: server.inFlight,
+      longLived: server.longLivedOpen(),
+      workers: [],
+      restarts: ctx.history.records,
+      lifetime: lifetimeView(ctx.history, server.requests),
+      directory: this.directory,
+      listeners: [],
+      fdCount: 0,
+    };
+  }
 }
 
 /** Bind one bind URI with Node's own listener, exactly where it says; returns what was really bound. */

@@ -4,8 +4,13 @@ import assert from 'node:assert/strict';
 import * as os from 'node:os';
 import { test } from 'node:test';
 import { buildConfig } from '../../src/config/index.js';
+import {
+  Lifecycle,
+  SERVER_TRANSITIONS,
+  type ServerState,
+  unlessAborted,
+} from '../../src/launcher/lifecycle.js';
 import { createLogger } from '../../src/log/logger.js';
-import { Lifecycle, SERVER_TRANSITIONS, type ServerState, unlessAborted } from '../../src/launcher/lifecycle.js';
 import type { FdInfo } from '../../src/native/index.js';
 import type { ExecOptions } from '../../src/restart/exec.js';
 import { type ExecPlan, prepareExec, type RestartOps } from '../../src/restart/prepare.js';
