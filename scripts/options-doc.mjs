@@ -10,4 +10,6 @@ const file = path.join(root, 'README.md');
 const before = fs.readFileSync(file, 'utf8');
 const after = withOptionsTable(before);
 if (after !== before) fs.writeFileSync(file, after);
-process.stdout.write(after === before ? 'README.md: options table up to date\n' : 'README.md: options table rewritten\n');
+process.stdout.write(
+  after === before ? 'README.md: options table up to date\n' : 'README.md: options table rewritten\n',
+);
