@@ -287,6 +287,12 @@ Napi::Value ListenQueue(const Napi::CallbackInfo& info) {
 // it (close-on-exec, non-blocking), then close it, in one call, so that the
 // window in which a new connection could be queued and then reset by the close
 // is one syscall wide. Closing a listener resets what is queued.
+//
+// Ownership: the listener is this call's from its first line, whether it
+// returns or throws. It is closed on every path (a throw included, by
+// unique_fd), so the caller must never close `fd` again, even after an error:
+// the number may already name another descriptor. Connections accepted before
+// a throw are closed too (their clients see a reset): none reaches JavaScript.
 Napi::Value AcceptAndClose(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   unique_fd listener(FdArg(info, 0));
@@ -308,11 +314,14 @@ Napi::Value AcceptAndClose(const Napi::CallbackInfo& info) {
     ThrowErrno(env, "accept4");
   }
   listener.reset();
+  // Every descriptor goes into the array before any is released (as in
+  // RecvFds): a Set that throws midway leaves all of them owned here, closed
+  // by the vector, instead of some released into an array nobody receives.
   Napi::Array out = Napi::Array::New(env, accepted.size());
   for (size_t i = 0; i < accepted.size(); i++) {
-    out.Set(static_cast<uint32_t>(i),
-            Napi::Number::New(env, accepted[i].release()));
+    out.Set(static_cast<uint32_t>(i), accepted[i].get());
   }
+  for (unique_fd& fd : accepted) fd.release();
   return out;
 }
 

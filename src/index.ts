@@ -9,8 +9,8 @@ export {
   markLongPoll,
   onDrain,
 } from './app/drain-api.js';
+// Not the internal, validated Config: its shape is nserve's to change; a config file is a UserConfig.
 export {
-  type Config,
   defineConfig,
   type HookContext,
   type HookFn,

@@ -1,5 +1,6 @@
-// The options of `nserve start` (and `nserve config`), as data: cli/program.ts makes commander options of
-// them, and `parseStartArgs` reads a plain `start` command line without loading commander at all.
+// The options of `nserve start` (and `nserve config`), as data read off the settings table
+// (config/settings.ts): cli/program.ts makes commander options of them, and `parseStartArgs` reads a
+// plain `start` command line without loading commander at all.
 //
 // Why: every nserve process (single server, master, each worker, boot-check child) is an `nserve start`
 // command line, and commander costs each ~2 MB and several ms of start-up. `parseStartArgs` accepts only
@@ -12,8 +13,7 @@
 // convention), given to it as process.argv[2…]. Both readings split there first (splitAppArgs): commander
 // drops a `--` from its operands, so it could not tell `start app x` (an error) from `start app -- x`.
 import type { CliOptions } from '../config/index.js';
-import { LOG_FORMATS, LOG_LEVELS } from '../log/logger.js';
-import { LEAK_POLICIES } from '../os/descriptors.js';
+import { optionKey, SETTINGS, type Setting } from '../config/settings.js';
 
 export interface StartOption {
   /** commander's flags: `-b, --bind <uri>`, `--tag-output`. */
@@ -24,148 +24,19 @@ export interface StartOption {
   choices?: readonly string[];
 }
 
-export const START_OPTIONS: readonly StartOption[] = [
-  {
-    flags: '-b, --bind <uri>',
-    description: 'bind URI, repeatable: tcp://HOST:PORT, tcp://[::1]:PORT, unix:///path?mode=0660',
-    repeatable: true,
-  },
-  {
-    flags: '-p, --port <n>',
-    description: 'shorthand for --bind tcp://0.0.0.0:N (default bind tcp://0.0.0.0:3000)',
-  },
-  { flags: '-w, --workers <n>', description: 'worker processes; 0 = single mode (default 0)' },
-  {
-    flags: '--slots <n>',
-    description: 'reuseport slot sockets per TCP bind in cluster mode (default: workers)',
-  },
-  {
-    flags: '--balance <mode>',
-    description:
-      'spread connections over slots: kernel (default) or ip-hash (a client address sticks to one worker)',
-  },
-  {
-    flags: '--directory <dir>',
-    description: 'working directory of the app, re-resolved at every restart (default: cwd)',
-  },
-  { flags: '--pidfile <file>', description: 'write the PID here' },
-  { flags: '-e, --environment <name>', description: 'sets NODE_ENV for the app' },
-  {
-    flags: '--shutdown-timeout <s>',
-    description: 'seconds to let in-flight requests finish on stop/restart (default 30)',
-  },
-  { flags: '--worker-timeout <s>', description: 'seconds a worker may go without checking in (default 60)' },
-  { flags: '--worker-boot-timeout <s>', description: 'seconds new code may take to boot (default 60)' },
-  {
-    flags: '--worker-max-memory <size>',
-    description: 'replace a worker (surge-first, no request failing) whose RSS stays above SIZE, e.g. 512MB',
-  },
-  { flags: '--hook-timeout <s>', description: 'seconds each hook may run (default 30)' },
-  {
-    flags: '--drain-grace <s>',
-    description: 'idle seconds before a draining keep-alive connection is closed (default 1)',
-  },
-  {
-    flags: '--shutdown-delay <s>',
-    description:
-      'on stop, keep serving this long with the health path answering 503 (Kubernetes endpoints; default 0)',
-  },
-  {
-    flags: '--switch-timeout <s>',
-    description:
-      'seconds a drain waits for long-polls (socket.io polling, markLongPoll): then a cluster hot restart switches without them, elsewhere they end (default 1)',
-  },
-  {
-    flags: '--long-lived-grace <s>',
-    description:
-      'seconds WebSockets and event streams get to close at a drain before nserve ends them (default 2)',
-  },
-  {
-    flags: '--keep-alive-timeout <s>',
-    description:
-      "idle seconds a keep-alive connection stays open; behind a load balancer, longer than the balancer's idle timeout (default 5)",
-  },
-  {
-    flags: '--headers-timeout <s>',
-    description: 'seconds a client may take to send the request headers (default 60)',
-  },
-  {
-    flags: '--request-timeout <s>',
-    description: 'seconds a client may take to send a whole request; 0 = no limit (default 300)',
-  },
-  { flags: '--backlog <n>', description: 'listen backlog (default 1024)' },
-  { flags: '--log-level <level>', description: 'log level (default info)', choices: LOG_LEVELS },
-  {
-    flags: '--log-format <format>',
-    description:
-      'json, pretty (one line per event) or logfmt (default: pretty on a terminal, json otherwise)',
-    choices: LOG_FORMATS,
-  },
-  {
-    flags: '--leak-policy <policy>',
-    description: 'descriptors that would leak into a hot restart: close (default), warn, refuse',
-    choices: LEAK_POLICIES,
-  },
-  {
-    flags: '--control-url <url>',
-    description:
-      'control server: unix:///path (mode 0600), tcp://HOST:PORT (needs --control-token) or auto (next to --state)',
-  },
-  { flags: '--control-token <token>', description: 'token control requests must carry (auto generates one)' },
-  {
-    flags: '--metrics-url <url>',
-    description:
-      'read-only Prometheus listener tcp://HOST:PORT answering GET /metrics, kept open across hot restarts',
-  },
-  {
-    flags: '--state <file>',
-    description: 'state file for nserve ctl: PID, control URL and token (mode 0600)',
-  },
-  { flags: '--redirect-stdout <file>', description: 'append stdout to FILE; SIGHUP reopens it' },
-  { flags: '--redirect-stderr <file>', description: 'append stderr to FILE; SIGHUP reopens it' },
-  // Not --env-file: Node 20 itself checks any "--env-file FILE" in argv, even after the script name, and
-  // exits 9 when FILE is not in the cwd (every worker and restarted image is started with our argv).
-  {
-    flags: '--dotenv <file>',
-    description:
-      'dotenv file (relative to --directory), read again at every restart, for the workers and the new image (config envFile)',
-  },
-  {
-    flags: '-C, --config <file>',
-    description: 'config file (default: $NSERVE_CONFIG, else nserve.config.{mjs,js,cjs,json} in cwd)',
-  },
-  {
-    flags: '--tag-output',
-    description:
-      "the app's stdout/stderr lines become log events naming the worker that wrote them (in the log format)",
-  },
-  { flags: '--access-log', description: 'log one line per request (method, path, status, duration)' },
-  {
-    flags: '--boot-check',
-    description:
-      'single mode: boot the new code in a separate process before a hot restart execs (default: exec at once, come back to the previous release if it fails)',
-  },
-  {
-    flags: '--ready-probe <path>',
-    description:
-      'every new worker (and new code in single mode) must answer GET PATH with a 2xx, over a private socket, before it gets traffic',
-  },
-  { flags: '--ready-probe-timeout <s>', description: 'seconds the ready probe may take (default 5)' },
-  {
-    flags: '--canary <duration>',
-    description:
-      "phased restart: the first new worker serves alone for DURATION (e.g. 3s); a worse 5xx rate than the old workers' stops the rollout and brings the previous release back",
-  },
-  {
-    flags: '--phase-concurrency <n>',
-    description:
-      'phased restart: replace N workers at a time, each replacement accepting before its old worker drains (default 1)',
-  },
-  {
-    flags: '--health-path <path>',
-    description: 'answer this path from nserve itself: 200 while serving, 503 while draining',
-  },
-];
+/** Every setting with a flag, in the table's order (config/settings.ts). */
+export const START_OPTIONS: readonly StartOption[] = SETTINGS.flatMap((s: Setting) =>
+  s.flags === undefined || s.help === undefined
+    ? []
+    : [
+        {
+          flags: s.flags,
+          description: s.help,
+          ...(s.repeatable === undefined ? {} : { repeatable: s.repeatable }),
+          ...(s.choices === undefined ? {} : { choices: s.choices }),
+        },
+      ],
+);
 
 interface ParsedFlags {
   short: string | undefined;
@@ -182,7 +53,7 @@ function parseFlags(flags: string): ParsedFlags {
   return {
     short: m[1],
     long,
-    key: long.replace(/-(\w)/g, (_, c: string) => c.toUpperCase()),
+    key: optionKey(flags),
     takesValue: m[3] !== undefined,
   };
 }

@@ -32,8 +32,10 @@ import {
   readBootCheckDirectory,
   readBootCheckEnv,
   readWorkerEnv,
+  type WorkerIdentity,
   withoutPreload,
 } from '../restart/handoff.js';
+import type { RestartHistory } from '../restart/history.js';
 
 // Each role loads only what it runs (`await import`): a worker never loads the master, the control
 // server, the metrics listener or the restart machinery, and none of them is loaded when not configured.
@@ -68,14 +70,7 @@ export function launchCwd(): string {
 export async function start(appArg: string | undefined, opts: CliOptions): Promise<void> {
   // Before anything is opened: what is open now came from the launcher (or is Node's own).
   noteStartupFds();
-  const env = { ...process.env };
-  for (const k of CONSUMED_ENV) delete process.env[k];
-  // A hot restart's image: the recorder preloaded for Node's start-up is not for the app or its children.
-  if (native.signalPreload !== undefined) {
-    const rest = withoutPreload(process.env[PRELOAD_ENV], native.signalPreload);
-    if (rest === undefined) delete process.env[PRELOAD_ENV];
-    else process.env[PRELOAD_ENV] = rest;
-  }
+  const env = takeLaunchEnv();
   const bootCheck = readBootCheckEnv(env);
   if (bootCheck !== undefined) {
     const { bootCheckChild } = await import('./boot-check.js');
@@ -85,19 +80,7 @@ export async function start(appArg: string | undefined, opts: CliOptions): Promi
       readBootCheckDirectory(env),
     );
   }
-  // A hot restart's exec: read what the previous image handed over. One written by an nserve this one
-  // cannot read (a release that ships another nserve version) is handed back, unread, to its writer.
-  const decoded = decodeHandoff(env);
-  if (decoded.kind === 'foreign') {
-    if (decoded.back === undefined)
-      throw new NserveError('ERR_NSERVE_INHERIT', `cannot adopt the previous image: ${decoded.reason}`);
-    process.stderr.write(
-      `nserve: the previous image's hand-off cannot be read (${decoded.reason}): execing back\n`,
-    );
-    const { execBack } = await import('../restart/exec.js');
-    execBack(decoded.back, decoded.reason, env);
-  }
-  const handoff = decoded.kind === 'ok' ? decoded.handoff : undefined;
+  const handoff = await readHandoff(env);
   const cwd = launchCwd();
   const identity = readWorkerEnv(env);
   const rejected = env[HANDOFF_ENV.rejected];
@@ -109,10 +92,63 @@ export async function start(appArg: string | undefined, opts: CliOptions): Promi
   // Back from a new image that could not take over: read the config this image read before.
   const options =
     rejected !== undefined && handoff?.configFile != null ? { ...opts, config: handoff.configFile } : opts;
-  let config: Config;
+  const config = await loadRoleConfig(appArg, options, cwd, identity, guard);
+  guard?.rearm(config.workerBootTimeoutMs);
+  setDefaultLogFormat(config.logFormat);
+  if (config.environment !== undefined) process.env.NODE_ENV = config.environment;
+
+  // Every role points its own stdout/stderr at the files (a worker reopens them on SIGHUP).
+  redirectStdio({ stdout: config.redirectStdout, stderr: config.redirectStderr });
+
+  if (identity !== undefined) return startWorker(config, env, identity);
+  return startServer({ appArg, options, config, env, handoff, rejected, guard, cwd });
+}
+
+/**
+ * The environment as launched, for this process to read; what only nserve reads is taken out of
+ * process.env, which the app sees.
+ */
+function takeLaunchEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  for (const k of CONSUMED_ENV) delete process.env[k];
+  // A hot restart's image: the recorder preloaded for Node's start-up is not for the app or its children.
+  if (native.signalPreload !== undefined) {
+    const rest = withoutPreload(process.env[PRELOAD_ENV], native.signalPreload);
+    if (rest === undefined) delete process.env[PRELOAD_ENV];
+    else process.env[PRELOAD_ENV] = rest;
+  }
+  return env;
+}
+
+/**
+ * A hot restart's exec: what the previous image handed over. One written by an nserve this one cannot
+ * read (a release that ships another nserve version) is handed back, unread, to its writer.
+ */
+async function readHandoff(env: NodeJS.ProcessEnv): Promise<Handoff | undefined> {
+  const decoded = decodeHandoff(env);
+  if (decoded.kind === 'foreign') {
+    if (decoded.back === undefined)
+      throw new NserveError('ERR_NSERVE_INHERIT', `cannot adopt the previous image: ${decoded.reason}`);
+    process.stderr.write(
+      `nserve: the previous image's hand-off cannot be read (${decoded.reason}): execing back\n`,
+    );
+    const { execBack } = await import('../restart/exec.js');
+    execBack(decoded.back, decoded.reason, env);
+  }
+  return decoded.kind === 'ok' ? decoded.handoff : undefined;
+}
+
+/** The config; a failure is told to the boot guard (exec back) or a worker's master before it is thrown. */
+async function loadRoleConfig(
+  appArg: string | undefined,
+  options: CliOptions,
+  cwd: string,
+  identity: WorkerIdentity | undefined,
+  guard: BootGuard | undefined,
+): Promise<Config> {
   try {
     // A worker loads the directory its master names (identity): --directory may point nowhere now.
-    config = await loadConfig(appArg, options, cwd, process.env, {
+    return await loadConfig(appArg, options, cwd, process.env, {
       directoryMayBeGone: identity?.directory !== undefined,
     });
   } catch (err) {
@@ -123,66 +159,61 @@ export async function start(appArg: string | undefined, opts: CliOptions): Promi
     }
     throw err;
   }
-  guard?.rearm(config.workerBootTimeoutMs);
-  setDefaultLogFormat(config.logFormat);
-  if (config.environment !== undefined) process.env.NODE_ENV = config.environment;
+}
 
-  // Every role points its own stdout/stderr at the files (a worker reopens them on SIGHUP).
-  redirectStdio({ stdout: config.redirectStdout, stderr: config.redirectStderr });
-
-  if (identity !== undefined) {
-    const { runWorker } = await import('../cluster/worker.js');
-    if (config.envFile !== undefined) {
-      // From the release this worker's generation serves (re-resolved by the master for each restart).
-      const { applyEnvFile, describeEnvChange } = await import('../config/env-file.js');
-      const change = applyEnvFile(config.envFile, identity.directory ?? fs.realpathSync(config.directory));
-      const said = describeEnvChange(change);
-      if (said !== undefined)
-        createLogger({ level: config.logLevel, base: { role: 'worker', worker: identity.index } }).info(
-          { envFile: change.file, changed: change.changed, removed: change.removed },
-          said,
-        );
-    }
-    if (stdioRedirected()) {
-      // The master passes SIGHUP on: reopen our own descriptors 1 and 2 (cluster/worker.ts ignores SIGHUP otherwise).
-      const hupLog = createLogger({
-        level: config.logLevel,
-        base: { role: 'worker', worker: identity.index },
-      });
-      process.on('SIGHUP', () => reopenRedirectedStdio(hupLog));
-    }
-    setProcessTitle({ role: 'worker', index: identity.index, generation: identity.generation });
-    if (config.tagOutput) await tagAppOutput({ role: 'worker', worker: identity.index });
-    return runWorker({ config, env, identity });
+/** A worker: its release's dotenv file, SIGHUP for redirected output, its title, then the worker loop. */
+async function startWorker(config: Config, env: NodeJS.ProcessEnv, identity: WorkerIdentity): Promise<void> {
+  const { runWorker } = await import('../cluster/worker.js');
+  // Made only when a worker has something to say here: each logger is a stream on stdout.
+  const log = (): Logger =>
+    createLogger({ level: config.logLevel, base: { role: 'worker', worker: identity.index } });
+  if (config.envFile !== undefined) {
+    // From the release this worker's generation serves (re-resolved by the master for each restart).
+    await applyDotenv(config.envFile, identity.directory ?? fs.realpathSync(config.directory), log);
   }
+  if (stdioRedirected()) {
+    // The master passes SIGHUP on: reopen our own descriptors 1 and 2 (cluster/worker.ts ignores SIGHUP otherwise).
+    const hupLog = log();
+    process.on('SIGHUP', () => reopenRedirectedStdio(hupLog));
+  }
+  setProcessTitle({ role: 'worker', index: identity.index, generation: identity.generation });
+  if (config.tagOutput) await tagAppOutput({ role: 'worker', worker: identity.index });
+  return runWorker({ config, env, identity });
+}
+
+/** Read `file` (relative to `directory`) into process.env, and say what changed. */
+async function applyDotenv(file: string, directory: string, log: () => Logger): Promise<void> {
+  const { applyEnvFile, describeEnvChange } = await import('../config/env-file.js');
+  const change = applyEnvFile(file, directory);
+  const said = describeEnvChange(change);
+  if (said !== undefined)
+    log().info({ envFile: change.file, changed: change.changed, removed: change.removed }, said);
+}
+
+interface ServerStart {
+  appArg: string | undefined;
+  options: CliOptions;
+  config: Config;
+  env: NodeJS.ProcessEnv;
+  handoff: Handoff | undefined;
+  /** Why the new image this one execed into handed back (HANDOFF_ENV.rejected), if it did. */
+  rejected: string | undefined;
+  guard: BootGuard | undefined;
+  cwd: string;
+}
+
+/** A master or a single server: its history, control plane and metrics, then the runner of its mode. */
+async function startServer(s: ServerStart): Promise<void> {
+  const { config, handoff } = s;
   const log = createLogger({
     level: config.logLevel,
     base: { role: config.workers > 0 ? 'master' : 'single' },
   });
   if (config.envFile !== undefined) {
     // Read again by every image (a hot restart's exec) from the release it serves.
-    const { applyEnvFile, describeEnvChange } = await import('../config/env-file.js');
-    const change = applyEnvFile(config.envFile, releaseDirectory(config, handoff, env));
-    const said = describeEnvChange(change);
-    if (said !== undefined)
-      log.info({ envFile: change.file, changed: change.changed, removed: change.removed }, said);
+    await applyDotenv(config.envFile, releaseDirectory(config, handoff, s.env), () => log);
   }
-  const { RestartHistory } = await import('../restart/history.js');
-  const history = RestartHistory.fromHandoff(
-    handoff?.history,
-    handoff?.totals,
-    handoff?.releases,
-    handoff?.directory,
-  );
-  if (rejected !== undefined && handoff !== undefined) {
-    // The new image could not boot, or read our hand-off, and execed back: this is the old code again.
-    handoff.restart.count -= 1;
-    log.error(
-      { code: 'ERR_NSERVE_BOOT_CHECK', error: rejected },
-      `hot restart abandoned, old code keeps serving: ${rejected}`,
-    );
-    history.finish(history.current(), 'failed', rejected);
-  }
+  const history = await restartHistory(handoff, s.rejected, log);
   const startedAt = handoff?.startedAt ?? new Date().toISOString();
   // Without the addon (portable mode): what needs it is refused now, before anything binds.
   if (!native.available) (await import('../modes/portable.js')).refuseWithoutAddon(config);
@@ -196,18 +227,18 @@ export async function start(appArg: string | undefined, opts: CliOptions): Promi
   REQUESTS.on = config.metrics && config.workers === 0;
   const ctx: RunContext = {
     config,
-    appArg,
-    cliOptions: options,
+    appArg: s.appArg,
+    cliOptions: s.options,
     configFileResolved: config.configFile === undefined ? null : realpathOr(config.configFile),
-    ...(guard === undefined ? {} : { guard }),
+    ...(s.guard === undefined ? {} : { guard: s.guard }),
     log,
     restart: { count: handoff?.restart.count ?? 0, requestedAt: handoff?.restart.requestedAt },
     handoff,
-    rejected: handoff === undefined ? undefined : rejected,
-    env,
+    rejected: handoff === undefined ? undefined : s.rejected,
+    env: s.env,
     history,
     startedAt,
-    launchCwd: cwd,
+    launchCwd: s.cwd,
     ...(control.server === undefined ? {} : { controlFds: [control.server.fd] }),
     locks: control.locks,
     ...(metrics === undefined ? {} : { metrics }),
@@ -220,6 +251,39 @@ export async function start(appArg: string | undefined, opts: CliOptions): Promi
       await control.serve(controller);
     },
   };
+  return runMode(ctx, log);
+}
+
+/**
+ * The restart history handed over (empty at first boot). Back from a new image that could not boot, or
+ * read the hand-off, and execed back: this is the old code again, and the restart is recorded as failed.
+ */
+async function restartHistory(
+  handoff: Handoff | undefined,
+  rejected: string | undefined,
+  log: Logger,
+): Promise<RestartHistory> {
+  const { RestartHistory } = await import('../restart/history.js');
+  const history = RestartHistory.fromHandoff(
+    handoff?.history,
+    handoff?.totals,
+    handoff?.releases,
+    handoff?.directory,
+  );
+  if (rejected !== undefined && handoff !== undefined) {
+    handoff.restart.count -= 1;
+    log.error(
+      { code: 'ERR_NSERVE_BOOT_CHECK', error: rejected },
+      `hot restart abandoned, old code keeps serving: ${rejected}`,
+    );
+    history.finish(history.current(), 'failed', rejected);
+  }
+  return history;
+}
+
+/** The runner of the configured mode: cluster master (-w N), single, or portable (no addon). */
+async function runMode(ctx: RunContext, log: Logger): Promise<void> {
+  const { config, handoff } = ctx;
   setProcessTitle(
     config.workers > 0
       ? { role: 'master', app: config.app, generation: handoff?.generation ?? 0 }

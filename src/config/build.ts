@@ -1,13 +1,13 @@
-// All settings → one Config: defaults, flag over file over environment. The checks across settings
-// (slots per worker, balance, HTTP timeouts, control and metrics addresses) are in derive.ts.
+// All settings → one Config: defaults, flag over file over environment. The settings that stand alone
+// are parsed as the table says (settings.ts); the checks across settings (slots per worker, balance,
+// HTTP timeouts, control and metrics addresses) are here and in derive.ts.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { LevelWithSilent } from 'pino';
-import { HEARTBEAT_INTERVAL_MS } from '../cluster/protocol.js';
 import { NserveError, usageError } from '../errors.js';
 import { type BindSpec, parseBindUri } from '../listen/binder.js';
-import { LOG_FORMATS, LOG_LEVELS, type LogFormat } from '../log/logger.js';
-import { LEAK_POLICIES, type LeakPolicy } from '../os/descriptors.js';
+import type { LogFormat } from '../log/logger.js';
+import type { LeakPolicy } from '../os/descriptors.js';
 import {
   appArgs,
   balanceMode,
@@ -19,23 +19,9 @@ import {
   slotCount,
 } from './derive.js';
 import type { FoundConfigFile } from './file.js';
+import { SETTINGS, type Setting } from './settings.js';
 import type { CliOptions, Config, UserConfig } from './types.js';
-import {
-  bool,
-  byteSize,
-  envFile,
-  fromEnv,
-  healthPath,
-  hooks,
-  integer,
-  invalid,
-  type Picked,
-  pick,
-  type Source,
-  seconds,
-  str,
-  urlPath,
-} from './values.js';
+import { envFile, fromEnv, hooks, integer, invalid, type Picked, pick, type Source, str } from './values.js';
 
 export interface BuildOptions {
   /**
@@ -45,22 +31,81 @@ export interface BuildOptions {
   directoryMayBeGone?: boolean;
 }
 
-export function buildConfig(
-  appArg: string | undefined,
-  cli: CliOptions,
-  file: UserConfig,
-  cwd: string,
-  found: FoundConfigFile | undefined,
-  env: NodeJS.ProcessEnv = {},
-  options: BuildOptions = {},
-): Config {
+/** What buildConfig reads: the command line, the config file and where it was found, the environment. */
+export interface BuildInput extends BuildOptions {
+  /** The APP argument of the command line (undefined: the config file's `app`). */
+  app: string | undefined;
+  cli: CliOptions;
+  file: UserConfig;
+  /** The launch directory: relative paths (--directory, --pidfile, …) are resolved against it. */
+  cwd: string;
+  found?: FoundConfigFile | undefined;
+  /** PORT and WEB_CONCURRENCY are read from it (values.ts SETTING_ENV). */
+  env?: NodeJS.ProcessEnv;
+}
+
+/** One setting's raw value and where it came from (flag, file, environment); records the source. */
+type Take = (key: keyof CliOptions & keyof UserConfig) => Picked;
+
+/** The Config fields the table parses on its own (settings with `parse`). */
+type StandaloneField = Extract<(typeof SETTINGS)[number], { parse: unknown }>['field'];
+type Standalone = Pick<Config, StandaloneField>;
+
+export function buildConfig(input: BuildInput): Config {
+  const { cli, file, cwd, found } = input;
   const sources: Record<string, Source> = {};
-  const take = <K extends keyof CliOptions & keyof UserConfig>(key: K): Picked => {
-    const picked =
-      pick(key, cli, file) ?? (key === 'port' || key === 'workers' ? fromEnv(key, env) : undefined);
+  const take: Take = (key) => {
+    const picked = pick(key, cli, file) ?? fromEnv(key, input.env ?? {});
     sources[key] = picked?.source ?? 'default';
     return picked;
   };
+  const app = appName(input.app, file, sources);
+  const args = appArgs(take('args'));
+  const binds = bindSpecs(take, sources);
+  const standalone = parseStandalone(take);
+  const { workers } = standalone;
+  const directory = directoryOf(str('directory', take('directory')), cwd, input.directoryMayBeGone === true);
+  const files = ownFiles(take, cwd);
+  const control = controlConfig(take, files.stateFile);
+  const metricsUrl = metricsAddress(take('metricsUrl'));
+  distinctAddresses(binds, control, metricsUrl, sources);
+  const slotsOpt = take('slots');
+  const slots = slotCount(slotsOpt, binds, workers);
+  const balance = balanceMode(take('balance'), binds, workers, slots, slotsOpt?.source ?? 'default');
+  checkHttpTimeouts(standalone, sources);
+  distinctFiles(
+    [
+      ['pidfile', files.pidfile],
+      ['state', files.stateFile],
+      ['redirectStdout', files.redirectStdout],
+      ['redirectStderr', files.redirectStderr],
+    ],
+    sources,
+  );
+  return {
+    ...standalone,
+    ...files,
+    app,
+    args,
+    // The binder reads the balance of each TCP bind from its spec.
+    binds: balance === 'kernel' ? binds : binds.map((b) => (b.kind === 'tcp' ? { ...b, balance } : b)),
+    slots,
+    balance,
+    directory,
+    control,
+    metricsUrl,
+    metrics: metricsUrl !== undefined || control !== undefined,
+    envFile: envFile(cli, file, sources),
+    ...phasedRollout(take, workers),
+    configFile: found?.file,
+    configSource: found?.source,
+    hooks: hooks(file),
+    sources,
+  };
+}
+
+/** The app: the command line's APP, else the config file's `app`; missing, said in one line. */
+function appName(appArg: string | undefined, file: UserConfig, sources: Record<string, Source>): string {
   const app = appArg ?? str('app', file.app === undefined ? undefined : { value: file.app, source: 'file' });
   sources.app = appArg !== undefined ? 'flag' : 'file';
   if (app === undefined) {
@@ -69,7 +114,11 @@ export function buildConfig(
       'missing APP: name the app module to serve (nserve start app.mjs) or set "app" in the config file',
     );
   }
-  const args = appArgs(take('args'));
+  return app;
+}
+
+/** --bind (repeatable) and --port (or PORT), deduplicated; tcp://0.0.0.0:3000 when neither is set. */
+function bindSpecs(take: Take, sources: Record<string, Source>): BindSpec[] {
   const bindUris: { value: unknown; source: Source }[] = [];
   const bindOpt = take('bind');
   if (bindOpt !== undefined) {
@@ -101,131 +150,62 @@ export function buildConfig(
     if (binds.some((x) => x.uri === spec.uri)) continue;
     binds.push(spec);
   }
-  const workers = integer('workers', take('workers'), 0, 256, 0);
-  const logLevel = (str('logLevel', take('logLevel')) ?? 'info') as LevelWithSilent;
-  if (!LOG_LEVELS.includes(logLevel)) {
-    throw invalid(
-      'logLevel',
-      logLevel,
-      cli.logLevel !== undefined ? 'flag' : 'file',
-      `one of ${LOG_LEVELS.join(', ')}`,
-    );
+  return binds;
+}
+
+/** Every setting the table parses on its own (its default included), in the table's order. */
+function parseStandalone(take: Take): Standalone {
+  const out: Record<string, unknown> = {};
+  for (const setting of SETTINGS as readonly Setting[]) {
+    if (setting.parse === undefined || setting.field === undefined) continue;
+    out[setting.field] = setting.parse(setting.key, take(setting.key as Parameters<Take>[0]));
   }
-  const formatOpt = take('logFormat');
-  const logFormat = str('logFormat', formatOpt) as LogFormat | undefined;
-  if (logFormat !== undefined && !LOG_FORMATS.includes(logFormat)) {
-    throw invalid('logFormat', logFormat, formatOpt?.source ?? 'flag', `one of ${LOG_FORMATS.join(', ')}`);
-  }
-  const leakOpt = take('leakPolicy');
-  const leakPolicy = (str('leakPolicy', leakOpt) ?? 'close') as LeakPolicy;
-  if (!LEAK_POLICIES.includes(leakPolicy)) {
-    throw invalid('leakPolicy', leakPolicy, leakOpt?.source ?? 'flag', `one of ${LEAK_POLICIES.join(', ')}`);
-  }
-  const dir = str('directory', take('directory'));
-  const directory = path.resolve(cwd, dir ?? '.');
-  if (!options.directoryMayBeGone && (!fs.existsSync(directory) || !fs.statSync(directory).isDirectory())) {
-    throw usageError('ERR_NSERVE_INVALID_CONFIG', `invalid --directory: ${directory} is not a directory`);
-  }
-  const resolved = (file: string | undefined): string | undefined =>
-    file === undefined ? undefined : path.resolve(cwd, file);
-  const pidfile = resolved(str('pidfile', take('pidfile')));
-  const stateFile = resolved(str('state', take('state')));
-  const control = controlConfig(take, stateFile);
-  const metricsUrl = metricsAddress(take('metricsUrl'));
-  distinctAddresses(binds, control, metricsUrl, sources);
-  const redirectStdout = resolved(str('redirectStdout', take('redirectStdout')));
-  const redirectStderr = resolved(str('redirectStderr', take('redirectStderr')));
-  const slotsOpt = take('slots');
-  const slots = slotCount(slotsOpt, binds, workers);
-  const balance = balanceMode(take('balance'), binds, workers, slots, slotsOpt?.source ?? 'default');
-  const httpTimeout = (key: 'keepAliveTimeout' | 'headersTimeout' | 'requestTimeout'): number | undefined => {
-    const v = take(key);
-    return v === undefined ? undefined : seconds(key, v, 0);
-  };
-  const keepAliveTimeoutMs = httpTimeout('keepAliveTimeout');
-  const headersTimeoutMs = httpTimeout('headersTimeout');
-  const requestTimeoutMs = httpTimeout('requestTimeout');
-  if (headersTimeoutMs !== undefined && requestTimeoutMs !== undefined && requestTimeoutMs > 0) {
-    if (headersTimeoutMs > requestTimeoutMs)
-      throw invalid(
-        'headersTimeout',
-        headersTimeoutMs / 1000,
-        sources.headersTimeout ?? 'flag',
-        `at most the request timeout (${requestTimeoutMs / 1000} s): Node requires headersTimeout <= requestTimeout`,
-      );
-  }
-  distinctFiles(
-    [
-      ['pidfile', pidfile],
-      ['state', stateFile],
-      ['redirectStdout', redirectStdout],
-      ['redirectStderr', redirectStderr],
-    ],
-    sources,
-  );
-  return {
-    app,
-    args,
-    // The binder reads the balance of each TCP bind from its spec.
-    binds: balance === 'kernel' ? binds : binds.map((b) => (b.kind === 'tcp' ? { ...b, balance } : b)),
-    workers,
-    slots,
-    balance,
-    directory,
-    pidfile,
-    environment: str('environment', take('environment')),
-    shutdownTimeoutMs: seconds('shutdownTimeout', take('shutdownTimeout'), 30),
-    workerTimeoutMs: seconds('workerTimeout', take('workerTimeout'), 60, {
-      min: (2 * HEARTBEAT_INTERVAL_MS) / 1000,
-      why: `workers check in every ${HEARTBEAT_INTERVAL_MS / 1000} s: a shorter timeout kills healthy workers`,
-    }),
-    workerBootTimeoutMs: seconds('workerBootTimeout', take('workerBootTimeout'), 60, {
-      min: 1,
-      why: 'a worker, or new code, needs time to boot: Node alone takes a good part of a second under load',
-    }),
-    hookTimeoutMs: seconds('hookTimeout', take('hookTimeout'), 30, {
-      min: 0,
-      exclusive: true,
-      why: 'with 0 every async hook times out',
-    }),
-    drainGraceMs: seconds('drainGrace', take('drainGrace'), 1),
-    keepAliveTimeoutMs,
-    headersTimeoutMs,
-    requestTimeoutMs,
-    longLivedGraceMs: seconds('longLivedGrace', take('longLivedGrace'), 2),
-    switchTimeoutMs: seconds('switchTimeout', take('switchTimeout'), 1),
-    shutdownDelayMs: seconds('shutdownDelay', take('shutdownDelay'), 0),
-    workerMaxMemory: byteSize('workerMaxMemory', take('workerMaxMemory')),
-    backlog: integer('backlog', take('backlog'), 1, 65535, 1024),
-    logLevel,
-    logFormat,
-    leakPolicy,
-    control,
-    metricsUrl,
-    metrics: metricsUrl !== undefined || control !== undefined,
-    stateFile,
-    redirectStdout,
-    redirectStderr,
-    accessLog: bool('accessLog', take('accessLog')),
-    bootCheck: bool('bootCheck', take('bootCheck')),
-    healthPath: healthPath(take('healthPath')),
-    readyProbe: urlPath('readyProbe', take('readyProbe')),
-    readyProbeTimeoutMs: seconds('readyProbeTimeout', take('readyProbeTimeout'), 5, {
-      min: 0,
-      exclusive: true,
-      why: 'the probe needs time to get an answer',
-    }),
-    envFile: envFile(cli, file, sources),
-    tagOutput: bool('tagOutput', take('tagOutput')),
-    ...phasedRollout(take, workers),
-    configFile: found?.file,
-    configSource: found?.source,
-    hooks: hooks(file),
-    sources,
+  // The table's parsers checked the choices: these casts name what they checked.
+  return out as unknown as Standalone & {
+    logLevel: LevelWithSilent;
+    logFormat: LogFormat | undefined;
+    leakPolicy: LeakPolicy;
   };
 }
 
-/**
- * The app's arguments: strings, as a command line has them. From the command line they are strings
- * already; a config file could hold anything (`args: "start"`, numbers), said in one line.
- */
+/** --directory, absolute (not resolved: a symlinked release is re-resolved at every (re)start). */
+function directoryOf(dir: string | undefined, cwd: string, mayBeGone: boolean): string {
+  const directory = path.resolve(cwd, dir ?? '.');
+  if (!mayBeGone && (!fs.existsSync(directory) || !fs.statSync(directory).isDirectory())) {
+    throw usageError('ERR_NSERVE_INVALID_CONFIG', `invalid --directory: ${directory} is not a directory`);
+  }
+  return directory;
+}
+
+/** The files nserve writes or appends to, resolved against the launch directory. */
+function ownFiles(
+  take: Take,
+  cwd: string,
+): Pick<Config, 'pidfile' | 'stateFile' | 'redirectStdout' | 'redirectStderr'> {
+  const resolved = (key: 'pidfile' | 'state' | 'redirectStdout' | 'redirectStderr'): string | undefined => {
+    const file = str(key, take(key));
+    return file === undefined ? undefined : path.resolve(cwd, file);
+  };
+  return {
+    pidfile: resolved('pidfile'),
+    stateFile: resolved('state'),
+    redirectStdout: resolved('redirectStdout'),
+    redirectStderr: resolved('redirectStderr'),
+  };
+}
+
+/** Node requires headersTimeout <= requestTimeout (when the request timeout is set and not 0). */
+function checkHttpTimeouts(
+  t: Pick<Config, 'headersTimeoutMs' | 'requestTimeoutMs'>,
+  sources: Record<string, Source>,
+): void {
+  const { headersTimeoutMs, requestTimeoutMs } = t;
+  if (headersTimeoutMs === undefined || requestTimeoutMs === undefined || requestTimeoutMs === 0) return;
+  if (headersTimeoutMs > requestTimeoutMs)
+    throw invalid(
+      'headersTimeout',
+      headersTimeoutMs / 1000,
+      sources.headersTimeout ?? 'flag',
+      `at most the request timeout (${requestTimeoutMs / 1000} s): Node requires headersTimeout <= requestTimeout`,
+    );
+}

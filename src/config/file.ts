@@ -5,11 +5,15 @@ import { pathToFileURL } from 'node:url';
 import { errorMessage, NserveError, usageError } from '../errors.js';
 import { checkTlsBinds } from '../listen/tls.js';
 import { type BuildOptions, buildConfig } from './build.js';
+import { SETTINGS, type Setting } from './settings.js';
 import { type CliOptions, type Config, HOOK_NAMES, type UserConfig } from './types.js';
 
 const CONFIG_NAMES = ['nserve.config.mjs', 'nserve.config.js', 'nserve.config.cjs', 'nserve.config.json'];
 /** The environment variable that names the config file (below -C, above the working directory). */
 export const CONFIG_ENV = 'NSERVE_CONFIG';
+
+/** The keys a config file may set: every setting but the command line's own (-C), plus the hooks. */
+const FILE_KEYS: readonly string[] = SETTINGS.filter((s: Setting) => s.cliOnly !== true).map((s) => s.key);
 
 /** How the config file was found: `-C FILE`, `$NSERVE_CONFIG`, or by name in the working directory. */
 export type ConfigFileSource = 'flag' | 'env' | 'cwd';
@@ -88,50 +92,7 @@ export async function readConfigFile(file: string, fresh = false): Promise<UserC
       `config file ${file} must export an object (export default defineConfig({...}))`,
     );
   }
-  const known = new Set<string>([
-    'app',
-    'args',
-    'bind',
-    'port',
-    'workers',
-    'slots',
-    'balance',
-    'directory',
-    'pidfile',
-    'environment',
-    'shutdownTimeout',
-    'workerTimeout',
-    'workerBootTimeout',
-    'hookTimeout',
-    'drainGrace',
-    'keepAliveTimeout',
-    'headersTimeout',
-    'requestTimeout',
-    'longLivedGrace',
-    'switchTimeout',
-    'shutdownDelay',
-    'workerMaxMemory',
-    'backlog',
-    'logLevel',
-    'logFormat',
-    'leakPolicy',
-    'controlUrl',
-    'controlToken',
-    'metricsUrl',
-    'state',
-    'redirectStdout',
-    'redirectStderr',
-    'accessLog',
-    'bootCheck',
-    'healthPath',
-    'readyProbe',
-    'readyProbeTimeout',
-    'envFile',
-    'tagOutput',
-    'canary',
-    'phaseConcurrency',
-    ...HOOK_NAMES,
-  ]);
+  const known = new Set<string>([...FILE_KEYS, ...HOOK_NAMES]);
   for (const key of Object.keys(value)) {
     if (!known.has(key)) {
       throw usageError(
@@ -154,7 +115,15 @@ export async function loadConfig(
   const file = found === undefined ? {} : await readConfigFile(found.file, options.fresh === true);
   let config: Config;
   try {
-    config = buildConfig(appArg, cli, file, cwd, found, env, options);
+    config = buildConfig({
+      app: appArg,
+      cli,
+      file,
+      cwd,
+      found,
+      env,
+      directoryMayBeGone: options.directoryMayBeGone,
+    });
   } catch (err) {
     // A value from the file: say which file (`invalid config key bind (in /srv/app/nserve.config.json): …`).
     if (found === undefined || !(err instanceof NserveError) || !err.message.includes('config key '))

@@ -175,49 +175,5 @@ export interface Config {
   hooks: Readonly<Record<HookName, readonly HookFn[]>>;
 }
 
-/** The `start` command's flags as commander parsed them (strings, before validation). */
-export interface CliOptions {
-  /** What followed `--` on the command line (cli/start-options.ts splitAppArgs). */
-  args?: string[];
-  bind?: string[];
-  port?: string;
-  workers?: string;
-  slots?: string;
-  balance?: string;
-  directory?: string;
-  pidfile?: string;
-  environment?: string;
-  shutdownTimeout?: string;
-  workerTimeout?: string;
-  workerBootTimeout?: string;
-  hookTimeout?: string;
-  drainGrace?: string;
-  keepAliveTimeout?: string;
-  headersTimeout?: string;
-  requestTimeout?: string;
-  longLivedGrace?: string;
-  switchTimeout?: string;
-  shutdownDelay?: string;
-  workerMaxMemory?: string;
-  backlog?: string;
-  logLevel?: string;
-  logFormat?: string;
-  leakPolicy?: string;
-  controlUrl?: string;
-  controlToken?: string;
-  metricsUrl?: string;
-  state?: string;
-  redirectStdout?: string;
-  redirectStderr?: string;
-  accessLog?: boolean;
-  bootCheck?: boolean;
-  healthPath?: string;
-  readyProbe?: string;
-  readyProbeTimeout?: string;
-  /** `--dotenv` (config key envFile). */
-  dotenv?: string;
-  tagOutput?: boolean;
-  canary?: string;
-  phaseConcurrency?: string;
-  config?: string;
-}
+// The `start` command's flags as commander parsed them: a type read off the settings table.
+export type { CliOptions } from './settings.js';

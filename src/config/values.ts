@@ -12,12 +12,13 @@ export type Picked = { value: unknown; source: Source } | undefined;
  * WEB_CONCURRENCY (workers). nserve itself sets PORT for the app once it has bound (NSERVE_PORTS tells
  * so); a PORT it set is not read back as the user's.
  */
-export function fromEnv(key: 'port' | 'workers', env: NodeJS.ProcessEnv): Picked {
-  if (key === 'port' && env.PORT !== undefined && env.NSERVE_PORTS === undefined)
-    return { value: env.PORT, source: 'env' };
-  if (key === 'workers' && env.WEB_CONCURRENCY !== undefined)
-    return { value: env.WEB_CONCURRENCY, source: 'env' };
-  return undefined;
+export const SETTING_ENV = { port: 'PORT', workers: 'WEB_CONCURRENCY' } as const;
+
+export function fromEnv(key: string, env: NodeJS.ProcessEnv): Picked {
+  if (!(key in SETTING_ENV)) return undefined;
+  const value = env[SETTING_ENV[key as keyof typeof SETTING_ENV]];
+  if (value === undefined || (key === 'port' && env.NSERVE_PORTS !== undefined)) return undefined;
+  return { value, source: 'env' };
 }
 
 /** How the user named a setting: `--slots`, `config key slots` or `environment WEB_CONCURRENCY`. */
@@ -25,7 +26,7 @@ export function settingName(key: string, source: Source): string {
   return source === 'flag'
     ? `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`
     : source === 'env'
-      ? `environment ${key === 'port' ? 'PORT' : 'WEB_CONCURRENCY'}`
+      ? `environment ${SETTING_ENV[key as keyof typeof SETTING_ENV]}`
       : `config key ${key}`;
 }
 

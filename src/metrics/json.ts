@@ -2,6 +2,8 @@
 // master and what prom-client's AggregatorRegistry.aggregate merges and writes in the exposition format.
 // A worker runs app code, so a reply is checked here before anything in it is believed: names and label
 // names the format allows (nothing can be injected into the exposition), numbers, bounded sizes.
+// The types below describe that JSON form as prom-client 15.1 writes it, which is why package.json pins
+// prom-client to 15.1.x (~15.1.3): a new minor may change the shape these casts assume.
 
 import { isTotals } from './requests.js';
 

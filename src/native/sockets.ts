@@ -75,7 +75,8 @@ export function listenQueue(fd: number): ListenQueue | null {
 /**
  * Accept every connection queued on listening socket `fd` (close-on-exec, non-blocking), then close
  * `fd`, in one call; returns the accepted descriptors. Closing a listener resets what is queued on it:
- * this is how a graceful stop closes one without resetting anybody.
+ * this is how a graceful stop closes one without resetting anybody. `fd` is closed whether this returns
+ * or throws: never close it again (its number may name another descriptor by then).
  */
 export function acceptAndClose(fd: number): number[] {
   return addon.acceptAndClose(validateFd('fd', fd));

@@ -15,7 +15,14 @@ import * as native from '../../src/native/index.js';
 
 const cwd = os.tmpdir();
 const build = (cli: CliOptions = {}, file: UserConfig = {}) =>
-  buildConfig('app.mjs', cli, file, cwd, { file: '/x/nserve.config.mjs', source: 'flag' }, {});
+  buildConfig({
+    app: 'app.mjs',
+    cli,
+    file,
+    cwd,
+    found: { file: '/x/nserve.config.mjs', source: 'flag' },
+    env: {},
+  });
 
 function rejects(fn: () => unknown, pattern: RegExp, code = 'ERR_NSERVE_INVALID_CONFIG'): void {
   assert.throws(fn, (err: Error & { code?: string; usage?: boolean }) => {

@@ -7,7 +7,7 @@ import { buildConfig, type CliOptions, describeConfig, type UserConfig } from '.
 import { RestartHistory } from '../../src/restart/history.js';
 
 const build = (cli: CliOptions, file: UserConfig = {}) =>
-  buildConfig('app.mjs', cli, file, os.tmpdir(), undefined);
+  buildConfig({ app: 'app.mjs', cli, file, cwd: os.tmpdir() });
 
 test('a canary answering 30% 5xx against healthy old workers fails, naming both rates and sample sizes', () => {
   const v = judgeCanary({ requests: 100, errors: 30 }, { requests: 120, errors: 0 }, 3000);

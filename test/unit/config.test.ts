@@ -6,14 +6,14 @@ import { RestartHistory, readTotals } from '../../src/restart/history.js';
 
 const cwd = os.tmpdir();
 const build = (cli: CliOptions = {}, file: UserConfig = {}, env: NodeJS.ProcessEnv = {}) =>
-  buildConfig(
-    'app.mjs',
+  buildConfig({
+    app: 'app.mjs',
     cli,
     file,
     cwd,
-    file === undefined ? undefined : { file: '/x/nserve.config.mjs', source: 'flag' },
+    found: file === undefined ? undefined : { file: '/x/nserve.config.mjs', source: 'flag' },
     env,
-  );
+  });
 
 function rejects(fn: () => unknown, pattern: RegExp): void {
   assert.throws(fn, (err: Error & { code?: string }) => {
@@ -195,7 +195,7 @@ test('precedence and sources: flag over file over environment over default', () 
 
 test('the remaining keys: app, directory, control, state and redirection, each named with what is valid', () => {
   rejects(
-    () => buildConfig(undefined, {}, { app: '' }, cwd, undefined, {}),
+    () => buildConfig({ app: undefined, cli: {}, file: { app: '' }, cwd, env: {} }),
     /config key app: "": expected a non-empty string/,
   );
   assert.throws(

@@ -273,26 +273,25 @@ test('ctl tables: stats and status are readable', () => {
 
 test('config: control and log options from the command line or the config file, validated once', () => {
   const cwd = os.tmpdir();
-  const cfg = buildConfig(
-    'app.mjs',
-    { state: 'n.state', redirectStdout: 'out.log' },
-    { controlUrl: 'auto', redirectStderr: 'err.log' },
+  const cfg = buildConfig({
+    app: 'app.mjs',
+    cli: { state: 'n.state', redirectStdout: 'out.log' },
+    file: { controlUrl: 'auto', redirectStderr: 'err.log' },
     cwd,
-    undefined,
-  );
+  });
   assert.equal(cfg.stateFile, path.join(cwd, 'n.state'));
   assert.deepEqual(cfg.control?.address, { kind: 'unix', path: path.join(cwd, 'n.ctl.sock'), mode: 0o600 });
   assert.equal(cfg.redirectStdout, path.join(cwd, 'out.log'));
   assert.equal(cfg.redirectStderr, path.join(cwd, 'err.log'));
   assert.throws(
-    () => buildConfig('app.mjs', {}, { controlUrl: 'tcp://127.0.0.1:9293' }, cwd, undefined),
+    () => buildConfig({ app: 'app.mjs', cli: {}, file: { controlUrl: 'tcp://127.0.0.1:9293' }, cwd }),
     /^NserveError: config key controlUrl tcp:\/\/127\.0\.0\.1:9293 needs --control-token/,
   );
   assert.throws(
-    () => buildConfig('app.mjs', {}, { controlToken: 42 } as unknown as UserConfig, cwd, undefined),
+    () => buildConfig({ app: 'app.mjs', cli: {}, file: { controlToken: 42 } as unknown as UserConfig, cwd }),
     /invalid config key controlToken: expected a string/,
   );
-  assert.equal(buildConfig('app.mjs', {}, {}, cwd, undefined).control, undefined);
+  assert.equal(buildConfig({ app: 'app.mjs', cli: {}, file: {}, cwd }).control, undefined);
 });
 
 test('POST /rollback?kind=: hot, phased or unset; anything else is one line', () => {

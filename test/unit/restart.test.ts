@@ -17,7 +17,7 @@ import { type ExecPlan, prepareExec, type RestartOps } from '../../src/restart/p
 
 const log = createLogger({ level: 'silent', base: {} });
 const ctx = {
-  config: buildConfig('app.mjs', {}, {}, os.tmpdir(), undefined, {}),
+  config: buildConfig({ app: 'app.mjs', cli: {}, file: {}, cwd: os.tmpdir(), env: {} }),
   log,
   launchCwd: '/',
   restart: { count: 0, requestedAt: undefined },
