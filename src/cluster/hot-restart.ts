@@ -147,7 +147,7 @@ export async function completeHotRestart(m: Master, handoff: Handoff): Promise<v
     else pool.retiring.add(w);
   }
   // Until the new generation serves, replacements load what the old workers run.
-  m.directory = old[0]?.directory ?? m.directory;
+  m.serves(old[0]?.directory ?? m.directory);
   const earlyDirectory = early[0]?.directory;
   if (m.ctx.rejected !== undefined) {
     // The new release's nserve could not read the hand-off and execed back: the old workers go on.
@@ -192,7 +192,7 @@ export async function completeHotRestart(m: Master, handoff: Handoff): Promise<v
   const silentFrom = Date.now();
   for (const w of old) pool.retiring.add(w);
   pool.workers = fresh;
-  m.directory = directory;
+  m.serves(directory);
   await Promise.all(
     old
       .filter((w) => w.alive)
@@ -200,7 +200,7 @@ export async function completeHotRestart(m: Master, handoff: Handoff): Promise<v
         pool.drain(w, 'hot restart: new generation booted', { why: 'restart', longLivedGraceMs: 0 }),
       ),
   );
-  m.generation = generation;
+  m.serves(directory, generation);
   await m.slots.rebalance();
   if (record !== undefined) {
     record.pauseMs = Date.now() - silentFrom;

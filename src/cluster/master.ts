@@ -74,12 +74,9 @@ export class Master implements Runner {
   readonly recovery: Recovery;
   /** ssl:// binds: rotation (reload-certs) and what each bind serves. */
   readonly certs: ClusterCerts;
-  /** The configured worker count (changed by TTIN/TTOU). */
-  count: number;
-  /** What replacements of crashed workers load: the directory of the generation that serves. */
-  directory = '';
-  /** The code generation that serves (bumped by each restart that replaced a worker). */
-  generation = 0;
+  private workerCount: number;
+  private servingDirectory = '';
+  private servingGeneration = 0;
   readonly capabilities: Capabilities;
   private healthTimer: NodeJS.Timeout | undefined;
   /** Booting workers are the OOM killer's first choice, the master its last (memory/oom.ts). */
@@ -93,7 +90,7 @@ export class Master implements Runner {
   ) {
     this.config = ctx.config;
     this.log = ctx.log;
-    this.count = ctx.config.workers;
+    this.workerCount = ctx.config.workers;
     this.history = ctx.history;
     // A rollback: the new generation loads the release the hand-off pins.
     if (ctx.rejected === undefined) this.history.deploys.pinned = ctx.handoff?.pinned;
@@ -141,6 +138,32 @@ export class Master implements Runner {
     };
   }
 
+  /** The configured worker count (changed by TTIN/TTOU: resized()). */
+  get count(): number {
+    return this.workerCount;
+  }
+
+  /** What replacements of crashed workers load: the directory of the generation that serves. */
+  get directory(): string {
+    return this.servingDirectory;
+  }
+
+  /** The code generation that serves (bumped by each restart that replaced a worker). */
+  get generation(): number {
+    return this.servingGeneration;
+  }
+
+  /** A restart's new generation serves (or, without `generation`, replacements load `directory`). */
+  serves(directory: string, generation?: number): void {
+    this.servingDirectory = directory;
+    if (generation !== undefined) this.servingGeneration = generation;
+  }
+
+  /** The worker count changed (TTIN/TTOU, or put back after a failed resize). */
+  resized(count: number): void {
+    this.workerCount = count;
+  }
+
   /** The server's lifecycle (the launcher's: only it and the restarts below change it). */
   get lifecycle(): Lifecycle<ServerState> {
     return this.launcher.lifecycle;
@@ -179,7 +202,7 @@ export class Master implements Runner {
     // Once per server, not per image: a hot restart's exec changes nothing about the cgroup.
     if (handoff === undefined) this.oom.announce();
     if (handoff !== undefined && handoff.workers.length > 0) {
-      this.generation = handoff.generation;
+      this.servingGeneration = handoff.generation;
       await completeHotRestart(this, handoff);
       closeLeftovers(opened.leftovers);
       this.healthTimer = setInterval(() => this.onHealthTick(), 1000);
@@ -316,8 +339,8 @@ export class Master implements Runner {
 
   /** reload-worker-directory: what replacements of crashed workers load from now on. */
   resolveDirectory(): string {
-    this.directory = this.resolveNewDirectory();
-    return this.directory;
+    this.servingDirectory = this.resolveNewDirectory();
+    return this.servingDirectory;
   }
 
   /** Handed to the next image: the parts of the hand-off the master owns. */

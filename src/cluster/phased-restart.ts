@@ -100,8 +100,7 @@ export async function phasedRestart(m: Master): Promise<void> {
         );
       }
     }
-    m.generation = generation;
-    m.directory = directory;
+    m.serves(directory, generation);
     m.history.finish(record, 'ok');
     const ms = Date.now() - started;
     log.info(
@@ -109,7 +108,7 @@ export async function phasedRestart(m: Master): Promise<void> {
       `phased restart: done in ${ms} ms (restart #${record.id}, generation ${generation})`,
     );
   } catch (err) {
-    if (replaced > 0) m.generation = generation;
+    if (replaced > 0) m.serves(m.directory, generation);
     const held = err instanceof CanaryFailed ? m.history.deploys.noWayBack : undefined;
     // Said where `ctl phased-restart --wait` and `ctl stats` show it: the verdict, then what serves.
     m.history.finish(
@@ -303,7 +302,7 @@ async function withdraw(
 export async function resize(m: Master, count: number): Promise<void> {
   const { log, pool } = m;
   const previous = m.count;
-  m.count = count;
+  m.resized(count);
   log.info({ from: previous, to: count }, `workers: ${previous} → ${count}`);
   if (count > previous) {
     let w: WorkerHandle | undefined;
@@ -317,7 +316,7 @@ export async function resize(m: Master, count: number): Promise<void> {
       // is the later resize's, not to be put back.
       if (w !== undefined && pool.workers[count - 1] !== w) return;
       log.error({ err }, `adding worker ${count - 1} failed: ${errorMessage(err)}`);
-      m.count = previous;
+      m.resized(previous);
       pool.workers.length = previous;
       return;
     }

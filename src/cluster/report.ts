@@ -53,7 +53,7 @@ export function clusterStats(m: Master): Stats {
 }
 
 /** The current generation's booted workers: what a hot restart would boot again. */
-export function servingPids(m: Master): number[] {
+export function servingPids(m: Pick<Master, 'pool'>): number[] {
   return m.pool
     .current()
     .filter((w) => w.serving)

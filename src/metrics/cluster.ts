@@ -16,7 +16,10 @@ import type { MetricsStore } from './store.js';
 
 const STATES = ['booting', 'booted', 'draining'] as const;
 
-export function clusterSource(m: Master): MetricsSource {
+/** What a scrape reads of the master: its workers, totals, sockets and generation (read-only). */
+export type ClusterView = Pick<Master, 'pool' | 'history' | 'listeners' | 'count' | 'generation'>;
+
+export function clusterSource(m: ClusterView): MetricsSource {
   return {
     self: 'master',
     listeners: () => m.listeners,
@@ -24,7 +27,7 @@ export function clusterSource(m: Master): MetricsSource {
   };
 }
 
-async function collect(m: Master, store: MetricsStore, deadlineMs: number): Promise<MetricJson[][]> {
+async function collect(m: ClusterView, store: MetricsStore, deadlineMs: number): Promise<MetricJson[][]> {
   const workers = m.pool.alive();
   const replies = await Promise.all(workers.map((w) => w.requestMetrics(deadlineMs)));
   const out: MetricJson[][] = [];
@@ -49,7 +52,7 @@ async function collect(m: Master, store: MetricsStore, deadlineMs: number): Prom
   return out;
 }
 
-function clusterGauges(m: Master, alive: readonly WorkerHandle[], unanswered: number): MetricJson[] {
+function clusterGauges(m: ClusterView, alive: readonly WorkerHandle[], unanswered: number): MetricJson[] {
   const accepting = alive.filter((w) => w.keys.size > 0);
   const generations = new Set(accepting.map((w) => w.generation));
   return [
