@@ -13,6 +13,15 @@ export const PAGE_SCRIPT = String.raw`
 var SVG = 'http://www.w3.org/2000/svg';
 var WINDOW_MS = 5 * 60 * 1000;
 var failing = 0;
+// The points the page has seen: the server's samples start again at each hot restart (a new image), the
+// page's do not, so the charts run on through a restart.
+var seen = [];
+function remember(series) {
+  var last = seen.length ? seen[seen.length - 1].at : 0;
+  series.forEach(function (p) { if (p.at > last) seen.push(p); });
+  var from = Date.now() - WINDOW_MS;
+  while (seen.length && seen[0].at < from) seen.shift();
+}
 function $(id) { return document.getElementById(id); }
 function el(tag, cls, text) {
   var e = document.createElement(tag);
@@ -65,7 +74,7 @@ function workers(v) {
     var tr = el('tr', 'worker state-' + w.state);
     tr.setAttribute('data-pid', w.pid);
     [w.index, w.pid, w.generation, w.release, w.state, mb(w.rss), num(w.rps, 1), w.inFlight, w.longLived,
-      w.loopDelayMs === null ? '-' : w.loopDelayMs + ' ms'].forEach(function (c) { tr.appendChild(el('td', null, c)); });
+      w.loopDelayMs === null ? '-' : w.loopDelayMs.toFixed(1) + ' ms'].forEach(function (c) { tr.appendChild(el('td', null, c)); });
     t.appendChild(tr);
   });
   replace('workers', t);
@@ -75,17 +84,19 @@ function lineChart(points, key, color, label, maxHint) {
   var W = 560, H = 120, P = 28;
   var g = svg('svg', { viewBox: '0 0 ' + W + ' ' + H, 'class': 'chart', role: 'img', 'aria-label': label });
   var now = points.length ? points[points.length - 1].at : Date.now();
+  // Younger than the window: the chart spans what there is, not 5 minutes of nothing.
+  var span = points.length > 1 ? Math.min(WINDOW_MS, Math.max(10000, now - points[0].at)) : WINDOW_MS;
   var max = maxHint || 0;
   points.forEach(function (p) { if (p[key] !== null && p[key] > max) max = p[key]; });
   if (max <= 0) max = 1;
   g.appendChild(svg('line', { x1: P, y1: H - 16, x2: W, y2: H - 16, 'class': 'axis' }));
   g.appendChild(svg('text', { x: 0, y: 12, 'class': 'tick' }, label + ' (max ' + (key === 'rps' || key === 'inFlight' ? num(max, 0) : mb(max)) + ')'));
-  g.appendChild(svg('text', { x: P, y: H - 2, 'class': 'tick' }, '-5 min'));
+  g.appendChild(svg('text', { x: P, y: H - 2, 'class': 'tick' }, '-' + dur(span)));
   g.appendChild(svg('text', { x: W - 24, y: H - 2, 'class': 'tick' }, 'now'));
   var d = '';
   points.forEach(function (p) {
     if (p[key] === null) return;
-    var x = P + (W - P) * (1 - (now - p.at) / WINDOW_MS);
+    var x = P + (W - P) * (1 - (now - p.at) / span);
     var y = (H - 16) - (H - 36) * (p[key] / max);
     d += (d === '' ? 'M' : 'L') + x.toFixed(1) + ' ' + y.toFixed(1) + ' ';
   });
@@ -94,12 +105,12 @@ function lineChart(points, key, color, label, maxHint) {
 }
 
 function timeline(v) {
-  var W = 560, P = 4, ROW = 22;
+  var W = 1200, P = 4, ROW = 22;
   var bars = v.restarts;
   var H = Math.max(1, bars.length) * ROW + 20;
   var g = svg('svg', { viewBox: '0 0 ' + W + ' ' + H, 'class': 'chart timeline', role: 'img', 'aria-label': 'restart timeline' });
   var now = v.at;
-  var from = now - WINDOW_MS;
+  var from = now - 60000;
   bars.forEach(function (r) { if (r.start < from) from = r.start; });
   var span = Math.max(1, now - from);
   function x(t) { return P + (W - 2 * P) * ((t - from) / span); }
@@ -117,13 +128,13 @@ function timeline(v) {
     var text = '#' + r.id + ' ' + r.kind + (r.rollback ? ' rollback' : '') + ' ' + r.outcome + ' ' +
       dur(r.end === null ? null : r.end - r.start) + (r.pauseMs !== null ? ' (pause ' + dur(r.pauseMs) + ')' : '') +
       (r.release !== null ? ' \u2192 ' + r.release : '') + (r.canary !== null ? ' \u00b7 canary: ' + r.canary : '');
-    var tx = x1 + 6 > W - 260 ? Math.max(P, x0 - 6) : x1 + 6;
+    var tx = x1 + 6 > W - 420 ? Math.max(P, x0 - 6) : x1 + 6;
     grp.appendChild(svg('text', { x: tx, y: y + ROW - 11, 'class': 'label', 'text-anchor': tx < x0 ? 'end' : 'start' }, text));
     if (r.error !== null) grp.appendChild(svg('title', {}, r.error));
     g.appendChild(grp);
   });
   g.appendChild(svg('text', { x: P, y: H - 2, 'class': 'tick' }, new Date(from).toLocaleTimeString()));
-  g.appendChild(svg('text', { x: W - 60, y: H - 2, 'class': 'tick' }, 'now'));
+  g.appendChild(svg('text', { x: W - 30, y: H - 2, 'class': 'tick' }, 'now'));
   return g;
 }
 
@@ -141,7 +152,7 @@ function memory(v) {
     (m.oomKills !== null ? ' \u00b7 OOM kills ' + m.oomKills : '') +
     (m.hotRestartFits === false ? ' \u00b7 a hot restart would not fit' : '')));
   box.appendChild(g);
-  box.appendChild(lineChart(v.series, 'workingSet', '#b5651d', 'working set', m.limited ? m.limit : 0));
+  box.appendChild(lineChart(seen, 'workingSet', '#b5651d', 'working set', m.limited ? m.limit : 0));
   return box;
 }
 
@@ -157,11 +168,12 @@ function queues(v) {
 }
 
 function render(v) {
+  remember(v.series);
   header(v);
   workers(v);
   replace('timeline', timeline(v));
-  replace('rate', lineChart(v.series, 'rps', '#2a6fdb', 'requests/s', 0));
-  replace('inflightChart', lineChart(v.series, 'inFlight', '#7a3fb0', 'in flight', 0));
+  replace('rate', lineChart(seen, 'rps', '#2a6fdb', 'requests/s', 0));
+  replace('inflightChart', lineChart(seen, 'inFlight', '#7a3fb0', 'in flight', 0));
   replace('memory', memory(v));
   replace('queues', queues(v));
   $('updated').textContent = 'updated ' + new Date(v.at).toLocaleTimeString();
