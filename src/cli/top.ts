@@ -58,10 +58,11 @@ export async function runTop(opts: TopOptions): Promise<number> {
   };
 
   if (opts.once === true || process.stdout.isTTY !== true) {
-    // One frame (a script, a pipe): no screen handling.
+    // One screen, without escape codes: for a script or a pipe (not a terminal: as --once).
+    opts.once = true;
     await poll();
     process.stdout.write(`${renderTop(view, status, process.stdout.columns ?? 80).join('\n')}\n`);
-    if (opts.once === true) return 0;
+    return 0;
   }
 
   const out = process.stdout;
@@ -125,7 +126,7 @@ export function registerTopCommand(program: Command): void {
     .description(
       'live view of a running server in the terminal (workers, restarts, memory), every second; q quits',
     )
-    .option('--once', 'print one screen and exit (for scripts)');
+    .option('--once', 'print one screen and exit (what top does when stdout is not a terminal)');
   connectionOptions(cmd).action(async (opts: TopOptions) => {
     try {
       process.exitCode = await runTop(opts);

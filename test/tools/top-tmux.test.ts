@@ -1,6 +1,7 @@
 // `nserve top` in a real terminal: a tmux pane 80 columns wide runs it against a `-w 2` server, the pane
 // is captured before and after a hot restart (both old PIDs, then both new ones and the restart's line),
-// and q and Ctrl-C each give the shell its terminal back (main screen, cursor shown, cooked mode).
+// it says "restarting" while the control server does not answer and goes on once it does, and q and
+// Ctrl-C each give the shell its terminal back (main screen, cursor shown, the shell echoing again).
 //
 // Part of `npm run test:tools` (.ci/run installs tmux first), not `npm test`.
 import assert from 'node:assert/strict';
@@ -70,6 +71,23 @@ test('nserve top in an 80-column tmux pane: a hot restart shows live; q and Ctrl
   );
   t.diagnostic(`after:\n${afterRestart}`);
   assert.ok(!oldPids.some((p) => afterRestart.includes(` ${p} `)), 'old PIDs still shown');
+
+  // The control server stops answering (the master stopped: as during an exec, only longer): top says
+  // so, keeps the last screen, and is live again as soon as it answers.
+  process.kill(srv.pid, 'SIGSTOP');
+  try {
+    const away = await until('top says restarting', () => {
+      const text = pane();
+      return text.includes('[restarting…]') ? text : undefined;
+    });
+    assert.ok(
+      newPids.every((p) => away.includes(` ${p} `)),
+      'the last screen was not kept',
+    );
+  } finally {
+    process.kill(srv.pid, 'SIGCONT');
+  }
+  await until('top is live again', () => (pane().includes('[live]') ? true : undefined));
 
   // q: top exits, the shell gets its screen back (main screen, cursor shown), and it echoes again.
   tmux('send-keys', '-t', 'top', 'q');
