@@ -3,8 +3,10 @@
 import assert from 'node:assert/strict';
 import type * as http from 'node:http';
 import { test } from 'node:test';
+import * as vm from 'node:vm';
 import type { Stats, WorkerView } from '../../src/control/status.js';
 import { PAGE_CSP, PAGE_HTML } from '../../src/dashboard/page.js';
+import { PAGE_SCRIPT } from '../../src/dashboard/page-script.js';
 import { crossSite } from '../../src/dashboard/routes.js';
 import { renderTop } from '../../src/dashboard/text.js';
 import {
@@ -235,4 +237,9 @@ test('the page is self-contained: its inline script and style are the only ones 
   assert.match(PAGE_CSP, /^default-src 'none'; script-src 'sha256-[^ ]+'; style-src 'sha256-[^ ]+';/);
   assert.match(PAGE_CSP, /frame-ancestors 'none'/);
   assert.doesNotMatch(PAGE_CSP, /unsafe/);
+  // The script parses (a syntax error would leave the page blank), and declares no global that the
+  // browser already has read-only (a strict-mode \`history = …\` throws).
+  new vm.Script(PAGE_SCRIPT);
+  for (const name of ['history', 'location', 'name', 'status', 'top', 'parent', 'self', 'length'])
+    assert.doesNotMatch(PAGE_SCRIPT, new RegExp(`^var ${name}\\b`, 'm'), name);
 });
