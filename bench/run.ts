@@ -3,6 +3,7 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
+import { dashboardSuite } from './dashboard.js';
 import { footprintSuite } from './footprint.js';
 import { defaultOut } from './lib/machine.js';
 import { cleanupAll, installCleanupHandlers, ROOT } from './lib/proc.js';
@@ -18,7 +19,7 @@ import {
 } from './signal-window.js';
 import { DEFAULT_THROUGHPUT_SYSTEMS, THROUGHPUT_SYSTEMS, throughputSuite } from './throughput.js';
 
-const USAGE = `usage: node dist/bench/run.js <restart|throughput|longlived|footprint|metrics|signal-window|all> [options]
+const USAGE = `usage: node dist/bench/run.js <restart|throughput|longlived|footprint|metrics|dashboard|signal-window|all> [options]
 
 common:
   --rounds N         interleaved rounds, every system once per round (default 2; --quick: 1)
@@ -56,6 +57,9 @@ metrics (issue 19: keep-alive throughput and CPU per request, metrics off/on/scr
   --workers N        0 = single mode (default 2)
   --modes a,b        off, on (never scraped), Ns (scraped every N s) (default off,on,1s,15s);
                      base:<mode> runs <mode> with the checkout given by --base DIR (before/after)
+
+dashboard (an open dashboard's cost to the workers: req/s and CPU per request, closed vs open; not part of "all"):
+  --rounds N (default 5)   --duration S (default 5)   --connections N (default 32)   --workers N (default 2)
 
 signal-window (SIGTERM/SIGINT/USR2/HUP right after a hot restart's exec: fatal or not; not part of "all"):
   --nodes a,b        paths of node binaries to run nserve with (default: the node running the bench)
@@ -116,7 +120,16 @@ async function main(): Promise<void> {
   if (
     values.help ||
     suite === undefined ||
-    !['restart', 'throughput', 'longlived', 'footprint', 'metrics', 'signal-window', 'all'].includes(suite)
+    ![
+      'restart',
+      'throughput',
+      'longlived',
+      'footprint',
+      'metrics',
+      'dashboard',
+      'signal-window',
+      'all',
+    ].includes(suite)
   ) {
     process.stdout.write(USAGE);
     process.exitCode = values.help ? 0 : 2;
@@ -177,6 +190,17 @@ async function main(): Promise<void> {
       modes: list(values.modes, ['off', 'on', '1s', '15s']),
       base: values.base === undefined ? undefined : path.resolve(INVOKED_FROM, values.base),
       out: outFor('metrics'),
+    });
+  }
+  if (suite === 'dashboard') {
+    await dashboardSuite({
+      rounds: num('rounds', values.rounds, quick ? 1 : 5),
+      durationS: num('duration', values.duration, quick ? 2 : 5),
+      warmupS: num('warmup', values.warmup, 1),
+      connections: num('connections', values.connections, 32),
+      loadgen: values.loadgen,
+      workers: num('workers', values.workers, 2),
+      out: outFor('dashboard'),
     });
   }
   if (suite === 'signal-window') {

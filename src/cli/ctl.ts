@@ -14,6 +14,7 @@ import { errorCode, NserveError, usageError } from '../errors.js';
 import { describeReload } from '../listen/tls.js';
 import { formatFdTable, type ProcessFds, withoutNodeFds } from '../os/descriptors.js';
 import { type Connection, connect, isLocal, processAlive } from './ctl-connect.js';
+import { dashboardLoginUrl, LOGIN_NOTE, openInBrowser } from './ctl-dashboard.js';
 import { CtlFailure, EXIT_FAILED, EXIT_USAGE } from './ctl-failure.js';
 import { describeRestartDone, formatStats, formatStatus, oneLine, statusSummary } from './ctl-format.js';
 import { asCertReload, asFds, asStats } from './ctl-shape.js';
@@ -34,6 +35,7 @@ export const CTL_COMMANDS = [
   'reload-certs',
   'fds',
   'workers',
+  'dashboard',
 ] as const;
 export type CtlCommand = (typeof CTL_COMMANDS)[number];
 
@@ -48,6 +50,7 @@ export interface CtlOptions {
   timeout?: string;
   hot?: boolean;
   phased?: boolean;
+  open?: boolean;
 }
 
 // ── commands ───────────────────────────────────────────────────────────────────────────────────────────
@@ -113,13 +116,25 @@ export async function runCtl(
       'ERR_NSERVE_USAGE',
       `nserve ctl ${command} takes no argument (got ${JSON.stringify(value)})`,
     );
+  if (opts.open === true && command !== 'dashboard')
+    throw usageError('ERR_NSERVE_USAGE', `--open applies to dashboard, not ${command}`);
   const kind = rollbackKind(command, opts);
   const limitMs = timeoutMs(opts);
   const action = command === 'workers' ? workersAction(value) : ACTIONS[command];
   const conn = connect(opts);
+  const requestMs = Math.min(limitMs, REQUEST_TIMEOUT_MS);
+  if (command === 'dashboard') {
+    const login = await dashboardLoginUrl(conn, requestMs);
+    if (opts.json === true) json({ url: login });
+    else {
+      out(login);
+      process.stderr.write(`(${LOGIN_NOTE})\n`);
+    }
+    if (opts.open === true) openInBrowser(login);
+    return 0;
+  }
   if (conn.kind === 'signals') return bySignal(command, action, conn, opts);
 
-  const requestMs = Math.min(limitMs, REQUEST_TIMEOUT_MS);
   const url = formatControlUrl(conn.target.address);
   if (command === 'status' || command === 'stats') {
     const stats = asStats(url, await call(conn.target, 'GET', '/stats', requestMs));
@@ -256,7 +271,7 @@ function certVerdict(url: string, answer: Record<string, unknown>, opts: CtlOpti
   return report.ok ? 0 : EXIT_FAILED;
 }
 
-function connectionOptions(cmd: Command): Command {
+export function connectionOptions(cmd: Command): Command {
   return cmd
     .option('-S, --state <file>', 'the state file the server writes (--state): PID, control URL and token')
     .option('--control-url <url>', 'control server address: unix:///path or tcp://HOST:PORT')
@@ -264,7 +279,7 @@ function connectionOptions(cmd: Command): Command {
 }
 
 /** Report a failure as one line; returns the exit status. */
-function reportFailure(err: unknown): number {
+export function reportFailure(err: unknown): number {
   if (err instanceof CtlFailure) {
     process.stderr.write(`nserve: error: ${err.message}\n`);
     return err.exitCode;
@@ -298,7 +313,8 @@ export function registerCtlCommand(program: Command): void {
     )
     .option('--timeout <s>', 'give up after S seconds (default 10; with --wait 300)')
     .option('--hot', 'rollback: as a hot restart')
-    .option('--phased', 'rollback: as a phased restart (cluster mode)');
+    .option('--phased', 'rollback: as a phased restart (cluster mode)')
+    .option('--open', 'dashboard: also open the login URL in a browser (xdg-open)');
   connectionOptions(cmd).addHelpText(
     'after',
     `
@@ -314,6 +330,7 @@ Commands:
   reload-certs             re-read the certificates of ssl:// binds, print the verdict (control server only)
   fds                      descriptors of the server and its workers
   workers +1|-1            add or remove a worker (SIGTTIN/SIGTTOU with -P)
+  dashboard                print a one-time login URL of the dashboard page (TCP control server only; --open)
 
 Exit status: 0 done; 1 a restart waited for failed (or timed out), or reload-certs refused a file; 2 could not ask (no server,
 stale state file or pidfile, wrong token, refused by the server).`,

@@ -8,6 +8,7 @@ import { fdsViaControl, registerCtlCommand } from './ctl.js';
 import { registerFdsCommand } from './fds.js';
 import { launchCwd, start } from './start.js';
 import { START_OPTIONS } from './start-options.js';
+import { registerTopCommand } from './top.js';
 
 /** What follows `--` on a `start` or `config` command line (cli/start-options.ts splitAppArgs). */
 export interface ProgramOptions {
@@ -99,5 +100,6 @@ export function buildProgram(options: ProgramOptions = {}): Command {
       });
   }
   registerFdsCommand(program, fdsViaControl);
+  registerTopCommand(program);
   return program;
 }

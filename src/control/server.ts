@@ -12,6 +12,7 @@
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { Socket } from 'node:net';
+import { Dashboard, isDashboardPath } from '../dashboard/index.js';
 import { errorCode, errorMessage, usageError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import * as native from '../native/index.js';
@@ -48,12 +49,19 @@ export class ControlServer {
   private readonly warnings = new Map<string, { since: number; logged: number; suppressed: number }>();
   /** The unix socket file we created (device + inode), so we never remove a newer server's socket. */
   private readonly socketFile: { path: string; dev: number; ino: number } | undefined;
+  /** The read-only dashboard under /dashboard (dashboard/routes.ts): its own auth, headers and routes. */
+  private readonly dashboard: Dashboard;
 
   private constructor(
     readonly fd: number,
     readonly url: string,
     private readonly options: ControlServerOptions,
   ) {
+    this.dashboard = new Dashboard({
+      token: options.token,
+      tcp: options.address.kind === 'tcp',
+      log: options.log,
+    });
     if (options.address.kind === 'unix') {
       const st = fs.statSync(options.address.path);
       this.socketFile = { path: options.address.path, dev: st.dev, ino: st.ino };
@@ -182,6 +190,10 @@ export class ControlServer {
       url = new URL(req.url ?? '/', 'http://control.invalid');
     } catch {
       send(res, badRequest('malformed request target'));
+      return;
+    }
+    if (isDashboardPath(url.pathname)) {
+      this.dashboard.handle(req, res, url, () => this.controller!.stats());
       return;
     }
     const early = checkRequest(req, url, this.options);
