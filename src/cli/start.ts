@@ -8,6 +8,7 @@ import type { ControlPlane } from '../control/plane.js';
 import type { Controller } from '../control/status.js';
 import { realpathOr } from '../deploy/release.js';
 import { errorMessage, NserveError } from '../errors.js';
+import { logEvent } from '../log/events.js';
 import {
   createLogger,
   type Logger,
@@ -138,7 +139,9 @@ export async function start(appArg: string | undefined, opts: CliOptions): Promi
       const change = applyEnvFile(config.envFile, identity.directory ?? fs.realpathSync(config.directory));
       const said = describeEnvChange(change);
       if (said !== undefined)
-        createLogger({ level: config.logLevel, base: { role: 'worker', worker: identity.index } }).info(
+        logEvent(
+          createLogger({ level: config.logLevel, base: { role: 'worker', worker: identity.index } }),
+          'env-file.applied',
           { envFile: change.file, changed: change.changed, removed: change.removed },
           said,
         );
@@ -165,7 +168,12 @@ export async function start(appArg: string | undefined, opts: CliOptions): Promi
     const change = applyEnvFile(config.envFile, releaseDirectory(config, handoff, env));
     const said = describeEnvChange(change);
     if (said !== undefined)
-      log.info({ envFile: change.file, changed: change.changed, removed: change.removed }, said);
+      logEvent(
+        log,
+        'env-file.applied',
+        { envFile: change.file, changed: change.changed, removed: change.removed },
+        said,
+      );
   }
   const { RestartHistory } = await import('../restart/history.js');
   const history = RestartHistory.fromHandoff(
@@ -177,7 +185,9 @@ export async function start(appArg: string | undefined, opts: CliOptions): Promi
   if (rejected !== undefined && handoff !== undefined) {
     // The new image could not boot, or read our hand-off, and execed back: this is the old code again.
     handoff.restart.count -= 1;
-    log.error(
+    logEvent(
+      log,
+      'restart.hot.abandoned',
       { code: 'ERR_NSERVE_BOOT_CHECK', error: rejected },
       `hot restart abandoned, old code keeps serving: ${rejected}`,
     );
@@ -215,7 +225,8 @@ export async function start(appArg: string | undefined, opts: CliOptions): Promi
       if (config.workers > 0) onStdioReopened(() => signalWorkers(controller, 'SIGHUP'));
       if (metrics !== undefined) {
         controller.metrics = () => metrics.render();
-        if (metrics.url !== undefined) log.info({ url: metrics.url }, 'metrics listener serving');
+        if (metrics.url !== undefined)
+          logEvent(log, 'metrics.listener.serving', { url: metrics.url }, 'metrics listener serving');
       }
       await control.serve(controller);
     },
@@ -251,7 +262,9 @@ function stopOnUncaught(log: Logger): void {
   const exit = NODE_EXIT;
   process.on('uncaughtException', (err) => {
     try {
-      log.fatal(
+      logEvent(
+        log,
+        'process.uncaught-exception',
         { err, code: 'ERR_NSERVE_UNCAUGHT' },
         `uncaught exception: the server stops: ${errorMessage(err)}`,
       );
