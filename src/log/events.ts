@@ -24,7 +24,7 @@ export const EVENTS = {
   'config.worker-only.ignored': ['warn', 'Settings that apply to cluster mode only were given in single mode.'],
   'env-file.applied': ['info', 'The --dotenv file of the release changed or removed environment variables.'],
   'addon.missing': ['warn', 'Portable mode: serving without the native addon, so without restarts.'],
-  'process.uncaught-exception': ['fatal', 'An uncaught exception in single mode or the master: the server stops (ERR_NSERVE_UNCAUGHT).'],
+  'process.uncaught-exception': ['fatal', "Single or portable mode: an uncaught exception (the app's, mostly): the server exits 1 (ERR_NSERVE_UNCAUGHT)."],
   'master.error': ['error', 'An unexpected error in the master; a restart in progress is ended.'],
   'master.bug': ['error', 'A bug in the master (ERR_NSERVE_MASTER_BUG); the slots are kept open.'],
   // hot restart (SIGUSR2)
