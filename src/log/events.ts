@@ -14,6 +14,8 @@ export const EVENTS = {
   'server.booted': ['info', 'The server booted and serves (single, portable or cluster mode): version, mode, binds, pids.'],
   'server.boot.failed': ['fatal', 'Cluster mode: the workers failed to boot at start; the master exits 1.'],
   'server.stopped': ['info', 'A graceful stop finished; the process exits 0.'],
+  'state.changed': ['info', 'The server or master moved between states (booting, running, restarting, stopping): from, to, reason.'],
+  'worker.state.changed': ['debug', "The master's view of a worker changed state (booting, booted, draining, exited)."],
   'stop.delay.started': ['info', 'A graceful stop keeps serving for --shutdown-delay before it drains.'],
   'stop.draining': ['info', 'A graceful stop began: accepts stop, in-flight requests finish.'],
   'stop.halt': ['warn', 'halt: the workers are killed without draining.'],
