@@ -59,9 +59,9 @@ const PENDING = new Set([
   'cluster/control.ts',
 ]);
 
-/** `log.info(`, `this.log.warn(`, `m.log.error(`, `….info(` after createLogger(…): a call around the table. */
+/** `log.info(`, `this.log.warn(`, `m.log.error(`, `log?.[level](`, `….info(` after createLogger(…): calls around the table. */
 const DIRECT_CALL =
-  /\blog\??\.(fatal|error|warn|info|debug|trace)\(|createLogger\([^;]*\)\.(fatal|error|warn|info|debug)\(/;
+  /\blog\??\.(fatal|error|warn|info|debug|trace)\(|\blog\??\.?\[|createLogger\([^;]*\)\.(fatal|error|warn|info|debug)\(/;
 
 function directCalls(only: (rel: string) => boolean): string[] {
   const found: string[] = [];
