@@ -128,7 +128,7 @@ export async function phasedRestart(m: Master): Promise<void> {
       logEvent(
         log,
         'restart.phased.stopped',
-        { code: 'ERR_NSERVE_CANARY', replaced, noWayBack: held !== undefined },
+        { code: 'ERR_NSERVE_CANARY', replaced, noWayBack: held !== undefined, outcome: err.outcome },
         `phased restart stopped after the canary, ${err.outcome}: ${err.message}`,
       );
     } else {

@@ -196,7 +196,7 @@ function claimSymlink(
   logEvent(
     log,
     'server-file.symlink-replaced',
-    { file },
+    { flag, file },
     `${flag} ${file} is a symbolic link: replacing the link (its target is left alone)`,
   );
 }
@@ -213,7 +213,7 @@ function checkHolder(flag: string, file: string, pid: number, log: Logger): void
     logEvent(
       log,
       'server-file.stale',
-      { file, pid },
+      { flag, file, pid },
       `${flag} ${file} is stale (pid ${pid} is not a running nserve): taking it over`,
     );
 }
