@@ -232,10 +232,7 @@ test('a serving worker that runs the cgroup out of memory is logged as killed by
   const line = await srv.waitForEvent('worker.oom-killed', 10_000);
   assert.equal(line.event, 'worker.oom-killed');
   assert.equal(line.workerPid, victim);
-  assert.match(
-    String(line.msg),
-    /^worker \d \(pid \d+\) was killed by the OOM killer \(SIGKILL; oom_kill 0 → 1 in the cgroup's memory\.oom_control\)/,
-  );
+  assert.deepEqual([line.signal, line.oomKills], ['SIGKILL', 1]);
   assert.equal(
     srv.lines.some((l) => isEvent(l, 'worker.exited')),
     false,
