@@ -1,4 +1,5 @@
 import type { HookContext, HookFn, HookName } from '../config/index.js';
+import { logEvent } from '../log/events.js';
 import type { Logger } from '../log/logger.js';
 
 /**
@@ -25,14 +26,16 @@ export async function runHooks(
       ]);
       if (outcome === 'timeout') {
         failed++;
-        log.error(
+        logEvent(
+          log,
+          'hook.timed-out',
           { hook: name, index, code: 'ERR_NSERVE_HOOK_TIMEOUT', timeoutMs },
           `${name} hook #${index} timed out`,
         );
       }
     } catch (err) {
       failed++;
-      log.error({ hook: name, index, err }, `${name} hook #${index} threw; continuing`);
+      logEvent(log, 'hook.failed', { hook: name, index, err }, `${name} hook #${index} threw; continuing`);
     } finally {
       clearTimeout(timer);
     }

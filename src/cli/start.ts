@@ -9,6 +9,7 @@ import type { Controller } from '../control/status.js';
 import { realpathOr } from '../deploy/release.js';
 import { errorMessage, NserveError } from '../errors.js';
 import type { RunContext } from '../launcher/run-context.js';
+import { logEvent } from '../log/events.js';
 import {
   createLogger,
   type Logger,
@@ -187,7 +188,12 @@ async function applyDotenv(file: string, directory: string, log: () => Logger): 
   const change = applyEnvFile(file, directory);
   const said = describeEnvChange(change);
   if (said !== undefined)
-    log().info({ envFile: change.file, changed: change.changed, removed: change.removed }, said);
+    logEvent(
+      log(),
+      'env-file.applied',
+      { envFile: change.file, changed: change.changed, removed: change.removed },
+      said,
+    );
 }
 
 interface ServerStart {
@@ -246,7 +252,8 @@ async function startServer(s: ServerStart): Promise<void> {
       if (config.workers > 0) onStdioReopened(() => signalWorkers(controller, 'SIGHUP'));
       if (metrics !== undefined) {
         controller.metrics = () => metrics.render();
-        if (metrics.url !== undefined) log.info({ url: metrics.url }, 'metrics listener serving');
+        if (metrics.url !== undefined)
+          logEvent(log, 'metrics.listener.serving', { url: metrics.url }, 'metrics listener serving');
       }
       await control.serve(controller);
     },
@@ -272,7 +279,9 @@ async function restartHistory(
   );
   if (rejected !== undefined && handoff !== undefined) {
     handoff.restart.count -= 1;
-    log.error(
+    logEvent(
+      log,
+      'restart.hot.abandoned',
       { code: 'ERR_NSERVE_BOOT_CHECK', error: rejected },
       `hot restart abandoned, old code keeps serving: ${rejected}`,
     );
@@ -315,7 +324,9 @@ function stopOnUncaught(log: Logger): void {
   const exit = NODE_EXIT;
   process.on('uncaughtException', (err) => {
     try {
-      log.fatal(
+      logEvent(
+        log,
+        'process.uncaught-exception',
         { err, code: 'ERR_NSERVE_UNCAUGHT' },
         `uncaught exception: the server stops: ${errorMessage(err)}`,
       );

@@ -18,6 +18,7 @@ import {
   type TlsStats,
   tlsStats,
 } from '../listen/tls.js';
+import { logEvent } from '../log/events.js';
 import type { Logger } from '../log/logger.js';
 import type { WorkerHandle } from './worker-handle.js';
 
@@ -91,8 +92,15 @@ export class ClusterCerts {
     };
     this.last = report;
     const line = describeReload(report);
-    if (report.ok) this.host.log.info({ reload: report.id, binds: report.binds }, line);
-    else this.host.log.error({ code: 'ERR_NSERVE_TLS', reload: report.id, binds: report.binds }, line);
+    if (report.ok)
+      logEvent(this.host.log, 'tls.reload.done', { reload: report.id, binds: report.binds }, line);
+    else
+      logEvent(
+        this.host.log,
+        'tls.reload.failed',
+        { code: 'ERR_NSERVE_TLS', reload: report.id, binds: report.binds },
+        line,
+      );
     return report;
   }
 

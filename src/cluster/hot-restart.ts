@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import { errorMessage } from '../errors.js';
 import { unlessAborted } from '../launcher/lifecycle.js';
 import { handedListeners } from '../listen/binder.js';
+import { logEvent } from '../log/events.js';
 import { reportInheritedLeaks, warnOnGrowth } from '../os/descriptors.js';
 import type { Handoff } from '../restart/handoff.js';
 import { type Abandoned, logAbandoned, newConfigProblem, prepareExec } from '../restart/prepare.js';
@@ -25,7 +26,7 @@ export async function hotRestart(m: Master, requestedAt: number): Promise<void> 
   const signal = m.beginRestart('hot restart requested');
   const record = m.history.begin('hot');
   const generation = m.generation + 1;
-  log.info({ generation }, 'hot restart: started');
+  logEvent(log, 'restart.hot.started', { generation }, 'hot restart: started');
   m.warnIfHotRestartCannotFit('before this hot restart');
   const fresh: WorkerHandle[] = [];
   let bootFailure: string | undefined;
@@ -159,7 +160,12 @@ export async function completeHotRestart(m: Master, handoff: Handoff): Promise<v
   const generation = m.generation + 1;
   const abandon = (code: string, err: unknown): void => {
     m.history.finish(record, 'failed', errorMessage(err));
-    log.error({ code, err }, `hot restart abandoned, old workers keep serving: ${errorMessage(err)}`);
+    logEvent(
+      log,
+      'restart.hot.abandoned',
+      { code, err },
+      `hot restart abandoned, old workers keep serving: ${errorMessage(err)}`,
+    );
     m.endRestart('hot restart abandoned');
   };
   let directory: string;
@@ -169,7 +175,9 @@ export async function completeHotRestart(m: Master, handoff: Handoff): Promise<v
   } catch (err) {
     return abandon('ERR_NSERVE_BOOT_CHECK', err);
   }
-  log.info(
+  logEvent(
+    log,
+    'restart.hot.adopted',
     { adopted: old.map((w) => w.pid), booting: early.map((w) => w.pid), generation, directory },
     'hot restart: new master image adopted the workers; booting new workers',
   );
@@ -212,7 +220,9 @@ export async function completeHotRestart(m: Master, handoff: Handoff): Promise<v
   const requestedAt = handoff.restart.requestedAt;
   const pauseMs = Date.now() - silentFrom;
   const restartMs = Date.now() - requestedAt;
-  log.info(
+  logEvent(
+    log,
+    'restart.hot.done',
     { generation, pids: fresh.map((w) => w.pid), pauseMs, restartMs },
     `hot restart: done in ${restartMs} ms, pause ${pauseMs} ms (restart #${record?.id ?? handoff.restart.count}, generation ${generation})`,
   );

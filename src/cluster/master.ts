@@ -10,7 +10,6 @@
 // workers still booting are killed; old ones never stopped serving), then stops gracefully.
 
 import { publishPorts, resolveAppFile } from '../app/index.js';
-import { HELD_LISTENERS_MAX_MS } from '../app/stop-signals.js';
 import { describeConfigSource } from '../config/index.js';
 import type { ActionOptions, ControlAnswer, Stats } from '../control/status.js';
 import { errorMessage, NserveError } from '../errors.js';
@@ -25,10 +24,10 @@ import {
   logActivated,
   openListeners,
   readSocketActivation,
-  removeSocketFiles,
   tcpPorts,
 } from '../listen/binder.js';
 import type { CertReload } from '../listen/tls.js';
+import { logEvent } from '../log/events.js';
 import { OomAim, warnIfHotRestartCannotFit } from '../memory/index.js';
 import { clusterSource, onWorkerEvent } from '../metrics/cluster.js';
 import * as native from '../native/index.js';
@@ -45,6 +44,7 @@ import { Recovery } from './recovery.js';
 import { MixedVersionWatch, resolveRelease } from './releases.js';
 import { clusterFds, clusterStats, servingPids } from './report.js';
 import { Rebalancer, slotGroups, slotKey } from './slots.js';
+import { stopWorkers } from './stop.js';
 import type { WorkerHandle } from './worker-handle.js';
 
 export async function runMaster(ctx: RunContext): Promise<void> {
@@ -225,7 +225,12 @@ export class Master implements Runner {
       const appFailure = err instanceof NserveError && err.usage;
       // The app's own failure is said once, by the CLI (one line and a code frame, exit 2), as in single mode.
       if (!appFailure)
-        log.fatal({ code: 'ERR_NSERVE_WORKER_BOOT', err }, `workers failed to boot: ${errorMessage(err)}`);
+        logEvent(
+          log,
+          'server.boot.failed',
+          { code: 'ERR_NSERVE_WORKER_BOOT', err },
+          `workers failed to boot: ${errorMessage(err)}`,
+        );
       await this.pool.stopAll(2000);
       closeListeners(this.listeners, { unlink: true });
       if (appFailure) throw err;
@@ -266,8 +271,10 @@ export class Master implements Runner {
 
   private onBug(err: unknown): void {
     try {
-      this.log.error(
-        { event: 'server.bug', code: 'ERR_NSERVE_MASTER_BUG', err },
+      logEvent(
+        this.log,
+        'master.bug',
+        { code: 'ERR_NSERVE_MASTER_BUG', err },
         `bug in the master, slots kept open: ${errorMessage(err)}`,
       );
     } catch {
@@ -367,30 +374,8 @@ export class Master implements Runner {
     for (const w of this.pool.alive()) w.send({ t: 'unready' });
   }
 
-  async stopServing(how: 'stop' | 'halt'): Promise<{ requests?: number | undefined }> {
-    if (how === 'halt') {
-      this.log.warn({ event: 'stop.halt' }, 'halt: killing workers without draining');
-      this.pool.killAll();
-      closeListeners(this.listeners, { unlink: true });
-      // A halt kills the workers: their last reports never come, and no total is claimed.
-      return {};
-    }
-    this.log.info({ event: 'stop.draining', reason: how }, 'graceful stop: draining workers');
-    // The workers' copies of the slots are then the last: each closes its own once its accept queue
-    // is empty, so queued connections are served and later ones refused, never reset.
-    closeListeners(this.listeners, { unlink: false });
-    // A worker's budget: its drain, its hooks, then the app's own stop listeners (held until then, up to
-    // HELD_LISTENERS_MAX_MS: app/stop-signals.ts), and a margin for its last report.
-    await this.pool.stopAll(
-      this.config.shutdownTimeoutMs +
-        this.config.hookTimeoutMs +
-        Math.min(this.config.hookTimeoutMs, HELD_LISTENERS_MAX_MS) +
-        2000,
-    );
-    removeSocketFiles(this.listeners);
-    // Every worker has exited (or was killed past the timeout) and its channel was read to the end: the
-    // requests answered over the server's life, each worker's last report included.
-    return { requests: this.ctx.metrics?.store.answered() };
+  stopServing(how: 'stop' | 'halt'): Promise<{ requests?: number | undefined }> {
+    return stopWorkers(this, how);
   }
 
   /** A halt during a graceful stop: the workers still draining are killed (the listeners are closed). */

@@ -13,6 +13,7 @@
 import { isDirectory } from '../deploy/release.js';
 import { errorMessage } from '../errors.js';
 import { unlessAborted } from '../launcher/lifecycle.js';
+import { logEvent } from '../log/events.js';
 import type { RestartRecord } from '../restart/history.js';
 import { type CanaryVerdict, canaryRecord, watchCanary } from './canary.js';
 import type { Master } from './master.js';
@@ -67,7 +68,9 @@ export async function phasedRestart(m: Master): Promise<void> {
   try {
     const directory = m.resolveNewDirectory();
     const plan = phases(m.count, config.phaseConcurrency, canaryMs !== undefined);
-    log.info(
+    logEvent(
+      log,
+      'restart.phased.started',
       { generation, directory, concurrency: config.phaseConcurrency, canaryMs },
       'phased restart: started',
     );
@@ -87,7 +90,9 @@ export async function phasedRestart(m: Master): Promise<void> {
       }
       for (const w of fresh) {
         replaced++;
-        log.info(
+        logEvent(
+          log,
+          'restart.phased.worker-replaced',
           {
             worker: w.index,
             workerPid: w.pid,
@@ -103,7 +108,9 @@ export async function phasedRestart(m: Master): Promise<void> {
     m.serves(directory, generation);
     m.history.finish(record, 'ok');
     const ms = Date.now() - started;
-    log.info(
+    logEvent(
+      log,
+      'restart.phased.done',
       { generation, ms },
       `phased restart: done in ${ms} ms (restart #${record.id}, generation ${generation})`,
     );
@@ -117,12 +124,16 @@ export async function phasedRestart(m: Master): Promise<void> {
       `${errorMessage(err)}${held === undefined ? '' : `; ${held.message}`}`,
     );
     if (err instanceof CanaryFailed) {
-      log.error(
-        { code: 'ERR_NSERVE_CANARY', replaced, noWayBack: held !== undefined },
+      logEvent(
+        log,
+        'restart.phased.stopped',
+        { code: 'ERR_NSERVE_CANARY', replaced, noWayBack: held !== undefined, outcome: err.outcome },
         `phased restart stopped after the canary, ${err.outcome}: ${err.message}`,
       );
     } else {
-      log.error(
+      logEvent(
+        log,
+        'restart.phased.stopped',
         { code: 'ERR_NSERVE_WORKER_BOOT', err, replaced },
         `phased restart stopped after ${replaced}/${m.count} workers, the others keep serving: ${errorMessage(err)}`,
       );
@@ -189,7 +200,9 @@ async function canaryPhase(
     beside === undefined && old?.alive === true
       ? pool.drain(old, 'phased restart: replaced', { why: 'restart' })
       : Promise.resolve();
-  log.info(
+  logEvent(
+    log,
+    'canary.started',
     { worker: canary.index, workerPid: canary.pid, canaryMs, oldBeside: beside !== undefined },
     `phased restart: canary worker ${canary.index} serves for ${canaryMs} ms${noWayBack && beside !== undefined ? ` beside its old worker (the previous release is not on disk: ${m.directory})` : ''}`,
   );
@@ -199,13 +212,24 @@ async function canaryPhase(
   const verdict = 'failed' in watched ? { ok: false as const, summary: watched.failed } : watched;
   if (verdict.ok) {
     const inconclusive = 'inconclusive' in verdict && verdict.inconclusive;
-    if (inconclusive) log.warn({ canary: verdict }, `phased restart: ${verdict.summary}: going on`);
-    else log.info({ canary: verdict }, `phased restart: ${verdict.summary}`);
+    if (inconclusive)
+      logEvent(
+        log,
+        'canary.inconclusive',
+        { canary: verdict },
+        `phased restart: ${verdict.summary}: going on`,
+      );
+    else logEvent(log, 'canary.passed', { canary: verdict }, `phased restart: ${verdict.summary}`);
     canary.replacing = false;
     if (beside?.alive) await pool.drain(beside, 'phased restart: replaced', { why: 'restart' });
     return { verdict, outcome: 'going on' };
   }
-  log.error({ canary: verdict, code: 'ERR_NSERVE_CANARY' }, `phased restart: ${verdict.summary}`);
+  logEvent(
+    log,
+    'canary.failed',
+    { canary: verdict, code: 'ERR_NSERVE_CANARY' },
+    `phased restart: ${verdict.summary}`,
+  );
   // The old worker it served beside takes its slots back, if it is still there (else a new one of the
   // previous release does).
   const outcome = await withdraw(m, record, canary, beside?.alive ? beside : undefined, signal);
@@ -242,7 +266,9 @@ async function withdraw(
       // else could be loaded. A release failing some of its requests beats refusing all of them.
       canary.replacing = false;
       const n = deploys.withhold(index, false) ?? held;
-      log.error(
+      logEvent(
+        log,
+        'canary.no-way-back',
         { worker: index, workerPid: canary.pid, code: 'ERR_NSERVE_NO_WAY_BACK', noWayBack: n },
         n.message,
       );
@@ -264,7 +290,12 @@ async function withdraw(
     // Its index stays empty when its old worker is gone: a new worker would load the failed release.
     const n = (beside === undefined ? deploys.withhold(index, true) : undefined) ?? deploys.noWayBack;
     if (n !== undefined)
-      log.error({ worker: index, code: 'ERR_NSERVE_NO_WAY_BACK', noWayBack: n }, n.message);
+      logEvent(
+        log,
+        'canary.no-way-back',
+        { worker: index, code: 'ERR_NSERVE_NO_WAY_BACK', noWayBack: n },
+        n.message,
+      );
     const serving = m.count - (n?.withheld.length ?? 0);
     return `the previous release could not be brought back (it is not on disk): ${serving} of ${m.count} workers run it from memory${serving < m.count ? ` (${m.count - serving} worker${m.count - serving > 1 ? 's' : ''} less)` : ''}`;
   }
@@ -279,7 +310,9 @@ async function withdraw(
     back?.kill('SIGKILL');
     if (signal.aborted) return 'the server is stopping';
     // The index stays empty: it is replaced (with back-off) once the restart has ended.
-    log.error(
+    logEvent(
+      log,
+      'canary.rollback.boot-failed',
       { worker: index, err },
       `worker ${index} of the previous release failed to boot: ${errorMessage(err)}`,
     );
@@ -291,7 +324,9 @@ async function withdraw(
   }
   pool.install(back);
   await m.slots.rebalance();
-  log.info(
+  logEvent(
+    log,
+    'canary.rollback.worker-back',
     { worker: index, workerPid: back.pid, generation: m.generation, directory: m.directory },
     `phased restart: worker ${index} runs the previous release again`,
   );
@@ -303,7 +338,7 @@ export async function resize(m: Master, count: number): Promise<void> {
   const { log, pool } = m;
   const previous = m.count;
   m.resized(count);
-  log.info({ from: previous, to: count }, `workers: ${previous} → ${count}`);
+  logEvent(log, 'workers.scaled', { from: previous, to: count }, `workers: ${previous} → ${count}`);
   if (count > previous) {
     let w: WorkerHandle | undefined;
     try {
@@ -315,7 +350,12 @@ export async function resize(m: Master, count: number): Promise<void> {
       // A SIGTTOU while it booted removed it (it exits while booting): that is no failure, and the count
       // is the later resize's, not to be put back.
       if (w !== undefined && pool.workers[count - 1] !== w) return;
-      log.error({ err }, `adding worker ${count - 1} failed: ${errorMessage(err)}`);
+      logEvent(
+        log,
+        'workers.scale.failed',
+        { err },
+        `adding worker ${count - 1} failed: ${errorMessage(err)}`,
+      );
       m.resized(previous);
       pool.workers.length = previous;
       return;

@@ -5,6 +5,7 @@ import { runHooks } from '../app/hooks.js';
 import { APP_FAILURE_CODES, appFailure } from '../app/index.js';
 import type { Config } from '../config/index.js';
 import { errorMessage, type NserveErrorCode } from '../errors.js';
+import { logEvent } from '../log/events.js';
 import type { Logger } from '../log/logger.js';
 import type { OomAim } from '../memory/index.js';
 import * as native from '../native/index.js';
@@ -96,7 +97,7 @@ export class WorkerPool {
     let spawnError: Error | undefined;
     child.on('error', (err) => {
       spawnError = err;
-      log.error({ worker: index, err }, `worker ${index}: ${errorMessage(err)}`);
+      logEvent(log, 'worker.spawn.failed', { worker: index, err }, `worker ${index}: ${errorMessage(err)}`);
     });
     if (child.pid === undefined) {
       native.close(masterEnd);
@@ -112,7 +113,12 @@ export class WorkerPool {
     // The OOM killer's first choice until it booted: a failed boot costs no serving process.
     this.oom?.booting(w.pid);
     this.listen(w);
-    log.info({ worker: index, workerPid: w.pid, generation }, `worker ${index} spawned`);
+    logEvent(
+      log,
+      'worker.spawned',
+      { worker: index, workerPid: w.pid, generation },
+      `worker ${index} spawned`,
+    );
     return w;
   }
 
@@ -189,7 +195,12 @@ export class WorkerPool {
       // restart's new workers) may go on without waiting for its exit.
       await w.waitFor('drain', limit, (m) => (m.t === 'drained' || m.t === 'exit' ? true : undefined));
     } catch {
-      this.log.warn({ worker: w.index, workerPid: w.pid }, 'worker did not exit after draining: killing it');
+      logEvent(
+        this.log,
+        'worker.drain.killed',
+        { worker: w.index, workerPid: w.pid },
+        'worker did not exit after draining: killing it',
+      );
       w.kill('SIGKILL');
     }
   }

@@ -9,6 +9,7 @@
 // would load the failed release: a worker that leaves is not replaced while another one serves (the
 // server runs with one worker less and says so), and is when none is left (never zero workers).
 import { errorMessage } from '../errors.js';
+import { logEvent } from '../log/events.js';
 import { describeOomKill } from '../memory/index.js';
 import type { Master } from './master.js';
 import type { WorkerHandle } from './worker-handle.js';
@@ -54,7 +55,9 @@ export class Recovery {
    */
   private onViolation(w: WorkerHandle, reason: string): void {
     const m = this.m;
-    m.log.error(
+    logEvent(
+      m.log,
+      'worker.protocol.broken',
       { worker: w.index, workerPid: w.pid, code: 'ERR_NSERVE_PROTOCOL', reason },
       `worker ${w.index} broke the protocol (${reason}): replacing it`,
     );
@@ -79,7 +82,9 @@ export class Recovery {
     this.m.history.totals.memoryReplacements++;
     w.replacing = true;
     const mb = (n: number): string => `${Math.round(n / 1048576)} MB`;
-    this.m.log.warn(
+    logEvent(
+      this.m.log,
+      'worker.memory.exceeded',
       { worker: w.index, workerPid: w.pid, rss, limit, code: 'ERR_NSERVE_WORKER_MEMORY' },
       `worker ${w.index} over --worker-max-memory (RSS ${mb(rss)} > ${mb(limit)} for ${OVER_MEMORY_CHECKINS} check-ins): replacing it, its replacement first`,
     );
@@ -92,7 +97,9 @@ export class Recovery {
     // workers as well, and each asks to leave; none is replaced only to be stopped.
     if (!w.serving || w.replacing || m.isStopping() || m.pendingStop) return;
     w.replacing = true;
-    m.log.error(
+    logEvent(
+      m.log,
+      'worker.leaving',
       { worker: w.index, workerPid: w.pid, reason },
       `worker ${w.index} is leaving (${reason}): replacing it`,
     );
@@ -111,9 +118,10 @@ export class Recovery {
     const oom = w.oomKill?.oom === true;
     // Not a crash of the app: the cgroup ran out of memory and the kernel chose this process.
     if (oom && w.bootedAt !== undefined && !m.isStopping())
-      m.log.error(
+      logEvent(
+        m.log,
+        'worker.oom-killed',
         {
-          event: 'worker.oom-killed',
           code: 'ERR_NSERVE_WORKER_OOM',
           worker: w.index,
           workerPid: w.pid,
@@ -130,12 +138,13 @@ export class Recovery {
     if (m.lifecycle.is('restarting')) {
       // The restart in progress decides who serves; a worker of the current generation still missing
       // when it ends is replaced then (endRestart). Its slots are lent now.
-      if (!oom) m.log.error(fields, `worker ${w.index} exited during a restart`);
+      if (!oom)
+        logEvent(m.log, 'worker.exited-in-restart', fields, `worker ${w.index} exited during a restart`);
       void m.slots.rebalance();
       return;
     }
     // Unexpected exit of a serving worker: lend its slots at once, replace it (with back-off in a loop).
-    if (!oom) m.log.error(fields, `worker ${w.index} exited unexpectedly`);
+    if (!oom) logEvent(m.log, 'worker.exited', fields, `worker ${w.index} exited unexpectedly`);
     void m.slots.rebalance();
     this.scheduleReplacement(w.index);
   }
@@ -144,7 +153,9 @@ export class Recovery {
     if (this.pending.has(index) || this.withheld(index)) return;
     const { delayMs, crashes } = this.backoff.next(Date.now());
     if (delayMs > 0) {
-      this.m.log.warn(
+      logEvent(
+        this.m.log,
+        'worker.crash-loop',
         { worker: index, delayMs, crashes },
         `workers are crashing in a loop: backing off ${delayMs} ms`,
       );
@@ -172,7 +183,9 @@ export class Recovery {
     if (pool.current().some((w) => w.index !== index && w.alive && w.serving)) {
       if (!deploys.noWayBack.withheld.includes(index)) {
         const n = deploys.withhold(index, true);
-        log.error(
+        logEvent(
+          log,
+          'worker.not-replaced',
           { worker: index, code: 'ERR_NSERVE_NO_WAY_BACK', noWayBack: n },
           `worker ${index} is not replaced: ${n?.message}`,
         );
@@ -180,7 +193,9 @@ export class Recovery {
       return true;
     }
     const n = deploys.withhold(index, false);
-    log.error(
+    logEvent(
+      log,
+      'worker.replaced-from-failed',
       { worker: index, code: 'ERR_NSERVE_NO_WAY_BACK', noWayBack: n },
       `no worker is left: worker ${index} is replaced from the failed release (never zero workers): ${n?.message}`,
     );
@@ -202,14 +217,19 @@ export class Recovery {
       m.pool.install(w);
       await m.pool.waitBooted(w);
     } catch (err) {
-      m.log.error({ worker: index, err }, `replacing worker ${index} failed: ${errorMessage(err)}`);
+      logEvent(
+        m.log,
+        'worker.replace.failed',
+        { worker: index, err },
+        `replacing worker ${index} failed: ${errorMessage(err)}`,
+      );
       w?.kill('SIGKILL');
       if (!m.isStopping() && (w === undefined || m.pool.workers[index] === w))
         this.scheduleReplacement(index);
       return;
     }
     await m.slots.rebalance();
-    m.log.info({ worker: index, workerPid: w.pid }, `worker ${index} replaced`);
+    logEvent(m.log, 'worker.replaced', { worker: index, workerPid: w.pid }, `worker ${index} replaced`);
   }
 
   /** Replace a serving worker surge-first: its replacement accepts on its slots before it drains. */
@@ -224,7 +244,9 @@ export class Recovery {
     } catch (err) {
       fresh?.kill('SIGKILL');
       old.replacing = false; // it may be tried again
-      m.log.error(
+      logEvent(
+        m.log,
+        'worker.replace.failed',
         { worker: old.index, err },
         `replacing worker ${old.index} failed, it keeps serving: ${errorMessage(err)}`,
       );
@@ -237,7 +259,12 @@ export class Recovery {
     m.pool.install(fresh);
     await m.slots.rebalance();
     await m.pool.drain(old, 'replaced', { why: 'replace' });
-    m.log.info({ worker: old.index, workerPid: fresh.pid }, `worker ${old.index} replaced`);
+    logEvent(
+      m.log,
+      'worker.replaced',
+      { worker: old.index, workerPid: fresh.pid },
+      `worker ${old.index} replaced`,
+    );
   }
 
   /** Kill workers that do not boot in time or stopped checking in; their exit is handled as a crash. */
@@ -245,7 +272,9 @@ export class Recovery {
     const m = this.m;
     for (const w of m.pool.current()) {
       if (w.state === 'booting' && now - w.spawnedAt > m.config.workerBootTimeoutMs) {
-        m.log.error(
+        logEvent(
+          m.log,
+          'worker.boot.timeout',
           { worker: w.index, workerPid: w.pid, code: 'ERR_NSERVE_BOOT_TIMEOUT' },
           `worker ${w.index} did not boot in time: killing it`,
         );
@@ -253,7 +282,9 @@ export class Recovery {
       } else if (w.state === 'booted' && now - w.lastCheckin > m.config.workerTimeoutMs) {
         // What the kill resets, as of its last check-in: operators learn what their users lost.
         const { inFlight, connections, longLived } = w.stats;
-        m.log.error(
+        logEvent(
+          m.log,
+          'worker.checkin.timeout',
           {
             worker: w.index,
             workerPid: w.pid,

@@ -17,6 +17,7 @@ import type { Config } from '../config/index.js';
 import { describeRelease, isDirectory } from '../deploy/release.js';
 import { errorMessage, NserveError } from '../errors.js';
 import type { Lifecycle, ServerState } from '../launcher/lifecycle.js';
+import { logEvent } from '../log/events.js';
 import type { Logger } from '../log/logger.js';
 import type { RestartHistory } from '../restart/history.js';
 import type { Master } from './master.js';
@@ -101,7 +102,12 @@ export class MixedVersionWatch {
     }
     if (byCode.size <= 1) {
       if (deploys.mixed !== undefined) {
-        this.m.log.info({ code: deploys.mixed.code }, 'mixed versions: resolved, one release serves');
+        logEvent(
+          this.m.log,
+          'deploy.mixed.resolved',
+          { code: deploys.mixed.code },
+          'mixed versions: resolved, one release serves',
+        );
         deploys.mixed = undefined;
       }
       return;
@@ -140,6 +146,6 @@ export class MixedVersionWatch {
       releases,
       message,
     };
-    this.m.log.warn({ code: 'ERR_NSERVE_MIXED_VERSIONS', releases }, message);
+    logEvent(this.m.log, 'deploy.mixed.detected', { code: 'ERR_NSERVE_MIXED_VERSIONS', releases }, message);
   }
 }

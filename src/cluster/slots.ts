@@ -8,6 +8,7 @@
 // worker channels, one pass at a time.
 import { errorMessage } from '../errors.js';
 import type { Listener } from '../listen/binder.js';
+import { logEvent } from '../log/events.js';
 import type { Logger } from '../log/logger.js';
 import type { WorkerHandle } from './worker-handle.js';
 
@@ -104,7 +105,12 @@ export class Rebalancer {
       .then(() => this.pass())
       .catch((err: unknown) => {
         // A worker died or declined mid-pass: the situation changed, so look again shortly.
-        this.deps.log.warn({ err }, `rebalancing slots failed, retrying: ${errorMessage(err)}`);
+        logEvent(
+          this.deps.log,
+          'slots.rebalance.failed',
+          { err },
+          `rebalancing slots failed, retrying: ${errorMessage(err)}`,
+        );
         if (!this.deps.stopping()) setTimeout(() => void this.rebalance(), 50).unref();
       });
     return this.running;
@@ -117,7 +123,8 @@ export class Rebalancer {
     if (this.deps.stopping()) return;
     const serving = this.deps.current().filter((w) => w.serving);
     const plan = planSlots(this.deps.groups(), serving, this.deps.count());
-    for (const { key, to } of plan.lent) log.info({ key, worker: to }, `slot ${key} lent to worker ${to}`);
+    for (const { key, to } of plan.lent)
+      logEvent(log, 'slots.lent', { key, worker: to }, `slot ${key} lent to worker ${to}`);
     await Promise.all(
       serving.map(async (w, i) => {
         const add = [...plan.want[i]!].filter((k) => !w.keys.has(k));

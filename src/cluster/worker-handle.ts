@@ -2,6 +2,7 @@
 // scrapes are worker-metrics.ts.
 import type { ChildProcess } from 'node:child_process';
 import { Lifecycle } from '../launcher/lifecycle.js';
+import { logEvent } from '../log/events.js';
 import type { Logger } from '../log/logger.js';
 import type { OomVerdict } from '../memory/oom.js';
 import type { WorkerReply } from '../metrics/json.js';
@@ -215,9 +216,10 @@ export class WorkerHandle {
     this.implausibleUnlogged++;
     const now = Date.now();
     if (this.implausibleLoggedAt !== 0 && now - this.implausibleLoggedAt < IMPLAUSIBLE_LOG_EVERY_MS) return;
-    this.log.warn(
+    logEvent(
+      this.log,
+      'worker.report.implausible',
       {
-        event: 'worker.report.implausible',
         worker: this.index,
         workerPid: this.pid,
         report: msg.report,
@@ -335,7 +337,9 @@ export class WorkerHandle {
     if (this.exit !== undefined) return;
     this.channelLost = setTimeout(() => {
       if (!this.alive) return;
-      this.log.error(
+      logEvent(
+        this.log,
+        'worker.channel.closed',
         { worker: this.index, workerPid: this.pid, code: 'ERR_NSERVE_PROTOCOL', reason: 'channel closed' },
         `worker ${this.index} closed its channel but is still running: killing it`,
       );

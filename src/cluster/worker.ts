@@ -7,6 +7,7 @@ import { readyProbe } from '../app/probe.js';
 import { runHeldStopListeners } from '../app/stop-signals.js';
 import type { Config } from '../config/index.js';
 import { errorCode, errorMessage, NserveError } from '../errors.js';
+import { logEvent } from '../log/events.js';
 import { createLogger } from '../log/logger.js';
 import { REQUESTS } from '../metrics/requests.js';
 import * as native from '../native/index.js';
@@ -57,7 +58,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
   let draining = false;
 
   const exitWhenMasterGone = (): void => {
-    log.error('master is gone: stopping');
+    logEvent(log, 'worker.master-gone', 'master is gone: stopping');
     const stopNow = async (): Promise<void> => {
       if (server !== undefined) {
         server.stopAccepting();
@@ -73,7 +74,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     // descriptors of a message: MSG_CTRUNC). Say so, and the master sends them again.
     parse: (value) => value as ToWorker,
     invalid: (reason) => {
-      log.warn({ reason }, `a message from the master was lost: ${reason}`);
+      logEvent(log, 'worker.message.lost', { reason }, `a message from the master was lost: ${reason}`);
       send({ t: 'lost' });
     },
     message: (msg, fds) => {
@@ -113,7 +114,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     try {
       channel.send(msg);
     } catch (err) {
-      log.error({ err }, `cannot tell the master (${msg.t}): ${errorMessage(err)}`);
+      logEvent(log, 'worker.send.failed', { err }, `cannot tell the master (${msg.t}): ${errorMessage(err)}`);
     }
   }
 
@@ -145,7 +146,12 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     );
     for (const b of binds) {
       if (!b.ok)
-        log.warn({ bind: b.uri }, `reload-certs refused, the old certificate keeps serving: ${b.error}`);
+        logEvent(
+          log,
+          'tls.reload.refused',
+          { bind: b.uri },
+          `reload-certs refused, the old certificate keeps serving: ${b.error}`,
+        );
     }
     send({ t: 'certs', id, binds });
   };
@@ -159,7 +165,12 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
         send({ t: 'metrics', id, part, parts: parts.length, text });
       });
     } catch (err) {
-      log.warn({ err }, `cannot answer a metrics request: ${errorMessage(err)}`);
+      logEvent(
+        log,
+        'worker.metrics.failed',
+        { err },
+        `cannot answer a metrics request: ${errorMessage(err)}`,
+      );
     }
   };
 
@@ -205,7 +216,9 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     // Tell the master first: we will never serve again, and it may hand over (cluster hot restart)
     // while responses that may finish on old code, and our shutdown hooks, still run.
     send({ t: 'drained', forced: result.forced, requests: s?.requests ?? 0, ...totals() });
-    log.info(
+    logEvent(
+      log,
+      'drain.done',
       {
         requests: s?.requests ?? 0,
         ...result,
@@ -217,7 +230,12 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     if (s !== undefined) {
       const cut = await s.finishOnOld(Math.max(0, config.shutdownTimeoutMs - (Date.now() - started)));
       if (cut > 0)
-        log.warn({ cut }, `shutdown timeout: ${cut} response(s) marked to finish on old code were cut`);
+        logEvent(
+          log,
+          'drain.cut',
+          { cut },
+          `shutdown timeout: ${cut} response(s) marked to finish on old code were cut`,
+        );
     }
     await workerHooks('onWorkerShutdown');
     // The last report, once every response has ended (those that closed after `drained` included): the
@@ -252,7 +270,12 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
   let failing = false;
   process.on('uncaughtException', (err) => {
     try {
-      log.error({ err }, `uncaught exception in worker: draining and being replaced: ${errorMessage(err)}`);
+      logEvent(
+        log,
+        'worker.uncaught-exception',
+        { err },
+        `uncaught exception in worker: draining and being replaced: ${errorMessage(err)}`,
+      );
     } catch {
       // logging failed (disk full, a broken stdout): the hand-over below matters more
     }
@@ -273,7 +296,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
   if (ctx.identity.protocol !== PROTOCOL_VERSION) {
     // A master of another nserve version spawned us (a release that ships its own nserve): say so.
     const error = `the master speaks protocol ${ctx.identity.protocol}, this worker's nserve speaks ${PROTOCOL_VERSION}`;
-    log.error({ code: 'ERR_NSERVE_WORKER_BOOT' }, `worker cannot boot: ${error}`);
+    logEvent(log, 'worker.boot.failed', { code: 'ERR_NSERVE_WORKER_BOOT' }, `worker cannot boot: ${error}`);
     send({ t: 'boot-error', error });
     exit(1);
   }
@@ -319,14 +342,15 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
       const failed = await readyProbe(server, config.readyProbe, config.readyProbeTimeoutMs);
       if (failed !== undefined) throw new NserveError('ERR_NSERVE_READY_PROBE', failed);
     }
-    log.info({ app: app.file, directory }, 'worker booted');
+    logEvent(log, 'worker.booted', { app: app.file, directory }, 'worker booted');
     send({ t: 'booted', file: app.file, directory });
     // Slots that arrived while we were booting.
     if (held.size > 0) await acceptOn([...held.keys()]);
   } catch (err) {
     // The app's own failure (bad input) is reported once, by the master; anything else is ours to log.
-    if (err instanceof NserveError && err.usage) log.debug({ err }, 'worker failed to boot');
-    else log.error({ err }, `worker failed to boot: ${errorMessage(err)}`);
+    if (err instanceof NserveError && err.usage)
+      logEvent(log, 'worker.boot.invalid', { err }, 'worker failed to boot');
+    else logEvent(log, 'worker.boot.failed', { err }, `worker failed to boot: ${errorMessage(err)}`);
     const code = errorCode(err);
     send({ t: 'boot-error', error: clip(errorMessage(err)), ...(code === undefined ? {} : { code }) });
     await channel.flush(1000);

@@ -3,6 +3,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type * as http from 'node:http';
 import { errorMessage } from '../errors.js';
+import { logEvent } from '../log/events.js';
 import type { Logger } from '../log/logger.js';
 import { parseRestartKind, type Route, routeFor } from './api.js';
 import type { ActionOptions, ControlAnswer, Controller } from './status.js';
@@ -61,7 +62,9 @@ export function checkRequest(
     if (!tokenMatches(token, given)) {
       const reason = given === undefined ? 'no token' : 'wrong token';
       // The path only: the query may carry the (wrong) token.
-      log.warn(
+      logEvent(
+        log,
+        'control.auth.refused',
         {
           method: req.method,
           path: url.pathname,
@@ -122,23 +125,29 @@ export function answerRoute(
       // A stop may end the process before this answer is written: answer first, act once it is sent.
       const no = controller.refuses(action);
       if (no !== undefined) return refused(no);
-      log.info({ path: url.pathname }, `control: ${action} requested`);
+      logEvent(log, 'control.action.requested', { path: url.pathname }, `control: ${action} requested`);
       return {
         status: 202,
         body: { accepted: true, action, pid: process.pid },
         afterSent: () => {
           const answer = controller.perform(action);
-          if (!answer.accepted) log.warn(`control: ${action} refused: ${answer.reason}`);
+          if (!answer.accepted)
+            logEvent(log, 'control.action.refused', `control: ${action} refused: ${answer.reason}`);
         },
       };
     }
     if (action === 'reload-certs' && controller.reloadCerts !== undefined) {
       const started = controller.reloadCerts();
       if ('refused' in started) {
-        log.warn({ path: url.pathname }, `control: ${action} refused: ${started.refused}`);
+        logEvent(
+          log,
+          'control.action.refused',
+          { path: url.pathname },
+          `control: ${action} refused: ${started.refused}`,
+        );
         return refused(started.refused);
       }
-      log.info({ path: url.pathname }, `control: ${action} accepted`);
+      logEvent(log, 'control.action.accepted', { path: url.pathname }, `control: ${action} accepted`);
       // 200 with the verdict, refused or not: the request was carried out; `ok` says how it went.
       return started.then((report) => ({
         status: 200,
@@ -153,17 +162,29 @@ export function answerRoute(
     }
     const answer: ControlAnswer = controller.perform(action, options);
     if (!answer.accepted) {
-      log.warn({ path: url.pathname }, `control: ${action} refused: ${answer.reason}`);
+      logEvent(
+        log,
+        'control.action.refused',
+        { path: url.pathname },
+        `control: ${action} refused: ${answer.reason}`,
+      );
       return refused(answer.reason, answer.status);
     }
-    log.info(
+    logEvent(
+      log,
+      'control.action.accepted',
       { path: url.pathname, ...(answer.restart === undefined ? {} : { restart: answer.restart }) },
       `control: ${action} accepted`,
     );
     const status = action === 'reload-worker-directory' ? 200 : 202;
     return { status, body: { ...answer, action, pid: process.pid } };
   } catch (err) {
-    log.error({ err, path: url.pathname }, `control: ${url.pathname} failed: ${errorMessage(err)}`);
+    logEvent(
+      log,
+      'control.action.failed',
+      { err, path: url.pathname },
+      `control: ${url.pathname} failed: ${errorMessage(err)}`,
+    );
     return { status: 500, body: { error: errorMessage(err), code: 'ERR_NSERVE_CONTROL_INTERNAL' } };
   }
 }

@@ -18,6 +18,7 @@
 //   start can pass twice.
 import * as fs from 'node:fs';
 import { errorCode, errorMessage, usageError } from '../errors.js';
+import { logEvent } from '../log/events.js';
 import type { Logger } from '../log/logger.js';
 import * as native from '../native/index.js';
 import { pidIn, type ServerFile } from '../os/pidfile.js';
@@ -105,7 +106,12 @@ function adopt(lock: HandedLock, log: Logger): boolean {
     // the descriptor or the file is gone
   }
   // Someone removed or replaced the lock file meanwhile: the lock held is on a file nobody else will open.
-  log.warn({ file: lock.file }, `the lock file ${lock.file} was replaced while held: locking it again`);
+  logEvent(
+    log,
+    'lock.file.replaced',
+    { file: lock.file },
+    `the lock file ${lock.file} was replaced while held: locking it again`,
+  );
   return false;
 }
 

@@ -1,5 +1,6 @@
 // The control plane of one server process: control server + state file (+ pidfile).
 import type { Config } from '../config/index.js';
+import { logEvent } from '../log/events.js';
 import type { Logger } from '../log/logger.js';
 import * as native from '../native/index.js';
 import { checkServerFileDirectory, claimServerFile, removePidfile } from '../os/pidfile.js';
@@ -68,7 +69,9 @@ export function openControlPlane(
       }
       if (server !== undefined) {
         // Logged last: once this line is out, the socket answers and the state file names it.
-        log.info(
+        logEvent(
+          log,
+          'control.server.listening',
           { url: server.url, auth: control?.token !== undefined, state: stateFile },
           'control server listening',
         );

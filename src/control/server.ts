@@ -14,6 +14,7 @@ import * as http from 'node:http';
 import type { Socket } from 'node:net';
 import { Dashboard, isDashboardPath } from '../dashboard/index.js';
 import { errorCode, errorMessage, usageError } from '../errors.js';
+import { type EventCode, logEvent } from '../log/events.js';
 import type { Logger } from '../log/logger.js';
 import * as native from '../native/index.js';
 import { answerRoute, badRequest, checkRequest, type Reply, send } from './answers.js';
@@ -114,7 +115,10 @@ export class ControlServer {
         if (oldest !== undefined) {
           waiting.delete(oldest);
           oldest.destroy();
-          this.limitedWarn('evicted', 'control: too many connections without a request, dropped the oldest');
+          this.limitedWarn(
+            'control.connection.evicted',
+            'control: too many connections without a request, dropped the oldest',
+          );
         }
       }
     });
@@ -127,7 +131,7 @@ export class ControlServer {
     });
     server.on('clientError', (err: NodeJS.ErrnoException, sock: Socket) => {
       // Never log the error object: its rawPacket may hold the request, token included.
-      this.limitedWarn('malformed', 'control: malformed request', { code: err.code });
+      this.limitedWarn('control.request.malformed', 'control: malformed request', { code: err.code });
       if (err.code === 'ECONNRESET' || !sock.writable) {
         sock.destroy();
         return;
@@ -154,18 +158,23 @@ export class ControlServer {
   }
 
   /** Warnings any client can trigger: at most a few per interval, then one line counting the rest. */
-  private limitedWarn(kind: string, msg: string, fields: Record<string, unknown> = {}): void {
+  private limitedWarn(kind: EventCode, msg: string, fields: Record<string, unknown> = {}): void {
     const now = Date.now();
     let w = this.warnings.get(kind);
     if (w === undefined || now - w.since >= WARN_INTERVAL_MS) {
       if (w !== undefined && w.suppressed > 0)
-        this.options.log.warn({ suppressed: w.suppressed }, `${msg}: ${w.suppressed} more not logged`);
+        logEvent(
+          this.options.log,
+          'control.warnings.suppressed',
+          { of: kind, suppressed: w.suppressed },
+          `${msg}: ${w.suppressed} more not logged`,
+        );
       w = { since: now, logged: 0, suppressed: 0 };
       this.warnings.set(kind, w);
     }
     if (w.logged < WARNINGS_PER_INTERVAL) {
       w.logged++;
-      this.options.log.warn(fields, msg);
+      logEvent(this.options.log, kind, fields, msg);
     } else {
       w.suppressed++;
     }
@@ -273,7 +282,12 @@ export class ControlServer {
       });
       res.end(text);
     } catch (err) {
-      this.options.log.error({ err }, `control: /metrics failed: ${errorMessage(err)}`);
+      logEvent(
+        this.options.log,
+        'control.metrics.failed',
+        { err },
+        `control: /metrics failed: ${errorMessage(err)}`,
+      );
       send(res, { status: 500, body: { error: errorMessage(err), code: 'ERR_NSERVE_CONTROL_INTERNAL' } });
     }
   }

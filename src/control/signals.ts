@@ -1,4 +1,5 @@
 import { addOwnSignalListener, removeOwnSignalListener } from '../app/stop-signals.js';
+import { logEvent } from '../log/events.js';
 import { type Logger, reopenRedirectedStdio } from '../log/logger.js';
 import * as native from '../native/index.js';
 
@@ -120,7 +121,13 @@ export function installSignalHandlers(
     const got = [...held, ...recorded, ...(early?.received.splice(0) ?? [])];
     const stop = got.find((sig) => sig === 'SIGTERM' || sig === 'SIGINT');
     const ignored = got.filter((sig) => sig !== 'SIGTERM' && sig !== 'SIGINT');
-    if (ignored.length > 0) log.warn({ signals: ignored }, 'signals received while booting were ignored');
+    if (ignored.length > 0)
+      logEvent(
+        log,
+        'signal.booting.ignored',
+        { signals: ignored },
+        'signals received while booting were ignored',
+      );
     // A stop requested while booting is carried out now that the server can drain.
     if (stop !== undefined) dispatch('stop', stop as NodeJS.Signals);
   }
@@ -195,7 +202,9 @@ export function closeStrayInspector(log: Logger): void {
   const inspector = process.getBuiltinModule('node:inspector');
   if (inspector.url() === undefined) return;
   inspector.close();
-  log.warn(
+  logEvent(
+    log,
+    'signal.inspector.closed',
     { code: 'ERR_NSERVE_INSPECTOR' },
     'closed the inspector that a SIGUSR1 during start-up had opened',
   );

@@ -8,6 +8,7 @@
 import type * as http from 'node:http';
 import { tokenMatches } from '../control/answers.js';
 import type { Stats } from '../control/status.js';
+import { logEvent } from '../log/events.js';
 import type { Logger } from '../log/logger.js';
 import * as native from '../native/index.js';
 import { PAGE_CSP, PAGE_HTML } from './page.js';
@@ -194,7 +195,7 @@ export class Dashboard {
       return;
     }
     const session = makeSession(token, now);
-    this.options.log.info({ event: 'dashboard.login' }, 'dashboard: logged in with a login URL');
+    logEvent(this.options.log, 'dashboard.login', 'dashboard: logged in with a login URL');
     answer(res, 303, '', 'text/plain', {
       location: `${DASHBOARD_PATH}/`,
       'set-cookie': `${COOKIE}=${session.value}; Path=${DASHBOARD_PATH}; Max-Age=${session.maxAgeS}; HttpOnly; SameSite=Strict`,

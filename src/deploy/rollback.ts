@@ -6,6 +6,7 @@
 import { resolveAppFile } from '../app/index.js';
 import type { ActionOptions } from '../control/status.js';
 import { errorMessage } from '../errors.js';
+import { logEvent } from '../log/events.js';
 import type { Logger } from '../log/logger.js';
 import type { RestartHistory, RestartKind } from '../restart/history.js';
 import { describeRelease, type ReleaseRef } from './release.js';
@@ -35,7 +36,9 @@ export function planRollback(
 }
 
 export function logRollback(log: Logger, plan: RollbackPlan, from: ReleaseRef | undefined): void {
-  log.info(
+  logEvent(
+    log,
+    'deploy.rollback.started',
     { release: plan.release, from: from ?? null, kind: plan.kind },
     `rollback: ${plan.kind} restart onto ${describeRelease(plan.release)}${from === undefined ? '' : `, from ${describeRelease(from)}`}`,
   );

@@ -15,6 +15,7 @@ import { installSignalHandlers } from '../control/signals.js';
 import type { ActionOptions, ControlAction, ControlAnswer, Controller, Stats } from '../control/status.js';
 import { errorMessage } from '../errors.js';
 import type { CertReload } from '../listen/tls.js';
+import { logEvent } from '../log/events.js';
 import * as native from '../native/index.js';
 import type { ProcessFds } from '../os/descriptors.js';
 import { recordPid, removePidfile } from '../os/pidfile.js';
@@ -73,8 +74,10 @@ export class Launcher implements Controller {
       (action, signal) => {
         const answer = this.perform(action);
         if (!answer.accepted)
-          this.ctx.log.warn(
-            { event: 'signal.ignored', signal, state: this.lifecycle.state },
+          logEvent(
+            this.ctx.log,
+            'signal.ignored',
+            { signal, state: this.lifecycle.state },
             `${signal} ignored: ${answer.reason}`,
           );
       },
@@ -133,11 +136,17 @@ export class Launcher implements Controller {
    * The server serves for the first time in this image: the pidfile, the booted line, READY=1 and, once
    * per server (not after a hot restart's exec), the onBooted hooks.
    */
-  announce(fields: Record<string, unknown>, message: string, reason: string, status: string): void {
+  announce(
+    fields: Record<string, unknown>,
+    message: string,
+    reason: string,
+    status: string,
+    event: 'server.booted' | 'restart.hot.done' = 'server.booted',
+  ): void {
     const { config, log } = this.ctx;
     if (config.pidfile !== undefined) recordPid(config.pidfile, log);
     this.lifecycle.to('running', reason);
-    log.info({ event: 'server.booted', version: VERSION, ...fields }, message);
+    logEvent(log, event, { version: VERSION, ...fields }, message);
     native.notify(`READY=1\nSTATUS=${status}`);
     if (this.ctx.handoff === undefined)
       void runHooks('onBooted', config.hooks.onBooted, {}, config.hookTimeoutMs, log);
@@ -159,15 +168,17 @@ export class Launcher implements Controller {
     if (action === 'stop') {
       this.pending = 'stop';
       this.restartAbort?.abort();
-      this.ctx.log.info(
-        { event: 'stop.during-restart' },
+      logEvent(
+        this.ctx.log,
+        'stop.during-restart',
         'stop requested during a restart: cancelling the restart, then stopping',
       );
       return { accepted: true };
     }
     if (action === 'phased-restart' && !runner.capabilities.has.has('phased-restart')) {
-      this.ctx.log.warn(
-        { event: 'restart.phased.as-hot' },
+      logEvent(
+        this.ctx.log,
+        'restart.phased.downgraded',
         'phased restart needs cluster mode (-w N): doing a hot restart instead',
       );
       return runner.perform('restart', options);
@@ -197,8 +208,10 @@ export class Launcher implements Controller {
    */
   background(action: Promise<unknown>, onError?: () => void): void {
     action.catch((err: unknown) => {
-      this.ctx.log.error(
-        { event: 'server.bug', err },
+      logEvent(
+        this.ctx.log,
+        'master.error',
+        { err },
         `unexpected error in ${this.lifecycle.state === 'stopping' ? 'a stop' : 'the server'}: ${errorMessage(err)}`,
       );
       onError?.();
@@ -211,7 +224,7 @@ export class Launcher implements Controller {
     if (this.isStopping()) {
       if (how === 'halt' && !this.halting) {
         this.halting = true;
-        log.warn({ event: 'stop.halt' }, 'halt during a graceful stop: ending it now');
+        logEvent(log, 'stop.halt', 'halt during a graceful stop: ending it now');
         this.haltNow.abort();
         runner.hurry?.();
       }
@@ -224,8 +237,10 @@ export class Launcher implements Controller {
     if (how === 'stop' && config.shutdownDelayMs > 0) {
       // Kubernetes keeps routing to a pod for a while after SIGTERM: serve on, health answering 503.
       runner.unready();
-      log.info(
-        { event: 'stop.delay', delayMs: config.shutdownDelayMs },
+      logEvent(
+        log,
+        'stop.delay.started',
+        { delayMs: config.shutdownDelayMs },
         `graceful stop: serving ${config.shutdownDelayMs} ms more (--shutdown-delay)`,
       );
       await sleep(config.shutdownDelayMs, undefined, { signal: this.haltNow.signal }).catch(() => {});
@@ -233,7 +248,7 @@ export class Launcher implements Controller {
     native.notify('STOPPING=1');
     const { requests } = await runner.stopServing(this.halting ? 'halt' : 'stop');
     if (config.pidfile !== undefined) removePidfile(config.pidfile);
-    log.info({ event: 'server.stopped', ...(requests === undefined ? {} : { requests }) }, 'stopped');
+    logEvent(log, 'server.stopped', { ...(requests === undefined ? {} : { requests }) }, 'stopped');
     // A stop signal the app listens for itself (Next.js exits at once on it): its listeners run now.
     await runHeldStopListeners(config.hookTimeoutMs);
     process.exit(0);

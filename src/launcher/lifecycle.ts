@@ -1,5 +1,6 @@
 // An explicit state machine: the states a process (or a worker, seen from the master) goes through, the
 // transitions allowed between them, and the one function that changes state and logs it.
+import { logEvent } from '../log/events.js';
 import type { Logger } from '../log/logger.js';
 
 export type Transitions<S extends string> = { readonly [K in S]: readonly S[] };
@@ -38,7 +39,11 @@ export class Lifecycle<S extends string> {
     if (from === to) return;
     if (!this.can(to)) throw new Error(`${this.what}: no transition ${from} → ${to} (${reason})`);
     this.current = to;
-    this.log?.[this.options.level ?? 'info'](
+    if (this.log === undefined) return;
+    // A worker's states (seen from the master) are debug detail; the server's are the operator's.
+    logEvent(
+      this.log,
+      this.options.level === 'debug' ? 'worker.state.changed' : 'state.changed',
       { ...this.options.fields, lifecycle: this.what, from, to, reason },
       `${this.what}: ${from} → ${to} (${reason})`,
     );

@@ -18,6 +18,8 @@ export {
   parseBindUri,
 } from './bind-uri.js';
 
+import { logEvent } from '../log/events.js';
+
 export interface Listener {
   spec: BindSpec;
   /** Index of this socket among the reuseport slots of its bind (always 0 for unix binds). */
@@ -287,7 +289,9 @@ export function tcpPorts(listeners: readonly Listener[]): number[] {
 export function logActivated(listeners: readonly Listener[], log: Logger): void {
   for (const l of listeners) {
     if (!l.activated || l.inherited === false) continue;
-    log.info(
+    logEvent(
+      log,
+      'listen.socket.activated',
       { fd: l.fd, address: formatAddress(l.address), bind: l.spec.uri },
       `serving socket-activated descriptor ${l.fd} (${formatAddress(l.address)})`,
     );

@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import type * as tls from 'node:tls';
 import { errorCode, errorMessage, type NserveError, usageError } from '../errors.js';
+import { logEvent } from '../log/events.js';
 import type { Logger } from '../log/logger.js';
 
 // node:crypto and node:tls are loaded by the first ssl:// bind, not by every process: a server without
@@ -350,8 +351,8 @@ export class LocalCerts {
     };
     this.last = report;
     const line = describeReload(report);
-    if (report.ok) this.log.info({ reload: report.id, binds }, line);
-    else this.log.error({ code: 'ERR_NSERVE_TLS', reload: report.id, binds }, line);
+    if (report.ok) logEvent(this.log, 'tls.reload.done', { reload: report.id, binds }, line);
+    else logEvent(this.log, 'tls.reload.failed', { code: 'ERR_NSERVE_TLS', reload: report.id, binds }, line);
     return Promise.resolve(report);
   }
 

@@ -4,6 +4,7 @@ import { type LevelWithSilent, type Logger, pino } from 'pino';
 import { errorCode, errorMessage, usageError } from '../errors.js';
 import * as native from '../native/index.js';
 import { escapeControl, escapeJsonLine } from './escape.js';
+import { logEvent } from './events.js';
 
 export type { Logger } from 'pino';
 
@@ -56,7 +57,9 @@ export function createLogger(options: LoggerOptions): Logger {
   reportRecovery = (fd, lost) =>
     // Deferred: pino may be in the middle of writing the line that went through.
     setImmediate(() =>
-      log.warn(
+      logEvent(
+        log,
+        'log.lines.dropped',
         { fd, droppedLines: lost.lines, code: lost.code, since: new Date(lost.since).toISOString() },
         `${lost.lines} output line(s) could not be written (${lost.code}) and were dropped; writing works again`,
       ),
@@ -341,12 +344,18 @@ export function reopenRedirectedStdio(log?: Logger): boolean {
   if (redirected === undefined) return false;
   try {
     pointStdioAt(redirected);
-    log?.info({ stdout: redirected.stdout, stderr: redirected.stderr }, 'log files reopened');
+    if (log !== undefined)
+      logEvent(
+        log,
+        'log.files.reopened',
+        { stdout: redirected.stdout, stderr: redirected.stderr },
+        'log files reopened',
+      );
   } catch (err) {
     // Keep writing to the old files rather than lose lines.
     const message = `reopening the log files failed, still writing to the old ones: ${errorMessage(err)}`;
     if (log === undefined) process.stderr.write(`nserve: ${message}\n`);
-    else log.error({ err }, message);
+    else logEvent(log, 'log.files.reopen-failed', { err }, message);
   }
   for (const fn of reopenedListeners) fn();
   return true;

@@ -1,5 +1,7 @@
 // The memory budget (cgroup.ts) and the OOM killer's aim (oom.ts), and what status and metrics show of
 // them.
+
+import { logEvent } from '../log/events.js';
 import type { Logger } from '../log/logger.js';
 import { type MemoryBudget, readMemoryBudget, readRssAnon } from './cgroup.js';
 import { mb } from './oom.js';
@@ -50,9 +52,10 @@ export function warnIfHotRestartCannotFit(
 ): void {
   const v = memoryView(pids);
   if (v.hotRestartFits !== false || v.hotRestartNeed == null) return;
-  log.warn(
+  logEvent(
+    log,
+    'memory.hot-restart-tight',
     {
-      event: 'memory.hot-restart-tight',
       need: v.hotRestartNeed,
       headroom: v.headroom,
       limit: v.limit,

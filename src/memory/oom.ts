@@ -11,6 +11,7 @@
 // A worker that dies of SIGKILL while the cgroup's OOM-kill count went up was killed by the OOM killer
 // (nserve's own SIGKILLs, at a boot timeout say, do not move that count).
 import * as fs from 'node:fs';
+import { logEvent } from '../log/events.js';
 import type { Logger } from '../log/logger.js';
 import { type CgroupRoots, type MemoryBudget, readMemoryBudget, SYSTEM_ROOTS } from './cgroup.js';
 
@@ -80,8 +81,10 @@ export class OomAim {
   announce(): void {
     const b = this.budget;
     if (b.oomGroup) {
-      this.log.warn(
-        { event: 'memory.oom-group', cgroup: b.path, code: 'ERR_NSERVE_OOM_GROUP' },
+      logEvent(
+        this.log,
+        'memory.oom-group',
+        { cgroup: b.path, code: 'ERR_NSERVE_OOM_GROUP' },
         `memory.oom.group=1 on cgroup ${b.path}: an OOM kill ends every process of the container at once, so nserve cannot aim the OOM killer at a booting worker; only staying under the limit (${mb(b.limit)}) keeps the site up`,
       );
     }
@@ -95,8 +98,10 @@ export class OomAim {
       if (code === 'ENOENT' || code === 'ESRCH') return; // gone already
       if (this.warnedWrite) return;
       this.warnedWrite = true;
-      this.log.warn(
-        { event: 'memory.oom-score', workerPid: pid, score, err },
+      logEvent(
+        this.log,
+        'memory.oom-score',
+        { workerPid: pid, score, err },
         `cannot set oom_score_adj of worker pid ${pid} to ${score} (${code ?? String(err)}): the OOM killer may choose a serving process; said once`,
       );
     }

@@ -6,6 +6,7 @@ import type { Master } from '../cluster/master.js';
 import { servingPids } from '../cluster/report.js';
 import type { WorkerHandle } from '../cluster/worker-handle.js';
 import type { WorkerEvent } from '../cluster/worker-states.js';
+import { logEvent } from '../log/events.js';
 import type { Logger } from '../log/logger.js';
 import { memoryView, readRssAnon } from '../memory/index.js';
 import { gauge, type MetricJson, withLabels } from './json.js';
@@ -158,7 +159,9 @@ function reportShortfall(
 ): void {
   const sinceReportMs = Math.max(0, Date.now() - w.lastCheckin);
   const unanswered = Math.max(0, w.stats.requests - (totals === undefined ? 0 : answered(totals)));
-  log.warn(
+  logEvent(
+    log,
+    'metrics.report.missing',
     {
       worker: w.index,
       workerPid: w.pid,

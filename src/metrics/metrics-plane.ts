@@ -11,6 +11,7 @@ import * as net from 'node:net';
 import type { Config } from '../config/index.js';
 import { errorCode, errorMessage, usageError } from '../errors.js';
 import { formatAddress, type Listener } from '../listen/binder.js';
+import { logEvent } from '../log/events.js';
 import type { Logger } from '../log/logger.js';
 import * as native from '../native/index.js';
 import type { Handoff } from '../restart/handoff.js';
@@ -195,7 +196,9 @@ export class MetricsPlane {
       sock.on('close', () => this.open.delete(sock));
     });
     server.on('clientError', (_err, sock: net.Socket) => sock.destroy());
-    server.on('error', (err) => this.log.error({ err }, `metrics listener: ${errorMessage(err)}`));
+    server.on('error', (err) =>
+      logEvent(this.log, 'metrics.listener.failed', { err }, `metrics listener: ${errorMessage(err)}`),
+    );
     // A dup: closing the http.Server (pause) must never close the socket, whose queue the exec keeps.
     server.listen({ fd: native.dup(this.fd) }, 128); // (Node ignores an fd's `backlog` option)
     this.http = server;
@@ -220,7 +223,7 @@ export class MetricsPlane {
       res.writeHead(200, { 'content-type': contentType, 'cache-control': 'no-store' });
       res.end(req.method === 'HEAD' ? undefined : text);
     } catch (err) {
-      this.log.error({ err }, `metrics: scrape failed: ${errorMessage(err)}`);
+      logEvent(this.log, 'metrics.scrape.failed', { err }, `metrics: scrape failed: ${errorMessage(err)}`);
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
       res.end('scrape failed\n');
     } finally {

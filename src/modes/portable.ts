@@ -17,6 +17,7 @@ import { errorCode, errorMessage, NserveError, usageError } from '../errors.js';
 import { type Capabilities, Launcher, type Runner, type RunnerAction } from '../launcher/index.js';
 import type { RunContext } from '../launcher/run-context.js';
 import { type BindSpec, formatAddress } from '../listen/bind-uri.js';
+import { logEvent } from '../log/events.js';
 import * as native from '../native/index.js';
 import { AppServer } from '../server/index.js';
 import { VERSION } from '../version.js';
@@ -66,8 +67,10 @@ export async function runPortable(ctx: RunContext): Promise<void> {
   }
   const binds: string[] = [];
   for (const spec of config.binds) binds.push(await listenPortable(server, spec));
-  log.warn(
-    { event: 'server.no-addon', code: 'ERR_NSERVE_NO_ADDON' },
+  logEvent(
+    log,
+    'addon.missing',
+    { code: 'ERR_NSERVE_NO_ADDON' },
     `serving without the native addon: hot and phased restarts ${noAddonReason()}`,
   );
   launcher.announce(
@@ -104,7 +107,7 @@ class PortableRunner implements Runner {
   async stopServing(how: 'stop' | 'halt'): Promise<{ requests: number }> {
     const { config, log } = this.ctx;
     const server = this.server;
-    log.info({ event: 'stop.draining', reason: how, inFlight: server.inFlight }, 'graceful stop: draining');
+    logEvent(log, 'stop.draining', { reason: how, inFlight: server.inFlight }, 'graceful stop: draining');
     server.beginDraining();
     // Closing Node's listener also removes a unix socket's file.
     server.stopAccepting();

@@ -6,6 +6,7 @@ import { realpathOr } from '../deploy/release.js';
 import type { Launcher } from '../launcher/index.js';
 import type { RunContext } from '../launcher/run-context.js';
 import { handedListeners, type Listener } from '../listen/binder.js';
+import { logEvent } from '../log/events.js';
 import * as native from '../native/index.js';
 import { type Abandoned, logAbandoned, newConfigProblem, prepareExec } from '../restart/prepare.js';
 import { describeLongLived } from '../server/drain.js';
@@ -31,8 +32,10 @@ export async function hotRestartSingle(
   // holds a port or a lock while it loads cannot pass a check that runs beside the old code).
   const inPlace = target === boot.directory && (config.sources.bootCheck ?? 'default') === 'default';
   const optimistic = !config.bootCheck && !inPlace;
-  log.info(
-    { event: 'restart.hot.started', directory: config.directory, optimistic },
+  logEvent(
+    log,
+    'restart.hot.started',
+    { directory: config.directory, optimistic },
     optimistic
       ? 'hot restart: started'
       : config.bootCheck
@@ -90,10 +93,12 @@ async function drainForExec(
 ): Promise<void> {
   server.announce({ reason: 'restart', graceMs: config.longLivedGraceMs });
   await server.waitLongLived(config.longLivedGraceMs);
-  if (check === undefined) log.info({ event: 'restart.hot.draining' }, 'hot restart: draining');
+  if (check === undefined) logEvent(log, 'restart.hot.draining', 'hot restart: draining');
   else
-    log.info(
-      { event: 'restart.hot.draining', app: check.file, bootMs: check.ms },
+    logEvent(
+      log,
+      'restart.hot.draining',
+      { app: check.file, bootMs: check.ms },
       'hot restart: new code boots; draining',
     );
   server.stopAccepting();
@@ -106,10 +111,12 @@ async function drainForExec(
   });
   const cut = await server.finishOnOld(config.shutdownTimeoutMs);
   if (longLived.asked > 0 || longLived.longPolls > 0 || cut > 0)
-    log.info({ event: 'drain.done', longLived, cut }, `drained: ${describeLongLived(longLived)}`);
+    logEvent(log, 'drain.done', { longLived, cut }, `drained: ${describeLongLived(longLived)}`);
   if (forced > 0)
-    log.warn(
-      { event: 'drain.forced', forced },
+    logEvent(
+      log,
+      'drain.forced',
+      { forced },
       `hot restart: closed ${forced} connection(s) still open at the shutdown timeout`,
     );
 }

@@ -32,6 +32,7 @@ import {
   tcpPorts,
 } from '../listen/binder.js';
 import { type CertReload, LocalCerts } from '../listen/tls.js';
+import { logEvent } from '../log/events.js';
 import { memoryView } from '../memory/index.js';
 import { singleSource } from '../metrics/single-source.js';
 import { inspect, type ProcessFds, reportInheritedLeaks, warnOnGrowth } from '../os/descriptors.js';
@@ -78,6 +79,7 @@ export async function runSingle(ctx: RunContext): Promise<void> {
       : `nserve booted after hot restart #${n}${since === undefined ? '' : ` in ${since} ms`}`,
     n === 0 ? 'the app serves' : 'the new code serves',
     `single: serving, ${n} hot restarts`,
+    n === 0 ? 'server.booted' : 'restart.hot.done',
   );
   reportInheritedLeaks(ctx.handoff?.leaked ?? [], ctx.log);
   startWatchdog(ctx.env, ctx.log);
@@ -154,8 +156,10 @@ function warnClusterOnly({ config, log }: RunContext): void {
     ),
   ];
   if (workerOnly.length > 0)
-    log.warn(
-      { event: 'config.cluster-only', settings: workerOnly },
+    logEvent(
+      log,
+      'config.worker-only.ignored',
+      { settings: workerOnly },
       `${workerOnly.join(', ')} configured: ${workerOnly.length === 1 ? 'it applies' : 'they apply'} in cluster mode only (-w N), not in single mode`,
     );
 }
@@ -211,8 +215,9 @@ class SingleRunner implements Runner {
           pinned = plan.release.directory;
           detail = `hot restart onto ${describeRelease(plan.release)}`;
           if (options?.kind === 'phased')
-            log.warn(
-              { event: 'restart.phased.as-hot' },
+            logEvent(
+              log,
+              'restart.phased.downgraded',
               'phased restart needs cluster mode (-w N): doing a hot restart instead',
             );
         }
@@ -220,7 +225,7 @@ class SingleRunner implements Runner {
         const restartId = (history.records.at(-1)?.id ?? 0) + 1;
         void hotRestartSingle(this.ctx, this.launcher, this.boot, Date.now(), pinned).catch(
           (err: unknown) => {
-            log.fatal({ event: 'restart.hot.bug', err }, 'hot restart failed unexpectedly');
+            logEvent(log, 'restart.hot.crashed', { err }, 'hot restart failed unexpectedly');
             process.exit(1);
           },
         );
@@ -250,7 +255,7 @@ class SingleRunner implements Runner {
   async stopServing(how: 'stop' | 'halt'): Promise<{ requests: number }> {
     const { config, log } = this.ctx;
     const { server, listeners } = this.boot;
-    log.info({ event: 'stop.draining', reason: how, inFlight: server.inFlight }, 'graceful stop: draining');
+    logEvent(log, 'stop.draining', { reason: how, inFlight: server.inFlight }, 'graceful stop: draining');
     // Connections queued when the stop begins are served; later ones are refused at once, never left
     // to hang in a queue and then reset.
     server.beginDraining();
@@ -262,10 +267,12 @@ class SingleRunner implements Runner {
       after: 'end',
     });
     if (longLived.asked > 0)
-      log.info({ event: 'drain.done', longLived }, `drained: ${describeLongLived(longLived)}`);
+      logEvent(log, 'drain.done', { longLived }, `drained: ${describeLongLived(longLived)}`);
     if (forced > 0)
-      log.warn(
-        { event: 'drain.forced', forced },
+      logEvent(
+        log,
+        'drain.forced',
+        { forced },
         `shutdown timeout reached: closed ${forced} open connection(s)`,
       );
     removeSocketFiles(listeners);

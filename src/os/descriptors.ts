@@ -2,6 +2,7 @@
 // and what they are. Policy (close / warn / refuse) is applied by the restart code with these results.
 import * as fs from 'node:fs';
 import { formatAddress } from '../listen/binder.js';
+import { logEvent } from '../log/events.js';
 import type { Logger } from '../log/logger.js';
 import * as native from '../native/index.js';
 
@@ -236,17 +237,23 @@ export function checkLeaks(
       : 'close it in an onRestart hook, or open it close-on-exec';
     if (policy === 'close') {
       native.setCloexec(leak.fd, true);
-      log.warn(
+      logEvent(
+        log,
+        'fds.leak.closed',
         fields,
         `descriptor ${leak.fd} (${leak.kind} ${leak.target}) would have leaked into the restarted process: closed it at the exec; ${hint}`,
       );
     } else if (policy === 'warn') {
-      log.warn(
+      logEvent(
+        log,
+        'fds.leak.found',
         fields,
         `descriptor ${leak.fd} (${leak.kind} ${leak.target}) leaks into the restarted process (leakPolicy warn); ${hint}`,
       );
     } else {
-      log.error(
+      logEvent(
+        log,
+        'fds.leak.refused',
         fields,
         `descriptor ${leak.fd} (${leak.kind} ${leak.target}) would leak into the restarted process; ${hint}`,
       );
@@ -261,7 +268,9 @@ export function reportInheritedLeaks(leaks: LeakCheck['leaks'], log: Logger): vo
   const open = new Set(native.listFds().map((f) => f.fd));
   for (const leak of leaks) {
     if (!open.has(leak.fd)) continue;
-    log.warn(
+    logEvent(
+      log,
+      'fds.leak.inherited',
       { code: 'ERR_NSERVE_FD_LEAK', ...leak },
       `descriptor ${leak.fd} (${leak.kind} ${leak.target}) leaked from the previous image`,
     );
@@ -274,7 +283,9 @@ export function warnOnGrowth(counts: readonly number[], log: Logger): void {
   if (recent.length < 3) return;
   const growing = recent.every((c, i) => i === 0 || c > recent[i - 1]!);
   if (growing) {
-    log.warn(
+    logEvent(
+      log,
+      'fds.count.growing',
       { code: 'ERR_NSERVE_FD_GROWTH', counts: recent },
       `descriptor count grows across restarts: ${recent.join(' → ')}`,
     );

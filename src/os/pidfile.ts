@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { errorCode, usageError } from '../errors.js';
+import { logEvent } from '../log/events.js';
 import type { Logger } from '../log/logger.js';
 import { fileIdentity, fileKind, readRegularFile, writeFileAtomic } from './atomic-file.js';
 import { procEntry } from './proc.js';
@@ -25,7 +26,9 @@ export function recordPid(file: string, log: Logger): void {
   try {
     writePidfile(file);
   } catch (err) {
-    log.error(
+    logEvent(
+      log,
+      'server-file.write-failed',
       { err, file },
       `cannot write the pidfile ${file}: ${err instanceof Error ? err.message : String(err)}`,
     );
@@ -190,7 +193,12 @@ function claimSymlink(
     checkHolder(flag, file, pid, log);
     return;
   }
-  log.warn({ file }, `${flag} ${file} is a symbolic link: replacing the link (its target is left alone)`);
+  logEvent(
+    log,
+    'server-file.symlink-replaced',
+    { flag, file },
+    `${flag} ${file} is a symbolic link: replacing the link (its target is left alone)`,
+  );
 }
 
 function checkHolder(flag: string, file: string, pid: number, log: Logger): void {
@@ -202,5 +210,10 @@ function checkHolder(flag: string, file: string, pid: number, log: Logger): void
     );
   }
   if (holder === 'stale')
-    log.warn({ file, pid }, `${flag} ${file} is stale (pid ${pid} is not a running nserve): taking it over`);
+    logEvent(
+      log,
+      'server-file.stale',
+      { flag, file, pid },
+      `${flag} ${file} is stale (pid ${pid} is not a running nserve): taking it over`,
+    );
 }

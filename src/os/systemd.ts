@@ -1,5 +1,7 @@
 // systemd integration beyond single notifications: the watchdog, and orphan reaping when nserve is
 // PID 1 (in a container).
+
+import { logEvent } from '../log/events.js';
 import type { Logger } from '../log/logger.js';
 import * as native from '../native/index.js';
 import { childProcesses } from './proc.js';
@@ -14,7 +16,7 @@ export function startWatchdog(env: NodeJS.ProcessEnv, log: Logger): void {
   if (!Number.isFinite(usec) || usec <= 0) return;
   if (env.WATCHDOG_PID !== undefined && Number(env.WATCHDOG_PID) !== process.pid) return;
   const everyMs = Math.max(1, Math.floor(usec / 2000));
-  log.info({ everyMs }, 'systemd watchdog enabled');
+  logEvent(log, 'systemd.watchdog.enabled', { everyMs }, 'systemd watchdog enabled');
   native.notify('WATCHDOG=1');
   setInterval(() => native.notify('WATCHDOG=1'), everyMs).unref();
 }
@@ -48,7 +50,9 @@ export function reapOrphansAsInit(log: Logger): void {
         try {
           const status = native.waitpid(pid);
           if (status !== null)
-            log.debug(
+            logEvent(
+              log,
+              'reaper.orphan.reaped',
               { orphan: pid, code: status.code, signal: status.signal },
               'reaped an orphaned process',
             );
@@ -58,7 +62,7 @@ export function reapOrphansAsInit(log: Logger): void {
       }
     }, 1000);
   });
-  log.info('running as PID 1: orphaned processes are reaped');
+  logEvent(log, 'reaper.enabled', 'running as PID 1: orphaned processes are reaped');
 }
 
 function zombieChildren(): number[] {

@@ -14,6 +14,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import { IGNORED_ACROSS_EXEC } from '../control/signals.js';
 import { errorMessage } from '../errors.js';
+import { logEvent } from '../log/events.js';
 import type { Logger } from '../log/logger.js';
 import * as native from '../native/index.js';
 import {
@@ -139,7 +140,7 @@ export function bootCheck(
         ms: Date.now() - started,
       }),
     );
-    log.debug({ pid: child.pid }, 'boot check started');
+    logEvent(log, 'restart.boot-check.started', { pid: child.pid }, 'boot check started');
   });
 }
 
@@ -177,7 +178,12 @@ export function execSelf(options: ExecOptions): never {
       restart: { count: options.restart.count + 1, requestedAt: options.requestedAt },
     }),
   );
-  options.log.info({ keepFds: options.keepFds, restart: options.restart.count + 1 }, 'hot restart: exec');
+  logEvent(
+    options.log,
+    'restart.hot.exec',
+    { keepFds: options.keepFds, restart: options.restart.count + 1 },
+    'hot restart: exec',
+  );
   options.log.flush?.();
   const stdioState = [0, 1, 2].map((fd) => stdioFlags(fd));
   for (const fd of [0, 1, 2]) clearStdioFlags(fd);

@@ -12,6 +12,7 @@ import { lockProblem, serverFiles } from '../control/lock.js';
 import { errorCode, errorMessage, type NserveErrorCode } from '../errors.js';
 import type { RunContext } from '../launcher/run-context.js';
 import { type Listener, parseBindUri, probeAddress, probeNewBinds } from '../listen/binder.js';
+import { logEvent } from '../log/events.js';
 import type { Logger } from '../log/logger.js';
 import type * as native from '../native/index.js';
 import { checkLeaks, type LeakCheck, leakCandidates } from '../os/descriptors.js';
@@ -95,11 +96,13 @@ export interface Abandoned {
 /** The log line of an abandoned restart: "hot restart abandoned, old code keeps serving: why". */
 export function logAbandoned(log: Logger, a: Abandoned, stillServing: 'old code' | 'old workers'): void {
   if (a.stopped) {
-    log.info('hot restart cancelled by a stop');
+    logEvent(log, 'restart.hot.cancelled', 'hot restart cancelled by a stop');
     return;
   }
   const what = a.code === 'ERR_NSERVE_FD_LEAK' ? 'refused (leakPolicy refuse)' : 'abandoned';
-  log.error(
+  logEvent(
+    log,
+    a.code === 'ERR_NSERVE_FD_LEAK' ? 'restart.hot.refused' : 'restart.hot.abandoned',
     { code: a.code, error: a.reason },
     `hot restart ${what}, ${stillServing} keep${stillServing === 'old code' ? 's' : ''} serving: ${a.reason}`,
   );

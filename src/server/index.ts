@@ -28,6 +28,7 @@ import { listenUncaptured } from '../app/listen-compat.js';
 import type { Config } from '../config/index.js';
 import { errorMessage } from '../errors.js';
 import { type CertVerdict, isTlsServer, type TlsBindOptions, type TlsBinds } from '../listen/tls.js';
+import { logEvent } from '../log/events.js';
 import type { Logger } from '../log/logger.js';
 import { REQUESTS, STARTED, type Timed } from '../metrics/requests.js';
 import * as native from '../native/index.js';
@@ -49,7 +50,7 @@ import {
   type LongPollPolicy,
   waitLongLived,
 } from './drain.js';
-import { answerHealth, logAccess, warnPollingHandshake } from './per-request.js';
+import { answerHealth, logAccess, logHandlerThrew, warnPollingHandshake } from './per-request.js';
 
 export type { AppServerOptions } from './create.js';
 export type { DrainResult } from './drain.js';
@@ -224,7 +225,12 @@ export class AppServer {
       try {
         accepted = native.acceptAndClose(fd);
       } catch (err) {
-        this.options.log.warn({ err, fd }, `taking over queued connections failed: ${errorMessage(err)}`);
+        logEvent(
+          this.options.log,
+          'server.queue.takeover-failed',
+          { err, fd },
+          `taking over queued connections failed: ${errorMessage(err)}`,
+        );
         continue;
       }
       for (const c of accepted) this.adoptConnection(c, key ?? '');
@@ -264,7 +270,12 @@ export class AppServer {
     this.announced = true;
     this.askedLongLived = this.longLivedOpen();
     announceDrain(info, (err) =>
-      this.options.log.error({ err }, `an onDrain listener of the app failed: ${errorMessage(err)}`),
+      logEvent(
+        this.options.log,
+        'app.on-drain.failed',
+        { err },
+        `an onDrain listener of the app failed: ${errorMessage(err)}`,
+      ),
     );
   }
 
@@ -376,7 +387,7 @@ export class AppServer {
     try {
       this.listener(req, res);
     } catch (err) {
-      this.options.log.error({ err, method: req.method, url: req.url }, 'request handler threw');
+      logHandlerThrew(this.options.log, req, err);
       if (!res.headersSent) {
         res.writeHead(500, { 'content-type': 'text/plain', connection: 'close' });
         res.end('Internal Server Error\n');

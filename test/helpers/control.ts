@@ -116,6 +116,6 @@ export async function startControlled(
     ],
   });
   const port = await srv.port(20_000);
-  const listening = await srv.waitForMsg('control server listening');
+  const listening = await srv.waitForEvent('control.server.listening');
   return { srv, port, url: String(listening.url) };
 }

@@ -2,12 +2,18 @@
 // for and carry a deadline. The integration tests (test/helpers/server.ts) and the benchmark
 // (bench/lib/proc.ts) both build on it; each adds its own way of tracking and ending processes.
 import type { ChildProcess } from 'node:child_process';
+import type { EventCode } from '../../src/log/events.js';
 
 export type LogLine = Record<string, unknown> & { msg?: string; level?: number; pid?: number };
 
 export interface ExitStatus {
   code: number | null;
   signal: NodeJS.Signals | null;
+}
+
+/** Whether a line names one of these events (src/log/events.ts): what tests assert, not a message's wording. */
+export function isEvent(l: LogLine, ...events: EventCode[]): boolean {
+  return (events as unknown[]).includes(l.event);
 }
 
 /** Monotonic milliseconds (performance.now()): the clock of log arrival times and load samples. */
@@ -152,6 +158,16 @@ export class LoggedProcess {
     const match = (l: LogLine): boolean =>
       typeof msg === 'string' ? l.msg === msg : msg.test(String(l.msg ?? ''));
     return this.waitForLog(String(msg), match, deadlineMs, from);
+  }
+
+  /** Wait for a line naming `event` (src/log/events.ts) that also satisfies `where`, if given. */
+  waitForEvent(
+    event: EventCode,
+    deadlineMs = 15_000,
+    from = 0,
+    where: (l: LogLine) => boolean = () => true,
+  ): Promise<LogLine> {
+    return this.waitForLog(`event ${event}`, (l) => l.event === event && where(l), deadlineMs, from);
   }
 
   async waitExit(deadlineMs = 15_000): Promise<ExitStatus> {

@@ -16,7 +16,7 @@ export const FIXTURES = path.join(ROOT, 'test/fixtures');
 
 import { until } from './logged-process.js';
 
-export { type LogLine, until } from './logged-process.js';
+export { isEvent, type LogLine, until } from './logged-process.js';
 export { type Cleanup, tmpDir } from './tmp.js';
 
 const started = new Set<ServerProcess>();

@@ -87,10 +87,10 @@ test('a worker adopted across a hot restart and SIGKILLed while a child holds it
   const mark = srv.lines.length;
   const killedAt = Date.now();
   process.kill(victim, 'SIGKILL');
-  const exited = await srv.waitForMsg(/^worker \d exited unexpectedly/, 2000, mark);
+  const exited = await srv.waitForEvent('worker.exited', 2000, mark);
   assert.equal(exited.workerPid, victim);
   assert.equal(exited.signal, 'SIGKILL');
-  const replaced = await srv.waitForMsg(/^worker \d replaced/, 5000, mark);
+  const replaced = await srv.waitForEvent('worker.replaced', 5000, mark);
   t.diagnostic(
     `death seen after ${Date.parse(String(exited.time)) - killedAt} ms, replaced after ${Date.now() - killedAt} ms`,
   );

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { after, test } from 'node:test';
 import { assertNoFailedRequests, getJson, Load } from '../helpers/load.js';
-import { FIXTURES, killAll, processAlive, ROOT, startNserve } from '../helpers/server.js';
+import { FIXTURES, isEvent, killAll, processAlive, ROOT, startNserve } from '../helpers/server.js';
 
 after(killAll);
 
@@ -49,10 +49,15 @@ test('garbage, null, wrong shapes, forged messages, oversize datagrams and descr
     const mark = srv.lines.length;
     const { body } = await getJson(port, `/evil?kind=${kind}`);
     const attacker = Number(body.pid);
-    const violation = await srv.waitForMsg(/broke the protocol/, 15000, mark);
+    const violation = await srv.waitForEvent('worker.protocol.broken', 15000, mark);
     assert.equal(violation.code, 'ERR_NSERVE_PROTOCOL', kind);
     assert.equal(violation.workerPid, attacker, `${kind}: the attacker is the one replaced`);
-    await srv.waitForMsg(/replaced$|exited unexpectedly/, 20000, mark);
+    await srv.waitForLog(
+      'the worker replaced, or its exit',
+      (l) => isEvent(l, 'worker.replaced', 'worker.exited'),
+      20000,
+      mark,
+    );
     // Its replacement serves: wait until two workers answer again and the attacker is gone.
     const deadline = Date.now() + 20000;
     while (processAlive(attacker) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
@@ -64,5 +69,10 @@ test('garbage, null, wrong shapes, forged messages, oversize datagrams and descr
   assert.ok(result.ok > 100, `load ran (${result.ok} requests)`);
   // Descriptors that came with the worker's messages were closed: the master's count is flat.
   assert.ok(fdCount(srv.pid) <= masterFds + 2, `master fds ${masterFds} → ${fdCount(srv.pid)}`);
-  assert.ok(!srv.lines.some((l) => /uncaught|fatal/i.test(String(l.msg))), 'nothing fatal logged');
+  assert.ok(
+    !srv.lines.some(
+      (l) => l.level === 60 || isEvent(l, 'worker.uncaught-exception', 'process.uncaught-exception'),
+    ),
+    'nothing fatal logged',
+  );
 });

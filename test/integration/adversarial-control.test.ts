@@ -69,7 +69,7 @@ async function startWithTcpControl(t: { after(fn: () => void): void }) {
     TOKEN,
   ]);
   t.after(() => srv.kill());
-  const listening = await srv.waitForMsg('control server listening');
+  const listening = await srv.waitForEvent('control.server.listening');
   const url = String(listening.url);
   return { srv, url, port: Number(url.slice(url.lastIndexOf(':') + 1)) };
 }
@@ -116,7 +116,7 @@ test('an authorised ctl stats succeeds while an attacker reconnects every connec
   }
   assert.ok(processAlive(srv.pid));
   // Thousands of malformed or timed-out connections do not flood the log.
-  const warnings = srv.lines.filter((l) => /^control: /.test(String(l.msg))).length;
+  const warnings = srv.lines.filter((l) => String(l.event).startsWith('control.')).length;
   t.diagnostic(`${a.closed} attacking connections closed by the server, ${warnings} warning lines`);
   assert.ok(warnings <= 20, `${warnings} control warnings logged`);
 });

@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { after, test } from 'node:test';
 import {
   childPids,
+  isEvent,
   killAll,
   processAlive,
   runNserve,
@@ -314,8 +315,10 @@ test('a -w 2 cluster is refused the same way, and a hot restart keeps its own fi
   // The same PID after its exec: its own files are not "another server".
   const mark = first.lines.length;
   first.signal('SIGUSR2');
-  await first.waitForMsg(/^hot restart: done/, 30000, mark);
-  assert.ok(!first.lines.slice(mark).some((l) => /stale|names a running|held by/.test(String(l.msg))));
+  await first.waitForEvent('restart.hot.done', 30000, mark);
+  assert.ok(
+    !first.lines.slice(mark).some((l) => isEvent(l, 'server-file.stale', 'server-file.symlink-replaced')),
+  );
   assert.equal(fs.readFileSync(pidfile, 'utf8'), `${first.pid}\n`);
 });
 
@@ -328,9 +331,7 @@ test('stale pidfile and state file (a crashed server) are taken over with a log 
   fs.writeFileSync(state, JSON.stringify({ version: 1, pid: dead, startedAt: 'x', nserve: '0' }));
   const srv = await startWithFiles(t, dir, 'app');
   for (const flag of ['--pidfile', '--state'])
-    await srv.waitForMsg(
-      new RegExp(`^${flag} .* is stale \\(pid ${dead} is not a running nserve\\): taking it over$`),
-    );
+    await srv.waitForEvent('server-file.stale', 15_000, 0, (l) => l.flag === flag && l.pid === dead);
   assert.equal(fs.readFileSync(pidfile, 'utf8'), `${srv.pid}\n`);
   await until(
     'state file names the new server',
@@ -344,7 +345,7 @@ test('a PID reused by another program does not count as a live server', async (t
   // This test runner is alive, but it is not nserve.
   fs.writeFileSync(pidfile, `${process.pid}\n`);
   const srv = await startWithFiles(t, dir, 'app');
-  await srv.waitForMsg(/^--pidfile .* is stale/);
+  await srv.waitForEvent('server-file.stale', 15_000, 0, (l) => l.flag === '--pidfile');
   assert.equal(fs.readFileSync(pidfile, 'utf8'), `${srv.pid}\n`);
 });
 

@@ -9,7 +9,7 @@ import { after, test } from 'node:test';
 import { getJson } from '../helpers/load.js';
 import { makeReleases } from '../helpers/releases.js';
 import { signalRestart } from '../helpers/restart.js';
-import { freePort, killAll, serveCurrent, startApp, tmpDir } from '../helpers/server.js';
+import { freePort, isEvent, killAll, serveCurrent, startApp, tmpDir } from '../helpers/server.js';
 
 after(killAll);
 
@@ -81,7 +81,7 @@ for (const bootCheck of [true, false]) {
       String(outcome.line.msg),
       /^hot restart abandoned, old code keeps serving.*process\.exit\(0\)/,
     );
-    if (srv.lines.slice(outcome.mark).some((l) => l.msg === 'hot restart: exec'))
+    if (srv.lines.slice(outcome.mark).some((l) => isEvent(l, 'restart.hot.exec')))
       await srv.waitForMsg(/^nserve booted/, 15_000, outcome.mark);
     assert.equal((await getJson(port)).body.version, 'v1');
   });

@@ -12,7 +12,7 @@ import { ctl, startControlled } from '../helpers/control.js';
 import { getJson, Load } from '../helpers/load.js';
 import { scrape, total } from '../helpers/metrics.js';
 import { makeReleases, type ReleaseOptions, writeRelease } from '../helpers/releases.js';
-import { killAll, type ServerProcess, tmpDir, until } from '../helpers/server.js';
+import { isEvent, killAll, type LogLine, type ServerProcess, tmpDir, until } from '../helpers/server.js';
 
 const FAIL_RATE = 0.3;
 /** Requests counted after the verdict (each on a new connection: spread over every slot). */
@@ -25,7 +25,7 @@ async function stats(state: string): Promise<Stats> {
 }
 
 async function metrics(srv: ServerProcess): Promise<string> {
-  const line = await srv.waitForMsg('metrics listener serving', 20_000);
+  const line = await srv.waitForEvent('metrics.listener.serving', 20_000);
   const url = String(line.url);
   const s = await scrape(Number(url.slice(url.lastIndexOf(':') + 1)));
   assert.equal(s.status, 200);
@@ -53,8 +53,14 @@ function editInPlace(dir: string, as: string, options: ReleaseOptions = {}): voi
   fs.rmSync(scratch, { recursive: true, force: true });
 }
 
-function msgs(srv: ServerProcess, from: number): string[] {
-  return srv.lines.slice(from).map((l) => String(l.msg));
+/** The line that ends a phased restart stopped by its canary. */
+const stoppedByCanary = (l: LogLine): boolean => l.code === 'ERR_NSERVE_CANARY';
+
+/** Whether a worker of the previous release was said to serve again since line `from`. */
+function servesAgain(srv: ServerProcess, from: number): boolean {
+  return srv.lines
+    .slice(from)
+    .some((l) => isEvent(l, 'canary.rollback.worker-back') || /serves again/.test(String(l.outcome ?? '')));
 }
 
 async function start(t: TestContext, directory: string, root: string) {
@@ -87,16 +93,16 @@ test('-w 2, an app edited in place fails its canary: no answer from bad code aft
   assert.equal(r.code, 1, `${r.stdout}${r.stderr}`);
   t.diagnostic(r.stderr.trim());
   assert.match(r.stderr, /failed: canary 5xx rate .*; the previous release .* could not be brought back/);
-  const ended = await srv.waitForMsg(/^phased restart stopped after the canary/, 10_000, mark);
+  const ended = await srv.waitForEvent('restart.phased.stopped', 10_000, mark, stoppedByCanary);
   const endedAt = srv.receivedAt(ended);
   t.diagnostic(String(ended.msg));
   // Honest: not on disk, both old workers run it from memory; never "serves again".
-  assert.match(
-    String(ended.msg),
-    /^phased restart stopped after the canary, the previous release could not be brought back \(it is not on disk\): 2 of 2 workers run it from memory: canary 5xx rate/,
+  assert.equal(
+    ended.outcome,
+    'the previous release could not be brought back (it is not on disk): 2 of 2 workers run it from memory',
   );
-  const said = msgs(srv, mark);
-  assert.ok(!said.some((m) => /serves again|runs the previous release again/.test(m)), said.join('\n'));
+  assert.equal(ended.noWayBack, true);
+  assert.ok(!servesAgain(srv, mark), srv.tail(30));
   assert.ok(
     srv.lines.slice(mark).some((l) => l.code === 'ERR_NSERVE_NO_WAY_BACK'),
     'the no-way-back line is logged with its code',
@@ -142,7 +148,8 @@ test('-w 2, an app edited in place fails its canary: no answer from bad code aft
   const leaving = s.workers[1]!;
   const mark2 = srv.lines.length;
   process.kill(leaving.pid, 'SIGKILL');
-  await srv.waitForMsg(/^worker 1 is not replaced: .*running with 1 of 2 workers/, 10_000, mark2);
+  const notReplaced = await srv.waitForEvent('worker.not-replaced', 10_000, mark2, (l) => l.worker === 1);
+  assert.match(String(notReplaced.msg), /running with 1 of 2 workers/);
   s = await until(
     'one worker left',
     async () => {
@@ -161,7 +168,7 @@ test('-w 2, an app edited in place fails its canary: no answer from bad code aft
   const oneLess = await answers(port, 100);
   assert.deepEqual([...oneLess.byVersion], [['v1', 100]], 'still no bad code with one worker less');
   assert.ok(
-    !msgs(srv, mark2).some((l) => /^worker 1 spawned/.test(l)),
+    !srv.lines.slice(mark2).some((l) => isEvent(l, 'worker.spawned') && l.worker === 1),
     'nothing spawned from the failed release',
   );
 
@@ -197,18 +204,18 @@ test('-w 2, the previous release removed during a failed canary: the canary is w
   fs.symlinkSync(path.join(root, 'releases', 'v2'), path.join(root, 'current'));
   const mark = srv.lines.length;
   const deploying = ctl(['phased-restart', '--wait', '-S', state], 90_000);
-  await srv.waitForMsg(/^phased restart: canary worker 0 serves for/, 30_000, mark);
+  await srv.waitForEvent('canary.started', 30_000, mark);
   // A cleanup of old releases, while the canary is judged.
   fs.rmSync(path.join(root, 'releases', 'v1'), { recursive: true });
   const r = await deploying;
   assert.equal(r.code, 1, `${r.stdout}${r.stderr}`);
-  const ended = await srv.waitForMsg(/^phased restart stopped after the canary/, 10_000, mark);
+  const ended = await srv.waitForEvent('restart.phased.stopped', 10_000, mark, stoppedByCanary);
   t.diagnostic(String(ended.msg));
   assert.match(
-    String(ended.msg),
-    /^phased restart stopped after the canary, the previous release could not be brought back \(it is not on disk\): 1 of 2 workers run it from memory \(1 worker less\)/,
+    String(ended.outcome),
+    /^the previous release could not be brought back \(it is not on disk\): 1 of 2 workers run it from memory \(1 worker less\)/,
   );
-  assert.ok(!msgs(srv, mark).some((m) => /serves again|runs the previous release again/.test(m)));
+  assert.ok(!servesAgain(srv, mark));
   const after = await answers(port, 100);
   const result = await load.stop();
   const endedAt = srv.receivedAt(ended);

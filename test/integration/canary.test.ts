@@ -9,7 +9,7 @@ import type { Stats } from '../../src/control/status.js';
 import { ctl, startControlled } from '../helpers/control.js';
 import { assertNoFailedRequests, getJson, Load, type LoadOptions } from '../helpers/load.js';
 import { makeReleases, switchRelease } from '../helpers/releases.js';
-import { killAll, type LogLine, type ServerProcess, until } from '../helpers/server.js';
+import { isEvent, killAll, type LogLine, type ServerProcess, until } from '../helpers/server.js';
 
 const FAIL_RATE = 0.3;
 
@@ -114,11 +114,10 @@ test('a release answering 30% 5xx is stopped after its canary; every worker runs
   assert.deepEqual([...(await versionsAnswered(port, 30))], ['v1']);
   const result = await load.stop();
 
-  const judged =
-    srv.lines[lineIndex(srv, (l) => /^phased restart: canary 5xx rate .*failed/.test(String(l.msg)), mark)];
+  const judged = srv.lines[lineIndex(srv, (l) => isEvent(l, 'canary.failed'), mark)];
   const ended =
     srv.lines[
-      lineIndex(srv, (l) => String(l.msg).startsWith('phased restart stopped after the canary'), mark)
+      lineIndex(srv, (l) => isEvent(l, 'restart.phased.stopped') && l.code === 'ERR_NSERVE_CANARY', mark)
     ];
   assert.ok(judged !== undefined && ended !== undefined, 'the verdict and the outcome are logged');
   t.diagnostic(String(judged.msg));
@@ -167,20 +166,23 @@ test('a healthy release passes its canary and rolls out to every worker, the res
   );
   assert.equal(r.code, 0, `${r.stdout}${r.stderr}`);
   assert.match(r.stdout, /^phased restart #1 done in /);
-  const passed = srv.lines
-    .slice(mark)
-    .find((l) => /^phased restart: canary 5xx rate 0\.0% .*passed/.test(String(l.msg)));
+  const passed = srv.lines.slice(mark).find((l) => {
+    // "canary 5xx rate 0.0%": the verdict's canary sample, rounded to a tenth of a percent.
+    const sample = (l.canary as { canary?: { errors: number; requests: number } } | undefined)?.canary;
+    return isEvent(l, 'canary.passed') && sample !== undefined && sample.errors / sample.requests < 0.0005;
+  });
   assert.ok(passed !== undefined, 'the canary verdict is logged');
   t.diagnostic(String(passed.msg));
   // The canary alone first, then workers 1 and 2 together: both spawned before either is replaced.
-  const at = (re: RegExp): number => {
-    const i = lineIndex(srv, (l) => re.test(String(l.msg)), mark);
-    assert.ok(i >= 0, `no log line ${re}`);
+  // The index of the line naming `event` for worker `index` (worker 0 is "worker 1/3").
+  const at = (event: 'worker.spawned' | 'restart.phased.worker-replaced', index: number): number => {
+    const i = lineIndex(srv, (l) => isEvent(l, event) && l.worker === index, mark);
+    assert.ok(i >= 0, `no ${event} line for worker ${index}`);
     return i;
   };
-  assert.ok(at(/^phased restart: worker 1\/3 replaced/) < at(/^worker 1 spawned/));
-  assert.ok(at(/^worker 2 spawned/) < at(/^phased restart: worker 2\/3 replaced/));
-  assert.ok(at(/^worker 1 spawned/) < at(/^phased restart: worker 2\/3 replaced/));
+  assert.ok(at('restart.phased.worker-replaced', 0) < at('worker.spawned', 1));
+  assert.ok(at('worker.spawned', 2) < at('restart.phased.worker-replaced', 1));
+  assert.ok(at('worker.spawned', 1) < at('restart.phased.worker-replaced', 1));
   const s = await allOn(state, 3, 1, 'v2');
   assert.equal(s.restarts.at(-1)?.outcome, 'ok');
   const record = s.restarts.at(-1)?.canary;
@@ -202,9 +204,9 @@ test('one worker: the old worker serves beside the canary as its baseline, and a
   assert.match(r.stderr, /canary 5xx rate \d+\.\d% \(\d+\/\d+ requests\) vs old workers 0\.0% \(0\/\d+\)/);
   const s = await allOn(state, 1, 0, 'v1');
   assert.equal(s.workers[0]?.pid, before.workers[0]?.pid, 'the old worker never stopped serving');
-  assert.ok(!srv.lines.slice(mark).some((l) => /runs the previous release again/.test(String(l.msg))));
+  assert.ok(!srv.lines.slice(mark).some((l) => isEvent(l, 'canary.rollback.worker-back')));
   const result = await load.stop();
-  const ended = srv.lines.find((l) => String(l.msg).startsWith('phased restart stopped after the canary'));
+  const ended = srv.lines.find((l) => isEvent(l, 'restart.phased.stopped') && l.code === 'ERR_NSERVE_CANARY');
   assert.ok(ended !== undefined);
   assert.ok(result.failures.every((f) => f.kind === 'non2xx' && f.start < srv.receivedAt(ended)));
   assert.deepEqual([...(await versionsAnswered(port, 10))], ['v1']);

@@ -81,7 +81,7 @@ test('cluster hot restart of a release that throws at load: old workers keep ser
   const load = new Load({ port, keepAlive: 3, newConnection: 2, post: 1 });
   switchRelease(root, 'broken');
   srv.signal('SIGUSR2');
-  const line = await srv.waitForMsg(/^hot restart abandoned, old workers keep serving/, 20000);
+  const line = await srv.waitForEvent('restart.hot.abandoned', 20000);
   assert.match(String(line.msg), /broken at load/);
   await load.roundsSince(now(), 5);
   const result = await load.stop();

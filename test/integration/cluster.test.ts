@@ -10,6 +10,7 @@ import { makeReleases, switchRelease, versions, writeRelease } from '../helpers/
 import { restart } from '../helpers/restart.js';
 import {
   childPids,
+  isEvent,
   killAll,
   processAlive,
   ROOT,
@@ -42,7 +43,7 @@ async function phasedUnderLoad(
         release: { root, version: `v${v}` },
         deadlineMs: 30_000,
       });
-      const replaced = lines.filter((l) => /^phased restart: worker \d+\/\d+ replaced/.test(String(l.msg)));
+      const replaced = lines.filter((l) => isEvent(l, 'restart.phased.worker-replaced'));
       assert.equal(replaced.length, workers);
       before = await replacedWorkers(srv.pid, before, workers, 10_000);
       await until(`v${v} to answer`, async () => (await getJson(port)).body.version === `v${v}`, 5000);
@@ -56,7 +57,7 @@ async function phasedUnderLoad(
     const WAIT_SLACK_MS = 200;
     const bootedAt = new Map<number, number>();
     for (const l of srv.lines)
-      if (l.msg === 'worker booted' && typeof l.pid === 'number') bootedAt.set(l.pid, srv.receivedAt(l));
+      if (isEvent(l, 'worker.booted') && typeof l.pid === 'number') bootedAt.set(l.pid, srv.receivedAt(l));
     const early = result.done.filter((d) => d.start < (bootedAt.get(d.pid) ?? 0) - WAIT_SLACK_MS);
     t.diagnostic(`longest request ${result.maxMs} ms; ${bootedAt.size} workers booted`);
     assert.deepEqual(early, [], 'no request waited for a booting worker');
@@ -81,7 +82,7 @@ test('a broken release stops the phased rollout; old workers keep serving', asyn
   const load = new Load({ port, keepAlive: 3, newConnection: 2 });
   switchRelease(root, 'broken');
   srv.signal('SIGUSR1');
-  const line = await srv.waitForMsg(/^phased restart stopped after 0\/2 workers/);
+  const line = await srv.waitForEvent('restart.phased.stopped', 15_000, 0, (l) => l.replaced === 0);
   assert.match(String(line.msg), /broken at load/);
   await load.roundsSince(now(), 3);
   const result = await load.stop();
@@ -102,9 +103,9 @@ test('SIGKILL to a worker under load: it is replaced and its slot keeps being se
   await load.warmedUp();
   const mark = srv.lines.length;
   process.kill(victim!, 'SIGKILL');
-  await srv.waitForMsg(/^worker \d exited unexpectedly/, 5000, mark);
+  await srv.waitForEvent('worker.exited', 5000, mark);
   const killedAt = now();
-  await srv.waitForMsg(/^worker \d replaced/, 10000, mark);
+  await srv.waitForEvent('worker.replaced', 10000, mark);
   await load.roundsSince(now(), 3);
   const result = await load.stop();
   const during = result.done.filter((s) => s.end > killedAt + 100 && s.end < killedAt + BOOT_MS);
@@ -156,9 +157,14 @@ test('an uncaught exception in a worker: it drains and is replaced, no request f
   await load.warmedUp();
   const crashed = await getJson(port, '/crash');
   assert.equal(crashed.status, 200, 'the request that triggered the exception still got its answer');
-  const line = await srv.waitForMsg(/^worker \d is leaving \(uncaught exception: async boom\): replacing it/);
+  const line = await srv.waitForEvent(
+    'worker.leaving',
+    15_000,
+    0,
+    (l) => l.reason === 'uncaught exception: async boom',
+  );
   assert.equal(line.reason, 'uncaught exception: async boom');
-  await srv.waitForMsg(/^worker \d replaced/);
+  await srv.waitForEvent('worker.replaced');
   await load.roundsSince(now(), 3);
   const result = await load.stop();
   assertNoFailedRequests(result);
@@ -176,7 +182,7 @@ test('SIGTTIN / SIGTTOU add and remove workers (never below 1) under load, slots
   const load = new Load({ port, keepAlive: 2, newConnection: 3 });
   srv.signal('SIGTTIN');
   await until('3 workers', () => childPids(srv.pid).length === 3);
-  await srv.waitForMsg('workers: 2 → 3');
+  await srv.waitForEvent('workers.scaled', 15_000, 0, (l) => l.from === 2 && l.to === 3);
   // every worker gets traffic again once slots are re-spread (3 slots over 3 workers... or lent ones)
   for (const n of [2, 1]) {
     srv.signal('SIGTTOU');
@@ -213,9 +219,9 @@ test('a worker whose event loop is blocked past --worker-timeout is killed and r
   });
   const before = childPids(srv.pid);
   void getJson(port, '/block').catch(() => {});
-  const line = await srv.waitForMsg(/^worker \d stopped checking in: killing it/, 10000);
+  const line = await srv.waitForEvent('worker.checkin.timeout', 10000);
   assert.ok(before.includes(Number(line.workerPid)));
-  await srv.waitForMsg(/^worker \d replaced/, 10000);
+  await srv.waitForEvent('worker.replaced', 10000);
   const workers = childPids(srv.pid);
   assert.equal(workers.length, 2);
   assert.ok(!workers.includes(Number(line.workerPid)));

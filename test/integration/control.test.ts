@@ -7,7 +7,7 @@ import { after, test } from 'node:test';
 import { controlRequest, ctl, rawRequest, startControlled } from '../helpers/control.js';
 import { getJson } from '../helpers/load.js';
 import { switchRelease, writeRelease } from '../helpers/releases.js';
-import { childPids, killAll, processAlive, tmpDir, until } from '../helpers/server.js';
+import { childPids, isEvent, killAll, processAlive, tmpDir, until } from '../helpers/server.js';
 
 after(killAll);
 
@@ -61,7 +61,7 @@ test('control server and nserve ctl against a cluster', { timeout: 60_000 }, asy
     assert.equal(state.pid, srv.pid);
     assert.equal(state.controlUrl, `unix://${sock}`);
     assert.match(token, /^[0-9a-f]{32}$/);
-    const listening = srv.lines.filter((l) => l.msg === 'control server listening');
+    const listening = srv.lines.filter((l) => isEvent(l, 'control.server.listening'));
     assert.deepEqual(
       listening.map((l) => l.role),
       ['master'],
@@ -134,7 +134,7 @@ test('control server and nserve ctl against a cluster', { timeout: 60_000 }, asy
       const ok = await controlRequest(sock, 'GET', `/stats?token=${token}`);
       assert.equal(ok.status, 200);
       const refusedLines = await until('the 403 log lines', () => {
-        const ls = srv.lines.filter((l) => /refused: (no|wrong) token/.test(String(l.msg)));
+        const ls = srv.lines.filter((l) => isEvent(l, 'control.auth.refused'));
         return ls.length >= 5 ? ls : undefined;
       });
       for (const l of refusedLines) {

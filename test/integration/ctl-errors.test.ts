@@ -13,6 +13,7 @@ import { writeRelease } from '../helpers/releases.js';
 import {
   CLI,
   childPids,
+  isEvent,
   killAll,
   ROOT,
   runNserve,
@@ -163,7 +164,7 @@ test('TCP control with a token across a hot restart; pidfile-only ctl falls back
   assert.match(restart.stdout, new RegExp(`^sent SIGUSR2 to pid ${srv.pid} \\(restart\\)`));
   await srv.waitForMsg(/^nserve booted after hot restart/, 15_000, mark);
   await until('the new image to serve its control API', () =>
-    srv.lines.slice(mark).some((l) => l.msg === 'control server listening'),
+    srv.lines.slice(mark).some((l) => isEvent(l, 'control.server.listening')),
   );
   const stop = await ctl(['stop', '-P', pidfile]);
   assert.equal(stop.code, 0, stop.stderr);
@@ -199,7 +200,7 @@ test('a fixed TCP control port is bound again after a hot restart (SO_REUSEADDR,
   const after = await ctl(['status', ...C]);
   assert.equal(after.code, 0, after.stderr);
   assert.match(after.stdout, /phase 1/);
-  const listening = srv.lines.filter((l) => l.msg === 'control server listening').map((l) => l.url);
+  const listening = srv.lines.filter((l) => isEvent(l, 'control.server.listening')).map((l) => l.url);
   assert.deepEqual(listening, [url, url]);
 });
 

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { after, test } from 'node:test';
 import { getJson } from '../helpers/load.js';
 import { restart } from '../helpers/restart.js';
-import { killAll, runNserve, serveApp, tmpDir } from '../helpers/server.js';
+import { isEvent, killAll, runNserve, serveApp, tmpDir } from '../helpers/server.js';
 
 after(killAll);
 
@@ -50,16 +50,20 @@ for (const workers of [0, 2]) {
     const body = (await getJson(port, '/')).body;
     assert.equal(body.greeting, 'bonjour');
     assert.equal(body.extra, null, 'a key removed from the env file is removed from the environment');
-    const said = hot.lines.find((l) => String(l.msg).startsWith('env file '));
+    const said = hot.lines.find((l) => isEvent(l, 'env-file.applied'));
     assert.ok(said !== undefined, `no env file line:\n${hot.lines.map((l) => l.msg).join('\n')}`);
-    assert.match(String(said.msg), /^env file .*releases\/v2\/\.env: changed GREETING; removed EXTRA$/);
+    assert.match(String(said.envFile), /releases\/v2\/\.env$/);
+    assert.deepEqual([said.changed, said.removed], [['GREETING'], ['EXTRA']]);
     if (workers > 0) {
       point(root, 'v3');
       const phased = await restart(srv, 'phased');
       for (let i = 0; i < 4; i++) assert.equal((await getJson(port, '/')).body.greeting, 'hola');
       assert.ok(
-        phased.lines.some((l) =>
-          /^env file .*releases\/v3\/\.env: changed EXTRA, GREETING$/.test(String(l.msg)),
+        phased.lines.some(
+          (l) =>
+            isEvent(l, 'env-file.applied') &&
+            /releases\/v3\/\.env$/.test(String(l.envFile)) &&
+            JSON.stringify([l.changed, l.removed]) === '[["EXTRA","GREETING"],[]]',
         ),
         phased.lines.map((l) => JSON.stringify(l)).join('\n'),
       );

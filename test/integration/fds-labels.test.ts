@@ -62,7 +62,7 @@ test('a descriptor inherited from the launching shell is labelled inherited, and
   assert.ok(!procs[0]!.fds.some((f) => f.role === 'app'), JSON.stringify(procs[0]!.fds));
   const mark = srv.lines.length;
   srv.signal('SIGUSR2');
-  const leak = await srv.waitForMsg(/^descriptor 40 .* would have leaked/, 20_000, mark);
+  const leak = await srv.waitForEvent('fds.leak.closed', 20_000, mark, (l) => l.fd === 40);
   assert.match(
     String(leak.msg),
     /inherited from the launching process, not opened by the app\): fix the launcher/,

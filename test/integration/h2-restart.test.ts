@@ -9,7 +9,15 @@ import { after, type TestContext, test } from 'node:test';
 import { now } from '../helpers/logged-process.js';
 import { makeReleases } from '../helpers/releases.js';
 import { type RestartKind, restart } from '../helpers/restart.js';
-import { killAll, processAlive, type ServerProcess, serveCurrent, tmpDir, until } from '../helpers/server.js';
+import {
+  isEvent,
+  killAll,
+  processAlive,
+  type ServerProcess,
+  serveCurrent,
+  tmpDir,
+  until,
+} from '../helpers/server.js';
 import { getJsonTls, makeCert, sslBind } from '../helpers/tls.js';
 
 after(killAll);
@@ -314,7 +322,7 @@ async function h2Restart(t: TestContext, s: Scenario): Promise<void> {
   // The access log has a line for every stream the app processed: none of the retried ones (a GOAWAY
   // that refuses a stream says it was not processed), and every answered one (once the log caught up).
   const served = (): Set<string> =>
-    new Set(srv.lines.filter((l) => l.msg === 'request').map((l) => String(l.path)));
+    new Set(srv.lines.filter((l) => isEvent(l, 'http.request.done')).map((l) => String(l.path)));
   await until('the access log to name every answered stream', () => {
     const seen = served();
     return load.done.every((d) => seen.has(d.path));

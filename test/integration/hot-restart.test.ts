@@ -7,7 +7,7 @@ import { assertNoFailedRequests, getJson, Load, stopWithoutFailures } from '../h
 import { now } from '../helpers/logged-process.js';
 import { makeReleases, switchRelease, versions, writeRelease } from '../helpers/releases.js';
 import { restart } from '../helpers/restart.js';
-import { killAll, serveApp, serveCurrent, startNserve, tmpDir, until } from '../helpers/server.js';
+import { isEvent, killAll, serveApp, serveCurrent, startNserve, tmpDir, until } from '../helpers/server.js';
 
 after(killAll);
 
@@ -43,7 +43,7 @@ test('a release that throws at load: the old code keeps serving and the error is
   const load = new Load({ port, keepAlive: 2, newConnection: 2 });
   switchRelease(root, 'broken');
   srv.signal('SIGUSR2');
-  const line = await srv.waitForMsg(/hot restart abandoned/);
+  const line = await srv.waitForEvent('restart.hot.abandoned');
   assert.match(String(line.msg), /release broken is broken at load/);
   await load.roundsSince(now(), 3);
   const result = await load.stop();
@@ -87,7 +87,7 @@ export default {
   for (let i = 1; i <= 2; i++) {
     const { line: booted, lines } = await restart(srv, 'hot', { deadlineMs: 15_000 });
     assert.equal(booted.restarts, i);
-    const hookErr = lines.find((l) => /onRestart hook #0 threw/.test(String(l.msg)));
+    const hookErr = lines.find((l) => isEvent(l, 'hook.failed') && l.hook === 'onRestart' && l.index === 0);
     assert.ok(hookErr, 'the throwing hook is logged');
   }
   const entries = fs.readFileSync(marks, 'utf8').trim().split('\n');

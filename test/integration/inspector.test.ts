@@ -3,7 +3,7 @@
 // process's start-up, it must never leave a listening socket other than the server's own binds.
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { killAll, listeningPorts, processAlive, startNserve } from '../helpers/server.js';
+import { isEvent, killAll, listeningPorts, processAlive, startNserve } from '../helpers/server.js';
 
 after(killAll);
 
@@ -58,7 +58,7 @@ test("SIGUSR1 0–100 ms after a hot restart's exec (5 ms steps): no inspector p
   for (const delay of DELAYS) {
     const mark = srv.lines.length;
     srv.signal('SIGUSR2');
-    await srv.waitForMsg('hot restart: exec', 15000, mark);
+    await srv.waitForEvent('restart.hot.exec', 15000, mark);
     await sleep(delay);
     srv.signal('SIGUSR1');
     const booted = await srv.waitForMsg(/^nserve booted after hot restart/, 15000, mark);
@@ -79,13 +79,18 @@ test('SIGUSR1 to cluster workers as they start: no worker ever listens on an ins
   for (const delay of [0, 10, 20, 40, 60, 80, 100]) {
     const mark = srv.lines.length;
     srv.signal('SIGUSR1'); // a phased restart: each worker is replaced by a freshly spawned one
-    const spawned = await srv.waitForMsg(/^worker 0 spawned/, 15000, mark);
+    const spawned = await srv.waitForEvent('worker.spawned', 15000, mark, (l) => l.worker === 0);
     await sleep(delay);
     const pid = Number(spawned.workerPid);
     process.kill(pid, 'SIGUSR1');
     // In the first milliseconds of a process (before Node installs any handler) SIGUSR1 still has its
     // default action and may end the new worker: then the rollout stops and the old workers serve on.
-    await srv.waitForMsg(/^phased restart: done|^phased restart stopped/, 30000, mark);
+    await srv.waitForLog(
+      'the phased restart to end',
+      (l) => isEvent(l, 'restart.phased.done', 'restart.phased.stopped'),
+      30000,
+      mark,
+    );
     await sleep(100);
     assert.ok(processAlive(srv.pid), `delay ${delay}: the master is alive`);
     for (const child of [srv.pid, ...(processAlive(pid) ? [pid] : [])]) {

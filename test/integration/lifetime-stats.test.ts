@@ -65,7 +65,7 @@ test('cluster: totals survive a hot restart (exec), a crash and a phased restart
   const victim = s.workers.find((w) => w.index === 1)!;
   const mark = srv.lines.length;
   process.kill(victim.pid, 'SIGKILL');
-  await srv.waitForMsg('worker 1 replaced', 20_000, mark);
+  await srv.waitForEvent('worker.replaced', 20_000, mark, (l) => l.worker === 1);
   s = await stats(state);
   assert.equal(s.lifetime.workerCrashes, 1);
   assert.equal(s.workers.find((w) => w.index === 1)?.crashes, 1);

@@ -6,7 +6,7 @@ import { after, test } from 'node:test';
 import { getJson, Load } from '../helpers/load.js';
 import { makeLongLivedReleases, type Reply, SseClient, WsClient } from '../helpers/long-lived.js';
 import { restart } from '../helpers/restart.js';
-import { killAll, type ServerProcess, startNserve, until } from '../helpers/server.js';
+import { isEvent, killAll, type ServerProcess, startNserve, until } from '../helpers/server.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 after(killAll);
@@ -172,7 +172,7 @@ test('an app using the drain API closes its WebSockets with 1012, and the client
     assert.equal(w.closes[0], 1012, `closed by the app with 1012 (service restart): ${w.closes}`);
     assert.deepEqual(w.errors, []);
   }
-  const drained = outcome.lines.filter((l) => /^worker drained/.test(String(l.msg)));
+  const drained = outcome.lines.filter((l) => isEvent(l, 'drain.done'));
   assert.ok(drained.length > 0);
 });
 

@@ -13,7 +13,7 @@ import { childPids, killAll, type ServerProcess, serveApp, until } from '../help
 after(killAll);
 
 async function metricsPort(srv: ServerProcess): Promise<number> {
-  const line = await srv.waitForMsg('metrics listener serving', 20_000);
+  const line = await srv.waitForEvent('metrics.listener.serving', 20_000);
   const url = String(line.url);
   return Number(url.slice(url.lastIndexOf(':') + 1));
 }
@@ -58,7 +58,7 @@ test('-w 2 under load through hot, phased and hot restarts and a scale-down: the
     // give it to the master image before the exec or to the one after it.
     const mark = srv.lines.length;
     srv.signal('SIGTTOU');
-    await srv.waitForMsg('workers: 2 → 1', 10_000, mark);
+    await srv.waitForEvent('workers.scaled', 10_000, mark, (l) => l.from === 2 && l.to === 1);
     await restart(srv, 'phased', { deadlineMs: 30_000 });
     await restart(srv, 'hot', { deadlineMs: 30_000 });
     await load.roundsSince(now(), 3);
@@ -126,7 +126,7 @@ test('-w 2: a worker killed (SIGKILL) under load: the counter falls short by at 
   } finally {
     result = await load.stop();
   }
-  const line = await srv.waitForMsg(/exited without its last report/, 10_000);
+  const line = await srv.waitForEvent('metrics.report.missing', 10_000);
   assert.equal(line.workerPid, victim);
   const sinceReportMs = Number(line.sinceReportMs);
   assert.ok(sinceReportMs <= 1500, `its last report came ${sinceReportMs} ms before its death`);

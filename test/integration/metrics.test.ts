@@ -21,7 +21,7 @@ after(killAll);
 const METRICS = ['--metrics-url', 'tcp://127.0.0.1:0'];
 
 async function metricsPort(srv: ServerProcess): Promise<number> {
-  const line = await srv.waitForMsg('metrics listener serving', 20_000);
+  const line = await srv.waitForEvent('metrics.listener.serving', 20_000);
   const url = String(line.url);
   return Number(url.slice(url.lastIndexOf(':') + 1));
 }

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import { Load, stopWithoutFailures } from '../helpers/load.js';
 import { makeReleases, versions } from '../helpers/releases.js';
 import { restart } from '../helpers/restart.js';
-import { killAll, serveCurrent } from '../helpers/server.js';
+import { isEvent, killAll, serveCurrent } from '../helpers/server.js';
 
 test('--phase-concurrency 2 with -w 4: two phases of two workers, zero failed requests under load', async (t) => {
   t.after(killAll);
@@ -15,19 +15,18 @@ test('--phase-concurrency 2 with -w 4: two phases of two workers, zero failed re
   t.after(() => load.stop());
   await load.warmedUp();
   const { lines, line } = await restart(srv, 'phased', { release: { root, version: 'v2' } });
-  const at = (re: RegExp): number => {
-    const i = lines.findIndex((l) => re.test(String(l.msg)));
-    assert.ok(i >= 0, `no log line ${re}`);
+  // The index of the line naming `event` for worker `index` (worker 0 is "worker 1/4").
+  const at = (event: 'worker.spawned' | 'restart.phased.worker-replaced', index: number): number => {
+    const i = lines.findIndex((l) => isEvent(l, event) && l.worker === index);
+    assert.ok(i >= 0, `no ${event} line for worker ${index}`);
     return i;
   };
   // Workers 0 and 1 are spawned before either is replaced; 2 and 3 only once both were.
-  for (const i of [0, 1])
-    assert.ok(at(new RegExp(`^worker ${i} spawned`)) < at(/^phased restart: worker 1\/4 replaced/));
-  for (const i of [2, 3])
-    assert.ok(at(new RegExp(`^worker ${i} spawned`)) > at(/^phased restart: worker 2\/4 replaced/));
-  assert.ok(at(/^worker 3 spawned/) < at(/^phased restart: worker 3\/4 replaced/));
+  for (const i of [0, 1]) assert.ok(at('worker.spawned', i) < at('restart.phased.worker-replaced', 0));
+  for (const i of [2, 3]) assert.ok(at('worker.spawned', i) > at('restart.phased.worker-replaced', 1));
+  assert.ok(at('worker.spawned', 3) < at('restart.phased.worker-replaced', 2));
   // Each replacement's spawn → accepting time is logged, after its spawn → booted.
-  const replaced = lines.filter((l) => /^phased restart: worker \d\/4 replaced/.test(String(l.msg)));
+  const replaced = lines.filter((l) => isEvent(l, 'restart.phased.worker-replaced'));
   assert.equal(replaced.length, 4);
   for (const l of replaced) {
     assert.ok(

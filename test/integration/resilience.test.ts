@@ -11,6 +11,7 @@ import { makeReleases } from '../helpers/releases.js';
 import { restart } from '../helpers/restart.js';
 import {
   childPids,
+  isEvent,
   killAll,
   processAlive,
   serveApp,
@@ -29,7 +30,7 @@ test('phased restart with the release directory gone: logged, the master and its
   const load = new Load({ port, keepAlive: 2, newConnection: 2 });
   fs.rmSync(path.join(root, 'current'));
   srv.signal('SIGUSR1');
-  const line = await srv.waitForMsg(/^phased restart stopped after 0\/2 workers/);
+  const line = await srv.waitForEvent('restart.phased.stopped', 15_000, 0, (l) => l.replaced === 0);
   assert.match(String(line.msg), /cannot be resolved/);
   await load.roundsSince(now(), 3);
   assertNoFailedRequests(await load.stop());
@@ -46,12 +47,12 @@ test('cluster hot restart with a config file that no longer loads: abandoned bef
   const load = new Load({ port, keepAlive: 2, newConnection: 2 });
   fs.writeFileSync(config, 'export default { workers: 2, \n');
   srv.signal('SIGUSR2');
-  const line = await srv.waitForMsg(/^hot restart abandoned, old workers keep serving/);
+  const line = await srv.waitForEvent('restart.hot.abandoned');
   assert.match(String(line.msg), /config file .* failed to load/);
   await load.roundsSince(now(), 3);
   assertNoFailedRequests(await load.stop());
   assert.deepEqual(childPids(srv.pid), workers);
-  assert.ok(!srv.lines.some((l) => l.msg === 'hot restart: exec'), 'no exec happened');
+  assert.ok(!srv.lines.some((l) => isEvent(l, 'restart.hot.exec')), 'no exec happened');
 });
 
 test('single-mode hot restarts leave no zombie behind (the boot check child is reaped)', async (t) => {
@@ -67,8 +68,8 @@ test('SIGTERM sent to one worker: its slots move, it drains and is replaced, no 
   const load = new Load({ port, keepAlive: 3, newConnection: 3, post: 1 });
   await load.warmedUp();
   process.kill(victim!, 'SIGTERM');
-  await srv.waitForMsg(/^worker \d is leaving \(received SIGTERM\): replacing it/);
-  await srv.waitForMsg(/^worker \d replaced/);
+  await srv.waitForEvent('worker.leaving', 15_000, 0, (l) => l.reason === 'received SIGTERM');
+  await srv.waitForEvent('worker.replaced');
   await until('the victim to be gone', () => !childPids(srv.pid).includes(victim!));
   await load.roundsSince(now(), 3);
   assertNoFailedRequests(await load.stop());
@@ -80,13 +81,13 @@ test('SIGTERM during a phased restart: the stop wins, no new worker is left behi
   const { srv } = await serveCurrent(t, root, { workers: 2 });
   const mark = srv.lines.length;
   srv.signal('SIGUSR1');
-  await srv.waitForMsg('phased restart: started', 5000, mark);
-  await srv.waitForMsg(/^worker 0 spawned/, 5000, mark);
+  await srv.waitForEvent('restart.phased.started', 5000, mark);
+  await srv.waitForEvent('worker.spawned', 5000, mark, (l) => l.worker === 0);
   const spawned = childPids(srv.pid);
   srv.signal('SIGTERM');
   assert.deepEqual(await srv.waitExit(15000), { code: 0, signal: null });
   await until('every worker gone', () => spawned.every((p) => !processAlive(p)), 5000);
-  assert.ok(!srv.lines.some((l) => String(l.msg).startsWith('phased restart: done')));
+  assert.ok(!srv.lines.some((l) => isEvent(l, 'restart.phased.done')));
 });
 
 // The app's boot waits for a gate file that the test creates only after sending SIGTERM, so the signal
@@ -162,13 +163,13 @@ test('a frozen worker (SIGSTOP) killed for --worker-timeout: the log says what i
   await new Promise((r) => setTimeout(r, 1500));
   const mark = srv.lines.length;
   process.kill(frozen!, 'SIGSTOP');
-  const line: LogLine = await srv.waitForMsg(/^worker 0 stopped checking in: killing it/, 10_000, mark);
+  const line: LogLine = await srv.waitForEvent('worker.checkin.timeout', 10_000, mark, (l) => l.worker === 0);
   assert.equal(line.workerPid, frozen);
   assert.equal(line.code, 'ERR_NSERVE_WORKER_TIMEOUT');
   assert.equal(line.inFlight, 2);
   assert.equal(line.connections, 3);
-  assert.match(String(line.msg), /2 request\(s\) in flight, 3 connection\(s\) open/);
-  await srv.waitForMsg(/^worker 0 replaced/, 10_000, mark);
+  assert.deepEqual([line.inFlight, line.connections], [2, 3]);
+  await srv.waitForEvent('worker.replaced', 10_000, mark, (l) => l.worker === 0);
   assert.equal((await getJson(port)).status, 200);
   assert.ok(!processAlive(frozen!));
 });

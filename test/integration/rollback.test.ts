@@ -11,7 +11,7 @@ import { controlRequest, ctl } from '../helpers/control.js';
 import { getJson, Load, stopWithoutFailures } from '../helpers/load.js';
 import { makeReleases, switchRelease, versions, writeRelease } from '../helpers/releases.js';
 import { signalRestart } from '../helpers/restart.js';
-import { type Cleanup, killAll, serveCurrent } from '../helpers/server.js';
+import { type Cleanup, isEvent, killAll, serveCurrent } from '../helpers/server.js';
 
 after(killAll);
 
@@ -102,7 +102,7 @@ test('-w 2: rollback brings v1 back under load though current names v2; twice to
   assert.match(again, /^rollback #3 \(phased restart\) done in .* · serving rev-v2 /m);
   assert.equal((await getJson(port)).body.version, 'v2');
   assert.ok(
-    srv.lines.every((l) => !String(l.msg).includes('canary worker')),
+    srv.lines.every((l) => !isEvent(l, 'canary.started')),
     'a rollback has no canary phase',
   );
   await load.roundsSince(performance.now(), 2);
@@ -204,7 +204,7 @@ test('-w 2: a phased restart stopped midway raises the mixed-version alarm; a ro
 
   const mark = srv.lines.length;
   await waited(['rollback', ...S]);
-  await srv.waitForMsg('mixed versions: resolved, one release serves', 10_000, mark);
+  await srv.waitForEvent('deploy.mixed.resolved', 10_000, mark);
   s = await stats(S);
   assert.equal(s.mixedVersions, null);
   for (let i = 0; i < 4; i++) assert.equal((await getJson(port)).body.version, 'v1');

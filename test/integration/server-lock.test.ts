@@ -106,7 +106,7 @@ for (const mode of ['single', 'cluster'] as const) {
     const srv = startApp(t, APP, {
       args: args(pidfile, state, [...extra, '--control-url', 'auto']),
     });
-    await srv.waitForMsg('control server listening', 20_000);
+    await srv.waitForEvent('control.server.listening', 20_000);
     const lockFile = `${pidfile}.lock`;
     const holdsLock = (pid: number): boolean => {
       try {

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { after, test } from 'node:test';
 import { getJson } from '../helpers/load.js';
 import { writeRelease } from '../helpers/releases.js';
-import { killAll, runNserve, serveApp, startNserve, tmpDir } from '../helpers/server.js';
+import { isEvent, killAll, runNserve, serveApp, startNserve, tmpDir } from '../helpers/server.js';
 
 after(killAll);
 
@@ -87,7 +87,7 @@ test('a request handler that throws gets a 500 and the server keeps serving', as
   const { srv, port } = await serveApp(t, 'app.cjs', { directory: root });
   const boom = await fetch(`http://127.0.0.1:${port}/boom`);
   assert.equal(boom.status, 500);
-  await srv.waitForMsg('request handler threw');
+  await srv.waitForEvent('app.handler.threw');
   const ok = await getJson(port);
   assert.equal(ok.status, 200);
 });
@@ -124,7 +124,7 @@ test('--access-log logs each request; --health-path is answered by nserve (200, 
     args: ['--access-log', '--health-path', '/healthz'],
   });
   await getJson(port, '/things?id=1');
-  const line = await srv.waitForMsg('request');
+  const line = await srv.waitForEvent('http.request.done');
   assert.equal(line.method, 'GET');
   assert.equal(line.path, '/things?id=1');
   assert.equal(line.status, 200);
@@ -133,7 +133,7 @@ test('--access-log logs each request; --health-path is answered by nserve (200, 
   assert.equal(health.status, 200);
   assert.equal(health.body.status, 'ok');
   assert.ok(
-    !srv.lines.some((l) => l.msg === 'request' && l.path === '/healthz'),
+    !srv.lines.some((l) => isEvent(l, 'http.request.done') && l.path === '/healthz'),
     'health checks are not app requests',
   );
   // While a slow request keeps the server draining, the health path says 503 on a kept-alive connection.

@@ -59,7 +59,7 @@ test('socket activation: the systemd socket is adopted, served, and kept across 
   const first = await firstResponse(srv, port);
   assert.equal(first.status, 200);
   assert.equal(first.body.pid, srv.pid, 'systemd-socket-activate exec’d into nserve (same PID)');
-  const adopted = await srv.waitForMsg(/^serving socket-activated descriptor 3/);
+  const adopted = await srv.waitForEvent('listen.socket.activated', 15_000, 0, (l) => l.fd === 3);
   assert.equal(adopted.bind, `tcp://127.0.0.1:${port}`);
   const inode = socketInode(srv.pid, 3);
   const load = new Load({ port, keepAlive: 3, newConnection: 2, post: 1 });
@@ -173,7 +173,7 @@ export default (req, res) => { if (req.url === '/orphan') orphan(); res.end('{}'
   ]);
   t.after(() => srv.kill());
   const port = await srv.port();
-  await srv.waitForMsg('running as PID 1: orphaned processes are reaped');
+  await srv.waitForEvent('reaper.enabled');
   await getJson(port, '/orphan');
   const [init] = childPids(srv.pid);
   assert.ok(init !== undefined, 'nserve runs as the namespace’s init');

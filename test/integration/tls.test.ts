@@ -14,7 +14,9 @@ import { restart } from '../helpers/restart.js';
 import {
   childPids,
   FIXTURES,
+  isEvent,
   killAll,
+  type LogLine,
   ROOT,
   runNserve,
   serveApp,
@@ -87,7 +89,7 @@ async function servingRotatable(t: TestContext, workers: number) {
     bind: sslBind(live),
     args: ['--state', state, '--control-url', 'auto'],
   });
-  await srv.waitForMsg('control server listening');
+  await srv.waitForEvent('control.server.listening');
   return { first, second, live, state, srv, port };
 }
 
@@ -107,8 +109,9 @@ test('rotation under load (-w 2): SIGHUP serves the new certificate to new hands
     replaceFile(live.cert, second.cert);
     let mark = srv.lines.length;
     srv.signal('SIGHUP');
-    const done = await srv.waitForMsg(/^reload-certs #1 (done|refused)/, 10_000, mark);
-    assert.match(String(done.msg), /^reload-certs #1 done/);
+    const reloaded = (l: LogLine): boolean => isEvent(l, 'tls.reload.done', 'tls.reload.failed');
+    const done = await srv.waitForLog('reload-certs #1', (l) => reloaded(l) && l.reload === 1, 10_000, mark);
+    assert.equal(done.event, 'tls.reload.done');
     assert.match(String(done.msg), new RegExp(second.serial));
     for (let i = 0; i < 5; i++) assert.equal((await handshake(port, { ca })).serial, second.serial);
     await load.roundsSince(now(), 3);
@@ -120,8 +123,13 @@ test('rotation under load (-w 2): SIGHUP serves the new certificate to new hands
     );
     mark = srv.lines.length;
     srv.signal('SIGHUP');
-    const refused = await srv.waitForMsg(/^reload-certs #2 (done|refused)/, 10_000, mark);
-    assert.match(String(refused.msg), /^reload-certs #2 refused/);
+    const refused = await srv.waitForLog(
+      'reload-certs #2',
+      (l) => reloaded(l) && l.reload === 2,
+      10_000,
+      mark,
+    );
+    assert.equal(refused.event, 'tls.reload.failed');
     assert.ok(String(refused.msg).includes(live.cert), `the log line names the file: ${refused.msg}`);
     assert.equal(refused.code, 'ERR_NSERVE_TLS');
     assert.equal((await handshake(port, { ca })).serial, second.serial);

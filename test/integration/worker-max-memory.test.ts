@@ -40,7 +40,7 @@ test('a worker over --worker-max-memory is replaced under load with zero failed 
     if (Number(a.body.pid) === fat) kept = Number(a.body.kept);
     return kept >= 4;
   });
-  const replaced = await srv.waitForMsg(/over --worker-max-memory/, 15000);
+  const replaced = await srv.waitForEvent('worker.memory.exceeded', 15000);
   assert.equal(replaced.workerPid, fat);
   assert.equal(replaced.code, 'ERR_NSERVE_WORKER_MEMORY');
   await until(

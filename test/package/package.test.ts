@@ -210,7 +210,7 @@ test('npx nserve start app.js -w 2 serves the express app through a phased resta
   await new Promise((r) => setTimeout(r, 200));
   const mark = srv.lines.length;
   process.kill(master, 'SIGUSR1');
-  await srv.waitForMsg(/^phased restart: done/, 30_000, mark);
+  await srv.waitForEvent('restart.phased.done', 30_000, mark);
   await until('old workers gone', () => childPids(master).every((p) => !before.includes(p)), 15_000);
   const switched = performance.now();
   await new Promise((r) => setTimeout(r, 300));

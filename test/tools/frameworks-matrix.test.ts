@@ -30,7 +30,7 @@ import { getJson, Load, type LoadResult } from '../helpers/load.js';
 import { now } from '../helpers/logged-process.js';
 import { switchRelease } from '../helpers/releases.js';
 import { restart } from '../helpers/restart.js';
-import { FIXTURES, killAll, type ServerProcess, serveApp, until } from '../helpers/server.js';
+import { FIXTURES, isEvent, killAll, type ServerProcess, serveApp, until } from '../helpers/server.js';
 
 after(killAll);
 before(assertMatrixInstalled);
@@ -131,8 +131,20 @@ async function groupStop(
   assert.deepEqual(exit, { code: 0, signal: null });
   const bad = srv.lines
     .slice(mark)
-    .map((l) => String(l.msg))
-    .filter((m) => /is leaving|replacing|spawned|exited unexpectedly|ERR_SERVER_NOT_RUNNING/.test(m));
+    .filter(
+      (l) =>
+        isEvent(
+          l,
+          'worker.leaving',
+          'worker.memory.exceeded',
+          'worker.protocol.broken',
+          'worker.replaced',
+          'worker.replace.failed',
+          'worker.spawned',
+          'worker.exited',
+        ) || /ERR_SERVER_NOT_RUNNING/.test(String(l.msg)),
+    )
+    .map((l) => String(l.msg));
   assert.deepEqual(bad, [], 'no worker left, was replaced or spawned during the stop');
   assert.doesNotMatch(srv.stderr, /ERR_SERVER_NOT_RUNNING|Error/);
 }
@@ -252,7 +264,7 @@ test(
     try {
       await load.roundsSince(now(), 3);
       const outcome = await restart(srv, 'hot', { deadlineMs: 20_000 });
-      drained = outcome.lines.filter((l) => /^worker drained/.test(String(l.msg)));
+      drained = outcome.lines.filter((l) => isEvent(l, 'drain.done'));
       await load.roundsSince(now(), 3);
     } finally {
       result = await load.stop();

@@ -22,7 +22,7 @@ before(() => {
 });
 
 async function metricsPort(srv: ServerProcess): Promise<number> {
-  const line = await srv.waitForMsg('metrics listener serving', 20_000);
+  const line = await srv.waitForEvent('metrics.listener.serving', 20_000);
   const url = String(line.url);
   return Number(url.slice(url.lastIndexOf(':') + 1));
 }

@@ -134,10 +134,10 @@ test('the deploy record crosses an exec; older and malformed shapes are read tol
 
 test('mixed-version alarm: at once over accepting workers, later over every live one; cleared when one release serves', async () => {
   const history = new RestartHistory();
-  const logged: { level: string; msg: string }[] = [];
+  const logged: { level: string; msg: string; event: unknown }[] = [];
   const log = {
-    warn: (_: unknown, msg: string) => logged.push({ level: 'warn', msg }),
-    info: (_: unknown, msg: string) => logged.push({ level: 'info', msg }),
+    warn: (f: { event?: unknown }, msg: string) => logged.push({ level: 'warn', msg, event: f.event }),
+    info: (f: { event?: unknown }, msg: string) => logged.push({ level: 'info', msg, event: f.event }),
   } as unknown as Watched['log'];
   const current = [
     { alive: true, directory: '/r/v2', generation: 1 },
@@ -172,7 +172,7 @@ test('mixed-version alarm: at once over accepting workers, later over every live
     late.message,
     /^mixed versions after hot restart #1 \(ok\): 2 worker\(s\) on \/r\/v2 and 1 worker\(s\) on \/r\/v1 still alive 0 s later/,
   );
-  assert.equal(logged.filter((l) => l.level === 'warn').length, 1);
+  assert.equal(logged.filter((l) => l.event === 'deploy.mixed.detected').length, 1);
   // A phased restart that stopped midway: mixed among the accepting workers, raised at once.
   retiring[0]!.alive = false;
   current[1]!.directory = '/r/v1';
@@ -194,7 +194,7 @@ test('mixed-version alarm: at once over accepting workers, later over every live
   watch.restartEnded();
   watch.cancel();
   assert.equal(mixed(), undefined);
-  assert.equal(logged.at(-1)?.msg, 'mixed versions: resolved, one release serves');
+  assert.equal(logged.at(-1)?.event, 'deploy.mixed.resolved');
 });
 
 test('no way back: said honestly, withheld indexes counted, crosses an exec, cleared by the next good deploy; rollback refuses', () => {

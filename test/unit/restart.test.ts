@@ -170,7 +170,13 @@ test('the server lifecycle allows only its transitions, and logs each with from/
   l.to('running', 'abandoned');
   l.to('stopping', 'SIGTERM');
   assert.throws(() => l.to('running', 'no way back'), /no transition stopping → running/);
-  assert.deepEqual(lines[0], { lifecycle: 'server', from: 'booting', to: 'running', reason: 'booted' });
+  assert.deepEqual(lines[0], {
+    event: 'state.changed',
+    lifecycle: 'server',
+    from: 'booting',
+    to: 'running',
+    reason: 'booted',
+  });
   assert.equal(lines.length, 4);
 });
 
