@@ -13,6 +13,7 @@
 // drops a `--` from its operands, so it could not tell `start app x` (an error) from `start app -- x`.
 import type { CliOptions } from '../config/index.js';
 import { LOG_FORMATS, LOG_LEVELS } from '../log/logger.js';
+import { RESTART_OVERFLOWS } from '../memory/fit.js';
 import { LEAK_POLICIES } from '../os/descriptors.js';
 
 export interface StartOption {
@@ -105,6 +106,12 @@ export const START_OPTIONS: readonly StartOption[] = [
     flags: '--leak-policy <policy>',
     description: 'descriptors that would leak into a hot restart: close (default), warn, refuse',
     choices: LEAK_POLICIES,
+  },
+  {
+    flags: '--restart-overflow <how>',
+    description:
+      'a cluster hot restart that does not fit in the memory limit: staged (default), phased or refuse',
+    choices: RESTART_OVERFLOWS,
   },
   {
     flags: '--control-url <url>',

@@ -7,6 +7,7 @@ import { HEARTBEAT_INTERVAL_MS } from '../cluster/protocol.js';
 import { NserveError, usageError } from '../errors.js';
 import { type BindSpec, parseBindUri } from '../listen/binder.js';
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat } from '../log/logger.js';
+import { RESTART_OVERFLOWS, type RestartOverflow } from '../memory/fit.js';
 import { LEAK_POLICIES, type LeakPolicy } from '../os/descriptors.js';
 import {
   appArgs,
@@ -121,6 +122,12 @@ export function buildConfig(
   if (!LEAK_POLICIES.includes(leakPolicy)) {
     throw invalid('leakPolicy', leakPolicy, leakOpt?.source ?? 'flag', `one of ${LEAK_POLICIES.join(', ')}`);
   }
+  const overflowOpt = take('restartOverflow');
+  const restartOverflow = (str('restartOverflow', overflowOpt) ?? 'staged') as RestartOverflow;
+  if (!RESTART_OVERFLOWS.includes(restartOverflow)) {
+    const valid = `one of ${RESTART_OVERFLOWS.join(', ')}`;
+    throw invalid('restartOverflow', restartOverflow, overflowOpt?.source ?? 'flag', valid);
+  }
   const dir = str('directory', take('directory'));
   const directory = path.resolve(cwd, dir ?? '.');
   if (!options.directoryMayBeGone && (!fs.existsSync(directory) || !fs.statSync(directory).isDirectory())) {
@@ -200,6 +207,7 @@ export function buildConfig(
     logLevel,
     logFormat,
     leakPolicy,
+    restartOverflow,
     control,
     metricsUrl,
     metrics: metricsUrl !== undefined || control !== undefined,

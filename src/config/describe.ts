@@ -44,6 +44,7 @@ export function describeConfig(
     ['logLevel', 'logLevel', (v: string) => v],
     ['logFormat', 'logFormat', (v: string | undefined) => v ?? 'auto'],
     ['leakPolicy', 'leakPolicy', (v: string) => v],
+    ['restartOverflow', 'restartOverflow', (v: string) => v],
     ['stateFile', 'state', (v: string | undefined) => v ?? null],
     ['redirectStdout', 'redirectStdout', (v: string | undefined) => v ?? null],
     ['redirectStderr', 'redirectStderr', (v: string | undefined) => v ?? null],

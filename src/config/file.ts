@@ -115,6 +115,7 @@ export async function readConfigFile(file: string, fresh = false): Promise<UserC
     'logLevel',
     'logFormat',
     'leakPolicy',
+    'restartOverflow',
     'controlUrl',
     'controlToken',
     'metricsUrl',

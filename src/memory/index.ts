@@ -2,17 +2,22 @@
 // them.
 import type { Logger } from '../log/logger.js';
 import { type MemoryBudget, readMemoryBudget, readRssAnon } from './cgroup.js';
+import { HOT_RESTART_MARGIN } from './fit.js';
 import { mb } from './oom.js';
 
 export { type CgroupRoots, type MemoryBudget, readMemoryBudget, readRssAnon } from './cgroup.js';
+export {
+  extraWorkersThatFit,
+  type Fit,
+  HOT_RESTART_MARGIN,
+  type HotRestartPlan,
+  phaseConcurrencyThatFits,
+  planHotRestart,
+  RESTART_OVERFLOWS,
+  type RestartOverflow,
+  type RestartStrategy,
+} from './fit.js';
 export { describeOomKill, mb, OomAim, type OomVerdict, oomScores, readOomScoreAdj } from './oom.js';
-
-/**
- * A cluster hot restart keeps every old worker while a new one boots for each: it needs, on top of
- * today's working set, one more worker's anonymous memory per worker, plus this margin (a booting app
- * peaks above what it settles at).
- */
-export const HOT_RESTART_MARGIN = 1.1;
 
 export type MemoryView = Omit<MemoryBudget, 'dir'> & {
   /** Cluster: what a hot restart would add (the workers' RssAnon, with the margin); null if unknown. */
