@@ -8,7 +8,7 @@ import { switchRelease } from './releases.js';
 export const RESTART_DONE = /^(nserve booted after hot restart|hot restart: done|phased restart: done)\b/;
 /** Lines that end a restart that did not happen (old code keeps serving), or that was not started. */
 export const RESTART_FAILED =
-  /^(hot restart (abandoned|refused)|hot restart: exec failed|hot restart failed unexpectedly|phased restart stopped after|SIG\w+ ignored)/;
+  /^(hot restart (abandoned|refused)|hot restart: exec failed|hot restart failed unexpectedly|phased restart stopped after|phased restart refused|SIG\w+ ignored)/;
 
 export type RestartKind = 'hot' | 'phased';
 

@@ -36,7 +36,12 @@ function releases(t: TestContext): string {
   return root;
 }
 
-function start(t: TestContext, cgroup: string, root: string): { srv: ServerProcess; sock: string } {
+function start(
+  t: TestContext,
+  cgroup: string,
+  root: string,
+  extra: readonly string[] = [],
+): { srv: ServerProcess; sock: string } {
   const sock = path.join(tmpDir(t), 'control.sock');
   const [cmd, args] = inCgroup(cgroup, [
     process.execPath,
@@ -51,6 +56,7 @@ function start(t: TestContext, cgroup: string, root: string): { srv: ServerProce
     'tcp://127.0.0.1:0',
     '--control-url',
     `unix://${sock}`,
+    ...extra,
   ]);
   const srv = startCommand(cmd, args);
   t.after(() => srv.kill());
@@ -135,4 +141,31 @@ test('a cgroup where not even one more worker fits: the hot restart is refused w
   assert.equal(oomKills(cgroup), 0, 'nothing was booted to be OOM-killed');
   assert.deepEqual(childPids(srv.pid), old, 'the old workers serve on');
   assert.equal((await getJson(port)).body.version, 'v1');
+});
+
+test('--restart-overflow phased: a hot restart that does not fit runs as a phased one, and ctl restart --wait says so', {
+  skip: NO_CGROUPS,
+  timeout: 60_000,
+}, async (t) => {
+  const cgroup = makeCgroup(t, 2048 * MB);
+  const root = releases(t);
+  const { srv, sock } = start(t, cgroup, root, ['--restart-overflow', 'phased']);
+  const port = await srv.port(20_000);
+  setLimit(cgroup, Math.round(workingSet(cgroup) * 1.5));
+  const load = new Load({ port, keepAlive: 3, newConnection: 2 });
+  try {
+    await load.roundsSince(now(), 2);
+    switchRelease(root, 'v2');
+    const done = await ctl(['restart', '--wait', '--control-url', `unix://${sock}`]);
+    assert.equal(done.code, 0, done.stderr);
+    assert.match(
+      done.stdout,
+      /^phased restart #1 \(a hot restart run as a phased one: it did not fit in memory\) done in /m,
+    );
+    await load.roundsSince(now(), 2);
+  } finally {
+    await stopWithoutFailures(load, t);
+  }
+  assert.equal(oomKills(cgroup), 0);
+  assert.equal((await getJson(port)).body.version, 'v2');
 });
