@@ -7,6 +7,7 @@ import { footprintSuite } from './footprint.js';
 import { defaultOut } from './lib/machine.js';
 import { cleanupAll, installCleanupHandlers, ROOT } from './lib/proc.js';
 import { LONGLIVED_SYSTEMS, longLivedSuite } from './longlived.js';
+import { MEMORY_STRATEGIES, memorySuite } from './memory.js';
 import { metricsSuite } from './metrics.js';
 import { DEFAULT_RESTART_SYSTEMS, RESTART_SYSTEMS, restartSuite } from './restart.js';
 import {
@@ -18,7 +19,7 @@ import {
 } from './signal-window.js';
 import { DEFAULT_THROUGHPUT_SYSTEMS, THROUGHPUT_SYSTEMS, throughputSuite } from './throughput.js';
 
-const USAGE = `usage: node dist/bench/run.js <restart|throughput|longlived|footprint|metrics|signal-window|all> [options]
+const USAGE = `usage: node dist/bench/run.js <restart|throughput|longlived|footprint|metrics|memory|signal-window|all> [options]
 
 common:
   --rounds N         interleaved rounds, every system once per round (default 2; --quick: 1)
@@ -56,6 +57,11 @@ metrics (issue 19: keep-alive throughput and CPU per request, metrics off/on/scr
   --workers N        0 = single mode (default 2)
   --modes a,b        off, on (never scraped), Ns (scraped every N s) (default off,on,1s,15s);
                      base:<mode> runs <mode> with the checkout given by --base DIR (before/after)
+
+memory (a cluster restart in a cgroup v1 memory limit, per strategy; root; not part of "all"):
+  --rounds N         (default 1)
+  --workers N        (default 4)   --hold-mb MB  anonymous memory each app process holds (default 64)
+  --systems a,b      ${MEMORY_STRATEGIES.join(', ')} (default: all)
 
 signal-window (SIGTERM/SIGINT/USR2/HUP right after a hot restart's exec: fatal or not; not part of "all"):
   --nodes a,b        paths of node binaries to run nserve with (default: the node running the bench)
@@ -107,6 +113,7 @@ async function main(): Promise<void> {
       modes: { type: 'string' },
       base: { type: 'string' },
       nodes: { type: 'string' },
+      'hold-mb': { type: 'string' },
       signals: { type: 'string' },
       delays: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -116,7 +123,16 @@ async function main(): Promise<void> {
   if (
     values.help ||
     suite === undefined ||
-    !['restart', 'throughput', 'longlived', 'footprint', 'metrics', 'signal-window', 'all'].includes(suite)
+    ![
+      'restart',
+      'throughput',
+      'longlived',
+      'footprint',
+      'metrics',
+      'memory',
+      'signal-window',
+      'all',
+    ].includes(suite)
   ) {
     process.stdout.write(USAGE);
     process.exitCode = values.help ? 0 : 2;
@@ -177,6 +193,15 @@ async function main(): Promise<void> {
       modes: list(values.modes, ['off', 'on', '1s', '15s']),
       base: values.base === undefined ? undefined : path.resolve(INVOKED_FROM, values.base),
       out: outFor('metrics'),
+    });
+  }
+  if (suite === 'memory') {
+    await memorySuite({
+      rounds: num('rounds', values.rounds, 1),
+      workers: num('workers', values.workers, 4),
+      holdMb: num('hold-mb', values['hold-mb'], 64),
+      strategies: list(values.systems, [...MEMORY_STRATEGIES]),
+      out: outFor('memory'),
     });
   }
   if (suite === 'signal-window') {
