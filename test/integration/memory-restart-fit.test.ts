@@ -15,7 +15,16 @@ import { getJson, Load, stopWithoutFailures } from '../helpers/load.js';
 import { now } from '../helpers/logged-process.js';
 import { makeReleases, switchRelease } from '../helpers/releases.js';
 import { signalRestart } from '../helpers/restart.js';
-import { CLI, childPids, killAll, type ServerProcess, startCommand, tmpDir } from '../helpers/server.js';
+import {
+  CLI,
+  childPids,
+  killAll,
+  ROOT,
+  type ServerProcess,
+  startCommand,
+  tmpDir,
+  until,
+} from '../helpers/server.js';
 
 after(killAll);
 
@@ -168,4 +177,62 @@ test('--restart-overflow phased: a hot restart that does not fit runs as a phase
   }
   assert.equal(oomKills(cgroup), 0);
   assert.equal((await getJson(port)).body.version, 'v2');
+});
+
+test('--worker-max-memory in a cgroup where the replacement does not fit beside the worker: it drains first, then is replaced, 0 failed, no OOM kill', {
+  skip: NO_CGROUPS,
+  timeout: 60_000,
+}, async (t) => {
+  const cgroup = makeCgroup(t, 2048 * MB);
+  const [cmd, args] = inCgroup(cgroup, [
+    process.execPath,
+    CLI,
+    'start',
+    path.join(ROOT, 'test/fixtures/memory/grow.mjs'),
+    '-w',
+    '2',
+    '--bind',
+    'tcp://127.0.0.1:0',
+    '--worker-max-memory',
+    '100MB',
+  ]);
+  const srv = startCommand(cmd, args);
+  t.after(() => srv.kill());
+  const port = await srv.port(20_000);
+  const load = new Load({ port, keepAlive: 2, newConnection: 2 });
+  let fat = 0;
+  try {
+    await load.roundsSince(now(), 2);
+    fat = Number((await getJson(port, '/')).body.pid);
+    let kept = 0;
+    await until(`worker ${fat} keeping 120 MB`, async () => {
+      const a = await getJson(port, `/grow?pid=${fat}`);
+      if (Number(a.body.pid) === fat) kept = Number(a.body.kept);
+      return kept >= 3;
+    });
+    // Room for 20 MB more: not for a copy of a worker (the mean of 1 fat and 1 lean one, plus 10%).
+    setLimit(cgroup, workingSet(cgroup) + 20 * MB);
+    const line = await srv.waitForMsg(/over --worker-max-memory/, 15_000);
+    assert.equal(line.workerPid, fat);
+    assert.equal(line.strategy, 'drain-first', String(line.msg));
+    assert.match(String(line.msg), /its replacement does not fit in memory beside it, so it drains first/);
+    await until(
+      'the fat worker gone, two workers again',
+      () => {
+        const pids = childPids(srv.pid);
+        return !pids.includes(fat) && pids.length === 2;
+      },
+      20_000,
+    );
+    await srv.waitForMsg(/^worker \d replaced$/, 10_000);
+    await load.roundsSince(now(), 2);
+  } finally {
+    await stopWithoutFailures(load, t);
+  }
+  assert.equal(oomKills(cgroup), 0, 'no process was OOM-killed');
+  assert.equal(
+    srv.lines.some((l) => /exited unexpectedly/.test(String(l.msg))),
+    false,
+    'its exit is no crash',
+  );
 });
