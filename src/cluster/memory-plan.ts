@@ -37,7 +37,8 @@ export function planHot(m: Master): HotRestartPlan {
     perWorker: plan.perWorker,
     headroom: plan.headroom,
   };
-  // A refusal is said once, as the restart's verdict (logAbandoned).
+  // A refusal is said once, as the restart's verdict (logAbandoned); without a limit there is no plan.
+  if (plan.perWorker === null) return plan;
   if (plan.strategy === 'hot') m.log.info(fields, `hot restart: ${plan.reason}`);
   else if (plan.strategy !== 'refused')
     m.log.warn(fields, `hot restart does not fit in memory: ${plan.reason}`);
