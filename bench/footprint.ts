@@ -86,8 +86,11 @@ const NODE_CLUSTER: SystemDef = {
   },
 };
 
-/** `nserve start hello.mjs` (single, or `-w 2`) run by `cli`. */
-function nserveSystem(name: string, label: string, cli: string, workers: number): SystemDef {
+/**
+ * `nserve start hello.mjs` (single, or `-w 2`) run by `cli`; `control`: with a control server (unix
+ * socket in a temporary directory), which turns the metrics on too (prom-client in every process).
+ */
+function nserveSystem(name: string, label: string, cli: string, workers: number, control = false): SystemDef {
   return {
     name,
     label,
@@ -100,6 +103,7 @@ function nserveSystem(name: string, label: string, cli: string, workers: number)
         '--bind',
         `tcp://127.0.0.1:${port}`,
       ];
+      if (control) args.push('--control-url', `unix://${tmpDir('nserve-bench-fp-')}/control.sock`);
       const proc = startNode(cli, workers > 0 ? [...args, '-w', String(workers)] : args);
       return workers > 0
         ? { proc, master: proc.pid, servers: () => childPids(proc.pid) }
@@ -122,6 +126,7 @@ export function footprintSystems(before?: string): SystemDef[] {
     ...nserve('nserve-single', 'nserve single mode', 0),
     NODE_CLUSTER,
     ...nserve('nserve-w2', 'nserve -w 2', 2),
+    nserveSystem('nserve-w2-ctl', 'nserve -w 2, control + metrics', NSERVE_CLI, 2, true),
   ];
 }
 
@@ -327,7 +332,9 @@ export async function footprintSuite(opts: FootprintOptions): Promise<void> {
   });
   console.log(`\nStart-up and memory, hello app (median (min–max) over ${opts.rounds} rounds):\n`);
   console.log(table(header, rows));
-  for (const name of ['nserve-w2', 'nserve-w2-before'].filter((n) => systems.some((s) => s.name === n))) {
+  for (const name of ['nserve-w2', 'nserve-w2-before', 'nserve-w2-ctl'].filter((n) =>
+    systems.some((s) => s.name === n),
+  )) {
     console.log(
       `\n${name} master vs Node cluster primary: ${fmtMB(master(name))} vs ${fmtMB(master('cluster'))} (${signedMB(master(name) - master('cluster'))})`,
     );

@@ -8,6 +8,7 @@ import { footprintSuite } from './footprint.js';
 import { defaultOut } from './lib/machine.js';
 import { cleanupAll, installCleanupHandlers, ROOT } from './lib/proc.js';
 import { LONGLIVED_SYSTEMS, longLivedSuite } from './longlived.js';
+import { MEMORY_STRATEGIES, memorySuite } from './memory.js';
 import { metricsSuite } from './metrics.js';
 import { DEFAULT_RESTART_SYSTEMS, RESTART_SYSTEMS, restartSuite } from './restart.js';
 import {
@@ -19,7 +20,7 @@ import {
 } from './signal-window.js';
 import { DEFAULT_THROUGHPUT_SYSTEMS, THROUGHPUT_SYSTEMS, throughputSuite } from './throughput.js';
 
-const USAGE = `usage: node dist/bench/run.js <restart|throughput|longlived|footprint|metrics|dashboard|signal-window|all> [options]
+const USAGE = `usage: node dist/bench/run.js <restart|throughput|longlived|footprint|metrics|dashboard|memory|signal-window|all> [options]
 
 common:
   --rounds N         interleaved rounds, every system once per round (default 2; --quick: 1)
@@ -60,6 +61,10 @@ metrics (issue 19: keep-alive throughput and CPU per request, metrics off/on/scr
 
 dashboard (an open dashboard's cost to the workers: req/s and CPU per request, closed vs open; not part of "all"):
   --rounds N (default 5)   --duration S (default 5)   --connections N (default 32)   --workers N (default 2)
+memory (a cluster restart in a cgroup v1 memory limit, per strategy; root; not part of "all"):
+  --rounds N         (default 1)
+  --workers N        (default 4)   --hold-mb MB  anonymous memory each app process holds (default 64)
+  --systems a,b      ${MEMORY_STRATEGIES.join(', ')} (default: all)
 
 signal-window (SIGTERM/SIGINT/USR2/HUP right after a hot restart's exec: fatal or not; not part of "all"):
   --nodes a,b        paths of node binaries to run nserve with (default: the node running the bench)
@@ -111,6 +116,7 @@ async function main(): Promise<void> {
       modes: { type: 'string' },
       base: { type: 'string' },
       nodes: { type: 'string' },
+      'hold-mb': { type: 'string' },
       signals: { type: 'string' },
       delays: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -127,6 +133,7 @@ async function main(): Promise<void> {
       'footprint',
       'metrics',
       'dashboard',
+      'memory',
       'signal-window',
       'all',
     ].includes(suite)
@@ -201,6 +208,15 @@ async function main(): Promise<void> {
       loadgen: values.loadgen,
       workers: num('workers', values.workers, 2),
       out: outFor('dashboard'),
+    });
+  }
+  if (suite === 'memory') {
+    await memorySuite({
+      rounds: num('rounds', values.rounds, 1),
+      workers: num('workers', values.workers, 4),
+      holdMb: num('hold-mb', values['hold-mb'], 64),
+      strategies: list(values.systems, [...MEMORY_STRATEGIES]),
+      out: outFor('memory'),
     });
   }
   if (suite === 'signal-window') {

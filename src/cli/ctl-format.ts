@@ -9,7 +9,15 @@ import type { RestartRecord } from '../restart/history.js';
 export function describeRestartDone(r: RestartRecord): string {
   const what = r.rollback === true ? `rollback #${r.id} (${r.kind} restart)` : `${r.kind} restart #${r.id}`;
   const release = r.release === undefined ? '' : ` · serving ${describeRelease(r.release)}`;
-  return `${what} done in ${duration(r)}${release}`;
+  return `${what}${strategyWords(r)} done in ${duration(r)}${release}`;
+}
+
+/** The strategy that ran when memory chose it (memory/fit.ts): ` (staged: …)`; nothing for a plain one. */
+export function strategyWords(r: RestartRecord): string {
+  if (r.strategy === 'staged')
+    return ` (staged, did not fit in memory: ${r.preboot ?? '?'} new workers booted before the old ones drained)`;
+  if (r.strategy === 'phased') return ' (a hot restart run as a phased one: it did not fit in memory)';
+  return '';
 }
 
 export function duration(r: RestartRecord): string {

@@ -11,6 +11,8 @@ import { reportInheritedLeaks, warnOnGrowth } from '../os/descriptors.js';
 import type { Handoff } from '../restart/handoff.js';
 import { type Abandoned, logAbandoned, newConfigProblem, prepareExec } from '../restart/prepare.js';
 import type { Master } from './master.js';
+import { bootRest, planHot, recordPlan } from './memory-plan.js';
+import { phasedRestart } from './phased-restart.js';
 import type { WorkerHandle } from './worker-handle.js';
 import { bootExitReason } from './worker-states.js';
 
@@ -23,11 +25,19 @@ import { bootExitReason } from './worker-states.js';
  */
 export async function hotRestart(m: Master, requestedAt: number): Promise<void> {
   const { log, ctx, pool } = m;
+  // Do N new workers fit beside the old ones? If not: staged, phased or refused (memory-plan.ts).
+  const plan = planHot(m);
+  if (plan.strategy === 'phased') return phasedRestart(m, { fallback: plan });
   const signal = m.beginRestart('hot restart requested');
   const record = m.history.begin('hot');
+  recordPlan(record, plan);
   const generation = m.generation + 1;
-  logEvent(log, 'restart.hot.started', { generation }, 'hot restart: started');
-  m.warnIfHotRestartCannotFit('before this hot restart');
+  logEvent(
+    log,
+    'restart.hot.started',
+    { generation, strategy: plan.strategy },
+    `hot restart: started (${plan.strategy})`,
+  );
   const fresh: WorkerHandle[] = [];
   let bootFailure: string | undefined;
   const killFresh = (): void => {
@@ -39,6 +49,8 @@ export async function hotRestart(m: Master, requestedAt: number): Promise<void> 
     logAbandoned(log, a, 'old workers');
     m.endRestart('hot restart abandoned');
   };
+  if (plan.strategy === 'refused')
+    return abandon({ code: 'ERR_NSERVE_RESTART_NO_FIT', reason: plan.reason, stopped: false });
   let directory: string;
   try {
     directory = m.resolveNewDirectory();
@@ -46,7 +58,8 @@ export async function hotRestart(m: Master, requestedAt: number): Promise<void> 
     return abandon({ code: 'ERR_NSERVE_BOOT_CHECK', reason: errorMessage(err), stopped: false });
   }
   const spawning = (async () => {
-    for (let i = 0; i < m.count && bootFailure === undefined && !signal.aborted; i++) {
+    // Staged: only as many as fit now; the new image boots the rest once the old workers are gone.
+    for (let i = 0; i < plan.preboot && bootFailure === undefined && !signal.aborted; i++) {
       const w = await pool.spawn(i, generation, directory);
       fresh.push(w);
       // A new worker that fails before the exec vetoes it (after the exec, the new image sees it).
@@ -182,13 +195,15 @@ export async function completeHotRestart(m: Master, handoff: Handoff): Promise<v
     'hot restart: new master image adopted the workers; booting new workers',
   );
   // The early workers already boot; the new config may want more of them, or fewer.
+  // Staged (memory-plan.ts): only the workers that fit beside the old ones boot now, the rest later.
+  const preboot = record?.strategy === 'staged' ? Math.min(record.preboot ?? m.count, m.count) : m.count;
   const fresh: WorkerHandle[] = [];
   for (const w of early) {
-    if (w.alive && w.index < m.count && fresh[w.index] === undefined) fresh[w.index] = w;
+    if (w.alive && w.index < preboot && fresh[w.index] === undefined) fresh[w.index] = w;
     else w.kill('SIGKILL');
   }
   try {
-    for (let i = 0; i < m.count; i++) fresh[i] ??= await pool.spawn(i, generation, directory);
+    for (let i = 0; i < preboot; i++) fresh[i] ??= await pool.spawn(i, generation, directory);
     await unlessAborted(Promise.all(fresh.map((w) => pool.waitBooted(w))), signal);
   } catch (err) {
     for (const w of fresh) w.kill('SIGKILL');
@@ -215,16 +230,17 @@ export async function completeHotRestart(m: Master, handoff: Handoff): Promise<v
     record.fds = fs.readdirSync('/proc/self/fd').length;
     record.workerFds = fresh.map((w) => fdCountOf(w.pid));
   }
+  const pauseMs = Date.now() - silentFrom;
+  if (preboot < m.count) await bootRest(m, old, generation, directory, signal);
   m.history.finish(record, 'ok');
   warnOnGrowth(m.history.fdCounts(), log);
   const requestedAt = handoff.restart.requestedAt;
-  const pauseMs = Date.now() - silentFrom;
   const restartMs = Date.now() - requestedAt;
   logEvent(
     log,
     'restart.hot.done',
-    { generation, pids: fresh.map((w) => w.pid), pauseMs, restartMs },
-    `hot restart: done in ${restartMs} ms, pause ${pauseMs} ms (restart #${record?.id ?? handoff.restart.count}, generation ${generation})`,
+    { generation, pids: pool.current().map((w) => w.pid), pauseMs, restartMs, strategy: record?.strategy },
+    `hot restart: done in ${restartMs} ms, pause ${pauseMs} ms (restart #${record?.id ?? handoff.restart.count}, generation ${generation}${record?.strategy === 'staged' ? `, staged: ${preboot} of ${m.count} booted before the old workers drained` : ''})`,
   );
   m.endRestart('hot restart done');
 }

@@ -14,9 +14,11 @@ import { isDirectory } from '../deploy/release.js';
 import { errorMessage } from '../errors.js';
 import { unlessAborted } from '../launcher/lifecycle.js';
 import { logEvent } from '../log/events.js';
+import type { HotRestartPlan } from '../memory/index.js';
 import type { RestartRecord } from '../restart/history.js';
 import { type CanaryVerdict, canaryRecord, watchCanary } from './canary.js';
 import type { Master } from './master.js';
+import { phaseConcurrency, recordPlan } from './memory-plan.js';
 import type { WorkerHandle } from './worker-handle.js';
 
 /** The canary judged the new release worse: the rollout stopped; `outcome` says what serves now. */
@@ -56,22 +58,40 @@ export function phases(count: number, concurrency: number, canary: boolean): num
  * the old workers' slots, then drain the old workers. A replacement that fails to boot stops the rollout
  * (its phase's other replacements are killed); the remaining old workers keep serving.
  */
-export async function phasedRestart(m: Master): Promise<void> {
+export async function phasedRestart(m: Master, options: { fallback?: HotRestartPlan } = {}): Promise<void> {
   const { log, pool, config } = m;
-  const signal = m.beginRestart('phased restart requested');
+  const signal = m.beginRestart(
+    options.fallback === undefined
+      ? 'phased restart requested'
+      : 'hot restart requested, run as a phased one',
+  );
   const started = Date.now();
   const record = m.history.begin('phased');
+  if (options.fallback !== undefined) recordPlan(record, options.fallback);
+  // Each phase boots its replacements beside the workers they replace: as many as fit (memory-plan.ts).
+  const fit = phaseConcurrency(m, options.fallback?.concurrency ?? config.phaseConcurrency);
+  if ('refused' in fit) {
+    record.strategy = 'refused';
+    m.history.finish(record, 'failed', fit.refused);
+    logEvent(
+      log,
+      'restart.phased.refused',
+      { code: 'ERR_NSERVE_RESTART_NO_FIT', strategy: 'refused' },
+      `phased restart refused, old workers keep serving: ${fit.refused}`,
+    );
+    return m.endRestart('phased restart refused');
+  }
   const generation = m.generation + 1;
   // A rollback goes back to the release that served before: it is not judged again (no canary).
   const canaryMs = m.history.deploys.pinned === undefined ? config.canaryMs : undefined;
   let replaced = 0;
   try {
     const directory = m.resolveNewDirectory();
-    const plan = phases(m.count, config.phaseConcurrency, canaryMs !== undefined);
+    const plan = phases(m.count, fit.concurrency, canaryMs !== undefined);
     logEvent(
       log,
       'restart.phased.started',
-      { generation, directory, concurrency: config.phaseConcurrency, canaryMs },
+      { generation, directory, concurrency: fit.concurrency, canaryMs },
       'phased restart: started',
     );
     for (const [p, indexes] of plan.entries()) {

@@ -12,6 +12,7 @@ import { errorMessage } from '../errors.js';
 import { logEvent } from '../log/events.js';
 import { describeOomKill } from '../memory/index.js';
 import type { Master } from './master.js';
+import { replacementFits } from './memory-plan.js';
 import type { WorkerHandle } from './worker-handle.js';
 import type { WorkerEvent } from './worker-states.js';
 
@@ -82,11 +83,27 @@ export class Recovery {
     this.m.history.totals.memoryReplacements++;
     w.replacing = true;
     const mb = (n: number): string => `${Math.round(n / 1048576)} MB`;
+    const over = `worker ${w.index} over --worker-max-memory (RSS ${mb(rss)} > ${mb(limit)} for ${OVER_MEMORY_CHECKINS} check-ins)`;
+    const fields = { worker: w.index, workerPid: w.pid, rss, limit, code: 'ERR_NSERVE_WORKER_MEMORY' };
+    // Replacement first where it fits in the memory budget (memory-plan.ts). Where it does not, booting
+    // it beside the bloated worker would run the cgroup out of memory: the worker drains first, its
+    // slots lent to the others, and its replacement boots in the memory it gave back.
+    const others = this.m.pool.current().some((o) => o !== w && o.serving);
+    if (!replacementFits(this.m) && others) {
+      logEvent(
+        this.m.log,
+        'worker.memory.exceeded',
+        { ...fields, strategy: 'drain-first' },
+        `${over}: its replacement does not fit in memory beside it, so it drains first (its slots go to the other workers), then is replaced`,
+      );
+      this.m.background(this.drainThenReplace(w));
+      return;
+    }
     logEvent(
       this.m.log,
       'worker.memory.exceeded',
-      { worker: w.index, workerPid: w.pid, rss, limit, code: 'ERR_NSERVE_WORKER_MEMORY' },
-      `worker ${w.index} over --worker-max-memory (RSS ${mb(rss)} > ${mb(limit)} for ${OVER_MEMORY_CHECKINS} check-ins): replacing it, its replacement first`,
+      { ...fields, strategy: 'replacement-first' },
+      `${over}: replacing it, its replacement first${others ? '' : ' (no other worker could take its slots, fitting or not)'}`,
     );
     this.m.background(this.surgeReplace(w));
   }
@@ -230,6 +247,24 @@ export class Recovery {
     }
     await m.slots.rebalance();
     logEvent(m.log, 'worker.replaced', { worker: index, workerPid: w.pid }, `worker ${index} replaced`);
+  }
+
+  /** Drain a serving worker first (its slots lent to the others), then boot its replacement. */
+  private async drainThenReplace(old: WorkerHandle): Promise<void> {
+    const m = this.m;
+    old.markDraining('over --worker-max-memory');
+    // Retiring, not current: its exit is no crash, and its index is this replacement's to fill.
+    if (m.pool.workers[old.index] === old) delete m.pool.workers[old.index];
+    m.pool.retiring.add(old);
+    await m.slots.rebalance();
+    await m.pool.drain(old, 'over --worker-max-memory', { why: 'replace' });
+    if (old.alive)
+      await old
+        .waitFor('exit', m.config.shutdownTimeoutMs + 5000, (msg) => (msg.t === 'exit' ? true : undefined))
+        .catch(() => {});
+    // A restart that began meanwhile fills the empty index itself when it ends (endRestart).
+    if (!m.lifecycle.is('running') || m.pool.workers[old.index] !== undefined) return;
+    await this.replace(old.index);
   }
 
   /** Replace a serving worker surge-first: its replacement accepts on its slots before it drains. */

@@ -1,6 +1,7 @@
 // The settings table, part two: stops, restarts and their timeouts, probes and limits.
 // settings.ts joins the parts; its header says what is fed from them.
 import { HEARTBEAT_INTERVAL_MS } from '../cluster/protocol.js';
+import { RESTART_OVERFLOWS } from '../memory/fit.js';
 import { LEAK_POLICIES } from '../os/descriptors.js';
 import {
   inSeconds,
@@ -166,6 +167,19 @@ export const RESTART_SETTINGS = [
     },
     field: 'leakPolicy',
     parse: oneOf(LEAK_POLICIES, 'close'),
+  },
+  {
+    key: 'restartOverflow',
+    flags: '--restart-overflow <how>',
+    choices: RESTART_OVERFLOWS,
+    help: 'a cluster hot restart that does not fit in the memory limit: staged (default), phased or refuse',
+    doc: {
+      default: '`staged`',
+      meaning:
+        'a cluster hot restart whose new workers do not fit in the memory limit: `staged` (as many as fit, then the old ones drain, then the rest), `phased` or `refuse` ([docs](docs/deployment.md#memory-limits))',
+    },
+    field: 'restartOverflow',
+    parse: oneOf(RESTART_OVERFLOWS, 'staged'),
   },
   {
     key: 'bootCheck',

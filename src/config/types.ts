@@ -4,6 +4,7 @@ import type { LevelWithSilent } from 'pino';
 import type { ControlConfig } from '../control/api.js';
 import type { Balance, BindSpec } from '../listen/binder.js';
 import type { LogFormat } from '../log/logger.js';
+import type { RestartOverflow } from '../memory/fit.js';
 import type { LeakPolicy } from '../os/descriptors.js';
 import type { MetricsAddress } from './derive.js';
 import type { ConfigFileSource } from './file.js';
@@ -64,6 +65,8 @@ export interface UserConfig {
   logLevel?: LevelWithSilent;
   logFormat?: LogFormat;
   leakPolicy?: LeakPolicy;
+  /** A cluster hot restart that does not fit in the memory limit: staged (default), phased or refuse. */
+  restartOverflow?: RestartOverflow;
   controlUrl?: string;
   controlToken?: string;
   /** A read-only Prometheus listener, `tcp://HOST:PORT` (docs/metrics.md). */
@@ -141,6 +144,8 @@ export interface Config {
   logFormat: LogFormat | undefined;
   /** What to do with descriptors that would leak into a hot-restarted image. */
   leakPolicy: LeakPolicy;
+  /** `--restart-overflow`: what a cluster hot restart does when it does not fit (memory/fit.ts). */
+  restartOverflow: RestartOverflow;
   /** The control server (master or single only), if `--control-url` is set. */
   control: ControlConfig | undefined;
   /** `--metrics-url`: a read-only listener answering GET /metrics, kept across hot restarts. */

@@ -40,6 +40,12 @@ export const EVENTS = {
   'restart.hot.cancelled': ['info', 'A hot restart was cancelled by a stop.'],
   'restart.hot.crashed': ['fatal', 'A hot restart failed unexpectedly; the process exits 1.'],
   'restart.boot-check.started': ['debug', 'The short-lived process that checks the new code boots was started.'],
+  'restart.memory.fits': ['info', 'A cluster hot restart fits in the memory limit: every new worker boots beside the old ones.'],
+  'restart.memory.overflow': ['warn', 'A cluster hot restart does not fit in the memory limit: it runs staged or phased (--restart-overflow), the numbers in the fields.'],
+  'restart.memory.concurrency-lowered': ['warn', 'A phased restart replaces fewer workers at a time than --phase-concurrency: only that many fit in the memory limit.'],
+  'restart.staged.rest': ['info', 'A staged hot restart booted the remaining new workers once the old ones had drained.'],
+  'restart.staged.worker-failed': ['error', 'A staged hot restart: a remaining new worker failed to boot; it is replaced like a crashed worker.'],
+  'restart.phased.refused': ['error', 'A phased restart was refused: not even one new worker fits in the memory limit (ERR_NSERVE_RESTART_NO_FIT); old workers keep serving.'],
   // phased restart (SIGUSR1), canary, rollback
   'restart.phased.started': ['info', 'A phased restart began: workers are replaced one group at a time.'],
   'restart.phased.worker-replaced': ['info', 'A phased restart replaced one worker (bootedMs, ms).'],

@@ -4,17 +4,22 @@
 import { logEvent } from '../log/events.js';
 import type { Logger } from '../log/logger.js';
 import { type MemoryBudget, readMemoryBudget, readRssAnon } from './cgroup.js';
+import { HOT_RESTART_MARGIN } from './fit.js';
 import { mb } from './oom.js';
 
 export { type CgroupRoots, type MemoryBudget, readMemoryBudget, readRssAnon } from './cgroup.js';
+export {
+  extraWorkersThatFit,
+  type Fit,
+  HOT_RESTART_MARGIN,
+  type HotRestartPlan,
+  phaseConcurrencyThatFits,
+  planHotRestart,
+  RESTART_OVERFLOWS,
+  type RestartOverflow,
+  type RestartStrategy,
+} from './fit.js';
 export { describeOomKill, mb, OomAim, type OomVerdict, oomScores, readOomScoreAdj } from './oom.js';
-
-/**
- * A cluster hot restart keeps every old worker while a new one boots for each: it needs, on top of
- * today's working set, one more worker's anonymous memory per worker, plus this margin (a booting app
- * peaks above what it settles at).
- */
-export const HOT_RESTART_MARGIN = 1.1;
 
 export type MemoryView = Omit<MemoryBudget, 'dir'> & {
   /** Cluster: what a hot restart would add (the workers' RssAnon, with the margin); null if unknown. */
@@ -40,9 +45,9 @@ export function hotRestartNeed(pids: readonly number[]): number | null {
 }
 
 /**
- * Say when a cluster hot restart of `workers` workers would not fit in the memory budget (at start, and
- * before each one): the OOM killer then kills new workers as they boot (they are its first choice) and
- * the restart is abandoned, the old code still serving. `pids`: the workers serving now.
+ * Say at start when a cluster hot restart of `workers` workers would not fit in the memory budget: it
+ * would then run staged, phased or not at all (--restart-overflow; each restart plans again with the
+ * numbers of its moment: cluster/memory-plan.ts). `pids`: the workers serving now.
  */
 export function warnIfHotRestartCannotFit(
   log: Logger,
@@ -61,6 +66,6 @@ export function warnIfHotRestartCannotFit(
       limit: v.limit,
       workingSet: v.workingSet,
     },
-    `${when}: a hot restart may not fit in memory: its ${workers} new workers need ~${mb(v.hotRestartNeed)} beside the old ones, the headroom is ${mb(v.headroom)} (limit ${mb(v.limit)}, working set ${mb(v.workingSet)}); if the cgroup runs out, the OOM killer kills booting workers first and the restart is abandoned (a phased restart, USR1, needs one worker at a time)`,
+    `${when}: a hot restart may not fit in memory: its ${workers} new workers need ~${mb(v.hotRestartNeed)} beside the old ones, the headroom is ${mb(v.headroom)} (limit ${mb(v.limit)}, working set ${mb(v.workingSet)}); a hot restart then runs as --restart-overflow says (staged by default: as many new workers as fit first, the rest once the old ones drained)`,
   );
 }

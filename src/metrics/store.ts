@@ -82,7 +82,11 @@ export class MetricsStore {
 
   restartFinished(r: RestartRecord): void {
     const result: RestartResult =
-      r.outcome === 'ok' ? 'ok' : /^descriptors would leak/.test(r.error ?? '') ? 'refused' : 'abandoned';
+      r.outcome === 'ok'
+        ? 'ok'
+        : r.strategy === 'refused' || /^descriptors would leak/.test(r.error ?? '')
+          ? 'refused'
+          : 'abandoned';
     bump(this.s.restarts, `${r.kind}:${result}`);
   }
 

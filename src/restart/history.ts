@@ -2,6 +2,7 @@
 // survive hot restarts (handed to the new image: restart/handoff.ts). control/status.ts shows them.
 import { Deploys, readTargetFields } from '../deploy/record.js';
 import type { ReleaseRef } from '../deploy/release.js';
+import { RESTART_STRATEGIES, type RestartStrategy } from '../memory/fit.js';
 
 export type RestartKind = 'hot' | 'phased';
 export type RestartOutcome = 'in-progress' | 'ok' | 'failed';
@@ -26,6 +27,15 @@ export interface RestartRecord {
   previous?: ReleaseRef;
   /** A rollback (`ctl rollback`): onto the pinned previous release, not the re-resolved --directory. */
   rollback?: boolean;
+  /**
+   * Cluster: how the restart fitted in the memory budget (memory/fit.ts): `hot` (all new workers beside
+   * the old ones), `staged` (some, the rest after the old ones drained), `phased` (a hot restart run as a
+   * phased one: --restart-overflow phased), `refused`; `memory` says why, with the numbers.
+   */
+  strategy?: RestartStrategy;
+  memory?: string;
+  /** Staged: the new workers booted beside the old ones before those drained. */
+  preboot?: number;
   /** A phased restart with `--canary`: the verdict, in numbers (the same line is in `error` if it failed). */
   canary?: CanaryRecord;
 }
@@ -136,7 +146,12 @@ export class RestartHistory {
     return new RestartHistory(
       (records ?? [])
         .filter(isRecord)
-        .map((r) => ({ ...r, ...readTargetFields(r), canary: readCanaryRecord(r.canary) }))
+        .map((r) => ({
+          ...r,
+          ...readTargetFields(r),
+          canary: readCanaryRecord(r.canary),
+          ...readFitFields(r),
+        }))
         .slice(-KEEP),
       readTotals(totals),
       Deploys.fromHandoff(releases, servedBefore),
@@ -198,6 +213,18 @@ export class RestartHistory {
     this.deploys.settle(record);
     this.onFinish?.(record);
   }
+}
+
+/** The memory plan's fields of a record handed over (memory/fit.ts): only well-formed ones are kept. */
+function readFitFields(r: object): Pick<RestartRecord, 'strategy' | 'memory' | 'preboot'> {
+  const o = r as Record<string, unknown>;
+  const strategy = RESTART_STRATEGIES.find((s) => s === o.strategy);
+  const preboot = count(o.preboot);
+  return {
+    strategy,
+    memory: typeof o.memory === 'string' ? o.memory : undefined,
+    preboot,
+  };
 }
 
 const count = (v: unknown): number | undefined =>

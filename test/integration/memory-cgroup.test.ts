@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, type TestContext, test } from 'node:test';
+import { MB, makeCgroup, readNumber, setLimit, whyNoCgroups } from '../helpers/cgroup.js';
 import { ctl } from '../helpers/control.js';
 import { getJson, Load, stopWithoutFailures } from '../helpers/load.js';
 import { now } from '../helpers/logged-process.js';
@@ -28,70 +29,7 @@ import {
 
 after(killAll);
 
-const MOUNT = '/sys/fs/cgroup/memory';
-const MB = 1024 ** 2;
-
-/** Our own memory cgroup's directory (children go under it, so the machine's own limits still apply). */
-function ownCgroupDir(): string | undefined {
-  const line = fs
-    .readFileSync('/proc/self/cgroup', 'utf8')
-    .split('\n')
-    .find((l) => l.split(':')[1]?.split(',').includes('memory'));
-  if (line === undefined) return undefined;
-  const dir = path.join(MOUNT, line.slice(line.indexOf(':', line.indexOf(':') + 1) + 1));
-  return fs.existsSync(dir) ? dir : undefined;
-}
-
-/** Why cgroups cannot be made here (the test is skipped with it), or undefined. */
-function whyNoCgroups(): string | undefined {
-  if (!fs.existsSync(path.join(MOUNT, 'memory.limit_in_bytes')))
-    return `no cgroup v1 memory controller at ${MOUNT}`;
-  const parent = ownCgroupDir();
-  if (parent === undefined) return 'this process is in no v1 memory cgroup that is mounted';
-  try {
-    fs.accessSync(parent, fs.constants.W_OK);
-  } catch {
-    return `${parent} is not writable (needs root)`;
-  }
-  return undefined;
-}
 const NO_CGROUPS = whyNoCgroups();
-
-let made = 0;
-
-/** A child memory cgroup with `limit` bytes; emptied and removed when `t` ends. */
-function makeCgroup(t: TestContext, limit: number): string {
-  const parent = ownCgroupDir()!;
-  const dir = path.join(parent, `nserve-test-${process.pid}-${++made}`);
-  fs.mkdirSync(dir);
-  t.after(async () => {
-    // Whatever still runs in it goes back to the parent (the server's own after hook kills it too).
-    for (let i = 0; i < 50 && fs.existsSync(dir); i++) {
-      for (const pid of fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) {
-        try {
-          fs.writeFileSync(path.join(parent, 'cgroup.procs'), pid);
-        } catch {
-          // gone meanwhile
-        }
-      }
-      try {
-        fs.rmdirSync(dir);
-      } catch {
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-  });
-  setLimit(dir, limit);
-  return dir;
-}
-
-function setLimit(dir: string, limit: number): void {
-  fs.writeFileSync(path.join(dir, 'memory.limit_in_bytes'), String(limit));
-}
-
-function readNumber(file: string): number {
-  return Number(fs.readFileSync(file, 'utf8').trim());
-}
 
 const oomScoreAdj = (pid: number): number => readNumber(`/proc/${pid}/oom_score_adj`);
 
