@@ -10,6 +10,7 @@ import { realpathOr } from '../deploy/release.js';
 import { errorMessage, NserveError } from '../errors.js';
 import {
   createLogger,
+  deferredLogger,
   type Logger,
   onStdioReopened,
   redirectStdio,
@@ -145,10 +146,10 @@ export async function start(appArg: string | undefined, opts: CliOptions): Promi
     }
     if (stdioRedirected()) {
       // The master passes SIGHUP on: reopen our own descriptors 1 and 2 (cluster/worker.ts ignores SIGHUP otherwise).
-      const hupLog = createLogger({
+      const hupLog = deferredLogger({
         level: config.logLevel,
         base: { role: 'worker', worker: identity.index },
-      });
+      }).log;
       process.on('SIGHUP', () => reopenRedirectedStdio(hupLog));
     }
     setProcessTitle({ role: 'worker', index: identity.index, generation: identity.generation });

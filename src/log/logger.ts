@@ -1,11 +1,22 @@
 import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
-import { type LevelWithSilent, type Logger, pino } from 'pino';
+import type { LevelWithSilent, Logger } from 'pino';
 import { errorCode, errorMessage, usageError } from '../errors.js';
 import * as native from '../native/index.js';
 import { escapeControl, escapeJsonLine } from './escape.js';
 
 export type { Logger } from 'pino';
+
+/**
+ * pino, loaded on first use rather than with this module: its ~30 CommonJS files cost a worker about
+ * 25 ms of CPU before the app's first line could run (docs/benchmarks.md). A worker makes its logger
+ * while the app loads (`deferredLogger`); every other role makes one at once and loads it then.
+ */
+let pinoModule: typeof import('pino') | undefined;
+function loadPino(): typeof import('pino') {
+  pinoModule ??= createRequire(import.meta.url)('pino') as typeof import('pino');
+  return pinoModule;
+}
 
 export const LOG_LEVELS: readonly LevelWithSilent[] = [
   'fatal',
@@ -49,6 +60,7 @@ export function setDefaultLogFormat(format: LogFormat | undefined): void {
 export function createLogger(options: LoggerOptions): Logger {
   const format = options.format ?? defaultFormat ?? (process.stdout.isTTY === true ? 'pretty' : 'json');
   const base = { pid: process.pid, ...options.base };
+  const { pino } = loadPino();
   const log = pino(
     { level: options.level, base, timestamp: pino.stdTimeFunctions.isoTime },
     new SafeDestination(options.fd ?? 1, lineFormatter(format)),
@@ -62,6 +74,27 @@ export function createLogger(options: LoggerOptions): Logger {
       ),
     );
   return log;
+}
+
+/**
+ * A logger made on its first use, or by `make()` once the caller has a moment to spare: a worker calls
+ * `make()` while its app loads, so that neither pino nor the logger stands before the app's first line.
+ */
+export function deferredLogger(options: LoggerOptions): { log: Logger; make: () => Logger } {
+  let real: Logger | undefined;
+  const make = (): Logger => {
+    real ??= createLogger(options);
+    return real;
+  };
+  const log = new Proxy({} as Logger, {
+    get: (_, key) => {
+      const target = make();
+      const value = Reflect.get(target, key, target) as unknown;
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+    set: (_, key, value) => Reflect.set(make(), key, value),
+  });
+  return { log, make };
 }
 
 /**
@@ -137,7 +170,9 @@ function errorLine(err: unknown): string | undefined {
   return escapeControl(`${type}: ${firstLine}${frame === undefined ? '' : ` (at ${frame})`}`);
 }
 
-const LEVEL_LABELS: Record<number, string> = pino.levels.labels;
+/** pino's level numbers → names (30 → info), looked up when a logfmt line is made (pino is loaded then). */
+const levelLabel = (n: number): string | undefined =>
+  (loadPino().pino.levels.labels as Record<number, string>)[n];
 
 /**
  * The fields of a logfmt line: time, level, role, worker, msg first; nested values as JSON; control
@@ -154,7 +189,7 @@ export function logfmtFields(log: Record<string, unknown>): Record<string, strin
     else out[k] = escapeJsonLine(JSON.stringify(v));
   };
   put('time', time);
-  put('level', typeof level === 'number' ? (LEVEL_LABELS[level] ?? level) : level);
+  put('level', typeof level === 'number' ? (levelLabel(level) ?? level) : level);
   put('role', role);
   put('worker', worker);
   put('msg', msg);
