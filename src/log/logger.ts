@@ -8,8 +8,8 @@ import { escapeControl, escapeJsonLine } from './escape.js';
 export type { Logger } from 'pino';
 
 /**
- * pino, loaded on first use rather than with this module: its ~30 CommonJS files cost a worker about
- * 25 ms of CPU before the app's first line could run (docs/benchmarks.md). A worker makes its logger
+ * pino, loaded on first use rather than with this module: its ~30 CommonJS files were most of the ~20 ms
+ * of CPU a worker no longer spends before the app's first line (docs/benchmarks.md). A worker makes its logger
  * while the app loads (`deferredLogger`); every other role makes one at once and loads it then.
  */
 let pinoModule: typeof import('pino') | undefined;
