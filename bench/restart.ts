@@ -2,6 +2,9 @@
 //
 // App: test/helpers/releases.ts's versioned fixture (boot delay --boot-ms, ~2 ms per request, replies
 // JSON {version, pid}); a release directory per restart and a `current` symlink switched before each signal.
+// Puma runs its Rack twin (bench/fixtures/rack/config.ru: the same boot, routes and replies), copied into
+// each release. "New code" is read against the app's own boot outside any manager (spawn → first
+// response), measured in every round of the same run, for the Node app and for the Rack app.
 // Load (bench/lib/load.ts): 6 keep-alive GET clients, 3 new-connection GET clients, 2 new-connection POST
 // clients with 16,256-byte bodies, all looping, every request accounted for.
 import * as fs from 'node:fs';
@@ -10,21 +13,32 @@ import type { Done, Failure } from '../test/helpers/load.js';
 import { Load } from '../test/helpers/load.js';
 import { switchRelease, writeRelease } from '../test/helpers/releases.js';
 import { restart } from '../test/helpers/restart.js';
-import { commandLine, formatForRepo, type Machine, machine, writeResult, writeText } from './lib/machine.js';
+import {
+  commandLine,
+  describeLoad,
+  formatForRepo,
+  type Machine,
+  machine,
+  writeResult,
+  writeText,
+} from './lib/machine.js';
 import * as pm2 from './lib/pm2.js';
 import {
   FIXTURES,
   freePort,
   getJson,
+  type LogLine,
   NSERVE_CLI,
   now,
   type Proc,
   sleep,
   startNode,
+  start as startProcess,
   tmpDir,
   until,
   waitServing,
 } from './lib/proc.js';
+import { requirePuma } from './lib/setup.js';
 import {
   fmtMs,
   fmtNum,
@@ -36,6 +50,8 @@ import {
   table,
 } from './lib/stats.js';
 import { restartChart } from './lib/svg.js';
+
+const RACK_APP = path.join(FIXTURES, 'rack', 'config.ru');
 
 export interface RestartOptions {
   rounds: number;
@@ -74,6 +90,8 @@ interface SystemDef {
   how: string;
   /** A single process (no workers): the app boots with --single-boot-ms. */
   single?: boolean;
+  /** Runs the Rack twin of the app (Puma): read against the Rack app's own boot. */
+  rack?: boolean;
   start(ctx: Ctx): Promise<Running>;
 }
 
@@ -120,7 +138,7 @@ function nserveSystem(
 }
 
 /** Wait until `proc` logged `booted` and the port answers; kill it if it does not. */
-async function bootedOrKilled(proc: Proc, booted: string, port: number): Promise<void> {
+async function bootedOrKilled(proc: Proc, booted: string | RegExp, port: number): Promise<void> {
   try {
     await proc.waitForMsg(booted, 30000);
     await waitServing(port);
@@ -189,6 +207,57 @@ function pm2System(name: string, label: string, action: 'reload' | 'restart', wa
   };
 }
 
+/**
+ * Puma (Debian's `puma`, cluster mode, two workers, no preload_app so that phased restarts work): USR2 is
+ * its hot restart (the workers stop, the master re-execs and forks new ones: nothing answers meanwhile),
+ * USR1 its phased restart (one worker at a time is stopped, then forked again and loads the new code).
+ * Done when every worker of the new code has logged "booted".
+ */
+function pumaSystem(name: string, label: string, signal: 'SIGUSR1' | 'SIGUSR2'): SystemDef {
+  const workers = 2;
+  return {
+    name,
+    label,
+    rack: true,
+    how: `puma -C puma.rb (workers ${workers}, threads 5, directory current, rackup current/config.ru); kill -${signal.slice(3)} PID`,
+    async start(ctx) {
+      const config = path.join(ctx.root, 'puma.rb');
+      const current = path.join(ctx.root, 'current');
+      // Absolute paths: Puma changes to `directory` before re-reading its config on a hot restart.
+      fs.writeFileSync(
+        config,
+        [
+          `workers ${workers}`,
+          'threads 5, 5',
+          `bind 'tcp://127.0.0.1:${ctx.port}'`,
+          `directory '${current}'`,
+          `rackup '${path.join(current, 'config.ru')}'`,
+          '',
+        ].join('\n'),
+      );
+      const proc = startProcess('puma', ['-C', config], {
+        env: { BENCH_BOOT_MS: String(ctx.bootMs), BENCH_REQUEST_MS: '2' },
+        cwd: ctx.root,
+      });
+      await bootedOrKilled(proc, /Use Ctrl-C to stop$/, ctx.port);
+      return {
+        async restart() {
+          let from = proc.lines.length;
+          proc.signal(signal);
+          let line: LogLine | undefined;
+          for (let booted = 0; booted < workers; booted++) {
+            line = await proc.waitForMsg(/- Worker \d+ \(PID: \d+\) booted in/, 60000, from);
+            from = proc.lines.indexOf(line) + 1;
+          }
+          return { doneAt: proc.receivedAt(line!) };
+        },
+        stop: () => proc.stop('SIGTERM', 3000),
+        pids: () => [proc.pid],
+      };
+    },
+  };
+}
+
 export const RESTART_SYSTEMS: SystemDef[] = [
   nserveSystem('nserve-hot', 'nserve hot restart, single (USR2)', 0, 'SIGUSR2'),
   nserveSystem('nserve-hot-w2', 'nserve hot restart, -w 2 (USR2)', 2, 'SIGUSR2'),
@@ -202,13 +271,15 @@ export const RESTART_SYSTEMS: SystemDef[] = [
     '--phase-concurrency',
     '2',
   ]),
+  pumaSystem('puma-hot', 'Puma hot restart, 2 workers (USR2)', 'SIGUSR2'),
+  pumaSystem('puma-phased', 'Puma phased restart, 2 workers (USR1)', 'SIGUSR1'),
   clusterSystem(),
   pm2System('pm2-reload', 'PM2 reload, -i 2, wait_ready', 'reload', true),
   pm2System('pm2-restart', 'PM2 restart, -i 2, wait_ready', 'restart', true),
   pm2System('pm2-reload-nowait', 'PM2 reload, -i 2, no wait_ready', 'reload', false),
   pm2System('pm2-restart-nowait', 'PM2 restart, -i 2, no wait_ready', 'restart', false),
 ];
-/** Opt-in (--systems): the phase-concurrency comparison (issue 17, goal 2). */
+/** Opt-in (--systems): the phase-concurrency comparison. */
 const OPT_IN = ['pm2-restart-nowait', 'nserve-phased-w2-c2', 'nserve-phased-w4', 'nserve-phased-w4-c2'];
 export const DEFAULT_RESTART_SYSTEMS = RESTART_SYSTEMS.filter((s) => !OPT_IN.includes(s.name)).map(
   (s) => s.name,
@@ -275,7 +346,10 @@ async function runOne(sys: SystemDef, round: number, opts: RestartOptions): Prom
   const root = tmpDir('nserve-bench-rel-');
   const bootMs = sys.single === true ? opts.singleBootMs : opts.bootMs;
   const versions = Array.from({ length: opts.restarts + 1 }, (_, i) => `v${i + 1}`);
-  for (const v of versions) writeRelease(root, v, { bootMs, requestMs: 2 });
+  for (const v of versions) {
+    const dir = writeRelease(root, v, { bootMs, requestMs: 2 });
+    if (sys.rack === true) fs.copyFileSync(RACK_APP, path.join(dir, 'config.ru'));
+  }
   switchRelease(root, 'v1');
   const port = await freePort();
   const running = await sys.start({ root, port, bootMs, tag: `r${round}` });
@@ -485,31 +559,61 @@ function lowerBound(sorted: number[], x: number): number {
   return lo;
 }
 
+/** +12.0 ms, −8.00 ms: a difference, signed either way. */
+const signedMs = (n: number): string =>
+  Number.isFinite(n) ? `${n < 0 ? '−' : '+'}${fmtMs(Math.abs(n))}` : '—';
+
 const versionNumber = (v: string): number => Number(v.replace(/^v/, '')) || 0;
 
 const round1 = (x: number): number => (Number.isFinite(x) ? Math.round(x * 10) / 10 : Number.NaN);
 
-/** The app's own boot, outside any manager: spawn `node serve.mjs` → first 2xx. */
-async function measureBoot(bootMs: number): Promise<number[]> {
+/** Which app an outside-manager boot is measured for: the Node app, or its Rack twin under Puma. */
+type BootKind = 'node' | 'rack' | 'node-single';
+
+/**
+ * The app's own boot, outside any manager: spawn → first 2xx, `n` times. The Node app: `node serve.mjs`
+ * (plain http.createServer). The Rack app: `puma config.ru` in single mode (no workers, no master).
+ */
+async function measureBoot(kind: 'node' | 'rack', bootMs: number, n: number): Promise<number[]> {
   const root = tmpDir('nserve-bench-boot-');
-  writeRelease(root, 'v1', { bootMs, requestMs: 2 });
+  const dir = writeRelease(root, 'v1', { bootMs, requestMs: 2 });
+  fs.copyFileSync(RACK_APP, path.join(dir, 'config.ru'));
   const out: number[] = [];
-  for (let i = 0; i < 2; i++) {
-    const port = await freePort();
-    const t = now();
-    const proc = startNode(path.join(FIXTURES, 'serve.mjs'), [], {
-      PORT: String(port),
-      BENCH_APP: path.join(root, 'releases', 'v1', 'app.mjs'),
-    });
-    try {
-      await until('boot', async () => (await getJson(port, '/', 1000)).status === 200, 30000, 5);
-      out.push(Math.round(now() - t));
-    } finally {
-      await proc.stop('SIGKILL', 0);
+  try {
+    for (let i = 0; i < n; i++) {
+      const port = await freePort();
+      const t = now();
+      const proc =
+        kind === 'node'
+          ? startNode(path.join(FIXTURES, 'serve.mjs'), [], {
+              PORT: String(port),
+              BENCH_APP: path.join(dir, 'app.mjs'),
+            })
+          : startProcess('puma', ['-b', `tcp://127.0.0.1:${port}`, path.join(dir, 'config.ru')], {
+              env: { BENCH_BOOT_MS: String(bootMs), BENCH_REQUEST_MS: '2' },
+              cwd: dir,
+            });
+      try {
+        await until('boot', async () => (await getJson(port, '/', 1000)).status === 200, 30000, 5);
+        out.push(Math.round(now() - t));
+      } finally {
+        await proc.stop('SIGKILL', 0);
+      }
     }
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
   }
   return out;
 }
+
+const bootKindOf = (sys: SystemDef, singleDiffers: boolean): BootKind =>
+  sys.rack === true ? 'rack' : sys.single === true && singleDiffers ? 'node-single' : 'node';
+
+const BOOT_LABELS: Record<BootKind, string> = {
+  node: 'Node app (node serve.mjs)',
+  rack: 'Rack app (puma config.ru, single mode)',
+  'node-single': 'Node app, single-mode boot (node serve.mjs)',
+};
 
 // ── the suite ──────────────────────────────────────────────────────────────────────────────────────────
 
@@ -522,21 +626,34 @@ export async function restartSuite(opts: RestartOptions): Promise<void> {
     return s;
   });
   const started = Date.now();
+  const rack = systems.filter((s) => s.rack === true);
+  if (rack.length > 0) m.puma = requirePuma(rack.map((s) => s.name));
   console.log(
     `restart suite: ${systems.length} systems × ${opts.rounds} rounds, ${opts.restarts} restarts per run, app boot ${opts.bootMs} ms`,
   );
-  const boot = await measureBoot(opts.bootMs);
-  console.log(`app boot outside any manager (node spawn → first response): ${boot.join(', ')} ms`);
-  const singleBoot =
-    opts.singleBootMs !== opts.bootMs && systems.some((s) => s.single === true)
-      ? await measureBoot(opts.singleBootMs)
-      : undefined;
-  if (singleBoot)
-    console.log(
-      `single-mode systems' app (boot ${opts.singleBootMs} ms) outside any manager: ${singleBoot.join(', ')} ms`,
-    );
+  console.log(describeLoad('at start'));
+  // The reference for "new code": each app's own boot outside any manager, measured in every round
+  // (beside the systems, on the machine as it is then), for every app a system runs.
+  const singleDiffers = opts.singleBootMs !== opts.bootMs;
+  const kinds = [...new Set(systems.map((s) => bootKindOf(s, singleDiffers)))];
+  const outside: Record<BootKind, number[]> = { node: [], rack: [], 'node-single': [] };
+  const measureOutside = async (round: number): Promise<void> => {
+    for (const kind of kinds) {
+      const ms = await measureBoot(
+        kind === 'rack' ? 'rack' : 'node',
+        kind === 'node-single' ? opts.singleBootMs : opts.bootMs,
+        2,
+      );
+      outside[kind].push(...ms);
+      console.log(
+        `  round ${round} outside any manager, ${BOOT_LABELS[kind]}: spawn → first response ${ms.join(', ')} ms`,
+      );
+    }
+  };
   const runs: RunResult[] = [];
   for (let round = 1; round <= opts.rounds; round++) {
+    console.log(`  ${describeLoad(`before round ${round}`)}`);
+    await measureOutside(round);
     // Interleaved: every system once per round, the order rotated each round.
     const order = systems.map((_, i) => systems[(i + round - 1) % systems.length]!);
     for (const sys of order) {
@@ -557,11 +674,16 @@ export async function restartSuite(opts: RestartOptions): Promise<void> {
   }
   await pm2.killPm2();
   m.loadavgAtEnd = (await import('node:os')).loadavg().map((x) => Number(x.toFixed(2)));
+  const outsideMedian = (sys: SystemDef): number => median(outside[bootKindOf(sys, singleDiffers)]);
+  const boot = outside.node;
+  const singleBoot = singleDiffers && outside['node-single'].length > 0 ? outside['node-single'] : undefined;
+  const rackBoot = outside.rack.length > 0 ? outside.rack : undefined;
 
   const summary = systems.map((sys) =>
     summarize(
       sys,
       runs.filter((r) => r.system === sys.name),
+      outsideMedian(sys),
     ),
   );
   const header = [
@@ -576,9 +698,9 @@ export async function restartSuite(opts: RestartOptions): Promise<void> {
     'restart max',
     'silence',
     'new code after',
-    'new code − boot',
+    'new code − outside boot',
     'restart took',
-    'spawn → accepting − boot',
+    'spawn → accepting − outside boot',
     'stale',
   ];
   const rows = summary.map((s) => s.row);
@@ -586,14 +708,15 @@ export async function restartSuite(opts: RestartOptions): Promise<void> {
     `\nRestart under load: ${opts.restarts} restarts per run, ${opts.rounds} runs per system (median (min–max) over runs);`,
   );
   console.log(
-    `app boot ${opts.bootMs} ms configured, ${boot.join(' / ')} ms measured outside any manager (node spawn → first response)${singleBoot ? `; single-mode systems: ${opts.singleBootMs} ms configured, ${singleBoot.join(' / ')} ms measured` : ''}\n`,
+    `app boot ${opts.bootMs} ms configured; outside any manager (spawn → first response, median over the rounds): ${kinds.map((k) => `${BOOT_LABELS[k]} ${fmtMs(median(outside[k]))}`).join(', ')}`,
   );
+  console.log(`${describeLoad('at end')} (at start: ${m.loadavgAtStart.join(' ')})\n`);
   console.log(table(header, rows));
   console.log(
     '\nrestart p50/p99/max: latency of requests overlapping a restart window (signal → done, new code answering, old code silent).',
   );
   console.log(
-    "silence: longest time with no response at all, per run the worst restart. new code after: signal → first response from the new release; − boot: minus the app's configured boot.",
+    "silence: longest time with no response at all, per run the worst restart. new code after: signal → first response from the new release; − outside boot: minus the median of the same app's own boot outside any manager (spawn → first response) in this run.",
   );
   console.log(
     'req/s while restarting: responses per second from the signal until the restart is done and the new code answers (ratio to steady).',
@@ -602,7 +725,7 @@ export async function restartSuite(opts: RestartOptions): Promise<void> {
     'stale: requests started after the restart was reported done but answered by the old code (per run).',
   );
   console.log(
-    "spawn → accepting − boot: nserve phased restarts, each replacement from its spawn to accepting on its slots (the master's log), minus the app's configured boot.",
+    "spawn → accepting − outside boot: nserve phased restarts, each replacement from its spawn to accepting on its slots (the master's log), minus the app's own boot outside any manager.",
   );
   const out = opts.out;
   const svgFile = `${out.replace(/\.json$/, '')}.svg`;
@@ -620,6 +743,7 @@ export async function restartSuite(opts: RestartOptions): Promise<void> {
     },
     appBootMs: boot,
     ...(singleBoot ? { singleAppBootMs: singleBoot } : {}),
+    ...(rackBoot ? { rackAppBootMs: rackBoot } : {}),
     elapsedS: Math.round((Date.now() - started) / 1000),
     systems: systems.map((s) => ({ name: s.name, label: s.label, how: s.how })),
     summary: summary.map((s) => s.data),
@@ -672,7 +796,11 @@ function emptyRun(system: string, round: number, error: string): RunResult {
   };
 }
 
-function summarize(sys: SystemDef, runs: RunResult[]): { row: string[]; data: Record<string, unknown> } {
+function summarize(
+  sys: SystemDef,
+  runs: RunResult[],
+  outsideBootMs: number,
+): { row: string[]; data: Record<string, unknown> } {
   const good = runs.filter((r) => !r.error);
   const kinds: Record<string, number> = {};
   for (const r of runs) for (const [k, v] of Object.entries(r.byKind)) kinds[k] = (kinds[k] ?? 0) + v;
@@ -682,14 +810,14 @@ function summarize(sys: SystemDef, runs: RunResult[]): { row: string[]; data: Re
   const ratio = spread(runs.map((r) => r.window.p99 / r.steady.p99));
   const silence = spread(runs.map((r) => r.silenceMs));
   const firstNew = spread(allRestarts.map((r) => r.firstNewMs));
-  // signal → new code, minus the app's configured boot: the "boot + X" of issue 17.
-  const overBoot = spread(runs.flatMap((r) => r.restarts.map((x) => x.firstNewMs - r.bootMs)));
+  // signal → new code, minus the same app's own boot outside any manager, measured in this run.
+  const overBoot = spread(runs.flatMap((r) => r.restarts.map((x) => x.firstNewMs - outsideBootMs)));
   const took = spread(allRestarts.map((r) => r.doneMs));
-  // Issue 17 goal 2: each replacement's spawn → accepting, minus the app's boot (NaN: not reported).
+  // Each replacement's spawn → accepting, minus the app's own boot outside any manager (NaN: not reported).
   const replacements = allRestarts.flatMap((r) => r.replacementsMs ?? []);
   const spawnToAccept = spread(replacements);
   const acceptOverBoot = spread(
-    runs.flatMap((r) => r.restarts.flatMap((x) => (x.replacementsMs ?? []).map((ms) => ms - r.bootMs))),
+    runs.flatMap((r) => r.restarts.flatMap((x) => (x.replacementsMs ?? []).map((ms) => ms - outsideBootMs))),
   );
   const steadyRps = median(runs.map((r) => r.steadyRps));
   const restartRps = median(runs.map((r) => r.restartRps));
@@ -717,7 +845,8 @@ function summarize(sys: SystemDef, runs: RunResult[]): { row: string[]; data: Re
     silenceMs: silence,
     firstNewMs: firstNew,
     bootMs: median(runs.map((r) => r.bootMs)),
-    firstNewOverBootMs: overBoot,
+    outsideBootMs,
+    firstNewOverOutsideBootMs: overBoot,
     lastOldMs: spread(allRestarts.map((r) => r.lastOldMs)),
     restartTookMs: took,
     spawnToAcceptMs: spawnToAccept,
@@ -739,9 +868,9 @@ function summarize(sys: SystemDef, runs: RunResult[]): { row: string[]; data: Re
     fmtMs(Math.max(...runs.map((r) => r.window.max).filter(Number.isFinite))),
     fmtSpread(silence, fmtMs),
     fmtSpread(firstNew, fmtMs),
-    `+${fmtSpread(overBoot, fmtMs)}`,
+    fmtSpread(overBoot, signedMs),
     fmtSpread(took, fmtMs),
-    replacements.length === 0 ? '—' : `+${fmtSpread(acceptOverBoot, fmtMs)}`,
+    replacements.length === 0 ? '—' : fmtSpread(acceptOverBoot, signedMs),
     runs.map((r) => String(r.stale)).join(' / '),
   ];
   return { row, data };

@@ -7,6 +7,7 @@ import { dashboardSuite } from './dashboard.js';
 import { footprintSuite } from './footprint.js';
 import { defaultOut } from './lib/machine.js';
 import { cleanupAll, installCleanupHandlers, ROOT } from './lib/proc.js';
+import { installBenchDeps } from './lib/setup.js';
 import { LONGLIVED_SYSTEMS, longLivedSuite } from './longlived.js';
 import { MEMORY_STRATEGIES, memorySuite } from './memory.js';
 import { metricsSuite } from './metrics.js';
@@ -23,7 +24,7 @@ import { DEFAULT_THROUGHPUT_SYSTEMS, THROUGHPUT_SYSTEMS, throughputSuite } from 
 const USAGE = `usage: node dist/bench/run.js <restart|throughput|longlived|footprint|metrics|dashboard|memory|signal-window|all> [options]
 
 common:
-  --rounds N         interleaved rounds, every system once per round (default 2; --quick: 1)
+  --rounds N         interleaved rounds, every system once per round (default 2, restart 3; --quick: 1)
   --quick            a ~1 minute smoke run
   --systems a,b      which systems (default: all listed below)
   --out FILE         result JSON (default bench/results/<suite>-<date>.json; the SVG goes next to it)
@@ -159,12 +160,14 @@ async function main(): Promise<void> {
   const quick = values.quick ?? false;
   const rounds = num('rounds', values.rounds, quick ? 1 : 2);
   installCleanupHandlers();
+  // PM2 and autocannon live in bench/package.json, installed on first use (bench/lib/setup.ts).
+  installBenchDeps();
   const outFor = (name: string): string =>
     values.out !== undefined && suite !== 'all' ? path.resolve(INVOKED_FROM, values.out) : defaultOut(name);
 
   if (suite === 'restart' || suite === 'all') {
     await restartSuite({
-      rounds,
+      rounds: num('rounds', values.rounds, quick ? 1 : 3),
       quick,
       restarts: num('restarts', values.restarts, quick ? 1 : 3),
       bootMs: num('boot-ms', values['boot-ms'], 1000),

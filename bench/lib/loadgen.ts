@@ -4,7 +4,7 @@
 import { execFile } from 'node:child_process';
 import * as path from 'node:path';
 import { wrkPath } from './machine.js';
-import { ROOT } from './proc.js';
+import { benchRequire } from './setup.js';
 
 export interface LoadgenResult {
   requests: number;
@@ -95,7 +95,7 @@ export async function runLoad(gen: LoadgenName, spec: LoadgenSpec): Promise<Load
     return parseWrk(await run(wrkPath()!, [...args, url], limit));
   }
   const args = [
-    path.join(ROOT, 'node_modules', 'autocannon', 'autocannon.js'),
+    benchRequire.resolve('autocannon/autocannon.js'),
     '-c',
     String(spec.connections),
     '-d',

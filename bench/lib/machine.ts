@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ROOT } from './proc.js';
+import { benchPackageVersion, pumaVersion } from './setup.js';
 
 function tryExec(file: string, args: string[]): string | undefined {
   try {
@@ -19,17 +20,13 @@ function tryExec(file: string, args: string[]): string | undefined {
   }
 }
 
-function packageVersion(name: string): string | undefined {
-  try {
-    const pkg = JSON.parse(
-      fs.readFileSync(path.join(ROOT, 'node_modules', name, 'package.json'), 'utf8'),
-    ) as {
-      version?: string;
-    };
-    return pkg.version;
-  } catch {
-    return undefined;
-  }
+/**
+ * The machine's load, said in every suite's output: the figures of a run on a shared machine are read
+ * against it (load average over 1, 5 and 15 minutes, on this many CPUs).
+ */
+export function describeLoad(when: string): string {
+  const [one = 0, five = 0, fifteen = 0] = os.loadavg();
+  return `machine load ${when}: ${one.toFixed(2)} ${five.toFixed(2)} ${fifteen.toFixed(2)} (1/5/15 min) on ${os.availableParallelism()} CPUs`;
 }
 
 export interface Machine {
@@ -47,6 +44,7 @@ export interface Machine {
   wrk?: string;
   pm2?: string;
   autocannon?: string;
+  puma?: string;
   nserveCommit?: string;
   nserveDirty?: boolean;
   note: string;
@@ -67,8 +65,9 @@ export function machine(): Machine {
     node: process.version,
     loadavgAtStart: os.loadavg().map((x) => Number(x.toFixed(2))),
     ...(wrk ? { wrk } : {}),
-    ...(packageVersion('pm2') ? { pm2: packageVersion('pm2')! } : {}),
-    ...(packageVersion('autocannon') ? { autocannon: packageVersion('autocannon')! } : {}),
+    ...(benchPackageVersion('pm2') ? { pm2: benchPackageVersion('pm2')! } : {}),
+    ...(benchPackageVersion('autocannon') ? { autocannon: benchPackageVersion('autocannon')! } : {}),
+    ...(pumaVersion() ? { puma: pumaVersion()! } : {}),
     ...(commit ? { nserveCommit: commit, nserveDirty: (dirty ?? '') !== '' } : {}),
     note: 'load generator and servers share the same cores; other jobs may have been running (see loadavg): read ratios, not absolute figures',
   };

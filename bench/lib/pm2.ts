@@ -3,9 +3,9 @@
 // the ~0.3-0.5 s the `pm2` CLI takes to start on this machine; the CLI equivalents are
 // `pm2 start ecosystem.config.cjs`, `pm2 reload NAME`, `pm2 restart NAME`, `pm2 kill`.
 import * as fs from 'node:fs';
-import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { childPids, killGroup, onCleanup, sleep, tmpDir, trackGroup, untrackGroup } from './proc.js';
+import { benchRequire } from './setup.js';
 
 interface Pm2Api {
   connect(cb: (err: Error | null) => void): void;
@@ -48,8 +48,7 @@ export async function pm2(): Promise<Pm2Api> {
   home = tmpDir('nserve-bench-pm2-');
   process.env.PM2_HOME = home; // read by pm2's constants at require time, and by the daemon
   process.env.PM2_SILENT = 'true';
-  const require = createRequire(import.meta.url);
-  const mod = require('pm2') as Pm2Module;
+  const mod = benchRequire('pm2') as Pm2Module;
   const a = new mod.custom({ pm2_home: home });
   onCleanup(killPm2Sync);
   await call((cb) => a.connect(cb), 'connect');

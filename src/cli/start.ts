@@ -10,15 +10,8 @@ import { realpathOr } from '../deploy/release.js';
 import { errorMessage, NserveError } from '../errors.js';
 import type { RunContext } from '../launcher/run-context.js';
 import { logEvent } from '../log/events.js';
-import {
-  createLogger,
-  type Logger,
-  onStdioReopened,
-  redirectStdio,
-  reopenRedirectedStdio,
-  setDefaultLogFormat,
-  stdioRedirected,
-} from '../log/logger.js';
+import { createLogger, deferredLogger, type Logger, setDefaultLogFormat } from '../log/logger.js';
+import { onStdioReopened, redirectStdio, reopenRedirectedStdio, stdioRedirected } from '../log/stdio.js';
 import { REQUESTS } from '../metrics/requests.js';
 import * as native from '../native/index.js';
 import { noteStartupFds } from '../os/descriptors.js';
@@ -174,7 +167,11 @@ async function startWorker(config: Config, env: NodeJS.ProcessEnv, identity: Wor
   }
   if (stdioRedirected()) {
     // The master passes SIGHUP on: reopen our own descriptors 1 and 2 (cluster/worker.ts ignores SIGHUP otherwise).
-    const hupLog = log();
+    // Deferred: pino loads beside the app, not before it (log/logger.ts).
+    const hupLog = deferredLogger({
+      level: config.logLevel,
+      base: { role: 'worker', worker: identity.index },
+    }).log;
     process.on('SIGHUP', () => reopenRedirectedStdio(hupLog));
   }
   setProcessTitle({ role: 'worker', index: identity.index, generation: identity.generation });

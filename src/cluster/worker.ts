@@ -3,17 +3,15 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { runHooks } from '../app/hooks.js';
 import { compatPorts, listenWaitMs, loadApp, resolveAppFile } from '../app/index.js';
-import { readyProbe } from '../app/probe.js';
 import { runHeldStopListeners } from '../app/stop-signals.js';
 import type { Config } from '../config/index.js';
 import { errorCode, errorMessage, NserveError } from '../errors.js';
 import { logEvent } from '../log/events.js';
-import { createLogger } from '../log/logger.js';
+import { deferredLogger } from '../log/logger.js';
 import { REQUESTS } from '../metrics/requests.js';
 import * as native from '../native/index.js';
 import { PROTOCOL_VERSION, type WorkerIdentity } from '../restart/handoff.js';
-import { describeLongLived } from '../server/drain.js';
-import { AppServer } from '../server/index.js';
+import type { AppServer } from '../server/index.js';
 import { Channel } from './channel.js';
 import {
   clip,
@@ -41,7 +39,11 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
   const { config, env } = ctx;
   const { index, generation: phase, channelFd } = ctx.identity;
   const directory = ctx.identity.directory ?? config.directory;
-  const log = createLogger({ level: config.logLevel, base: { role: 'worker', worker: index, phase } });
+  // Made while the app loads (below), or at its first use if that comes sooner: not before the app.
+  const { log, make: makeLog } = deferredLogger({
+    level: config.logLevel,
+    base: { role: 'worker', worker: index, phase },
+  });
   // nserve's own exits: while the app loads, process.exit() is the app's, and throws (app/index.ts).
   const exit = process.exit.bind(process);
   // libuv handed us the channel without close-on-exec; a child the app spawns must not inherit it.
@@ -216,6 +218,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     // Tell the master first: we will never serve again, and it may hand over (cluster hot restart)
     // while responses that may finish on old code, and our shutdown hooks, still run.
     send({ t: 'drained', forced: result.forced, requests: s?.requests ?? 0, ...totals() });
+    const { describeLongLived } = await import('../server/drain.js');
     logEvent(
       log,
       'drain.done',
@@ -330,15 +333,23 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
   try {
     process.chdir(directory);
     const configured = config.binds.flatMap((b) => (b.kind === 'tcp' ? [b.port] : []));
-    const app = await loadApp(config.app, directory, {
+    // The app's first line runs as soon as it can: what serving it needs (the HTTP server's modules,
+    // pino) loads beside it, mostly while the app waits on its own I/O and timers.
+    const loading = loadApp(config.app, directory, {
       ports: compatPorts(configured, env),
       listenWaitMs: listenWaitMs(config),
       args: config.args,
     });
+    const serving = import('../server/index.js').then((mod) => {
+      makeLog();
+      return mod;
+    });
+    const [app, { AppServer }] = await Promise.all([loading, serving]);
     server = AppServer.forApp(app, config, log);
     await workerHooks('onWorkerBoot');
     if (config.readyProbe !== undefined) {
       // One real request through the app, privately, before the master may give us a slot.
+      const { readyProbe } = await import('../app/probe.js');
       const failed = await readyProbe(server, config.readyProbe, config.readyProbeTimeoutMs);
       if (failed !== undefined) throw new NserveError('ERR_NSERVE_READY_PROBE', failed);
     }

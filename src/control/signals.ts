@@ -1,6 +1,7 @@
 import { addOwnSignalListener, removeOwnSignalListener } from '../app/stop-signals.js';
 import { logEvent } from '../log/events.js';
-import { type Logger, reopenRedirectedStdio } from '../log/logger.js';
+import type { Logger } from '../log/logger.js';
+import { reopenRedirectedStdio } from '../log/stdio.js';
 import * as native from '../native/index.js';
 
 // One table maps each command to its signal and control-server path; the CLI, the control server and

@@ -1,12 +1,22 @@
 import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
-import { type LevelWithSilent, type Logger, pino } from 'pino';
-import { errorCode, errorMessage, usageError } from '../errors.js';
-import * as native from '../native/index.js';
+import type { LevelWithSilent, Logger } from 'pino';
+import { errorCode } from '../errors.js';
 import { escapeControl, escapeJsonLine } from './escape.js';
 import { logEvent } from './events.js';
 
 export type { Logger } from 'pino';
+
+/**
+ * pino, loaded on first use rather than with this module: its ~30 CommonJS files were most of the ~20 ms
+ * of CPU a worker no longer spends before the app's first line (docs/benchmarks.md). A worker makes its logger
+ * while the app loads (`deferredLogger`); every other role makes one at once and loads it then.
+ */
+let pinoModule: typeof import('pino') | undefined;
+function loadPino(): typeof import('pino') {
+  pinoModule ??= createRequire(import.meta.url)('pino') as typeof import('pino');
+  return pinoModule;
+}
 
 export const LOG_LEVELS: readonly LevelWithSilent[] = [
   'fatal',
@@ -50,6 +60,7 @@ export function setDefaultLogFormat(format: LogFormat | undefined): void {
 export function createLogger(options: LoggerOptions): Logger {
   const format = options.format ?? defaultFormat ?? (process.stdout.isTTY === true ? 'pretty' : 'json');
   const base = { pid: process.pid, ...options.base };
+  const { pino } = loadPino();
   const log = pino(
     { level: options.level, base, timestamp: pino.stdTimeFunctions.isoTime },
     new SafeDestination(options.fd ?? 1, lineFormatter(format)),
@@ -65,6 +76,27 @@ export function createLogger(options: LoggerOptions): Logger {
       ),
     );
   return log;
+}
+
+/**
+ * A logger made on its first use, or by `make()` once the caller has a moment to spare: a worker calls
+ * `make()` while its app loads, so that neither pino nor the logger stands before the app's first line.
+ */
+export function deferredLogger(options: LoggerOptions): { log: Logger; make: () => Logger } {
+  let real: Logger | undefined;
+  const make = (): Logger => {
+    real ??= createLogger(options);
+    return real;
+  };
+  const log = new Proxy({} as Logger, {
+    get: (_, key) => {
+      const target = make();
+      const value = Reflect.get(target, key, target) as unknown;
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+    set: (_, key, value) => Reflect.set(make(), key, value),
+  });
+  return { log, make };
 }
 
 /**
@@ -140,7 +172,9 @@ function errorLine(err: unknown): string | undefined {
   return escapeControl(`${type}: ${firstLine}${frame === undefined ? '' : ` (at ${frame})`}`);
 }
 
-const LEVEL_LABELS: Record<number, string> = pino.levels.labels;
+/** pino's level numbers → names (30 → info), looked up when a logfmt line is made (pino is loaded then). */
+const levelLabel = (n: number): string | undefined =>
+  (loadPino().pino.levels.labels as Record<number, string>)[n];
 
 /**
  * The fields of a logfmt line: time, level, role, worker, msg first; nested values as JSON; control
@@ -157,7 +191,7 @@ export function logfmtFields(log: Record<string, unknown>): Record<string, strin
     else out[k] = escapeJsonLine(JSON.stringify(v));
   };
   put('time', time);
-  put('level', typeof level === 'number' ? (LEVEL_LABELS[level] ?? level) : level);
+  put('level', typeof level === 'number' ? (levelLabel(level) ?? level) : level);
   put('role', role);
   put('worker', worker);
   put('msg', msg);
@@ -181,6 +215,11 @@ const EAGAIN_PATIENCE_MS = 1000;
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 
 let totalDropped = 0;
+
+/** A line dropped outside a SafeDestination (a console stream's error): counted with the others. */
+export function countDropped(): void {
+  totalDropped++;
+}
 /** The current failure episode of each descriptor (shared by the logger and console output on it). */
 const episodes = new Map<number, LostLines>();
 /** Reports the end of an episode; set by createLogger (the last logger created in this process). */
@@ -248,124 +287,4 @@ export class SafeDestination {
     }
     return undefined;
   }
-}
-
-/**
- * Make console output (process.stdout/stderr) on a redirected descriptor drop what cannot be written
- * instead of emitting 'error': Node's stream for a file (SyncWriteStream) emits an unhandled 'error' on
- * ENOSPC, which kills the process, and is then destroyed for good.
- */
-function guardConsoleStream(stream: NodeJS.WriteStream, fd: number): void {
-  const guarded = stream as NodeJS.WriteStream & { [GUARDED]?: true };
-  if (guarded[GUARDED]) return;
-  guarded[GUARDED] = true;
-  if (stream.constructor.name === 'SyncWriteStream') {
-    const safe = new SafeDestination(fd);
-    stream._write = (chunk: Buffer | string, _encoding, callback) => {
-      safe.write(chunk);
-      callback();
-    };
-    return;
-  }
-  // A stream created before the redirect (a pipe or terminal stream): never let its errors kill us.
-  stream.on('error', () => {
-    totalDropped++;
-  });
-}
-const GUARDED = Symbol('nserve.guarded');
-
-// ── --redirect-stdout / --redirect-stderr ──────────────────────────────────────────────────────────────
-// The files are put on descriptors 1 and 2 themselves (dup3), not just under the logger, so that
-// everything lands in them: the app's console output, Node's own report of a fatal error, the output of
-// child processes, and workers, which inherit 1 and 2 from the master. Opened for append (O_APPEND: lines
-// from several processes never overwrite each other). SIGHUP reopens them by path, after logrotate has
-// renamed the old ones; a master passes the SIGHUP on to its workers, which reopen their own.
-
-export interface StdioFiles {
-  stdout: string | undefined;
-  stderr: string | undefined;
-}
-
-let redirected: StdioFiles | undefined;
-const reopenedListeners: (() => void)[] = [];
-
-/** Point stdout/stderr at the configured files (a no-op without any). Throws a usage error if one cannot be opened. */
-export function redirectStdio(files: StdioFiles): void {
-  if (files.stdout === undefined && files.stderr === undefined) return;
-  try {
-    pointStdioAt(files);
-  } catch (err) {
-    const flag = err instanceof OpenError ? err.flag : 'redirect';
-    throw usageError('ERR_NSERVE_INVALID_CONFIG', `cannot open ${flag}: ${errorMessage(err)}`, err);
-  }
-  redirected = { ...files };
-  if (files.stdout !== undefined) guardConsoleStream(process.stdout, 1);
-  if (files.stderr !== undefined) guardConsoleStream(process.stderr, 2);
-}
-
-class OpenError extends Error {
-  constructor(
-    readonly flag: string,
-    cause: unknown,
-  ) {
-    super(errorMessage(cause), { cause });
-  }
-}
-
-function pointStdioAt(files: StdioFiles): void {
-  const opened = new Map<string, number>();
-  try {
-    for (const [target, file, flag] of [
-      [1, files.stdout, '--redirect-stdout'],
-      [2, files.stderr, '--redirect-stderr'],
-    ] as const) {
-      if (file === undefined) continue;
-      let fd = opened.get(file);
-      if (fd === undefined) {
-        try {
-          fd = fs.openSync(file, 'a', 0o640);
-        } catch (err) {
-          throw new OpenError(flag, err);
-        }
-        opened.set(file, fd);
-      }
-      native.dup2(fd, target);
-    }
-  } finally {
-    for (const fd of opened.values()) fs.closeSync(fd);
-  }
-}
-
-/**
- * SIGHUP: reopen the redirected files (they may have been renamed away). Returns false when nothing is
- * redirected, so the caller can give SIGHUP its other meaning.
- */
-export function reopenRedirectedStdio(log?: Logger): boolean {
-  if (redirected === undefined) return false;
-  try {
-    pointStdioAt(redirected);
-    if (log !== undefined)
-      logEvent(
-        log,
-        'log.files.reopened',
-        { stdout: redirected.stdout, stderr: redirected.stderr },
-        'log files reopened',
-      );
-  } catch (err) {
-    // Keep writing to the old files rather than lose lines.
-    const message = `reopening the log files failed, still writing to the old ones: ${errorMessage(err)}`;
-    if (log === undefined) process.stderr.write(`nserve: ${message}\n`);
-    else logEvent(log, 'log.files.reopen-failed', { err }, message);
-  }
-  for (const fn of reopenedListeners) fn();
-  return true;
-}
-
-/** Run `fn` after every reopen (the master uses it to pass SIGHUP on to its workers). */
-export function onStdioReopened(fn: () => void): void {
-  reopenedListeners.push(fn);
-}
-
-export function stdioRedirected(): boolean {
-  return redirected !== undefined;
 }
