@@ -103,6 +103,10 @@ function timeoutMs(opts: CtlOptions): number {
   return Number(opts.timeout) * 1000;
 }
 
+/**
+ * `nserve ctl COMMAND`: find the server, send, then follow with --wait. Long on purpose: one branch per
+ * command, each with the one-line refusal its bad input gets.
+ */
 export async function runCtl(
   command: CtlCommand,
   value: string | undefined,

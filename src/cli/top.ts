@@ -21,6 +21,11 @@ interface TopOptions extends CtlOptions {
 const ALT_SCREEN_ON = '\x1b[?1049h\x1b[?25l';
 const ALT_SCREEN_OFF = '\x1b[?25h\x1b[?1049l';
 
+/**
+ * `nserve top`: poll the view every second and draw it, until `q`, Ctrl-C or the server stops. Long on
+ * purpose: the terminal's set-up and its restore on every way out (keys, signals, errors) stay together,
+ * so that no exit path can leave the terminal in the alternate screen.
+ */
 export async function runTop(opts: TopOptions): Promise<number> {
   const conn = connect(opts);
   if (conn.kind === 'signals')

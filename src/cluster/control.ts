@@ -9,7 +9,8 @@ import type { RunnerAction } from '../launcher/index.js';
 import type { CertReload } from '../listen/tls.js';
 import { hotRestart } from './hot-restart.js';
 import type { Master } from './master.js';
-import { phasedRestart, resize } from './phased-restart.js';
+import { phasedRestart } from './phased-restart.js';
+import { resize } from './resize.js';
 
 export function performAction(master: Master, action: RunnerAction, options?: ActionOptions): ControlAnswer {
   if (action === 'reload-worker-directory') {

@@ -38,13 +38,9 @@ export async function hotRestart(m: Master, requestedAt: number): Promise<void> 
     { generation, strategy: plan.strategy },
     `hot restart: started (${plan.strategy})`,
   );
-  const fresh: WorkerHandle[] = [];
-  let bootFailure: string | undefined;
-  const killFresh = (): void => {
-    for (const w of fresh) w.kill('SIGKILL');
-  };
+  let fresh: FreshWorkers | undefined;
   const abandon = (a: Abandoned): void => {
-    killFresh();
+    fresh?.kill();
     m.history.finish(record, 'failed', a.reason);
     logAbandoned(log, a, 'old workers');
     m.endRestart('hot restart abandoned');
@@ -57,71 +53,27 @@ export async function hotRestart(m: Master, requestedAt: number): Promise<void> 
   } catch (err) {
     return abandon({ code: 'ERR_NSERVE_BOOT_CHECK', reason: errorMessage(err), stopped: false });
   }
-  const spawning = (async () => {
-    // Staged: only as many as fit now; the new image boots the rest once the old workers are gone.
-    for (let i = 0; i < plan.preboot && bootFailure === undefined && !signal.aborted; i++) {
-      const w = await pool.spawn(i, generation, directory);
-      fresh.push(w);
-      // A new worker that fails before the exec vetoes it (after the exec, the new image sees it).
-      w.on((msg) => {
-        if (msg.t === 'boot-error') bootFailure ??= `worker ${w.index} failed to boot: ${msg.error}`;
-        else if (msg.t === 'exit' && w.bootedAt === undefined) bootFailure ??= bootExitReason(w, msg);
-      });
-    }
-  })().catch((err: unknown) => {
-    bootFailure ??= errorMessage(err);
-  });
+  // Staged: only as many as fit now; the new image boots the rest once the old workers are gone.
+  const spawned = new FreshWorkers(m, plan.preboot, generation, directory, signal);
+  fresh = spawned;
   // What only the new master image would find out after the exec (a config file gone, a new bind in use,
   // a pidfile directory removed) takes the whole server down there: checked here, while workers boot.
   let configProblem: string | undefined;
   let handed: WorkerHandle[] = [];
-  // The new master image must be able to start (config file, directory, app file): if it could not, the
-  // exec would take every slot down with it. The new workers read the same config the new image will
-  // and say so (`configured`) before loading the app: the exec waits for that, not for their boot.
-  const configured = async (): Promise<void> => {
-    await spawning;
-    await Promise.all(
-      fresh.map((w) =>
-        w.configuredAt !== undefined || !w.alive
-          ? undefined
-          : w
-              .waitFor('read its config', m.config.workerBootTimeoutMs, (msg) =>
-                msg.t === 'configured' || msg.t === 'boot-error' || msg.t === 'exit' || msg.t === 'booted'
-                  ? true
-                  : undefined,
-              )
-              .catch((err: unknown) => {
-                bootFailure ??= errorMessage(err);
-              }),
-      ),
-    );
-  };
   const abandoned = await prepareExec(ctx, {
     check: 'none',
     keepFds: () => {
       // A worker whose channel closed (it is exiting) has nothing to hand: its number may be reused.
-      handed = [...pool.alive(), ...fresh.filter((w) => w.alive)].filter((w) => !w.channel.isClosed);
+      handed = [...pool.alive(), ...spawned.list.filter((w) => w.alive)].filter((w) => !w.channel.isClosed);
       return [...m.listeners.map((l) => l.fd), ...handed.map((w) => w.channel.fd)];
     },
-    handoff: (leaked) => ({
-      listeners: handedListeners(m.listeners),
-      ...m.handoffFor(handed),
-      history: m.history.toHandoff(),
-      totals: m.history.totalsToHandoff(),
-      startedAt: ctx.startedAt,
-      leaked,
-      directory: m.directory,
-      configFile: null,
-      optimistic: false,
-      releases: m.history.deploys.toHandoff(),
-      ...(m.history.deploys.pinned === undefined ? {} : { pinned: m.history.deploys.pinned }),
-    }),
+    handoff: (leaked) => clusterHandoff(m, handed, leaked),
     veto: () =>
       configProblem !== undefined
         ? { code: 'ERR_NSERVE_BOOT_CHECK', reason: configProblem, stopped: false }
-        : bootFailure === undefined
+        : spawned.failure === undefined
           ? undefined
-          : { code: 'ERR_NSERVE_WORKER_BOOT', reason: bootFailure, stopped: false },
+          : { code: 'ERR_NSERVE_WORKER_BOOT', reason: spawned.failure, stopped: false },
     beforeExec: () => {
       for (const w of handed) w.channel.detach();
     },
@@ -133,28 +85,100 @@ export async function hotRestart(m: Master, requestedAt: number): Promise<void> 
     // Every new worker spawned (and handed over), and each has read the config, before the exec.
     before: async () => {
       configProblem = await newConfigProblem(ctx, m.history.deploys.pinned, m.listeners);
-      await configured();
+      await spawned.configured(m.config.workerBootTimeoutMs);
     },
   });
   abandon(abandoned);
 }
 
+/** What the old master image hands to the new one: its slots, the workers and the history. */
+function clusterHandoff(
+  m: Master,
+  handed: readonly WorkerHandle[],
+  leaked: Handoff['leaked'],
+): Omit<Handoff, 'v' | 'back' | 'restart'> {
+  return {
+    listeners: handedListeners(m.listeners),
+    ...m.handoffFor(handed),
+    history: m.history.toHandoff(),
+    totals: m.history.totalsToHandoff(),
+    startedAt: m.ctx.startedAt,
+    leaked,
+    directory: m.directory,
+    configFile: null,
+    optimistic: false,
+    releases: m.history.deploys.toHandoff(),
+    ...(m.history.deploys.pinned === undefined ? {} : { pinned: m.history.deploys.pinned }),
+  };
+}
+
 /**
- * New image side: adopt the old workers (still serving), boot a new generation that does not accept yet,
- * then drain the old workers and only when all have drained let the new ones accept. A new worker that
- * fails to boot abandons the restart; the old ones go on.
+ * A hot restart's new generation, spawned in the old image before the exec: its workers are children of
+ * this PID whichever image runs it. The first failure among them (a boot error, an exit before booting)
+ * vetoes the exec.
  */
-export async function completeHotRestart(m: Master, handoff: Handoff): Promise<void> {
-  const { log, pool } = m;
-  const signal = m.beginRestart('adopting the workers of the previous image', { notify: false });
-  reportInheritedLeaks(handoff.leaked, log);
+class FreshWorkers {
+  readonly list: WorkerHandle[] = [];
+  failure: string | undefined;
+  private readonly spawning: Promise<void>;
+
+  constructor(m: Master, count: number, generation: number, directory: string, signal: AbortSignal) {
+    this.spawning = (async () => {
+      for (let i = 0; i < count && this.failure === undefined && !signal.aborted; i++) {
+        const w = await m.pool.spawn(i, generation, directory);
+        this.list.push(w);
+        w.on((msg) => {
+          if (msg.t === 'boot-error') this.failure ??= `worker ${w.index} failed to boot: ${msg.error}`;
+          else if (msg.t === 'exit' && w.bootedAt === undefined) this.failure ??= bootExitReason(w, msg);
+        });
+      }
+    })().catch((err: unknown) => {
+      this.failure ??= errorMessage(err);
+    });
+  }
+
+  kill(): void {
+    for (const w of this.list) w.kill('SIGKILL');
+  }
+
+  /**
+   * Every worker spawned, and each has read the config the new image will read (`configured`), before
+   * loading the app: the exec waits for that, not for their boot. A new master image that could not start
+   * (config file, directory, app file) would take every slot down with it.
+   */
+  async configured(timeoutMs: number): Promise<void> {
+    await this.spawning;
+    await Promise.all(
+      this.list.map((w) =>
+        w.configuredAt !== undefined || !w.alive
+          ? undefined
+          : w
+              .waitFor('read its config', timeoutMs, (msg) =>
+                msg.t === 'configured' || msg.t === 'boot-error' || msg.t === 'exit' || msg.t === 'booted'
+                  ? true
+                  : undefined,
+              )
+              .catch((err: unknown) => {
+                this.failure ??= errorMessage(err);
+              }),
+      ),
+    );
+  }
+}
+
+/**
+ * The workers the previous image handed over: the old generation serves on (indexed by worker index; a
+ * second worker for an index, still draining, is retiring); the next generation's, spawned before the
+ * exec, boot.
+ */
+function adoptHandedWorkers(m: Master, handoff: Handoff): { early: WorkerHandle[]; old: WorkerHandle[] } {
+  const { pool } = m;
   const adopted = pool.adopt(handoff.workers);
   m.ctx.metrics?.store.adopted(adopted.map((w) => w.pid));
   // Workers of the next generation were spawned by the previous image before its exec.
   const early = adopted.filter((w) => w.generation > handoff.generation);
   const old = adopted.filter((w) => w.generation <= handoff.generation);
-  // Indexed by worker index: a worker that was not alive to hand over leaves a hole, filled when the
-  // restart ends (endRestart). A second worker for an index (still draining) is retiring.
+  // A worker that was not alive to hand over leaves a hole, filled when the restart ends (endRestart).
   pool.workers = [];
   for (const w of old) {
     if (w.serving && pool.workers[w.index] === undefined && w.index < m.count) pool.workers[w.index] = w;
@@ -162,6 +186,20 @@ export async function completeHotRestart(m: Master, handoff: Handoff): Promise<v
   }
   // Until the new generation serves, replacements load what the old workers run.
   m.serves(old[0]?.directory ?? m.directory);
+  return { early, old };
+}
+
+/**
+ * New image side: adopt the old workers (still serving), boot a new generation that does not accept yet,
+ * then drain the old workers and only when all have drained let the new ones accept. A new worker that
+ * fails to boot abandons the restart; the old ones go on. Long on purpose: the switch's steps (boot,
+ * notice, drain, rebalance, record) read in the order they happen, the pause measured across them.
+ */
+export async function completeHotRestart(m: Master, handoff: Handoff): Promise<void> {
+  const { log, pool } = m;
+  const signal = m.beginRestart('adopting the workers of the previous image', { notify: false });
+  reportInheritedLeaks(handoff.leaked, log);
+  const { early, old } = adoptHandedWorkers(m, handoff);
   const earlyDirectory = early[0]?.directory;
   if (m.ctx.rejected !== undefined) {
     // The new release's nserve could not read the hand-off and execed back: the old workers go on.

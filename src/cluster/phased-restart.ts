@@ -59,7 +59,7 @@ export function phases(count: number, concurrency: number, canary: boolean): num
  * (its phase's other replacements are killed); the remaining old workers keep serving.
  */
 export async function phasedRestart(m: Master, options: { fallback?: HotRestartPlan } = {}): Promise<void> {
-  const { log, pool, config } = m;
+  const { log, config } = m;
   const signal = m.beginRestart(
     options.fallback === undefined
       ? 'phased restart requested'
@@ -95,35 +95,8 @@ export async function phasedRestart(m: Master, options: { fallback?: HotRestartP
       'phased restart: started',
     );
     for (const [p, indexes] of plan.entries()) {
-      const canary = p === 0 && canaryMs !== undefined;
-      const { fresh, old, acceptedAt } = await surge(m, indexes, generation, directory, signal, canary);
-      if (canary) {
-        const { verdict, outcome } = await canaryPhase(m, record, fresh[0]!, old[0], canaryMs, signal);
-        record.canary = canaryRecord(verdict);
-        if (!verdict.ok) throw new CanaryFailed(verdict.summary, outcome);
-      } else {
-        await Promise.all(
-          old.map((w) =>
-            w?.alive ? pool.drain(w, 'phased restart: replaced', { why: 'restart' }) : undefined,
-          ),
-        );
-      }
-      for (const w of fresh) {
-        replaced++;
-        logEvent(
-          log,
-          'restart.phased.worker-replaced',
-          {
-            worker: w.index,
-            workerPid: w.pid,
-            generation,
-            // spawn → booted, and spawn → accepting on its slots (issue 17: within boot + 150 ms)
-            bootedMs: (w.bootedAt ?? acceptedAt) - w.spawnedAt,
-            ms: acceptedAt - w.spawnedAt,
-          },
-          `phased restart: worker ${w.index + 1}/${m.count} replaced (phase ${generation})`,
-        );
-      }
+      const canary = p === 0 && canaryMs !== undefined ? canaryMs : undefined;
+      replaced += await runPhase(m, record, indexes, { generation, directory, signal, canaryMs: canary });
     }
     m.serves(directory, generation);
     m.history.finish(record, 'ok');
@@ -136,30 +109,73 @@ export async function phasedRestart(m: Master, options: { fallback?: HotRestartP
     );
   } catch (err) {
     if (replaced > 0) m.serves(m.directory, generation);
-    const held = err instanceof CanaryFailed ? m.history.deploys.noWayBack : undefined;
-    // Said where `ctl phased-restart --wait` and `ctl stats` show it: the verdict, then what serves.
-    m.history.finish(
-      record,
-      'failed',
-      `${errorMessage(err)}${held === undefined ? '' : `; ${held.message}`}`,
-    );
-    if (err instanceof CanaryFailed) {
-      logEvent(
-        log,
-        'restart.phased.stopped',
-        { code: 'ERR_NSERVE_CANARY', replaced, noWayBack: held !== undefined, outcome: err.outcome },
-        `phased restart stopped after the canary, ${err.outcome}: ${err.message}`,
-      );
-    } else {
-      logEvent(
-        log,
-        'restart.phased.stopped',
-        { code: 'ERR_NSERVE_WORKER_BOOT', err, replaced },
-        `phased restart stopped after ${replaced}/${m.count} workers, the others keep serving: ${errorMessage(err)}`,
-      );
-    }
+    reportStopped(m, record, err, replaced);
   }
   m.endRestart('phased restart ended');
+}
+
+/**
+ * One phase: its replacements boot and take the old workers' slots, then the old ones drain (or, for the
+ * canary's phase, the canary is judged first). Returns how many workers it replaced.
+ */
+async function runPhase(
+  m: Master,
+  record: RestartRecord,
+  indexes: number[],
+  phase: { generation: number; directory: string; signal: AbortSignal; canaryMs: number | undefined },
+): Promise<number> {
+  const { log, pool } = m;
+  const { generation, directory, signal, canaryMs } = phase;
+  const canary = canaryMs !== undefined;
+  const { fresh, old, acceptedAt } = await surge(m, indexes, generation, directory, signal, canary);
+  if (canary) {
+    const { verdict, outcome } = await canaryPhase(m, record, fresh[0]!, old[0], canaryMs, signal);
+    record.canary = canaryRecord(verdict);
+    if (!verdict.ok) throw new CanaryFailed(verdict.summary, outcome);
+  } else {
+    await Promise.all(
+      old.map((w) => (w?.alive ? pool.drain(w, 'phased restart: replaced', { why: 'restart' }) : undefined)),
+    );
+  }
+  for (const w of fresh) {
+    logEvent(
+      log,
+      'restart.phased.worker-replaced',
+      {
+        worker: w.index,
+        workerPid: w.pid,
+        generation,
+        // spawn → booted, and spawn → accepting on its slots (within boot + 150 ms on a quiet machine)
+        bootedMs: (w.bootedAt ?? acceptedAt) - w.spawnedAt,
+        ms: acceptedAt - w.spawnedAt,
+      },
+      `phased restart: worker ${w.index + 1}/${m.count} replaced (phase ${generation})`,
+    );
+  }
+  return fresh.length;
+}
+
+/** A phased restart that stopped: its verdict (the canary's, or a worker's failure) and what serves. */
+function reportStopped(m: Master, record: RestartRecord, err: unknown, replaced: number): void {
+  const { log } = m;
+  const held = err instanceof CanaryFailed ? m.history.deploys.noWayBack : undefined;
+  // Said where `ctl phased-restart --wait` and `ctl stats` show it: the verdict, then what serves.
+  m.history.finish(record, 'failed', `${errorMessage(err)}${held === undefined ? '' : `; ${held.message}`}`);
+  if (err instanceof CanaryFailed) {
+    logEvent(
+      log,
+      'restart.phased.stopped',
+      { code: 'ERR_NSERVE_CANARY', replaced, noWayBack: held !== undefined, outcome: err.outcome },
+      `phased restart stopped after the canary, ${err.outcome}: ${err.message}`,
+    );
+  } else {
+    logEvent(
+      log,
+      'restart.phased.stopped',
+      { code: 'ERR_NSERVE_WORKER_BOOT', err, replaced },
+      `phased restart stopped after ${replaced}/${m.count} workers, the others keep serving: ${errorMessage(err)}`,
+    );
+  }
 }
 
 /**
@@ -259,6 +275,7 @@ async function canaryPhase(
 /**
  * Take a failed canary out of service and give its index back to the previous release: its old worker,
  * else a new one loaded from the previous directory, else (not on disk) nobody. Returns what serves now.
+ * Long on purpose: the three ways back are tried in order, each falling through to the next.
  */
 async function withdraw(
   m: Master,
@@ -351,43 +368,4 @@ async function withdraw(
     `phased restart: worker ${index} runs the previous release again`,
   );
   return 'the previous release serves again';
-}
-
-/** Change the worker count: a new worker boots before it gets slots; removed ones hand theirs over first. */
-export async function resize(m: Master, count: number): Promise<void> {
-  const { log, pool } = m;
-  const previous = m.count;
-  m.resized(count);
-  logEvent(log, 'workers.scaled', { from: previous, to: count }, `workers: ${previous} → ${count}`);
-  if (count > previous) {
-    let w: WorkerHandle | undefined;
-    try {
-      w = await pool.spawn(count - 1, m.generation, m.directory);
-      pool.workers[count - 1] = w;
-      await pool.waitBooted(w);
-    } catch (err) {
-      w?.kill('SIGKILL');
-      // A SIGTTOU while it booted removed it (it exits while booting): that is no failure, and the count
-      // is the later resize's, not to be put back.
-      if (w !== undefined && pool.workers[count - 1] !== w) return;
-      logEvent(
-        log,
-        'workers.scale.failed',
-        { err },
-        `adding worker ${count - 1} failed: ${errorMessage(err)}`,
-      );
-      m.resized(previous);
-      pool.workers.length = previous;
-      return;
-    }
-    await m.slots.rebalance();
-  } else {
-    const removed = pool.workers.slice(count).filter((w): w is WorkerHandle => w !== undefined);
-    pool.workers.length = count;
-    const alive = removed.filter((w) => w.alive);
-    for (const w of alive) pool.retiring.add(w);
-    // Give the remaining workers the removed workers' slots before those drain.
-    await m.slots.rebalance();
-    await Promise.all(alive.map((w) => pool.drain(w, 'worker count lowered', { why: 'replace' })));
-  }
 }

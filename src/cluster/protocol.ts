@@ -211,6 +211,9 @@ function implausible(
  * A worker's message, checked for shape (the worker runs app code: anything may arrive). Returns the
  * message, a report whose figures are implausible (dropped, not a violation), or why it is not a
  * message. Order and state are checked by the master's worker handle.
+ *
+ * Long on purpose: one case per message type, each beside its fields, so that a reader checks the whole
+ * vocabulary against FromWorker in one place.
  */
 export function parseFromWorker(value: unknown): FromWorker | Implausible | string {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'not an object';

@@ -99,6 +99,11 @@ export function checkRequest(
   return undefined;
 }
 
+/**
+ * The answer to one authenticated request. Long on purpose: one branch per kind of route (reads, stop and
+ * halt answered before they act, reload-certs with its verdict, the other actions), in the order a reader
+ * checks them against docs/control.md.
+ */
 export function answerRoute(
   controller: Controller,
   log: Logger,

@@ -42,7 +42,11 @@ export interface ControlResponse {
 /** Transport failures that mean "not there (right now)": worth retrying while a restart execs. */
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOENT', 'ECONNRESET', 'EPIPE', 'ENOTSOCK']);
 
-/** One request; resolves with any HTTP status, rejects (ControlError) only when there is no answer. */
+/**
+ * One request; resolves with any HTTP status, rejects (ControlError) only when there is no answer. Long
+ * on purpose: every way an exchange can fail (connect, timeout, a reset, an oversized or malformed
+ * answer) is turned into one ControlError here, next to the request it belongs to.
+ */
 export function request(
   target: ControlTarget,
   method: 'GET' | 'POST',

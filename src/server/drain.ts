@@ -49,6 +49,9 @@ export interface LongPollPolicy {
  * Wait for `live` to empty, from `started`: close connections idle past `drainGraceMs`, end long-lived
  * ones (`asked` of them were told to go) after `longLivedGraceMs`, and destroy whatever is left at
  * `started + timeoutMs`.
+ *
+ * Long on purpose: one timer loop whose deadlines (idle, long-lived, long-poll, timeout) read each
+ * other's state; split apart, the order in which they fire would be spread over several functions.
  */
 export function drainConnections(
   live: Connections,
