@@ -17,9 +17,31 @@
 // without it: dlsym would need glibc 2.34's symbol version, above the floor of
 // the prebuilds (docs/install.md).
 extern "C" int nserve_early_signal_take(int sig) __attribute__((weak));
+extern "C" void nserve_early_signal_release() __attribute__((weak));
 
 namespace nserve {
 namespace {
+
+// holdSignals: the stop signals recorded by this handler from just before a
+// hot restart's exec, whichever thread takes them, instead of by libuv's
+// (whose JS callback would never run: the exec comes first).
+volatile sig_atomic_t held_arrived[NSIG];
+bool held_[NSIG];
+struct sigaction held_saved_[NSIG];
+
+void RecordHeld(int sig) {
+  if (sig > 0 && sig < NSIG) held_arrived[sig] = 1;
+}
+
+// A held signal that arrived, raised again on the calling thread, where it is
+// delivered to the handler now in place.
+void RaiseArrived() {
+  for (int sig = 1; sig < NSIG; sig++) {
+    if (!held_[sig] || held_arrived[sig] == 0) continue;
+    held_arrived[sig] = 0;
+    raise(sig);
+  }
+}
 
 std::vector<char*> NullTerminated(std::vector<std::string>& strings) {
   std::vector<char*> out;
@@ -34,17 +56,22 @@ std::vector<char*> NullTerminated(std::vector<std::string>& strings) {
 class SignalState {
  public:
   // Blocks every signal, then sets every catchable one to SIG_DFL, or SIG_IGN
-  // when listed in `ignore` (ignored signals survive exec).
+  // when listed in `ignore` (ignored signals survive exec). One listed in
+  // `keep` keeps its handler: another thread that takes it before the exec
+  // runs that handler rather than a fatal default (execve resets it anyway).
   //
   // sigprocmask, not pthread_sigmask: on Linux both set the calling thread's
   // mask, and glibc moved pthread_sigmask to a GLIBC_2.32 symbol, which would
   // stop the prebuilt addon loading on glibc 2.28 (docs/install.md).
-  explicit SignalState(const std::vector<int>& ignore) {
+  SignalState(const std::vector<int>& ignore, const std::vector<int>& keep) {
     sigset_t all;
     sigfillset(&all);
     sigprocmask(SIG_SETMASK, &all, &mask_);
     for (int sig = 1; sig < NSIG; sig++) {
       if (sig == SIGKILL || sig == SIGSTOP) continue;
+      bool kept = false;
+      for (int s : keep) kept = kept || s == sig;
+      if (kept) continue;
       // Fails for the signals glibc keeps for itself (32, 33): skip them.
       if (sigaction(sig, nullptr, &saved_[sig]) != 0) continue;
       struct sigaction act = {};
@@ -106,8 +133,22 @@ Napi::Value Execve(const Napi::CallbackInfo& info) {
   std::vector<char*> argv_ptrs = NullTerminated(argv);
   std::vector<char*> envp_ptrs = NullTerminated(envp);
 
-  SignalState signals(ignore);
+  // Blocked and not ignored (SIGTERM, SIGINT): pending across the exec.
+  std::vector<int> keep;
+  for (int s : block) {
+    bool ignored = false;
+    for (int i : ignore) ignored = ignored || i == s;
+    if (!ignored) keep.push_back(s);
+  }
+  SignalState signals(ignore, keep);
   signals.BlockOnly(block);
+  // Only those now blocked (a held signal raised unblocked would be fatal).
+  for (int sig : keep) {
+    if (held_[sig] && held_arrived[sig] != 0) {
+      held_arrived[sig] = 0;
+      raise(sig);
+    }
+  }
   execve(path.c_str(), argv_ptrs.data(), envp_ptrs.data());
   int err = errno;
   signals.Restore();
@@ -152,6 +193,11 @@ Napi::Value UnblockSignals(const Napi::CallbackInfo& info) {
   for (int s : sigs) sigaddset(&set, s);
   sigset_t pending;
   if (sigpending(&pending) != 0) ThrowErrno(env, "sigpending");
+  // nserve_signals.so holds SIGTERM and SIGINT blocked until now (a hot
+  // restart's image): let them go too.
+  if (&nserve_early_signal_release != nullptr &&
+      (sigismember(&set, SIGTERM) == 1 || sigismember(&set, SIGINT) == 1))
+    nserve_early_signal_release();
   // sigprocmask, as above: pthread_sigmask is a GLIBC_2.32 symbol.
   if (sigprocmask(SIG_UNBLOCK, &set, nullptr) != 0)
     ThrowErrno(env, "sigprocmask");
@@ -161,6 +207,38 @@ Napi::Value UnblockSignals(const Napi::CallbackInfo& info) {
     if (sigismember(&pending, s) == 1) out.Set(n++, s);
   }
   return out;
+}
+
+// holdSignals(signals: number[]): undefined. From now until the exec (or
+// releaseHeldSignals), these are recorded by RecordHeld, on any thread.
+Napi::Value HoldSignals(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::vector<int> sigs = IntArrayArg(info, 0, 1, NSIG - 1);
+  for (int sig : sigs) {
+    if (held_[sig]) continue;
+    struct sigaction act = {};
+    act.sa_handler = RecordHeld;
+    sigfillset(&act.sa_mask);
+    act.sa_flags = SA_RESTART;
+    if (sigaction(sig, &act, &held_saved_[sig]) != 0)
+      ThrowErrno(env, "sigaction");
+    held_arrived[sig] = 0;
+    held_[sig] = true;
+  }
+  return env.Undefined();
+}
+
+// releaseHeldSignals(): undefined. The exec failed: the previous handlers
+// back, and what arrived meanwhile delivered to them.
+Napi::Value ReleaseHeldSignals(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  for (int sig = 1; sig < NSIG; sig++) {
+    if (!held_[sig]) continue;
+    sigaction(sig, &held_saved_[sig], nullptr);
+  }
+  RaiseArrived();
+  for (int sig = 1; sig < NSIG; sig++) held_[sig] = false;
+  return env.Undefined();
 }
 
 // takeEarlySignals(signals: number[]): number[] | null. How many times each
@@ -186,6 +264,10 @@ void InitExec(Napi::Env env, Napi::Object exports) {
               Napi::Function::New(env, UnblockSignals, "unblockSignals"));
   exports.Set("takeEarlySignals",
               Napi::Function::New(env, TakeEarlySignals, "takeEarlySignals"));
+  exports.Set("holdSignals",
+              Napi::Function::New(env, HoldSignals, "holdSignals"));
+  exports.Set("releaseHeldSignals", Napi::Function::New(env, ReleaseHeldSignals,
+                                                        "releaseHeldSignals"));
 }
 
 }  // namespace nserve

@@ -174,6 +174,11 @@ export class Master implements Runner {
     return this.launcher.pendingStop;
   }
 
+  /**
+   * Bind (or adopt) the slots, wire signals, then boot the workers or complete a hot restart's hand-over,
+   * and announce. Long on purpose: each step's failure has its own way out (the slots closed, the
+   * workers stopped), and they read in the order the master lives them.
+   */
   async start(): Promise<void> {
     const { config, log, ctx } = this;
     // A missing app is bad input: say so before anything is bound or spawned.
@@ -197,17 +202,23 @@ export class Master implements Runner {
     // is at worst a restart that does not finish, which an operator can see (`ctl stats`) and redo.
     process.on('uncaughtException', (err) => this.onBug(err));
     process.on('unhandledRejection', (err) => this.onBug(err));
-    this.launcher.attach(this);
     const handoff = ctx.handoff;
     // Once per server, not per image: a hot restart's exec changes nothing about the cgroup.
     if (handoff === undefined) this.oom.announce();
     if (handoff !== undefined && handoff.workers.length > 0) {
       this.servingGeneration = handoff.generation;
-      await completeHotRestart(this, handoff);
-      closeLeftovers(opened.leftovers);
+      // The handed-over workers are adopted in completeHotRestart's first, synchronous step; only then
+      // do signals reach us. A SIGTERM that arrived during the exec is then a stop during a restart: the
+      // restart gives up and the adopted workers drain, instead of a stop with no worker to drain.
+      const completing = completeHotRestart(this, handoff);
+      this.launcher.attach(this);
+      // Health checks from now on: a staged restart's pre-booted workers serve alone for a while.
       this.healthTimer = setInterval(() => this.onHealthTick(), 1000);
+      await completing;
+      closeLeftovers(opened.leftovers);
       return;
     }
+    this.launcher.attach(this);
     // A hand-off without workers: whatever the previous image reported on is gone.
     if (handoff !== undefined) ctx.metrics?.store.adopted([]);
     const directory = this.resolveDirectory();
@@ -256,7 +267,7 @@ export class Master implements Runner {
       'workers booted',
       this.statusLine(),
     );
-    this.warnIfHotRestartCannotFit('at start');
+    this.warnIfHotRestartCannotFit();
   }
 
   /**
@@ -286,9 +297,9 @@ export class Master implements Runner {
     return this.launcher.isStopping();
   }
 
-  /** Say when a cluster hot restart would not fit in the memory budget (at start, and before each one). */
-  warnIfHotRestartCannotFit(when: 'at start' | 'before this hot restart'): void {
-    warnIfHotRestartCannotFit(this.log, servingPids(this), this.count, when);
+  /** Say at start when a cluster hot restart would not fit in the memory budget (each restart plans again). */
+  warnIfHotRestartCannotFit(): void {
+    warnIfHotRestartCannotFit(this.log, servingPids(this), this.count);
   }
 
   /** Begin a restart: returns the signal a stop aborts. */

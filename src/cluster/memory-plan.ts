@@ -4,6 +4,7 @@
 // --worker-max-memory replacement. This module is that glue, and the second half of a staged hot
 // restart (the workers booted once the old ones are gone).
 import { errorMessage } from '../errors.js';
+import { unlessAborted } from '../launcher/lifecycle.js';
 import { logEvent } from '../log/events.js';
 import {
   extraWorkersThatFit,
@@ -58,8 +59,10 @@ export function recordPlan(record: RestartRecord | undefined, plan: HotRestartPl
  */
 export function phaseConcurrency(m: Master, wanted: number): { concurrency: number } | { refused: string } {
   const fit = fitNow(m);
-  const n = phaseConcurrencyThatFits(fit, wanted);
-  if (n === wanted) return { concurrency: n };
+  // More than the worker count (after a TTOU) asks for no more than the count: nothing to lower then.
+  const want = Math.min(wanted, Math.max(1, m.count));
+  const n = phaseConcurrencyThatFits(fit, want);
+  if (n === want) return { concurrency: n };
   const each = fit.perWorker === null ? '' : ` (~${mb(fit.perWorker)} each)`;
   if (n === 0)
     return {
@@ -104,7 +107,12 @@ export async function bootRest(
   signal: AbortSignal,
 ): Promise<number> {
   const { pool, log } = m;
-  await Promise.all(old.map((w) => exited(w, m.config.shutdownTimeoutMs + 5000)));
+  // A stop meanwhile: give up at once (the pre-booted workers serve on, and the stop drains them).
+  await unlessAborted(
+    Promise.all(old.map((w) => exited(w, m.config.shutdownTimeoutMs + 5000))),
+    signal,
+  ).catch(() => {});
+  if (signal.aborted) return 0;
   const missing = Array.from({ length: m.count }, (_, i) => i).filter((i) => pool.workers[i] === undefined);
   let booted = 0;
   await Promise.all(
@@ -113,9 +121,10 @@ export async function bootRest(
       let w: WorkerHandle | undefined;
       try {
         w = await pool.spawn(i, generation, directory);
-        await pool.waitBooted(w);
+        await unlessAborted(pool.waitBooted(w), signal);
       } catch (err) {
         w?.kill('SIGKILL');
+        if (signal.aborted) return;
         logEvent(
           log,
           'restart.staged.worker-failed',

@@ -202,7 +202,20 @@ export class ControlServer {
       return;
     }
     if (isDashboardPath(url.pathname)) {
-      this.dashboard.handle(req, res, url, () => this.controller!.stats());
+      try {
+        this.dashboard.handle(req, res, url, () => this.controller!.stats());
+      } catch (err) {
+        // A poll must never take the server down (stats can throw EMFILE out of descriptors): a 500.
+        logEvent(
+          this.options.log,
+          'control.action.failed',
+          { err },
+          `control: dashboard failed: ${errorMessage(err)}`,
+        );
+        if (!res.headersSent)
+          send(res, { status: 500, body: { error: errorMessage(err), code: 'ERR_NSERVE_CONTROL_INTERNAL' } });
+        else res.destroy();
+      }
       return;
     }
     const early = checkRequest(req, url, this.options);

@@ -72,6 +72,14 @@ export const IGNORED_ACROSS_EXEC: readonly NodeJS.Signals[] = [
 ];
 
 /**
+ * The stop signals, blocked (not ignored) across a hot restart's exec when the recorder is preloaded:
+ * it keeps them blocked through Node's start-up, which would otherwise die on one (its own SIGTERM and
+ * SIGINT handlers), and installSignalHandlers unblocks them once nserve's handlers are in place; one that
+ * arrived meanwhile is then delivered, and the server stops gracefully.
+ */
+export const HELD_ACROSS_EXEC: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT'];
+
+/**
  * Install handlers that only record the request; `dispatch` runs on the loop, one action at a time.
  */
 export function installSignalHandlers(
@@ -112,7 +120,10 @@ export function installSignalHandlers(
   // Node's --disable-sigusr1 (how nserve starts the images it execs, exec.ts) keeps SIGUSR1 blocked for
   // the life of the process, handler or not: unblock it now that ours is in place. One that arrived while
   // booting was held pending: its delivery (next loop turn) is skipped and logged with the others.
-  const held = native.available ? native.unblockSignals(['SIGUSR1']) : [];
+  // SIGTERM and SIGINT held through a hot restart's exec (HELD_ACROSS_EXEC): one pending is delivered
+  // to the handlers above, as a stop.
+  const unblocked = native.available ? native.unblockSignals(['SIGUSR1', ...HELD_ACROSS_EXEC]) : [];
+  const held = unblocked.filter((sig) => sig === 'SIGUSR1');
   heldUsr1 = held.length;
   if (early !== undefined || held.length > 0) {
     early?.uninstall();

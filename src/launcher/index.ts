@@ -121,7 +121,7 @@ export class Launcher implements Controller {
     this.restartAbort = undefined;
     if (this.isStopping()) return false;
     if (this.pending !== undefined) {
-      void this.stop(this.pending);
+      this.stopOrExit(this.pending);
       return false;
     }
     return true;
@@ -162,7 +162,7 @@ export class Launcher implements Controller {
     const refused = this.refuses(action);
     if (refused !== undefined) return { accepted: false, status: 409, reason: refused };
     if (action === 'halt' || (action === 'stop' && !this.lifecycle.is('restarting'))) {
-      this.background(this.stop(action));
+      this.stopOrExit(action);
       return { accepted: true };
     }
     if (action === 'stop') {
@@ -215,6 +215,20 @@ export class Launcher implements Controller {
         `unexpected error in ${this.lifecycle.state === 'stopping' ? 'a stop' : 'the server'}: ${errorMessage(err)}`,
       );
       onError?.();
+    });
+  }
+
+  /**
+   * Stop, and should the stop itself fail (a bug), exit 1 rather than stay in `stopping`, refusing
+   * everything, until a supervisor kills the process.
+   */
+  private stopOrExit(how: 'stop' | 'halt'): void {
+    this.stop(how).catch((err: unknown) => {
+      try {
+        logEvent(this.ctx.log, 'server.stop.failed', { err }, `the stop failed: ${errorMessage(err)}`);
+      } finally {
+        process.exit(1);
+      }
     });
   }
 

@@ -33,7 +33,9 @@ export function memoryView(workers?: readonly number[]): MemoryView {
   const { dir: _dir, ...budget } = readMemoryBudget();
   if (workers === undefined) return budget;
   const need = hotRestartNeed(workers);
-  return { ...budget, hotRestartNeed: need, hotRestartFits: need === null ? null : need <= budget.headroom };
+  // Without a cgroup limit nothing is planned against the host's memory (memory-plan.ts): it fits.
+  const fits = need === null ? null : !budget.limited || need <= budget.headroom;
+  return { ...budget, hotRestartNeed: need, hotRestartFits: fits };
 }
 
 /** The anonymous memory of each of `pids`, once more, with the margin; null when none could be read. */
@@ -49,12 +51,7 @@ export function hotRestartNeed(pids: readonly number[]): number | null {
  * would then run staged, phased or not at all (--restart-overflow; each restart plans again with the
  * numbers of its moment: cluster/memory-plan.ts). `pids`: the workers serving now.
  */
-export function warnIfHotRestartCannotFit(
-  log: Logger,
-  pids: readonly number[],
-  workers: number,
-  when: 'at start' | 'before this hot restart',
-): void {
+export function warnIfHotRestartCannotFit(log: Logger, pids: readonly number[], workers: number): void {
   const v = memoryView(pids);
   if (v.hotRestartFits !== false || v.hotRestartNeed == null) return;
   logEvent(
@@ -66,6 +63,6 @@ export function warnIfHotRestartCannotFit(
       limit: v.limit,
       workingSet: v.workingSet,
     },
-    `${when}: a hot restart may not fit in memory: its ${workers} new workers need ~${mb(v.hotRestartNeed)} beside the old ones, the headroom is ${mb(v.headroom)} (limit ${mb(v.limit)}, working set ${mb(v.workingSet)}); a hot restart then runs as --restart-overflow says (staged by default: as many new workers as fit first, the rest once the old ones drained)`,
+    `at start: a hot restart may not fit in memory: its ${workers} new workers need ~${mb(v.hotRestartNeed)} beside the old ones, the headroom is ${mb(v.headroom)} (limit ${mb(v.limit)}, working set ${mb(v.workingSet)}); a hot restart then runs as --restart-overflow says (staged by default: as many new workers as fit first, the rest once the old ones drained)`,
   );
 }

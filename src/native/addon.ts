@@ -73,6 +73,8 @@ export interface Addon {
   ): never;
   unblockSignals(signals: readonly number[]): number[];
   takeEarlySignals(signals: readonly number[]): number[] | null;
+  holdSignals(signals: readonly number[]): void;
+  releaseHeldSignals(): void;
   waitpid(pid: number): { pid: number; code: number | null; signal: number | null } | null;
   setCloexec(fd: number, on: boolean): void;
   getCloexec(fd: number): boolean;

@@ -61,6 +61,20 @@ export function unblockSignals(names: readonly NodeJS.Signals[]): NodeJS.Signals
 }
 
 /**
+ * From now until the exec, these signals are recorded on whichever thread takes them, instead of reaching
+ * libuv's handler (whose JS callback would never run: the exec comes first). `execve` then raises each
+ * that arrived, blocked, so it is pending in the new image; after a failed exec, `releaseHeldSignals`
+ * puts the previous handlers back and delivers them there.
+ */
+export function holdSignals(names: readonly NodeJS.Signals[]): void {
+  addon.holdSignals(signalNumbers('signals', names));
+}
+
+export function releaseHeldSignals(): void {
+  addon.releaseHeldSignals();
+}
+
+/**
  * The signals that reached the recorder preloaded into this image (native/early_signals.cc) before
  * nserve's handlers were installed, each as often as it arrived, and forgotten there; undefined when
  * this image was started without it.

@@ -12,7 +12,7 @@
 // killing the process (native/early_signals.cc; bin/nserve.js catches them once JS runs).
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import { IGNORED_ACROSS_EXEC } from '../control/signals.js';
+import { HELD_ACROSS_EXEC, IGNORED_ACROSS_EXEC } from '../control/signals.js';
 import { errorMessage } from '../errors.js';
 import { logEvent } from '../log/events.js';
 import type { Logger } from '../log/logger.js';
@@ -178,20 +178,35 @@ export function execSelf(options: ExecOptions): never {
       restart: { count: options.restart.count + 1, requestedAt: options.requestedAt },
     }),
   );
-  logEvent(
-    options.log,
-    'restart.hot.exec',
-    { keepFds: options.keepFds, restart: options.restart.count + 1 },
-    'hot restart: exec',
-  );
-  options.log.flush?.();
+  // A stop from now on is recorded and carried across the exec (to be held there by the preloaded
+  // recorder), not lost in libuv's handler: only where the recorder will be there to hold it.
+  const holding = usablePreload(native.signalPreload) !== undefined;
+  if (holding) native.holdSignals(HELD_ACROSS_EXEC);
+  try {
+    logEvent(
+      options.log,
+      'restart.hot.exec',
+      { keepFds: options.keepFds, restart: options.restart.count + 1 },
+      'hot restart: exec',
+    );
+    options.log.flush?.();
+    return execWithDescriptors(options, () => execImage(file, [file, ...args], env));
+  } catch (err) {
+    // A stop that came meanwhile reaches nserve's handler now.
+    if (holding) native.releaseHeldSignals();
+    throw err;
+  }
+}
+
+/** Run `exec` with stdio and the kept descriptors set for the new image; as they were if it throws. */
+function execWithDescriptors(options: ExecOptions, exec: () => never): never {
   const stdioState = [0, 1, 2].map((fd) => stdioFlags(fd));
   for (const fd of [0, 1, 2]) clearStdioFlags(fd);
   for (const fd of options.keepFds) native.setCloexec(fd, false);
   const runningIn = process.cwd();
   try {
     process.chdir(options.cwd);
-    return execImage(file, [file, ...args], env);
+    return exec();
   } catch (err) {
     process.chdir(runningIn);
     for (const fd of options.keepFds) native.setCloexec(fd, true);
@@ -207,7 +222,8 @@ export function execSelf(options: ExecOptions): never {
 
 /**
  * execve with the restart signals ignored across it, and (when nserve_signals.so is there to record
- * them in the new image) blocked, so that one arriving meanwhile waits for the recorder.
+ * them in the new image) blocked, so that one arriving meanwhile waits for the recorder; the stop
+ * signals blocked then too, held until nserve handles them.
  */
 function execImage(file: string, argv: string[], env: Record<string, string | undefined>): never {
   const preload = usablePreload(native.signalPreload);
@@ -217,7 +233,9 @@ function execImage(file: string, argv: string[], env: Record<string, string | un
   for (const [k, v] of Object.entries(vars)) if (v !== undefined) list.push(`${k}=${v}`);
   return native.execve(file, argv, list, {
     ignoreSignals: IGNORED_ACROSS_EXEC,
-    blockSignals: preload === undefined ? [] : IGNORED_ACROSS_EXEC,
+    // SIGTERM and SIGINT too: pending across the exec, held by the recorder until nserve's handlers are in
+    // place (native/early_signals.cc), so a stop during a hot restart's exec is a stop, not a crash.
+    blockSignals: preload === undefined ? [] : [...IGNORED_ACROSS_EXEC, ...HELD_ACROSS_EXEC],
   });
 }
 

@@ -99,10 +99,13 @@ export function logAbandoned(log: Logger, a: Abandoned, stillServing: 'old code'
     logEvent(log, 'restart.hot.cancelled', 'hot restart cancelled by a stop');
     return;
   }
-  const what = a.code === 'ERR_NSERVE_FD_LEAK' ? 'refused (leakPolicy refuse)' : 'abandoned';
+  // Refused: the restart never began (a descriptor would leak, the new workers do not fit in memory).
+  const refused = a.code === 'ERR_NSERVE_FD_LEAK' || a.code === 'ERR_NSERVE_RESTART_NO_FIT';
+  const what =
+    a.code === 'ERR_NSERVE_FD_LEAK' ? 'refused (leakPolicy refuse)' : refused ? 'refused' : 'abandoned';
   logEvent(
     log,
-    a.code === 'ERR_NSERVE_FD_LEAK' ? 'restart.hot.refused' : 'restart.hot.abandoned',
+    refused ? 'restart.hot.refused' : 'restart.hot.abandoned',
     { code: a.code, error: a.reason },
     `hot restart ${what}, ${stillServing} keep${stillServing === 'old code' ? 's' : ''} serving: ${a.reason}`,
   );

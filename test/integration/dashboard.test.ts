@@ -2,6 +2,8 @@
 // login URL used twice, cross-site requests, any method but GET), the headers that forbid framing and
 // foreign content, a session that outlives a hot restart, and `ctl dashboard` on a unix socket.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
 import { makeLoginToken, makeSession } from '../../src/dashboard/token.js';
@@ -132,4 +134,28 @@ test('ctl dashboard with a unix-socket control server says in one line what to c
     r.stderr,
     /needs a TCP control server .*--control-url tcp:\/\/127\.0\.0\.1:PORT --control-token TOKEN/,
   );
+});
+
+test('a dashboard poll while the server is out of descriptors answers 500 and the server serves on', {
+  timeout: 60_000,
+}, async (t) => {
+  const { srv, base } = await startWithDashboard(t);
+  const auth = { authorization: `Bearer ${DASHBOARD_TOKEN}` };
+  assert.equal((await get(`${base}/dashboard/view`, auth)).status, 200);
+  // One descriptor left: the poll's connection takes it, and reading /proc/self/fd for the view fails
+  // with EMFILE (stats throws), as on a server that leaks descriptors.
+  await new Promise((r) => setTimeout(r, 300)); // the first poll's connection closed
+  const open = fs.readdirSync(`/proc/${srv.pid}/fd`).length;
+  const soft = /^Max open files\s+(\d+)/m.exec(fs.readFileSync(`/proc/${srv.pid}/limits`, 'utf8'))?.[1];
+  // The soft limit only (`N:`): raising it back needs no privilege.
+  execFileSync('prlimit', ['--pid', String(srv.pid), `--nofile=${open + 1}:`]);
+  const starved = await get(`${base}/dashboard/view`, auth).catch((err: unknown) => ({
+    status: 0,
+    text: String(err),
+  }));
+  execFileSync('prlimit', ['--pid', String(srv.pid), `--nofile=${soft}:`]);
+  assert.equal(starved.status, 500, starved.text);
+  assert.match(starved.text, /ERR_NSERVE_CONTROL_INTERNAL/);
+  assert.equal(srv.exitStatus, undefined, 'the server still runs');
+  assert.equal((await get(`${base}/dashboard/view`, auth)).status, 200, 'and answers again');
 });

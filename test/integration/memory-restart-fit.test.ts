@@ -150,9 +150,10 @@ test('a cgroup where not even one more worker fits: the hot restart is refused w
   assert.equal(outcome.ok, false);
   assert.match(
     String(outcome.line.msg),
-    /^hot restart abandoned, old workers keep serving: not even one new worker fits beside the old ones: 4 new workers need ~\d+ MB beside the old ones \(~\d+ MB each\), the headroom is \d+ MB/,
+    /^hot restart refused, old workers keep serving: not even one new worker fits beside the old ones: 4 new workers need ~\d+ MB beside the old ones \(~\d+ MB each\), the headroom is \d+ MB/,
   );
   assert.equal(outcome.line.code, 'ERR_NSERVE_RESTART_NO_FIT');
+  assert.equal(outcome.line.event, 'restart.hot.refused');
   assert.equal(oomKills(cgroup), 0, 'nothing was booted to be OOM-killed');
   assert.deepEqual(childPids(srv.pid), old, 'the old workers serve on');
   assert.equal((await getJson(port)).body.version, 'v1');
