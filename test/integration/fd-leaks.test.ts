@@ -94,7 +94,8 @@ test('leakPolicy warn: the leak is logged and survives; the new image names it',
   assert.ok(
     srv.lines.slice(mark).some((l) => l.code === 'ERR_NSERVE_FD_LEAK' && isEvent(l, 'fds.leak.found')),
   );
-  assert.ok(srv.lines.slice(mark).some((l) => l.fd === leakFd && isEvent(l, 'fds.leak.inherited')));
+  // The new image names it once it serves, after its boot line (the end of the restart).
+  await srv.waitForEvent('fds.leak.inherited', 5000, mark, (l) => l.fd === leakFd);
   assert.equal(fdsOn(srv.pid, file).length, 2, 'the old descriptor survived next to the new one');
 });
 
