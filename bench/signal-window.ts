@@ -54,7 +54,7 @@ export interface SignalWindowOptions {
   /** Paths of node binaries. */
   nodes: string[];
   signals: NodeJS.Signals[];
-  /** Milliseconds after the `hot restart: exec` line was read. */
+  /** Milliseconds after the `restart.hot.exec` line was read. */
   delays: number[];
   modes: SignalWindowMode[];
   rounds: number;
@@ -78,7 +78,7 @@ interface Trial {
   firstLineMs?: number;
   /** What the new image logged as `signals received while booting were ignored`. */
   recorded?: string[];
-  /** A `stopped` line after the exec. */
+  /** A `server.stopped` line after the exec. */
   stopped: boolean;
   /** The pidfile still existed once the outcome was known. */
   pidfileLeft: boolean;
@@ -387,7 +387,7 @@ export async function signalWindowSuite(opts: SignalWindowOptions): Promise<void
     w.latestFatalMs === null ? '—' : `${w.latestFatalMs.toFixed(1)} ms`,
     w.earliestGracefulMs === null ? '—' : `${w.earliestGracefulMs.toFixed(1)} ms`,
   ]);
-  console.log('\nThe window (delays are after the `hot restart: exec` line was read):\n');
+  console.log('\nThe window (delays are after the `restart.hot.exec` line was read):\n');
   console.log(table(wHeader, wRows));
   const bad = windows.filter((w) => !isStop(w.signal) && w.fatal > 0);
   console.log(
