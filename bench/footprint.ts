@@ -212,7 +212,7 @@ async function peakRun(workers: number, bootMs: number): Promise<PeakRun> {
     String(workers),
   ]);
   try {
-    await proc.waitForMsg('nserve booted', 60000);
+    await proc.waitForEvent('server.booted', 60000);
     await until('serving', async () => (await getJson(port, '/', 1000)).status === 200, 30000);
     for (let i = 0; i < 200; i++) await getJson(port, '/', 5000);
     await sleep(1000);

@@ -16,6 +16,7 @@ import { restart } from '../test/helpers/restart.js';
 import { commandLine, formatForRepo, machine, writeResult } from './lib/machine.js';
 import {
   freePort,
+  isEvent,
   NSERVE_CLI,
   now,
   type Proc,
@@ -124,7 +125,7 @@ async function runOne(sys: SystemDef, round: number, opts: LongLivedOptions): Pr
   const allOn = (version: string): boolean =>
     ws.every((w) => w.last?.version === version) && sse.every((s) => s.last?.version === version);
   try {
-    await proc.waitForMsg('nserve booted', 30000);
+    await proc.waitForEvent('server.booted', 30000);
     await waitServing(port);
     for (let i = 0; i < opts.ws; i++) ws.push(new WsClient(port));
     for (let i = 0; i < opts.sse; i++) sse.push(new SseClient(port));
@@ -215,8 +216,8 @@ async function runOne(sys: SystemDef, round: number, opts: LongLivedOptions): Pr
       maxWaitMs: round1(r.maxWaitMs),
     })),
     drainLines: proc.lines
+      .filter((l) => isEvent(l, 'drain.done'))
       .map((l) => String(l.msg ?? ''))
-      .filter((msg) => /long-lived connection/.test(msg))
       .slice(0, 20),
     ...(error ? { error } : {}),
   };

@@ -27,6 +27,7 @@ import {
   FIXTURES,
   freePort,
   getJson,
+  isEvent,
   type LogLine,
   NSERVE_CLI,
   now,
@@ -118,15 +119,15 @@ function nserveSystem(
         ...(workers > 0 ? ['-w', String(workers)] : []),
         ...extra,
       ]);
-      await bootedOrKilled(proc, 'nserve booted', ctx.port);
+      await bootedOrKilled(proc, () => proc.waitForEvent('server.booted', 30000), ctx.port);
       return {
         async restart() {
           const { line, lines } = await restart(proc, signal === 'SIGUSR1' ? 'phased' : 'hot', {
             deadlineMs: 60000,
           });
-          // "phased restart: worker i/N replaced" carries ms: that worker's spawn → accepting.
+          // Each worker replaced in a phased restart carries ms: that worker's spawn → accepting.
           const replacementsMs = lines
-            .filter((l) => /^phased restart: worker \d+\/\d+ replaced/.test(String(l.msg)))
+            .filter((l) => isEvent(l, 'restart.phased.worker-replaced'))
             .map((l) => Number(l.ms));
           return { doneAt: proc.receivedAt(line), replacementsMs };
         },
@@ -137,10 +138,10 @@ function nserveSystem(
   };
 }
 
-/** Wait until `proc` logged `booted` and the port answers; kill it if it does not. */
-async function bootedOrKilled(proc: Proc, booted: string | RegExp, port: number): Promise<void> {
+/** Wait until `booted()` (the line that says `proc` booted) and the port answers; kill it if not. */
+async function bootedOrKilled(proc: Proc, booted: () => Promise<unknown>, port: number): Promise<void> {
   try {
-    await proc.waitForMsg(booted, 30000);
+    await booted();
     await waitServing(port);
   } catch (err) {
     await proc.stop('SIGKILL', 0);
@@ -159,7 +160,7 @@ function clusterSystem(): SystemDef {
         WORKERS: '2',
         BENCH_APP: path.join(ctx.root, 'current', 'app.mjs'),
       });
-      await bootedOrKilled(proc, 'booted', ctx.port);
+      await bootedOrKilled(proc, () => proc.waitForMsg('booted', 30000), ctx.port);
       return {
         async restart() {
           const mark = proc.lines.length;
@@ -239,7 +240,7 @@ function pumaSystem(name: string, label: string, signal: 'SIGUSR1' | 'SIGUSR2'):
         env: { BENCH_BOOT_MS: String(ctx.bootMs), BENCH_REQUEST_MS: '2' },
         cwd: ctx.root,
       });
-      await bootedOrKilled(proc, /Use Ctrl-C to stop$/, ctx.port);
+      await bootedOrKilled(proc, () => proc.waitForMsg(/Use Ctrl-C to stop$/, 30000), ctx.port);
       return {
         async restart() {
           let from = proc.lines.length;

@@ -70,7 +70,7 @@ memory (a cluster restart in a cgroup v1 memory limit, per strategy; root; not p
 signal-window (SIGTERM/SIGINT/USR2/HUP right after a hot restart's exec: fatal or not; not part of "all"):
   --nodes a,b        paths of node binaries to run nserve with (default: the node running the bench)
   --signals a,b      (default ${DEFAULT_WINDOW_SIGNALS.join(',')})
-  --delays a,b       ms after the 'hot restart: exec' log line (default ${DEFAULT_WINDOW_DELAYS[0]} to ${DEFAULT_WINDOW_DELAYS.at(-1)} in 10 ms steps)
+  --delays a,b       ms after the restart.hot.exec log line (default ${DEFAULT_WINDOW_DELAYS[0]} to ${DEFAULT_WINDOW_DELAYS.at(-1)} in 10 ms steps)
   --modes a,b        single, cluster (= -w 2) (default both)
   --rounds N         (default 2)
 

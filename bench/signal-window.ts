@@ -10,12 +10,12 @@
 // suite measures, from outside, the way an operator would hit it.
 //
 // One trial: `node bin/nserve.js start hello.mjs --bind tcp://127.0.0.1:PORT --pidfile F [-w 2]` with the
-// node binary under test (JSON logs on stdout), wait for `nserve booted`, SIGUSR2, wait for the line
-// `hot restart: exec` (logged by the single-mode server or the master, right before its execve), sleep the
+// node binary under test (JSON logs on stdout), wait for the event `server.booted`, SIGUSR2, wait for
+// `restart.hot.exec` (logged by the single-mode server or the master, right before its execve), sleep the
 // delay, send the signal to the server's PID, and classify:
-//   graceful  exit code 0 after a `stopped` line (TERM, INT; HUP without redirected stdio or ssl:// binds
-//             is a graceful stop too once nserve's handlers run)
-//   fatal     ended by the signal itself, no `stopped` line
+//   graceful  exit code 0 after a `server.stopped` line (TERM, INT; HUP without redirected stdio or ssl://
+//             binds is a graceful stop too once nserve's handlers run)
+//   fatal     ended by the signal itself, no `server.stopped` line
 //   survived  still alive once the restart is done, and answering (USR2, HUP; a TERM/INT that survives was
 //             lost: it reached the old image just before its execve)
 //   other     anything else (exit status, no answer, a timeout), with the detail
@@ -31,7 +31,9 @@ import {
   FIXTURES,
   freePort,
   getJson,
+  isEvent,
   killGroup,
+  type LogLine,
   NSERVE_CLI,
   now,
   type Proc,
@@ -52,7 +54,7 @@ export interface SignalWindowOptions {
   /** Paths of node binaries. */
   nodes: string[];
   signals: NodeJS.Signals[];
-  /** Milliseconds after the `hot restart: exec` line was read. */
+  /** Milliseconds after the `restart.hot.exec` line was read. */
   delays: number[];
   modes: SignalWindowMode[];
   rounds: number;
@@ -76,7 +78,7 @@ interface Trial {
   firstLineMs?: number;
   /** What the new image logged as `signals received while booting were ignored`. */
   recorded?: string[];
-  /** A `stopped` line after the exec. */
+  /** A `server.stopped` line after the exec. */
   stopped: boolean;
   /** The pidfile still existed once the outcome was known. */
   pidfileLeft: boolean;
@@ -144,10 +146,10 @@ async function trial(
   try {
     const p = start(node, args);
     proc = p;
-    await p.waitForMsg('nserve booted', 30_000);
+    await p.waitForEvent('server.booted', 30_000);
     const from = p.lines.length;
     p.signal('SIGUSR2');
-    const execLine = await p.waitForMsg('hot restart: exec', 30_000, from);
+    const execLine = await p.waitForEvent('restart.hot.exec', 30_000, from);
     const execAt = p.receivedAt(execLine);
     const execIndex = p.lines.indexOf(execLine);
     if (mode === 'cluster') workerPids = childPids(p.pid);
@@ -157,23 +159,25 @@ async function trial(
     const actualDelayMs = Math.round((sentAt - execAt) * 10) / 10;
 
     const after = (): typeof p.lines => p.lines.slice(execIndex + 1);
-    const done = mode === 'single' ? /^nserve booted after hot restart/ : /^hot restart: done/;
     const settled = (async (): Promise<undefined> => {
-      await p.waitForMsg(done, STOP_WAIT_MS, execIndex + 1).catch(() => undefined);
+      await p.waitForEvent('restart.hot.done', STOP_WAIT_MS, execIndex + 1).catch(() => undefined);
       await sleep(SETTLE_MS);
       return undefined;
     })();
     let status = await Promise.race([p.exited, settled]);
     // A stop under way (it began after the restart was done, or drains workers): let it finish.
-    if (status === undefined && after().some((l) => /graceful stop|→ stopping/.test(String(l.msg ?? ''))))
+    const stopping = (l: LogLine): boolean =>
+      isEvent(l, 'stop.delay.started', 'stop.draining') ||
+      (isEvent(l, 'state.changed') && l.to === 'stopping');
+    if (status === undefined && after().some(stopping))
       status = await p.waitExit(STOP_WAIT_MS).catch(() => undefined);
 
     const self = p.pid;
     const firstNew = after().find((l) => l.pid === self);
     const firstLineMs = firstNew === undefined ? undefined : Math.round(p.receivedAt(firstNew) - execAt);
-    const ignoredLine = after().find((l) => l.msg === 'signals received while booting were ignored');
+    const ignoredLine = after().find((l) => isEvent(l, 'signal.booting.ignored'));
     const recorded = Array.isArray(ignoredLine?.signals) ? ignoredLine.signals.map(String) : undefined;
-    const stopped = after().some((l) => l.msg === 'stopped' && l.pid === self);
+    const stopped = after().some((l) => isEvent(l, 'server.stopped') && l.pid === self);
     const facts = {
       ...base,
       actualDelayMs,
@@ -200,7 +204,7 @@ async function trial(
           ? {
               count: workerPids.length,
               allGoneMs: await waitGone(workerPids, 5000),
-              masterGoneLines: after().filter((l) => l.msg === 'master is gone: stopping').length,
+              masterGoneLines: after().filter((l) => isEvent(l, 'worker.master-gone')).length,
             }
           : undefined;
       return {
@@ -383,7 +387,7 @@ export async function signalWindowSuite(opts: SignalWindowOptions): Promise<void
     w.latestFatalMs === null ? '—' : `${w.latestFatalMs.toFixed(1)} ms`,
     w.earliestGracefulMs === null ? '—' : `${w.earliestGracefulMs.toFixed(1)} ms`,
   ]);
-  console.log('\nThe window (delays are after the `hot restart: exec` line was read):\n');
+  console.log('\nThe window (delays are after the `restart.hot.exec` line was read):\n');
   console.log(table(wHeader, wRows));
   const bad = windows.filter((w) => !isStop(w.signal) && w.fatal > 0);
   console.log(

@@ -175,7 +175,7 @@ function nserveSystem(workers: number): SystemDef {
         ],
         ctx.env,
       );
-      await proc.waitForMsg('nserve booted', 30000).catch(async (err: Error) => {
+      await proc.waitForEvent('server.booted', 30000).catch(async (err: Error) => {
         await proc.stop('SIGKILL', 0);
         throw err;
       });

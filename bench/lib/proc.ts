@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { childProcesses } from '../../src/os/proc.js';
-import { LoggedProcess, now } from '../../test/helpers/logged-process.js';
+import { isEvent, LoggedProcess, now } from '../../test/helpers/logged-process.js';
 
 function findRoot(): string {
   let dir = path.dirname(fileURLToPath(import.meta.url));
@@ -24,7 +24,7 @@ export const ROOT = findRoot();
 export const FIXTURES = path.join(ROOT, 'bench', 'fixtures');
 export const NSERVE_CLI = path.join(ROOT, 'bin', 'nserve.js');
 
-export { now };
+export { isEvent, now };
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Process groups to SIGKILL at exit (ours and e.g. the PM2 daemon's). */

@@ -45,7 +45,7 @@ export async function startWithDashboard(t: Cleanup, workers = 0): Promise<Dashb
     state,
   ]);
   t.after(() => srv.kill());
-  await srv.waitForMsg('control server listening', 20_000);
+  await srv.waitForEvent('control.server.listening', 20_000);
   return { srv, state, base: `http://127.0.0.1:${port}` };
 }
 

@@ -15,19 +15,13 @@ export const RESTART_FAILED_EVENTS: readonly EventCode[] = [
   'restart.phased.stopped',
   'signal.ignored',
 ];
-// The same outcomes in the words of lines that carry no event yet (single mode's boot after a hot
-// restart, its refusals and a signal ignored are logged by modes/ and cluster/master.ts without one).
-const RESTART_DONE = /^nserve booted after hot restart\b/;
-const RESTART_FAILED = /^(hot restart failed unexpectedly|SIG\w+ ignored)/;
 
 function restartDone(l: LogLine): boolean {
-  if (l.event !== undefined) return isEvent(l, ...RESTART_DONE_EVENTS);
-  return RESTART_DONE.test(String(l.msg ?? ''));
+  return isEvent(l, ...RESTART_DONE_EVENTS);
 }
 
 function restartFailed(l: LogLine): boolean {
-  if (l.event !== undefined) return isEvent(l, ...RESTART_FAILED_EVENTS);
-  return RESTART_FAILED.test(String(l.msg ?? ''));
+  return isEvent(l, ...RESTART_FAILED_EVENTS);
 }
 
 export type RestartKind = 'hot' | 'phased';

@@ -61,7 +61,7 @@ export class ServerProcess extends LoggedProcess {
 
   /** The first TCP port the server logged in its boot line. */
   async port(deadlineMs = 15000): Promise<number> {
-    const booted = await this.waitForMsg('nserve booted', deadlineMs);
+    const booted = await this.waitForEvent('server.booted', deadlineMs);
     const binds = booted.binds as string[];
     const tcp = binds.find((b) => b.startsWith('tcp://'));
     if (tcp === undefined) throw new Error(`no tcp bind in ${JSON.stringify(binds)}`);

@@ -42,7 +42,7 @@ test('garbage, null, wrong shapes, forged messages, oversize datagrams and descr
   );
   t.after(() => srv.kill());
   const port = await srv.port(20000);
-  await srv.waitForMsg('nserve booted');
+  await srv.waitForEvent('server.booted');
   const masterFds = fdCount(srv.pid);
   const load = new Load({ port, keepAlive: 2, newConnection: 2 });
   for (const kind of ATTACKS) {

@@ -216,7 +216,7 @@ for (const workers of ['0', '2']) {
     // The temp names the server used to write (FILE.PID.tmp), planted while its app loads.
     fs.symlinkSync(victim, `${pidfile}.${srv.pid}.tmp`);
     fs.symlinkSync(victim, `${state}.${srv.pid}.tmp`);
-    await srv.waitForMsg('nserve booted', 20000);
+    await srv.waitForEvent('server.booted', 20000);
     await until('pidfile and state file written', () => {
       try {
         return fs.readFileSync(pidfile, 'utf8') === `${srv.pid}\n` && fs.lstatSync(state).isFile();
@@ -254,7 +254,7 @@ async function startWithFiles(
     ...extra,
   ]);
   t.after(() => srv.kill());
-  await srv.waitForMsg('nserve booted', 20000);
+  await srv.waitForEvent('server.booted', 20000);
   return srv;
 }
 

@@ -41,7 +41,7 @@ for (const [args, pattern] of [
     assert.equal(lines.length, 1, r.stderr);
     assert.match(lines[0] ?? '', pattern);
     assert.match(lines[0] ?? '', WHY);
-    assert.ok(!r.stdout.some((l) => l.msg === 'nserve booted'), 'never reported booted');
+    assert.ok(!r.stdout.some((l) => isEvent(l, 'server.booted')), 'never reported booted');
   });
 }
 

@@ -82,7 +82,12 @@ for (const bootCheck of [true, false]) {
       /^hot restart abandoned, old code keeps serving.*process\.exit\(0\)/,
     );
     if (srv.lines.slice(outcome.mark).some((l) => isEvent(l, 'restart.hot.exec')))
-      await srv.waitForMsg(/^nserve booted/, 15_000, outcome.mark);
+      await srv.waitForLog(
+        'the old code booted again',
+        (l) => isEvent(l, 'server.booted', 'restart.hot.done'),
+        15_000,
+        outcome.mark,
+      );
     assert.equal((await getJson(port)).body.version, 'v1');
   });
 }

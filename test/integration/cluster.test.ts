@@ -190,7 +190,12 @@ test('SIGTTIN / SIGTTOU add and remove workers (never below 1) under load, slots
   }
   const mark = srv.lines.length;
   srv.signal('SIGTTOU');
-  await srv.waitForMsg(/SIGTTOU ignored: already at 1 worker/, 5000, mark);
+  await srv.waitForEvent(
+    'signal.ignored',
+    5000,
+    mark,
+    (l) => l.signal === 'SIGTTOU' && /already at 1 worker/.test(String(l.msg)),
+  );
   await load.roundsSince(now(), 3);
   const result = await load.stop();
   assertNoFailedRequests(result);
@@ -289,7 +294,7 @@ test('a unix-socket bind in cluster mode is shared by every worker and survives 
   const dir = tmpDir(t);
   const sock = path.join(dir, 'app.sock');
   const srv = startApp(t, 'examples/hello.mjs', { workers: 2, bind: `unix://${sock}?mode=0660` });
-  await srv.waitForMsg('nserve booted', 20000);
+  await srv.waitForEvent('server.booted', 20000);
   assert.equal(fs.statSync(sock).mode & 0o777, 0o660);
   const getPid = () =>
     new Promise<number>((resolve, reject) => {

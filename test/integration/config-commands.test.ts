@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
-import { FIXTURES, killAll, ROOT, runNserve, serveApp, tmpDir } from '../helpers/server.js';
+import { FIXTURES, isEvent, killAll, ROOT, runNserve, serveApp, tmpDir } from '../helpers/server.js';
 
 after(killAll);
 
@@ -19,7 +19,7 @@ function releaseDir(t: Parameters<typeof tmpDir>[0]): string {
 test('a config file found in the working directory is named in the boot line and by nserve config', async (t) => {
   const dir = releaseDir(t);
   const { srv } = await serveApp(t, 'app.mjs', { cwd: dir });
-  const booted = srv.lines.find((l) => l.msg === 'nserve booted');
+  const booted = srv.lines.find((l) => isEvent(l, 'server.booted'));
   assert.equal(booted?.config, `${path.join(dir, 'nserve.config.json')} (found in the working directory)`);
   // `nserve config` alone prints (no --print needed).
   const r = await runNserve(['config', 'app.mjs'], { cwd: dir });

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
-import { childPids, killAll, serveApp, startApp, tmpDir, until } from '../helpers/server.js';
+import { childPids, isEvent, killAll, serveApp, startApp, tmpDir, until } from '../helpers/server.js';
 
 after(killAll);
 
@@ -68,7 +68,7 @@ test('rotating redirected log files + SIGHUP: new lines in the new files, none l
   const booted = await until('the boot line in out.log', () => {
     const line = read(out)
       .split('\n')
-      .find((l) => l.includes('"msg":"nserve booted"'));
+      .find((l) => l.includes('"event":"server.booted"'));
     return line === undefined ? undefined : (JSON.parse(line) as { binds: string[] });
   });
   const port = Number(booted.binds[0]!.split(':').at(-1));
@@ -84,7 +84,7 @@ test('rotating redirected log files + SIGHUP: new lines in the new files, none l
   await until('master and both workers to reopen', () => {
     const reopened = read(out)
       .split('\n')
-      .filter((l) => l.includes('"msg":"log files reopened"'));
+      .filter((l) => l.includes('"event":"log.files.reopened"'));
     return reopened.length === 3 ? reopened : undefined;
   });
   await hitRange(port, 60, 100);
@@ -110,7 +110,7 @@ test('rotating redirected log files + SIGHUP: new lines in the new files, none l
       `both workers write ${kind} lines into the new file`,
     );
   }
-  assert.match(read(out), /"msg":"stopped"/, 'the master logs into the new file too');
+  assert.match(read(out), /"event":"server.stopped"/, 'the master logs into the new file too');
   assert.equal(srv.lines.length, 0, 'nothing went to the original stdout');
 });
 
@@ -120,5 +120,5 @@ test('SIGHUP without redirected output stops the server gracefully', { timeout: 
   const { srv } = await serveApp(t, 'app.mjs', { directory: dir });
   srv.signal('SIGHUP');
   assert.deepEqual(await srv.waitExit(), { code: 0, signal: null });
-  assert.ok(srv.lines.some((l) => l.msg === 'graceful stop: draining'));
+  assert.ok(srv.lines.some((l) => isEvent(l, 'stop.draining')));
 });

@@ -162,7 +162,7 @@ test('TCP control with a token across a hot restart; pidfile-only ctl falls back
   const restart = await ctl(['restart', '-P', pidfile]);
   assert.equal(restart.code, 0, restart.stderr);
   assert.match(restart.stdout, new RegExp(`^sent SIGUSR2 to pid ${srv.pid} \\(restart\\)`));
-  await srv.waitForMsg(/^nserve booted after hot restart/, 15_000, mark);
+  await srv.waitForEvent('restart.hot.done', 15_000, mark);
   await until('the new image to serve its control API', () =>
     srv.lines.slice(mark).some((l) => isEvent(l, 'control.server.listening')),
   );

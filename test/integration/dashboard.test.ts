@@ -125,7 +125,7 @@ test('ctl dashboard with a unix-socket control server says in one line what to c
     state,
   ]);
   t.after(() => srv.kill());
-  await srv.waitForMsg('control server listening');
+  await srv.waitForEvent('control.server.listening');
   const r = await ctl(['dashboard', '-S', state]);
   assert.equal(r.code, 2);
   assert.equal(r.stdout, '');

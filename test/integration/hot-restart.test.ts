@@ -79,7 +79,7 @@ export default {
   assert.equal(fs.readFileSync(marks, 'utf8'), `booted ${srv.pid}\n`, 'onBooted ran once, onWorkerBoot not');
   assert.ok(
     srv.lines.some(
-      (l) => l.msg === 'onWorkerBoot configured: it applies in cluster mode only (-w N), not in single mode',
+      (l) => isEvent(l, 'config.worker-only.ignored') && JSON.stringify(l.settings) === '["onWorkerBoot"]',
     ),
     'the worker hook is named in a warning',
   );
@@ -135,21 +135,23 @@ test('a second SIGUSR2 during a restart is ignored; SIGTERM during a restart sto
   });
   let mark = srv.lines.length;
   srv.signal('SIGUSR2');
-  await srv.waitForMsg('hot restart: checking that the new code boots', 5000, mark);
+  await srv.waitForEvent('restart.hot.started', 5000, mark, (l) => l.optimistic === false);
   srv.signal('SIGUSR2');
-  await srv.waitForMsg(/SIGUSR2 ignored: a restart is in progress/, 5000, mark);
-  await srv.waitForMsg(/^nserve booted after hot restart/, 15000, mark);
-  assert.equal(
-    srv.lines.slice(mark).filter((l) => String(l.msg).startsWith('nserve booted after hot restart')).length,
-    1,
+  await srv.waitForEvent(
+    'signal.ignored',
+    5000,
+    mark,
+    (l) => l.signal === 'SIGUSR2' && l.state === 'restarting',
   );
+  await srv.waitForEvent('restart.hot.done', 15000, mark);
+  assert.equal(srv.lines.slice(mark).filter((l) => isEvent(l, 'restart.hot.done')).length, 1);
   mark = srv.lines.length;
   srv.signal('SIGUSR2');
-  await srv.waitForMsg('hot restart: checking that the new code boots', 5000, mark);
+  await srv.waitForEvent('restart.hot.started', 5000, mark, (l) => l.optimistic === false);
   srv.signal('SIGTERM');
   assert.deepEqual(await srv.waitExit(15000), { code: 0, signal: null });
   assert.ok(
-    !srv.lines.slice(mark).some((l) => String(l.msg).startsWith('nserve booted after hot restart')),
+    !srv.lines.slice(mark).some((l) => isEvent(l, 'restart.hot.done')),
     'it stopped instead of restarting',
   );
 });

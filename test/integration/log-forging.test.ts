@@ -84,7 +84,7 @@ for (const format of ['pretty', 'logfmt', 'json'] as const) {
         args: ['--log-format', format, '--access-log'],
       });
       const { out, err } = capture(srv);
-      await until('the server to boot', () => (/nserve booted/.test(out()) ? true : undefined), 20_000);
+      await until('the server to boot', () => (/\bserver\.booted\b/.test(out()) ? true : undefined), 20_000);
       // Raw control and non-ASCII bytes in a path: Node's HTTP parser refuses them (400), so the access
       // log only ever sees printable ASCII (the formatters escape a path all the same: unit tests).
       for (const bytes of [[0x1b], [0x9b], [0x00], [0x0d]]) {
@@ -105,7 +105,7 @@ for (const format of ['pretty', 'logfmt', 'json'] as const) {
         );
         await until(
           'the replacement',
-          () => (out().split('worker booted').length > 2 ? true : undefined),
+          () => (out().split('worker.booted').length > 2 ? true : undefined),
           20_000,
         );
       } else {

@@ -191,8 +191,12 @@ test('a graceful stop with WebSockets and event streams connected exits within a
     assert.deepEqual(await srv.waitExit(10000), { code: 0, signal: null });
     stopAll(clients);
     assert.ok(Date.now() - started < 5000, `-w ${workers}: stopped in ${Date.now() - started} ms`);
-    const drainLine = srv.lines.find((l) => /long-lived connection\(s\) asked to close/.test(String(l.msg)));
-    assert.ok(drainLine !== undefined, `-w ${workers}: the drain log counts the long-lived connections`);
+    const drainLine = srv.lines.find((l) => isEvent(l, 'drain.done'));
+    assert.equal(
+      typeof (drainLine?.longLived as { asked?: unknown } | undefined)?.asked,
+      'number',
+      `-w ${workers}: the drain log counts the long-lived connections`,
+    );
     for (const w of clients.ws) assert.deepEqual(w.errors, [], `-w ${workers}: closes, no resets`);
   }
 });

@@ -18,6 +18,7 @@ import { signalRestart } from '../helpers/restart.js';
 import {
   CLI,
   childPids,
+  isEvent,
   killAll,
   ROOT,
   type ServerProcess,
@@ -219,10 +220,9 @@ test('--worker-max-memory in a cgroup where the replacement does not fit beside 
     });
     // Room for 20 MB more: not for a copy of a worker (the mean of 1 fat and 1 lean one, plus 10%).
     setLimit(cgroup, workingSet(cgroup) + 20 * MB);
-    const line = await srv.waitForMsg(/over --worker-max-memory/, 15_000);
+    const line = await srv.waitForEvent('worker.memory.exceeded', 15_000);
     assert.equal(line.workerPid, fat);
     assert.equal(line.strategy, 'drain-first', String(line.msg));
-    assert.match(String(line.msg), /its replacement does not fit in memory beside it, so it drains first/);
     await until(
       'the fat worker gone, two workers again',
       () => {
@@ -231,14 +231,14 @@ test('--worker-max-memory in a cgroup where the replacement does not fit beside 
       },
       20_000,
     );
-    await srv.waitForMsg(/^worker \d replaced$/, 10_000);
+    await srv.waitForEvent('worker.replaced', 10_000);
     await load.roundsSince(now(), 2);
   } finally {
     await stopWithoutFailures(load, t);
   }
   assert.equal(oomKills(cgroup), 0, 'no process was OOM-killed');
   assert.equal(
-    srv.lines.some((l) => /exited unexpectedly/.test(String(l.msg))),
+    srv.lines.some((l) => isEvent(l, 'worker.exited')),
     false,
     'its exit is no crash',
   );

@@ -94,7 +94,7 @@ test('-w 2 under load through hot, phased and hot restarts and a scale-down: the
   await during.warmedUp(3);
   const mark = srv.lines.length;
   srv.signal('SIGTERM');
-  const stopped = await srv.waitForMsg('stopped', 30_000, mark);
+  const stopped = await srv.waitForEvent('server.stopped', 30_000, mark);
   await srv.waitExit(10_000);
   const atStop = (await during.stop()).ok;
   running = false;

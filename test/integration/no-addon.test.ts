@@ -107,7 +107,7 @@ for (const way of ['terminal', 'detached', 'no stdin'] as const) {
     assert.equal(await exited, 0, 'SIGTERM drains and exits 0');
     assert.equal(processAlive(pid), false);
     assert.equal(fs.existsSync(pidfile), false, 'the pidfile is removed at the stop');
-    assert.match(fs.readFileSync(logFile, 'utf8'), /\bstopped\b/);
+    assert.match(fs.readFileSync(logFile, 'utf8'), /\bserver\.stopped\b/);
   });
 }
 
@@ -118,7 +118,7 @@ test('without the addon, a unix bind gets its path and mode, and the socket file
   const sock = path.join(dir, 'app.sock');
   const srv = startNserve(['start', 'examples/hello.mjs', '--bind', `unix://${sock}?mode=0600`], { env });
   t.after(() => srv.kill());
-  const booted = await srv.waitForMsg('nserve booted');
+  const booted = await srv.waitForEvent('server.booted');
   assert.deepEqual(booted.binds, [`unix://${sock}`]);
   const st = fs.statSync(sock);
   assert.ok(st.isSocket());
@@ -162,7 +162,7 @@ test('without the addon, --shutdown-delay serves on (health 503), the ready prob
   assert.equal((await getJson(port, '/healthz')).status, 200);
   const mark = srv.lines.length;
   srv.signal('SIGTERM');
-  await srv.waitForMsg(/--shutdown-delay/, 5000, mark);
+  await srv.waitForEvent('stop.delay.started', 5000, mark);
   assert.equal((await getJson(port, '/healthz')).status, 503, 'unready during the delay');
   assert.equal((await getJson(port, '/')).status, 200, 'still serving during the delay');
   assert.deepEqual(await srv.waitExit(10000), { code: 0, signal: null });
@@ -174,11 +174,11 @@ test('without the addon, a hot restart is refused in one line and it serves on',
   const srv = startNserve(['start', 'examples/hello.mjs', '--bind', 'tcp://127.0.0.1:0'], { env });
   t.after(() => srv.kill());
   const port = await srv.port();
-  const booted = await srv.waitForMsg('nserve booted');
+  const booted = await srv.waitForEvent('server.booted');
   assert.equal(booted.addon, false);
   const mark = srv.lines.length;
   srv.signal('SIGUSR2');
-  const refused = await srv.waitForMsg(/^SIGUSR2 ignored/, 5000, mark);
+  const refused = await srv.waitForEvent('signal.ignored', 5000, mark, (l) => l.signal === 'SIGUSR2');
   assert.match(
     String(refused.msg),
     /hot restart needs nserve's native addon, which is unavailable: NSERVE_NO_ADDON=1/,

@@ -63,13 +63,18 @@ for (const [what, broken] of Object.entries(BROKEN)) {
     // The old code answers again: after an exec back it boots once more (a broken config is caught
     // before the exec: nothing to boot again).
     if (srv.lines.slice(outcome.mark).some((l) => isEvent(l, 'restart.hot.exec')))
-      await srv.waitForMsg(/^nserve booted/, 15_000, outcome.mark);
+      await srv.waitForLog(
+        'the old code booted again',
+        (l) => isEvent(l, 'server.booted', 'restart.hot.done'),
+        15_000,
+        outcome.mark,
+      );
     else assert.match(what, /config/);
     assert.equal((await getJson(port)).body.version, 'v1');
     await load.roundsSince(performance.now(), 2);
     assertNoFailedRequests(await load.stop());
     const stats = srv.lines.slice(outcome.mark);
-    assert.ok(!stats.some((l) => /booted after hot restart/.test(String(l.msg)) && l.version === 'v2'));
+    assert.ok(!stats.some((l) => isEvent(l, 'restart.hot.done') && l.version === 'v2'));
   });
 }
 

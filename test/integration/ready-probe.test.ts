@@ -9,7 +9,7 @@ import { ctl } from '../helpers/control.js';
 import { assertNoFailedRequests, getJson, Load } from '../helpers/load.js';
 import { switchRelease } from '../helpers/releases.js';
 import { signalRestart } from '../helpers/restart.js';
-import { killAll, serveApp, tmpDir } from '../helpers/server.js';
+import { isEvent, killAll, serveApp, tmpDir } from '../helpers/server.js';
 
 after(killAll);
 
@@ -79,7 +79,12 @@ test('single mode: a release failing the ready probe is refused under SIGUSR2, z
     String(outcome.line.msg),
     /^hot restart abandoned, old code keeps serving: ready probe GET \/ready answered 500/,
   );
-  await srv.waitForMsg(/^nserve booted/, 15_000, outcome.mark);
+  await srv.waitForLog(
+    'the old code booted again',
+    (l) => isEvent(l, 'server.booted', 'restart.hot.done'),
+    15_000,
+    outcome.mark,
+  );
   assert.equal((await getJson(port)).body.version, 'v1');
   await load.roundsSince(performance.now(), 2);
   assertNoFailedRequests(await load.stop());

@@ -113,16 +113,23 @@ test('SIGTERM while a single-mode server is still booting: it stops once booted,
   srv.signal('SIGTERM');
   fs.writeFileSync(gate, '');
   assert.deepEqual(await srv.waitExit(15000), { code: 0, signal: null });
-  const at = (msg: string): number => {
-    const i = srv.lines.findIndex((l) => l.msg === msg);
-    assert.ok(i >= 0, `the log has "${msg}"`);
+  const at = (what: string, pred: (l: LogLine) => boolean): number => {
+    const i = srv.lines.findIndex(pred);
+    assert.ok(i >= 0, `the log has ${what}`);
     return i;
   };
-  const bootEnds = srv.lines[at('fixture: boot ends')];
-  assert.deepEqual(bootEnds?.signalsDuringBoot, ['SIGTERM'], 'the SIGTERM landed while the app was booting');
-  assert.ok(at('fixture: boot ends') < at('nserve booted'), 'the boot had not finished');
-  assert.ok(at('nserve booted') < at('graceful stop: draining'), 'the stop was carried out once booted');
-  assert.ok(at('graceful stop: draining') < at('stopped'));
+  const bootEnds = at('"fixture: boot ends"', (l) => l.msg === 'fixture: boot ends');
+  const booted = at('server.booted', (l) => isEvent(l, 'server.booted'));
+  const draining = at('stop.draining', (l) => isEvent(l, 'stop.draining'));
+  const stopped = at('server.stopped', (l) => isEvent(l, 'server.stopped'));
+  assert.deepEqual(
+    srv.lines[bootEnds]?.signalsDuringBoot,
+    ['SIGTERM'],
+    'the SIGTERM landed while the app was booting',
+  );
+  assert.ok(bootEnds < booted, 'the boot had not finished');
+  assert.ok(booted < draining, 'the stop was carried out once booted');
+  assert.ok(draining < stopped);
 });
 
 test('a frozen worker (SIGSTOP) killed for --worker-timeout: the log says what it held at its last check-in', async (t) => {

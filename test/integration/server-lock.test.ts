@@ -12,6 +12,7 @@ import { restart } from '../helpers/restart.js';
 import {
   childPids,
   freePort,
+  isEvent,
   killAll,
   processAlive,
   runNserve,
@@ -27,7 +28,7 @@ const APP = 'examples/hello.mjs';
 const TRIALS = 6;
 const REFUSED = /^nserve: error: --pidfile (\S+) is held by a running server \(PID (\d+)\)/;
 
-const booted = (srv: ServerProcess): boolean => srv.lines.some((l) => l.msg === 'nserve booted');
+const booted = (srv: ServerProcess): boolean => srv.lines.some((l) => isEvent(l, 'server.booted'));
 
 /** Whether anything accepts connections on 127.0.0.1:port. */
 function accepts(port: number): Promise<boolean> {
@@ -150,7 +151,7 @@ for (const mode of ['single', 'cluster'] as const) {
 
     // The kernel let the lock go with the process: a new server takes the same files.
     const next = startApp(t, APP, { args: args(pidfile, state) });
-    await next.waitForMsg('nserve booted', 20_000);
+    await next.waitForEvent('server.booted', 20_000);
     await until('the new server to write its pidfile', () => fs.existsSync(pidfile), 10_000);
     assert.equal(Number(fs.readFileSync(pidfile, 'utf8')), next.pid);
   });

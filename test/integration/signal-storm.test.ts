@@ -10,6 +10,7 @@ import { makeReleases, switchRelease, versions } from '../helpers/releases.js';
 import { restart, signalRestart } from '../helpers/restart.js';
 import {
   childPids,
+  isEvent,
   killAll,
   listeningPorts,
   processAlive,
@@ -88,9 +89,7 @@ for (const mode of MODES) {
       // The storm's last restart finishes; the server is still the same process, serving.
       await new Promise((r) => setTimeout(r, 500));
       assert.ok(processAlive(srv.pid), `alive after all ${sent} signals`);
-      const restarts = srv.lines
-        .slice(mark)
-        .filter((l) => /^(nserve booted after hot restart|hot restart: done)/.test(String(l.msg)));
+      const restarts = srv.lines.slice(mark).filter((l) => isEvent(l, 'restart.hot.done'));
       assert.ok(
         restarts.length >= 2,
         `the storm restarted the server more than once (${restarts.length} of ${sent} signals)`,

@@ -155,7 +155,7 @@ test('--access-log logs each request; --health-path is answered by nserve (200, 
     (l) => l.msg === 'fixture: request' && l.path === '/slow',
   );
   srv.signal('SIGTERM');
-  await srv.waitForMsg('graceful stop: draining');
+  await srv.waitForEvent('stop.draining');
   assert.equal(await viaAgent('/healthz'), 503);
   assert.equal((await slow).status, 200);
 });
@@ -170,7 +170,7 @@ test("a config file typed with `import { defineConfig } from 'nserve'` loads and
   ]);
   t.after(() => srv.kill());
   const port = await srv.port(20000);
-  const booted = srv.lines.find((l) => l.msg === 'nserve booted');
+  const booted = srv.lines.find((l) => isEvent(l, 'server.booted'));
   assert.equal(booted?.workers, 2, 'workers from the config file');
   assert.equal((await getJson(port)).status, 200);
 });

@@ -95,7 +95,7 @@ test('socket activation in cluster mode: one shared socket served by every worke
   ]);
   t.after(() => srv.kill());
   assert.equal((await firstResponse(srv, port)).status, 200);
-  await srv.waitForMsg('nserve booted');
+  await srv.waitForEvent('server.booted');
   const pids = new Set<number>();
   await until(
     'both workers to answer',

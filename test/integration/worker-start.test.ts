@@ -63,7 +63,7 @@ export default (req, res) => {
   const { srv, port } = await serveApp(t, 'app.mjs', { directory: dir, workers: 1 });
   const { body } = await getJson(port);
   assert.equal(body.pinoAtLoad, false, "pino was loaded before the app's first line ran");
-  const booted = await srv.waitForMsg('worker booted', 5000);
+  const booted = await srv.waitForEvent('worker.booted', 5000);
   assert.equal(booted.role, 'worker');
   assert.equal(booted.pid, body.pid, 'the worker logged through its (deferred) logger');
 });

@@ -197,7 +197,7 @@ test('npx nserve start app.js -w 2 serves the express app through a phased resta
   t.after(() => srv.kill());
   const port = await srv.port(30_000);
   // npx runs nserve in a child process: signal the master by the PID it logged.
-  const booted = await srv.waitForMsg('nserve booted');
+  const booted = await srv.waitForEvent('server.booted');
   const master = booted.pid!;
   const before = await until('two workers', () => {
     const pids = childPids(master);
@@ -413,7 +413,7 @@ for (const major of [22, 24]) {
     });
     t.after(() => srv.kill());
     const port = await srv.port(30_000);
-    const booted = await srv.waitForMsg('nserve booted');
+    const booted = await srv.waitForEvent('server.booted');
     const res = await getJson(port);
     assert.equal(res.status, 200);
     assert.notEqual(res.body.pid, booted.pid, 'a worker answered, not the master');
