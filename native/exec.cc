@@ -2,6 +2,7 @@
 // signal mask and early signals of the image a hot restart execs.
 #include <errno.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -28,9 +29,22 @@ namespace {
 volatile sig_atomic_t held_arrived[NSIG];
 bool held_[NSIG];
 struct sigaction held_saved_[NSIG];
+// The thread that holds them and execs (the JS main thread).
+volatile pid_t held_tid = 0;
 
+// On the main thread: recorded, raised again once it is blocked (Execve).
+// On another thread (the main thread blocks it from just before the exec,
+// so the kernel picks another): sent on to the main thread, where it stays
+// pending through the exec. A flag set on another thread could be too late
+// for the main thread to see before the exec.
 void RecordHeld(int sig) {
-  if (sig > 0 && sig < NSIG) held_arrived[sig] = 1;
+  if (sig <= 0 || sig >= NSIG) return;
+  int saved = errno;
+  if (static_cast<pid_t>(syscall(SYS_gettid)) == held_tid)
+    held_arrived[sig] = 1;
+  else
+    syscall(SYS_tgkill, getpid(), held_tid, sig);
+  errno = saved;
 }
 
 // A held signal that arrived, raised again on the calling thread, where it is
@@ -214,6 +228,7 @@ Napi::Value UnblockSignals(const Napi::CallbackInfo& info) {
 Napi::Value HoldSignals(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::vector<int> sigs = IntArrayArg(info, 0, 1, NSIG - 1);
+  held_tid = static_cast<pid_t>(syscall(SYS_gettid));
   for (int sig : sigs) {
     if (held_[sig]) continue;
     struct sigaction act = {};

@@ -1,7 +1,8 @@
-// A SIGTERM that lands while a cluster hot restart execs (between the old image's last line and the new
-// image's first) is a stop during a restart: the new image adopts the workers first, then takes the
-// signal, so the restart gives up and the adopted workers drain. A request in flight is answered, the
-// server exits 0, and no worker is left behind.
+// A SIGTERM that lands while a hot restart execs (between the old image's last line and the new
+// image's first) is recorded in the old image, blocked through Node's start-up in the new one, and taken
+// once nserve's handlers are in place: in cluster mode the new image has adopted the workers by then, and
+// they drain. A request in flight is answered, the server exits 0, and no worker is left behind. Before,
+// the new image died of it (Node's own SIGTERM handler), and every worker with it.
 import assert from 'node:assert/strict';
 import * as http from 'node:http';
 import { after, test } from 'node:test';
@@ -24,13 +25,19 @@ function slowGet(port: number): Promise<{ status: number; body: string }> {
   });
 }
 
-for (const delayMs of [0, 30, 80]) {
-  test(`-w 2: SIGTERM ${delayMs} ms after a hot restart's exec: the in-flight request is answered, exit 0`, {
+for (const [mode, workers, delayMs] of [
+  ['-w 2', 2, 0],
+  ['-w 2', 2, 30],
+  ['-w 2', 2, 80],
+  ['single mode', undefined, 0],
+  ['single mode', undefined, 40],
+] as const) {
+  test(`${mode}: SIGTERM ${delayMs} ms after a hot restart's exec: the in-flight request is answered, exit 0`, {
     timeout: 60_000,
   }, async (t) => {
     const root = makeReleases(t, { v1: { requestMs: 1500 }, v2: { requestMs: 1500, bootMs: 500 } }, 'v1');
-    const { srv, port } = await serveCurrent(t, root, { workers: 2 });
-    const workers = childPids(srv.pid);
+    const { srv, port } = await serveCurrent(t, root, workers === undefined ? {} : { workers });
+    const children = childPids(srv.pid);
     const inFlight = slowGet(port);
     await new Promise((r) => setTimeout(r, 200)); // the request reached a worker
     switchRelease(root, 'v2');
@@ -50,6 +57,6 @@ for (const delayMs of [0, 30, 80]) {
       srv.lines.slice(mark).some((l) => l.event === 'server.stopped'),
       'the stop was carried out gracefully',
     );
-    for (const pid of workers) assert.equal(processAlive(pid), false, `worker ${pid} left behind`);
+    for (const pid of children) assert.equal(processAlive(pid), false, `worker ${pid} left behind`);
   });
 }
