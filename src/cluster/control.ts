@@ -6,9 +6,10 @@ import { describeRelease } from '../deploy/release.js';
 import { logRollback, planRollback } from '../deploy/rollback.js';
 import { errorMessage } from '../errors.js';
 import type { RunnerAction } from '../launcher/index.js';
-import type { CertReload } from '../listen/tls.js';
+import { mb } from '../memory/index.js';
 import { hotRestart } from './hot-restart.js';
 import type { Master } from './master.js';
+import { fitNow } from './memory-plan.js';
 import { phasedRestart } from './phased-restart.js';
 import { resize } from './resize.js';
 
@@ -68,6 +69,15 @@ export function performAction(master: Master, action: RunnerAction, options?: Ac
           reason: `--balance ip-hash needs a slot per worker: ${master.config.slots} slots (raise --slots)`,
         };
       }
+      // One more worker beside the serving ones: refused where it does not fit in the memory limit (it
+      // would be the OOM killer's first choice, and booted again and again).
+      const fit = fitNow(master);
+      if (fit.extra < 1)
+        return {
+          accepted: false,
+          status: 409,
+          reason: `one more worker does not fit in the memory limit: the headroom is ${mb(fit.headroom)}${fit.perWorker === null ? '' : `, a worker needs ~${mb(fit.perWorker)}`}`,
+        };
       master.background(resize(master, from + 1));
       return { accepted: true, detail: `workers: ${from} → ${from + 1}` };
     }
@@ -78,9 +88,4 @@ export function performAction(master: Master, action: RunnerAction, options?: Ac
       return { accepted: true, detail: `workers: ${from} → ${from - 1}` };
     }
   }
-}
-
-/** The launcher allowed it (an ssl:// bind, the server running): every worker re-reads its files. */
-export function reloadCerts(master: Master): Promise<CertReload> | { refused: string } {
-  return master.certs.reload();
 }

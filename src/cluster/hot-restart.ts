@@ -277,7 +277,14 @@ export async function completeHotRestart(m: Master, handoff: Handoff): Promise<v
   logEvent(
     log,
     'restart.hot.done',
-    { generation, pids: pool.current().map((w) => w.pid), pauseMs, restartMs, strategy: record?.strategy },
+    {
+      generation,
+      pids: pool.current().map((w) => w.pid),
+      pauseMs,
+      restartMs,
+      strategy: record?.strategy,
+      ...(record?.strategy === 'staged' ? { preboot } : {}),
+    },
     `hot restart: done in ${restartMs} ms, pause ${pauseMs} ms (restart #${record?.id ?? handoff.restart.count}, generation ${generation}${record?.strategy === 'staged' ? `, staged: ${preboot} of ${m.count} booted before the old workers drained` : ''})`,
   );
   m.endRestart('hot restart done');

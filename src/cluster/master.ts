@@ -37,7 +37,7 @@ import { setProcessTitle } from '../os/title.js';
 import type { Handoff } from '../restart/handoff.js';
 import { countWorkerEvent } from '../restart/history.js';
 import { ClusterCerts } from './certs.js';
-import { performAction, reloadCerts } from './control.js';
+import { performAction } from './control.js';
 import { completeHotRestart } from './hot-restart.js';
 import { WorkerPool } from './pool.js';
 import { Recovery } from './recovery.js';
@@ -339,7 +339,7 @@ export class Master implements Runner {
   }
 
   reloadCerts(): Promise<CertReload> | { refused: string } {
-    return reloadCerts(this);
+    return this.certs.reload();
   }
 
   fds(): ProcessFds[] {

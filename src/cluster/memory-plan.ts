@@ -1,7 +1,7 @@
 // Every path that adds workers beside the serving ones asks memory/fit.ts first, with the budget read
 // now and the serving workers' anonymous memory: a cluster hot restart (all N new workers at once, or a
 // fallback: --restart-overflow), a phased restart's --phase-concurrency and its canary, and a
-// --worker-max-memory replacement. This module is that glue, and the second half of a staged hot
+// --worker-max-memory replacement, and one more worker (TTIN: cluster/control.ts). This module is that glue, and the second half of a staged hot
 // restart (the workers booted once the old ones are gone).
 import { errorMessage } from '../errors.js';
 import { unlessAborted } from '../launcher/lifecycle.js';

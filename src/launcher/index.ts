@@ -77,7 +77,7 @@ export class Launcher implements Controller {
           logEvent(
             this.ctx.log,
             'signal.ignored',
-            { signal, state: this.lifecycle.state },
+            { signal, state: this.lifecycle.state, reason: answer.reason },
             `${signal} ignored: ${answer.reason}`,
           );
       },

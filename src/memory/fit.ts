@@ -4,7 +4,9 @@
 // Every path that adds workers beside the serving ones asks the same question: how many more workers,
 // each at the current workers' anonymous memory (RssAnon) with HOT_RESTART_MARGIN, fit between the
 // working set and the limit? A cluster hot restart wants N more (N old and N new workers at once); a
-// phased restart wants --phase-concurrency more; a canary, and a --worker-max-memory replacement, one.
+// phased restart wants --phase-concurrency more; a canary, a --worker-max-memory replacement and one more
+// worker (TTIN), one. A worker that leaves (an uncaught exception) drains first when others can take its
+// slots, so its replacement needs no more than it gave back.
 import { mb } from './oom.js';
 
 /**
