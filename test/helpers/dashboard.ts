@@ -1,24 +1,11 @@
 // A server with a TCP control server on a fixed port (port 0 would change at every hot restart, and the
 // page would lose it), the login URL from `nserve ctl dashboard`, and plain HTTP requests to the page.
 import * as http from 'node:http';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import { ctl } from './control.js';
-import { type Cleanup, type ServerProcess, startNserve, tmpDir } from './server.js';
+import { type Cleanup, freePort, type ServerProcess, startNserve, tmpDir } from './server.js';
 
 export const DASHBOARD_TOKEN = 'dashboard-control-token-5678';
-
-/** A port nobody listens on right now (bound and closed at once). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 export interface DashboardServer {
   srv: ServerProcess;
