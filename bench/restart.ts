@@ -81,8 +81,23 @@ interface Running {
    * how long each replacement took from its spawn to accepting on its slots).
    */
   restart(): Promise<{ doneAt: number; replacementsMs?: number[] }>;
+  /** Before the signal, off the clock: nserve --standby waits until its standbys are ready again. */
+  prepare?(): Promise<void>;
   stop(): Promise<void>;
   pids(): number[];
+}
+
+/** Children of `pid` titled `nserve standby` (ready to be woken: src/cluster/standby-wake.ts). */
+function readyStandbys(pid: number): number {
+  let n = 0;
+  for (const child of fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/)) {
+    try {
+      if (child !== '' && fs.readFileSync(`/proc/${child}/cmdline`, 'utf8').startsWith('nserve standby')) n++;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return n;
 }
 
 interface SystemDef {
@@ -130,6 +145,13 @@ function nserveSystem(
             .filter((l) => isEvent(l, 'restart.phased.worker-replaced'))
             .map((l) => Number(l.ms));
           return { doneAt: proc.receivedAt(line), replacementsMs };
+        },
+        async prepare() {
+          const at = extra.indexOf('--standby');
+          if (at === -1) return;
+          const want = Number(extra[at + 1]);
+          const deadline = Date.now() + 30_000;
+          while (readyStandbys(proc.pid) < want && Date.now() < deadline) await sleep(50);
         },
         stop: () => proc.stop('SIGTERM', 3000),
         pids: () => [proc.pid],
@@ -263,6 +285,14 @@ export const RESTART_SYSTEMS: SystemDef[] = [
   nserveSystem('nserve-hot', 'nserve hot restart, single (USR2)', 0, 'SIGUSR2'),
   nserveSystem('nserve-hot-w2', 'nserve hot restart, -w 2 (USR2)', 2, 'SIGUSR2'),
   nserveSystem('nserve-phased-w2', 'nserve phased restart, -w 2 (USR1)', 2, 'SIGUSR1'),
+  nserveSystem('nserve-hot-w2-standby', 'nserve hot restart, -w 2 --standby 2 (USR2)', 2, 'SIGUSR2', [
+    '--standby',
+    '2',
+  ]),
+  nserveSystem('nserve-phased-w2-standby', 'nserve phased restart, -w 2 --standby 1 (USR1)', 2, 'SIGUSR1', [
+    '--standby',
+    '1',
+  ]),
   nserveSystem('nserve-phased-w2-c2', 'nserve phased restart, -w 2, --phase-concurrency 2', 2, 'SIGUSR1', [
     '--phase-concurrency',
     '2',
@@ -360,6 +390,7 @@ async function runOne(sys: SystemDef, round: number, opts: RestartOptions): Prom
   try {
     await sleep(opts.steadyMs);
     for (const version of versions.slice(1)) {
+      await running.prepare?.();
       switchRelease(root, version);
       const signalAt = now();
       const rec: RestartRecord = { version, signalAt, doneAt: Number.NaN };

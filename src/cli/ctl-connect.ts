@@ -73,11 +73,11 @@ export function checkServerPid(
     );
   }
   const role = titleRole(procText(pid, 'cmdline')?.split('\0')[0] ?? '');
-  if (role === 'worker') {
+  if (role === 'worker' || role === 'standby') {
     const master = procEntry(pid)?.ppid;
     throw usageError(
       'ERR_NSERVE_USAGE',
-      `${source} names pid ${pid}, an nserve worker, not the server${master === undefined ? '' : ` (its master is pid ${master})`}: nothing was sent`,
+      `${source} names pid ${pid}, an nserve ${role}, not the server${master === undefined ? '' : ` (its master is pid ${master})`}: nothing was sent`,
     );
   }
   return role === 'master' ? 'cluster' : role;

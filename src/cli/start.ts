@@ -25,6 +25,7 @@ import {
   PRELOAD_ENV,
   readBootCheckDirectory,
   readBootCheckEnv,
+  readStandbyEnv,
   readWorkerEnv,
   type WorkerIdentity,
   withoutPreload,
@@ -65,6 +66,10 @@ export async function start(appArg: string | undefined, opts: CliOptions): Promi
   // Before anything is opened: what is open now came from the launcher (or is Node's own).
   noteStartupFds();
   const env = takeLaunchEnv();
+  // A standby worker (--standby) waits here, Node and the worker path loaded, until the master wakes it.
+  const standbyFd = readStandbyEnv(env);
+  if (standbyFd !== undefined)
+    Object.assign(env, await (await import('../cluster/standby-wake.js')).awaitWake(standbyFd));
   const bootCheck = readBootCheckEnv(env);
   if (bootCheck !== undefined) {
     const { bootCheckChild } = await import('./boot-check.js');

@@ -53,6 +53,9 @@ export async function hotRestart(m: Master, requestedAt: number): Promise<void> 
   } catch (err) {
     return abandon({ code: 'ERR_NSERVE_BOOT_CHECK', reason: errorMessage(err), stopped: false });
   }
+  // The new workers take the standbys (--standby); none is started again before the new image ends the
+  // restart, and the idle ones are killed before the exec (their channels would close with it).
+  pool.standbys.hold();
   // Staged: only as many as fit now; the new image boots the rest once the old workers are gone.
   const spawned = new FreshWorkers(m, plan.preboot, generation, directory, signal);
   fresh = spawned;
@@ -86,6 +89,7 @@ export async function hotRestart(m: Master, requestedAt: number): Promise<void> 
     before: async () => {
       configProblem = await newConfigProblem(ctx, m.history.deploys.pinned, m.listeners);
       await spawned.configured(m.config.workerBootTimeoutMs);
+      await pool.standbys.drop();
     },
   });
   abandon(abandoned);

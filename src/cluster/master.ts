@@ -210,6 +210,8 @@ export class Master implements Runner {
       // The handed-over workers are adopted in completeHotRestart's first, synchronous step; only then
       // do signals reach us. A SIGTERM that arrived during the exec is then a stop during a restart: the
       // restart gives up and the adopted workers drain, instead of a stop with no worker to drain.
+      // No standby starts while the new generation boots (it would take their CPU): endRestart starts them.
+      this.pool.standbys.hold();
       const completing = completeHotRestart(this, handoff);
       this.launcher.attach(this);
       // Health checks from now on: a staged restart's pre-booted workers serve alone for a while.
@@ -315,6 +317,7 @@ export class Master implements Runner {
   endRestart(reason: string): void {
     this.history.deploys.pinned = undefined;
     if (!this.launcher.restartEnded()) return;
+    this.pool.standbys.release();
     this.mixedVersions.restartEnded();
     this.launcher.running(reason, this.statusLine());
     for (let i = 0; i < this.count; i++) {

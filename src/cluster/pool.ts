@@ -1,6 +1,6 @@
 // The master's workers: the current generation by worker index, the retiring ones (older generations
 // still draining), spawning, waiting for boot, draining, reaping.
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { runHooks } from '../app/hooks.js';
 import { APP_FAILURE_CODES, appFailure } from '../app/index.js';
 import type { Config } from '../config/index.js';
@@ -11,7 +11,8 @@ import type { OomAim } from '../memory/index.js';
 import * as native from '../native/index.js';
 import { MAIN_PROCESS_ENV } from '../os/systemd.js';
 import { ownCommandLine } from '../restart/exec.js';
-import { type HandedWorker, PROTOCOL_VERSION, workerEnv } from '../restart/handoff.js';
+import { CHILD_ENV, type HandedWorker, PROTOCOL_VERSION, workerEnv } from '../restart/handoff.js';
+import { Standbys } from './standby.js';
 import { WorkerHandle } from './worker-handle.js';
 import { bootExitReason, type WorkerEvent } from './worker-states.js';
 
@@ -20,6 +21,8 @@ export class WorkerPool {
   workers: WorkerHandle[] = [];
   /** Workers of an older generation (or removed indexes) still draining. */
   readonly retiring = new Set<WorkerHandle>();
+  /** Worker processes started ahead of need (--standby). */
+  readonly standbys: Standbys;
 
   constructor(
     private readonly config: Config,
@@ -27,13 +30,20 @@ export class WorkerPool {
     private readonly onEvent: (w: WorkerHandle, msg: WorkerEvent) => void,
     /** Aims the OOM killer at booting workers and tells its kills from crashes (cluster/master.ts). */
     private readonly oom?: OomAim,
-  ) {}
+  ) {
+    this.standbys = new Standbys(config.standby, log, oom, () =>
+      this.startProcess({ [CHILD_ENV.standby]: '3' }, 'a standby worker'),
+    );
+  }
 
   /** Every worker's first listener: its OOM score follows its state; an exit is judged before anyone hears of it. */
   private listen(w: WorkerHandle): void {
     w.on((msg) => {
-      if (msg.t === 'booted') this.oom?.serving(w.pid);
-      else if (msg.t === 'exit' && this.oom !== undefined) {
+      if (msg.t === 'booted') {
+        this.oom?.serving(w.pid);
+        // One booted: the standby it may have taken is replaced now, off the boot's path.
+        this.standbys.booted();
+      } else if (msg.t === 'exit' && this.oom !== undefined) {
         const verdict = this.oom.judgeExit(msg.signal);
         if (verdict.oom) w.oomKill = verdict;
       }
@@ -77,18 +87,36 @@ export class WorkerPool {
       config.hookTimeoutMs,
       log,
     );
+    const woken = await this.wakeStandby(index, generation, directory);
+    if (woken !== undefined) return woken;
+    const { child, masterEnd } = await this.startProcess(
+      workerEnv({ index, generation, directory, channelFd: 3 }),
+      `worker ${index}`,
+    );
+    return this.track(
+      new WorkerHandle({ index, generation, pid: child.pid, channelFd: masterEnd, directory, child }, log),
+      false,
+    );
+  }
+
+  /**
+   * Start nserve again (this command line, `extraEnv` on this environment), its channel on its fd 3.
+   * Throws, naming `what`, when the process cannot be started (EMFILE, EAGAIN, ENOMEM).
+   */
+  private async startProcess(
+    extraEnv: Record<string, string>,
+    what: string,
+  ): Promise<{ child: ChildProcess & { pid: number }; masterEnd: number }> {
+    const { log } = this;
     let pair: [number, number];
     try {
       pair = native.socketpair();
     } catch (err) {
-      throw new Error(`cannot spawn worker ${index}: ${errorMessage(err)}`, { cause: err });
+      throw new Error(`cannot spawn ${what}: ${errorMessage(err)}`, { cause: err });
     }
     const [masterEnd, workerEnd] = pair;
     const { file, args } = ownCommandLine();
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      ...workerEnv({ index, generation, directory, channelFd: 3 }),
-    };
+    const env: NodeJS.ProcessEnv = { ...process.env, ...extraEnv };
     for (const k of MAIN_PROCESS_ENV) delete env[k];
     // libuv dup2()s workerEnd onto the child's fd 3; our copy is closed right after.
     const child = spawn(file, args, { env, stdio: ['ignore', 'inherit', 'inherit', workerEnd] });
@@ -97,29 +125,47 @@ export class WorkerPool {
     let spawnError: Error | undefined;
     child.on('error', (err) => {
       spawnError = err;
-      logEvent(log, 'worker.spawn.failed', { worker: index, err }, `worker ${index}: ${errorMessage(err)}`);
+      logEvent(log, 'worker.spawn.failed', { err }, `${what}: ${errorMessage(err)}`);
     });
     if (child.pid === undefined) {
       native.close(masterEnd);
       await new Promise((r) => setImmediate(r));
       throw new Error(
-        `cannot spawn worker ${index}${spawnError === undefined ? '' : `: ${errorMessage(spawnError)}`}`,
+        `cannot spawn ${what}${spawnError === undefined ? '' : `: ${errorMessage(spawnError)}`}`,
       );
     }
-    const w = new WorkerHandle(
-      { index, generation, pid: child.pid, channelFd: masterEnd, directory, child },
-      log,
-    );
+    return { child: child as ChildProcess & { pid: number }, masterEnd };
+  }
+
+  /** A new worker's first steps in the pool: the OOM killer's first choice, listened to, logged. */
+  private track(w: WorkerHandle, standby: boolean): WorkerHandle {
     // The OOM killer's first choice until it booted: a failed boot costs no serving process.
     this.oom?.booting(w.pid);
     this.listen(w);
     logEvent(
-      log,
+      this.log,
       'worker.spawned',
-      { worker: index, workerPid: w.pid, generation },
-      `worker ${index} spawned`,
+      { worker: w.index, workerPid: w.pid, generation: w.generation, ...(standby ? { standby } : {}) },
+      `worker ${w.index} spawned${standby ? ' (a standby woken)' : ''}`,
     );
     return w;
+  }
+
+  /** Worker `index` from a standby (--standby), if one can be woken: undefined, start a fresh one. */
+  private async wakeStandby(
+    index: number,
+    generation: number,
+    directory: string,
+  ): Promise<WorkerHandle | undefined> {
+    const s = await this.standbys.take(index, generation, directory);
+    if (s === undefined) return undefined;
+    return this.track(
+      new WorkerHandle(
+        { index, generation, pid: s.pid, channelFd: s.fd, directory, child: s.child },
+        this.log,
+      ),
+      true,
+    );
   }
 
   /** Take over the workers the previous master image handed over (cluster hot restart). */
@@ -227,6 +273,7 @@ export class WorkerPool {
 
   /** Drain every live worker and wait for each to exit (killing those that take too long). */
   async stopAll(timeoutMs: number): Promise<void> {
+    void this.standbys.drop();
     await Promise.all(
       this.alive().map(async (w) => {
         w.markDraining('the server is stopping');
@@ -242,5 +289,6 @@ export class WorkerPool {
 
   killAll(): void {
     for (const w of this.tracked()) w.kill('SIGKILL');
+    void this.standbys.drop();
   }
 }

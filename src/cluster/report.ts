@@ -49,6 +49,7 @@ export function clusterStats(m: Master): Stats {
     fdCount: fs.readdirSync('/proc/self/fd').length,
     memory: memoryView(servingPids(m)),
     ...tlsField(m),
+    ...(m.config.standby > 0 ? { standby: m.pool.standbys.counts() } : {}),
   };
 }
 

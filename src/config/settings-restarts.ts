@@ -12,7 +12,7 @@ import {
   type Setting,
   secondsFrom,
 } from './setting-kinds.js';
-import { bool, byteSize, urlPath } from './values.js';
+import { bool, byteSize, integer, type Picked, urlPath } from './values.js';
 
 export const RESTART_SETTINGS = [
   {
@@ -237,5 +237,17 @@ export const RESTART_SETTINGS = [
         'phased restarts replace N workers at a time (at most the worker count), each new worker accepting before its old one drains ([docs/restarts.md](docs/restarts.md#phase-concurrency---phase-concurrency))',
     },
     field: 'phaseConcurrency',
+  },
+  {
+    key: 'standby',
+    flags: '--standby <n>',
+    help: "cluster mode: keep N worker processes started ahead of need (Node and nserve loaded, no app), so that a restart's or a replacement's new worker loads the app at once (default 0)",
+    doc: {
+      default: '`0`',
+      meaning:
+        "cluster mode: N worker processes kept started and waiting (Node and nserve loaded, not the app); a restart's, a replacement's or a new worker takes one and starts loading the app at once, and another is started once it booted. Each costs an idle Node process's memory ([docs/restarts.md](docs/restarts.md#standby-workers---standby))",
+    },
+    field: 'standby',
+    parse: (key: string, v: Picked) => integer(key, v, 0, 64, 0),
   },
 ] as const satisfies readonly Setting[];

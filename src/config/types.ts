@@ -94,6 +94,11 @@ export interface UserConfig {
   canary?: number | string;
   /** Phased restarts: workers replaced at a time (default 1, at most the worker count). */
   phaseConcurrency?: number;
+  /**
+   * Cluster mode: worker processes kept started ahead of need (Node and nserve loaded, no app), so that a
+   * restart's or a replacement's new worker starts loading the app at once (default 0; docs/restarts.md).
+   */
+  standby?: number;
   onRestart?: HookFn | HookFn[];
   onWorkerBoot?: HookFn | HookFn[];
   onWorkerShutdown?: HookFn | HookFn[];
@@ -172,6 +177,8 @@ export interface Config {
   canaryMs: number | undefined;
   /** `--phase-concurrency`: workers a phased restart replaces at a time. */
   phaseConcurrency: number;
+  /** `--standby`: worker processes kept started and waiting for a wake (0: none). */
+  standby: number;
   configFile: string | undefined;
   /** How `configFile` was found. */
   configSource: ConfigFileSource | undefined;

@@ -108,6 +108,8 @@ export interface Stats {
   noWayBack?: NoWayBack | null;
   /** The cgroup's memory limit, working set and headroom (memory/cgroup.ts); absent from an older nserve. */
   memory?: MemoryView;
+  /** Cluster mode with --standby: standby workers ready to be woken, and still starting. */
+  standby?: { ready: number; starting: number };
 }
 
 export type ControlAction = Action | 'halt' | 'reload-worker-directory' | 'rollback';

@@ -66,6 +66,10 @@ export const EVENTS = {
   // workers (cluster mode)
   'worker.spawned': ['info', 'The master started a worker process.'],
   'worker.spawn.failed': ['error', 'Starting a worker process failed.'],
+  'worker.standby.started': ['debug', 'A standby worker was started (--standby): it waits, the app not loaded, to be woken as a new worker.'],
+  'worker.standby.discarded': ['info', 'A standby worker was not used and is killed: not ready in time, or it runs nserve code older than what is installed.'],
+  'worker.standby.failed': ['warn', 'A standby worker could not start, or died while idle; another is started a second later.'],
+  'worker.standby.disabled': ['error', 'Standby workers failed 3 times in a row: none is started until a worker boots; new workers start from scratch.'],
   'worker.booted': ['info', "A worker loaded the app and is ready for its slots (the worker's own line)."],
   'worker.boot.failed': ['error', 'A worker failed to boot (ERR_NSERVE_WORKER_BOOT): the app did not load or listen.'],
   'worker.boot.invalid': ['debug', 'A worker found a usage error while booting; the master reports it.'],

@@ -1,5 +1,5 @@
 // Process titles, so `ps` and `top` tell the processes apart: `nserve master app.mjs gen 3`,
-// `nserve worker 1 gen 3`, `nserve single app.mjs`.
+// `nserve worker 1 gen 3`, `nserve single app.mjs`, `nserve standby` (a worker not woken yet: --standby).
 //
 // On Linux, Node writes the title over the process's original argv memory (/proc/PID/cmdline, what
 // `ps` and `top -c` show), so it is cut to the length of the command line the process was started with;
@@ -8,7 +8,8 @@
 export type TitleRole =
   | { role: 'master'; app: string; generation: number }
   | { role: 'worker'; index: number; generation: number }
-  | { role: 'single'; app: string };
+  | { role: 'single'; app: string }
+  | { role: 'standby' };
 
 export function processTitle(t: TitleRole): string {
   switch (t.role) {
@@ -18,12 +19,14 @@ export function processTitle(t: TitleRole): string {
       return `nserve worker ${t.index} gen ${t.generation}`;
     case 'single':
       return `nserve single ${t.app}`;
+    case 'standby':
+      return 'nserve standby';
   }
 }
 
 /** Is this /proc/PID/cmdline's first entry a title set here (so the process is a live nserve)? */
 export function isNserveTitle(argv0: string): boolean {
-  return /^nserve (master \S.* gen \d+|worker \d+ gen \d+|single \S)/.test(argv0);
+  return /^nserve (master \S.* gen \d+|worker \d+ gen \d+|single \S|standby$)/.test(argv0);
 }
 
 /**
@@ -32,7 +35,7 @@ export function isNserveTitle(argv0: string): boolean {
  * names its role once the role's word is whole.
  */
 export function titleRole(argv0: string): TitleRole['role'] | undefined {
-  return /^nserve (master|single|worker)( |$)/.exec(argv0)?.[1] as TitleRole['role'] | undefined;
+  return /^nserve (master|single|worker|standby)( |$)/.exec(argv0)?.[1] as TitleRole['role'] | undefined;
 }
 
 let current: string | undefined;

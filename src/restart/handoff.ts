@@ -91,6 +91,8 @@ export const CHILD_ENV = {
   workerDirectory: 'NSERVE_DIRECTORY',
   workerChannelFd: 'NSERVE_CHANNEL_FD',
   workerProtocol: 'NSERVE_PROTOCOL',
+  /** A standby worker (--standby): its channel descriptor, on which it waits for its wake. */
+  standby: 'NSERVE_STANDBY',
   /** A boot-check child for a rollback: the release directory to check instead of --directory's. */
   bootCheckDirectory: 'NSERVE_BOOT_CHECK_DIRECTORY',
 } as const;
@@ -102,6 +104,7 @@ export const CHILD_ENV = {
 export const CONSUMED_ENV: readonly string[] = [
   HANDOFF_ENV.handoff,
   HANDOFF_ENV.rejected,
+  CHILD_ENV.standby,
   'LISTEN_PID',
   'LISTEN_FDS',
   'LISTEN_FDNAMES',
@@ -341,6 +344,12 @@ export function readWorkerEnv(env: NodeJS.ProcessEnv): WorkerIdentity | undefine
     channelFd: Number(env[CHILD_ENV.workerChannelFd] ?? 3),
     protocol: Number(env[CHILD_ENV.workerProtocol] ?? PROTOCOL_VERSION),
   };
+}
+
+/** A standby worker's channel descriptor, or undefined when this process is not a standby. */
+export function readStandbyEnv(env: NodeJS.ProcessEnv): number | undefined {
+  const v = env[CHILD_ENV.standby];
+  return v !== undefined && /^\d+$/.test(v) && Number(v) > 2 ? Number(v) : undefined;
 }
 
 /** The worker index recorded in another process's environment (`nserve fds --pid`), if it is a worker. */
