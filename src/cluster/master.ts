@@ -109,6 +109,7 @@ export class Master implements Runner {
         this.recovery.onWorkerEvent(w, msg);
       },
       this.oom,
+      () => this.isStopping(),
     );
     this.slots = new Rebalancer({
       log: ctx.log,

@@ -30,9 +30,15 @@ export class WorkerPool {
     private readonly onEvent: (w: WorkerHandle, msg: WorkerEvent) => void,
     /** Aims the OOM killer at booting workers and tells its kills from crashes (cluster/master.ts). */
     private readonly oom?: OomAim,
+    /** The server is stopping: no standby is started. */
+    stopping: () => boolean = () => false,
   ) {
-    this.standbys = new Standbys(config.standby, log, oom, () =>
-      this.startProcess({ [CHILD_ENV.standby]: '3' }, 'a standby worker'),
+    this.standbys = new Standbys(
+      config.standby,
+      log,
+      oom,
+      () => this.startProcess({ [CHILD_ENV.standby]: '3' }, 'a standby worker'),
+      stopping,
     );
   }
 

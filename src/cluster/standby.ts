@@ -35,6 +35,7 @@ export class Standbys {
     private readonly log: Logger,
     private readonly oom: OomAim | undefined,
     private readonly start: StartProcess,
+    private readonly stopping: () => boolean,
   ) {}
 
   /**
@@ -74,7 +75,12 @@ export class Standbys {
 
   /** Start standbys up to --standby, unless held (a hot restart, a stop) or given up on. */
   fill(): void {
-    while (!this.held && this.failures < MAX_FAILURES && this.list.length + this.starting < this.count) {
+    while (
+      !this.held &&
+      !this.stopping() &&
+      this.failures < MAX_FAILURES &&
+      this.list.length + this.starting < this.count
+    ) {
       this.starting++;
       void this.startOne().then((s) => {
         this.starting--;
@@ -106,9 +112,14 @@ export class Standbys {
     void s.discard();
     if (this.held) return;
     const oom = this.oom?.judgeExit(s.child.signalCode);
-    this.failed(`standby ${s.pid} ${oom?.oom ? 'was killed by the OOM killer' : (s.failed ?? 'exited')}`);
-    // Started again a moment later (not in a loop with a process that cannot start).
-    setTimeout(() => this.fill(), RETRY_MS).unref();
+    // Judged, and started again, a moment later: not in a loop with a process that cannot start, and
+    // not at all when the exit was a group's stop signal (systemd's KillMode=control-group, Ctrl-C)
+    // that reached the master too.
+    setTimeout(() => {
+      if (this.held || this.stopping()) return;
+      this.failed(`standby ${s.pid} ${oom?.oom ? 'was killed by the OOM killer' : (s.failed ?? 'exited')}`);
+      this.fill();
+    }, RETRY_MS).unref();
   }
 
   /** A standby could not start or died idle; after MAX_FAILURES in a row, none is started any more. */

@@ -162,3 +162,27 @@ test('with --standby, a worker boots even when its standby is killed while idle:
   assert.match(String(failed.msg), /exited|killed/);
   await standbysReady(srv, 1, [idle!]);
 });
+
+test('a group SIGTERM (systemd KillMode=control-group) with --standby: slow requests in flight complete, exit 0, the standby gone quietly', {
+  timeout: 60_000,
+}, async (t) => {
+  const { srv, port } = await serve(t, 1);
+  await standbysReady(srv, 1);
+  const all = childPids(srv.pid);
+  const inFlight = Array.from({ length: 4 }, () => getJson(port, '/slow'));
+  await new Promise((r) => setTimeout(r, 300));
+  process.kill(-srv.pid, 'SIGTERM');
+  const replies = await Promise.allSettled(inFlight);
+  assert.deepEqual(
+    replies.map((r) => (r.status === 'fulfilled' ? r.value.status : String(r.reason))),
+    [200, 200, 200, 200],
+  );
+  assert.deepEqual(await srv.waitExit(20_000), { code: 0, signal: null });
+  const noise = srv.lines.filter((l) => /^worker\.(standby\.|spawned)/.test(String(l.event)));
+  assert.deepEqual(
+    noise.slice(2).map((l) => l.msg),
+    [],
+    'nothing started, no standby failure logged',
+  );
+  for (const pid of all) await until(`process ${pid} to be gone`, () => !processAlive(pid));
+});
