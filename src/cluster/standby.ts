@@ -186,7 +186,11 @@ export class Standby {
         this.stamp ??= msg.stamp;
         this.settle();
       },
-      invalid: (reason) => this.fail(`said something unexpected (${reason})`),
+      // It runs no app code yet: anything but its hello is a bug, and it is not woken.
+      invalid: (reason) => {
+        this.fail(`said something unexpected (${reason})`);
+        child.kill('SIGKILL');
+      },
       // Its exit says the rest.
       close: () => {},
     });

@@ -151,7 +151,7 @@ function warnClusterOnly({ config, log }: RunContext): void {
     ...(['onWorkerBoot', 'onWorkerShutdown', 'beforeSpawn'] as const).filter(
       (h) => config.hooks[h].length > 0,
     ),
-    ...['slots', 'balance', 'workerMaxMemory', 'workerTimeout'].filter(
+    ...['slots', 'balance', 'workerMaxMemory', 'workerTimeout', 'standby'].filter(
       (k) => (config.sources[k] ?? 'default') !== 'default',
     ),
   ];
