@@ -166,6 +166,10 @@ export function formatStats(s: Stats, now = Date.now()): string {
     `fds        ${s.fdCount}`,
   ];
   if (s.memory !== undefined) parts.push(`memory     ${memoryLine(s.memory)}`);
+  if (s.standby !== undefined)
+    parts.push(
+      `standby    ${s.standby.ready} ready${s.standby.starting > 0 ? ` · ${s.standby.starting} starting` : ''}`,
+    );
   if (s.workers.length > 0) {
     parts.push(
       '',

@@ -4,8 +4,10 @@
 // leaves no process behind.
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { after, type TestContext, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { ctl } from '../helpers/control.js';
 import { getJson, Load, stopWithoutFailures } from '../helpers/load.js';
 import { now } from '../helpers/logged-process.js';
 import { makeReleases, versions } from '../helpers/releases.js';
@@ -17,6 +19,7 @@ import {
   runNserve,
   type ServerProcess,
   serveCurrent,
+  tmpDir,
   until,
 } from '../helpers/server.js';
 
@@ -63,15 +66,21 @@ function wokenSince(srv: ServerProcess, mark: number): number[] {
 
 async function serve(t: TestContext, standby: number, bootMs = 300) {
   const root = makeReleases(t, versions(3, { bootMs }), 'v1');
-  const { srv, port } = await serveCurrent(t, root, { workers: 2, args: ['--standby', String(standby)] });
-  return { root, srv, port };
+  const control = `unix://${path.join(tmpDir(t), 'control.sock')}`;
+  const { srv, port } = await serveCurrent(t, root, {
+    workers: 2,
+    args: ['--standby', String(standby), '--control-url', control],
+  });
+  return { root, srv, port, control };
 }
 
 test('phased restart with --standby 1: each replacement is a woken standby, 0 failed requests, a standby again after', {
   timeout: 60_000,
 }, async (t) => {
-  const { root, srv, port } = await serve(t, 1);
+  const { root, srv, port, control } = await serve(t, 1);
   const [first] = await standbysReady(srv, 1);
+  const stats = await ctl(['stats', '--control-url', control]);
+  assert.match(stats.stdout, /^standby {4}1 ready$/m, stats.stdout);
   const load = new Load({ port, keepAlive: 3, newConnection: 2 });
   let mark = 0;
   try {
