@@ -305,7 +305,7 @@ export function assertNoFailedRequests(result: LoadResult): void {
   throw new Error(
     `${result.failed} failed requests: ${JSON.stringify(result.byKind)} ${result.failures
       .slice(0, 5)
-      .map((f) => `${f.kind}: ${f.detail} after ${Math.round(f.end - f.start)} ms`)
+      .map((f) => `${f.client} ${f.kind}: ${f.detail} after ${Math.round(f.end - f.start)} ms`)
       .join('; ')}`,
   );
 }

@@ -208,7 +208,7 @@ test('--worker-max-memory in a cgroup where the replacement does not fit beside 
   const srv = startCommand(cmd, args);
   t.after(() => srv.kill());
   const port = await srv.port(20_000);
-  const load = new Load({ port, keepAlive: 2, newConnection: 2 });
+  const load = new Load({ port, keepAlive: 1, newConnection: 1 });
   let fat = 0;
   try {
     await load.roundsSince(now(), 2);
@@ -219,9 +219,11 @@ test('--worker-max-memory in a cgroup where the replacement does not fit beside 
       if (Number(a.body.pid) === fat) kept = Number(a.body.kept);
       return kept >= 3;
     });
-    // Room for 40 MB more: not for a copy of a worker (the mean of 1 fat and 1 lean one, plus 10%: ~75 MB),
-    // and enough for what the load makes the processes' heaps grow by meanwhile (20 MB was not, once).
-    setLimit(cgroup, workingSet(cgroup) + 40 * MB);
+    // Room for 64 MB more: not for a copy of a worker (the mean of 1 fat and 1 lean one, plus 10%: 80 MB
+    // and more), and enough for what the load makes the heaps grow by before the master acts (3 check-ins
+    // over the limit). Node 26's young generation grows by tens of MB under load: 20 MB, then 40 MB, were
+    // not enough there, and the OOM killer took the fat worker first.
+    setLimit(cgroup, workingSet(cgroup) + 64 * MB);
     const line = await srv.waitForEvent('worker.memory.exceeded', 15_000);
     assert.equal(line.workerPid, fat);
     assert.equal(line.strategy, 'drain-first', String(line.msg));
