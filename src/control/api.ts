@@ -3,7 +3,7 @@
 // from the one signal table (SIGNAL_COMMANDS in signals.ts); the rest exist only here.
 import * as path from 'node:path';
 import { errorMessage, usageError } from '../errors.js';
-import { parseBindUri } from '../listen/binder.js';
+import { parseBindUri } from '../listen/bind-uri.js';
 import { type Action, SIGNAL_COMMANDS } from './signals.js';
 import type { ControlAction } from './status.js';
 
