@@ -5,7 +5,7 @@ import type * as http from 'node:http';
 import { errorMessage } from '../errors.js';
 import { logEvent } from '../log/events.js';
 import type { Logger } from '../log/logger.js';
-import { parseRestartKind, type Route, routeFor } from './api.js';
+import { parseRestartKind, type Route, routeFor } from './endpoints.js';
 import type { ActionOptions, ControlAnswer, Controller } from './status.js';
 
 /** Compare a presented token with the expected one in constant time (hashes: equal lengths, no length leak). */

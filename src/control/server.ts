@@ -18,7 +18,8 @@ import { type EventCode, logEvent } from '../log/events.js';
 import type { Logger } from '../log/logger.js';
 import * as native from '../native/index.js';
 import { answerRoute, badRequest, checkRequest, type Reply, send } from './answers.js';
-import { CONTROL_HEADER, CONTROL_PROTOCOL, type ControlAddress, formatControlUrl, routeFor } from './api.js';
+import { CONTROL_HEADER, CONTROL_PROTOCOL, type ControlAddress, formatControlUrl } from './api.js';
+import { routeFor } from './endpoints.js';
 import type { Controller } from './status.js';
 
 export { presentedToken, tokenMatches } from './answers.js';

@@ -1,7 +1,7 @@
 // The one table of signals: each command's signal and control-server path (the CLI, the control server
 // and docs/signals.md are fed from it), and the signals a hot restart's exec holds. A leaf: the control
-// API's routes (control/api.ts) read it in every process, a worker too; the handlers that act on these
-// signals, in a master or a single server only, are control/signal-handlers.ts.
+// server's routes (control/endpoints.ts) and the hot restart's exec read it; the handlers that act on
+// these signals, in a master or a single server only, are control/signal-handlers.ts.
 export type Action = 'restart' | 'phased-restart' | 'stop' | 'workers+1' | 'workers-1' | 'reload-certs';
 
 export interface SignalCommand {
