@@ -10,7 +10,7 @@
 // By role: the answers (token, route, actions) are control/answers.ts; the control plane (this server plus
 // the state file and pidfile) is control/plane.ts.
 import * as fs from 'node:fs';
-import * as http from 'node:http';
+import type * as http from 'node:http';
 import type { Socket } from 'node:net';
 import { isDashboardPath } from '../dashboard/paths.js';
 import type { Dashboard } from '../dashboard/routes.js';
@@ -96,7 +96,8 @@ export class ControlServer {
 
   async serve(controller: Controller): Promise<void> {
     this.controller = controller;
-    const server = http.createServer({
+    // getBuiltinModule, not an ES import of node:http: see server/create.ts.
+    const server = process.getBuiltinModule('node:http').createServer({
       maxHeaderSize: MAX_HEADER_BYTES,
       headersTimeout: HEADERS_TIMEOUT_MS,
       requestTimeout: REQUEST_TIMEOUT_MS,
