@@ -23,6 +23,8 @@ interface Loaded {
   own: Set<string>;
   /** npm packages loaded through require (`pino`, `prom-client`). */
   packages: Set<string>;
+  /** Node's own modules (`NativeModule internal/deps/undici/undici`). */
+  builtins: string[];
 }
 
 function recordEnv(dir: string): NodeJS.ProcessEnv {
@@ -46,7 +48,7 @@ async function loaded(dir: string, pid: number, since: number): Promise<Loaded> 
     },
     10_000,
   );
-  const record = JSON.parse(text) as { esm: string[]; cjs: string[] };
+  const record = JSON.parse(text) as { esm: string[]; cjs: string[]; builtins: string[] };
   const own = new Set<string>();
   for (const url of record.esm) {
     const file = url.startsWith('file://') ? new URL(url).pathname : '';
@@ -57,7 +59,7 @@ async function loaded(dir: string, pid: number, since: number): Promise<Loaded> 
     const m = /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(file);
     if (m !== null) packages.add(m[1]!);
   }
-  return { own, packages };
+  return { own, packages, builtins: record.builtins };
 }
 
 /** After the loads of the next 300 ms are recorded: a time to pass to `loaded`. */
@@ -105,6 +107,14 @@ const METRICS_MODULES = [
 const inFolder = (l: Loaded, folder: string): string[] =>
   [...l.own].filter((m) => m.startsWith(`${folder}/`));
 
+/**
+ * Node's modules that only an ES import of node:http (Node 22+: its lazy WebSocket is undici's) or of
+ * node:crypto (webcrypto) would load here: nserve takes those builtins through process.getBuiltinModule.
+ * (The app, examples/hello.mjs, imports nothing.)
+ */
+const unwantedBuiltins = (l: Loaded): string[] =>
+  l.builtins.filter((m) => m.endsWith('/deps/undici/undici') || m.endsWith('/crypto/webcrypto'));
+
 test('cluster, default options: the worker loads none of the master modules; the master no control, metrics or dashboard module', async (t) => {
   const dir = tmpDir(t);
   const srv = startApp(t, 'examples/hello.mjs', { workers: 1, env: recordEnv(dir) });
@@ -137,6 +147,8 @@ test('cluster, default options: the worker loads none of the master modules; the
   assert.deepEqual(inFolder(master, 'server'), [], 'the master serves no HTTP');
   assert.ok(!master.own.has('cli/program.js') && !master.packages.has('commander'), 'no commander');
   assert.ok(!master.packages.has('prom-client'));
+  assert.deepEqual(unwantedBuiltins(master), []);
+  assert.deepEqual(unwantedBuiltins(worker), []);
 });
 
 test('cluster with a control server (and so metrics): the dashboard loads at its first request, prom-client at the first scrape; the worker loads no master module', async (t) => {
@@ -179,4 +191,6 @@ test('cluster with a control server (and so metrics): the dashboard loads at its
   assert.ok(master.packages.has('prom-client'), 'prom-client, loaded for the scrape');
   assert.deepEqual(masterModulesIn(worker), [], 'master modules loaded by the worker');
   assert.ok(!worker.packages.has('commander'));
+  assert.deepEqual(unwantedBuiltins(master), [], 'the control server, its dashboard and its metrics');
+  assert.deepEqual(unwantedBuiltins(worker), []);
 });
