@@ -7,7 +7,9 @@
 //   - Node `cluster` with 2 workers (bench/fixtures/cluster-primary.mjs, the primary forks serve.mjs),
 //   - `nserve start hello.mjs -w 2`.
 // For each: spawn → first 200 (polled every 5 ms on new connections); then 500 sequential requests and
-// 1 s idle; then VmRSS of the master and of each serving process.
+// 1 s idle; then VmRSS and RssAnon of the master and of each serving process. RSS counts the pages of the
+// `node` binary a process touched, shared by every process (and charged once to a memory cgroup);
+// RssAnon, its own heap and allocations, is what each more worker really costs.
 //
 // `--before DIR`: also `nserve start` (single and -w 2) from another nserve build (DIR/bin/nserve.js, e.g.
 // a copy of main's bin/, dist/, build/ and package.json), interleaved in the same rounds: before/after
@@ -22,6 +24,7 @@ import { switchRelease, writeRelease } from '../test/helpers/releases.js';
 import { restart } from '../test/helpers/restart.js';
 import { commandLine, formatForRepo, machine, writeResult } from './lib/machine.js';
 import {
+  anonBytes,
   childPids,
   FIXTURES,
   freePort,
@@ -136,6 +139,8 @@ interface FootprintRun {
   startupMs: number;
   masterRss: number | null;
   serverRss: number[];
+  masterAnon: number | null;
+  serverAnon: number[];
   error?: string;
 }
 
@@ -153,12 +158,15 @@ async function runOne(sys: SystemDef, round: number): Promise<FootprintRun> {
     const startupMs = now() - t0;
     for (let i = 0; i < 500; i++) await getJson(port, '/', 5000);
     await sleep(1000);
+    const servers = s.servers();
     return {
       system: sys.name,
       round,
       startupMs: Math.round(startupMs),
       masterRss: s.master === null ? null : (rssBytes(s.master) ?? null),
-      serverRss: s.servers().map((p) => rssBytes(p) ?? Number.NaN),
+      serverRss: servers.map((p) => rssBytes(p) ?? Number.NaN),
+      masterAnon: s.master === null ? null : (anonBytes(s.master) ?? null),
+      serverAnon: servers.map((p) => anonBytes(p) ?? Number.NaN),
     };
   } catch (err) {
     return {
@@ -167,6 +175,8 @@ async function runOne(sys: SystemDef, round: number): Promise<FootprintRun> {
       startupMs: Number.NaN,
       masterRss: null,
       serverRss: [],
+      masterAnon: null,
+      serverAnon: [],
       error: (err as Error).message.split('\n')[0]!,
     };
   } finally {
@@ -285,7 +295,7 @@ export async function footprintSuite(opts: FootprintOptions): Promise<void> {
       const run = await runOne(sys, round);
       runs.push(run);
       console.log(
-        `  round ${round} ${sys.name.padEnd(14)} start → first response ${fmtMs(run.startupMs)}  master ${run.masterRss === null ? '—' : fmtMB(run.masterRss)}  servers ${run.serverRss.map(fmtMB).join(', ')}${run.error ? ` ERROR ${run.error}` : ''}`,
+        `  round ${round} ${sys.name.padEnd(14)} start → first response ${fmtMs(run.startupMs)}  master ${run.masterRss === null ? '—' : fmtMB(run.masterRss)} (anon ${run.masterAnon === null ? '—' : fmtMB(run.masterAnon)})  servers ${run.serverRss.map(fmtMB).join(', ')} (anon ${run.serverAnon.map(fmtMB).join(', ')})${run.error ? ` ERROR ${run.error}` : ''}`,
       );
     }
   }
@@ -294,6 +304,8 @@ export async function footprintSuite(opts: FootprintOptions): Promise<void> {
   const startup = (name: string): number => med(name, (r) => r.startupMs);
   const server = (name: string): number => med(name, (r) => median(r.serverRss));
   const master = (name: string): number => med(name, (r) => r.masterRss ?? Number.NaN);
+  const serverAnon = (name: string): number => med(name, (r) => median(r.serverAnon));
+  const masterAnon = (name: string): number => med(name, (r) => r.masterAnon ?? Number.NaN);
   // Ratios per round (the systems of a round ran back to back), then the median.
   const ratio = (a: string, b: string, f: (r: FootprintRun) => number): ReturnType<typeof spread> =>
     spread(
@@ -309,7 +321,10 @@ export async function footprintSuite(opts: FootprintOptions): Promise<void> {
     'start → first response',
     'vs plain node',
     'master RSS',
+    'master RssAnon',
     'serving process RSS',
+    'vs plain node',
+    'serving process RssAnon',
     'vs plain node',
   ];
   const rows = systems.map((sys) => {
@@ -326,8 +341,13 @@ export async function footprintSuite(opts: FootprintOptions): Promise<void> {
       sys.name === 'node' || sys.name.startsWith('nserve-single')
         ? '—'
         : fmtSpread(spread(rs.map((r) => r.masterRss ?? Number.NaN)), fmtMB),
+      sys.name === 'node' || sys.name.startsWith('nserve-single')
+        ? '—'
+        : fmtSpread(spread(rs.map((r) => r.masterAnon ?? Number.NaN)), fmtMB),
       fmtSpread(spread(rs.map((r) => median(r.serverRss))), fmtMB),
       sys.name === 'node' ? '—' : signedMB(server(sys.name) - server('node')),
+      fmtSpread(spread(rs.map((r) => median(r.serverAnon))), fmtMB),
+      sys.name === 'node' ? '—' : signedMB(serverAnon(sys.name) - serverAnon('node')),
     ];
   });
   console.log(`\nStart-up and memory, hello app (median (min–max) over ${opts.rounds} rounds):\n`);
@@ -336,7 +356,10 @@ export async function footprintSuite(opts: FootprintOptions): Promise<void> {
     systems.some((s) => s.name === n),
   )) {
     console.log(
-      `\n${name} master vs Node cluster primary: ${fmtMB(master(name))} vs ${fmtMB(master('cluster'))} (${signedMB(master(name) - master('cluster'))})`,
+      `\n${name} master vs Node cluster primary: RSS ${fmtMB(master(name))} vs ${fmtMB(master('cluster'))} (${signedMB(master(name) - master('cluster'))}), RssAnon ${fmtMB(masterAnon(name))} vs ${fmtMB(masterAnon('cluster'))} (${signedMB(masterAnon(name) - masterAnon('cluster'))})`,
+    );
+    console.log(
+      `${name} worker vs Node cluster worker: RSS ${fmtMB(server(name))} vs ${fmtMB(server('cluster'))} (${signedMB(server(name) - server('cluster'))}), RssAnon ${fmtMB(serverAnon(name))} vs ${fmtMB(serverAnon('cluster'))} (${signedMB(serverAnon(name) - serverAnon('cluster'))})`,
     );
   }
   console.log(
@@ -369,6 +392,12 @@ export async function footprintSuite(opts: FootprintOptions): Promise<void> {
         systems
           .filter((s) => s.name === 'cluster' || s.name.startsWith('nserve-w2'))
           .map((s) => [s.name, master(s.name)]),
+      ),
+      serverAnonBytes: Object.fromEntries(systems.map((s) => [s.name, serverAnon(s.name)])),
+      masterAnonBytes: Object.fromEntries(
+        systems
+          .filter((s) => s.name === 'cluster' || s.name.startsWith('nserve-w2'))
+          .map((s) => [s.name, masterAnon(s.name)]),
       ),
       startupRatioSingleVsNode: ratio('nserve-single', 'node', (r) => r.startupMs),
       startupRatioW2VsCluster: ratio('nserve-w2', 'cluster', (r) => r.startupMs),

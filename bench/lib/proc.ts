@@ -217,9 +217,21 @@ export function cpuMs(pid: number): number | undefined {
 
 /** Resident set size in bytes. */
 export function rssBytes(pid: number): number | undefined {
+  return statusBytes(pid, 'VmRSS');
+}
+
+/**
+ * RssAnon: the process's anonymous resident memory (heap, stacks, malloc), what one more such process
+ * really adds; RSS also counts the file-backed pages (the `node` binary's code) that every process shares.
+ */
+export function anonBytes(pid: number): number | undefined {
+  return statusBytes(pid, 'RssAnon');
+}
+
+function statusBytes(pid: number, field: 'VmRSS' | 'RssAnon'): number | undefined {
   try {
     const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-    const m = /^VmRSS:\s+(\d+) kB/m.exec(status);
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status);
     return m ? Number(m[1]) * 1024 : undefined;
   } catch {
     return undefined;

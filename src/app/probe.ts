@@ -4,7 +4,6 @@
 // it passed. A probe that fails counts as a failed boot: the restart is abandoned and the old code
 // keeps serving.
 import * as fs from 'node:fs';
-import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { AppServer } from '../server/index.js';
@@ -21,11 +20,14 @@ export async function readyProbe(
   try {
     await server.listenOn(key, { path: socketPath });
     const status = await new Promise<number>((resolve, reject) => {
-      const req = http.get({ socketPath, path: urlPath, agent: false, timeout: timeoutMs }, (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode ?? 0));
-        res.on('error', reject);
-      });
+      // getBuiltinModule, not an ES import of node:http: see server/create.ts.
+      const req = process
+        .getBuiltinModule('node:http')
+        .get({ socketPath, path: urlPath, agent: false, timeout: timeoutMs }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+          res.on('error', reject);
+        });
       req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
       req.on('error', reject);
     });

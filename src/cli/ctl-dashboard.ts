@@ -3,7 +3,8 @@
 import { spawn } from 'node:child_process';
 import { formatControlUrl } from '../control/api.js';
 import { call } from '../control/client.js';
-import { DASHBOARD_PATH, LOGIN_TTL_MS, makeLoginToken } from '../dashboard/index.js';
+import { DASHBOARD_PATH } from '../dashboard/paths.js';
+import { LOGIN_TTL_MS, makeLoginToken } from '../dashboard/token.js';
 import { usageError } from '../errors.js';
 import type { Connection } from './ctl-connect.js';
 

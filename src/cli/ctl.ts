@@ -6,8 +6,9 @@
 // 2 it could not be asked (bad usage, no server at that address, stale state file or pidfile, wrong
 // token, the server refused).
 import { Argument, type Command } from 'commander';
-import { formatControlUrl, routeForAction } from '../control/api.js';
+import { formatControlUrl } from '../control/api.js';
 import { ControlError, call } from '../control/client.js';
+import { routeForAction } from '../control/endpoints.js';
 import { SIGNAL_COMMANDS } from '../control/signals.js';
 import type { ControlAction } from '../control/status.js';
 import { errorCode, NserveError, usageError } from '../errors.js';

@@ -1,7 +1,8 @@
 // The commander program: every command and its options. The options of `start` are data
 // (start-options.ts), so that a plain `nserve start` command line is read without loading commander.
 import { Command, Option } from 'commander';
-import { type CliOptions, describeConfig, formatConfig, loadConfig } from '../config/index.js';
+import { describeConfig, formatConfig } from '../config/describe.js';
+import { type CliOptions, loadConfig } from '../config/index.js';
 import { usageError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { fdsViaControl, registerCtlCommand } from './ctl.js';

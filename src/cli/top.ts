@@ -5,7 +5,8 @@
 import type { Command } from 'commander';
 import { formatControlUrl } from '../control/api.js';
 import { ControlError, call } from '../control/client.js';
-import { type DashboardView, renderTop, type TopStatus } from '../dashboard/index.js';
+import { renderTop, type TopStatus } from '../dashboard/text.js';
+import type { DashboardView } from '../dashboard/view.js';
 import { usageError } from '../errors.js';
 import { type CtlOptions, connectionOptions, reportFailure } from './ctl.js';
 import { connect, processAlive, refresh } from './ctl-connect.js';

@@ -29,7 +29,6 @@ import {
 import type { CertReload } from '../listen/tls.js';
 import { logEvent } from '../log/events.js';
 import { OomAim, warnIfHotRestartCannotFit } from '../memory/index.js';
-import { clusterSource, onWorkerEvent } from '../metrics/cluster.js';
 import * as native from '../native/index.js';
 import type { ProcessFds } from '../os/descriptors.js';
 import { reapOrphansAsInit, startWatchdog } from '../os/systemd.js';
@@ -49,7 +48,9 @@ import type { WorkerHandle } from './worker-handle.js';
 
 export async function runMaster(ctx: RunContext): Promise<void> {
   const launcher = new Launcher(ctx, 'master');
-  const master = new Master(ctx, launcher);
+  // The cluster's metrics (the workers' events, its gauges) are loaded only when metrics are on.
+  const metrics = ctx.metrics === undefined ? undefined : await import('../metrics/cluster.js');
+  const master = new Master(ctx, launcher, metrics);
   if (ctx.handoff === undefined) {
     await master.start();
     await ctx.onServing?.(launcher);
@@ -87,6 +88,7 @@ export class Master implements Runner {
   constructor(
     readonly ctx: RunContext,
     private readonly launcher: Launcher,
+    clusterMetrics?: typeof import('../metrics/cluster.js'),
   ) {
     this.config = ctx.config;
     this.log = ctx.log;
@@ -105,7 +107,7 @@ export class Master implements Runner {
       ctx.log,
       (w, msg) => {
         countWorkerEvent(this.history, w, msg);
-        if (ctx.metrics !== undefined) onWorkerEvent(ctx.metrics.store, w, msg, ctx.log);
+        if (ctx.metrics !== undefined) clusterMetrics?.onWorkerEvent(ctx.metrics.store, w, msg, ctx.log);
         this.recovery.onWorkerEvent(w, msg);
       },
       this.oom,
@@ -126,7 +128,7 @@ export class Master implements Runner {
       workers: () => this.pool.alive().filter((w) => w.state !== 'draining'),
       binds: ctx.config.binds,
     });
-    ctx.metrics?.attach(clusterSource(this));
+    if (clusterMetrics !== undefined) ctx.metrics?.attach(clusterMetrics.clusterSource(this));
     this.capabilities = {
       has: new Set([
         'hot-restart',

@@ -10,12 +10,12 @@ import {
   extraWorkersThatFit,
   type Fit,
   type HotRestartPlan,
+  mb,
   phaseConcurrencyThatFits,
   planHotRestart,
   readMemoryBudget,
   readRssAnon,
 } from '../memory/index.js';
-import { mb } from '../memory/oom.js';
 import type { RestartRecord } from '../restart/history.js';
 import type { Master } from './master.js';
 import { servingPids } from './report.js';

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { LevelWithSilent } from 'pino';
 import { NserveError, usageError } from '../errors.js';
-import { type BindSpec, parseBindUri } from '../listen/binder.js';
+import { type BindSpec, parseBindUri } from '../listen/bind-uri.js';
 import type { LogFormat } from '../log/logger.js';
 import type { LeakPolicy } from '../os/descriptors.js';
 import {

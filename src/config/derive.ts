@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { type ControlConfig, formatControlUrl, resolveControl } from '../control/api.js';
 import { usageError } from '../errors.js';
-import { BALANCES, type Balance, type BindSpec, parseBindUri } from '../listen/binder.js';
+import { BALANCES, type Balance, type BindSpec, parseBindUri } from '../listen/bind-uri.js';
 import { readStateFile } from '../os/state-file.js';
 import { duration, integer, invalid, type Picked, type Source, settingName, str } from './values.js';
 

@@ -8,7 +8,6 @@
 // a key removed from the file is removed from the environment too. Values are never logged.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { parseEnv } from 'node:util';
 import { errorMessage, usageError } from '../errors.js';
 import { ENV_FILE_KEYS } from '../restart/handoff.js';
 
@@ -52,7 +51,8 @@ export function readEnvFile(
     );
   // Node 20's parser keeps a byte-order mark, leading blanks and the blanks after `export` in a name,
   // which dotenv tools accept: dropped before the name is checked.
-  const parsed = parseEnv(text.replace(/^\uFEFF/, ''));
+  // getBuiltinModule, not an ES import of node:util, which reads (and so loads) every lazy export.
+  const parsed = process.getBuiltinModule('node:util').parseEnv(text.replace(/^\uFEFF/, ''));
   const vars: NodeJS.Dict<string> = {};
   for (const [raw, value] of Object.entries(parsed)) {
     // Blanks only: a name with a line break in it (`FOO` then `=bar`) stays refused.

@@ -2,7 +2,7 @@
 // leaf that values.ts, build.ts, file.ts and describe.ts import, so that none of them imports index.ts back.
 import type { LevelWithSilent } from 'pino';
 import type { ControlConfig } from '../control/api.js';
-import type { Balance, BindSpec } from '../listen/binder.js';
+import type { Balance, BindSpec } from '../listen/bind-uri.js';
 import type { LogFormat } from '../log/logger.js';
 import type { RestartOverflow } from '../memory/fit.js';
 import type { LeakPolicy } from '../os/descriptors.js';

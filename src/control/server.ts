@@ -10,15 +10,17 @@
 // By role: the answers (token, route, actions) are control/answers.ts; the control plane (this server plus
 // the state file and pidfile) is control/plane.ts.
 import * as fs from 'node:fs';
-import * as http from 'node:http';
+import type * as http from 'node:http';
 import type { Socket } from 'node:net';
-import { Dashboard, isDashboardPath } from '../dashboard/index.js';
+import { isDashboardPath } from '../dashboard/paths.js';
+import type { Dashboard } from '../dashboard/routes.js';
 import { errorCode, errorMessage, usageError } from '../errors.js';
 import { type EventCode, logEvent } from '../log/events.js';
 import type { Logger } from '../log/logger.js';
 import * as native from '../native/index.js';
 import { answerRoute, badRequest, checkRequest, type Reply, send } from './answers.js';
-import { CONTROL_HEADER, CONTROL_PROTOCOL, type ControlAddress, formatControlUrl, routeFor } from './api.js';
+import { CONTROL_HEADER, CONTROL_PROTOCOL, type ControlAddress, formatControlUrl } from './api.js';
+import { routeFor } from './endpoints.js';
 import type { Controller } from './status.js';
 
 export { presentedToken, tokenMatches } from './answers.js';
@@ -50,19 +52,19 @@ export class ControlServer {
   private readonly warnings = new Map<string, { since: number; logged: number; suppressed: number }>();
   /** The unix socket file we created (device + inode), so we never remove a newer server's socket. */
   private readonly socketFile: { path: string; dev: number; ino: number } | undefined;
-  /** The read-only dashboard under /dashboard (dashboard/routes.ts): its own auth, headers and routes. */
-  private readonly dashboard: Dashboard;
+  /**
+   * The read-only dashboard under /dashboard (dashboard/routes.ts): its own auth, headers and routes.
+   * Loaded at the first dashboard request (its page alone is 10 KB of code): a server whose dashboard
+   * nobody opens never loads it. Its state (samples, used login URLs) starts with that request, as the
+   * first sample always did.
+   */
+  private dashboard: Promise<Dashboard> | undefined;
 
   private constructor(
     readonly fd: number,
     readonly url: string,
     private readonly options: ControlServerOptions,
   ) {
-    this.dashboard = new Dashboard({
-      token: options.token,
-      tcp: options.address.kind === 'tcp',
-      log: options.log,
-    });
     if (options.address.kind === 'unix') {
       const st = fs.statSync(options.address.path);
       this.socketFile = { path: options.address.path, dev: st.dev, ino: st.ino };
@@ -94,7 +96,8 @@ export class ControlServer {
 
   async serve(controller: Controller): Promise<void> {
     this.controller = controller;
-    const server = http.createServer({
+    // getBuiltinModule, not an ES import of node:http: see server/create.ts.
+    const server = process.getBuiltinModule('node:http').createServer({
       maxHeaderSize: MAX_HEADER_BYTES,
       headersTimeout: HEADERS_TIMEOUT_MS,
       requestTimeout: REQUEST_TIMEOUT_MS,
@@ -202,20 +205,7 @@ export class ControlServer {
       return;
     }
     if (isDashboardPath(url.pathname)) {
-      try {
-        this.dashboard.handle(req, res, url, () => this.controller!.stats());
-      } catch (err) {
-        // A poll must never take the server down (stats can throw EMFILE out of descriptors): a 500.
-        logEvent(
-          this.options.log,
-          'control.action.failed',
-          { err },
-          `control: dashboard failed: ${errorMessage(err)}`,
-        );
-        if (!res.headersSent)
-          send(res, { status: 500, body: { error: errorMessage(err), code: 'ERR_NSERVE_CONTROL_INTERNAL' } });
-        else res.destroy();
-      }
+      void this.serveDashboard(req, res, url);
       return;
     }
     const early = checkRequest(req, url, this.options);
@@ -273,6 +263,40 @@ export class ControlServer {
         res.once('close', act);
       }
     });
+  }
+
+  /** The dashboard, loaded at its first request; a failure (a poll's stats: EMFILE, say) is a 500. */
+  private async serveDashboard(req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void> {
+    try {
+      (await this.openDashboard()).handle(req, res, url, () => this.controller!.stats());
+    } catch (err) {
+      // A poll must never take the server down (stats can throw EMFILE out of descriptors): a 500.
+      logEvent(
+        this.options.log,
+        'control.action.failed',
+        { err },
+        `control: dashboard failed: ${errorMessage(err)}`,
+      );
+      if (!res.headersSent)
+        send(res, { status: 500, body: { error: errorMessage(err), code: 'ERR_NSERVE_CONTROL_INTERNAL' } });
+      else res.destroy();
+    }
+  }
+
+  private openDashboard(): Promise<Dashboard> {
+    this.dashboard ??= import('../dashboard/routes.js').then(
+      ({ Dashboard }) =>
+        new Dashboard({
+          token: this.options.token,
+          tcp: this.options.address.kind === 'tcp',
+          log: this.options.log,
+        }),
+      (err: unknown) => {
+        this.dashboard = undefined; // the next request tries again
+        throw err;
+      },
+    );
+    return this.dashboard;
   }
 
   /** GET /metrics: text, not JSON, and asynchronous (the workers are asked). */

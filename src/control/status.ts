@@ -3,7 +3,8 @@
 import * as fs from 'node:fs';
 import type { MixedVersions, NoWayBack } from '../deploy/record.js';
 import type { ReleaseRef } from '../deploy/release.js';
-import { formatAddress, type Listener } from '../listen/binder.js';
+import { formatAddress } from '../listen/bind-uri.js';
+import type { Listener } from '../listen/binder.js';
 import type { CertReload, TlsStats } from '../listen/tls.js';
 import type { MemoryView } from '../memory/index.js';
 import type { ProcessFds } from '../os/descriptors.js';

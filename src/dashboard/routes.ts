@@ -12,10 +12,11 @@ import { logEvent } from '../log/events.js';
 import type { Logger } from '../log/logger.js';
 import * as native from '../native/index.js';
 import { PAGE_CSP, PAGE_HTML } from './page.js';
+import { DASHBOARD_PATH } from './paths.js';
 import { checkLoginToken, checkSession, makeSession, UsedLogins } from './token.js';
 import { type QueueRow, Samples } from './view.js';
 
-export const DASHBOARD_PATH = '/dashboard';
+export { DASHBOARD_PATH, isDashboardPath } from './paths.js';
 export const COOKIE = 'nserve_dashboard';
 
 /** Headers on every dashboard answer, errors included. */
@@ -35,10 +36,6 @@ export interface DashboardOptions {
   /** The page is served on TCP only. */
   tcp: boolean;
   log: Logger;
-}
-
-export function isDashboardPath(pathname: string): boolean {
-  return pathname === DASHBOARD_PATH || pathname.startsWith(`${DASHBOARD_PATH}/`);
 }
 
 function answer(

@@ -4,7 +4,9 @@
 //   - a session `s1.EXPIRY.MAC`, the HttpOnly cookie the login URL sets.
 // MAC = HMAC-SHA256(control token, "nserve-dashboard:" KIND ":" EXPIRY [":" NONCE]), base64url. Nobody
 // without the control token can make one; the control token itself never reaches the browser.
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+
+// node:crypto through getBuiltinModule, not an ES import, which would load webcrypto too (answers.ts).
+const nodeCrypto = (): typeof import('node:crypto') => process.getBuiltinModule('node:crypto');
 
 /** How long a login URL works: long enough to paste it into a browser. */
 export const LOGIN_TTL_MS = 2 * 60_000;
@@ -12,7 +14,8 @@ export const LOGIN_TTL_MS = 2 * 60_000;
 export const SESSION_TTL_MS = 12 * 60 * 60_000;
 
 function mac(controlToken: string, kind: 'login' | 'session', expiry: number, nonce = ''): string {
-  return createHmac('sha256', controlToken)
+  return nodeCrypto()
+    .createHmac('sha256', controlToken)
     .update(`nserve-dashboard:${kind}:${expiry}${nonce === '' ? '' : `:${nonce}`}`)
     .digest('base64url');
 }
@@ -20,12 +23,12 @@ function mac(controlToken: string, kind: 'login' | 'session', expiry: number, no
 function sameMac(a: string, b: string): boolean {
   const x = Buffer.from(a);
   const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
+  return x.length === y.length && nodeCrypto().timingSafeEqual(x, y);
 }
 
 export function makeLoginToken(controlToken: string, now: number, ttlMs = LOGIN_TTL_MS): string {
   const expiry = now + ttlMs;
-  const nonce = randomBytes(9).toString('base64url');
+  const nonce = nodeCrypto().randomBytes(9).toString('base64url');
   return `l1.${expiry}.${nonce}.${mac(controlToken, 'login', expiry, nonce)}`;
 }
 

@@ -11,7 +11,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { runHooks } from '../app/hooks.js';
 import { runHeldStopListeners } from '../app/stop-signals.js';
-import { installSignalHandlers } from '../control/signals.js';
+import { installSignalHandlers } from '../control/signal-handlers.js';
 import type { ActionOptions, ControlAction, ControlAnswer, Controller, Stats } from '../control/status.js';
 import { errorMessage } from '../errors.js';
 import type { CertReload } from '../listen/tls.js';

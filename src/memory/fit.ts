@@ -7,7 +7,14 @@
 // phased restart wants --phase-concurrency more; a canary, a --worker-max-memory replacement and one more
 // worker (TTIN), one. A worker that leaves (an uncaught exception) drains first when others can take its
 // slots, so its replacement needs no more than it gave back.
-import { mb } from './oom.js';
+//
+// A leaf (no imports): the config's settings table reads RESTART_OVERFLOWS from here, so every process
+// loads it, a worker too, which needs neither the cgroup reader nor the OOM killer's aim (oom.ts).
+
+/** A byte count for a log line or a verdict: `512 MB`, `1.5 GB`. */
+export function mb(n: number): string {
+  return n >= 1024 ** 3 ? `${(n / 1024 ** 3).toFixed(1)} GB` : `${Math.round(n / 1024 ** 2)} MB`;
+}
 
 /**
  * A cluster hot restart keeps every old worker while a new one boots for each: it needs, on top of

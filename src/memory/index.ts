@@ -4,8 +4,7 @@
 import { logEvent } from '../log/events.js';
 import type { Logger } from '../log/logger.js';
 import { type MemoryBudget, readMemoryBudget, readRssAnon } from './cgroup.js';
-import { HOT_RESTART_MARGIN } from './fit.js';
-import { mb } from './oom.js';
+import { HOT_RESTART_MARGIN, mb } from './fit.js';
 
 export { type CgroupRoots, type MemoryBudget, readMemoryBudget, readRssAnon } from './cgroup.js';
 export {
@@ -13,13 +12,14 @@ export {
   type Fit,
   HOT_RESTART_MARGIN,
   type HotRestartPlan,
+  mb,
   phaseConcurrencyThatFits,
   planHotRestart,
   RESTART_OVERFLOWS,
   type RestartOverflow,
   type RestartStrategy,
 } from './fit.js';
-export { describeOomKill, mb, OomAim, type OomVerdict, oomScores, readOomScoreAdj } from './oom.js';
+export { describeOomKill, OomAim, type OomVerdict, oomScores, readOomScoreAdj } from './oom.js';
 
 export type MemoryView = Omit<MemoryBudget, 'dir'> & {
   /** Cluster: what a hot restart would add (the workers' RssAnon, with the margin); null if unknown. */

@@ -14,6 +14,7 @@ import * as fs from 'node:fs';
 import { logEvent } from '../log/events.js';
 import type { Logger } from '../log/logger.js';
 import { type CgroupRoots, type MemoryBudget, readMemoryBudget, SYSTEM_ROOTS } from './cgroup.js';
+import { mb } from './fit.js';
 
 export const OOM_SCORE_BOOTING = 1000;
 /** How far above the master's score a serving worker sits. */
@@ -144,8 +145,4 @@ export function describeOomKill(v: OomVerdict): string {
 /** What shows it: `SIGKILL; oom_kill 3 → 4 in the cgroup's memory.oom_control`. */
 export function oomKillEvidence(v: OomVerdict): string {
   return `SIGKILL; oom_kill ${v.before} → ${v.after} in the cgroup's ${v.file}`;
-}
-
-export function mb(n: number): string {
-  return n >= 1024 ** 3 ? `${(n / 1024 ** 3).toFixed(1)} GB` : `${Math.round(n / 1024 ** 2)} MB`;
 }

@@ -6,11 +6,12 @@
 // image (hand-off `metrics.listener`), so scrapes that arrive during the exec wait in its accept queue.
 // Before the exec the plane stops accepting and finishes the scrapes in flight (`pause`); every answer
 // says `Connection: close`, so no idle keep-alive connection is cut by the exec either.
-import * as http from 'node:http';
+import type * as http from 'node:http';
 import * as net from 'node:net';
 import type { Config } from '../config/index.js';
 import { errorCode, errorMessage, usageError } from '../errors.js';
-import { formatAddress, type Listener } from '../listen/binder.js';
+import { formatAddress } from '../listen/bind-uri.js';
+import type { Listener } from '../listen/binder.js';
 import { logEvent } from '../log/events.js';
 import type { Logger } from '../log/logger.js';
 import * as native from '../native/index.js';
@@ -190,7 +191,10 @@ export class MetricsPlane {
 
   private serve(): void {
     if (this.fd === undefined || this.http !== undefined) return;
-    const server = http.createServer((req, res) => void this.answer(req, res));
+    // getBuiltinModule, not an ES import of node:http: see server/create.ts.
+    const server = process
+      .getBuiltinModule('node:http')
+      .createServer((req, res) => void this.answer(req, res));
     server.on('connection', (sock: net.Socket) => {
       this.open.add(sock);
       sock.on('close', () => this.open.delete(sock));

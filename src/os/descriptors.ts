@@ -1,7 +1,7 @@
 // Descriptor inspection and leak analysis: which descriptors would survive a hot restart's execve,
 // and what they are. Policy (close / warn / refuse) is applied by the restart code with these results.
 import * as fs from 'node:fs';
-import { formatAddress } from '../listen/binder.js';
+import { formatAddress } from '../listen/bind-uri.js';
 import { logEvent } from '../log/events.js';
 import type { Logger } from '../log/logger.js';
 import * as native from '../native/index.js';

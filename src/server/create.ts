@@ -1,6 +1,6 @@
 // Creating the server object for one bind: http, https, or http2 with an HTTP/1.1 fallback (`ssl://`
 // binds: listen/tls.ts), or a feed into the app's own TLS server (listen-compat with https.createServer).
-import * as http from 'node:http';
+import type * as http from 'node:http';
 import type { Socket } from 'node:net';
 import * as net from 'node:net';
 import type * as tls from 'node:tls';
@@ -10,6 +10,11 @@ import { usageError } from '../errors.js';
 import { type TlsBindOptions, TlsBinds } from '../listen/tls.js';
 import type { Logger } from '../log/logger.js';
 import { markUpgraded, type Tracked } from './connections.js';
+
+// node:http through process.getBuiltinModule, not an ES import: on Node 22+ an import reads every
+// export, http's lazy WebSocket, CloseEvent and MessageEvent among them, which loads undici (~800 KB of
+// source, ~3 MB of heap) into a process that never uses them (docs/benchmarks.md, "Footprint").
+const nodeHttp = (): typeof import('node:http') => process.getBuiltinModule('node:http');
 
 /** The bind URI of a slot key (`<uri>#<slot>`). */
 export function bindOf(key: string): string {
@@ -88,7 +93,7 @@ export function createBindServer(key: string, options: AppServerOptions, hooks: 
     ...(options.requestTimeoutMs === undefined ? {} : { requestTimeout: options.requestTimeoutMs }),
   };
   let server: http.Server | tls.Server;
-  if (tlsOptions === undefined || bind === undefined) server = http.createServer(timeouts);
+  if (tlsOptions === undefined || bind === undefined) server = nodeHttp().createServer(timeouts);
   // https and http2 are loaded for ssl:// binds only: each costs every process memory and start-up time.
   else if (bind.alpn.includes('h2'))
     server = process

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import * as os from 'node:os';
 import { test } from 'node:test';
-import { buildConfig, type CliOptions, describeConfig, type UserConfig } from '../../src/config/index.js';
+import { describeConfig } from '../../src/config/describe.js';
+import { buildConfig, type CliOptions, type UserConfig } from '../../src/config/index.js';
 import {
   type BindSpec,
   closeListeners,

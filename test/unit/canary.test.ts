@@ -3,7 +3,8 @@ import * as os from 'node:os';
 import { test } from 'node:test';
 import { canaryRecord, judgeCanary, MIN_REQUESTS, sampleOf } from '../../src/cluster/canary.js';
 import { phases } from '../../src/cluster/phased-restart.js';
-import { buildConfig, type CliOptions, describeConfig, type UserConfig } from '../../src/config/index.js';
+import { describeConfig } from '../../src/config/describe.js';
+import { buildConfig, type CliOptions, type UserConfig } from '../../src/config/index.js';
 import { RestartHistory } from '../../src/restart/history.js';
 
 const build = (cli: CliOptions, file: UserConfig = {}) =>

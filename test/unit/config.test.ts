@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import * as os from 'node:os';
 import { test } from 'node:test';
-import { buildConfig, type CliOptions, describeConfig, type UserConfig } from '../../src/config/index.js';
+import { describeConfig } from '../../src/config/describe.js';
+import { buildConfig, type CliOptions, type UserConfig } from '../../src/config/index.js';
 import { RestartHistory, readTotals } from '../../src/restart/history.js';
 
 const cwd = os.tmpdir();

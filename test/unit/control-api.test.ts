@@ -6,13 +6,8 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { formatStats, formatStatus, table } from '../../src/cli/ctl-format.js';
 import { buildConfig, type UserConfig } from '../../src/config/index.js';
-import {
-  parseControlUrl,
-  parseRestartKind,
-  ROUTES,
-  resolveControl,
-  routeFor,
-} from '../../src/control/api.js';
+import { parseControlUrl, resolveControl } from '../../src/control/api.js';
+import { parseRestartKind, ROUTES, routeFor } from '../../src/control/endpoints.js';
 import { presentedToken, tokenMatches } from '../../src/control/server.js';
 import { SIGNAL_COMMANDS } from '../../src/control/signals.js';
 import type { Stats } from '../../src/control/status.js';
