@@ -202,6 +202,8 @@ function adoptHandedWorkers(m: Master, handoff: Handoff): { early: WorkerHandle[
 export async function completeHotRestart(m: Master, handoff: Handoff): Promise<void> {
   const { log, pool } = m;
   const signal = m.beginRestart('adopting the workers of the previous image', { notify: false });
+  // No standby starts while the new generation boots (it would take their CPU): endRestart starts them.
+  pool.standbys.hold();
   reportInheritedLeaks(handoff.leaked, log);
   const { early, old } = adoptHandedWorkers(m, handoff);
   const earlyDirectory = early[0]?.directory;

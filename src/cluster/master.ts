@@ -213,8 +213,6 @@ export class Master implements Runner {
       // The handed-over workers are adopted in completeHotRestart's first, synchronous step; only then
       // do signals reach us. A SIGTERM that arrived during the exec is then a stop during a restart: the
       // restart gives up and the adopted workers drain, instead of a stop with no worker to drain.
-      // No standby starts while the new generation boots (it would take their CPU): endRestart starts them.
-      this.pool.standbys.hold();
       const completing = completeHotRestart(this, handoff);
       this.launcher.attach(this);
       // Health checks from now on: a staged restart's pre-booted workers serve alone for a while.
