@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import { lifetimeView, listenerViews, processStartedAt, type Stats } from '../control/status.js';
 import type { TlsStats } from '../listen/tls.js';
 import { memoryView, readRssAnon } from '../memory/index.js';
+import { addTotals, type Durations, durationsOf, emptyTotals } from '../metrics/requests.js';
 import { inspect, type ProcessFds } from '../os/descriptors.js';
 import { VERSION } from '../version.js';
 import type { Master } from './master.js';
@@ -49,8 +50,18 @@ export function clusterStats(m: Master): Stats {
     fdCount: fs.readdirSync('/proc/self/fd').length,
     memory: memoryView(servingPids(m)),
     ...tlsField(m),
+    durations: clusterDurations(m),
     ...(m.config.standby > 0 ? { standby: m.pool.standbys.counts() } : {}),
   };
+}
+
+/** The request durations of every worker this server had, where requests are counted. */
+function clusterDurations(m: Master): Durations | null {
+  const store = m.ctx.metrics?.store;
+  if (store === undefined) return null;
+  const all = emptyTotals();
+  for (const t of store.requestTotals().values()) addTotals(all, t);
+  return durationsOf(all);
 }
 
 /** The current generation's booted workers: what a hot restart would boot again. */

@@ -7,6 +7,7 @@ import { formatAddress } from '../listen/bind-uri.js';
 import type { Listener } from '../listen/binder.js';
 import type { CertReload, TlsStats } from '../listen/tls.js';
 import type { MemoryView } from '../memory/index.js';
+import type { Durations } from '../metrics/requests.js';
 import type { ProcessFds } from '../os/descriptors.js';
 import type { RestartHistory, RestartKind, RestartRecord } from '../restart/history.js';
 import type { Action } from './signals.js';
@@ -109,6 +110,11 @@ export interface Stats {
   noWayBack?: NoWayBack | null;
   /** The cgroup's memory limit, working set and headroom (memory/cgroup.ts); absent from an older nserve. */
   memory?: MemoryView;
+  /**
+   * Request durations over the server's life, where requests are counted (a control server or metrics
+   * listener is configured): the dashboard's latency chart. Absent from an older nserve.
+   */
+  durations?: Durations | null;
   /** Cluster mode with --standby: standby workers ready to be woken, and still starting. */
   standby?: { ready: number; starting: number };
 }

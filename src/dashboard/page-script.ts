@@ -37,6 +37,7 @@ function svg(tag, attrs, text) {
 }
 function mb(b) { return b === null || b === undefined ? '-' : (b / 1048576).toFixed(b < 10485760 ? 1 : 0) + ' MB'; }
 function num(n, d) { return n === null || n === undefined ? '-' : n.toFixed(d || 0); }
+function ms(n) { return n === null || n === undefined ? '-' : n.toFixed(n < 10 ? 1 : 0) + ' ms'; }
 function dur(ms) {
   if (ms === null || ms === undefined) return '-';
   if (ms < 1000) return Math.round(ms) + ' ms';
@@ -56,6 +57,7 @@ function header(v) {
   $('server').textContent = parts.join(' \u00b7 ');
   $('rps').textContent = num(v.totals.rps, 1);
   $('inflight').textContent = v.totals.inFlight;
+  $('latency').textContent = ms(v.totals.latencyMs) + (v.totals.p99Ms === null ? '' : ' (p99 \u2264 ' + ms(v.totals.p99Ms) + ')');
   $('longlived').textContent = v.totals.longLived;
 }
 
@@ -90,7 +92,7 @@ function lineChart(points, key, color, label, maxHint) {
   points.forEach(function (p) { if (p[key] !== null && p[key] > max) max = p[key]; });
   if (max <= 0) max = 1;
   g.appendChild(svg('line', { x1: P, y1: H - 16, x2: W, y2: H - 16, 'class': 'axis' }));
-  g.appendChild(svg('text', { x: 0, y: 12, 'class': 'tick' }, label + ' (max ' + (key === 'rps' || key === 'inFlight' ? num(max, 0) : mb(max)) + ')'));
+  g.appendChild(svg('text', { x: 0, y: 12, 'class': 'tick' }, label + ' (max ' + (key === 'rps' || key === 'inFlight' ? num(max, 0) : key === 'latencyMs' ? ms(max) : mb(max)) + ')'));
   g.appendChild(svg('text', { x: P, y: H - 2, 'class': 'tick' }, '-' + dur(span)));
   g.appendChild(svg('text', { x: W - 24, y: H - 2, 'class': 'tick' }, 'now'));
   var d = '';
@@ -174,6 +176,7 @@ function render(v) {
   replace('timeline', timeline(v));
   replace('rate', lineChart(seen, 'rps', '#2a6fdb', 'requests/s', 0));
   replace('inflightChart', lineChart(seen, 'inFlight', '#7a3fb0', 'in flight', 0));
+  replace('latencyChart', lineChart(seen, 'latencyMs', '#c0392b', 'mean latency', 0));
   replace('memory', memory(v));
   replace('queues', queues(v));
   $('updated').textContent = 'updated ' + new Date(v.at).toLocaleTimeString();

@@ -40,11 +40,12 @@ const BODY = `
   <section class="wide"><div class="kpis">
     <div><b id="rps">-</b><span class="muted">requests/s</span></div>
     <div><b id="inflight">-</b><span class="muted">in flight</span></div>
+    <div><b id="latency">-</b><span class="muted">mean latency</span></div>
     <div><b id="longlived">-</b><span class="muted">long-lived</span></div>
   </div></section>
   <section class="wide"><h2>Workers</h2><div id="workers"></div></section>
   <section class="wide"><h2>Restarts</h2><div id="timeline"></div></section>
-  <section><h2>Request rate</h2><div id="rate"></div><div id="inflightChart"></div></section>
+  <section><h2>Request rate</h2><div id="rate"></div><div id="inflightChart"></div><h2>Latency</h2><div id="latencyChart"></div></section>
   <section><h2>Memory</h2><div id="memory"></div><h2>Accept queue</h2><div id="queues"></div></section>
 </main>`;
 

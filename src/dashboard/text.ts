@@ -82,6 +82,11 @@ export function renderTop(view: DashboardView | undefined, status: TopStatus, wi
   out.push(
     `restarts ${s.restarts.hot} hot, ${s.restarts.phased} phased · crashes ${s.crashes} · fds ${s.fds}`,
   );
+  const { latencyMs, p99Ms } = view.totals;
+  if (latencyMs !== null)
+    out.push(
+      `latency ${latencyMs.toFixed(1)} ms mean${p99Ms === null ? '' : ` · p99 ≤ ${p99Ms} ms`} (last second)`,
+    );
   const m = view.memory;
   if (m !== null) {
     const cells = 20;

@@ -2,6 +2,7 @@
 // /stats answer (control/status.ts) and the samples taken before it. Pure: the caller takes the samples
 // (Samples below) and reads the accept queues; this module reads no clock and no file.
 import type { Stats, WorkerView } from '../control/status.js';
+import { DURATION_BUCKETS, type Durations } from '../metrics/requests.js';
 
 /** What one sample keeps: enough for request rates (lifetime total and per worker PID) and the charts. */
 export interface Sample {
@@ -14,6 +15,8 @@ export interface Sample {
   /** The workers' RSS summed (bytes), or null when none reported one yet. */
   rss: number | null;
   workingSet: number | null;
+  /** Request durations so far (null: requests are not counted). */
+  durations: Durations | null;
 }
 
 export interface WorkerRow {
@@ -56,6 +59,10 @@ export interface SeriesPoint {
   inFlight: number;
   rss: number | null;
   workingSet: number | null;
+  /** The requests answered in the interval: their mean duration (ms), null without any. */
+  latencyMs: number | null;
+  /** The histogram bound (ms) below which 99% of them took; null without any, or above the last (10 s). */
+  p99Ms: number | null;
 }
 
 export interface QueueRow {
@@ -80,7 +87,14 @@ export interface DashboardView {
     crashes: number;
     restarts: { hot: number; phased: number };
   };
-  totals: { rps: number | null; inFlight: number; longLived: number };
+  totals: {
+    rps: number | null;
+    inFlight: number;
+    longLived: number;
+    /** Over the last interval (SeriesPoint's): null without requests, or where they are not counted. */
+    latencyMs: number | null;
+    p99Ms: number | null;
+  };
   workers: WorkerRow[];
   restarts: RestartBar[];
   /** Oldest first, one point per sample interval. */
@@ -114,7 +128,35 @@ export function sampleOf(stats: Stats, at: number): Sample {
     inFlight: stats.inFlight,
     rss,
     workingSet: stats.memory?.workingSet ?? null,
+    durations: stats.durations ?? null,
   };
+}
+
+/**
+ * The latency of the requests answered between two samples: their mean, and the bound of the histogram
+ * bucket that holds the 99th percentile. Counters that went down (a single-mode hot restart counts
+ * again from zero) are read as counted from zero.
+ */
+export function latencyBetween(
+  a: Durations | null,
+  b: Durations | null,
+): { latencyMs: number | null; p99Ms: number | null } {
+  if (b === null) return { latencyMs: null, p99Ms: null };
+  const from = a === null || b.count < a.count ? null : a;
+  const count = b.count - (from?.count ?? 0);
+  if (count <= 0) return { latencyMs: null, p99Ms: null };
+  const sum = b.sum - (from?.sum ?? 0);
+  let seen = 0;
+  let p99Ms: number | null = null;
+  for (const [i, n] of b.buckets.entries()) {
+    seen += n - (from?.buckets[i] ?? 0);
+    if (seen >= 0.99 * count) {
+      const bound = DURATION_BUCKETS[i];
+      p99Ms = bound === undefined ? null : bound * 1000;
+      break;
+    }
+  }
+  return { latencyMs: Math.max(0, (sum * 1000) / count), p99Ms };
 }
 
 function rate(now: number, before: number, ms: number): number {
@@ -175,6 +217,7 @@ export function seriesOf(samples: readonly Sample[]): SeriesPoint[] {
       inFlight: b.inFlight,
       rss: b.rss,
       workingSet: b.workingSet,
+      ...latencyBetween(a.durations, b.durations),
     });
   }
   return out;
@@ -214,6 +257,9 @@ export function buildView(
       rps: prev === undefined ? null : rate(now.requests, prev.requests, at - prev.at),
       inFlight: stats.inFlight,
       longLived: stats.longLived,
+      ...(prev === undefined
+        ? { latencyMs: null, p99Ms: null }
+        : latencyBetween(prev.durations, now.durations)),
     },
     workers: [...stats.workers].sort((a, b) => a.index - b.index).map((w) => workerRow(w, prev, at)),
     restarts: stats.restarts.slice(-RESTARTS_SHOWN).map(restartBar),

@@ -78,6 +78,19 @@ class RequestCounter {
 
 export const REQUESTS = new RequestCounter();
 
+/** The request durations of a totals vector: how many, their sum (seconds), the count per bucket (the last +Inf). */
+export interface Durations {
+  count: number;
+  sum: number;
+  /** Not cumulative; upper bounds DURATION_BUCKETS, then +Inf. */
+  buckets: number[];
+}
+
+export function durationsOf(t: readonly number[]): Durations {
+  const buckets = t.slice(CLASSES, CLASSES + BUCKETS);
+  return { count: buckets.reduce((a, b) => a + b, 0), sum: t[SUM] ?? 0, buckets };
+}
+
 /** The request counters as metrics, one `worker` label value per vector. */
 export function totalsMetrics(byWorker: ReadonlyMap<string, readonly number[]>): MetricJson[] {
   const requests: MetricJson = {

@@ -34,6 +34,7 @@ import {
 import { type CertReload, LocalCerts } from '../listen/tls.js';
 import { logEvent } from '../log/events.js';
 import { memoryView } from '../memory/index.js';
+import { durationsOf, REQUESTS } from '../metrics/requests.js';
 import { singleSource } from '../metrics/single-source.js';
 import { inspect, type ProcessFds, reportInheritedLeaks, warnOnGrowth } from '../os/descriptors.js';
 import { reapOrphansAsInit, startWatchdog } from '../os/systemd.js';
@@ -303,6 +304,8 @@ class SingleRunner implements Runner {
       listeners: listenerViews(boot.listeners),
       fdCount: fs.readdirSync('/proc/self/fd').length,
       memory: memoryView(),
+      // This image's own (a hot restart starts them again: the dashboard reads a counter that went down as one).
+      durations: REQUESTS.on ? durationsOf(REQUESTS.snapshot()) : null,
       ...this.certs.statsField(),
       ...ctx.history.deploys.view(),
     };

@@ -83,6 +83,9 @@ test('-w 2: the page shows both workers, then a hot restart live (new PIDs, the 
     (globalThis as unknown as { mark: number }).mark = 42;
   });
   await page.waitForTimeout(3000); // a few points on the rate chart
+  // The traffic's latency: a line in its chart, and the mean in milliseconds.
+  assert.ok((await page.locator('#latencyChart path').count()) === 1, 'the latency chart draws a line');
+  assert.match(String(await page.locator('#latency').textContent()), /^\d+(\.\d)? ms/);
 
   const signalled = Date.now();
   srv.signal('SIGUSR2');

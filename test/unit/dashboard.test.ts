@@ -18,7 +18,8 @@ import {
   SESSION_TTL_MS,
   UsedLogins,
 } from '../../src/dashboard/token.js';
-import { buildView, HISTORY_MS, Samples, sampleOf } from '../../src/dashboard/view.js';
+import { buildView, HISTORY_MS, latencyBetween, Samples, sampleOf } from '../../src/dashboard/view.js';
+import { DURATION_BUCKETS, type Durations } from '../../src/metrics/requests.js';
 
 const T0 = Date.parse('2026-12-01T10:00:00Z');
 
@@ -88,6 +89,34 @@ test('rates: per worker and in total, against the previous sample; a new PID has
   assert.equal(v.series[0]!.rps, 125);
   // Nothing before: no rate at all, not a made-up zero.
   assert.equal(buildView(now, T0, []).totals.rps, null);
+});
+
+/** Durations: `n` requests of `msEach` ms, counted in the default buckets (0.005, 0.01, 0.025 … s). */
+function durations(n: number, msEach: number, base?: Durations): Durations {
+  const buckets = [...(base?.buckets ?? new Array<number>(12).fill(0))];
+  const i = DURATION_BUCKETS.findIndex((b) => msEach / 1000 <= b);
+  buckets[i === -1 ? 11 : i]! += n;
+  return { count: (base?.count ?? 0) + n, sum: (base?.sum ?? 0) + (n * msEach) / 1000, buckets };
+}
+
+test('latency: the mean and the p99 bucket of the requests answered between two samples; a counter that went down counts from zero', () => {
+  const a = durations(1000, 3);
+  // 1 s later: 98 more at 3 ms and 2 at 40 ms: mean 3.74 ms, 99% within the 50 ms bucket.
+  const b = durations(2, 40, durations(98, 3, a));
+  const before = stats(1000, [worker(0, 11, 1000)], { durations: a });
+  const now = stats(1100, [worker(0, 11, 1100)], { durations: b });
+  const v = buildView(now, T0 + 1000, [sampleOf(before, T0)]);
+  assert.equal(v.totals.latencyMs?.toFixed(2), '3.74');
+  assert.equal(v.totals.p99Ms, 50);
+  assert.equal(v.series[0]!.latencyMs?.toFixed(2), '3.74');
+  assert.deepEqual(latencyBetween(b, b), { latencyMs: null, p99Ms: null }, 'no request: no latency');
+  assert.deepEqual(latencyBetween(null, null), { latencyMs: null, p99Ms: null }, 'not counted');
+  // A single-mode hot restart counts from zero: 10 requests of 1 ms since.
+  assert.equal(latencyBetween(b, durations(10, 1)).latencyMs, 1);
+  // Over the last bucket (10 s): no bound to show.
+  assert.equal(latencyBetween(null, durations(5, 20_000)).p99Ms, null);
+  const top = renderTop(v, { state: 'live', url: 'tcp://127.0.0.1:9999' }).join('\n');
+  assert.match(top, /^latency 3\.7 ms mean · p99 ≤ 50 ms/m);
 });
 
 test('restarts become bars from signal to done, with pause, kind, verdict and canary', () => {
