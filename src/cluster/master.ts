@@ -41,7 +41,7 @@ import { completeHotRestart } from './hot-restart.js';
 import { WorkerPool } from './pool.js';
 import { Recovery } from './recovery.js';
 import { MixedVersionWatch, resolveRelease } from './releases.js';
-import { clusterFds, clusterStats, servingPids } from './report.js';
+import { clusterFds, clusterStats, servingPids, statusLine } from './report.js';
 import { Rebalancer, slotGroups, slotKey } from './slots.js';
 import { stopWorkers } from './stop.js';
 import type { WorkerHandle } from './worker-handle.js';
@@ -268,7 +268,7 @@ export class Master implements Runner {
       },
       'nserve booted',
       'workers booted',
-      this.statusLine(),
+      statusLine(this),
     );
     this.warnIfHotRestartCannotFit();
   }
@@ -320,18 +320,11 @@ export class Master implements Runner {
     if (!this.launcher.restartEnded()) return;
     this.pool.standbys.release();
     this.mixedVersions.restartEnded();
-    this.launcher.running(reason, this.statusLine());
+    this.launcher.running(reason, statusLine(this));
     for (let i = 0; i < this.count; i++) {
       const w = this.pool.workers[i];
       if (w === undefined || !w.alive) this.recovery.scheduleReplacement(i);
     }
-  }
-
-  /** A STATUS= line a person can read in `systemctl status`. */
-  private statusLine(): string {
-    const serving = this.pool.current().filter((w) => w.serving).length;
-    const requests = this.pool.tracked().reduce((n, w) => n + w.stats.requests, 0);
-    return `cluster: ${serving}/${this.count} workers, phase ${this.generation}, ${requests} requests`;
   }
 
   perform(action: RunnerAction, options?: ActionOptions): ControlAnswer {
@@ -374,7 +367,7 @@ export class Master implements Runner {
 
   private onHealthTick(): void {
     setProcessTitle({ role: 'master', app: this.config.app, generation: this.generation });
-    if (this.lifecycle.is('running')) native.notify(`STATUS=${this.statusLine()}`);
+    if (this.lifecycle.is('running')) native.notify(`STATUS=${statusLine(this)}`);
     this.recovery.checkHealth(Date.now());
   }
 

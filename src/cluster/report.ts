@@ -64,6 +64,13 @@ function clusterDurations(m: Master): Durations | null {
   return durationsOf(all);
 }
 
+/** A STATUS= line a person can read in `systemctl status`. */
+export function statusLine(m: Master): string {
+  const serving = m.pool.current().filter((w) => w.serving).length;
+  const requests = m.pool.tracked().reduce((n, w) => n + w.stats.requests, 0);
+  return `cluster: ${serving}/${m.count} workers, phase ${m.generation}, ${requests} requests`;
+}
+
 /** The current generation's booted workers: what a hot restart would boot again. */
 export function servingPids(m: Pick<Master, 'pool'>): number[] {
   return m.pool
