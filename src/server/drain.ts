@@ -130,7 +130,7 @@ export function drainConnections(
         if (stream !== undefined) {
           // HTTP/2: end this stream only (END_STREAM). Its connection carries the session's other
           // streams, requests among them; the GOAWAY of beginDraining closes it once they are done.
-          res.end();
+          endForApp(res);
           setTimeout(() => {
             if (!stream.closed) stream.close(); // RST_STREAM(NO_ERROR): the response was complete
           }, 2000).unref();
@@ -138,7 +138,7 @@ export function drainConnections(
         }
         // The stream's last chunk, then FIN: the client sees the stream end and reconnects.
         const sock = connectionOf(res);
-        res.end(() => sock?.end());
+        endForApp(res, () => sock?.end());
         if (sock !== null) {
           ended.add(sock);
           setTimeout(() => sock.destroy(), 2000).unref();
@@ -181,6 +181,28 @@ export function drainConnections(
     timer = setInterval(tick, 20);
     tick();
   });
+}
+
+/**
+ * End a response the app still holds (a long-lived one, past its grace). The app cannot know, and its
+ * next write (an event stream's timer) would be an error: an uncaught ERR_STREAM_WRITE_AFTER_END in
+ * HTTP/1 (the process would go down with every request in flight), a RST_STREAM(INTERNAL_ERROR) in
+ * HTTP/2 that resets the stream whose END_STREAM was just queued. From here its writes and ends are
+ * dropped; their callbacks still run.
+ */
+function endForApp(res: http.ServerResponse, then?: () => void): void {
+  if (then === undefined) res.end();
+  else res.end(then);
+  const dropped = (...args: unknown[]): boolean => {
+    const cb = args.at(-1);
+    if (typeof cb === 'function') process.nextTick(cb as () => void);
+    return false;
+  };
+  res.write = dropped;
+  res.end = (...args: unknown[]) => {
+    dropped(...args);
+    return res;
+  };
 }
 
 /**
