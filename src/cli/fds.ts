@@ -4,11 +4,18 @@ import type { Command } from 'commander';
 import { errorCode, usageError } from '../errors.js';
 import { formatFdTable, inspect, type ProcessFds, withoutNodeFds } from '../os/descriptors.js';
 import { childProcesses } from '../os/proc.js';
+import { titleWorkerIndex } from '../os/title.js';
 import { workerIndexFromEnviron } from '../restart/handoff.js';
 
+/**
+ * A worker's index: its environment's, or its title's for a woken standby (started before it had an
+ * index: its environment, as /proc shows it, is the one it was started with).
+ */
 function workerIndex(pid: number): number | undefined {
   try {
-    return workerIndexFromEnviron(fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0'));
+    const fromEnv = workerIndexFromEnviron(fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0'));
+    if (fromEnv !== undefined) return fromEnv;
+    return titleWorkerIndex(fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0] ?? '');
   } catch {
     return undefined;
   }

@@ -38,6 +38,12 @@ export function titleRole(argv0: string): TitleRole['role'] | undefined {
   return /^nserve (master|single|worker|standby)( |$)/.exec(argv0)?.[1] as TitleRole['role'] | undefined;
 }
 
+/** The worker index a title names (`nserve worker 3 gen 1` → 3), or undefined. */
+export function titleWorkerIndex(argv0: string): number | undefined {
+  const m = /^nserve worker (\d+)( |$)/.exec(argv0);
+  return m === null ? undefined : Number(m[1]);
+}
+
 let current: string | undefined;
 
 /** Set the title (a no-op when it is already this): cheap enough to call on every health tick. */

@@ -3,6 +3,7 @@
 // once they booted; a standby running older nserve code than what is installed is never woken; a stop
 // leaves no process behind.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, type TestContext, test } from 'node:test';
@@ -13,6 +14,7 @@ import { now } from '../helpers/logged-process.js';
 import { makeReleases, versions } from '../helpers/releases.js';
 import { restart } from '../helpers/restart.js';
 import {
+  CLI,
   childPids,
   killAll,
   processAlive,
@@ -132,6 +134,19 @@ test('a crashed worker is replaced by the standby', { timeout: 60_000 }, async (
   const replaced = await srv.waitForEvent('worker.replaced', 20_000);
   assert.equal(Number(replaced.workerPid), standby, `${JSON.stringify(replaced)}`);
   await standbysReady(srv, 1, [standby!]);
+  // `nserve fds --pid` (read from /proc) lists the woken standby as the worker it became.
+  const fds = execFileSync(process.execPath, [CLI, 'fds', '--pid', String(srv.pid), '--json'], {
+    encoding: 'utf8',
+  });
+  const procs = JSON.parse(fds) as { pid: number; role: string; index?: number }[];
+  const workers = procs.filter((p) => p.role === 'worker');
+  assert.equal(workers.length, 2, fds.slice(0, 300));
+  const woken = workers.find((w) => w.pid === standby);
+  assert.equal(
+    woken?.index,
+    Number(replaced.worker),
+    `the woken standby is worker ${String(replaced.worker)}`,
+  );
   assert.equal((await getJson(port)).status, 200);
 });
 

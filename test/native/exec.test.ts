@@ -8,6 +8,10 @@ import { killPid, nodeFixture, tempDir, until } from './helpers.js';
 
 const T = { timeout: 30_000 };
 
+// A test below sends this process SIGUSR2. Node 24's test runner starts its test processes with
+// diagnostic reports on signal (SIGUSR2) turned on: each run would leave a report.*.json in the cwd.
+process.report.reportOnSignal = false;
+
 /** The signal lines of /proc/thread-self/status: blocked (this thread), ignored, caught. */
 function signalState(): Record<string, string> {
   const status = readFileSync('/proc/thread-self/status', 'utf8');
