@@ -22,6 +22,7 @@ export function installSignalHandlers(
   options: { certs?: boolean } = {},
 ): () => void {
   closeStrayInspector(log);
+  warnReportSignal(log);
   // bin/nserve.js catches restart signals before any module loads (Node resets ignored signals to their
   // default, fatal, action at start-up); what arrived while booting is coalesced into "ignored".
   const early = (globalThis as { __nserveEarlySignals?: EarlySignals }).__nserveEarlySignals;
@@ -100,5 +101,23 @@ export function closeStrayInspector(log: Logger): void {
     'signal.inspector.closed',
     { code: 'ERR_NSERVE_INSPECTOR' },
     'closed the inspector that a SIGUSR1 during start-up had opened',
+  );
+}
+
+/**
+ * Node's `--report-on-signal` (in NODE_OPTIONS, say) writes a diagnostic report on `--report-signal`,
+ * SIGUSR2 unless told otherwise: nserve's hot restart. Both happen, so every deploy would also write a
+ * report of several hundred KB into the report directory. Say so once at boot; the user chose the flag.
+ */
+function warnReportSignal(log: Logger): void {
+  const report = process.report;
+  if (report === undefined || !report.reportOnSignal) return;
+  const cmd = SIGNAL_COMMANDS.find((c) => c.signal === report.signal);
+  if (cmd === undefined) return;
+  logEvent(
+    log,
+    'signal.report.shared',
+    { signal: cmd.signal, action: cmd.action },
+    `--report-on-signal writes a diagnostic report on ${cmd.signal}, nserve's ${cmd.action} signal: each ${cmd.action} also writes one (into ${report.directory === '' ? 'the working directory' : report.directory}); give --report-signal a signal nserve does not use, e.g. --report-signal=SIGPWR`,
   );
 }

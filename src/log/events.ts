@@ -102,6 +102,7 @@ export const EVENTS = {
   'signal.ignored': ['warn', 'A signal was ignored: its action is refused now (the reason says why).'],
   'signal.booting.ignored': ['warn', 'Signals received while booting were ignored.'],
   'signal.inspector.closed': ['warn', 'An inspector opened by a SIGUSR1 during start-up was closed (ERR_NSERVE_INSPECTOR).'],
+  'signal.report.shared': ['warn', "Node's --report-on-signal listens on one of nserve's signals: each time it is sent, a diagnostic report is written too."],
   'control.server.listening': ['info', 'The control server listens (url, auth).'],
   'control.action.requested': ['info', 'A control action was requested and will run.'],
   'control.action.accepted': ['info', 'A control action was accepted.'],

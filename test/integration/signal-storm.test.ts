@@ -116,3 +116,29 @@ for (const mode of MODES) {
     assertOnlyTheBind(srv, port, 'after the storm');
   });
 }
+
+test("Node's --report-on-signal on SIGUSR2 (its default) is named at boot: every hot restart would write a report; on another signal, no warning", {
+  timeout: 30_000,
+}, async (t) => {
+  const root = makeReleases(t, versions(1), 'v1');
+  for (const [flags, warned] of [
+    ['--report-on-signal', true],
+    ['--report-on-signal --report-signal=SIGPWR', false],
+  ] as const) {
+    const { srv } = await serveCurrent(t, root, {
+      env: { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} ${flags}`.trim() },
+    });
+    if (warned) {
+      const line = await srv.waitForEvent('signal.report.shared', 10_000);
+      assert.equal(line.signal, 'SIGUSR2', flags);
+      assert.match(String(line.msg), /--report-signal=SIGPWR/);
+    } else {
+      // Logged at boot if at all: by the end of a hot restart (SIGUSR2, no report on it) it would be there.
+      await restart(srv, 'hot');
+      const line = srv.lines.find((l) => isEvent(l, 'signal.report.shared'));
+      assert.equal(line, undefined, `${flags}: ${JSON.stringify(line)}`);
+    }
+    srv.signal('SIGTERM');
+    assert.equal((await srv.waitExit()).code, 0);
+  }
+});
