@@ -13,6 +13,13 @@ export function fetchListener(fetch: FetchHandler): RequestListener {
 }
 
 async function serveFetch(fetch: FetchHandler, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  // Watched from the start: the client may go away while the app is still answering.
+  let open = true;
+  let onClose = (): void => {};
+  res.once('close', () => {
+    open = false;
+    onClose();
+  });
   // Over HTTP/2 (an ssl:// bind with alpn=h2) the host is the :authority pseudo-header.
   const authority = req.headers[':authority'];
   const host = req.headers.host ?? (typeof authority === 'string' ? authority : 'localhost');
@@ -43,11 +50,33 @@ async function serveFetch(fetch: FetchHandler, req: IncomingMessage, res: Server
   if (req.httpVersionMajor >= 2) res.writeHead(response.status, outHeaders);
   else res.writeHead(response.status, response.statusText, outHeaders);
   if (response.body === null || method === 'HEAD') {
+    response.body?.cancel().catch(() => {});
     res.end();
     return;
   }
-  for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-    if (!res.write(chunk)) await new Promise<void>((resolve) => res.once('drain', resolve));
+  // Once the response closes (the client went away, or a drain ended an event stream) the app's stream is
+  // cancelled: its cancel() runs (an event stream's timer stops), and nothing waits for a 'drain' that
+  // cannot come while the stream goes on queueing chunks nobody reads.
+  const reader = response.body.getReader();
+  onClose = () => void reader.cancel().catch(() => {});
+  if (!open) onClose();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done || !open) break;
+    if (!res.write(value) && open) await drainOrClose(res);
   }
-  res.end();
+  if (open) res.end();
+}
+
+/** Resolves at the response's next 'drain', or its 'close' (after which no 'drain' comes). */
+function drainOrClose(res: ServerResponse): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = (): void => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.once('drain', done);
+    res.once('close', done);
+  });
 }

@@ -38,9 +38,9 @@ export function titleRole(argv0: string): TitleRole['role'] | undefined {
   return /^nserve (master|single|worker|standby)( |$)/.exec(argv0)?.[1] as TitleRole['role'] | undefined;
 }
 
-/** The worker index a title names (`nserve worker 3 gen 1` → 3), or undefined. */
+/** The worker index a whole title names (`nserve worker 3 gen 1` → 3); undefined for one cut short. */
 export function titleWorkerIndex(argv0: string): number | undefined {
-  const m = /^nserve worker (\d+)( |$)/.exec(argv0);
+  const m = /^nserve worker (\d+) gen \d+$/.exec(argv0);
   return m === null ? undefined : Number(m[1]);
 }
 

@@ -191,8 +191,9 @@ export function drainConnections(
  * dropped; their callbacks still run.
  */
 function endForApp(res: http.ServerResponse, then?: () => void): void {
-  if (then === undefined) res.end();
-  else res.end(then);
+  // `then` on 'finish', not as end's argument: a middleware's wrapper of res.end may take it for a chunk.
+  if (then !== undefined) res.once('finish', then);
+  res.end();
   const dropped = (...args: unknown[]): boolean => {
     const cb = args.at(-1);
     if (typeof cb === 'function') process.nextTick(cb as () => void);

@@ -137,6 +137,7 @@ test('a crashed worker is replaced by the standby', { timeout: 60_000 }, async (
   // `nserve fds --pid` (read from /proc) lists the woken standby as the worker it became.
   const fds = execFileSync(process.execPath, [CLI, 'fds', '--pid', String(srv.pid), '--json'], {
     encoding: 'utf8',
+    timeout: 15_000,
   });
   const procs = JSON.parse(fds) as { pid: number; role: string; index?: number }[];
   const workers = procs.filter((p) => p.role === 'worker');
