@@ -6,6 +6,7 @@ import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { finishOnOldCode } from '../app/drain-api.js';
 import { type Connections, connectionOf, h2StreamOf, isH2, responseClass, STATE } from './connections.js';
+import { dropWrites } from './ended.js';
 import { endWebSocket } from './websocket-close.js';
 
 /** What a drain did with long-lived connections, in words (one log line; the same in both modes). */
@@ -183,27 +184,12 @@ export function drainConnections(
   });
 }
 
-/**
- * End a response the app still holds (a long-lived one, past its grace). The app cannot know, and its
- * next write (an event stream's timer) would be an error: an uncaught ERR_STREAM_WRITE_AFTER_END in
- * HTTP/1 (the process would go down with every request in flight), a RST_STREAM(INTERNAL_ERROR) in
- * HTTP/2 that resets the stream whose END_STREAM was just queued. From here its writes and ends are
- * dropped; their callbacks still run.
- */
+/** End a response the app still holds (a long-lived one, past its grace); `then` once it is flushed. */
 function endForApp(res: http.ServerResponse, then?: () => void): void {
   // `then` on 'finish', not as end's argument: a middleware's wrapper of res.end may take it for a chunk.
   if (then !== undefined) res.once('finish', then);
   res.end();
-  const dropped = (...args: unknown[]): boolean => {
-    const cb = args.at(-1);
-    if (typeof cb === 'function') process.nextTick(cb as () => void);
-    return false;
-  };
-  res.write = dropped;
-  res.end = (...args: unknown[]) => {
-    dropped(...args);
-    return res;
-  };
+  dropWrites(res);
 }
 
 /**

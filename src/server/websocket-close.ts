@@ -10,6 +10,7 @@
 // whether the app already sent a close frame (opcode 0x8). After ours, nothing the app writes is sent (an
 // endpoint sends nothing after its close frame); the FIN follows the client's answer, or a short timeout.
 import type { Socket } from 'node:net';
+import { dropWrites } from './ended.js';
 
 const OP_CLOSE = 0x8;
 /** 1012: the server is restarting; clients reconnect (RFC 6455 registry). */
@@ -129,6 +130,7 @@ function closeFrame(code: number): Buffer {
 export function endWebSocket(sock: Socket, watch: WebSocketWatch | undefined): boolean {
   if (watch === undefined || watch.closeSent || !watch.atFrameBoundary || !sock.writable) {
     sock.end(); // FIN after the pending writes; never a reset with unread data
+    dropWrites(sock);
     return false;
   }
   sock.write(closeFrame(CLOSE_SERVICE_RESTART));

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import * as http from 'node:http';
 import * as http2 from 'node:http2';
+import * as net from 'node:net';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { restart } from '../helpers/restart.js';
@@ -235,5 +236,64 @@ test('a fetch app’s event stream (a web ReadableStream) is cancelled, its canc
   assert.deepEqual(await srv.waitExit(15_000), { code: 0, signal: null });
   assert.equal(await open.outcome, 'ended');
   assert.equal(cancelled(), 2, 'the stream open at the stop was cancelled too');
+  assertNoUncaught(srv);
+});
+
+// An app that answers an `Upgrade` itself on the raw socket, writing every millisecond, with no 'error'
+// listener on it (Node's server removes its own at the upgrade).
+const RAW_UPGRADE_APP = `import http from 'node:http';
+const server = http.createServer((req, res) => {
+  if (req.url !== '/slow') return res.end('ok');
+  res.writeHead(200, { 'content-type': 'application/json' });
+  res.flushHeaders();
+  setTimeout(() => res.end(JSON.stringify({ pid: process.pid })), 600);
+});
+server.on('upgrade', (req, sock) => {
+  sock.write('HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: tick\\r\\nConnection: Upgrade\\r\\n\\r\\n');
+  const tick = setInterval(() => sock.write('tick\\n'), 1);
+  sock.on('close', () => clearInterval(tick));
+});
+server.listen(process.env.PORT);
+`;
+
+/** A raw `Upgrade: tick` client: `upgraded` once the 101 came, `outcome` how the connection ended. */
+function rawUpgrade(port: number): { upgraded: Promise<void>; outcome: Promise<string> } {
+  const sock = net.connect({ host: '127.0.0.1', port });
+  const upgraded = new Promise<void>((resolve) => {
+    let got = '';
+    const onData = (c: Buffer): void => {
+      got += c.toString('latin1');
+      if (!got.startsWith('HTTP/1.1 101')) return;
+      sock.off('data', onData);
+      resolve();
+    };
+    sock.on('data', onData);
+  });
+  const outcome = new Promise<string>((resolve) => {
+    sock.resume();
+    sock.on('end', () => resolve('FIN'));
+    sock.on('error', (err) => resolve(`error ${err.message}`));
+  });
+  sock.on('connect', () =>
+    sock.write('GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tick\r\n\r\n'),
+  );
+  return { upgraded, outcome };
+}
+
+test('a raw upgraded connection nserve ends at a stop takes the app’s later writes quietly: FIN, the request in flight answered, exit 0', {
+  timeout: 30_000,
+}, async (t) => {
+  t.after(killAll);
+  const app = writeApp(tmpDir(t), RAW_UPGRADE_APP);
+  const { srv, port } = await serveApp(t, app, { args: ['--long-lived-grace', '0.3'] });
+  const clients = Array.from({ length: 4 }, () => rawUpgrade(port));
+  await Promise.all(clients.map((c) => c.upgraded));
+  // A slow request keeps the drain, and the app's timers, going after the upgraded sockets are ended.
+  const slow = slowRequest(port);
+  await slow.responded;
+  srv.signal('SIGTERM');
+  assert.deepEqual(await srv.waitExit(15_000), { code: 0, signal: null });
+  assert.equal(await slow.done, '200 answered', 'the request in flight at the stop was answered');
+  assert.deepEqual(await Promise.all(clients.map((c) => c.outcome)), Array(4).fill('FIN'));
   assertNoUncaught(srv);
 });
