@@ -89,7 +89,9 @@ export async function runTop(opts: TopOptions): Promise<number> {
       out.off('resize', draw);
       if (stdin.isTTY) stdin.setRawMode(false);
       stdin.off('data', onKey);
-      stdin.pause();
+      // Stop reading now, not only pause: a paused TTY stream goes on reading into its buffer, so what the
+      // user types while top exits would be lost with it instead of reaching the shell.
+      stdin.destroy();
       out.write(ALT_SCREEN_OFF);
       if (err === undefined) resolve(code);
       else reject(err);

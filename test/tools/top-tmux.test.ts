@@ -25,6 +25,17 @@ function tmux(...args: string[]): string {
 const pane = (): string => tmux('capture-pane', '-p', '-t', 'top');
 const flag = (name: string): string => tmux('display-message', '-p', '-t', 'top', `#{${name}}`).trim();
 
+/**
+ * Once top's process has exited and the shell is the pane's foreground process again. Its screen is
+ * restored before it exits: keys typed in between would still reach top (raw mode), not the shell.
+ */
+const shellInFront = (): Promise<true> =>
+  until(
+    'the shell in the foreground again',
+    () => (flag('pane_current_command') === 'sh' ? true : undefined),
+    10_000,
+  );
+
 before(() => {
   const r = spawnSync('tmux', ['-V'], { stdio: 'ignore' });
   assert.ok(
@@ -93,8 +104,9 @@ test('nserve top in an 80-column tmux pane: a hot restart shows live; q and Ctrl
   tmux('send-keys', '-t', 'top', 'q');
   await until('top exits on q', () => (flag('alternate_on') === '0' ? true : undefined), 5000);
   assert.equal(flag('cursor_flag'), '1', 'cursor hidden after q');
+  await shellInFront();
   tmux('send-keys', '-t', 'top', 'echo typed-after-q', 'Enter');
-  await until('the shell echoes again', () => (/^typed-after-q$/m.test(pane()) ? true : undefined), 5000);
+  await until('the shell echoes again', () => (/^typed-after-q$/m.test(pane()) ? true : undefined), 10_000);
 
   // Ctrl-C: the same.
   tmux('send-keys', '-t', 'top', command, 'Enter');
@@ -104,10 +116,11 @@ test('nserve top in an 80-column tmux pane: a hot restart shows live; q and Ctrl
   tmux('send-keys', '-t', 'top', 'C-c');
   await until('top exits on Ctrl-C', () => (flag('alternate_on') === '0' ? true : undefined), 5000);
   assert.equal(flag('cursor_flag'), '1', 'cursor hidden after Ctrl-C');
+  await shellInFront();
   tmux('send-keys', '-t', 'top', 'echo typed-after-ctrl-c', 'Enter');
   await until(
     'the shell echoes again',
     () => (/^typed-after-ctrl-c$/m.test(pane()) ? true : undefined),
-    5000,
+    10_000,
   );
 });
