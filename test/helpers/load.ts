@@ -310,6 +310,18 @@ export function assertNoFailedRequests(result: LoadResult): void {
   );
 }
 
+/** Stop the load and report its figures (t.diagnostic). */
+export async function stopAndReport(
+  load: Load,
+  t: { diagnostic(message: string): void },
+): Promise<LoadResult> {
+  const result = await load.stop();
+  t.diagnostic(
+    `requests ok=${result.ok} failed=${result.failed} p50=${result.p50}ms p99=${result.p99}ms max=${result.maxMs}ms`,
+  );
+  return result;
+}
+
 /**
  * Stop the load, report its figures (t.diagnostic) and assert that no request failed: the end of every
  * restart-under-load test.
@@ -318,10 +330,7 @@ export async function stopWithoutFailures(
   load: Load,
   t: { diagnostic(message: string): void },
 ): Promise<LoadResult> {
-  const result = await load.stop();
-  t.diagnostic(
-    `requests ok=${result.ok} failed=${result.failed} p50=${result.p50}ms p99=${result.p99}ms max=${result.maxMs}ms`,
-  );
+  const result = await stopAndReport(load, t);
   assertNoFailedRequests(result);
   return result;
 }

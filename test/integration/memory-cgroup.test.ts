@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { after, type TestContext, test } from 'node:test';
 import { MB, makeCgroup, readNumber, setLimit, whyNoCgroups } from '../helpers/cgroup.js';
 import { ctl } from '../helpers/control.js';
-import { getJson, Load, stopWithoutFailures } from '../helpers/load.js';
+import { assertNoFailedRequests, getJson, Load, stopAndReport } from '../helpers/load.js';
 import { now } from '../helpers/logged-process.js';
 import { makeReleases, switchRelease } from '../helpers/releases.js';
 import { signalRestart } from '../helpers/restart.js';
@@ -111,7 +111,7 @@ test("nserve -w 2 in a memory cgroup: ctl stats shows its limit; booting workers
   assert.match(status.stdout, /^memory working set .* of 1\.0 GB limit \(cgroup v1\)/m);
 });
 
-test('a hot restart whose new workers run the cgroup out of memory: a booting worker is OOM-killed, the restart abandoned, 0 failed requests', {
+test('a hot restart whose new workers run the cgroup out of memory: a booting worker is OOM-killed, the restart abandoned, no request fails unless the kernel takes a serving worker too (named, replaced)', {
   skip: NO_CGROUPS,
 }, async (t) => {
   const cgroup = makeCgroup(t, 1024 * MB);
@@ -130,21 +130,42 @@ test('a hot restart whose new workers run the cgroup out of memory: a booting wo
   switchRelease(root, 'v2');
   const outcome = await signalRestart(srv, 'hot', { deadlineMs: 30_000 });
   await load.roundsSince(now(), 3);
-  await stopWithoutFailures(load, t);
+  const result = await stopAndReport(load, t);
   assert.equal(outcome.ok, false, `the restart ended with: ${String(outcome.line.msg)}`);
   assert.match(
     String(outcome.line.msg),
-    /^hot restart abandoned, old workers keep serving: worker \d was killed by the OOM killer while booting \(SIGKILL; oom_kill 0 → [12] in the cgroup's memory\.oom_control\)/,
+    /^hot restart abandoned, old workers keep serving: worker \d was killed by the OOM killer while booting \(SIGKILL; oom_kill \d+ → \d+ in the cgroup's memory\.oom_control\)/,
   );
   const kills = Number(
     /^oom_kill (\d+)$/m.exec(fs.readFileSync(path.join(cgroup, 'memory.oom_control'), 'utf8'))?.[1],
   );
-  assert.ok(kills >= 1, `the kernel counted the kill (oom_kill ${kills})`);
-  // The old workers served throughout, and still do, on the old code.
-  assert.deepEqual(
-    childPids(srv.pid).filter((p) => old.includes(p)),
-    old,
+  // The kernel may take a serving worker as well, and nserve cannot prevent it: a killed process leaves
+  // the cgroup's task list before its memory is given back, and an allocation in between (the master's
+  // own start-up after its exec) finds the cgroup still full and no booting worker left to kill. Seen
+  // once in CI on Node 26 (dmesg): both booting workers killed (+0, +50 ms), then a serving one (+56 ms),
+  // with the cgroup at its 205 MB limit and its live processes holding 49 MB of it. What nserve owes
+  // then: to name the kill, replace the worker, and lose no more than the requests it held.
+  const servingKilled = srv.lines.filter(
+    (l) => isEvent(l, 'worker.oom-killed') && old.includes(Number(l.workerPid)),
   );
+  if (servingKilled.length === 0) {
+    assertNoFailedRequests(result);
+    // The old workers served throughout, and still do, on the old code.
+    assert.deepEqual(
+      childPids(srv.pid).filter((p) => old.includes(p)),
+      old,
+    );
+  } else {
+    t.diagnostic(
+      `the kernel also killed serving worker(s) ${servingKilled.map((l) => l.workerPid).join(', ')}`,
+    );
+    assert.ok(kills >= 2, `a booting and a serving worker: oom_kill ${kills}`);
+    assert.ok(
+      result.failures.every((f) => f.kind === 'reset') && result.failed <= 5 * servingKilled.length,
+      `only the requests the killed worker held (5 clients): ${JSON.stringify(result.byKind)}`,
+    );
+    await until('a replacement for the killed serving worker', () => childPids(srv.pid).length === 2, 15_000);
+  }
   assert.equal((await getJson(port)).body.version, 'v1');
 });
 
